@@ -1,0 +1,16 @@
+//! Compiles `proto/io/cloudevents/v1/cloudevent.proto` with the vendored `protoc`
+//! (no system protobuf compiler needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("io/cloudevents/v1/cloudevent.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_with_config(
+        config,
+        &[file],
+        &[root],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! # maestro-api: the Maestro / OCM wire model
+//!
+//! Pure types and codecs, no I/O. Everything here follows `shared/docs/protocol.md`
+//! ("the protocol") to the letter, because interoperating with Go Maestro and the OCM work
+//! agent depends on exact strings, field names and numbers.
+//!
+//! Module map:
+//! - [`types`]: CloudEvent `type` strings (`<group>.<version>.<resource>.<subresource>.<action>`,
+//!   protocol.md §2).
+//! - [`ext`]: extension attribute names and their typing rules (protocol.md §3.2).
+//! - [`payload`]: ManifestBundle, ManifestBundleStatus and resync payloads (protocol.md §4).
+//! - [`validate`]: agent-side bundle validation (protocol.md §4.1) and server-side manifest
+//!   validation (maestro-reference.md §2.3).
+//! - [`codec`]: building and decoding spec, status and resync events.
+//! - [`snowflake`]: sequence ids (protocol.md §6.2).
+//! - [`statushash`]: the status hash (protocol.md §5.4).
+//! - [`grpc`]: the OCM gRPC attribute mapping (protocol.md §7.1.2) and the generated
+//!   `io.cloudevents.v1` protobuf types and service stubs ([`pb`]).
+//! - [`json`]: structured-mode CloudEvent JSON (used for storage and by structured transports).
+//!
+//! The in-memory event model is `cloudevents::Event` (re-exported as [`Event`]).
+
+pub mod codec;
+pub mod error;
+pub mod ext;
+pub mod grpc;
+pub mod json;
+pub mod payload;
+pub mod snowflake;
+pub mod statushash;
+pub mod types;
+pub mod validate;
+
+pub use cloudevents::{AttributesReader, AttributesWriter, Data, Event, EventBuilder, EventBuilderV10};
+pub use error::{Error, Result};
+
+/// Generated protobuf messages and tonic service stubs for `io.cloudevents.v1`
+/// (`proto/io/cloudevents/v1/cloudevent.proto`, protocol.md §7.1.1).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("io.cloudevents.v1");
+}

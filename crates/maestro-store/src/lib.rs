@@ -1,0 +1,201 @@
+//! # maestro-store: persistence with a transactional outbox
+//!
+//! The [`Store`] trait and its two implementations: [`sqlite::SqliteStore`] (embedded
+//! default: one file, or in-memory) and [`postgres::PostgresStore`] (production, HA).
+//! Migrations live in `migrations/sqlite` and `migrations/postgres` at the workspace root and
+//! are embedded with `sqlx::migrate!`.
+//!
+//! Rules every implementation keeps (architecture.md §5, §6):
+//! - every spec write (create, update, mark deleting) appends a spec outbox row
+//!   ([`SpecEventRow`]) **in the same transaction** as the resource change;
+//! - every accepted status write appends a status event row ([`StatusEventRow`]) in the same
+//!   transaction;
+//! - versions start at 1 and grow by one per spec change; an update naming another version
+//!   is a [`StoreError::Conflict`] (0 means "latest", protocol.md §6.1);
+//! - deletion is soft (`deleted_at`) until the agent reports `Deleted`, then the row is removed;
+//! - a failed call leaves the stored data unchanged.
+
+pub mod model;
+pub mod postgres;
+pub mod sqlite;
+pub mod testing;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+pub use model::*;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No row with that key.
+    #[error("{kind} {key:?} not found")]
+    NotFound {
+        /// `consumer` or `resource`.
+        kind: &'static str,
+        /// The id or name looked up.
+        key: String,
+    },
+    /// The write conflicts with the stored state (stale version, name taken, id exists,
+    /// resource being deleted).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The consumer is still referenced by resources and cannot be deleted.
+    #[error("consumer {0:?} still has resource bundles; delete them first")]
+    ConsumerInUse(String),
+    /// A resource names a consumer that does not exist.
+    #[error("unknown consumer {0:?}")]
+    UnknownConsumer(String),
+    /// The input is invalid (e.g. a negative page).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored JSON could not be read back.
+    #[error("corrupt stored JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// True for failures that may succeed later (database unavailable, pool timeout).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Database(e) if !matches!(e, sqlx::Error::RowNotFound | sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)))
+    }
+}
+
+/// `Result` with [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The persistence interface of the server. Implementations are cheap to clone behind an
+/// `Arc` and safe to call concurrently.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    /// A signal fired after every commit that appended spec outbox rows.
+    fn spec_signal(&self) -> Arc<tokio::sync::Notify>;
+
+    /// A signal fired after every commit that appended status event rows.
+    fn status_signal(&self) -> Arc<tokio::sync::Notify>;
+
+    // ---- consumers ----
+
+    /// Creates a consumer. The id is generated (UUID v4); the name defaults to the id.
+    /// Errors: [`StoreError::Conflict`] when the name is taken.
+    async fn create_consumer(&self, new: NewConsumer) -> Result<Consumer>;
+
+    /// A consumer by id. Errors: [`StoreError::NotFound`].
+    async fn get_consumer(&self, id: &str) -> Result<Consumer>;
+
+    /// A consumer by name. Errors: [`StoreError::NotFound`].
+    async fn get_consumer_by_name(&self, name: &str) -> Result<Consumer>;
+
+    /// One page of consumers, ordered by creation time then id.
+    async fn list_consumers(&self, query: &ConsumerQuery) -> Result<Page<Consumer>>;
+
+    /// Replaces a consumer's labels. Errors: [`StoreError::NotFound`].
+    async fn set_consumer_labels(&self, id: &str, labels: Labels) -> Result<Consumer>;
+
+    /// Deletes a consumer. Errors: [`StoreError::NotFound`]; [`StoreError::ConsumerInUse`]
+    /// when any resource (even one being deleted) references it.
+    async fn delete_consumer(&self, id: &str) -> Result<()>;
+
+    // ---- resources (spec side) ----
+
+    /// Inserts a resource at version 1 and appends a `Create` spec outbox row.
+    /// Errors: [`StoreError::UnknownConsumer`]; [`StoreError::Conflict`] when the id exists.
+    async fn create_resource(&self, new: NewResource) -> Result<Resource>;
+
+    /// Replaces a resource's spec payload. `expected_version` 0 means "latest"; any other
+    /// value must equal the stored version. An unchanged payload is a no-op (no version bump,
+    /// no outbox row). Otherwise version + 1 and an `Update` outbox row.
+    /// Errors: [`StoreError::NotFound`]; [`StoreError::Conflict`] on a stale version or when
+    /// the resource is being deleted.
+    async fn update_resource(&self, id: &str, expected_version: i64, payload: serde_json::Value) -> Result<Resource>;
+
+    /// Marks a resource deleting (soft delete) and appends a `Delete` outbox row. Idempotent:
+    /// an already-deleting resource is returned unchanged without a new row. `Ok(None)` when
+    /// the id is unknown.
+    async fn mark_deleting(&self, id: &str) -> Result<Option<Resource>>;
+
+    /// A resource by id, including one being deleted. Errors: [`StoreError::NotFound`].
+    async fn get_resource(&self, id: &str) -> Result<Resource>;
+
+    /// One page of resources (including deleting ones), ordered by creation time then id.
+    async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>>;
+
+    /// Every resource of a consumer, including deleting ones (spec resync, status resync).
+    async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>>;
+
+    /// Every resource created by a source, including deleting ones (source status resync).
+    async fn resources_for_source(&self, source: &str) -> Result<Vec<Resource>>;
+
+    // ---- status side ----
+
+    /// Applies an agent status under the acceptance rules of architecture.md §5 in one
+    /// transaction; see [`StatusOutcome`]. Accepted writes append a status event row.
+    async fn apply_status(&self, write: StatusWrite) -> Result<StatusOutcome>;
+
+    // ---- outbox ----
+
+    /// Up to `limit` pending spec outbox rows, oldest first.
+    async fn pending_spec_events(&self, limit: i64) -> Result<Vec<SpecEventRow>>;
+
+    /// Marks spec outbox rows done.
+    async fn complete_spec_events(&self, seqs: &[i64]) -> Result<()>;
+
+    /// Up to `limit` status event rows with `seq > after`, oldest first.
+    async fn status_events_after(&self, after: i64, limit: i64) -> Result<Vec<StatusEventRow>>;
+
+    /// The highest status event `seq` (0 when none).
+    async fn last_status_event_seq(&self) -> Result<i64>;
+
+    /// Deletes status event rows with `seq <= upto`; returns how many.
+    async fn prune_status_events(&self, upto: i64) -> Result<u64>;
+
+    /// Checks the database answers (readiness).
+    async fn ping(&self) -> Result<()>;
+}
+
+/// A shared store.
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens a store from a URL: `sqlite::memory:`, `sqlite://path/to/file.db` (created if
+/// missing) or `postgres://…`. Runs migrations.
+///
+/// # Errors
+/// [`StoreError::Invalid`] for an unknown scheme; database and migration errors.
+pub async fn open(url: &str) -> Result<DynStore> {
+    let store: DynStore = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(postgres::PostgresStore::connect(url).await?)
+    } else if url.starts_with("sqlite:") {
+        Arc::new(sqlite::SqliteStore::connect(url).await?)
+    } else {
+        return Err(StoreError::Invalid(format!(
+            "unsupported database URL {:?}: use sqlite::memory:, sqlite://FILE or postgres://…",
+            redact(url)
+        )));
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// A URL with any password replaced by `***`, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

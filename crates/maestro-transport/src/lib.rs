@@ -1,0 +1,122 @@
+//! # maestro-transport: the broker contract
+//!
+//! Two roles (architecture.md §4):
+//! - the **source side** ([`SourceTransport`], the server): publishes spec events and status
+//!   resync requests to consumers, receives status events and spec resync requests;
+//! - the **agent side** ([`AgentTransport`]): receives spec events (and status resync requests)
+//!   for its own consumer, publishes status events and spec resync requests.
+//!
+//! ## Contract (checked by [`conformance`])
+//! - at-least-once delivery while both ends are up;
+//! - per-consumer order preserved for one publisher;
+//! - a delivery is acknowledged only after the [`EventHandler`] returned `Ok`; a handler that
+//!   returns [`HandlerError::Retryable`] gets the same event again (after a backoff) before any
+//!   later event; [`HandlerError::Permanent`] drops the event (logged);
+//! - reconnect with backoff, and a "subscribed" signal ([`Subscribed`]) after the first
+//!   subscription and after every resubscription, so the caller can resync;
+//! - `publish` fails fast with a retryable [`Error`] while disconnected;
+//! - size limits enforced with [`Error::TooLarge`].
+//!
+//! Backends live in `brokers/*` and depend only on this crate and `maestro-api`. The in-memory
+//! broker ([`memory`]) is a complete backend for tests and single-process setups.
+
+pub mod conformance;
+pub mod deliver;
+pub mod error;
+pub mod memory;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+pub use error::{Error, HandlerError, Result};
+use maestro_api::Event;
+
+/// Receives the events a transport delivers. Implementations must be cheap to call
+/// concurrently from different transports but each transport calls it sequentially.
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    /// Handles one event. `Ok` acknowledges it; see [`HandlerError`] for failures.
+    async fn handle(&self, event: Event) -> Result<(), HandlerError>;
+}
+
+/// A shared handler.
+pub type DynHandler = Arc<dyn EventHandler>;
+
+/// The "subscribed" signal: the value increments after every (re)subscription. Wait on it with
+/// `changed()`; the initial value is 0 (not yet subscribed).
+pub type Subscribed = tokio::sync::watch::Receiver<u64>;
+
+/// The source role (the server side of the broker).
+#[async_trait]
+pub trait SourceTransport: Send + Sync + Debug + 'static {
+    /// Backend name (`memory`, `grpc`, `mqtt`, `pubsub`).
+    fn backend(&self) -> &'static str;
+
+    /// Publishes a spec event or a status resync request, routed by its `clustername`
+    /// extension. Returns once the backend accepted it (broker ack; for the server-hosted
+    /// gRPC broker, once queued on the agent's stream).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] while the broker is unreachable; [`Error::NoSubscriber`] when the
+    /// backend knows no agent of that consumer is connected (the agent's spec resync on connect
+    /// then delivers the state); [`Error::TooLarge`]; [`Error::Closed`].
+    async fn publish(&self, event: &Event) -> Result<()>;
+
+    /// Starts delivering agent events (status updates, spec resync requests, status resync
+    /// responses) to `handler`. Called once.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyStarted`] on a second call; backend errors when subscribing fails.
+    async fn start(&self, handler: DynHandler) -> Result<()>;
+
+    /// The subscribed signal.
+    fn subscribed(&self) -> Subscribed;
+
+    /// Stops background tasks. Idempotent.
+    async fn close(&self);
+}
+
+/// The agent role.
+#[async_trait]
+pub trait AgentTransport: Send + Sync + Debug + 'static {
+    /// Backend name.
+    fn backend(&self) -> &'static str;
+
+    /// The consumer (cluster name) this agent serves.
+    fn consumer(&self) -> &str;
+
+    /// Publishes a status event or a spec resync request.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] (fast) while disconnected; [`Error::TooLarge`];
+    /// [`Error::Rejected`] when the peer refused the event; [`Error::Closed`].
+    async fn publish(&self, event: &Event) -> Result<()>;
+
+    /// Starts delivering source events (spec events, status resync requests) for this
+    /// consumer to `handler`. Called once; reconnects are handled by the transport.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyStarted`] on a second call.
+    async fn start(&self, handler: DynHandler) -> Result<()>;
+
+    /// The subscribed signal.
+    fn subscribed(&self) -> Subscribed;
+
+    /// Stops background tasks. Idempotent.
+    async fn close(&self);
+}
+
+/// A shared source transport.
+pub type DynSourceTransport = Arc<dyn SourceTransport>;
+/// A shared agent transport.
+pub type DynAgentTransport = Arc<dyn AgentTransport>;
+
+/// Default maximum encoded event size: 512 KiB, the MQTT broker limit Maestro assumes
+/// (protocol.md §7.2).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 512 * 1024;
+
+/// The encoded size of an event (structured JSON), used for size limits.
+pub fn event_size(event: &Event) -> usize {
+    maestro_api::json::to_vec(event).len()
+}
