@@ -1,1 +1,67 @@
-//! placeholder
+//! Shared helpers of the cross-crate integration and end-to-end tests (real gRPC sockets,
+//! real SQLite files and a real PostgreSQL server; see scripts/test.sh).
+
+#![allow(clippy::unwrap_used)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use maestro_api::pb::{cloud_event_service_client::CloudEventServiceClient, PublishRequest};
+use maestro_api::{grpc, Event};
+
+/// Default deadline of a wait.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Installs a test log subscriber once (`RUST_LOG` controls it; default `warn`).
+pub fn logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
+/// The two stores every end-to-end test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server of `MAESTRO_TEST_DATABASE_URL`.
+    Postgres,
+}
+
+/// A database URL for `db`; keep the returned guard alive for the test's duration.
+pub async fn db_url(db: Db) -> (Option<tempfile::TempDir>, String) {
+    match db {
+        Db::Sqlite => {
+            let (dir, url) = maestro_store::testing::sqlite_file().await;
+            (Some(dir), url)
+        }
+        Db::Postgres => (None, maestro_store::testing::postgres_url().await),
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics naming `what` after `DEADLINE`.
+pub async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out after {DEADLINE:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publishes a raw event to the source-facing gRPC service at `addr`.
+pub async fn publish_raw(addr: std::net::SocketAddr, event: &Event) -> Result<(), tonic::Status> {
+    publish_proto(addr, grpc::to_proto(event)).await
+}
+
+/// Publishes a raw protobuf CloudEvent to the source-facing gRPC service at `addr`.
+pub async fn publish_proto(addr: std::net::SocketAddr, event: maestro_api::pb::CloudEvent) -> Result<(), tonic::Status> {
+    let mut client = CloudEventServiceClient::connect(format!("http://{addr}")).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    client.publish(PublishRequest { event: Some(event) }).await.map(|_| ())
+}

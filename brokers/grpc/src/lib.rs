@@ -1,1 +1,41 @@
-//! placeholder
+//! # maestro-broker-grpc: the gRPC broker
+//!
+//! The OCM `io.cloudevents.v1.CloudEventService` transport (protocol.md §7.1) in both roles:
+//!
+//! - [`GrpcBroker`] — the **server-hosted agent endpoint** (Go Maestro's `--grpc-broker-bindport`,
+//!   default 8091). Agents `Subscribe` for their cluster and receive spec events (plus a
+//!   heartbeat every interval); they `Publish` status events, which go to the handler given to
+//!   [`maestro_transport::SourceTransport::start`]. The server publishes spec events through
+//!   [`maestro_transport::SourceTransport::publish`]. [`GrpcBroker::pause`] /
+//!   [`GrpcBroker::resume`] are fault-injection hooks for tests and operations.
+//! - [`GrpcAgent`] — the **agent-side client**
+//!   ([`maestro_transport::AgentTransport`]): subscribes for its consumer, requires the
+//!   `subscription-id` header, delivers events in order with redelivery, watches server health,
+//!   reconnects with jittered exponential backoff, and publishes with the Publish RPC.
+//!
+//! Events are mapped with [`maestro_api::grpc::to_proto`] / [`maestro_api::grpc::from_proto`]
+//! (the OCM, non-standard attribute mapping of protocol.md §7.1.2). TLS is not supported yet.
+//!
+//! ## Modules
+//! - [`config`]: [`GrpcBrokerConfig`], [`GrpcAgentConfig`] (sdk-go YAML keys, protocol.md
+//!   §7.1.4) and the Go duration parser.
+//! - `server`: the hosted broker and the tonic service.
+//! - `client`: the agent client.
+//! - `conn`: accepted connections the broker can cut (for `pause`/`close`).
+
+pub mod config;
+
+mod client;
+mod conn;
+mod server;
+
+pub use client::GrpcAgent;
+pub use config::{GrpcAgentConfig, GrpcBrokerConfig, KeepAliveConfig, parse_duration};
+pub use server::GrpcBroker;
+
+/// The backend name reported by both roles.
+pub const BACKEND: &str = "grpc";
+
+/// Response header carrying the subscription id on Subscribe (protocol.md §7.1.3,
+/// sdk-go `GRPCSubscriptionIDKey`).
+pub const SUBSCRIPTION_ID_HEADER: &str = "subscription-id";

@@ -1,1 +1,28 @@
-//! placeholder
+//! # maestro-client: a Maestro source client
+//!
+//! Talks to a Maestro server the way the Go `grpcsource` work client does
+//! (maestro-reference.md §3.6):
+//! - **writes** (create, update, delete of works) are CloudEvents `Publish`ed to the
+//!   source-facing gRPC service ([`SourceClient`]);
+//! - **reads** go to the REST API ([`RestClient`]);
+//! - **status** arrives on the gRPC `Subscribe` stream ([`SourceClient::watch`]) or by polling
+//!   REST.
+//!
+//! A work is identified by its resource id, a UUIDv5 of source id, consumer and work name
+//! ([`ids::resource_id`], protocol.md §9). Input files are parsed by [`manifestwork`].
+
+pub mod error;
+pub mod ids;
+pub mod manifestwork;
+pub mod rest;
+pub mod search;
+pub mod source;
+pub mod types;
+
+pub use error::{ClientError, Result};
+pub use ids::resource_id;
+pub use manifestwork::ManifestWorkInput;
+pub use rest::RestClient;
+pub use search::BundleFilter;
+pub use source::{ApplyOutcome, DeleteOutcome, SourceClient, StatusStream, StatusUpdate};
+pub use types::{BundleStatus, Consumer, ErrorBody, FeedbackRow, List, ResourceBundle};

@@ -1,1 +1,172 @@
-//! placeholder
+//! # maestro-server: the Maestro control-plane server
+//!
+//! Stores resource bundles, delivers them to agents through a broker, and streams their
+//! status back to sources (architecture.md §5, §7).
+//!
+//! Module map:
+//! - [`rest`]: the REST API (axum) on `/api/maestro/v1`, plus `/healthz` and `/readyz`;
+//! - [`source_grpc`]: the source-facing `CloudEventService` (Publish specs, Subscribe to
+//!   statuses);
+//! - [`spec`]: source spec writes and the spec events sent to agents;
+//! - [`dispatch`]: the outbox dispatcher (spec events to agents);
+//! - [`ingest`]: agent events (status updates, spec resync requests);
+//! - [`hub`]: status fan-out to gRPC source subscribers;
+//! - [`error`]: [`error::ServiceError`] and its REST / gRPC mappings.
+//!
+//! The server never names a broker backend: it holds the `SourceTransport` trait object the
+//! binary built.
+
+pub mod dispatch;
+pub mod error;
+pub mod hub;
+pub mod ingest;
+pub mod rest;
+pub mod source_grpc;
+pub mod spec;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use maestro_api::pb::cloud_event_service_server::CloudEventServiceServer;
+use maestro_store::DynStore;
+use maestro_transport::DynSourceTransport;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Server settings. Defaults follow Go Maestro (maestro-reference.md §1.3, §1.4).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Source id stamped on spec events sent to agents (default `maestro`).
+    pub source_id: String,
+    /// REST listen address (default `0.0.0.0:8000`).
+    pub http_addr: SocketAddr,
+    /// Source gRPC listen address (default `0.0.0.0:8090`).
+    pub grpc_addr: SocketAddr,
+    /// Largest accepted bundle: total manifest bytes (default 500 KiB, the agent's limit).
+    pub max_bundle_bytes: usize,
+    /// Heartbeat period on source Subscribe streams (default 10 s; `None` disables).
+    pub heartbeat: Option<Duration>,
+    /// Dispatcher settings.
+    pub dispatch: dispatch::DispatchConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            source_id: "maestro".into(),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 8090)),
+            max_bundle_bytes: maestro_api::validate::MAX_BUNDLE_BYTES,
+            heartbeat: Some(Duration::from_secs(10)),
+            dispatch: dispatch::DispatchConfig::default(),
+        }
+    }
+}
+
+/// A server start-up failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The broker transport could not start.
+    #[error("broker: {0}")]
+    Transport(#[from] maestro_transport::Error),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound REST address.
+    pub http_addr: SocketAddr,
+    /// The bound source gRPC address.
+    pub grpc_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    transport: DynSourceTransport,
+}
+
+impl RunningServer {
+    /// Stops every task and the transport, and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.transport.close().await;
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Starts the server: binds REST and source gRPC, starts the transport with the status
+/// ingestion handler, the spec dispatcher and the status fan-out.
+///
+/// # Errors
+/// [`ServerError::Bind`] when a port is taken; [`ServerError::Transport`] when the broker
+/// transport cannot start.
+pub async fn start(
+    config: ServerConfig,
+    store: DynStore,
+    transport: DynSourceTransport,
+) -> Result<RunningServer, ServerError> {
+    let http = bind(config.http_addr).await?;
+    let grpc = bind(config.grpc_addr).await?;
+    let (http_addr, grpc_addr) = (local(&http, config.http_addr), local(&grpc, config.grpc_addr));
+    let (tx, rx) = watch::channel(false);
+    transport.start(ingest::Ingest::new(store.clone(), transport.clone(), &config.source_id)).await?;
+    let hub = hub::StatusHub::new(4096);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(dispatch::run(
+        store.clone(),
+        transport.clone(),
+        config.source_id.clone(),
+        config.dispatch.clone(),
+        rx.clone(),
+    )));
+    tasks.push(tokio::spawn(hub::run_fanout(store.clone(), hub.clone(), rx.clone())));
+    tasks.push(tokio::spawn(serve_rest(http, store.clone(), rx.clone())));
+    let svc = source_grpc::SourceService::new(store, hub, config.max_bundle_bytes, config.heartbeat);
+    tasks.push(tokio::spawn(serve_grpc(grpc, svc, rx)));
+    tracing::info!(%http_addr, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
+    Ok(RunningServer { http_addr, grpc_addr, shutdown: tx, tasks, transport })
+}
+
+fn local(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    l.local_addr().unwrap_or(fallback)
+}
+
+async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_rest(listener: TcpListener, store: DynStore, rx: watch::Receiver<bool>) {
+    let app = rest::router(store);
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(wait_shutdown(rx)).await {
+        tracing::error!(error = %e, "REST server failed");
+    }
+}
+
+async fn serve_grpc(listener: TcpListener, svc: source_grpc::SourceService, rx: watch::Receiver<bool>) {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let res = tonic::transport::Server::builder()
+        .add_service(CloudEventServiceServer::new(svc).max_decoding_message_size(4 * 1024 * 1024))
+        .serve_with_incoming_shutdown(incoming, wait_shutdown(rx))
+        .await;
+    if let Err(e) = res {
+        tracing::error!(error = %e, "source gRPC server failed");
+    }
+}

@@ -17,6 +17,7 @@
 
 pub mod model;
 pub mod postgres;
+mod rules;
 pub mod sqlite;
 pub mod testing;
 
@@ -82,9 +83,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn migrate(&self) -> Result<()>;
 
     /// A signal fired after every commit that appended spec outbox rows.
+    ///
+    /// Implementations call `notify_waiters()` then `notify_one()`: every task waiting at
+    /// commit time wakes, and the next `notified()` after that returns at once, so a wake is
+    /// never lost (spurious wakes are possible; always re-check the outbox).
     fn spec_signal(&self) -> Arc<tokio::sync::Notify>;
 
-    /// A signal fired after every commit that appended status event rows.
+    /// A signal fired after every commit that appended status event rows; same semantics as
+    /// [`Store::spec_signal`].
     fn status_signal(&self) -> Arc<tokio::sync::Notify>;
 
     // ---- consumers ----
@@ -120,7 +126,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// no outbox row). Otherwise version + 1 and an `Update` outbox row.
     /// Errors: [`StoreError::NotFound`]; [`StoreError::Conflict`] on a stale version or when
     /// the resource is being deleted.
-    async fn update_resource(&self, id: &str, expected_version: i64, payload: serde_json::Value) -> Result<Resource>;
+    async fn update_resource(
+        &self,
+        id: &str,
+        expected_version: i64,
+        payload: serde_json::Value,
+    ) -> Result<Resource>;
 
     /// Marks a resource deleting (soft delete) and appends a `Delete` outbox row. Idempotent:
     /// an already-deleting resource is returned unchanged without a new row. `Ok(None)` when

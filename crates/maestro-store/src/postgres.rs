@@ -1,1 +1,498 @@
-//! (in progress)
+//! The PostgreSQL store (production, HA).
+//!
+//! Spec and status writes lock the resource row (`SELECT … FOR UPDATE`), so concurrent writers
+//! of one resource serialize; resource creation holds a key-share lock on the consumer row so a
+//! concurrent consumer delete cannot slip in between. Commits that append spec outbox or status
+//! event rows also run `pg_notify('maestro_spec_events', '')` /
+//! `pg_notify('maestro_status_events', '')` inside the transaction (delivered on commit), for
+//! wake-ups across server instances.
+//!
+//! Status event rows are read with a cursor (`status_events_after`), so their `seq`s must
+//! become visible in order: appends take a transaction-scoped advisory lock
+//! ([`STATUS_SEQ_LOCK`]) right before the insert and hold it through commit. Spec outbox rows
+//! are read as "pending", not by cursor, and need no such lock.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+use tokio::sync::Notify;
+
+use crate::rules::{self, Signals, StatusPlan, UpdatePlan};
+use crate::{
+    Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, Resource, ResourceQuery, Result,
+    SpecAction, SpecEventRow, StatusEventKind, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
+};
+
+/// Channel notified after commits that appended spec outbox rows.
+pub const SPEC_CHANNEL: &str = "maestro_spec_events";
+/// Channel notified after commits that appended status event rows.
+pub const STATUS_CHANNEL: &str = "maestro_status_events";
+/// Advisory lock key (transaction scope) serializing status event appends, so `seq` order is
+/// commit order (ASCII "mstatseq").
+pub const STATUS_SEQ_LOCK: i64 = 0x6d73_7461_7473_6571;
+/// Pool size.
+const POOL_SIZE: u32 = 16;
+
+/// The PostgreSQL [`Store`]. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    signals: Signals,
+}
+
+type Tx = Transaction<'static, Postgres>;
+
+impl PostgresStore {
+    /// Connects a pool (up to 16 connections) to a `postgres://` URL. Does not migrate.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] for a malformed URL or when the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new().max_connections(POOL_SIZE).connect(url).await?;
+        Ok(PostgresStore { pool, signals: Signals::default() })
+    }
+
+    /// The connection pool (for tests and diagnostics).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn consumer_where(&self, column: &'static str, key: &str) -> Result<Consumer> {
+        let sql = match column {
+            "id" => "SELECT * FROM consumers WHERE id = $1",
+            _ => "SELECT * FROM consumers WHERE name = $1",
+        };
+        let row = sqlx::query(sql).bind(key).fetch_optional(&self.pool).await?;
+        let row = row.ok_or_else(|| StoreError::NotFound { kind: "consumer", key: key.to_owned() })?;
+        consumer_from_row(&row)
+    }
+
+    async fn resources_where(&self, column: &'static str, key: &str) -> Result<Vec<Resource>> {
+        let sql = match column {
+            "consumer_name" => "SELECT * FROM resources WHERE consumer_name = $1 ORDER BY created_at, id",
+            _ => "SELECT * FROM resources WHERE source = $1 ORDER BY created_at, id",
+        };
+        let rows = sqlx::query(sql).bind(key).fetch_all(&self.pool).await?;
+        rows.iter().map(resource_from_row).collect()
+    }
+
+    /// One page of a table with exact-match filters, ordered by `created_at, id`.
+    async fn page<T>(
+        &self,
+        table: &str,
+        filters: &[(&str, Option<&String>)],
+        paging: crate::Paging,
+        map: fn(&PgRow) -> Result<T>,
+    ) -> Result<Page<T>> {
+        let (limit, offset) = rules::page_window(paging)?;
+        let mut count = QueryBuilder::<Postgres>::new(format!("SELECT COUNT(*) FROM {table}"));
+        push_filters(&mut count, filters);
+        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
+        let mut items = Vec::new();
+        if limit > 0 {
+            let mut q = QueryBuilder::<Postgres>::new(format!("SELECT * FROM {table}"));
+            push_filters(&mut q, filters);
+            q.push(" ORDER BY created_at, id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+            let rows = q.build().fetch_all(&self.pool).await?;
+            items = rows.iter().map(map).collect::<Result<_>>()?;
+        }
+        Ok(Page { items, total, page: paging.page })
+    }
+
+    /// Commits `tx` after queueing a notification on `channel`, then fires `signal`.
+    async fn commit_and_signal(&self, mut tx: Tx, channel: &'static str, signal: &Notify) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Signals::fire(signal);
+        Ok(())
+    }
+}
+
+/// Appends ` WHERE a = $n AND b = $m` for the filters that are set.
+fn push_filters(q: &mut QueryBuilder<Postgres>, filters: &[(&str, Option<&String>)]) {
+    let mut first = true;
+    for (column, value) in filters {
+        if let Some(value) = value {
+            q.push(if first { " WHERE " } else { " AND " })
+                .push(column)
+                .push(" = ")
+                .push_bind((*value).clone());
+            first = false;
+        }
+    }
+}
+
+fn consumer_from_row(row: &PgRow) -> Result<Consumer> {
+    let labels: Value = row.try_get("labels")?;
+    Ok(Consumer {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        labels: serde_json::from_value(labels)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn resource_from_row(row: &PgRow) -> Result<Resource> {
+    Ok(Resource {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        consumer_name: row.try_get("consumer_name")?,
+        source: row.try_get("source")?,
+        version: row.try_get("version")?,
+        payload: row.try_get("payload")?,
+        status: row.try_get("status")?,
+        status_hash: row.try_get("status_hash")?,
+        sequence_id: row.try_get("sequence_id")?,
+        deleted_at: row.try_get("deleted_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn spec_event_from_row(row: &PgRow) -> Result<SpecEventRow> {
+    let action: String = row.try_get("action")?;
+    Ok(SpecEventRow {
+        seq: row.try_get("seq")?,
+        resource_id: row.try_get("resource_id")?,
+        consumer_name: row.try_get("consumer_name")?,
+        action: rules::parse_action(&action)?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn status_event_from_row(row: &PgRow) -> Result<StatusEventRow> {
+    let kind: String = row.try_get("kind")?;
+    Ok(StatusEventRow {
+        seq: row.try_get("seq")?,
+        resource_id: row.try_get("resource_id")?,
+        source: row.try_get("source")?,
+        consumer_name: row.try_get("consumer_name")?,
+        kind: rules::parse_kind(&kind)?,
+        payload: row.try_get("payload")?,
+        status: row.try_get("status")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// The resource row, locked until the transaction ends.
+async fn lock_resource(tx: &mut Tx, id: &str) -> Result<Option<Resource>> {
+    let row = sqlx::query("SELECT * FROM resources WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(resource_from_row).transpose()
+}
+
+async fn push_spec_event(tx: &mut Tx, r: &Resource, action: SpecAction, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&r.id)
+    .bind(&r.consumer_name)
+    .bind(action.as_str())
+    .bind(r.version)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Appends a status event row. Must be the last write before commit: it first takes
+/// [`STATUS_SEQ_LOCK`] until the transaction ends, so status event `seq`s become visible in
+/// increasing order and a reader's `status_events_after(cursor)` never skips a row that
+/// commits late with a smaller `seq`.
+async fn push_status_event(tx: &mut Tx, r: &Resource, kind: StatusEventKind, status: &Value) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut **tx).await?;
+    sqlx::query(
+        "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&r.id)
+    .bind(&r.source)
+    .bind(&r.consumer_name)
+    .bind(kind.as_str())
+    .bind(Json(&r.payload))
+    .bind(Json(status))
+    .bind(rules::now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Removes a confirmed-deleted resource and its pending spec rows; appends `StatusDelete`.
+async fn hard_delete(tx: &mut Tx, current: &Resource, write: &StatusWrite) -> Result<()> {
+    sqlx::query("DELETE FROM spec_events WHERE resource_id = $1 AND done_at IS NULL")
+        .bind(&current.id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM resources WHERE id = $1").bind(&current.id).execute(&mut **tx).await?;
+    push_status_event(tx, current, StatusEventKind::StatusDelete, &write.event).await
+}
+
+/// Stores an accepted status; appends `StatusUpdate`.
+async fn store_status(tx: &mut Tx, current: &Resource, write: &StatusWrite) -> Result<()> {
+    sqlx::query(
+        "UPDATE resources SET status = $2, status_hash = $3, sequence_id = $4, updated_at = $5 WHERE id = $1",
+    )
+    .bind(&current.id)
+    .bind(Json(&write.event))
+    .bind(&write.status_hash)
+    .bind(&write.sequence_id)
+    .bind(rules::now())
+    .execute(&mut **tx)
+    .await?;
+    push_status_event(tx, current, StatusEventKind::StatusUpdate, &write.event).await
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../../migrations/postgres").run(&self.pool).await?;
+        Ok(())
+    }
+
+    fn spec_signal(&self) -> Arc<Notify> {
+        self.signals.spec.clone()
+    }
+
+    fn status_signal(&self) -> Arc<Notify> {
+        self.signals.status.clone()
+    }
+
+    async fn create_consumer(&self, new: NewConsumer) -> Result<Consumer> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let name = new.name.unwrap_or_else(|| id.clone());
+        let row = sqlx::query(
+            "INSERT INTO consumers (id, name, labels, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT DO NOTHING RETURNING *",
+        )
+        .bind(&id)
+        .bind(&name)
+        .bind(Json(&new.labels))
+        .bind(rules::now())
+        .fetch_optional(&self.pool)
+        .await?;
+        let row =
+            row.ok_or_else(|| StoreError::Conflict(format!("consumer name {name:?} is already taken")))?;
+        consumer_from_row(&row)
+    }
+
+    async fn get_consumer(&self, id: &str) -> Result<Consumer> {
+        self.consumer_where("id", id).await
+    }
+
+    async fn get_consumer_by_name(&self, name: &str) -> Result<Consumer> {
+        self.consumer_where("name", name).await
+    }
+
+    async fn list_consumers(&self, query: &ConsumerQuery) -> Result<Page<Consumer>> {
+        let filters = [("name", query.name.as_ref()), ("id", query.id.as_ref())];
+        self.page("consumers", &filters, query.paging, consumer_from_row).await
+    }
+
+    async fn set_consumer_labels(&self, id: &str, labels: Labels) -> Result<Consumer> {
+        let row = sqlx::query("UPDATE consumers SET labels = $2, updated_at = $3 WHERE id = $1 RETURNING *")
+            .bind(id)
+            .bind(Json(&labels))
+            .bind(rules::now())
+            .fetch_optional(&self.pool)
+            .await?;
+        let row = row.ok_or_else(|| StoreError::NotFound { kind: "consumer", key: id.to_owned() })?;
+        consumer_from_row(&row)
+    }
+
+    async fn delete_consumer(&self, id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM consumers WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let name = name.ok_or_else(|| StoreError::NotFound { kind: "consumer", key: id.to_owned() })?;
+        let in_use: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM resources WHERE consumer_name = $1)")
+                .bind(&name)
+                .fetch_one(&mut *tx)
+                .await?;
+        if in_use {
+            return Err(StoreError::ConsumerInUse(name));
+        }
+        sqlx::query("DELETE FROM consumers WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_resource(&self, new: NewResource) -> Result<Resource> {
+        let mut tx = self.pool.begin().await?;
+        let known = sqlx::query("SELECT 1 FROM consumers WHERE name = $1 FOR KEY SHARE")
+            .bind(&new.consumer_name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
+            return Err(StoreError::UnknownConsumer(new.consumer_name));
+        }
+        let now = rules::now();
+        let row = sqlx::query(
+            "INSERT INTO resources (id, name, consumer_name, source, version, payload, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $6) ON CONFLICT (id) DO NOTHING RETURNING *",
+        )
+        .bind(&new.id)
+        .bind(&new.name)
+        .bind(&new.consumer_name)
+        .bind(&new.source)
+        .bind(Json(&new.payload))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or_else(|| StoreError::Conflict(format!("resource {:?} already exists", new.id)))?;
+        let created = resource_from_row(&row)?;
+        push_spec_event(&mut tx, &created, SpecAction::Create, now).await?;
+        self.commit_and_signal(tx, SPEC_CHANNEL, &self.signals.spec).await?;
+        Ok(created)
+    }
+
+    async fn update_resource(&self, id: &str, expected_version: i64, payload: Value) -> Result<Resource> {
+        let mut tx = self.pool.begin().await?;
+        let current = lock_resource(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { kind: "resource", key: id.to_owned() })?;
+        let UpdatePlan::Bump(version) = rules::plan_update(&current, expected_version, &payload)? else {
+            return Ok(current);
+        };
+        let now = rules::now();
+        let row = sqlx::query(
+            "UPDATE resources SET version = $2, payload = $3, updated_at = $4 WHERE id = $1 RETURNING *",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(Json(&payload))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let updated = resource_from_row(&row)?;
+        push_spec_event(&mut tx, &updated, SpecAction::Update, now).await?;
+        self.commit_and_signal(tx, SPEC_CHANNEL, &self.signals.spec).await?;
+        Ok(updated)
+    }
+
+    async fn mark_deleting(&self, id: &str) -> Result<Option<Resource>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(current) = lock_resource(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        if current.deleted_at.is_some() {
+            return Ok(Some(current));
+        }
+        let now = rules::now();
+        let row =
+            sqlx::query("UPDATE resources SET deleted_at = $2, updated_at = $2 WHERE id = $1 RETURNING *")
+                .bind(id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+        let deleting = resource_from_row(&row)?;
+        push_spec_event(&mut tx, &deleting, SpecAction::Delete, now).await?;
+        self.commit_and_signal(tx, SPEC_CHANNEL, &self.signals.spec).await?;
+        Ok(Some(deleting))
+    }
+
+    async fn get_resource(&self, id: &str) -> Result<Resource> {
+        let row =
+            sqlx::query("SELECT * FROM resources WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = row.ok_or_else(|| StoreError::NotFound { kind: "resource", key: id.to_owned() })?;
+        resource_from_row(&row)
+    }
+
+    async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>> {
+        let filters = [
+            ("consumer_name", query.consumer_name.as_ref()),
+            ("source", query.source.as_ref()),
+            ("name", query.name.as_ref()),
+            ("id", query.id.as_ref()),
+        ];
+        self.page("resources", &filters, query.paging, resource_from_row).await
+    }
+
+    async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>> {
+        self.resources_where("consumer_name", consumer).await
+    }
+
+    async fn resources_for_source(&self, source: &str) -> Result<Vec<Resource>> {
+        self.resources_where("source", source).await
+    }
+
+    async fn apply_status(&self, write: StatusWrite) -> Result<StatusOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let current = lock_resource(&mut tx, &write.resource_id).await?;
+        let (plan, current) = match (rules::plan_status(current.as_ref(), &write), current) {
+            (StatusPlan::Skip(outcome), _) => return Ok(outcome),
+            (_, None) => return Ok(StatusOutcome::UnknownResource),
+            (plan, Some(current)) => (plan, current),
+        };
+        let outcome = if plan == StatusPlan::HardDelete {
+            hard_delete(&mut tx, &current, &write).await?;
+            StatusOutcome::Deleted
+        } else {
+            store_status(&mut tx, &current, &write).await?;
+            StatusOutcome::Stored
+        };
+        self.commit_and_signal(tx, STATUS_CHANNEL, &self.signals.status).await?;
+        Ok(outcome)
+    }
+
+    async fn pending_spec_events(&self, limit: i64) -> Result<Vec<SpecEventRow>> {
+        let rows = sqlx::query("SELECT * FROM spec_events WHERE done_at IS NULL ORDER BY seq LIMIT $1")
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(spec_event_from_row).collect()
+    }
+
+    async fn complete_spec_events(&self, seqs: &[i64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE spec_events SET done_at = $1 WHERE done_at IS NULL AND seq = ANY($2)")
+            .bind(rules::now())
+            .bind(seqs.to_vec())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn status_events_after(&self, after: i64, limit: i64) -> Result<Vec<StatusEventRow>> {
+        let rows = sqlx::query("SELECT * FROM status_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(status_event_from_row).collect()
+    }
+
+    async fn last_status_event_seq(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM status_events")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn prune_status_events(&self, upto: i64) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM status_events WHERE seq <= $1").bind(upto).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

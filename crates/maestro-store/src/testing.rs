@@ -1,1 +1,48 @@
-//! (in progress)
+//! Test helpers shared by every crate's tests: fresh PostgreSQL databases and file-backed
+//! SQLite URLs. Not for production use; the helpers panic on setup failures.
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// The environment variable holding a PostgreSQL admin URL (a role allowed to
+/// `CREATE DATABASE`), e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
+pub const DATABASE_URL_ENV: &str = "MAESTRO_TEST_DATABASE_URL";
+
+/// Creates a fresh, empty database `maestro_test_<uuid>` on the server named by
+/// [`DATABASE_URL_ENV`] and returns its URL (not migrated; [`crate::open`] migrates). The
+/// database is left behind after the test; the throwaway test cluster is discarded as a whole.
+///
+/// # Panics
+/// When `MAESTRO_TEST_DATABASE_URL` is not set (with a hint on how to start a server), is not a
+/// URL, or the database cannot be created.
+pub async fn postgres_url() -> String {
+    let Ok(admin) = std::env::var(DATABASE_URL_ENV) else {
+        panic!(
+            "MAESTRO_TEST_DATABASE_URL is not set: run scripts/test.sh, or eval \"$(scripts/pg-start.sh)\" first"
+        );
+    };
+    let name = format!("maestro_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", crate::redact(&admin)));
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+    // Closing is best effort: the database exists either way.
+    let _ = conn.close().await;
+    let mut url = url::Url::parse(&admin).unwrap_or_else(|e| panic!("{DATABASE_URL_ENV} is not a URL: {e}"));
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// A fresh temporary directory and a `sqlite://…/maestro.db` URL inside it (the file does not
+/// exist yet; [`crate::open`] creates it). Keep the directory alive for as long as the store
+/// is used: dropping it deletes the database.
+///
+/// # Panics
+/// When the temporary directory cannot be created.
+pub async fn sqlite_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+    let url = format!("sqlite://{}", dir.path().join("maestro.db").display());
+    (dir, url)
+}

@@ -1,1 +1,46 @@
-//! placeholder
+//! # maestro: the binary's library
+//!
+//! Wires the crates together: [`broker`] builds the transport for the chosen backend (the
+//! only place that names a backend type — `maestro-transport` cannot depend on the brokers,
+//! which depend on it), [`server`] and [`agent`] run the two roles, [`demo`] runs the main
+//! job end to end on embedded defaults. The `maestro` binary is a thin clap front-end
+//! ([`cli`]).
+
+pub mod agent;
+pub mod broker;
+pub mod cli;
+pub mod demo;
+pub mod server;
+pub mod stack;
+
+/// Initialises structured logging: `RUST_LOG` filter (default `info`), JSON lines when
+/// `json` is true, otherwise human-readable.
+pub fn init_logging(json: bool, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

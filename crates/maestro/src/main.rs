@@ -1,1 +1,22 @@
-fn main() {}
+//! The `maestro` binary: `server`, `agent`, `migrate`, `demo`.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = maestro::cli::Cli::parse();
+    maestro::init_logging(cli.log_json, cli.default_log_filter());
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(maestro::cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

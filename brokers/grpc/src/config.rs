@@ -1,0 +1,404 @@
+//! Configuration of the hosted broker ([`GrpcBrokerConfig`]) and of the agent client
+//! ([`GrpcAgentConfig`], the sdk-go YAML of protocol.md §7.1.4), plus the Go-style duration
+//! parser both use ([`parse_duration`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::BACKEND;
+
+/// Default broker bind address: `0.0.0.0:8091` (`--grpc-broker-bindport`, protocol.md §7.1.5).
+pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0:8091";
+/// Default heartbeat interval on every Subscribe stream: 10 s (protocol.md §7.1.3).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// Default maximum event size: 4 MiB, the gRPC max receive message size (protocol.md §7.1.5).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+/// Default per-stream buffer: 100 events (protocol.md §7.1.3).
+pub const DEFAULT_STREAM_BUFFER: usize = 100;
+
+fn invalid(reason: impl Into<String>) -> maestro_transport::Error {
+    maestro_transport::Error::InvalidConfig { backend: BACKEND, reason: reason.into() }
+}
+
+/// Configuration of the server-hosted agent endpoint ([`crate::GrpcBroker`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcBrokerConfig {
+    /// Address to listen on. Default [`DEFAULT_BIND_ADDRESS`]; tests use `127.0.0.1:0`.
+    pub bind_address: SocketAddr,
+    /// Interval of heartbeat events on every Subscribe stream (protocol.md §7.1.3). Default
+    /// 10 s; `None` or zero disables heartbeats.
+    pub heartbeat_interval: Option<Duration>,
+    /// Largest accepted event, in bytes of structured JSON
+    /// ([`maestro_transport::event_size`]); also the gRPC max message size. Default 4 MiB.
+    pub max_event_bytes: usize,
+    /// Events queued per Subscribe stream before `publish` waits. Default 100.
+    pub stream_buffer: usize,
+    /// How long `publish` waits for room in a full stream buffer before the subscriber is
+    /// treated as dead and removed. Default 5 s.
+    pub send_timeout: Duration,
+    /// Upper bound for handing one agent event to the handler (with redeliveries) in the
+    /// Publish RPC; on expiry the RPC fails with `Unavailable`. Default 30 s.
+    pub handler_timeout: Duration,
+}
+
+impl Default for GrpcBrokerConfig {
+    fn default() -> Self {
+        GrpcBrokerConfig {
+            bind_address: SocketAddr::from(([0, 0, 0, 0], 8091)),
+            heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            stream_buffer: DEFAULT_STREAM_BUFFER,
+            send_timeout: Duration::from_secs(5),
+            handler_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl GrpcBrokerConfig {
+    /// The effective heartbeat interval (`None` when disabled).
+    pub fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat_interval.filter(|d| !d.is_zero())
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`maestro_transport::Error::InvalidConfig`] when a size, buffer or timeout is zero.
+    pub fn validate(&self) -> maestro_transport::Result<()> {
+        if self.max_event_bytes == 0 {
+            return Err(invalid("max_event_bytes must be positive"));
+        }
+        if self.stream_buffer == 0 {
+            return Err(invalid("stream_buffer must be positive"));
+        }
+        if self.send_timeout.is_zero() || self.handler_timeout.is_zero() {
+            return Err(invalid("send_timeout and handler_timeout must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// gRPC client keepalive (`keepAliveConfig`, protocol.md §7.1.4). Go defaults: disabled,
+/// `time` 30 s, `timeout` 10 s, `permitWithoutStream` false.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeepAliveConfig {
+    /// Whether HTTP/2 keepalive pings are sent.
+    pub enable: bool,
+    /// Ping interval (Go duration string, e.g. `30s`).
+    #[serde(with = "duration_serde")]
+    pub time: Duration,
+    /// How long to wait for a ping ack before the connection is considered dead.
+    #[serde(with = "duration_serde")]
+    pub timeout: Duration,
+    /// Ping even when no RPC is active.
+    pub permit_without_stream: bool,
+}
+
+impl Default for KeepAliveConfig {
+    fn default() -> Self {
+        KeepAliveConfig {
+            enable: false,
+            time: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            permit_without_stream: false,
+        }
+    }
+}
+
+/// The agent's gRPC client configuration: the sdk-go YAML keys of protocol.md §7.1.4 plus our
+/// own reconnect/limit settings. Durations accept Go strings (`"10s"`, `"1m30s"`, `"500ms"`)
+/// or numbers (seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcAgentConfig {
+    /// Broker address `host:port` (required). An `http://` prefix is accepted.
+    pub url: String,
+    /// Server CA file. TLS is not supported yet: setting any TLS field is rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Server CA (base64 PEM). Rejected (TLS not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_data: Option<String>,
+    /// mTLS client certificate file. Rejected (TLS not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<String>,
+    /// mTLS client certificate (base64 PEM). Rejected (TLS not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_data: Option<String>,
+    /// mTLS client key file. Rejected (TLS not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<String>,
+    /// mTLS client key (base64 PEM). Rejected (TLS not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_data: Option<String>,
+    /// Bearer token. Rejected (TLS not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Bearer token file. Rejected (TLS not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// HTTP/2 keepalive.
+    #[serde(default)]
+    pub keep_alive_config: KeepAliveConfig,
+    /// Heartbeat watchdog (protocol.md §7.1.3): reconnect when no message (heartbeat or
+    /// event) arrived for this long. `None` (default) or zero disables it.
+    #[serde(default, with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
+    pub server_healthiness_timeout: Option<Duration>,
+    /// First reconnect delay; doubled per failed attempt, with jitter (protocol.md §7.6).
+    /// Default 500 ms.
+    #[serde(default = "default_initial_backoff", with = "duration_serde")]
+    pub reconnect_initial_backoff: Duration,
+    /// Reconnect delay cap. Default 30 s.
+    #[serde(default = "default_max_backoff", with = "duration_serde")]
+    pub reconnect_max_backoff: Duration,
+    /// Largest event published or received, bytes of structured JSON. Default 4 MiB.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    /// Deadline of one Publish RPC. Default 10 s.
+    #[serde(default = "default_publish_timeout", with = "duration_serde")]
+    pub publish_timeout: Duration,
+    /// Deadline of connecting and receiving the Subscribe response headers. Default 10 s.
+    #[serde(default = "default_connect_timeout", with = "duration_serde")]
+    pub connect_timeout: Duration,
+}
+
+fn default_initial_backoff() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_event_bytes() -> usize {
+    DEFAULT_MAX_EVENT_BYTES
+}
+fn default_publish_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl GrpcAgentConfig {
+    /// A configuration for `url` (`host:port`) with every other field at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        GrpcAgentConfig {
+            url: url.into(),
+            ca_file: None,
+            ca_data: None,
+            client_cert_file: None,
+            client_cert_data: None,
+            client_key_file: None,
+            client_key_data: None,
+            token: None,
+            token_file: None,
+            keep_alive_config: KeepAliveConfig::default(),
+            server_healthiness_timeout: None,
+            reconnect_initial_backoff: default_initial_backoff(),
+            reconnect_max_backoff: default_max_backoff(),
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            publish_timeout: default_publish_timeout(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+
+    /// The effective health timeout (`None` when disabled).
+    pub fn healthiness_timeout(&self) -> Option<Duration> {
+        self.server_healthiness_timeout.filter(|d| !d.is_zero())
+    }
+
+    /// The endpoint URI (`http://host:port`).
+    pub fn endpoint_uri(&self) -> String {
+        if self.url.contains("://") { self.url.clone() } else { format!("http://{}", self.url) }
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`maestro_transport::Error::InvalidConfig`] when `url` is empty, any TLS field is set
+    /// ("TLS is not supported yet"), or a size/timeout is zero.
+    pub fn validate(&self) -> maestro_transport::Result<()> {
+        if self.url.trim().is_empty() {
+            return Err(invalid("url is required (host:port)"));
+        }
+        let tls = [
+            ("caFile", &self.ca_file),
+            ("caData", &self.ca_data),
+            ("clientCertFile", &self.client_cert_file),
+            ("clientCertData", &self.client_cert_data),
+            ("clientKeyFile", &self.client_key_file),
+            ("clientKeyData", &self.client_key_data),
+            ("token", &self.token),
+            ("tokenFile", &self.token_file),
+        ];
+        if let Some((name, _)) = tls.iter().find(|(_, v)| v.as_deref().is_some_and(|s| !s.is_empty())) {
+            return Err(invalid(format!("{name} is set but TLS is not supported yet")));
+        }
+        if self.max_event_bytes == 0 {
+            return Err(invalid("maxEventBytes must be positive"));
+        }
+        if self.reconnect_initial_backoff.is_zero() || self.publish_timeout.is_zero() {
+            return Err(invalid("reconnectInitialBackoff and publishTimeout must be positive"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(invalid("connectTimeout must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// Why a duration string did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {input:?}: {reason}")]
+pub struct DurationError {
+    input: String,
+    reason: &'static str,
+}
+
+/// Parses a Go duration string (`time.ParseDuration`): a sequence of decimal numbers with
+/// units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h` (e.g. `"1h2m3.5s"`, `"300ms"`), or `"0"`.
+/// A bare number is taken as seconds. Negative durations are refused.
+///
+/// # Errors
+/// [`DurationError`] for an empty string, a missing or unknown unit, or a bad number.
+pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+    let err = |reason| DurationError { input: input.to_owned(), reason };
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(err("empty"));
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| err("out of range or negative"));
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let value: f64 = rest[..num_len].parse().map_err(|_| err("expected a number"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "" => return Err(err("missing unit")),
+            _ => return Err(err("unknown unit")),
+        };
+        rest = &rest[unit_len..];
+        total += value * nanos_per_unit;
+    }
+    Duration::try_from_secs_f64(total / 1e9).map_err(|_| err("out of range"))
+}
+
+/// Formats a duration as a Go duration string that [`parse_duration`] reads back.
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}ns", d.as_nanos())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Text(String),
+    Number(f64),
+}
+
+impl RawDuration {
+    fn into_duration<E: serde::de::Error>(self) -> Result<Duration, E> {
+        match self {
+            RawDuration::Text(s) => parse_duration(&s).map_err(E::custom),
+            RawDuration::Number(n) => Duration::try_from_secs_f64(n).map_err(E::custom),
+        }
+    }
+}
+
+mod duration_serde {
+    use super::*;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        RawDuration::deserialize(d)?.into_duration()
+    }
+}
+
+mod opt_duration_serde {
+    use super::*;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<RawDuration>::deserialize(d)?.map(RawDuration::into_duration).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_go_durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2us").unwrap(), Duration::from_micros(2));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        for bad in ["", "s", "10x", "-1s", "1..2s", "5m3"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} must not parse");
+        }
+        for d in [Duration::from_secs(3), Duration::from_millis(250), Duration::from_nanos(7)] {
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn agent_config_uses_sdk_go_keys() {
+        let cfg: GrpcAgentConfig = serde_json::from_value(serde_json::json!({
+            "url": "maestro-grpc-broker:8091",
+            "keepAliveConfig": {"enable": true, "time": "20s", "timeout": "5s", "permitWithoutStream": true},
+            "serverHealthinessTimeout": "1m",
+            "reconnectInitialBackoff": 0.1,
+        }))
+        .unwrap();
+        assert_eq!(cfg.endpoint_uri(), "http://maestro-grpc-broker:8091");
+        assert!(cfg.keep_alive_config.enable && cfg.keep_alive_config.permit_without_stream);
+        assert_eq!(cfg.keep_alive_config.time, Duration::from_secs(20));
+        assert_eq!(cfg.server_healthiness_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(cfg.reconnect_initial_backoff, Duration::from_millis(100));
+        assert_eq!(cfg.reconnect_max_backoff, Duration::from_secs(30));
+        assert_eq!(cfg.max_event_bytes, DEFAULT_MAX_EVENT_BYTES);
+        cfg.validate().unwrap();
+        let back: GrpcAgentConfig = serde_json::from_value(serde_json::to_value(&cfg).unwrap()).unwrap();
+        assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn tls_fields_are_rejected() {
+        let mut cfg = GrpcAgentConfig::new("localhost:8091");
+        cfg.validate().unwrap();
+        cfg.token_file = Some("/var/run/token".into());
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("tokenFile") && err.contains("TLS is not supported yet"), "{err}");
+        assert!(GrpcAgentConfig::new("").validate().is_err());
+    }
+}

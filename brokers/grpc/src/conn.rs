@@ -1,0 +1,174 @@
+//! Accepted connections that the broker can cut: the accept loop feeds tonic with
+//! [`KillableConn`]s and keeps a duplicate handle of every socket in [`Connections`], so
+//! [`Connections::pause`] and [`Connections::close`] can shut every live connection down
+//! (the peers see their streams end) while the listener stays bound to the same address.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+#[derive(Default)]
+struct State {
+    paused: bool,
+    closed: bool,
+    next_id: u64,
+    open: HashMap<u64, std::net::TcpStream>,
+}
+
+/// The registry of live connections.
+#[derive(Default)]
+pub(crate) struct Connections {
+    state: Mutex<State>,
+}
+
+impl Connections {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers an accepted socket, or drops it (refusing the peer) while paused or closed.
+    fn admit(self: &Arc<Self>, stream: TcpStream) -> io::Result<Option<KillableConn>> {
+        let mut st = self.lock();
+        if st.paused || st.closed {
+            return Ok(None);
+        }
+        let std_stream = stream.into_std()?;
+        let dup = std_stream.try_clone()?;
+        let io = TcpStream::from_std(std_stream)?;
+        let _ = io.set_nodelay(true);
+        let id = st.next_id;
+        st.next_id += 1;
+        st.open.insert(id, dup);
+        Ok(Some(KillableConn { io, id, registry: self.clone() }))
+    }
+
+    fn kill_all(st: &mut State) {
+        for (_, sock) in st.open.drain() {
+            let _ = sock.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Refuses new connections and shuts every live one down.
+    pub(crate) fn pause(&self) {
+        let mut st = self.lock();
+        st.paused = true;
+        Self::kill_all(&mut st);
+    }
+
+    /// Accepts connections again.
+    pub(crate) fn resume(&self) {
+        self.lock().paused = false;
+    }
+
+    /// Refuses new connections for good and shuts every live one down.
+    pub(crate) fn close(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        Self::kill_all(&mut st);
+    }
+
+    /// Number of live connections.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().open.len()
+    }
+}
+
+/// An accepted TCP connection that removes itself from the registry when hyper drops it.
+pub(crate) struct KillableConn {
+    io: TcpStream,
+    id: u64,
+    registry: Arc<Connections>,
+}
+
+impl Drop for KillableConn {
+    fn drop(&mut self) {
+        self.registry.lock().open.remove(&self.id);
+    }
+}
+
+impl Connected for KillableConn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl AsyncRead for KillableConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for KillableConn {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Accepts connections until `stop` becomes true, handing admitted ones to the tonic server.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    conns: Arc<Connections>,
+    out: mpsc::Sender<io::Result<KillableConn>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => match conns.admit(stream) {
+                Ok(Some(conn)) => {
+                    tracing::debug!(backend = crate::BACKEND, %peer, "connection accepted");
+                    if out.send(Ok(conn)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => tracing::debug!(backend = crate::BACKEND, %peer, "connection refused (paused)"),
+                Err(error) => {
+                    tracing::warn!(backend = crate::BACKEND, %peer, %error, "cannot register connection")
+                }
+            },
+            Err(error) => {
+                tracing::warn!(backend = crate::BACKEND, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::debug!(backend = crate::BACKEND, "accept loop stopped");
+}

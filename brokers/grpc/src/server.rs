@@ -1,0 +1,433 @@
+//! The server-hosted agent endpoint ([`GrpcBroker`], the source role): a tonic server for the
+//! OCM `CloudEventService` (protocol.md §7.1.3) that agents subscribe to and publish to.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use maestro_api::pb::cloud_event_service_server::{CloudEventService, CloudEventServiceServer};
+use maestro_api::pb::{self, PublishRequest, SubscriptionRequest};
+use maestro_api::types::{EventType, HEARTBEAT, MANIFEST_BUNDLES};
+use maestro_api::{AttributesReader, Event, ext, grpc};
+use maestro_transport::deliver::{Backoff, Outcome, deliver};
+use maestro_transport::{DynHandler, Error, Result, SourceTransport, Subscribed};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::conn::{Connections, accept_loop};
+use crate::{BACKEND, GrpcBrokerConfig, SUBSCRIPTION_ID_HEADER};
+
+/// Extra room over `max_event_bytes` for the protobuf framing of one message.
+pub(crate) const MESSAGE_OVERHEAD: usize = 64 * 1024;
+
+type StreamItem = std::result::Result<pb::CloudEvent, Status>;
+
+struct Subscriber {
+    cluster: String,
+    data_type: String,
+    subscription_id: Uuid,
+    tx: mpsc::Sender<StreamItem>,
+    kill: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Registry {
+    paused: bool,
+    next_id: u64,
+    subs: HashMap<u64, Subscriber>,
+}
+
+struct Shared {
+    config: GrpcBrokerConfig,
+    registry: Mutex<Registry>,
+    handler: OnceLock<DynHandler>,
+    closed: AtomicBool,
+    signal: watch::Sender<u64>,
+    conns: Arc<Connections>,
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes a subscriber and ends its stream.
+    fn remove(&self, id: u64, reason: &str) {
+        if let Some(sub) = self.registry().subs.remove(&id) {
+            sub.kill.notify_one();
+            tracing::info!(backend = BACKEND, cluster = %sub.cluster, subscription_id = %sub.subscription_id, reason, "subscriber removed");
+        }
+    }
+
+    /// Removes every subscriber; `pause` keeps new ones out until [`Shared::unpause`].
+    fn remove_all(&self, pause: bool) {
+        let mut reg = self.registry();
+        reg.paused |= pause;
+        for (_, sub) in reg.subs.drain() {
+            sub.kill.notify_one();
+        }
+    }
+
+    fn unpause(&self) {
+        self.registry().paused = false;
+    }
+}
+
+/// The hosted gRPC broker: serves `Subscribe`/`Publish` for agents and implements
+/// [`SourceTransport`] for the server (protocol.md §7.1.3).
+///
+/// Created with [`GrpcBroker::bind`]; stopped with [`SourceTransport::close`] (also on drop).
+pub struct GrpcBroker {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+impl fmt::Debug for GrpcBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcBroker").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl GrpcBroker {
+    /// Binds `config.bind_address` and starts serving. The subscribed signal is 1 on return.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a bad configuration; [`Error::Other`] when the address
+    /// cannot be bound.
+    pub async fn bind(config: GrpcBrokerConfig) -> Result<Arc<GrpcBroker>> {
+        config.validate()?;
+        let io_err = |e: std::io::Error| Error::Other { backend: BACKEND, source: Box::new(e) };
+        let listener = TcpListener::bind(config.bind_address).await.map_err(io_err)?;
+        let local_addr = listener.local_addr().map_err(io_err)?;
+        let conns = Arc::new(Connections::default());
+        let (signal, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            config,
+            registry: Mutex::new(Registry::default()),
+            handler: OnceLock::new(),
+            closed: AtomicBool::new(false),
+            signal,
+            conns: conns.clone(),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let (conn_tx, conn_rx) = mpsc::channel(16);
+        tokio::spawn(accept_loop(listener, conns, conn_tx, stop_rx.clone()));
+        tokio::spawn(serve(shared.clone(), ReceiverStream::new(conn_rx), stop_rx));
+        shared.signal.send_replace(1);
+        tracing::info!(backend = BACKEND, %local_addr, "gRPC broker serving");
+        Ok(Arc::new(GrpcBroker { shared, local_addr, stop }))
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The consumers with at least one live Subscribe stream, sorted, without duplicates
+    /// (for readiness checks and metrics).
+    pub fn connected_consumers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.shared.registry().subs.values().map(|s| s.cluster.clone()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The number of open agent connections (for metrics).
+    pub fn connection_count(&self) -> usize {
+        self.shared.conns.len()
+    }
+
+    /// Test/operations hook: simulates a broker outage. Stops serving, ends every Subscribe
+    /// stream and cuts every connection (agents see their stream end and publishes fail);
+    /// new connections are refused until [`GrpcBroker::resume`]. The listener stays bound.
+    pub fn pause(&self) {
+        self.shared.remove_all(true);
+        self.shared.conns.pause();
+        tracing::warn!(backend = BACKEND, addr = %self.local_addr, "gRPC broker paused");
+    }
+
+    /// Test/operations hook: serves again on the same address after [`GrpcBroker::pause`] and
+    /// bumps the subscribed signal.
+    pub fn resume(&self) {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        self.shared.unpause();
+        self.shared.conns.resume();
+        self.shared.signal.send_modify(|n| *n += 1);
+        tracing::info!(backend = BACKEND, addr = %self.local_addr, "gRPC broker resumed");
+    }
+
+    fn shutdown(&self) {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.stop.send_replace(true);
+        self.shared.remove_all(true);
+        self.shared.conns.close();
+        tracing::info!(backend = BACKEND, addr = %self.local_addr, "gRPC broker closed");
+    }
+
+    /// Routes `event` to the matching subscribers; see [`SourceTransport::publish`].
+    async fn route(&self, event: &Event) -> Result<()> {
+        let shared = &self.shared;
+        let cluster = ext::get_str(event, ext::CLUSTER_NAME).unwrap_or_default();
+        let data_type = EventType::parse(event.ty())
+            .map_err(|e| Error::Encode { backend: BACKEND, reason: e.to_string() })?
+            .data_type;
+        let targets: Vec<(u64, mpsc::Sender<StreamItem>)> = shared
+            .registry()
+            .subs
+            .iter()
+            .filter(|(_, s)| s.data_type == data_type && (cluster.is_empty() || s.cluster == cluster))
+            .map(|(id, s)| (*id, s.tx.clone()))
+            .collect();
+        let msg = grpc::to_proto(event);
+        let mut queued = 0usize;
+        for (id, tx) in targets {
+            match tx.send_timeout(Ok(msg.clone()), shared.config.send_timeout).await {
+                Ok(()) => queued += 1,
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => shared.remove(id, "stream buffer full"),
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => shared.remove(id, "stream closed"),
+            }
+        }
+        if queued == 0 && !cluster.is_empty() {
+            return Err(Error::NoSubscriber { backend: BACKEND, consumer: cluster });
+        }
+        tracing::debug!(backend = BACKEND, id = event.id(), ty = event.ty(), %cluster, queued, "event queued");
+        Ok(())
+    }
+}
+
+impl Drop for GrpcBroker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    incoming: ReceiverStream<std::io::Result<crate::conn::KillableConn>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let limit = shared.config.max_event_bytes.saturating_add(MESSAGE_OVERHEAD);
+    let svc = CloudEventServiceServer::from_arc(Arc::new(BrokerService { shared }))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let result = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(error) = result {
+        tracing::error!(backend = BACKEND, %error, "gRPC broker server failed");
+    }
+}
+
+#[async_trait]
+impl SourceTransport for GrpcBroker {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    /// Queues `event` on every Subscribe stream of its `clustername` (all streams when it is
+    /// empty). Waits up to `send_timeout` for room in a full stream buffer; a stream that stays
+    /// full is dropped as dead.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; [`Error::TooLarge`] over `max_event_bytes`; [`Error::Encode`] for an
+    /// unparseable type; [`Error::NoSubscriber`] when no stream of that consumer took it.
+    async fn publish(&self, event: &Event) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed { backend: BACKEND });
+        }
+        let size = maestro_transport::event_size(event);
+        let limit = self.shared.config.max_event_bytes;
+        if size > limit {
+            return Err(Error::TooLarge { backend: BACKEND, size, limit });
+        }
+        self.route(event).await
+    }
+
+    async fn start(&self, handler: DynHandler) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed { backend: BACKEND });
+        }
+        self.shared.handler.set(handler).map_err(|_| Error::AlreadyStarted { backend: BACKEND })
+    }
+
+    fn subscribed(&self) -> Subscribed {
+        self.shared.signal.subscribe()
+    }
+
+    async fn close(&self) {
+        self.shutdown();
+    }
+}
+
+/// The tonic service.
+struct BrokerService {
+    shared: Arc<Shared>,
+}
+
+impl BrokerService {
+    fn register(
+        &self,
+        req: &SubscriptionRequest,
+        tx: mpsc::Sender<StreamItem>,
+    ) -> Result<(u64, Uuid, Arc<Notify>), Status> {
+        let mut reg = self.shared.registry();
+        if reg.paused || self.shared.closed.load(Ordering::Acquire) {
+            return Err(Status::unavailable("the broker is not serving"));
+        }
+        let id = reg.next_id;
+        reg.next_id += 1;
+        let subscription_id = Uuid::new_v4();
+        let kill = Arc::new(Notify::new());
+        reg.subs.insert(
+            id,
+            Subscriber {
+                cluster: req.cluster_name.clone(),
+                data_type: req.data_type.clone(),
+                subscription_id,
+                tx,
+                kill: kill.clone(),
+            },
+        );
+        Ok((id, subscription_id, kill))
+    }
+}
+
+fn validate_subscription(req: &SubscriptionRequest) -> Result<(), Status> {
+    if req.cluster_name.is_empty() {
+        return Err(Status::invalid_argument("cluster_name is required"));
+    }
+    if req.data_type != MANIFEST_BUNDLES {
+        return Err(Status::invalid_argument(format!(
+            "unsupported data_type {:?} (expected {MANIFEST_BUNDLES})",
+            req.data_type
+        )));
+    }
+    Ok(())
+}
+
+/// Keeps one Subscribe stream: sends heartbeats, and unregisters it when the client goes
+/// away, a send fails, or the broker removed it.
+async fn keep_stream(shared: Arc<Shared>, id: u64, tx: mpsc::Sender<StreamItem>, kill: Arc<Notify>) {
+    let mut ticker = shared.config.heartbeat().map(|every| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let reason = loop {
+        tokio::select! {
+            _ = tx.closed() => break "client went away",
+            _ = kill.notified() => break "removed",
+            _ = tick(&mut ticker) => {
+                if tx.send_timeout(Ok(grpc::heartbeat()), shared.config.send_timeout).await.is_err() {
+                    break "heartbeat send failed";
+                }
+            }
+        }
+    };
+    shared.remove(id, reason);
+}
+
+async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+fn publish_error_json(reason: &str) -> String {
+    serde_json::json!({ "error": reason }).to_string()
+}
+
+/// Validates a Publish request from an agent: `Ok(None)` for a heartbeat (ignored), the
+/// decoded event otherwise.
+///
+/// # Errors
+/// `InvalidArgument` for a missing event, a decoding error, an unparseable type or another
+/// data type; `ResourceExhausted` over the size limit.
+fn decode_publish(req: PublishRequest, limit: usize) -> std::result::Result<Option<Event>, Status> {
+    let Some(msg) = req.event else {
+        return Err(Status::invalid_argument("publish request without an event"));
+    };
+    if msg.r#type == HEARTBEAT {
+        return Ok(None);
+    }
+    let event = grpc::from_proto(msg).map_err(|e| Status::invalid_argument(format!("invalid event: {e}")))?;
+    let ty = EventType::parse(event.ty())
+        .map_err(|e| Status::invalid_argument(format!("invalid event type: {e}")))?;
+    if !ty.is_manifest_bundles() {
+        return Err(Status::invalid_argument(format!("unsupported data type {:?}", ty.data_type)));
+    }
+    let size = maestro_transport::event_size(&event);
+    if size > limit {
+        return Err(Status::resource_exhausted(format!(
+            "event of {size} bytes exceeds the {limit}-byte limit"
+        )));
+    }
+    Ok(Some(event))
+}
+
+#[async_trait]
+impl CloudEventService for BrokerService {
+    type SubscribeStream = ReceiverStream<StreamItem>;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscriptionRequest>,
+    ) -> std::result::Result<Response<Self::SubscribeStream>, Status> {
+        let req = request.into_inner();
+        validate_subscription(&req)?;
+        let (tx, rx) = mpsc::channel(self.shared.config.stream_buffer);
+        let (id, subscription_id, kill) = self.register(&req, tx.clone())?;
+        tokio::spawn(keep_stream(self.shared.clone(), id, tx, kill));
+        tracing::info!(backend = BACKEND, cluster = %req.cluster_name, %subscription_id, "agent subscribed");
+        let mut response = Response::new(ReceiverStream::new(rx));
+        let value = subscription_id
+            .to_string()
+            .parse()
+            .map_err(|_| Status::internal("cannot encode the subscription id"))?;
+        response.metadata_mut().insert(SUBSCRIPTION_ID_HEADER, value);
+        Ok(response)
+    }
+
+    async fn publish(&self, request: Request<PublishRequest>) -> std::result::Result<Response<()>, Status> {
+        let Some(event) = decode_publish(request.into_inner(), self.shared.config.max_event_bytes)? else {
+            return Ok(Response::new(()));
+        };
+        let handler = self
+            .shared
+            .handler
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::unavailable("the broker is not started"))?;
+        let (id, timeout) = (event.id().to_owned(), self.shared.config.handler_timeout);
+        let delivery = deliver(&handler, event, Backoff::default(), &self.shared.closed, BACKEND);
+        match tokio::time::timeout(timeout, delivery).await {
+            Ok(Outcome::Acked) => Ok(Response::new(())),
+            Ok(Outcome::Dropped(reason)) => Err(Status::failed_precondition(publish_error_json(&reason))),
+            Ok(Outcome::Closed) => Err(Status::unavailable("the broker is closed")),
+            Err(_) => {
+                tracing::warn!(backend = BACKEND, %id, ?timeout, "handler did not accept the event in time");
+                Err(Status::unavailable(format!("the event was not handled within {timeout:?}")))
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The [`Agent`]: wires the transport, the work store, the reconcile workers, the status
+//! publisher and the periodic tasks together.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use maestro_api::snowflake::Generator;
+use maestro_transport::DynAgentTransport;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::cluster::Cluster;
+use crate::config::AgentConfig;
+use crate::error::AgentError;
+use crate::intake::Intake;
+use crate::queue::WorkQueue;
+use crate::work::{Work, WorkSnapshot};
+use crate::{reconcile, status};
+
+/// State shared by every task of one agent.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: AgentConfig,
+    pub(crate) transport: DynAgentTransport,
+    pub(crate) cluster: Arc<dyn Cluster>,
+    pub(crate) works: Mutex<HashMap<String, Work>>,
+    pub(crate) queue: WorkQueue,
+    /// Wakes the status publisher.
+    pub(crate) publish: Notify,
+    /// Sequence ids for status events (node 1, protocol.md §6.2).
+    pub(crate) sequence: Generator,
+    pub(crate) hub_hash: String,
+}
+
+impl Shared {
+    pub(crate) fn works(&self) -> MutexGuard<'_, HashMap<String, Work>> {
+        self.works.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Enqueues every work that is not finalized, optionally marking it for a re-apply.
+    pub(crate) fn enqueue_all(&self, reapply: bool) {
+        let ids: Vec<String> = {
+            let mut works = self.works();
+            works
+                .values_mut()
+                .filter(|w| !w.finalized)
+                .map(|w| {
+                    w.needs_apply |= reapply;
+                    w.uid.clone()
+                })
+                .collect()
+        };
+        for id in ids {
+            self.queue.add(&id);
+        }
+    }
+}
+
+/// The work agent of one consumer (protocol.md §8): receives spec events through an
+/// [`maestro_transport::AgentTransport`], applies the bundles on a [`Cluster`] and publishes
+/// their status.
+#[derive(Debug)]
+pub struct Agent {
+    shared: Arc<Shared>,
+}
+
+/// A cheap, cloneable handle for inspecting a (running) agent.
+#[derive(Debug, Clone)]
+pub struct AgentHandle {
+    shared: Arc<Shared>,
+}
+
+impl Agent {
+    /// An agent for `config.consumer` talking through `transport` to `cluster`. Nothing runs
+    /// until [`Agent::run`].
+    pub fn new(config: AgentConfig, transport: DynAgentTransport, cluster: Arc<dyn Cluster>) -> Self {
+        let hub_hash = config.hub_hash();
+        Agent {
+            shared: Arc::new(Shared {
+                config,
+                transport,
+                cluster,
+                works: Mutex::new(HashMap::new()),
+                queue: WorkQueue::default(),
+                publish: Notify::new(),
+                sequence: Generator::default(),
+                hub_hash,
+            }),
+        }
+    }
+
+    /// A handle for inspection.
+    pub fn handle(&self) -> AgentHandle {
+        AgentHandle { shared: self.shared.clone() }
+    }
+
+    /// Starts the transport and runs the agent until `shutdown` completes; then stops every
+    /// background task and closes the transport.
+    ///
+    /// # Errors
+    /// [`AgentError::Config`] for an empty consumer; [`AgentError::Transport`] when the
+    /// transport cannot be started.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
+        let shared = self.shared;
+        if shared.config.consumer.is_empty() {
+            return Err(AgentError::Config("consumer must not be empty".into()));
+        }
+        let mut tasks = JoinSet::new();
+        for _ in 0..shared.config.workers.max(1) {
+            tasks.spawn(reconcile::run_worker(shared.clone()));
+        }
+        let subscribed = shared.transport.subscribed();
+        tasks.spawn(status::run_publisher(shared.clone()));
+        tasks.spawn(status::run_spec_resync(shared.clone(), subscribed));
+        tasks.spawn(run_ticker(shared.clone(), shared.config.status_sync_interval, false));
+        if let Some(every) = shared.config.resync_interval {
+            tasks.spawn(run_ticker(shared.clone(), every, true));
+        }
+        let started = shared.transport.start(Arc::new(Intake::new(shared.clone()))).await;
+        if let Err(e) = started {
+            tasks.abort_all();
+            return Err(e.into());
+        }
+        tracing::info!(consumer = %shared.config.consumer, agent_id = %shared.config.agent_id,
+            backend = shared.transport.backend(), "work agent started");
+        shutdown.await;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        shared.transport.close().await;
+        tracing::info!(consumer = %shared.config.consumer, "work agent stopped");
+        Ok(())
+    }
+}
+
+async fn run_ticker(shared: Arc<Shared>, every: std::time::Duration, reapply: bool) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        shared.enqueue_all(reapply);
+    }
+}
+
+impl AgentHandle {
+    /// The consumer this agent serves.
+    pub fn consumer(&self) -> &str {
+        &self.shared.config.consumer
+    }
+
+    /// The agent id.
+    pub fn agent_id(&self) -> &str {
+        &self.shared.config.agent_id
+    }
+
+    /// Every work held, ordered by id.
+    pub fn works(&self) -> Vec<WorkSnapshot> {
+        let mut list: Vec<WorkSnapshot> = self.shared.works().values().map(Work::snapshot).collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list
+    }
+
+    /// One work by resource id.
+    pub fn work(&self, id: &str) -> Option<WorkSnapshot> {
+        self.shared.works().get(id).map(Work::snapshot)
+    }
+
+    /// Asks for an immediate status sync of every work (as the periodic sync does).
+    pub fn sync_now(&self) {
+        self.shared.enqueue_all(false);
+    }
+}

@@ -1,0 +1,151 @@
+//! The target cluster as the agent sees it (architecture.md §8).
+//!
+//! [`Cluster`] is the narrow interface the reconciler needs: resolve a kind to its resource,
+//! get an object, apply one with an [`ApplyMode`], delete one with a UID precondition, and
+//! manage the AppliedManifestWork owner. Implementations:
+//! - [`SimulatedCluster`] (always available): an in-process cluster that stores objects and
+//!   fabricates realistic status, for demos and fleet simulation;
+//! - [`KubeCluster`](crate::KubeCluster) (feature `kube`): a real API server through kube-rs.
+
+mod kinds;
+mod simulated;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::ClusterError;
+pub use kinds::{known_mapping, split_api_version};
+pub use simulated::{ObjectKey, SimulatedCluster};
+
+/// The REST mapping of a kind: group, version, plural resource and scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceMapping {
+    /// API group (`""` for the core group).
+    pub group: String,
+    /// API version, e.g. `v1`.
+    pub version: String,
+    /// Kind, e.g. `Deployment`.
+    pub kind: String,
+    /// Lower-case plural resource, e.g. `deployments`.
+    pub resource: String,
+    /// True for namespaced kinds, false for cluster-scoped ones.
+    pub namespaced: bool,
+}
+
+impl ResourceMapping {
+    /// The `apiVersion` string: `<group>/<version>`, or `<version>` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
+}
+
+/// One object on the cluster: its mapping plus namespace (`""` when cluster-scoped) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    /// How the kind maps to a resource.
+    pub mapping: ResourceMapping,
+    /// Namespace; `""` for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = &self.mapping.group;
+        let r = &self.mapping.resource;
+        if self.namespace.is_empty() {
+            write!(f, "{r}.{g}/{}", self.name)
+        } else {
+            write!(f, "{r}.{g}/{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// How an object is written (protocol.md §8.2). `ReadOnly` manifests are never written, so
+/// the reconciler only calls [`Cluster::get`] for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Create if missing, else update: labels, annotations and owner references are merged
+    /// with the live object's, finalizers kept; nothing is written when nothing changed.
+    Update,
+    /// Create if missing, else only make sure the owner references of the manifest are set.
+    CreateOnly,
+    /// Kubernetes server-side apply with this field manager; `force` takes over conflicting
+    /// fields owned by other managers.
+    ServerSideApply {
+        /// The field manager (protocol default `work-agent`).
+        field_manager: String,
+        /// Force ownership of conflicting fields.
+        force: bool,
+    },
+}
+
+/// The AppliedManifestWork that owns a work's resources (protocol.md §8.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedWorkRef {
+    /// `<hubHash>-<workName>`.
+    pub name: String,
+    /// Hex SHA-256 of the hub host.
+    pub hub_hash: String,
+    /// The agent id.
+    pub agent_id: String,
+    /// The ManifestWork name on the agent (the resource id for Maestro).
+    pub work_name: String,
+}
+
+/// `apiVersion` of the AppliedManifestWork owner.
+pub const APPLIED_WORK_API_VERSION: &str = "work.open-cluster-management.io/v1";
+/// `kind` of the AppliedManifestWork owner.
+pub const APPLIED_WORK_KIND: &str = "AppliedManifestWork";
+
+/// The target cluster. All methods are called concurrently from several reconcile workers.
+#[async_trait]
+pub trait Cluster: Send + Sync + Debug {
+    /// Resolves `apiVersion`/`kind` to its resource mapping (discovery).
+    ///
+    /// # Errors
+    /// [`ClusterError::UnknownKind`] when the cluster does not serve the kind.
+    async fn resolve(&self, api_version: &str, kind: &str) -> Result<ResourceMapping, ClusterError>;
+
+    /// Reads an object; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`ClusterError::Api`] on API failures.
+    async fn get(&self, object: &ObjectRef) -> Result<Option<Value>, ClusterError>;
+
+    /// Writes `manifest` (already carrying the owner references the agent wants) with `mode`
+    /// and returns the live object afterwards (with `metadata.uid`).
+    ///
+    /// # Errors
+    /// [`ClusterError::Conflict`] for server-side apply conflicts; others on API failures.
+    async fn apply(&self, object: &ObjectRef, manifest: Value, mode: &ApplyMode) -> Result<Value, ClusterError>;
+
+    /// Deletes an object (background propagation) if its UID equals `uid` (when given).
+    /// Returns false when the object did not exist.
+    ///
+    /// # Errors
+    /// [`ClusterError::PreconditionFailed`] when the UID differs; others on API failures.
+    async fn delete(&self, object: &ObjectRef, uid: Option<&str>) -> Result<bool, ClusterError>;
+
+    /// Makes sure the AppliedManifestWork exists and returns its UID, used in owner
+    /// references. `None` means the cluster has no AppliedManifestWork API: the agent then
+    /// marks ownership with the [`crate::OWNER_ANNOTATION`] annotation instead. The default
+    /// returns a UUIDv5 of the name (no object is stored).
+    ///
+    /// # Errors
+    /// API failures.
+    async fn applied_work_uid(&self, owner: &AppliedWorkRef) -> Result<Option<String>, ClusterError> {
+        Ok(Some(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, owner.name.as_bytes()).to_string()))
+    }
+
+    /// Removes the AppliedManifestWork after the work's resources were deleted. Default: no-op.
+    ///
+    /// # Errors
+    /// API failures.
+    async fn delete_applied_work(&self, _owner: &AppliedWorkRef) -> Result<(), ClusterError> {
+        Ok(())
+    }
+}

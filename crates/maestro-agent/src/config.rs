@@ -1,0 +1,75 @@
+//! Agent configuration.
+
+use std::time::Duration;
+
+/// The default field manager of server-side apply (protocol.md §4.1).
+pub const DEFAULT_FIELD_MANAGER: &str = "work-agent";
+
+/// The default status sync interval: 10 s (protocol.md §8.1 `--status-sync-interval`).
+pub const DEFAULT_STATUS_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The default re-apply interval: 5 min (the Go agent requeues every 4–6 min, protocol.md §8.1).
+pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The default limit of a `JsonRaw` feedback value: 1 MiB (Maestro's `MaxJSONRawLength`).
+pub const DEFAULT_MAX_JSON_RAW_BYTES: usize = 1024 * 1024;
+
+/// Configuration of an [`crate::Agent`]. Build with [`AgentConfig::new`] and adjust fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// The consumer (cluster name) this agent serves; spec events for other clusters are
+    /// dropped and status events carry it as `clustername`.
+    pub consumer: String,
+    /// The agent id: CloudEvent `source` of everything the agent publishes.
+    /// Default `<consumer>-work-agent`.
+    pub agent_id: String,
+    /// How often every work's objects are re-read for Available conditions and feedback
+    /// (status published only when it changed). Default [`DEFAULT_STATUS_SYNC_INTERVAL`].
+    pub status_sync_interval: Duration,
+    /// How often every work is re-applied (drift correction); `None` disables it.
+    /// Default `Some(`[`DEFAULT_RESYNC_INTERVAL`]`)`.
+    pub resync_interval: Option<Duration>,
+    /// The hub host (MQTT broker host, gRPC URL; `""` for Pub/Sub), hashed into the
+    /// AppliedManifestWork name (protocol.md §8.3). Default `""`.
+    pub hub_host: String,
+    /// Number of concurrent reconcile workers (one work is reconciled by one worker at a
+    /// time). Default 4; at least 1 is used.
+    pub workers: usize,
+    /// Limit of one `JsonRaw` feedback value in bytes. Default [`DEFAULT_MAX_JSON_RAW_BYTES`].
+    pub max_json_raw_bytes: usize,
+    /// First delay of the retry backoff for failed publishes and failed applies; doubled per
+    /// attempt up to [`AgentConfig::max_retry_delay`]. Default 200 ms.
+    pub retry_delay: Duration,
+    /// Upper bound of the retry backoff. Default 30 s.
+    pub max_retry_delay: Duration,
+}
+
+impl AgentConfig {
+    /// The defaults for `consumer`.
+    pub fn new(consumer: impl Into<String>) -> Self {
+        let consumer = consumer.into();
+        AgentConfig {
+            agent_id: format!("{consumer}-work-agent"),
+            consumer,
+            status_sync_interval: DEFAULT_STATUS_SYNC_INTERVAL,
+            resync_interval: Some(DEFAULT_RESYNC_INTERVAL),
+            hub_host: String::new(),
+            workers: 4,
+            max_json_raw_bytes: DEFAULT_MAX_JSON_RAW_BYTES,
+            retry_delay: Duration::from_millis(200),
+            max_retry_delay: Duration::from_secs(30),
+        }
+    }
+
+    /// The retry delay before attempt `attempt` (0-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
+        self.retry_delay.saturating_mul(factor).min(self.max_retry_delay)
+    }
+
+    /// The hub hash: lower-case hex SHA-256 of [`AgentConfig::hub_host`].
+    pub fn hub_hash(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.hub_host.as_bytes()))
+    }
+}

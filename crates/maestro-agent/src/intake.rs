@@ -1,0 +1,158 @@
+//! Intake: the [`EventHandler`] given to the transport. Applies the upsert rules of
+//! protocol.md §6.1 to the work store and queues the work; answers status resync requests
+//! (protocol.md §5.3). Returns quickly: applying happens in the reconcile workers.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use maestro_api::codec::{SpecEvent, data_as, decode_spec};
+use maestro_api::payload::StatusHashList;
+use maestro_api::types::{Action, EventType, SubResource};
+use maestro_api::{AttributesReader, Event, ext};
+use maestro_transport::{EventHandler, HandlerError};
+
+use crate::agent::Shared;
+use crate::status::status_event;
+use crate::work::Work;
+
+/// The agent's event handler.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    shared: Arc<Shared>,
+}
+
+impl Intake {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Intake { shared }
+    }
+}
+
+fn permanent(event: &Event, reason: String) -> HandlerError {
+    tracing::warn!(id = event.id(), ty = event.ty(), %reason, "dropping event");
+    HandlerError::Permanent(reason)
+}
+
+#[async_trait]
+impl EventHandler for Intake {
+    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
+        let ty = EventType::parse(event.ty()).map_err(|e| permanent(&event, e.to_string()))?;
+        if !ty.is_manifest_bundles() {
+            return Err(permanent(&event, format!("unsupported data type {}", ty.data_type)));
+        }
+        match (ty.sub_resource, ty.action) {
+            (SubResource::Status, Action::ResyncRequest) => self.status_resync(&event).await,
+            (SubResource::Spec, Action::ResyncRequest) | (SubResource::Status, _) => {
+                Err(permanent(&event, format!("the agent does not handle {ty}")))
+            }
+            (SubResource::Spec, _) => self.spec(&event),
+        }
+    }
+}
+
+impl Intake {
+    fn spec(&self, event: &Event) -> Result<(), HandlerError> {
+        let consumer = &self.shared.config.consumer;
+        let cluster = ext::get_str(event, ext::CLUSTER_NAME).unwrap_or_default();
+        if cluster != *consumer {
+            tracing::debug!(id = event.id(), %cluster, %consumer, "ignoring spec event for another cluster");
+            return Ok(());
+        }
+        let spec = decode_spec(event).map_err(|e| permanent(event, format!("malformed spec event: {e}")))?;
+        let id = spec.resource_id.clone();
+        if upsert(&mut self.shared.works(), spec) {
+            self.shared.queue.add(&id);
+        }
+        Ok(())
+    }
+
+    async fn status_resync(&self, event: &Event) -> Result<(), HandlerError> {
+        let list: StatusHashList =
+            data_as(event, "StatusHashList").map_err(|e| permanent(event, e.to_string()))?;
+        let events: Vec<(String, Event)> = {
+            let works = self.shared.works();
+            works
+                .values()
+                .filter(|w| !w.finalized)
+                .filter_map(|w| {
+                    let status = w.status.clone().unwrap_or_default();
+                    let hash = maestro_api::statushash::status_hash(&status);
+                    let wanted = list.status_hashes.is_empty()
+                        || list.status_hashes.iter().any(|h| h.resource_id == w.uid && h.status_hash != hash);
+                    wanted.then(|| {
+                        let ev = status_event(&self.shared, w, &status, &hash, Action::ResyncResponse);
+                        (w.uid.clone(), ev)
+                    })
+                })
+                .collect()
+        };
+        tracing::debug!(requested = list.status_hashes.len(), responses = events.len(), "status resync");
+        for (id, ev) in events {
+            if let Err(e) = self.shared.transport.publish(&ev).await {
+                tracing::warn!(resource_id = %id, error = %e, "status resync response failed; will republish");
+                if let Some(w) = self.shared.works().get_mut(&id) {
+                    w.published_hash = None;
+                }
+                self.shared.publish.notify_one();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies one decoded spec event to the store (protocol.md §6.1). Returns true when the work
+/// must be reconciled.
+pub(crate) fn upsert(works: &mut std::collections::HashMap<String, Work>, spec: SpecEvent) -> bool {
+    let id = spec.resource_id.clone();
+    let Some(work) = works.get_mut(&id) else {
+        let mut work = Work::new(id.clone(), spec.resource_version);
+        work.deleting = spec.deletion.is_some();
+        replace_spec(&mut work, spec);
+        tracing::info!(resource_id = %id, generation = work.generation, deleting = work.deleting, "work added");
+        works.insert(id, work);
+        return true;
+    };
+    if work.finalized {
+        tracing::debug!(resource_id = %id, "ignoring spec event for a deleted work");
+        return false;
+    }
+    if spec.deletion.is_some() {
+        if spec.resource_version != 0 && spec.resource_version > work.generation {
+            work.generation = spec.resource_version;
+        }
+        if !work.deleting {
+            tracing::info!(resource_id = %id, generation = work.generation, "work deleting");
+        }
+        work.deleting = true;
+        return true;
+    }
+    if spec.resource_version != 0 && spec.resource_version < work.generation {
+        tracing::debug!(resource_id = %id, got = spec.resource_version, have = work.generation, "ignoring stale spec");
+        return false;
+    }
+    if spec.resource_version == work.generation && spec.bundle == work.bundle && !work.deleting {
+        return false; // a resync response repeating what we hold
+    }
+    tracing::info!(resource_id = %id, from = work.generation, to = spec.resource_version, "work updated");
+    work.generation = spec.resource_version;
+    replace_spec(work, spec);
+    true
+}
+
+fn replace_spec(work: &mut Work, spec: SpecEvent) {
+    let mut metadata = spec.metadata.unwrap_or_default();
+    metadata.remove("resourceVersion");
+    work.name = metadata
+        .get("name")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&spec.resource_id)
+        .to_owned();
+    work.metadata = metadata;
+    work.original_source = spec.source;
+    if spec.bundle.is_some() || work.bundle.is_none() {
+        work.bundle = spec.bundle;
+    }
+    work.spec_rev += 1;
+    work.needs_apply = true;
+    work.attempts = 0;
+}

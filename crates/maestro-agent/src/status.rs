@@ -1,0 +1,164 @@
+//! Publishing: status events (protocol.md §3.2, §4.3, §6.2), the status publisher with retry,
+//! and the spec resync request on every (re)subscription (protocol.md §5.1).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use maestro_api::codec::{StatusEventBuilder, spec_resync_request};
+use maestro_api::payload::{ManifestBundleStatus, ResourceVersion, ResourceVersionList};
+use maestro_api::types::Action;
+use maestro_api::Event;
+use maestro_transport::Subscribed;
+use serde_json::{Map, Value, json};
+
+use crate::agent::Shared;
+use crate::work::Work;
+
+/// The `metadata` extension of a status event: name, namespace (the consumer), uid and
+/// generation of the work, plus labels/annotations received with the spec.
+fn status_metadata(shared: &Shared, work: &Work) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(work.name));
+    m.insert("namespace".into(), json!(shared.config.consumer));
+    m.insert("uid".into(), json!(work.uid));
+    m.insert("generation".into(), json!(work.generation));
+    for key in ["labels", "annotations"] {
+        if let Some(v) = work.metadata.get(key).filter(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
+            m.insert(key.into(), v.clone());
+        }
+    }
+    m
+}
+
+/// Builds the status event of `work` carrying `status` (whose hash is `hash`), with a fresh
+/// sequence id.
+pub(crate) fn status_event(
+    shared: &Shared,
+    work: &Work,
+    status: &ManifestBundleStatus,
+    hash: &str,
+    action: Action,
+) -> Event {
+    let sequence_id = shared.sequence.next_string();
+    let metadata = status_metadata(shared, work);
+    StatusEventBuilder {
+        source: &shared.config.agent_id,
+        resource_id: &work.uid,
+        resource_version: work.generation,
+        cluster_name: &shared.config.consumer,
+        original_source: &work.original_source,
+        sequence_id: &sequence_id,
+        status_hash: hash,
+        metadata: Some(&metadata),
+        action,
+    }
+    .build(status)
+}
+
+/// Publishes the unpublished status of every work; after a failure waits with backoff (or
+/// until woken) and tries again, so the latest status is never lost. Works whose `Deleted`
+/// status was published are dropped from the store.
+pub(crate) async fn run_publisher(shared: Arc<Shared>) {
+    let mut attempt = 0u32;
+    loop {
+        let notified = shared.publish.notified();
+        let failed = publish_pending(&shared).await;
+        if failed {
+            let delay = shared.config.backoff(attempt);
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = notified => {}
+            }
+        } else {
+            attempt = 0;
+            notified.await;
+        }
+    }
+}
+
+/// One pass over the pending works. Returns true when a publish failed.
+async fn publish_pending(shared: &Shared) -> bool {
+    let pending: Vec<(String, Event, String, ManifestBundleStatus)> = {
+        let works = shared.works();
+        works
+            .values()
+            .filter(|w| w.unpublished())
+            .filter_map(|w| {
+                let status = w.status.clone()?;
+                let hash = w.status_hash.clone()?;
+                let ev = status_event(shared, w, &status, &hash, Action::Update);
+                Some((w.uid.clone(), ev, hash, status))
+            })
+            .collect()
+    };
+    for (id, event, hash, status) in pending {
+        if let Err(e) = shared.transport.publish(&event).await {
+            tracing::warn!(resource_id = %id, error = %e, "status publish failed; will retry");
+            return true;
+        }
+        let mut works = shared.works();
+        let Some(w) = works.get_mut(&id) else { continue };
+        w.published_hash = Some(hash.clone());
+        w.last_published = Some(status);
+        tracing::debug!(resource_id = %id, generation = w.generation, hash = %hash, "status published");
+        if w.finalized && w.status_hash.as_deref() == Some(hash.as_str()) {
+            works.remove(&id);
+            tracing::info!(resource_id = %id, "work deleted and dropped");
+        }
+    }
+    false
+}
+
+/// Sends one `spec.resync_request` with the versions of all works held each time the
+/// transport (re)subscribes; retries with backoff until it is accepted or the transport
+/// resubscribes again. Also wakes the status publisher.
+pub(crate) async fn run_spec_resync(shared: Arc<Shared>, mut subscribed: Subscribed) {
+    let mut handled = 0u64;
+    loop {
+        let current = *subscribed.borrow_and_update();
+        if current > handled {
+            handled = current;
+            shared.publish.notify_one();
+            send_spec_resync(&shared, &mut subscribed).await;
+            continue;
+        }
+        if subscribed.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn send_spec_resync(shared: &Shared, subscribed: &mut Subscribed) {
+    let mut attempt = 0u32;
+    loop {
+        let versions = ResourceVersionList {
+            resource_versions: {
+                let works = shared.works();
+                let mut v: Vec<ResourceVersion> = works
+                    .values()
+                    .filter(|w| !w.finalized)
+                    .map(|w| ResourceVersion { resource_id: w.uid.clone(), resource_version: w.generation })
+                    .collect();
+                v.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+                v
+            },
+        };
+        let event = spec_resync_request(&shared.config.agent_id, &shared.config.consumer, &versions);
+        match shared.transport.publish(&event).await {
+            Ok(()) => {
+                tracing::info!(works = versions.resource_versions.len(), "spec resync requested");
+                return;
+            }
+            Err(e) => {
+                let delay: Duration = shared.config.backoff(attempt);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(error = %e, ?delay, "spec resync request failed; will retry");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    r = subscribed.changed() => if r.is_err() { return },
+                }
+            }
+        }
+    }
+}

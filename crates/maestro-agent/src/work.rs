@@ -1,0 +1,115 @@
+//! The agent's in-memory work store: one [`Work`] per resource id (the ManifestWork plus its
+//! AppliedManifestWork bookkeeping), and the public [`WorkSnapshot`] view of it.
+
+use maestro_api::payload::{ManifestBundle, ManifestBundleStatus};
+use serde_json::{Map, Value};
+
+use crate::cluster::ObjectRef;
+
+/// A resource the agent applied for a work (AppliedManifestWork `status.appliedResources`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedResource {
+    /// The object.
+    pub object: ObjectRef,
+    /// Its UID when it was applied.
+    pub uid: String,
+}
+
+impl AppliedResource {
+    /// Identity for garbage collection: group, resource, namespace, name (not version).
+    pub(crate) fn same_target(&self, other: &ObjectRef) -> bool {
+        let a = &self.object;
+        a.mapping.group == other.mapping.group
+            && a.mapping.resource == other.mapping.resource
+            && a.namespace == other.namespace
+            && a.name == other.name
+    }
+}
+
+/// One work held by the agent.
+#[derive(Debug, Clone)]
+pub(crate) struct Work {
+    pub(crate) uid: String,
+    pub(crate) name: String,
+    pub(crate) generation: i64,
+    pub(crate) original_source: String,
+    pub(crate) metadata: Map<String, Value>,
+    pub(crate) bundle: Option<ManifestBundle>,
+    pub(crate) deleting: bool,
+    /// Resources deleted and `Deleted` status set: dropped once that status is published.
+    pub(crate) finalized: bool,
+    /// Bumped on every accepted spec change, to detect changes during a reconcile.
+    pub(crate) spec_rev: u64,
+    pub(crate) needs_apply: bool,
+    pub(crate) status: Option<ManifestBundleStatus>,
+    pub(crate) status_hash: Option<String>,
+    pub(crate) published_hash: Option<String>,
+    pub(crate) last_published: Option<ManifestBundleStatus>,
+    pub(crate) applied: Vec<AppliedResource>,
+    pub(crate) attempts: u32,
+}
+
+impl Work {
+    pub(crate) fn new(uid: String, generation: i64) -> Self {
+        Work {
+            name: uid.clone(),
+            uid,
+            generation,
+            original_source: String::new(),
+            metadata: Map::new(),
+            bundle: None,
+            deleting: false,
+            finalized: false,
+            spec_rev: 0,
+            needs_apply: true,
+            status: None,
+            status_hash: None,
+            published_hash: None,
+            last_published: None,
+            applied: Vec::new(),
+            attempts: 0,
+        }
+    }
+
+    /// True when the current status has not been published (acknowledged by the transport).
+    pub(crate) fn unpublished(&self) -> bool {
+        self.status_hash.is_some() && self.status_hash != self.published_hash
+    }
+
+    pub(crate) fn snapshot(&self) -> WorkSnapshot {
+        WorkSnapshot {
+            id: self.uid.clone(),
+            name: self.name.clone(),
+            generation: self.generation,
+            deleting: self.deleting,
+            status: self.status.clone(),
+            status_hash: self.status_hash.clone(),
+            last_published: self.last_published.clone(),
+            published_hash: self.published_hash.clone(),
+            applied: self.applied.clone(),
+        }
+    }
+}
+
+/// A read-only view of one work, from [`crate::AgentHandle`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkSnapshot {
+    /// The resource id (work UID).
+    pub id: String,
+    /// The work name (`metadata.name`, default the resource id).
+    pub name: String,
+    /// The generation: the last accepted spec `resourceversion`.
+    pub generation: i64,
+    /// True once a delete was received.
+    pub deleting: bool,
+    /// The current status, once computed.
+    pub status: Option<ManifestBundleStatus>,
+    /// The status hash of [`WorkSnapshot::status`].
+    pub status_hash: Option<String>,
+    /// The last status the transport accepted.
+    pub last_published: Option<ManifestBundleStatus>,
+    /// The hash of [`WorkSnapshot::last_published`].
+    pub published_hash: Option<String>,
+    /// The resources applied for this work (the AppliedManifestWork view).
+    pub applied: Vec<AppliedResource>,
+}

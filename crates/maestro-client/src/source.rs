@@ -1,0 +1,287 @@
+//! The gRPC source client (maestro-reference.md §3.3, §3.6): writes as CloudEvents over
+//! `Publish`, status updates over `Subscribe`, reads over REST.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use maestro_api::payload::ManifestBundleStatus;
+use maestro_api::pb::cloud_event_service_client::CloudEventServiceClient;
+use maestro_api::pb::{PublishRequest, SubscriptionRequest};
+use maestro_api::types::{Action, EventType, HEARTBEAT, MANIFEST_BUNDLES, SubResource};
+use maestro_api::{AttributesReader, codec::SpecEventBuilder, ext, grpc};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{ClientError, Result};
+use crate::ids::resource_id;
+use crate::manifestwork::ManifestWorkInput;
+use crate::rest::RestClient;
+
+/// Default gRPC connect timeout: 10 s.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The result of [`SourceClient::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// The resource id (UUIDv5 of source, consumer and name).
+    pub resource_id: String,
+    /// True when the bundle did not exist and a `create_request` was sent; false for an
+    /// `update_request`.
+    pub created: bool,
+    /// The bundle version read back over REST after publishing (`None` if that read failed).
+    pub version: Option<i64>,
+}
+
+/// The result of [`SourceClient::delete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The resource id.
+    pub resource_id: String,
+    /// The bundle version the deletion was requested at.
+    pub version: i64,
+}
+
+/// A status update received on the `Subscribe` stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    /// The resource id.
+    pub resource_id: String,
+    /// The spec version the status is for.
+    pub resource_version: i64,
+    /// The consumer (`clustername`), empty if not sent.
+    pub consumer: String,
+    /// The snowflake `sequenceid`, empty if not sent.
+    pub sequence_id: String,
+    /// The status payload.
+    pub status: ManifestBundleStatus,
+}
+
+impl StatusUpdate {
+    /// True when the agent reported the work deleted (`Deleted`=True).
+    pub fn is_deleted(&self) -> bool {
+        self.status.is_true("Deleted")
+    }
+}
+
+/// The stream returned by [`SourceClient::watch`].
+pub type StatusStream = Pin<Box<dyn Stream<Item = Result<StatusUpdate>> + Send>>;
+
+/// A source client: one source id, one gRPC endpoint for writes and status, one REST client
+/// for reads.
+#[derive(Debug, Clone)]
+pub struct SourceClient {
+    source_id: String,
+    endpoint: String,
+    grpc: CloudEventServiceClient<Channel>,
+    rest: RestClient,
+}
+
+impl SourceClient {
+    /// Connects (plaintext) to the source gRPC endpoint (`host:port` or `http://host:port`),
+    /// waiting at most [`CONNECT_TIMEOUT`].
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidInput`] for an empty source id or a bad endpoint;
+    /// [`ClientError::Connect`] naming the endpoint when it cannot be reached.
+    pub async fn connect(grpc_endpoint: &str, source_id: &str, rest: RestClient) -> Result<Self> {
+        if source_id.is_empty() {
+            return Err(ClientError::InvalidInput("the source id must not be empty".into()));
+        }
+        let uri = if grpc_endpoint.contains("://") {
+            grpc_endpoint.to_owned()
+        } else {
+            format!("http://{grpc_endpoint}")
+        };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| ClientError::InvalidInput(format!("invalid gRPC endpoint {grpc_endpoint:?}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT);
+        let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
+            endpoint: grpc_endpoint.to_owned(),
+            message: error_chain(&e),
+        })?;
+        Ok(SourceClient {
+            source_id: source_id.to_owned(),
+            endpoint: grpc_endpoint.to_owned(),
+            grpc: CloudEventServiceClient::new(channel),
+            rest,
+        })
+    }
+
+    /// The source id.
+    pub fn source_id(&self) -> &str {
+        &self.source_id
+    }
+
+    /// The REST client used for reads.
+    pub fn rest(&self) -> &RestClient {
+        &self.rest
+    }
+
+    /// The resource id of work `name` on `consumer` for this source.
+    pub fn resource_id(&self, consumer: &str, name: &str) -> String {
+        resource_id(&self.source_id, consumer, name)
+    }
+
+    /// Creates or updates `work` on `consumer`: GETs the bundle by its resource id (404 ⇒
+    /// `create_request`, else `update_request` with version 0 = latest), publishes, then
+    /// reads the bundle back for its version.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidInput`] (server rejected the bundle), [`ClientError::Conflict`],
+    /// REST and gRPC transport errors.
+    pub async fn apply(&self, consumer: &str, work: &ManifestWorkInput) -> Result<ApplyOutcome> {
+        let rid = self.resource_id(consumer, &work.name);
+        let existing = self.rest.find_bundle(&rid).await?;
+        if existing.as_ref().is_some_and(|b| b.is_deleting()) {
+            return Err(ClientError::Conflict {
+                what: format!("resource bundle {} ({rid})", work.name),
+                message: "it is being deleted; wait for the deletion to finish and apply again".into(),
+            });
+        }
+        let action = if existing.is_some() { Action::Update } else { Action::Create };
+        let event = SpecEventBuilder::new(&self.source_id, &rid, 0, consumer)
+            .action(action)
+            .metadata(work.metadata(consumer, &rid))
+            .bundle(&work.bundle)
+            .build();
+        let what = format!("resource bundle {} ({rid}) on consumer {consumer}", work.name);
+        self.publish(event, action, &what).await?;
+        let version = self.rest.find_bundle(&rid).await.ok().flatten().map(|b| b.version);
+        Ok(ApplyOutcome { resource_id: rid, created: existing.is_none(), version })
+    }
+
+    /// Requests deletion of work `name` on `consumer` (`delete_request` with
+    /// `deletiontimestamp`). The bundle disappears once the agent confirms.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`] when the bundle does not exist; REST and gRPC errors.
+    pub async fn delete(&self, consumer: &str, name: &str) -> Result<DeleteOutcome> {
+        let rid = self.resource_id(consumer, name);
+        let what = format!("resource bundle {name:?} ({rid}) on consumer {consumer:?}");
+        let bundle = self
+            .rest
+            .find_bundle(&rid)
+            .await?
+            .ok_or_else(|| ClientError::NotFound { what: what.clone(), detail: String::new() })?;
+        let mut builder =
+            SpecEventBuilder::new(&self.source_id, &rid, bundle.version, consumer).action(Action::Delete);
+        if !bundle.metadata.is_empty() {
+            builder = builder.metadata(bundle.metadata.clone());
+        }
+        let event = builder.deletion(Utc::now()).build();
+        self.publish(event, Action::Delete, &what).await?;
+        Ok(DeleteOutcome { resource_id: rid, version: bundle.version })
+    }
+
+    async fn publish(&self, event: maestro_api::Event, action: Action, what: &str) -> Result<()> {
+        let operation = format!("publish {}", action.as_str());
+        tracing::debug!(ty = event.ty(), id = event.id(), "publishing");
+        let req = PublishRequest { event: Some(grpc::to_proto(&event)) };
+        let mut client = self.grpc.clone();
+        client
+            .publish(req)
+            .await
+            .map_err(|s| ClientError::from_status(&self.endpoint, &operation, what, &s))?;
+        Ok(())
+    }
+
+    /// Subscribes to status updates of this source's bundles. Heartbeats are skipped; events
+    /// that do not decode are yielded as [`ClientError::InvalidResponse`]. No history is
+    /// replayed: read current state over REST.
+    ///
+    /// # Errors
+    /// gRPC errors opening the stream; stream items carry later errors.
+    pub async fn watch(&self) -> Result<StatusStream> {
+        let req = SubscriptionRequest {
+            source: self.source_id.clone(),
+            cluster_name: String::new(),
+            data_type: MANIFEST_BUNDLES.to_owned(),
+        };
+        let mut client = self.grpc.clone();
+        let endpoint = self.endpoint.clone();
+        let stream = client
+            .subscribe(req)
+            .await
+            .map_err(|s| ClientError::from_status(&endpoint, "subscribe", "status stream", &s))?
+            .into_inner();
+        let mapped = stream.filter_map(move |item| {
+            let endpoint = endpoint.clone();
+            async move {
+                match item {
+                    Err(s) => {
+                        Some(Err(ClientError::from_status(&endpoint, "subscribe", "status stream", &s)))
+                    }
+                    Ok(msg) if msg.r#type == HEARTBEAT => None,
+                    Ok(msg) => Some(decode_status_update(msg).map_err(|message| {
+                        ClientError::InvalidResponse { endpoint: endpoint.clone(), message }
+                    })),
+                }
+            }
+        });
+        Ok(Box::pin(mapped))
+    }
+}
+
+/// Decodes a status event leniently (only `resourceid`, `resourceversion` and the data are
+/// required).
+fn decode_status_update(msg: maestro_api::pb::CloudEvent) -> std::result::Result<StatusUpdate, String> {
+    let event = grpc::from_proto(msg).map_err(|e| e.to_string())?;
+    let ty = EventType::parse(event.ty()).map_err(|e| e.to_string())?;
+    if ty.sub_resource != SubResource::Status {
+        return Err(format!("unexpected event type {}", event.ty()));
+    }
+    let status = maestro_api::codec::data_as::<ManifestBundleStatus>(&event, "ManifestBundleStatus")
+        .map_err(|e| e.to_string())?;
+    Ok(StatusUpdate {
+        resource_id: ext::resource_id(&event).map_err(|e| e.to_string())?,
+        resource_version: ext::resource_version(&event).map_err(|e| e.to_string())?,
+        consumer: ext::get_str(&event, ext::CLUSTER_NAME).unwrap_or_default(),
+        sequence_id: ext::get_str(&event, ext::SEQUENCE_ID).unwrap_or_default(),
+        status,
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        message = format!("{message}: {s}");
+        src = s.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maestro_api::codec::StatusEventBuilder;
+    use maestro_api::payload::Condition;
+
+    #[test]
+    fn decodes_status_events_and_flags_deleted() {
+        let mut status = ManifestBundleStatus::default();
+        status.conditions.push(Condition {
+            kind: "Deleted".into(),
+            status: "True".into(),
+            ..Default::default()
+        });
+        let ev = StatusEventBuilder {
+            source: "maestro",
+            resource_id: "rid",
+            resource_version: 3,
+            cluster_name: "c1",
+            original_source: "maestro-cli",
+            sequence_id: "1834773391719010304",
+            status_hash: "h",
+            metadata: None,
+            action: Action::Update,
+        }
+        .build(&status);
+        let u = decode_status_update(grpc::to_proto(&ev)).expect("decode");
+        assert_eq!((u.resource_id.as_str(), u.resource_version, u.consumer.as_str()), ("rid", 3, "c1"));
+        assert!(u.is_deleted());
+        let spec = SpecEventBuilder::new("s", "rid", 1, "c1").build();
+        assert!(decode_status_update(grpc::to_proto(&spec)).is_err());
+    }
+}

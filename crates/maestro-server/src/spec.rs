@@ -1,0 +1,146 @@
+//! Spec writes from sources (protocol.md §7.1.3 "Publish handling", maestro-reference.md
+//! §3.3): create, update and delete requests become store writes, each with its outbox row in
+//! the same transaction; and the spec events the dispatcher sends to agents are built from
+//! the stored rows (restamped with the server's source id, protocol.md §1).
+
+use chrono::Utc;
+use maestro_api::codec::{data_as, SpecEventBuilder};
+use maestro_api::payload::ManifestBundle;
+use maestro_api::types::{Action, EventType, SubResource};
+use maestro_api::{ext, json, AttributesReader, Event};
+use maestro_store::{DynStore, NewResource, Resource};
+use serde_json::{Map, Value};
+
+use crate::error::ServiceError;
+
+/// What a source's Publish did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpecOutcome {
+    /// A resource was created (version 1).
+    Created(Resource),
+    /// A resource was updated (or unchanged).
+    Updated(Resource),
+    /// A resource was marked deleting (or was already, or did not exist).
+    Deleting(Option<Resource>),
+}
+
+/// Validates a source spec event's bundle: a ManifestBundle passing the server-side manifest
+/// validation, at most `max_bytes` of manifests.
+fn validated_bundle(event: &Event, max_bytes: usize) -> Result<ManifestBundle, ServiceError> {
+    let bundle: ManifestBundle = data_as(event, "ManifestBundle")?;
+    maestro_api::validate::validate_manifests(&bundle.manifests)?;
+    let size: usize = bundle.manifests.iter().map(|m| serde_json::to_vec(m).map(|v| v.len()).unwrap_or(0)).sum();
+    if size > max_bytes {
+        return Err(ServiceError::Validation(format!(
+            "resource bundle manifests are {size} bytes, over the {max_bytes}-byte limit"
+        )));
+    }
+    Ok(bundle)
+}
+
+fn required_cluster(event: &Event) -> Result<String, ServiceError> {
+    match ext::get_str(event, ext::CLUSTER_NAME) {
+        Some(c) if !c.is_empty() => Ok(c),
+        _ => Err(ServiceError::Validation("missing extension attribute \"clustername\" (the consumer)".into())),
+    }
+}
+
+/// Applies a source's spec event (create / update / delete request) to the store.
+///
+/// # Errors
+/// [`ServiceError::Validation`] for a malformed event or bundle; `NotFound` for an unknown
+/// consumer or resource; `Conflict` for a stale version, an existing id, or a resource being
+/// deleted; `Internal` when the store fails.
+pub async fn apply_source_spec(store: &DynStore, event: &Event, max_bytes: usize) -> Result<SpecOutcome, ServiceError> {
+    let ty = EventType::parse(event.ty())?;
+    if !ty.is_manifest_bundles() {
+        return Err(ServiceError::Validation(format!("unsupported data type {:?}", ty.data_type)));
+    }
+    if ty.sub_resource != SubResource::Spec {
+        return Err(ServiceError::Validation(format!("a source may not publish {}", event.ty())));
+    }
+    let id = ext::resource_id(event)?;
+    match ty.action {
+        Action::Create => create(store, event, id, max_bytes).await,
+        Action::Update => update(store, event, id, max_bytes).await,
+        Action::Delete => Ok(SpecOutcome::Deleting(store.mark_deleting(&id).await?)),
+        other => Err(ServiceError::Validation(format!("unsupported spec action {}", other.as_str()))),
+    }
+}
+
+async fn create(store: &DynStore, event: &Event, id: String, max_bytes: usize) -> Result<SpecOutcome, ServiceError> {
+    let consumer = required_cluster(event)?;
+    validated_bundle(event, max_bytes)?;
+    let name = ext::metadata(event)?
+        .and_then(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| id.clone());
+    let new = NewResource {
+        id,
+        name,
+        consumer_name: consumer,
+        source: event.source().to_string(),
+        payload: json::to_value(event),
+    };
+    Ok(SpecOutcome::Created(store.create_resource(new).await?))
+}
+
+async fn update(store: &DynStore, event: &Event, id: String, max_bytes: usize) -> Result<SpecOutcome, ServiceError> {
+    let version = ext::resource_version(event)?;
+    validated_bundle(event, max_bytes)?;
+    let current = store.get_resource(&id).await?;
+    if let Some(c) = ext::get_str(event, ext::CLUSTER_NAME).filter(|c| !c.is_empty()) {
+        if c != current.consumer_name {
+            return Err(ServiceError::Validation(format!(
+                "resource {id} belongs to consumer {:?}, not {c:?}",
+                current.consumer_name
+            )));
+        }
+    }
+    Ok(SpecOutcome::Updated(store.update_resource(&id, version, json::to_value(event)).await?))
+}
+
+/// The work `metadata` of a stored spec (from the payload's `metadata` extension), or an
+/// empty object.
+pub fn stored_metadata(resource: &Resource) -> Map<String, Value> {
+    json::from_value(resource.payload.clone())
+        .ok()
+        .and_then(|ev| ext::metadata(&ev).ok().flatten())
+        .unwrap_or_default()
+}
+
+/// Builds the spec event the server sends to the agent for a stored resource: the stored
+/// event restamped with `source_id`, the current version, the consumer, and the metadata name
+/// reset to the resource id (maestro-reference.md §3.6). A deleting resource becomes a
+/// `delete_request` (or `resync_response`) with `deletiontimestamp` and no data.
+pub fn outgoing_spec(resource: &Resource, source_id: &str, action: Action) -> Event {
+    let mut meta = stored_metadata(resource);
+    meta.insert("name".into(), Value::String(resource.id.clone()));
+    let mut builder = SpecEventBuilder::new(source_id, &resource.id, resource.version, &resource.consumer_name)
+        .action(action)
+        .metadata(meta);
+    if let Some(deleted_at) = resource.deleted_at {
+        let action = if action == Action::ResyncResponse { action } else { Action::Delete };
+        return builder.action(action).deletion(deleted_at).build();
+    }
+    let stored = json::from_value(resource.payload.clone()).ok();
+    if let Some(data) = stored.as_ref().and_then(|ev| data_as::<Value>(ev, "ManifestBundle").ok()) {
+        builder = builder.bundle_json(data);
+    }
+    let mut ev = builder.build();
+    if let Some(stored) = stored {
+        // Maestro resends the stored event: same id and time (protocol.md §3.1).
+        maestro_api::AttributesWriter::set_id(&mut ev, stored.id().to_owned());
+        maestro_api::AttributesWriter::set_time(&mut ev, stored.time().copied());
+    }
+    ev
+}
+
+/// A `spec.resync_response` deleting an id the server does not know (protocol.md §5.2 step
+/// 4): `resourceversion` = the agent's version, `deletiontimestamp` = now, no data.
+pub fn unknown_resource_delete(source_id: &str, id: &str, agent_version: i64, cluster: &str) -> Event {
+    SpecEventBuilder::new(source_id, id, agent_version, cluster)
+        .action(Action::ResyncResponse)
+        .deletion(Utc::now())
+        .build()
+}

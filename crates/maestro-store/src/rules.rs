@@ -1,0 +1,171 @@
+//! Backend-independent pieces shared by the SQLite and PostgreSQL stores: the acceptance rules
+//! of spec updates and statuses (architecture.md §5), paging, timestamps and commit signals.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::{Paging, Resource, Result, SpecAction, StatusEventKind, StatusOutcome, StatusWrite, StoreError};
+
+/// Largest page size served; bigger sizes are clamped (Maestro's limit).
+pub(crate) const MAX_PAGE_SIZE: i64 = 65_500;
+
+/// The current time truncated to microseconds (the precision both databases keep), so a
+/// returned row equals the same row read back.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// SQLite text form of a timestamp: RFC 3339 UTC with fixed-width microseconds, so text order
+/// is time order.
+pub(crate) fn sqlite_ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// `(limit, offset)` of a page. Errors: [`StoreError::Invalid`] for page < 1 or size < 0.
+/// Sizes above [`MAX_PAGE_SIZE`] are clamped.
+pub(crate) fn page_window(paging: Paging) -> Result<(i64, i64)> {
+    if paging.page < 1 {
+        return Err(StoreError::Invalid(format!("page must be at least 1, got {}", paging.page)));
+    }
+    if paging.size < 0 {
+        return Err(StoreError::Invalid(format!("size must not be negative, got {}", paging.size)));
+    }
+    let size = paging.size.min(MAX_PAGE_SIZE);
+    let offset = (paging.page - 1).saturating_mul(size);
+    Ok((size, offset))
+}
+
+/// What an update does to a locked resource row.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum UpdatePlan {
+    /// Same payload: return the row as is.
+    Unchanged,
+    /// Write the payload at this new version and append an `Update` outbox row.
+    Bump(i64),
+}
+
+/// Applies the spec update rules to the current row (maestro-reference.md §5.1).
+/// Errors: [`StoreError::Conflict`] when deleting or on a stale expected version.
+pub(crate) fn plan_update(current: &Resource, expected_version: i64, payload: &Value) -> Result<UpdatePlan> {
+    if current.deleted_at.is_some() {
+        return Err(StoreError::Conflict(format!("resource {:?} is being deleted", current.id)));
+    }
+    if expected_version != 0 && expected_version != current.version {
+        return Err(StoreError::Conflict(format!(
+            "resource {:?}: the update names version {expected_version} but the stored version is {}",
+            current.id, current.version
+        )));
+    }
+    if &current.payload == payload {
+        return Ok(UpdatePlan::Unchanged);
+    }
+    Ok(UpdatePlan::Bump(current.version + 1))
+}
+
+/// What a status write does to a locked resource row.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StatusPlan {
+    /// Nothing to write; answer this outcome.
+    Skip(StatusOutcome),
+    /// Hard-delete the row, drop its pending spec outbox rows, append `StatusDelete`.
+    HardDelete,
+    /// Store the status and append `StatusUpdate`.
+    Store,
+}
+
+/// Applies the status acceptance rules (architecture.md §5) to the current row, if any.
+pub(crate) fn plan_status(current: Option<&Resource>, write: &StatusWrite) -> StatusPlan {
+    let Some(current) = current else {
+        return StatusPlan::Skip(StatusOutcome::UnknownResource);
+    };
+    if current.consumer_name != write.consumer_name {
+        return StatusPlan::Skip(StatusOutcome::ConsumerMismatch { expected: current.consumer_name.clone() });
+    }
+    if write.deleted {
+        if current.deleted_at.is_none() {
+            return StatusPlan::Skip(StatusOutcome::Stale(
+                "Deleted reported for a resource that is not being deleted".to_owned(),
+            ));
+        }
+        return StatusPlan::HardDelete;
+    }
+    if write.version != current.version {
+        return StatusPlan::Skip(StatusOutcome::Stale(format!(
+            "status is for version {} but the stored version is {}",
+            write.version, current.version
+        )));
+    }
+    match maestro_api::snowflake::is_newer(&write.sequence_id, current.sequence_id.as_deref()) {
+        Ok(true) => {}
+        Ok(false) => {
+            return StatusPlan::Skip(StatusOutcome::Stale(format!(
+                "sequence id {} is not newer than the stored {}",
+                write.sequence_id,
+                current.sequence_id.as_deref().unwrap_or("")
+            )));
+        }
+        Err(e) => return StatusPlan::Skip(StatusOutcome::Stale(e.to_string())),
+    }
+    if current.status.as_ref().and_then(|s| s.get("data")) == Some(&write.data) {
+        return StatusPlan::Skip(StatusOutcome::Unchanged);
+    }
+    StatusPlan::Store
+}
+
+/// Parses a stored spec action. Errors: a decode error naming the bad value.
+pub(crate) fn parse_action(s: &str) -> Result<SpecAction> {
+    SpecAction::parse(s).ok_or_else(|| decode_error(format!("unknown spec event action {s:?}")))
+}
+
+/// Parses a stored status event kind. Errors: a decode error naming the bad value.
+pub(crate) fn parse_kind(s: &str) -> Result<StatusEventKind> {
+    StatusEventKind::parse(s).ok_or_else(|| decode_error(format!("unknown status event kind {s:?}")))
+}
+
+/// A [`StoreError::Database`] decode error with a message.
+pub(crate) fn decode_error(msg: String) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(msg.into()))
+}
+
+/// The in-process commit signals of a store.
+#[derive(Debug, Default)]
+pub(crate) struct Signals {
+    /// Fired after commits that appended spec outbox rows.
+    pub(crate) spec: Arc<Notify>,
+    /// Fired after commits that appended status event rows.
+    pub(crate) status: Arc<Notify>,
+}
+
+impl Signals {
+    /// Wakes every task waiting now and leaves one permit for the next `notified()` so a wake
+    /// between two checks is not lost.
+    pub(crate) fn fire(notify: &Notify) {
+        notify.notify_waiters();
+        notify.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_rules() {
+        assert_eq!(page_window(Paging { page: 1, size: 10 }).expect("ok"), (10, 0));
+        assert_eq!(page_window(Paging { page: 3, size: 10 }).expect("ok"), (10, 20));
+        assert_eq!(page_window(Paging { page: 2, size: 100_000 }).expect("ok"), (65_500, 65_500));
+        assert!(page_window(Paging { page: 0, size: 10 }).is_err());
+        assert!(page_window(Paging { page: 1, size: -1 }).is_err());
+    }
+
+    #[test]
+    fn sqlite_timestamps_sort_as_text() {
+        let a = DateTime::parse_from_rfc3339("2024-01-02T03:04:05Z").expect("ts").to_utc();
+        let b = DateTime::parse_from_rfc3339("2024-01-02T03:04:05.5Z").expect("ts").to_utc();
+        assert_eq!(sqlite_ts(a), "2024-01-02T03:04:05.000000Z");
+        assert!(sqlite_ts(a) < sqlite_ts(b));
+    }
+}

@@ -1,0 +1,504 @@
+//! One behaviour suite for every [`Store`] implementation, run against SQLite in memory,
+//! SQLite on a file and PostgreSQL (`MAESTRO_TEST_DATABASE_URL`, see `maestro_store::testing`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use maestro_api::snowflake::Generator;
+use maestro_store::{
+    ConsumerQuery, DynStore, Labels, NewConsumer, NewResource, Paging, Resource, ResourceQuery, SpecAction,
+    SpecEventRow, StatusEventKind, StatusOutcome, StatusWrite, StoreError, testing,
+};
+use serde_json::{Value, json};
+
+/// A store plus whatever must live as long as it.
+struct Backend {
+    store: DynStore,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite_memory() -> Backend {
+    let store = maestro_store::open("sqlite::memory:").await.expect("open sqlite::memory:");
+    Backend { store, _dir: None }
+}
+
+async fn sqlite_file() -> Backend {
+    let (dir, url) = testing::sqlite_file().await;
+    let store = maestro_store::open(&url).await.expect("open sqlite file");
+    Backend { store, _dir: Some(dir) }
+}
+
+async fn postgres() -> Backend {
+    let url = testing::postgres_url().await;
+    let store = maestro_store::open(&url).await.expect("open postgres");
+    Backend { store, _dir: None }
+}
+
+macro_rules! backend {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let backend = super::$backend().await;
+                    super::$case(backend.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        backend!(sqlite_memory: $($case),*);
+        backend!(sqlite_file: $($case),*);
+        backend!(postgres: $($case),*);
+    };
+}
+
+suite!(
+    versions_start_bump_and_conflict,
+    failed_writes_leave_data_and_outbox_unchanged,
+    outbox_rows_complete_in_order,
+    mark_deleting_is_idempotent,
+    status_outcomes,
+    confirmed_delete_removes_row_and_pending_outbox,
+    consumer_crud,
+    paging_and_filters,
+    status_events_cursor_and_prune,
+    concurrent_updates_serialize,
+    signals_fire_after_commit,
+);
+
+// ---- helpers ----
+
+async fn consumer(store: &DynStore, name: &str) {
+    let new = NewConsumer { name: Some(name.to_owned()), labels: Labels::new() };
+    store.create_consumer(new).await.expect("create consumer");
+}
+
+fn new_resource(id: &str, consumer: &str) -> NewResource {
+    NewResource {
+        id: id.to_owned(),
+        name: format!("name-{id}"),
+        consumer_name: consumer.to_owned(),
+        source: "source-a".to_owned(),
+        payload: json!({"id": id, "data": {"manifests": [1]}}),
+    }
+}
+
+async fn pending(store: &DynStore) -> Vec<SpecEventRow> {
+    store.pending_spec_events(1000).await.expect("pending")
+}
+
+/// `(resource id, action, version)` of the pending spec rows.
+async fn pending_summary(store: &DynStore) -> Vec<(String, SpecAction, i64)> {
+    pending(store).await.into_iter().map(|r| (r.resource_id, r.action, r.version)).collect()
+}
+
+fn status(r: &Resource, seq: &str, data: Value) -> StatusWrite {
+    StatusWrite {
+        resource_id: r.id.clone(),
+        consumer_name: r.consumer_name.clone(),
+        version: r.version,
+        sequence_id: seq.to_owned(),
+        status_hash: Some(format!("hash-{seq}")),
+        event: json!({"specversion": "1.0", "sequenceid": seq, "data": data}),
+        data,
+        deleted: false,
+    }
+}
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+// ---- cases ----
+
+async fn versions_start_bump_and_conflict(store: DynStore) {
+    consumer(&store, "c1").await;
+    let created = store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    assert_eq!(created.version, 1);
+    assert_eq!(created.name, "name-r1");
+    assert!(created.deleted_at.is_none() && created.status.is_none());
+    assert_eq!(store.get_resource("r1").await.expect("get"), created);
+
+    let v2 = store.update_resource("r1", 1, json!({"v": 2})).await.expect("update v1");
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.payload, json!({"v": 2}));
+
+    let err = store.update_resource("r1", 1, json!({"v": 3})).await.expect_err("stale");
+    let StoreError::Conflict(msg) = err else { panic!("want Conflict, got {err:?}") };
+    assert!(msg.contains('1') && msg.contains('2'), "message names both versions: {msg}");
+
+    let v3 = store.update_resource("r1", 0, json!({"v": 3})).await.expect("0 = latest");
+    assert_eq!(v3.version, 3);
+
+    let same = store.update_resource("r1", 3, json!({"v": 3})).await.expect("unchanged");
+    assert_eq!(same, v3, "unchanged payload: no bump");
+    let same = store.update_resource("r1", 0, json!({"v": 3})).await.expect("unchanged");
+    assert_eq!(same.version, 3);
+    assert_eq!(store.get_resource("r1").await.expect("get").version, 3);
+
+    assert_eq!(
+        pending_summary(&store).await,
+        vec![
+            (s("r1"), SpecAction::Create, 1),
+            (s("r1"), SpecAction::Update, 2),
+            (s("r1"), SpecAction::Update, 3)
+        ]
+    );
+    let err = store.update_resource("nope", 0, json!({})).await.expect_err("unknown");
+    assert!(matches!(err, StoreError::NotFound { kind: "resource", .. }), "{err:?}");
+    store.migrate().await.expect("migrate again is a no-op");
+}
+
+async fn failed_writes_leave_data_and_outbox_unchanged(store: DynStore) {
+    let err = store.create_resource(new_resource("r1", "ghost")).await.expect_err("unknown consumer");
+    assert!(matches!(&err, StoreError::UnknownConsumer(c) if c == "ghost"), "{err:?}");
+    assert!(matches!(store.get_resource("r1").await, Err(StoreError::NotFound { .. })));
+    assert!(pending(&store).await.is_empty());
+
+    consumer(&store, "c1").await;
+    let created = store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    let mut again = new_resource("r1", "c1");
+    again.payload = json!({"other": true});
+    let err = store.create_resource(again).await.expect_err("duplicate id");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    let err = store.update_resource("r1", 7, json!({"v": 2})).await.expect_err("stale");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.get_resource("r1").await.expect("get"), created);
+    assert_eq!(pending_summary(&store).await, vec![(s("r1"), SpecAction::Create, 1)]);
+}
+
+async fn outbox_rows_complete_in_order(store: DynStore) {
+    consumer(&store, "c1").await;
+    for id in ["r1", "r2", "r3"] {
+        store.create_resource(new_resource(id, "c1")).await.expect("create");
+    }
+    let rows = pending(&store).await;
+    assert_eq!(rows.len(), 3);
+    assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq), "oldest first");
+    assert_eq!(rows[0].consumer_name, "c1");
+    let first_two = store.pending_spec_events(2).await.expect("limit");
+    assert_eq!(first_two, rows[..2].to_vec());
+
+    store.complete_spec_events(&[rows[0].seq, rows[2].seq]).await.expect("complete");
+    store.complete_spec_events(&[]).await.expect("complete nothing");
+    assert_eq!(pending(&store).await, vec![rows[1].clone()]);
+}
+
+async fn mark_deleting_is_idempotent(store: DynStore) {
+    consumer(&store, "c1").await;
+    store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    store.update_resource("r1", 0, json!({"v": 2})).await.expect("update");
+    assert_eq!(store.mark_deleting("nope").await.expect("unknown"), None);
+
+    let deleting = store.mark_deleting("r1").await.expect("mark").expect("known");
+    assert!(deleting.deleted_at.is_some());
+    assert_eq!(deleting.version, 2, "a delete keeps the version");
+    let again = store.mark_deleting("r1").await.expect("mark again").expect("known");
+    assert_eq!(again, deleting, "idempotent");
+    assert_eq!(store.get_resource("r1").await.expect("still visible"), deleting);
+
+    let err = store.update_resource("r1", 0, json!({"v": 3})).await.expect_err("deleting");
+    let StoreError::Conflict(msg) = err else { panic!("want Conflict, got {err:?}") };
+    assert!(msg.contains("being deleted"), "{msg}");
+
+    let actions: Vec<_> = pending_summary(&store).await.into_iter().map(|(_, a, v)| (a, v)).collect();
+    assert_eq!(actions, vec![(SpecAction::Create, 1), (SpecAction::Update, 2), (SpecAction::Delete, 2)]);
+    let page = store.list_resources(&ResourceQuery::default()).await.expect("list");
+    assert_eq!(page.total, 1, "deleting resources are listed");
+}
+
+async fn status_outcomes(store: DynStore) {
+    let ids = Generator::default();
+    consumer(&store, "c1").await;
+    let r = store.create_resource(new_resource("r1", "c1")).await.expect("create");
+
+    let mut unknown = status(&r, &ids.next_string(), json!({"a": 1}));
+    unknown.resource_id = "nope".into();
+    assert_eq!(store.apply_status(unknown).await.expect("apply"), StatusOutcome::UnknownResource);
+
+    let mut other = status(&r, &ids.next_string(), json!({"a": 1}));
+    other.consumer_name = "c2".into();
+    let want = StatusOutcome::ConsumerMismatch { expected: "c1".into() };
+    assert_eq!(store.apply_status(other).await.expect("apply"), want);
+
+    let mut old_version = status(&r, &ids.next_string(), json!({"a": 1}));
+    old_version.version = 2;
+    let StatusOutcome::Stale(msg) = store.apply_status(old_version).await.expect("apply") else {
+        panic!("stale")
+    };
+    assert!(msg.contains('2') && msg.contains('1'), "{msg}");
+
+    let old_seq = ids.next_string();
+    let first_seq = ids.next_string();
+    let first = status(&r, &first_seq, json!({"a": 1}));
+    assert_eq!(store.apply_status(first.clone()).await.expect("apply"), StatusOutcome::Stored);
+    let stored = store.get_resource("r1").await.expect("get");
+    assert_eq!(stored.status, Some(first.event.clone()));
+    assert_eq!(stored.status_hash, first.status_hash);
+    assert_eq!(stored.sequence_id.as_deref(), Some(first_seq.as_str()));
+    assert_eq!(stored.version, 1, "a status does not bump the version");
+
+    let older = status(&r, &old_seq, json!({"a": 2}));
+    assert!(matches!(store.apply_status(older).await.expect("apply"), StatusOutcome::Stale(_)));
+    let equal = status(&r, &first_seq, json!({"a": 2}));
+    assert!(matches!(store.apply_status(equal).await.expect("apply"), StatusOutcome::Stale(_)));
+    let garbage = status(&r, "not-a-snowflake", json!({"a": 2}));
+    assert!(matches!(store.apply_status(garbage).await.expect("apply"), StatusOutcome::Stale(_)));
+
+    let same = status(&r, &ids.next_string(), json!({"a": 1}));
+    assert_eq!(store.apply_status(same).await.expect("apply"), StatusOutcome::Unchanged);
+    assert_eq!(store.get_resource("r1").await.expect("get"), stored, "unchanged writes nothing");
+
+    let second = status(&r, &ids.next_string(), json!({"a": 2}));
+    assert_eq!(store.apply_status(second.clone()).await.expect("apply"), StatusOutcome::Stored);
+
+    let mut early_delete = status(&r, &ids.next_string(), json!({"a": 3}));
+    early_delete.deleted = true;
+    let StatusOutcome::Stale(msg) = store.apply_status(early_delete).await.expect("apply") else {
+        panic!("stale")
+    };
+    assert!(msg.contains("not being deleted"), "{msg}");
+
+    let events = store.status_events_after(0, 100).await.expect("events");
+    assert_eq!(events.len(), 2, "only accepted statuses are events");
+    assert!(events.iter().all(|e| e.kind == StatusEventKind::StatusUpdate && e.payload == r.payload));
+    assert_eq!((events[0].status.clone(), events[1].status.clone()), (first.event, second.event));
+    assert_eq!((events[0].source.as_str(), events[0].consumer_name.as_str()), ("source-a", "c1"));
+    assert_eq!(store.get_resource("r1").await.expect("get").version, 1);
+}
+
+async fn confirmed_delete_removes_row_and_pending_outbox(store: DynStore) {
+    let ids = Generator::default();
+    consumer(&store, "c1").await;
+    let r = store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    store.create_resource(new_resource("r2", "c1")).await.expect("create other");
+    store.mark_deleting("r1").await.expect("mark").expect("known");
+
+    // Version and sequence id are not checked for a confirmed deletion.
+    let mut gone = status(&r, &ids.next_string(), json!({"deleted": true}));
+    gone.version = 99;
+    gone.deleted = true;
+    assert_eq!(store.apply_status(gone.clone()).await.expect("apply"), StatusOutcome::Deleted);
+    assert!(matches!(store.get_resource("r1").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(pending_summary(&store).await, vec![(s("r2"), SpecAction::Create, 1)]);
+
+    let events = store.status_events_after(0, 10).await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, StatusEventKind::StatusDelete);
+    assert_eq!(events[0].resource_id, "r1");
+    assert_eq!(events[0].payload, r.payload);
+    assert_eq!(events[0].status, gone.event);
+
+    assert_eq!(store.apply_status(gone).await.expect("again"), StatusOutcome::UnknownResource);
+}
+
+async fn consumer_crud(store: DynStore) {
+    let labels = Labels::from([(s("env"), s("prod"))]);
+    let named = NewConsumer { name: Some("cluster1".into()), labels: labels.clone() };
+    let c = store.create_consumer(named.clone()).await.expect("create");
+    assert_eq!((c.name.as_str(), &c.labels), ("cluster1", &labels));
+    assert!(uuid_like(&c.id), "{}", c.id);
+    let err = store.create_consumer(named).await.expect_err("name taken");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    let unnamed = store.create_consumer(NewConsumer::default()).await.expect("create unnamed");
+    assert_eq!(unnamed.name, unnamed.id, "name defaults to the id");
+
+    assert_eq!(store.get_consumer(&c.id).await.expect("by id"), c);
+    assert_eq!(store.get_consumer_by_name("cluster1").await.expect("by name"), c);
+    let err = store.get_consumer("nope").await.expect_err("unknown");
+    assert!(matches!(err, StoreError::NotFound { kind: "consumer", .. }), "{err:?}");
+
+    let replaced = Labels::from([(s("tier"), s("gold"))]);
+    let updated = store.set_consumer_labels(&c.id, replaced.clone()).await.expect("labels");
+    assert_eq!(updated.labels, replaced, "labels are replaced, not merged");
+    assert_eq!(store.get_consumer(&c.id).await.expect("get").labels, replaced);
+    assert!(matches!(
+        store.set_consumer_labels("nope", Labels::new()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let r = store.create_resource(new_resource("r1", "cluster1")).await.expect("create resource");
+    store.mark_deleting("r1").await.expect("mark").expect("known");
+    let err = store.delete_consumer(&c.id).await.expect_err("in use");
+    assert!(matches!(&err, StoreError::ConsumerInUse(n) if n == "cluster1"), "{err:?}");
+    assert!(store.get_consumer(&c.id).await.is_ok());
+
+    let mut gone = status(&r, &Generator::default().next_string(), json!({}));
+    gone.deleted = true;
+    assert_eq!(store.apply_status(gone).await.expect("apply"), StatusOutcome::Deleted);
+    store.delete_consumer(&c.id).await.expect("delete");
+    assert!(matches!(store.get_consumer(&c.id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.delete_consumer(&c.id).await, Err(StoreError::NotFound { .. })));
+    let page = store.list_consumers(&ConsumerQuery::default()).await.expect("list");
+    assert_eq!(page.items, vec![unnamed]);
+}
+
+fn uuid_like(id: &str) -> bool {
+    id.len() == 36 && id.chars().filter(|c| *c == '-').count() == 4
+}
+
+async fn paging_and_filters(store: DynStore) {
+    consumer(&store, "c1").await;
+    consumer(&store, "c2").await;
+    for (id, c) in [("r1", "c1"), ("r2", "c2"), ("r3", "c1"), ("r4", "c2"), ("r5", "c1")] {
+        let mut new = new_resource(id, c);
+        if id == "r4" {
+            new.source = "source-b".into();
+        }
+        store.create_resource(new).await.expect("create");
+    }
+    let list = |page, size| ResourceQuery { paging: Paging { page, size }, ..Default::default() };
+    let ids = |items: &[Resource]| items.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+
+    let p1 = store.list_resources(&list(1, 2)).await.expect("page 1");
+    assert_eq!((ids(&p1.items), p1.total, p1.page), (vec![s("r1"), s("r2")], 5, 1));
+    let p3 = store.list_resources(&list(3, 2)).await.expect("page 3");
+    assert_eq!((ids(&p3.items), p3.total, p3.page), (vec![s("r5")], 5, 3));
+    let p4 = store.list_resources(&list(4, 2)).await.expect("page 4");
+    assert!(p4.items.is_empty() && p4.total == 5);
+    let count = store.list_resources(&list(1, 0)).await.expect("size 0");
+    assert!(count.items.is_empty() && count.total == 5);
+    let huge = store.list_resources(&list(1, 1_000_000)).await.expect("clamped");
+    assert_eq!(huge.items.len(), 5);
+    for bad in [list(0, 10), list(-1, 10), list(1, -1)] {
+        let err = store.list_resources(&bad).await.expect_err("invalid");
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    }
+
+    let by_consumer = ResourceQuery { consumer_name: Some("c1".into()), ..Default::default() };
+    let page = store.list_resources(&by_consumer).await.expect("filter");
+    assert_eq!((ids(&page.items), page.total), (vec![s("r1"), s("r3"), s("r5")], 3));
+    let both = ResourceQuery {
+        consumer_name: Some("c2".into()),
+        source: Some("source-b".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(&store.list_resources(&both).await.expect("filter").items), vec![s("r4")]);
+    let by_name = ResourceQuery { name: Some("name-r2".into()), ..Default::default() };
+    assert_eq!(ids(&store.list_resources(&by_name).await.expect("filter").items), vec![s("r2")]);
+    let by_id =
+        ResourceQuery { id: Some("r3".into()), consumer_name: Some("c2".into()), ..Default::default() };
+    assert_eq!(store.list_resources(&by_id).await.expect("filter").total, 0);
+
+    assert_eq!(ids(&store.resources_for_consumer("c2").await.expect("for consumer")), vec![s("r2"), s("r4")]);
+    assert_eq!(ids(&store.resources_for_source("source-b").await.expect("for source")), vec![s("r4")]);
+    assert!(store.resources_for_consumer("c9").await.expect("none").is_empty());
+
+    let consumers = |name: Option<&str>, size| ConsumerQuery {
+        paging: Paging { page: 1, size },
+        name: name.map(str::to_owned),
+        id: None,
+    };
+    let all = store.list_consumers(&consumers(None, 1)).await.expect("consumers");
+    assert_eq!((all.items.len(), all.total, all.items[0].name.as_str()), (1, 2, "c1"));
+    let c2 = store.list_consumers(&consumers(Some("c2"), 10)).await.expect("consumers");
+    assert_eq!((c2.items.len(), c2.total), (1, 1));
+    let by_id = ConsumerQuery { id: Some(c2.items[0].id.clone()), ..Default::default() };
+    assert_eq!(store.list_consumers(&by_id).await.expect("by id").items, c2.items);
+    assert!(matches!(store.list_consumers(&consumers(None, -5)).await, Err(StoreError::Invalid(_))));
+}
+
+async fn status_events_cursor_and_prune(store: DynStore) {
+    let ids = Generator::default();
+    consumer(&store, "c1").await;
+    assert_eq!(store.last_status_event_seq().await.expect("last"), 0);
+    let r = store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    for n in 0..4 {
+        let w = status(&r, &ids.next_string(), json!({"n": n}));
+        assert_eq!(store.apply_status(w).await.expect("apply"), StatusOutcome::Stored);
+    }
+    let all = store.status_events_after(0, 100).await.expect("all");
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let last = store.last_status_event_seq().await.expect("last");
+    assert_eq!(last, all[3].seq);
+
+    let next = store.status_events_after(all[0].seq, 1).await.expect("after first");
+    assert_eq!(next, vec![all[1].clone()]);
+    assert!(store.status_events_after(last, 10).await.expect("none").is_empty());
+
+    assert_eq!(store.prune_status_events(all[1].seq).await.expect("prune"), 2);
+    assert_eq!(store.status_events_after(0, 100).await.expect("rest"), all[2..].to_vec());
+    assert_eq!(store.prune_status_events(all[1].seq).await.expect("prune again"), 0);
+
+    let w = status(&r, &ids.next_string(), json!({"n": 9}));
+    store.apply_status(w).await.expect("apply");
+    let newest = store.last_status_event_seq().await.expect("last");
+    assert!(newest > last, "sequence numbers keep growing");
+}
+
+async fn concurrent_updates_serialize(store: DynStore) {
+    consumer(&store, "c1").await;
+    store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.update_resource("r1", 0, json!({"n": n})).await })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.expect("join").expect("update").version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=21).collect::<Vec<_>>(), "every update got its own version");
+    assert_eq!(store.get_resource("r1").await.expect("get").version, 21);
+    let updates: Vec<i64> = pending(&store)
+        .await
+        .into_iter()
+        .filter(|r| r.action == SpecAction::Update)
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(updates, (2..=21).collect::<Vec<_>>(), "one Update row per bump, in commit order");
+}
+
+async fn signals_fire_after_commit(store: DynStore) {
+    let wait = Duration::from_secs(10);
+    let (spec, status_signal) = (store.spec_signal(), store.status_signal());
+    consumer(&store, "c1").await;
+    let r = store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    // The wake is kept for the next waiter even though nobody was waiting at commit time.
+    tokio::time::timeout(wait, spec.notified()).await.expect("spec signal after create");
+
+    let waiter = tokio::spawn(async move { tokio::time::timeout(wait, status_signal.notified()).await });
+    let w = status(&r, &Generator::default().next_string(), json!({"ok": true}));
+    assert_eq!(store.apply_status(w).await.expect("apply"), StatusOutcome::Stored);
+    waiter.await.expect("join").expect("status signal after apply_status");
+}
+
+// ---- backend-independent ----
+
+#[tokio::test]
+async fn open_rejects_unknown_schemes_without_leaking_passwords() {
+    let err = maestro_store::open("mysql://user:secret@db:3306/maestro").await.expect_err("mysql");
+    let StoreError::Invalid(msg) = &err else { panic!("want Invalid, got {err:?}") };
+    assert!(msg.contains("unsupported database URL") && msg.contains("sqlite::memory:"), "{msg}");
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[test]
+fn redact_hides_passwords() {
+    let red = maestro_store::redact("postgres://maestro:s3cret@db:5432/maestro?sslmode=require");
+    assert!(!red.contains("s3cret") && red.contains("***") && red.contains("db:5432"), "{red}");
+    assert_eq!(maestro_store::redact("sqlite::memory:"), "sqlite::memory:");
+    assert_eq!(maestro_store::redact("postgres://db/maestro"), "postgres://db/maestro");
+}
+
+#[tokio::test]
+async fn sqlite_file_keeps_data_across_reopen() {
+    let (_dir, url) = testing::sqlite_file().await;
+    let store = maestro_store::open(&url).await.expect("open");
+    consumer(&store, "c1").await;
+    store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    drop(store);
+    let store = maestro_store::open(&url).await.expect("reopen");
+    assert_eq!(store.kind(), "sqlite");
+    assert_eq!(store.get_resource("r1").await.expect("persisted").version, 1);
+    assert_eq!(pending(&store).await.len(), 1);
+}

@@ -1,0 +1,174 @@
+//! Command-line interface of the `maestro` binary.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::agent::{AgentSettings, ClusterKind};
+use crate::broker::{BrokerKind, SourceBrokerSettings};
+use crate::server::ServerSettings;
+
+/// Maestro in Rust: carries Kubernetes resources (ManifestWorks / resource bundles) from a
+/// central server to agents on many clusters as CloudEvents, and their status back.
+#[derive(Debug, Parser)]
+#[command(name = "maestro", version, about, long_about = None)]
+pub struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "MAESTRO_LOG_JSON")]
+    pub log_json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The log filter used when `RUST_LOG` is not set.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Demo(_) => "warn",
+            _ => "info",
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: REST API, source gRPC service, broker, spec dispatch, status ingestion.
+    Server(ServerArgs),
+    /// Run a work agent for one consumer (cluster).
+    Agent(AgentArgs),
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+    /// Run the main job end to end on embedded defaults: a server on SQLite with the gRPC
+    /// broker and 3 agents on simulated clusters; apply the examples, wait until Available,
+    /// print their status, delete one.
+    Demo(crate::demo::DemoArgs),
+}
+
+/// Database selection.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Database URL: `sqlite://FILE` (created if missing), `sqlite::memory:`, or
+    /// `postgres://user:password@host:port/db`.
+    #[arg(long = "db", env = "MAESTRO_DB_URL", default_value = "sqlite://maestro.db")]
+    pub db_url: String,
+}
+
+/// `maestro server` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Message broker between server and agents.
+    #[arg(long, value_enum, env = "MAESTRO_BROKER", default_value = "grpc")]
+    broker: BrokerKind,
+    /// REST API listen address.
+    #[arg(long, env = "MAESTRO_HTTP_ADDR", default_value = "0.0.0.0:8000")]
+    http_addr: SocketAddr,
+    /// Source-facing gRPC listen address (sources publish specs and subscribe to statuses).
+    #[arg(long, env = "MAESTRO_GRPC_ADDR", default_value = "0.0.0.0:8090")]
+    grpc_addr: SocketAddr,
+    /// Agent-facing gRPC broker listen address (with `--broker grpc`).
+    #[arg(long, env = "MAESTRO_GRPC_BROKER_ADDR", default_value = "0.0.0.0:8091")]
+    grpc_broker_addr: SocketAddr,
+    /// Source id stamped on spec events sent to agents; agents must report it back as
+    /// `originalsource`.
+    #[arg(long, env = "MAESTRO_SOURCE_ID", default_value = "maestro")]
+    source_id: String,
+    /// Heartbeat period on gRPC Subscribe streams (e.g. `10s`); `0s` disables.
+    #[arg(long, env = "MAESTRO_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+    /// Largest accepted resource bundle, in bytes of manifests.
+    #[arg(long, env = "MAESTRO_MAX_BUNDLE_BYTES", default_value_t = maestro_api::validate::MAX_BUNDLE_BYTES)]
+    max_bundle_bytes: usize,
+}
+
+/// `maestro agent` flags.
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// The consumer (cluster) name this agent serves.
+    #[arg(long, env = "MAESTRO_CONSUMER_NAME")]
+    consumer_name: String,
+    /// Agent id, the CloudEvent `source` of its events. Default `<consumer>-work-agent`.
+    #[arg(long = "cloudevents-client-id", env = "MAESTRO_AGENT_ID")]
+    agent_id: Option<String>,
+    /// Message broker between server and agents.
+    #[arg(long = "workload-source-driver", alias = "broker", value_enum, env = "MAESTRO_BROKER", default_value = "grpc")]
+    broker: BrokerKind,
+    /// Broker config file (sdk-go YAML keys, e.g. `url: host:8091` for gRPC). Overrides
+    /// `--broker-url`.
+    #[arg(long = "workload-source-config", env = "MAESTRO_BROKER_CONFIG")]
+    broker_config: Option<String>,
+    /// gRPC broker address `host:port` when no config file is given.
+    #[arg(long, env = "MAESTRO_BROKER_URL", default_value = "localhost:8091")]
+    broker_url: String,
+    /// The cluster to apply to: `kube` (kubeconfig / in-cluster) or `simulated` (in-process).
+    #[arg(long, value_enum, env = "MAESTRO_CLUSTER", default_value = "kube")]
+    cluster: ClusterKind,
+    /// How often applied resources are re-read for Available and feedback (e.g. `10s`).
+    #[arg(long, env = "MAESTRO_STATUS_SYNC_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    status_sync_interval: Duration,
+}
+
+/// Runs the parsed command.
+///
+/// # Errors
+/// Whatever the command reports.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(a) => crate::server::run(server_settings(a)).await,
+        Command::Agent(a) => crate::agent::run(agent_settings(a)).await,
+        Command::Migrate(a) => crate::server::migrate(&a.db_url).await,
+        Command::Demo(a) => crate::demo::run(a).await,
+    }
+}
+
+fn server_settings(a: ServerArgs) -> ServerSettings {
+    let heartbeat = Some(a.heartbeat_interval).filter(|d| !d.is_zero());
+    ServerSettings {
+        db_url: a.db.db_url,
+        broker: SourceBrokerSettings { kind: a.broker, grpc_bind: a.grpc_broker_addr, heartbeat },
+        server: maestro_server::ServerConfig {
+            source_id: a.source_id,
+            http_addr: a.http_addr,
+            grpc_addr: a.grpc_addr,
+            max_bundle_bytes: a.max_bundle_bytes,
+            heartbeat,
+            ..Default::default()
+        },
+    }
+}
+
+fn agent_settings(a: AgentArgs) -> AgentSettings {
+    AgentSettings {
+        agent_id: a.agent_id.unwrap_or_else(|| format!("{}-work-agent", a.consumer_name)),
+        consumer: a.consumer_name,
+        broker: a.broker,
+        broker_config: a.broker_config,
+        broker_url: a.broker_url,
+        cluster: a.cluster,
+        status_sync_interval: a.status_sync_interval,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        assert!(Cli::try_parse_from(["maestro", "server", "--broker", "kafka"]).is_err());
+        assert!(Cli::try_parse_from(["maestro", "server", "--http-addr", "nowhere"]).is_err());
+        assert!(Cli::try_parse_from(["maestro", "agent"]).is_err(), "consumer name is required");
+        let ok = Cli::try_parse_from(["maestro", "agent", "--consumer-name", "c1", "--cluster", "simulated"]);
+        assert!(ok.is_ok());
+    }
+}

@@ -1,0 +1,81 @@
+//! `maestro server` and `maestro migrate`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use maestro_server::{RunningServer, ServerConfig};
+
+use crate::broker::{source_transport, BrokerKind, SourceBrokerSettings};
+
+/// Everything `maestro server` needs.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Database URL (`sqlite://FILE`, `sqlite::memory:`, `postgres://…`).
+    pub db_url: String,
+    /// The broker.
+    pub broker: SourceBrokerSettings,
+    /// Server settings.
+    pub server: ServerConfig,
+}
+
+/// A started server with its broker address.
+#[derive(Debug)]
+pub struct Started {
+    /// The running server.
+    pub server: RunningServer,
+    /// The agent-facing gRPC broker address (gRPC broker only).
+    pub broker_addr: Option<SocketAddr>,
+}
+
+/// Opens the store (running migrations), builds the broker and starts the server.
+///
+/// # Errors
+/// Database, broker and bind failures, with context naming what failed.
+pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
+    let store = maestro_store::open(&s.db_url)
+        .await
+        .with_context(|| format!("opening database {}", maestro_store::redact(&s.db_url)))?;
+    let (transport, broker_addr) = source_transport(&s.broker)
+        .await
+        .with_context(|| format!("starting the {} broker", s.broker.kind.as_str()))?;
+    let server = maestro_server::start(s.server.clone(), store, transport).await.context("starting the server")?;
+    if let Some(addr) = broker_addr {
+        tracing::info!(%addr, "agent gRPC broker listening");
+    }
+    Ok(Started { server, broker_addr })
+}
+
+/// Runs `maestro server` until Ctrl-C / SIGTERM.
+///
+/// # Errors
+/// Start-up failures.
+pub async fn run(s: ServerSettings) -> anyhow::Result<()> {
+    let started = start(&s).await?;
+    crate::shutdown_signal().await;
+    started.server.shutdown().await;
+    Ok(())
+}
+
+/// Runs `maestro migrate`: applies pending migrations and exits.
+///
+/// # Errors
+/// Database or migration failures.
+pub async fn migrate(db_url: &str) -> anyhow::Result<()> {
+    maestro_store::open(db_url).await.with_context(|| format!("migrating {}", maestro_store::redact(db_url)))?;
+    tracing::info!(db = %maestro_store::redact(db_url), "migrations applied");
+    Ok(())
+}
+
+/// Default settings with the given broker kind (used by `demo` and tests).
+pub fn defaults(db_url: &str, kind: BrokerKind) -> ServerSettings {
+    ServerSettings {
+        db_url: db_url.to_owned(),
+        broker: SourceBrokerSettings {
+            kind,
+            grpc_bind: SocketAddr::from(([0, 0, 0, 0], 8091)),
+            heartbeat: Some(Duration::from_secs(10)),
+        },
+        server: ServerConfig::default(),
+    }
+}

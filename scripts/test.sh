@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what the tests need (PostgreSQL), starts
+# a throwaway PostgreSQL cluster on a free port, runs every test, and stops the cluster.
+# Fails loudly when something cannot be installed or started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v python3 >/dev/null || need_apt+=(python3)
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "error: missing packages ${need_apt[*]} and not root; install them first" >&2
+    exit 1
+  fi
+  echo "==> installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || { echo "error: apt-get update failed" >&2; exit 1; }
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null || { echo "error: apt-get install ${need_apt[*]} failed" >&2; exit 1; }
+fi
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "error: PostgreSQL server binaries still missing" >&2; exit 1; }
+
+echo "==> starting a throwaway PostgreSQL"
+eval "$(PG_FAST=1 scripts/pg-start.sh)"
+trap 'scripts/pg-stop.sh' EXIT
+echo "    $MAESTRO_TEST_DATABASE_URL"
+
+echo "==> running the test suite"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi

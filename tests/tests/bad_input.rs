@@ -1,0 +1,113 @@
+//! Bad input gets a clear error and never changes stored data: a malformed CloudEvent, an
+//! unknown event type, a spec for an unknown consumer, an empty bundle, an oversized bundle,
+//! and invalid YAML given to the CLI. Runs the real server over real sockets on SQLite.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use maestro::stack::{LocalStack, StackConfig};
+use maestro_api::codec::SpecEventBuilder;
+use maestro_api::pb;
+use maestro_api::AttributesWriter;
+use maestro_client::BundleFilter;
+use maestro_store::DynStore;
+use maestro_tests::{db_url, logging, publish_proto, publish_raw, Db};
+use serde_json::json;
+
+async fn snapshot(stack: &LocalStack, store: &DynStore) -> (usize, usize) {
+    let bundles = stack.rest.all_bundles(&BundleFilter::default()).await.unwrap().len();
+    let pending = store.pending_spec_events(1000).await.unwrap().len();
+    (bundles, pending)
+}
+
+fn spec(consumer: &str, manifests: serde_json::Value) -> maestro_api::Event {
+    SpecEventBuilder::new("bad-input-test", &uuid::Uuid::new_v4().to_string(), 0, consumer)
+        .bundle_json(json!({ "manifests": manifests }))
+        .build()
+}
+
+fn cm(name: &str) -> serde_json::Value {
+    json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":name,"namespace":"default"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_clearly_and_changes_nothing() {
+    logging();
+    let (_guard, url) = db_url(Db::Sqlite).await;
+    let stack = LocalStack::start(StackConfig::new(&url)).await.unwrap();
+    let store = maestro_store::open(&url).await.unwrap();
+    stack.rest.create_consumer("c1", &Default::default()).await.unwrap();
+    publish_raw(stack.grpc_addr(), &spec("c1", json!([cm("ok")]))).await.expect("a good bundle is accepted");
+    let before = snapshot(&stack, &store).await;
+    assert_eq!(before.0, 1);
+
+    // Malformed CloudEvents.
+    let no_version = pb::CloudEvent { id: "1".into(), source: "s".into(), r#type: "t".into(), ..Default::default() };
+    let err = publish_proto(stack.grpc_addr(), no_version).await.expect_err("malformed");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("spec_version"), "{err}");
+    let mut bad_json = maestro_api::grpc::to_proto(&spec("c1", json!([cm("x")])));
+    bad_json.data = Some(pb::cloud_event::Data::BinaryData(b"{\"manifests\": [".to_vec()));
+    let err = publish_proto(stack.grpc_addr(), bad_json).await.expect_err("bad JSON data");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("JSON"), "{err}");
+    let mut no_id = spec("c1", json!([cm("x")]));
+    no_id.remove_extension("resourceid");
+    let err = publish_raw(stack.grpc_addr(), &no_id).await.expect_err("no resourceid");
+    assert!(err.message().contains("resourceid"), "{err}");
+
+    // Unknown event types.
+    let mut unknown = spec("c1", json!([cm("x")]));
+    unknown.set_type("io.open-cluster-management.works.v1alpha1.manifestbundles.spec.explode");
+    let err = publish_raw(stack.grpc_addr(), &unknown).await.expect_err("unknown action");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("unknown action"), "{err}");
+    unknown.set_type("io.open-cluster-management.works.v1alpha1.manifests.spec.create_request");
+    let err = publish_raw(stack.grpc_addr(), &unknown).await.expect_err("unknown data type");
+    assert!(err.message().contains("unsupported data type"), "{err}");
+
+    // A spec for an unknown consumer.
+    let err = publish_raw(stack.grpc_addr(), &spec("no-such-cluster", json!([cm("x")]))).await.expect_err("unknown consumer");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert!(err.message().contains("no-such-cluster"), "{err}");
+
+    // An empty bundle.
+    let err = publish_raw(stack.grpc_addr(), &spec("c1", json!([]))).await.expect_err("empty bundle");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("must not be empty"), "{err}");
+
+    // An oversized bundle (600 KiB of ConfigMap data; the limit is 500 KiB).
+    let mut big = cm("big");
+    big["data"] = json!({"blob": "x".repeat(600 * 1024)});
+    let err = publish_raw(stack.grpc_addr(), &spec("c1", json!([big]))).await.expect_err("oversized bundle");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("limit"), "{err}");
+
+    assert_eq!(snapshot(&stack, &store).await, before, "no bad input changed the store");
+
+    // Invalid YAML given to the CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, "apiVersion: work.open-cluster-management.io/v1\nkind: ManifestWork\nmetadata:\n  name: [oops\n").unwrap();
+    let out = std::process::Command::new(cli_binary())
+        .args(["--grpc-endpoint", &stack.grpc_addr().to_string(), "--http-endpoint", &format!("http://{}", stack.http_addr())])
+        .args(["apply", "--consumer", "c1", "--manifest-file"])
+        .arg(&file)
+        .output()
+        .expect("run maestro-cli");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("broken.yaml"), "the error names the file: {stderr}");
+    assert_eq!(snapshot(&stack, &store).await, before, "the CLI sent nothing");
+    stack.shutdown().await;
+}
+
+/// The `maestro-cli` binary built by the same `cargo test --workspace` / `nextest` run.
+fn cli_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
+    let bin = dir.join("maestro-cli");
+    assert!(bin.exists(), "{} not built: run the workspace tests (scripts/test.sh)", bin.display());
+    bin
+}
