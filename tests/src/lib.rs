@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use maestro_api::pb::{cloud_event_service_client::CloudEventServiceClient, PublishRequest};
-use maestro_api::{grpc, Event};
+use maestro_api::pb::{PublishRequest, cloud_event_service_client::CloudEventServiceClient};
+use maestro_api::{Event, grpc};
 
 /// Default deadline of a wait.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -61,7 +61,12 @@ pub async fn publish_raw(addr: std::net::SocketAddr, event: &Event) -> Result<()
 }
 
 /// Publishes a raw protobuf CloudEvent to the source-facing gRPC service at `addr`.
-pub async fn publish_proto(addr: std::net::SocketAddr, event: maestro_api::pb::CloudEvent) -> Result<(), tonic::Status> {
-    let mut client = CloudEventServiceClient::connect(format!("http://{addr}")).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+pub async fn publish_proto(
+    addr: std::net::SocketAddr,
+    event: maestro_api::pb::CloudEvent,
+) -> Result<(), tonic::Status> {
+    let mut client = CloudEventServiceClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     client.publish(PublishRequest { event: Some(event) }).await.map(|_| ())
 }

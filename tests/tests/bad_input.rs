@@ -7,12 +7,12 @@
 use std::path::PathBuf;
 
 use maestro::stack::{LocalStack, StackConfig};
+use maestro_api::AttributesWriter;
 use maestro_api::codec::SpecEventBuilder;
 use maestro_api::pb;
-use maestro_api::AttributesWriter;
 use maestro_client::BundleFilter;
 use maestro_store::DynStore;
-use maestro_tests::{db_url, logging, publish_proto, publish_raw, Db};
+use maestro_tests::{Db, db_url, logging, publish_proto, publish_raw};
 use serde_json::json;
 
 async fn snapshot(stack: &LocalStack, store: &DynStore) -> (usize, usize) {
@@ -43,7 +43,8 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     assert_eq!(before.0, 1);
 
     // Malformed CloudEvents.
-    let no_version = pb::CloudEvent { id: "1".into(), source: "s".into(), r#type: "t".into(), ..Default::default() };
+    let no_version =
+        pb::CloudEvent { id: "1".into(), source: "s".into(), r#type: "t".into(), ..Default::default() };
     let err = publish_proto(stack.grpc_addr(), no_version).await.expect_err("malformed");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("spec_version"), "{err}");
@@ -68,7 +69,9 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     assert!(err.message().contains("unsupported data type"), "{err}");
 
     // A spec for an unknown consumer.
-    let err = publish_raw(stack.grpc_addr(), &spec("no-such-cluster", json!([cm("x")]))).await.expect_err("unknown consumer");
+    let err = publish_raw(stack.grpc_addr(), &spec("no-such-cluster", json!([cm("x")])))
+        .await
+        .expect_err("unknown consumer");
     assert_eq!(err.code(), tonic::Code::NotFound);
     assert!(err.message().contains("no-such-cluster"), "{err}");
 
@@ -89,9 +92,18 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     // Invalid YAML given to the CLI.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("broken.yaml");
-    std::fs::write(&file, "apiVersion: work.open-cluster-management.io/v1\nkind: ManifestWork\nmetadata:\n  name: [oops\n").unwrap();
+    std::fs::write(
+        &file,
+        "apiVersion: work.open-cluster-management.io/v1\nkind: ManifestWork\nmetadata:\n  name: [oops\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(cli_binary())
-        .args(["--grpc-endpoint", &stack.grpc_addr().to_string(), "--http-endpoint", &format!("http://{}", stack.http_addr())])
+        .args([
+            "--grpc-endpoint",
+            &stack.grpc_addr().to_string(),
+            "--http-endpoint",
+            &format!("http://{}", stack.http_addr()),
+        ])
         .args(["apply", "--consumer", "c1", "--manifest-file"])
         .arg(&file)
         .output()

@@ -15,14 +15,17 @@ use maestro::demo::EXAMPLES;
 use maestro::stack::{LocalStack, StackConfig};
 use maestro_api::codec::SpecEventBuilder;
 use maestro_api::types::Action;
-use maestro_client::{manifestwork, ManifestWorkInput};
-use maestro_tests::{db_url, logging, publish_raw, wait_for, Db};
-use serde_json::{json, Value};
+use maestro_client::{ManifestWorkInput, manifestwork};
+use maestro_tests::{Db, db_url, logging, publish_raw, wait_for};
+use serde_json::{Value, json};
 
 async fn wait_version_available(stack: &LocalStack, id: &str, version: i64) {
     wait_for(&format!("{id} Available at version {version}"), || async {
         let b = stack.rest.get_bundle(id).await.ok()?;
-        (b.version == version && b.is_true_at_current_version("Applied") && b.is_true_at_current_version("Available")).then_some(())
+        (b.version == version
+            && b.is_true_at_current_version("Applied")
+            && b.is_true_at_current_version("Available"))
+        .then_some(())
     })
     .await;
 }
@@ -90,7 +93,10 @@ async fn main_job(db: Db) {
     let b = stack.rest.get_bundle(&ids[2]).await.expect("still stored while the agent is away");
     assert!(b.is_deleting());
     stack.start_agent("cluster-3").await.unwrap();
-    wait_for("deleted bundle gone", || async { stack.rest.find_bundle(&ids[2]).await.ok()?.is_none().then_some(()) }).await;
+    wait_for("deleted bundle gone", || async {
+        stack.rest.find_bundle(&ids[2]).await.ok()?.is_none().then_some(())
+    })
+    .await;
     assert!(stack.cluster("cluster-3").objects().is_empty(), "the agent removed every applied object");
 
     // Agent restart: changes made while it was down arrive by resync; nothing stale applied.
@@ -113,13 +119,19 @@ async fn main_job(db: Db) {
             }
         }
         store.update_resource(&ids[0], 3, payload).await.unwrap();
-        assert!(!store.pending_spec_events(10).await.unwrap().is_empty(), "outbox row pending while the server is down");
+        assert!(
+            !store.pending_spec_events(10).await.unwrap().is_empty(),
+            "outbox row pending while the server is down"
+        );
     }
     stack.restart_server().await.unwrap();
     wait_version_available(&stack, &ids[0], 4).await;
     assert_eq!(replicas(&mut stack, "cluster-1"), Some(9));
     let store = maestro_store::open(&url).await.unwrap();
-    wait_for("outbox drained", || async { store.pending_spec_events(10).await.ok()?.is_empty().then_some(()) }).await;
+    wait_for("outbox drained", || async {
+        store.pending_spec_events(10).await.ok()?.is_empty().then_some(())
+    })
+    .await;
     stack.shutdown().await;
 }
 

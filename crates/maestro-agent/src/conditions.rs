@@ -26,7 +26,13 @@ pub fn now_rfc3339() -> String {
 }
 
 /// A condition with `lastTransitionTime` = now.
-pub fn condition(kind: &str, status: &str, reason: &str, message: impl Into<String>, generation: i64) -> Condition {
+pub fn condition(
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: impl Into<String>,
+    generation: i64,
+) -> Condition {
     Condition {
         kind: kind.to_owned(),
         status: status.to_owned(),
@@ -91,7 +97,13 @@ pub fn work_available(manifests: &[ManifestCondition], generation: i64) -> Condi
         let msg = format!("{unknown} of {total} resources have unknown status");
         condition(AVAILABLE, UNKNOWN, "ResourcesStatusUnknown", msg, generation)
     } else if available == 0 {
-        condition(AVAILABLE, UNKNOWN, "ResourcesStatusUnknown", "cannot get any available resource", generation)
+        condition(
+            AVAILABLE,
+            UNKNOWN,
+            "ResourcesStatusUnknown",
+            "cannot get any available resource",
+            generation,
+        )
     } else {
         condition(AVAILABLE, TRUE, "ResourcesAvailable", "All resources are available", generation)
     }
@@ -102,9 +114,13 @@ pub fn work_available(manifests: &[ManifestCondition], generation: i64) -> Condi
 pub fn manifest_applied(error: Option<&str>, generation: i64) -> Condition {
     match error {
         None => condition(APPLIED, TRUE, "AppliedManifestComplete", "Apply manifest complete", generation),
-        Some(e) => {
-            condition(APPLIED, FALSE, "AppliedManifestFailed", format!("Failed to apply manifest: {e}"), generation)
-        }
+        Some(e) => condition(
+            APPLIED,
+            FALSE,
+            "AppliedManifestFailed",
+            format!("Failed to apply manifest: {e}"),
+            generation,
+        ),
     }
 }
 
@@ -113,11 +129,19 @@ pub fn manifest_applied(error: Option<&str>, generation: i64) -> Condition {
 /// Unknown `IncompleteResourceMeta`.
 pub fn manifest_available(found: Result<bool, &str>, meta_complete: bool, generation: i64) -> Condition {
     if !meta_complete {
-        return condition(AVAILABLE, UNKNOWN, "IncompleteResourceMeta", "Resource meta is incomplete", generation);
+        return condition(
+            AVAILABLE,
+            UNKNOWN,
+            "IncompleteResourceMeta",
+            "Resource meta is incomplete",
+            generation,
+        );
     }
     match found {
         Ok(true) => condition(AVAILABLE, TRUE, "ResourceAvailable", "Resource is available", generation),
-        Ok(false) => condition(AVAILABLE, FALSE, "ResourceNotAvailable", "Resource is not available", generation),
+        Ok(false) => {
+            condition(AVAILABLE, FALSE, "ResourceNotAvailable", "Resource is not available", generation)
+        }
         Err(e) => condition(
             AVAILABLE,
             UNKNOWN,
@@ -162,7 +186,8 @@ mod tests {
 
     #[test]
     fn transition_time_kept_unless_status_flips() {
-        let mut conds = vec![Condition { last_transition_time: "2020-01-01T00:00:00Z".into(), ..work_applied(true, 1) }];
+        let mut conds =
+            vec![Condition { last_transition_time: "2020-01-01T00:00:00Z".into(), ..work_applied(true, 1) }];
         set_condition(&mut conds, work_applied(true, 2));
         assert_eq!(conds[0].last_transition_time, "2020-01-01T00:00:00Z");
         assert_eq!(conds[0].observed_generation, 2);

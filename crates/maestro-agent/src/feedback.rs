@@ -26,10 +26,9 @@ pub fn well_known_paths(group: &str, kind: &str) -> &'static [(&'static str, &'s
             ("JobComplete", r#".status.conditions[?(@.type=="Complete")].status"#),
             ("JobSucceeded", ".status.succeeded"),
         ],
-        ("", "Pod") => &[
-            ("PodReady", r#".status.conditions[?(@.type=="Ready")].status"#),
-            ("PodPhase", ".status.phase"),
-        ],
+        ("", "Pod") => {
+            &[("PodReady", r#".status.conditions[?(@.type=="Ready")].status"#), ("PodPhase", ".status.phase")]
+        }
         _ => &[],
     }
 }

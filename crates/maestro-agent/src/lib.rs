@@ -1,1 +1,44 @@
-//! placeholder
+//! # maestro-agent: the Maestro work agent
+//!
+//! Receives resource bundles (ManifestWorks) for one consumer through an
+//! [`maestro_transport::AgentTransport`], applies them on a [`Cluster`] and publishes their
+//! status, following the OCM work agent (`shared/docs/protocol.md` §5, §6, §8): update
+//! strategies, AppliedManifestWork ownership and garbage collection, delete options, the exact
+//! condition types/reasons/messages, status feedback, status and spec resync.
+//!
+//! Module map:
+//! - [`config`]: [`AgentConfig`] and defaults.
+//! - `agent`: [`Agent`] (run loop, background tasks) and [`AgentHandle`] (inspection).
+//! - `intake`: the transport's event handler: upsert rules (§6.1), status resync (§5.3).
+//! - `reconcile`: apply per strategy, garbage collection, reading back for status (§8.2–§8.3).
+//! - `delete`: work deletion and the `Deleted` status (§6.3).
+//! - [`conditions`]: condition strings and transition-time handling (§8.4).
+//! - [`feedback`]: `WellKnownStatus` and `JSONPaths` feedback (§8.5).
+//! - `status`: status events, the publisher with retry, the spec resync request (§5.1).
+//! - [`cluster`]: the [`Cluster`] trait, the [`SimulatedCluster`], and (feature `kube`)
+//!   [`KubeCluster`].
+
+mod agent;
+pub mod cluster;
+pub mod conditions;
+pub mod config;
+mod delete;
+mod error;
+pub mod feedback;
+mod intake;
+mod ownership;
+mod queue;
+mod reconcile;
+mod status;
+mod work;
+
+pub use agent::{Agent, AgentHandle};
+#[cfg(feature = "kube")]
+pub use cluster::KubeCluster;
+pub use cluster::{
+    AppliedWorkRef, ApplyMode, Cluster, ObjectKey, ObjectRef, ResourceMapping, SimulatedCluster,
+};
+pub use config::AgentConfig;
+pub use error::{AgentError, ClusterError};
+pub use ownership::OWNER_ANNOTATION;
+pub use work::{AppliedResource, WorkSnapshot};

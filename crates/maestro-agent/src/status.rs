@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use maestro_api::Event;
 use maestro_api::codec::{StatusEventBuilder, spec_resync_request};
 use maestro_api::payload::{ManifestBundleStatus, ResourceVersion, ResourceVersionList};
 use maestro_api::types::Action;
-use maestro_api::Event;
 use maestro_transport::Subscribed;
 use serde_json::{Map, Value, json};
 

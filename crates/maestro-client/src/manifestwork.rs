@@ -107,10 +107,10 @@ pub fn parse(file: &str, text: &str, name: Option<&str>) -> Result<ManifestWorkI
 /// Splits the input into non-empty documents, each with its 1-based document number.
 fn parse_documents(text: &str) -> std::result::Result<Vec<(usize, Value)>, String> {
     let trimmed = text.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        if let Ok(v) = serde_json::from_str::<Value>(text) {
-            return Ok(vec![(1, v)]);
-        }
+    if (trimmed.starts_with('{') || trimmed.starts_with('['))
+        && let Ok(v) = serde_json::from_str::<Value>(text)
+    {
+        return Ok(vec![(1, v)]);
     }
     let mut docs = Vec::new();
     for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {

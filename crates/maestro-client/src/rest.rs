@@ -291,12 +291,14 @@ fn transport_error(url: &str, e: &reqwest::Error) -> ClientError {
     if e.is_timeout() {
         return ClientError::Timeout { after: DEFAULT_TIMEOUT, what: format!("a response from {url}") };
     }
-    let mut message = e.to_string();
+    // Skip reqwest's "error sending request for url (…)" wrapper: the URL is already named.
+    let mut parts = Vec::new();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
-        message = format!("{message}: {s}");
+        parts.push(s.to_string());
         src = s.source();
     }
+    let message = if parts.is_empty() { e.to_string() } else { parts.join(": ") };
     ClientError::Connect { endpoint: url.to_owned(), message }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use maestro_api::codec::data_as;
 use maestro_api::types::{Action, EventType, SubResource};
-use maestro_api::{ext, json, AttributesWriter, Data, Event};
+use maestro_api::{AttributesWriter, Data, Event, ext, json};
 use maestro_store::{DynStore, Resource, StatusEventRow};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use maestro_api::codec::{data_as, decode_status};
 use maestro_api::payload::ResourceVersionList;
 use maestro_api::types::{Action, EventType, SubResource};
-use maestro_api::{ext, json, AttributesReader, Event};
+use maestro_api::{AttributesReader, Event, ext, json};
 use maestro_store::{DynStore, StatusOutcome, StatusWrite};
 use maestro_transport::{DynSourceTransport, EventHandler, HandlerError};
 
@@ -50,7 +50,11 @@ impl Ingest {
             deleted: st.status.is_true("Deleted"),
         };
         let outcome = self.store.apply_status(write).await.map_err(|e| {
-            if e.is_retryable() { HandlerError::Retryable(e.to_string()) } else { HandlerError::Permanent(e.to_string()) }
+            if e.is_retryable() {
+                HandlerError::Retryable(e.to_string())
+            } else {
+                HandlerError::Permanent(e.to_string())
+            }
         })?;
         tracing::debug!(resource = %st.resource_id, consumer = %st.cluster_name, version = st.resource_version, ?outcome, "status");
         Ok(outcome)
@@ -62,8 +66,8 @@ impl Ingest {
         if cluster.is_empty() {
             return Err(HandlerError::Permanent("spec resync request without clustername".into()));
         }
-        let request: ResourceVersionList = data_as(event, "ResourceVersionList")
-            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let request: ResourceVersionList =
+            data_as(event, "ResourceVersionList").map_err(|e| HandlerError::Permanent(e.to_string()))?;
         let mut agent: HashMap<String, i64> =
             request.resource_versions.into_iter().map(|v| (v.resource_id, v.resource_version)).collect();
         let resources = self

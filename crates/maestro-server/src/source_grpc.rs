@@ -9,15 +9,15 @@ use futures::Stream;
 use maestro_api::codec::data_as;
 use maestro_api::payload::StatusHashList;
 use maestro_api::pb::{self, cloud_event_service_server::CloudEventService};
-use maestro_api::types::{Action, EventType, SubResource, MANIFEST_BUNDLES};
-use maestro_api::{grpc, AttributesReader, Event};
+use maestro_api::types::{Action, EventType, MANIFEST_BUNDLES, SubResource};
+use maestro_api::{AttributesReader, Event, grpc};
 use maestro_store::DynStore;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::ServiceError;
-use crate::hub::{resource_status_event, StatusHub};
+use crate::hub::{StatusHub, resource_status_event};
 use crate::spec::apply_source_spec;
 
 /// The service implementation.
@@ -32,7 +32,12 @@ pub struct SourceService {
 impl SourceService {
     /// A service over `store` and `hub`; bundles over `max_bundle_bytes` are refused;
     /// `heartbeat` is the Subscribe heartbeat period (`None` disables).
-    pub fn new(store: DynStore, hub: StatusHub, max_bundle_bytes: usize, heartbeat: Option<Duration>) -> Self {
+    pub fn new(
+        store: DynStore,
+        hub: StatusHub,
+        max_bundle_bytes: usize,
+        heartbeat: Option<Duration>,
+    ) -> Self {
         SourceService { store, hub, max_bundle_bytes, heartbeat }
     }
 
@@ -45,10 +50,8 @@ impl SourceService {
         let source = event.source().to_string();
         for r in self.store.resources_for_source(&source).await? {
             let same = known.get(&r.id).is_some_and(|h| Some(h) == r.status_hash.as_ref());
-            if known.is_empty() || !same {
-                if let Some(s) = resource_status_event(&r) {
-                    self.hub.send(s);
-                }
+            if let Some(s) = resource_status_event(&r).filter(|_| known.is_empty() || !same) {
+                self.hub.send(s);
             }
         }
         Ok(())
@@ -78,7 +81,10 @@ impl CloudEventService for SourceService {
 
     type SubscribeStream = EventStream;
 
-    async fn subscribe(&self, request: Request<pb::SubscriptionRequest>) -> Result<Response<EventStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscriptionRequest>,
+    ) -> Result<Response<EventStream>, Status> {
         let req = request.into_inner();
         if req.source.is_empty() {
             return Err(Status::invalid_argument("subscription request has an empty source"));

@@ -4,10 +4,10 @@
 //! the stored rows (restamped with the server's source id, protocol.md §1).
 
 use chrono::Utc;
-use maestro_api::codec::{data_as, SpecEventBuilder};
+use maestro_api::codec::{SpecEventBuilder, data_as};
 use maestro_api::payload::ManifestBundle;
 use maestro_api::types::{Action, EventType, SubResource};
-use maestro_api::{ext, json, AttributesReader, Event};
+use maestro_api::{AttributesReader, Event, ext, json};
 use maestro_store::{DynStore, NewResource, Resource};
 use serde_json::{Map, Value};
 
@@ -29,7 +29,8 @@ pub enum SpecOutcome {
 fn validated_bundle(event: &Event, max_bytes: usize) -> Result<ManifestBundle, ServiceError> {
     let bundle: ManifestBundle = data_as(event, "ManifestBundle")?;
     maestro_api::validate::validate_manifests(&bundle.manifests)?;
-    let size: usize = bundle.manifests.iter().map(|m| serde_json::to_vec(m).map(|v| v.len()).unwrap_or(0)).sum();
+    let size: usize =
+        bundle.manifests.iter().map(|m| serde_json::to_vec(m).map(|v| v.len()).unwrap_or(0)).sum();
     if size > max_bytes {
         return Err(ServiceError::Validation(format!(
             "resource bundle manifests are {size} bytes, over the {max_bytes}-byte limit"
@@ -41,7 +42,9 @@ fn validated_bundle(event: &Event, max_bytes: usize) -> Result<ManifestBundle, S
 fn required_cluster(event: &Event) -> Result<String, ServiceError> {
     match ext::get_str(event, ext::CLUSTER_NAME) {
         Some(c) if !c.is_empty() => Ok(c),
-        _ => Err(ServiceError::Validation("missing extension attribute \"clustername\" (the consumer)".into())),
+        _ => {
+            Err(ServiceError::Validation("missing extension attribute \"clustername\" (the consumer)".into()))
+        }
     }
 }
 
@@ -51,7 +54,11 @@ fn required_cluster(event: &Event) -> Result<String, ServiceError> {
 /// [`ServiceError::Validation`] for a malformed event or bundle; `NotFound` for an unknown
 /// consumer or resource; `Conflict` for a stale version, an existing id, or a resource being
 /// deleted; `Internal` when the store fails.
-pub async fn apply_source_spec(store: &DynStore, event: &Event, max_bytes: usize) -> Result<SpecOutcome, ServiceError> {
+pub async fn apply_source_spec(
+    store: &DynStore,
+    event: &Event,
+    max_bytes: usize,
+) -> Result<SpecOutcome, ServiceError> {
     let ty = EventType::parse(event.ty())?;
     if !ty.is_manifest_bundles() {
         return Err(ServiceError::Validation(format!("unsupported data type {:?}", ty.data_type)));
@@ -68,7 +75,12 @@ pub async fn apply_source_spec(store: &DynStore, event: &Event, max_bytes: usize
     }
 }
 
-async fn create(store: &DynStore, event: &Event, id: String, max_bytes: usize) -> Result<SpecOutcome, ServiceError> {
+async fn create(
+    store: &DynStore,
+    event: &Event,
+    id: String,
+    max_bytes: usize,
+) -> Result<SpecOutcome, ServiceError> {
     let consumer = required_cluster(event)?;
     validated_bundle(event, max_bytes)?;
     let name = ext::metadata(event)?
@@ -85,17 +97,22 @@ async fn create(store: &DynStore, event: &Event, id: String, max_bytes: usize) -
     Ok(SpecOutcome::Created(store.create_resource(new).await?))
 }
 
-async fn update(store: &DynStore, event: &Event, id: String, max_bytes: usize) -> Result<SpecOutcome, ServiceError> {
+async fn update(
+    store: &DynStore,
+    event: &Event,
+    id: String,
+    max_bytes: usize,
+) -> Result<SpecOutcome, ServiceError> {
     let version = ext::resource_version(event)?;
     validated_bundle(event, max_bytes)?;
     let current = store.get_resource(&id).await?;
-    if let Some(c) = ext::get_str(event, ext::CLUSTER_NAME).filter(|c| !c.is_empty()) {
-        if c != current.consumer_name {
-            return Err(ServiceError::Validation(format!(
-                "resource {id} belongs to consumer {:?}, not {c:?}",
-                current.consumer_name
-            )));
-        }
+    if let Some(c) =
+        ext::get_str(event, ext::CLUSTER_NAME).filter(|c| !c.is_empty() && *c != current.consumer_name)
+    {
+        return Err(ServiceError::Validation(format!(
+            "resource {id} belongs to consumer {:?}, not {c:?}",
+            current.consumer_name
+        )));
     }
     Ok(SpecOutcome::Updated(store.update_resource(&id, version, json::to_value(event)).await?))
 }
@@ -112,20 +129,23 @@ pub fn stored_metadata(resource: &Resource) -> Map<String, Value> {
 /// Builds the spec event the server sends to the agent for a stored resource: the stored
 /// event restamped with `source_id`, the current version, the consumer, and the metadata name
 /// reset to the resource id (maestro-reference.md §3.6). A deleting resource becomes a
-/// `delete_request` (or `resync_response`) with `deletiontimestamp` and no data.
+/// `delete_request` (or `resync_response`) with `deletiontimestamp` and the stored bundle.
 pub fn outgoing_spec(resource: &Resource, source_id: &str, action: Action) -> Event {
     let mut meta = stored_metadata(resource);
     meta.insert("name".into(), Value::String(resource.id.clone()));
-    let mut builder = SpecEventBuilder::new(source_id, &resource.id, resource.version, &resource.consumer_name)
-        .action(action)
-        .metadata(meta);
-    if let Some(deleted_at) = resource.deleted_at {
-        let action = if action == Action::ResyncResponse { action } else { Action::Delete };
-        return builder.action(action).deletion(deleted_at).build();
-    }
+    let mut builder =
+        SpecEventBuilder::new(source_id, &resource.id, resource.version, &resource.consumer_name)
+            .action(action)
+            .metadata(meta);
     let stored = json::from_value(resource.payload.clone()).ok();
     if let Some(data) = stored.as_ref().and_then(|ev| data_as::<Value>(ev, "ManifestBundle").ok()) {
         builder = builder.bundle_json(data);
+    }
+    if let Some(deleted_at) = resource.deleted_at {
+        // Like Maestro, a delete carries the stored bundle too (protocol.md §4.2): an agent that
+        // lost its records (restart) still knows what to remove and with which delete option.
+        let action = if action == Action::ResyncResponse { action } else { Action::Delete };
+        return builder.action(action).deletion(deleted_at).build();
     }
     let mut ev = builder.build();
     if let Some(stored) = stored {

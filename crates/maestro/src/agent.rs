@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use maestro_agent::{Agent, AgentConfig, Cluster, SimulatedCluster};
 
-use crate::broker::{agent_transport, BrokerKind};
+use crate::broker::{BrokerKind, agent_transport};
 
 /// The cluster implementation an agent applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,8 +52,9 @@ async fn cluster(kind: ClusterKind) -> anyhow::Result<Arc<dyn Cluster>> {
 /// # Errors
 /// Broker configuration or cluster connection failures.
 pub async fn build(s: &AgentSettings) -> anyhow::Result<Agent> {
-    let transport = agent_transport(s.broker, s.broker_config.as_deref(), &s.broker_url, &s.consumer, &s.agent_id)
-        .with_context(|| format!("configuring the {} broker", s.broker.as_str()))?;
+    let transport =
+        agent_transport(s.broker, s.broker_config.as_deref(), &s.broker_url, &s.consumer, &s.agent_id)
+            .with_context(|| format!("configuring the {} broker", s.broker.as_str()))?;
     let mut config = AgentConfig::new(&s.consumer);
     config.agent_id = s.agent_id.clone();
     config.status_sync_interval = s.status_sync_interval;

@@ -65,10 +65,16 @@ pub struct SourceBrokerSettings {
 ///
 /// # Errors
 /// [`BrokerError::Unavailable`] for backends not in this build; bind failures.
-pub async fn source_transport(s: &SourceBrokerSettings) -> Result<(DynSourceTransport, Option<SocketAddr>), BrokerError> {
+pub async fn source_transport(
+    s: &SourceBrokerSettings,
+) -> Result<(DynSourceTransport, Option<SocketAddr>), BrokerError> {
     match s.kind {
         BrokerKind::Grpc => {
-            let cfg = GrpcBrokerConfig { bind_address: s.grpc_bind, heartbeat_interval: s.heartbeat, ..Default::default() };
+            let cfg = GrpcBrokerConfig {
+                bind_address: s.grpc_bind,
+                heartbeat_interval: s.heartbeat,
+                ..Default::default()
+            };
             let broker = GrpcBroker::bind(cfg).await?;
             let addr = broker.local_addr();
             Ok((broker as DynSourceTransport, Some(addr)))

@@ -95,7 +95,13 @@ pub struct AgentArgs {
     #[arg(long = "cloudevents-client-id", env = "MAESTRO_AGENT_ID")]
     agent_id: Option<String>,
     /// Message broker between server and agents.
-    #[arg(long = "workload-source-driver", alias = "broker", value_enum, env = "MAESTRO_BROKER", default_value = "grpc")]
+    #[arg(
+        long = "workload-source-driver",
+        alias = "broker",
+        value_enum,
+        env = "MAESTRO_BROKER",
+        default_value = "grpc"
+    )]
     broker: BrokerKind,
     /// Broker config file (sdk-go YAML keys, e.g. `url: host:8091` for gRPC). Overrides
     /// `--broker-url`.

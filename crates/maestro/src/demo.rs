@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Args;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use maestro_client::{manifestwork, BundleFilter, ResourceBundle};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use maestro_client::{BundleFilter, ResourceBundle, manifestwork};
 
 use crate::stack::{LocalStack, StackConfig};
 
@@ -37,10 +37,18 @@ pub struct DemoArgs {
 /// Any failed step, naming it.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let db_url = args.db_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("maestro.db").display()));
+    let db_url = args
+        .db_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("maestro.db").display()));
     println!("==> starting a server ({}) with the gRPC broker", maestro_store::redact(&db_url));
     let mut stack = LocalStack::start(StackConfig::new(&db_url)).await?;
-    println!("    REST {}  source gRPC {}  agent broker {}", stack.http_addr(), stack.grpc_addr(), stack.broker_addr());
+    println!(
+        "    REST {}  source gRPC {}  agent broker {}",
+        stack.http_addr(),
+        stack.grpc_addr(),
+        stack.broker_addr()
+    );
     let result = steps(&mut stack, args.timeout).await;
     stack.shutdown().await;
     result
@@ -49,14 +57,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn steps(stack: &mut LocalStack, timeout: Duration) -> anyhow::Result<()> {
     println!("==> registering 3 consumers and starting their agents (simulated clusters)");
     for (_, _, consumer) in EXAMPLES {
-        stack.rest.create_consumer(consumer, &Default::default()).await.with_context(|| format!("creating consumer {consumer}"))?;
+        stack
+            .rest
+            .create_consumer(consumer, &Default::default())
+            .await
+            .with_context(|| format!("creating consumer {consumer}"))?;
         stack.start_agent(consumer).await?;
     }
     println!("==> applying the examples");
     let mut applied = Vec::new();
     for (file, yaml, consumer) in EXAMPLES {
         let work = manifestwork::parse(file, yaml, None).with_context(|| format!("reading {file}"))?;
-        let out = stack.source.apply(consumer, &work).await.with_context(|| format!("applying {file} to {consumer}"))?;
+        let out = stack
+            .source
+            .apply(consumer, &work)
+            .await
+            .with_context(|| format!("applying {file} to {consumer}"))?;
         println!("    {file} -> {consumer} as {} ({} manifests)", work.name, work.bundle.manifests.len());
         applied.push((work.name, consumer, out.resource_id));
     }
@@ -68,7 +84,10 @@ async fn steps(stack: &mut LocalStack, timeout: Duration) -> anyhow::Result<()> 
     stack.source.delete(consumer, name).await.with_context(|| format!("deleting {name}"))?;
     wait_gone(stack, id, timeout).await?;
     let left = stack.rest.all_bundles(&BundleFilter::default()).await?;
-    println!("    {name} is gone: the agent removed its resources and confirmed; {} bundles remain", left.len());
+    println!(
+        "    {name} is gone: the agent removed its resources and confirmed; {} bundles remain",
+        left.len()
+    );
     println!("==> demo complete");
     Ok(())
 }
@@ -85,7 +104,10 @@ async fn wait_available(
         for (_, _, id) in applied {
             bundles.push(stack.rest.get_bundle(id).await?);
         }
-        let ready = bundles.iter().filter(|b| b.is_true_at_current_version("Applied") && b.is_true_at_current_version("Available")).count();
+        let ready = bundles
+            .iter()
+            .filter(|b| b.is_true_at_current_version("Applied") && b.is_true_at_current_version("Available"))
+            .count();
         if ready != last_ready {
             println!("    {ready}/{} Available ({:.1}s)", bundles.len(), start.elapsed().as_secs_f64());
             last_ready = ready;
@@ -94,7 +116,11 @@ async fn wait_available(
             return Ok(bundles);
         }
         if start.elapsed() > timeout {
-            let pending: Vec<String> = bundles.iter().filter(|b| !b.is_true("Available")).map(|b| format!("{} ({})", b.name, b.condition_summary())).collect();
+            let pending: Vec<String> = bundles
+                .iter()
+                .filter(|b| !b.is_true("Available"))
+                .map(|b| format!("{} ({})", b.name, b.condition_summary()))
+                .collect();
             bail!("timed out after {timeout:?} waiting for Available: {}", pending.join(", "));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -119,7 +145,8 @@ fn print_table(bundles: &[ResourceBundle]) {
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(["BUNDLE", "CONSUMER", "VERSION", "APPLIED", "AVAILABLE", "FEEDBACK"]);
     for b in bundles {
-        let feedback: Vec<String> = b.feedback().iter().map(|f| format!("{} {}={}", f.resource, f.name, f.value)).collect();
+        let feedback: Vec<String> =
+            b.feedback().iter().map(|f| format!("{} {}={}", f.resource, f.name, f.value)).collect();
         let cond = |ty: &str| b.condition(ty).map(|c| c.status.clone()).unwrap_or_else(|| "-".into());
         t.add_row([
             b.name.clone(),

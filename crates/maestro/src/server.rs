@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use maestro_server::{RunningServer, ServerConfig};
 
-use crate::broker::{source_transport, BrokerKind, SourceBrokerSettings};
+use crate::broker::{BrokerKind, SourceBrokerSettings, source_transport};
 
 /// Everything `maestro server` needs.
 #[derive(Debug, Clone)]
@@ -39,7 +39,8 @@ pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
     let (transport, broker_addr) = source_transport(&s.broker)
         .await
         .with_context(|| format!("starting the {} broker", s.broker.kind.as_str()))?;
-    let server = maestro_server::start(s.server.clone(), store, transport).await.context("starting the server")?;
+    let server =
+        maestro_server::start(s.server.clone(), store, transport).await.context("starting the server")?;
     if let Some(addr) = broker_addr {
         tracing::info!(%addr, "agent gRPC broker listening");
     }
@@ -62,7 +63,9 @@ pub async fn run(s: ServerSettings) -> anyhow::Result<()> {
 /// # Errors
 /// Database or migration failures.
 pub async fn migrate(db_url: &str) -> anyhow::Result<()> {
-    maestro_store::open(db_url).await.with_context(|| format!("migrating {}", maestro_store::redact(db_url)))?;
+    maestro_store::open(db_url)
+        .await
+        .with_context(|| format!("migrating {}", maestro_store::redact(db_url)))?;
     tracing::info!(db = %maestro_store::redact(db_url), "migrations applied");
     Ok(())
 }

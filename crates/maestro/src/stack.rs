@@ -14,7 +14,7 @@ use maestro_client::{RestClient, SourceClient};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::broker::{agent_transport, BrokerKind, SourceBrokerSettings};
+use crate::broker::{BrokerKind, SourceBrokerSettings, agent_transport};
 use crate::server::{ServerSettings, Started};
 
 /// Stack settings.
@@ -77,7 +77,11 @@ impl LocalStack {
     /// Database, bind or client connection failures.
     pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
         let mut settings = crate::server::defaults(&config.db_url, BrokerKind::Grpc);
-        settings.broker = SourceBrokerSettings { kind: BrokerKind::Grpc, grpc_bind: loopback(), heartbeat: config.heartbeat };
+        settings.broker = SourceBrokerSettings {
+            kind: BrokerKind::Grpc,
+            grpc_bind: loopback(),
+            heartbeat: config.heartbeat,
+        };
         settings.server.http_addr = loopback();
         settings.server.grpc_addr = loopback();
         settings.server.heartbeat = config.heartbeat;
@@ -89,10 +93,22 @@ impl LocalStack {
             settings.broker.grpc_bind = a;
         }
         let rest = RestClient::new(&format!("http://{}", started.server.http_addr))?;
-        let source = SourceClient::connect(&started.server.grpc_addr.to_string(), &config.client_source_id, rest.clone())
-            .await
-            .context("connecting the source client")?;
-        Ok(LocalStack { config, settings, server: Some(started), rest, source, agents: HashMap::new(), clusters: HashMap::new() })
+        let source = SourceClient::connect(
+            &started.server.grpc_addr.to_string(),
+            &config.client_source_id,
+            rest.clone(),
+        )
+        .await
+        .context("connecting the source client")?;
+        Ok(LocalStack {
+            config,
+            settings,
+            server: Some(started),
+            rest,
+            source,
+            agents: HashMap::new(),
+            clusters: HashMap::new(),
+        })
     }
 
     /// The agent-facing broker address.
@@ -122,7 +138,8 @@ impl LocalStack {
     pub async fn start_agent(&mut self, consumer: &str) -> anyhow::Result<()> {
         self.stop_agent(consumer).await;
         let agent_id = format!("{consumer}-work-agent");
-        let transport = agent_transport(BrokerKind::Grpc, None, &self.broker_addr().to_string(), consumer, &agent_id)?;
+        let transport =
+            agent_transport(BrokerKind::Grpc, None, &self.broker_addr().to_string(), consumer, &agent_id)?;
         let mut cfg = AgentConfig::new(consumer);
         cfg.status_sync_interval = self.config.status_sync_interval;
         cfg.hub_host = self.broker_addr().to_string();
@@ -130,7 +147,12 @@ impl LocalStack {
         let (stop, rx) = oneshot::channel::<()>();
         let name = consumer.to_owned();
         let task = tokio::spawn(async move {
-            if let Err(e) = agent.run(async { let _ = rx.await; }).await {
+            if let Err(e) = agent
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+            {
                 tracing::error!(consumer = %name, error = %e, "agent stopped with an error");
             }
         });

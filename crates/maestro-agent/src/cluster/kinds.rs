@@ -29,7 +29,12 @@ const KNOWN: &[(&str, &str, &str, bool)] = &[
     ("networking.k8s.io", "NetworkPolicy", "networkpolicies", true),
     ("policy", "PodDisruptionBudget", "poddisruptionbudgets", true),
     ("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", false),
-    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", false),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        false,
+    ),
     ("admissionregistration.k8s.io", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", false),
     ("storage.k8s.io", "StorageClass", "storageclasses", false),
     ("work.open-cluster-management.io", "AppliedManifestWork", "appliedmanifestworks", false),
@@ -73,7 +78,10 @@ mod tests {
     #[test]
     fn known_and_fallback() {
         let d = known_mapping("apps/v1", "Deployment").expect("known");
-        assert_eq!((d.resource.as_str(), d.namespaced, d.api_version()), ("deployments", true, "apps/v1".into()));
+        assert_eq!(
+            (d.resource.as_str(), d.namespaced, d.api_version()),
+            ("deployments", true, "apps/v1".into())
+        );
         let ns = known_mapping("v1", "Namespace").expect("known");
         assert!(!ns.namespaced && ns.group.is_empty());
         assert!(known_mapping("v1", "Widget").is_none());

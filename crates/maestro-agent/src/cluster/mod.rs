@@ -8,6 +8,8 @@
 //! - [`KubeCluster`](crate::KubeCluster) (feature `kube`): a real API server through kube-rs.
 
 mod kinds;
+#[cfg(feature = "kube")]
+mod kube;
 mod simulated;
 
 use std::fmt::Debug;
@@ -17,6 +19,8 @@ use serde_json::Value;
 
 use crate::error::ClusterError;
 pub use kinds::{known_mapping, split_api_version};
+#[cfg(feature = "kube")]
+pub use kube::KubeCluster;
 pub use simulated::{ObjectKey, SimulatedCluster};
 
 /// The REST mapping of a kind: group, version, plural resource and scope.
@@ -121,7 +125,12 @@ pub trait Cluster: Send + Sync + Debug {
     ///
     /// # Errors
     /// [`ClusterError::Conflict`] for server-side apply conflicts; others on API failures.
-    async fn apply(&self, object: &ObjectRef, manifest: Value, mode: &ApplyMode) -> Result<Value, ClusterError>;
+    async fn apply(
+        &self,
+        object: &ObjectRef,
+        manifest: Value,
+        mode: &ApplyMode,
+    ) -> Result<Value, ClusterError>;
 
     /// Deletes an object (background propagation) if its UID equals `uid` (when given).
     /// Returns false when the object did not exist.

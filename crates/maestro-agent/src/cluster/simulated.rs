@@ -227,7 +227,12 @@ impl Cluster for SimulatedCluster {
         Ok(self.lock().get(&ObjectKey::of(object)).cloned())
     }
 
-    async fn apply(&self, object: &ObjectRef, manifest: Value, mode: &ApplyMode) -> Result<Value, ClusterError> {
+    async fn apply(
+        &self,
+        object: &ObjectRef,
+        manifest: Value,
+        mode: &ApplyMode,
+    ) -> Result<Value, ClusterError> {
         self.write(object, manifest, mode)
     }
 
@@ -257,7 +262,7 @@ fn identity(object: &Value) -> Result<(String, String, String, String), ClusterE
     Ok((api_version, kind, name, s("/metadata/namespace")))
 }
 
-fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
+pub(super) fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     if !object.is_object() {
         *object = json!({});
     }
@@ -295,7 +300,7 @@ fn comparable(v: &Value) -> Value {
 
 /// Update semantics: the desired object replaces the live one, but labels and annotations are
 /// merged (desired wins), owner references unioned, finalizers, uid and timestamps kept.
-fn merge_update(live: &Value, desired: Value) -> Value {
+pub(super) fn merge_update(live: &Value, desired: Value) -> Value {
     let mut next = without(&desired, &["status"]);
     let live_meta = live.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let meta = meta_mut(&mut next);
@@ -328,7 +333,7 @@ fn merge_update(live: &Value, desired: Value) -> Value {
 }
 
 /// Adds the owner references of `desired_meta` missing (by uid) from `meta`.
-fn merge_owner_refs(meta: &mut Map<String, Value>, desired_meta: Option<&Value>) {
+pub(super) fn merge_owner_refs(meta: &mut Map<String, Value>, desired_meta: Option<&Value>) {
     let Some(want) = desired_meta.and_then(|m| m.get("ownerReferences")).and_then(Value::as_array) else {
         return;
     };
@@ -435,8 +440,16 @@ fn fabricate_status(object: &mut Value) {
                 "availableReplicas": r, "updatedReplicas": r});
             if kind == "Deployment" {
                 s["conditions"] = json!([
-                    condition("Available", "MinimumReplicasAvailable", "Deployment has minimum availability."),
-                    condition("Progressing", "NewReplicaSetAvailable", "ReplicaSet has successfully progressed."),
+                    condition(
+                        "Available",
+                        "MinimumReplicasAvailable",
+                        "Deployment has minimum availability."
+                    ),
+                    condition(
+                        "Progressing",
+                        "NewReplicaSetAvailable",
+                        "ReplicaSet has successfully progressed."
+                    ),
                 ]);
             } else {
                 s["currentReplicas"] = json!(r);

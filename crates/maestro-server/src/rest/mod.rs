@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use maestro_store::{ConsumerQuery, DynStore, NewConsumer, Paging, ResourceQuery};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::error::ServiceError;
 use presenters::BASE;
@@ -79,7 +79,10 @@ async fn not_found(headers: HeaderMap) -> Response {
 async fn readyz(State(st): State<RestState>) -> Response {
     match st.store.ping().await {
         Ok(()) => Json(json!({"status":"ok"})).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status":"not ready","reason":e.to_string()}))).into_response(),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status":"not ready","reason":e.to_string()})))
+                .into_response()
+        }
     }
 }
 
@@ -95,7 +98,9 @@ fn paging(p: &ListParams) -> Result<Paging, ServiceError> {
     let num = |v: &Option<String>, name: &str, default: i64| -> Result<i64, ServiceError> {
         match v.as_deref().filter(|s| !s.is_empty()) {
             None => Ok(default),
-            Some(s) => s.parse().map_err(|_| ServiceError::Validation(format!("{name} must be an integer, got {s:?}"))),
+            Some(s) => s
+                .parse()
+                .map_err(|_| ServiceError::Validation(format!("{name} must be an integer, got {s:?}"))),
         }
     };
     let page = num(&p.page, "page", 1)?;
@@ -109,7 +114,11 @@ fn paging(p: &ListParams) -> Result<Paging, ServiceError> {
     Ok(Paging { page, size })
 }
 
-async fn list_consumers(State(st): State<RestState>, headers: HeaderMap, Query(p): Query<ListParams>) -> ApiResult {
+async fn list_consumers(
+    State(st): State<RestState>,
+    headers: HeaderMap,
+    Query(p): Query<ListParams>,
+) -> ApiResult {
     let mut q = ConsumerQuery { paging: paging(&p).map_err(fail(&headers))?, ..Default::default() };
     for t in search::parse(p.search.as_deref().unwrap_or(""), &["name", "id"]).map_err(fail(&headers))? {
         match t.field.as_str() {
@@ -132,18 +141,20 @@ struct ConsumerBody {
     labels: BTreeMap<String, String>,
 }
 
-async fn create_consumer(State(st): State<RestState>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult {
+async fn create_consumer(
+    State(st): State<RestState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
     let body: ConsumerBody = serde_json::from_slice(&body)
         .map_err(|e| fail(&headers)(ServiceError::Validation(format!("invalid consumer JSON: {e}"))))?;
     if body.id.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(fail(&headers)(ServiceError::Validation("id must be empty: it is generated".into())));
     }
-    if let Some(name) = body.name.as_deref() {
-        if !maestro_api::validate::is_dns1123_label(name) {
-            return Err(fail(&headers)(ServiceError::Validation(format!(
-                "consumer name {name:?} must be a DNS-1123 label (lower-case alphanumerics and '-', at most 63)"
-            ))));
-        }
+    if let Some(name) = body.name.as_deref().filter(|n| !maestro_api::validate::is_dns1123_label(n)) {
+        return Err(fail(&headers)(ServiceError::Validation(format!(
+            "consumer name {name:?} must be a DNS-1123 label (lower-case alphanumerics and '-', at most 63)"
+        ))));
     }
     let c = st
         .store
@@ -169,18 +180,28 @@ async fn patch_consumer(
     if body.get("name").is_some() {
         return Err(fail(&headers)(ServiceError::Validation("the consumer name is immutable".into())));
     }
-    let labels: BTreeMap<String, String> = serde_json::from_value(body.get("labels").cloned().unwrap_or(json!({})))
-        .map_err(|e| fail(&headers)(ServiceError::Validation(format!("labels must map strings to strings: {e}"))))?;
+    let labels: BTreeMap<String, String> =
+        serde_json::from_value(body.get("labels").cloned().unwrap_or(json!({}))).map_err(|e| {
+            fail(&headers)(ServiceError::Validation(format!("labels must map strings to strings: {e}")))
+        })?;
     let c = st.store.set_consumer_labels(&id, labels).await.map_err(|e| fail(&headers)(e.into()))?;
     Ok(Json(presenters::consumer(&c)).into_response())
 }
 
-async fn delete_consumer(State(st): State<RestState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+async fn delete_consumer(
+    State(st): State<RestState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
     st.store.delete_consumer(&id).await.map_err(|e| fail(&headers)(e.into()))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_bundles(State(st): State<RestState>, headers: HeaderMap, Query(p): Query<ListParams>) -> ApiResult {
+async fn list_bundles(
+    State(st): State<RestState>,
+    headers: HeaderMap,
+    Query(p): Query<ListParams>,
+) -> ApiResult {
     let mut q = ResourceQuery { paging: paging(&p).map_err(fail(&headers))?, ..Default::default() };
     let fields = ["consumer_name", "source", "name", "id"];
     for t in search::parse(p.search.as_deref().unwrap_or(""), &fields).map_err(fail(&headers))? {

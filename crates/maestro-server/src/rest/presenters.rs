@@ -5,7 +5,7 @@
 use maestro_api::codec::data_as;
 use maestro_api::{ext, json};
 use maestro_store::{Consumer, Resource};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// The API base path.
 pub const BASE: &str = "/api/maestro/v1";
@@ -27,7 +27,8 @@ pub fn consumer(c: &Consumer) -> Value {
 /// status event (`ObservedVersion`, `SequenceID`, `conditions`, `resourceStatus`).
 pub fn resource_bundle(r: &Resource) -> Value {
     let spec = json::from_value(r.payload.clone()).ok();
-    let data = spec.as_ref().and_then(|ev| data_as::<Value>(ev, "ManifestBundle").ok()).unwrap_or(Value::Null);
+    let data =
+        spec.as_ref().and_then(|ev| data_as::<Value>(ev, "ManifestBundle").ok()).unwrap_or(Value::Null);
     let mut metadata: Map<String, Value> =
         spec.as_ref().and_then(|ev| ext::metadata(ev).ok().flatten()).unwrap_or_default();
     metadata.insert("creationTimestamp".into(), json!(r.created_at));

@@ -40,13 +40,17 @@ fn parse_term<'a>(s: &'a str, fields: &[&str]) -> Result<(Term, &'a str), Servic
     let eq = s.find('=').ok_or_else(|| ServiceError::Search(format!("expected field = 'value' in {s:?}")))?;
     let field = s[..eq].trim();
     if !fields.contains(&field) {
-        return Err(ServiceError::Search(format!("unknown field {field:?} (searchable: {})", fields.join(", "))));
+        return Err(ServiceError::Search(format!(
+            "unknown field {field:?} (searchable: {})",
+            fields.join(", ")
+        )));
     }
     let rest = s[eq + 1..].trim_start();
     let body = rest
         .strip_prefix('\'')
         .ok_or_else(|| ServiceError::Search(format!("value of {field} must be quoted with single quotes")))?;
-    let end = body.find('\'').ok_or_else(|| ServiceError::Search(format!("unterminated value for {field}")))?;
+    let end =
+        body.find('\'').ok_or_else(|| ServiceError::Search(format!("unterminated value for {field}")))?;
     Ok((Term { field: field.to_owned(), value: body[..end].to_owned() }, &body[end + 1..]))
 }
 

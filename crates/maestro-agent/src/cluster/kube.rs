@@ -1,0 +1,309 @@
+//! The kube-rs cluster (feature `kube`): a real Kubernetes API server.
+//!
+//! Kinds are resolved with `kube::discovery::pinned_kind` (cached); `Update` is get → create,
+//! or replace with merged metadata (skipped when the live object already contains every
+//! desired field); `CreateOnly` creates or only patches the owner; `ServerSideApply` is an
+//! apply patch with the field manager (and `force`); deletes carry a UID precondition and
+//! background propagation. The AppliedManifestWork is created when its CRD is served.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+    Preconditions, PropagationPolicy,
+};
+use kube::discovery::{Scope, pinned_kind};
+use kube::{Client, Config};
+use serde_json::{Value, json};
+
+use super::simulated::{merge_owner_refs, merge_update, meta_mut};
+use super::{
+    APPLIED_WORK_API_VERSION, APPLIED_WORK_KIND, AppliedWorkRef, ApplyMode, Cluster, ObjectRef,
+    ResourceMapping, split_api_version,
+};
+use crate::error::ClusterError;
+use crate::ownership::OWNER_ANNOTATION;
+
+/// A cluster reached through kube-rs.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: Client,
+    mappings: std::sync::Arc<Mutex<HashMap<(String, String), ResourceMapping>>>,
+}
+
+impl std::fmt::Debug for KubeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeCluster").field("namespace", &self.client.default_namespace()).finish()
+    }
+}
+
+fn api_error(e: kube::Error) -> ClusterError {
+    match e {
+        kube::Error::Api(s) => ClusterError::Api { status: Some(s.code), message: s.message.clone() },
+        other => ClusterError::Api { status: None, message: other.to_string() },
+    }
+}
+
+fn code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn to_dynamic(v: Value) -> Result<DynamicObject, ClusterError> {
+    serde_json::from_value(v).map_err(|e| ClusterError::InvalidManifest(e.to_string()))
+}
+
+fn to_value(o: &DynamicObject) -> Result<Value, ClusterError> {
+    serde_json::to_value(o).map_err(|e| ClusterError::Api { status: None, message: e.to_string() })
+}
+
+/// True when every field of `want` (recursively for objects) has the same value in `have`.
+fn is_subset(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => {
+            w.iter().all(|(k, v)| h.get(k).is_some_and(|hv| is_subset(v, hv)))
+        }
+        _ => want == have,
+    }
+}
+
+impl KubeCluster {
+    /// A cluster using `client`.
+    pub fn new(client: Client) -> Self {
+        KubeCluster { client, mappings: Default::default() }
+    }
+
+    /// A cluster from the local kubeconfig or the in-cluster environment (`Config::infer`).
+    ///
+    /// # Errors
+    /// [`ClusterError::Api`] when no configuration can be found or the client cannot be built.
+    pub async fn infer() -> Result<Self, ClusterError> {
+        let config =
+            Config::infer().await.map_err(|e| ClusterError::Api { status: None, message: e.to_string() })?;
+        Self::from_config(config)
+    }
+
+    /// A cluster from a kubeconfig file (`context` = `None` for the current context).
+    ///
+    /// # Errors
+    /// [`ClusterError::Api`] when the file cannot be read or the client cannot be built.
+    pub async fn from_kubeconfig(
+        path: &std::path::Path,
+        context: Option<String>,
+    ) -> Result<Self, ClusterError> {
+        let err = |e: String| ClusterError::Api { status: None, message: e };
+        let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+        let options = kube::config::KubeConfigOptions { context, ..Default::default() };
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| err(e.to_string()))?;
+        Self::from_config(config)
+    }
+
+    /// A cluster from a kube-rs [`Config`].
+    ///
+    /// # Errors
+    /// [`ClusterError::Api`] when the client cannot be built.
+    pub fn from_config(config: Config) -> Result<Self, ClusterError> {
+        Client::try_from(config)
+            .map(Self::new)
+            .map_err(|e| ClusterError::Api { status: None, message: e.to_string() })
+    }
+
+    fn api(&self, object: &ObjectRef) -> Api<DynamicObject> {
+        let m = &object.mapping;
+        let ar = ApiResource {
+            group: m.group.clone(),
+            version: m.version.clone(),
+            api_version: m.api_version(),
+            kind: m.kind.clone(),
+            plural: m.resource.clone(),
+        };
+        if m.namespaced {
+            Api::namespaced_with(self.client.clone(), &object.namespace, &ar)
+        } else {
+            Api::all_with(self.client.clone(), &ar)
+        }
+    }
+
+    async fn applied_work_api(&self) -> Result<Option<Api<DynamicObject>>, ClusterError> {
+        match self.resolve(APPLIED_WORK_API_VERSION, APPLIED_WORK_KIND).await {
+            Ok(m) => {
+                Ok(Some(self.api(&ObjectRef { mapping: m, namespace: String::new(), name: String::new() })))
+            }
+            Err(ClusterError::UnknownKind { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn update(
+        &self,
+        api: &Api<DynamicObject>,
+        object: &ObjectRef,
+        manifest: Value,
+    ) -> Result<Value, ClusterError> {
+        let Some(live) = api.get_opt(&object.name).await.map_err(api_error)? else {
+            return self.create(api, manifest).await;
+        };
+        let live = to_value(&live)?;
+        let mut desired = merge_update(&live, manifest);
+        if let Some(m) = desired.as_object_mut() {
+            m.remove("status");
+        }
+        meta_mut(&mut desired).remove("managedFields");
+        let mut check = desired.clone();
+        for k in ["resourceVersion", "generation"] {
+            meta_mut(&mut check).remove(k);
+        }
+        if is_subset(&check, &live) {
+            return Ok(live);
+        }
+        let replaced = api.replace(&object.name, &PostParams::default(), &to_dynamic(desired)?).await;
+        // a 409 here is a stale resourceVersion: an ordinary (retried) API error
+        to_value(&replaced.map_err(api_error)?)
+    }
+
+    async fn create(&self, api: &Api<DynamicObject>, manifest: Value) -> Result<Value, ClusterError> {
+        let created = api.create(&PostParams::default(), &to_dynamic(manifest)?).await.map_err(api_error)?;
+        to_value(&created)
+    }
+
+    async fn create_only(
+        &self,
+        api: &Api<DynamicObject>,
+        object: &ObjectRef,
+        manifest: Value,
+    ) -> Result<Value, ClusterError> {
+        let Some(live) = api.get_opt(&object.name).await.map_err(api_error)? else {
+            return self.create(api, manifest).await;
+        };
+        let live = to_value(&live)?;
+        let mut next = live.clone();
+        let meta = meta_mut(&mut next);
+        merge_owner_refs(meta, manifest.get("metadata"));
+        if let Some(owner) = manifest.pointer("/metadata/annotations").and_then(|a| a.get(OWNER_ANNOTATION)) {
+            let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+            if let Some(a) = ann.as_object_mut() {
+                a.insert(OWNER_ANNOTATION.into(), owner.clone());
+            }
+        }
+        if next == live {
+            return Ok(live);
+        }
+        let patch = json!({"metadata": {
+            "ownerReferences": next.pointer("/metadata/ownerReferences").cloned().unwrap_or(Value::Null),
+            "annotations": next.pointer("/metadata/annotations").cloned().unwrap_or(Value::Null),
+        }});
+        let patched = api.patch(&object.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+        to_value(&patched.map_err(api_error)?)
+    }
+}
+
+fn conflict_or(object: &ObjectRef, e: kube::Error) -> ClusterError {
+    if code(&e) == Some(409) {
+        return ClusterError::Conflict { object: object.to_string(), reason: api_error(e).to_string() };
+    }
+    api_error(e)
+}
+
+#[async_trait]
+impl Cluster for KubeCluster {
+    async fn resolve(&self, api_version: &str, kind: &str) -> Result<ResourceMapping, ClusterError> {
+        let key = (api_version.to_owned(), kind.to_owned());
+        if let Some(m) = self.mappings.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(m.clone());
+        }
+        let (group, version) = split_api_version(api_version);
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let unknown = || ClusterError::UnknownKind { api_version: api_version.into(), kind: kind.into() };
+        let (ar, caps) = match pinned_kind(&self.client, &gvk).await {
+            Ok(found) => found,
+            Err(kube::Error::Discovery(_)) => return Err(unknown()),
+            Err(e) if code(&e) == Some(404) => return Err(unknown()),
+            Err(e) => return Err(api_error(e)),
+        };
+        let mapping = ResourceMapping {
+            group: ar.group,
+            version: ar.version,
+            kind: ar.kind,
+            resource: ar.plural,
+            namespaced: caps.scope == Scope::Namespaced,
+        };
+        self.mappings.lock().unwrap_or_else(|p| p.into_inner()).insert(key, mapping.clone());
+        Ok(mapping)
+    }
+
+    async fn get(&self, object: &ObjectRef) -> Result<Option<Value>, ClusterError> {
+        match self.api(object).get_opt(&object.name).await.map_err(api_error)? {
+            Some(o) => Ok(Some(to_value(&o)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn apply(
+        &self,
+        object: &ObjectRef,
+        mut manifest: Value,
+        mode: &ApplyMode,
+    ) -> Result<Value, ClusterError> {
+        let api = self.api(object);
+        if let Some(m) = manifest.as_object_mut() {
+            m.insert("apiVersion".into(), json!(object.mapping.api_version()));
+            m.insert("kind".into(), json!(object.mapping.kind));
+        }
+        match mode {
+            ApplyMode::Update => self.update(&api, object, manifest).await,
+            ApplyMode::CreateOnly => self.create_only(&api, object, manifest).await,
+            ApplyMode::ServerSideApply { field_manager, force } => {
+                let mut params = PatchParams::apply(field_manager);
+                if *force {
+                    params = params.force();
+                }
+                let patched = api.patch(&object.name, &params, &Patch::Apply(&manifest)).await;
+                to_value(&patched.map_err(|e| conflict_or(object, e))?)
+            }
+        }
+    }
+
+    async fn delete(&self, object: &ObjectRef, uid: Option<&str>) -> Result<bool, ClusterError> {
+        let params = DeleteParams {
+            preconditions: uid.map(|u| Preconditions { uid: Some(u.to_owned()), resource_version: None }),
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match self.api(object).delete(&object.name, &params).await {
+            Ok(_) => Ok(true),
+            Err(e) if code(&e) == Some(404) => Ok(false),
+            Err(e) if code(&e) == Some(409) => Err(ClusterError::PreconditionFailed {
+                object: object.to_string(),
+                reason: api_error(e).to_string(),
+            }),
+            Err(e) => Err(api_error(e)),
+        }
+    }
+
+    async fn applied_work_uid(&self, owner: &AppliedWorkRef) -> Result<Option<String>, ClusterError> {
+        let Some(api) = self.applied_work_api().await? else { return Ok(None) };
+        let uid_of = |o: &DynamicObject| o.metadata.uid.clone();
+        if let Some(found) = api.get_opt(&owner.name).await.map_err(api_error)? {
+            return Ok(uid_of(&found));
+        }
+        let amw = json!({"apiVersion": APPLIED_WORK_API_VERSION, "kind": APPLIED_WORK_KIND,
+            "metadata": {"name": owner.name},
+            "spec": {"hubHash": owner.hub_hash, "agentID": owner.agent_id, "manifestWorkName": owner.work_name}});
+        let created = api.create(&PostParams::default(), &to_dynamic(amw)?).await.map_err(api_error)?;
+        Ok(uid_of(&created))
+    }
+
+    async fn delete_applied_work(&self, owner: &AppliedWorkRef) -> Result<(), ClusterError> {
+        let Some(api) = self.applied_work_api().await? else { return Ok(()) };
+        match api.delete(&owner.name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(api_error(e)),
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! Reconcile: apply a work's manifests with their update strategies, garbage-collect resources
+//! that left the bundle, read every resource back for conditions and feedback, and store the
+//! new status (protocol.md §8.2–§8.5). One work is reconciled by one worker at a time.
+
+use std::sync::Arc;
+
+use maestro_api::payload::{
+    FeedbackRule, ManifestBundle, ManifestBundleStatus, ManifestCondition, ManifestConfigOption,
+    ManifestResourceMeta, StatusFeedback, UpdateStrategyType,
+};
+use serde_json::Value;
+
+use crate::agent::Shared;
+use crate::cluster::{AppliedWorkRef, ApplyMode, ObjectRef};
+use crate::conditions::{self as cond, carry_over, set_condition};
+use crate::config::DEFAULT_FIELD_MANAGER;
+use crate::error::ClusterError;
+use crate::ownership::{Owner, owned_by_policy, uid_of};
+use crate::work::AppliedResource;
+use crate::{delete, feedback};
+
+/// What a reconcile works from: a copy of the work taken under the store lock.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) uid: String,
+    pub(crate) name: String,
+    pub(crate) generation: i64,
+    pub(crate) spec_rev: u64,
+    pub(crate) bundle: Option<ManifestBundle>,
+    pub(crate) deleting: bool,
+    pub(crate) needs_apply: bool,
+    pub(crate) status: Option<ManifestBundleStatus>,
+    pub(crate) applied: Vec<AppliedResource>,
+}
+
+/// One manifest with its resolved target and configuration.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    meta: ManifestResourceMeta,
+    manifest: Value,
+    pub(crate) object: Result<ObjectRef, String>,
+    strategy: Option<maestro_api::payload::UpdateStrategy>,
+    feedback: Vec<FeedbackRule>,
+}
+
+/// The outcome of applying one manifest.
+#[derive(Debug, Default)]
+struct Applied {
+    error: Option<String>,
+    retry: bool,
+    live: Option<Value>,
+    resource: Option<AppliedResource>,
+}
+
+/// Runs reconcile for queued works forever.
+pub(crate) async fn run_worker(shared: Arc<Shared>) {
+    loop {
+        let id = shared.queue.get().await;
+        let retry = reconcile(&shared, &id).await;
+        shared.queue.done(&id);
+        if retry {
+            schedule_retry(&shared, &id);
+        }
+    }
+}
+
+fn schedule_retry(shared: &Arc<Shared>, id: &str) {
+    let attempts = shared.works().get(id).map(|w| w.attempts).unwrap_or_default();
+    let delay = shared.config.backoff(attempts.saturating_sub(1));
+    let (shared, id) = (Arc::downgrade(shared), id.to_owned());
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if let Some(shared) = shared.upgrade() {
+            shared.queue.add(&id);
+        }
+    });
+}
+
+fn snapshot(shared: &Shared, id: &str) -> Option<Snapshot> {
+    let works = shared.works();
+    let w = works.get(id).filter(|w| !w.finalized)?;
+    Some(Snapshot {
+        uid: w.uid.clone(),
+        name: w.name.clone(),
+        generation: w.generation,
+        spec_rev: w.spec_rev,
+        bundle: w.bundle.clone(),
+        deleting: w.deleting,
+        needs_apply: w.needs_apply,
+        status: w.status.clone(),
+        applied: w.applied.clone(),
+    })
+}
+
+/// Reconciles one work. Returns true when it must be retried later.
+async fn reconcile(shared: &Arc<Shared>, id: &str) -> bool {
+    let Some(snap) = snapshot(shared, id) else { return false };
+    if snap.deleting {
+        return delete::finalize(shared, &snap).await;
+    }
+    let Some(bundle) = snap.bundle.clone() else { return false };
+    let resolved = resolve_all(shared, &bundle).await;
+    let mut retry = false;
+    let mut new_applied = None;
+    let applied = if snap.needs_apply {
+        let results = apply_all(shared, &snap, &bundle, &resolved).await;
+        retry = results.iter().any(|r| r.retry);
+        let (list, gc_retry) = track_and_collect(shared, &snap, &resolved, &results).await;
+        retry |= gc_retry;
+        new_applied = Some(list);
+        Some(results)
+    } else {
+        None
+    };
+    let status = build_status(shared, &snap, &resolved, applied.as_deref()).await;
+    commit(shared, &snap, status, new_applied, applied.is_some(), retry)
+}
+
+fn commit(
+    shared: &Shared,
+    snap: &Snapshot,
+    status: ManifestBundleStatus,
+    new_applied: Option<Vec<AppliedResource>>,
+    did_apply: bool,
+    retry: bool,
+) -> bool {
+    let mut works = shared.works();
+    let Some(w) = works.get_mut(&snap.uid) else { return false };
+    if let Some(list) = new_applied {
+        w.applied = list;
+    }
+    if w.spec_rev != snap.spec_rev || w.deleting {
+        return false; // changed meanwhile: queued again by the intake
+    }
+    if retry {
+        w.attempts = w.attempts.saturating_add(1);
+    } else if did_apply {
+        w.needs_apply = false;
+        w.attempts = 0;
+    }
+    let hash = maestro_api::statushash::status_hash(&status);
+    if w.status_hash.as_deref() != Some(hash.as_str()) {
+        tracing::debug!(resource_id = %w.uid, generation = w.generation, %hash, "status changed");
+        w.status = Some(status);
+        w.status_hash = Some(hash);
+        drop(works);
+        shared.publish.notify_one();
+    }
+    retry
+}
+
+/// True when `value` matches `pattern`, where `*` matches any sequence.
+pub(crate) fn wildcard_match(pattern: &str, value: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == value,
+        Some((prefix, rest)) => {
+            let Some(tail) = value.strip_prefix(prefix) else { return false };
+            (0..=tail.len()).filter(|i| tail.is_char_boundary(*i)).any(|i| wildcard_match(rest, &tail[i..]))
+        }
+    }
+}
+
+fn config_matches(c: &ManifestConfigOption, meta: &ManifestResourceMeta) -> bool {
+    let id = &c.resource_identifier;
+    id.group == meta.group
+        && id.resource == meta.resource
+        && wildcard_match(&id.name, &meta.name)
+        && wildcard_match(&id.namespace, &meta.namespace)
+}
+
+pub(crate) async fn resolve_all(shared: &Shared, bundle: &ManifestBundle) -> Vec<Resolved> {
+    let mut out = Vec::with_capacity(bundle.manifests.len());
+    for (i, manifest) in bundle.manifests.iter().enumerate() {
+        out.push(resolve_one(shared, bundle, i, manifest).await);
+    }
+    out
+}
+
+async fn resolve_one(shared: &Shared, bundle: &ManifestBundle, i: usize, manifest: &Value) -> Resolved {
+    let s = |p: &str| manifest.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let (api_version, kind) = (s("/apiVersion"), s("/kind"));
+    let (group, version) = crate::cluster::split_api_version(&api_version);
+    let mut meta = ManifestResourceMeta {
+        ordinal: i32::try_from(i).unwrap_or(i32::MAX),
+        group: group.to_owned(),
+        version: version.to_owned(),
+        kind: kind.clone(),
+        resource: String::new(),
+        name: s("/metadata/name"),
+        namespace: s("/metadata/namespace"),
+    };
+    let object = match shared.cluster.resolve(&api_version, &kind).await {
+        Ok(mapping) => {
+            meta.resource = mapping.resource.clone();
+            if !mapping.namespaced {
+                meta.namespace.clear();
+            } else if meta.namespace.is_empty() {
+                meta.namespace = "default".into();
+            }
+            Ok(ObjectRef { mapping, namespace: meta.namespace.clone(), name: meta.name.clone() })
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let matching = || bundle.manifest_configs.iter().filter(|c| config_matches(c, &meta));
+    let strategy = matching().find_map(|c| c.update_strategy.clone());
+    let feedback = matching().find(|c| !c.feedback_rules.is_empty()).map(|c| c.feedback_rules.clone());
+    Resolved { strategy, feedback: feedback.unwrap_or_default(), meta, manifest: manifest.clone(), object }
+}
+
+/// The AppliedManifestWork owner of the work, created on the cluster when supported.
+pub(crate) async fn owner(shared: &Shared, snap: &Snapshot) -> Result<Owner, ClusterError> {
+    let applied_work = AppliedWorkRef {
+        name: format!("{}-{}", shared.hub_hash, snap.name),
+        hub_hash: shared.hub_hash.clone(),
+        agent_id: shared.config.agent_id.clone(),
+        work_name: snap.name.clone(),
+    };
+    let uid = shared.cluster.applied_work_uid(&applied_work).await?;
+    Ok(Owner { applied_work, uid })
+}
+
+async fn apply_all(
+    shared: &Shared,
+    snap: &Snapshot,
+    bundle: &ManifestBundle,
+    resolved: &[Resolved],
+) -> Vec<Applied> {
+    let owner = owner(shared, snap).await;
+    let mut out = Vec::with_capacity(resolved.len());
+    for r in resolved {
+        let result = match &owner {
+            Ok(owner) => apply_one(shared, bundle, r, owner).await,
+            Err(e) => Applied { error: Some(e.to_string()), retry: true, ..Default::default() },
+        };
+        if let Some(e) = &result.error {
+            tracing::warn!(resource_id = %snap.uid, ordinal = r.meta.ordinal, kind = %r.meta.kind,
+                name = %r.meta.name, error = %e, "apply failed");
+        }
+        out.push(result);
+    }
+    out
+}
+
+fn apply_mode(strategy: Option<&maestro_api::payload::UpdateStrategy>) -> Option<ApplyMode> {
+    let Some(s) = strategy else { return Some(ApplyMode::Update) };
+    Some(match s.kind {
+        UpdateStrategyType::Update => ApplyMode::Update,
+        UpdateStrategyType::CreateOnly => ApplyMode::CreateOnly,
+        UpdateStrategyType::ReadOnly => return None,
+        UpdateStrategyType::ServerSideApply => {
+            let ssa = s.server_side_apply.clone().unwrap_or_default();
+            let field_manager = if ssa.field_manager.is_empty() {
+                DEFAULT_FIELD_MANAGER.to_owned()
+            } else {
+                ssa.field_manager
+            };
+            ApplyMode::ServerSideApply { field_manager, force: ssa.force }
+        }
+    })
+}
+
+async fn apply_one(shared: &Shared, bundle: &ManifestBundle, r: &Resolved, owner: &Owner) -> Applied {
+    let object = match &r.object {
+        Ok(o) => o,
+        Err(e) => return Applied { error: Some(e.clone()), retry: true, ..Default::default() },
+    };
+    let Some(mode) = apply_mode(r.strategy.as_ref()) else {
+        // ReadOnly: never written, only read.
+        return match shared.cluster.get(object).await {
+            Ok(live) => Applied { live, ..Default::default() },
+            Err(_) => Applied::default(),
+        };
+    };
+    let mut manifest = r.manifest.clone();
+    if let Some(meta) = manifest.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"] {
+            meta.remove(k);
+        }
+        if object.namespace.is_empty() {
+            meta.remove("namespace");
+        } else {
+            meta.insert("namespace".into(), Value::String(object.namespace.clone()));
+        }
+    }
+    if owned_by_policy(bundle.delete_option.as_ref(), object) {
+        owner.mark(&mut manifest);
+    }
+    match shared.cluster.apply(object, manifest, &mode).await {
+        Ok(live) => Applied {
+            resource: Some(AppliedResource { object: object.clone(), uid: uid_of(&live).to_owned() }),
+            live: Some(live),
+            ..Default::default()
+        },
+        Err(e) => {
+            let retry = !matches!(e, ClusterError::Conflict { .. });
+            Applied { error: Some(e.to_string()), retry, ..Default::default() }
+        }
+    }
+}
+
+/// The new applied-resources list after an apply pass, garbage-collecting resources that
+/// left the bundle (protocol.md §8.3). Returns the list and whether a deletion must be retried.
+async fn track_and_collect(
+    shared: &Shared,
+    snap: &Snapshot,
+    resolved: &[Resolved],
+    results: &[Applied],
+) -> (Vec<AppliedResource>, bool) {
+    let mut list: Vec<AppliedResource> = Vec::new();
+    for (r, a) in resolved.iter().zip(results) {
+        match (&a.resource, &r.object) {
+            (Some(res), _) => list.push(res.clone()),
+            (None, Ok(obj)) if a.error.is_some() => {
+                list.extend(snap.applied.iter().filter(|old| old.same_target(obj)).cloned());
+            }
+            _ => {}
+        }
+    }
+    if resolved.iter().any(|r| r.object.is_err()) {
+        // Cannot tell which targets are still wanted: keep everything, collect later.
+        let keep: Vec<AppliedResource> = snap
+            .applied
+            .iter()
+            .filter(|old| !list.iter().any(|n| n.same_target(&old.object)))
+            .cloned()
+            .collect();
+        list.extend(keep);
+        return (list, false);
+    }
+    let stale: Vec<&AppliedResource> = snap
+        .applied
+        .iter()
+        .filter(|old| !resolved.iter().any(|r| r.object.as_ref().is_ok_and(|o| old.same_target(o))))
+        .collect();
+    if stale.is_empty() {
+        return (list, false);
+    }
+    let owner = match owner(shared, snap).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(resource_id = %snap.uid, error = %e, "garbage collection postponed");
+            list.extend(stale.into_iter().cloned());
+            return (list, true);
+        }
+    };
+    let mut retry = false;
+    for res in stale {
+        match delete::delete_owned(shared, res, &owner).await {
+            Ok(true) => tracing::info!(resource_id = %snap.uid, object = %res.object, "garbage-collected"),
+            Ok(false) | Err(_) => {
+                retry = true;
+                list.push(res.clone());
+            }
+        }
+    }
+    (list, retry)
+}
+
+/// Reads the resources back and builds the work status: per-manifest Applied (from this
+/// apply pass, else carried over), Available and StatusFeedbackSynced, plus the aggregated
+/// work-level Applied and Available conditions.
+async fn build_status(
+    shared: &Shared,
+    snap: &Snapshot,
+    resolved: &[Resolved],
+    applied: Option<&[Applied]>,
+) -> ManifestBundleStatus {
+    let previous = snap.status.clone().unwrap_or_default();
+    let generation = snap.generation;
+    let mut manifests = Vec::with_capacity(resolved.len());
+    for (i, r) in resolved.iter().enumerate() {
+        let prev = previous.resource_status.iter().find(|m| m.resource_meta == r.meta);
+        let prev_conds = prev.map(|m| m.conditions.as_slice()).unwrap_or_default();
+        let applied_cond = match applied.and_then(|a| a.get(i)) {
+            Some(a) => cond::manifest_applied(a.error.as_deref(), generation),
+            None => prev_conds
+                .iter()
+                .find(|c| c.kind == cond::APPLIED)
+                .cloned()
+                .unwrap_or_else(|| cond::manifest_applied(Some("not applied yet"), generation)),
+        };
+        let fresh = applied.and_then(|a| a.get(i)).and_then(|a| a.live.clone());
+        let live: Result<Option<Value>, String> = match (&r.object, fresh) {
+            (_, Some(v)) => Ok(Some(v)),
+            (Ok(obj), None) => shared.cluster.get(obj).await.map_err(|e| e.to_string()),
+            (Err(e), None) => Err(e.clone()),
+        };
+        manifests.push(manifest_status(shared, r, applied_cond, live, prev_conds, generation));
+    }
+    let mut conditions = previous.conditions.clone();
+    let all_applied = manifests
+        .iter()
+        .all(|m| m.conditions.iter().any(|c| c.kind == cond::APPLIED && c.status == cond::TRUE));
+    set_condition(&mut conditions, cond::work_applied(all_applied, generation));
+    set_condition(&mut conditions, cond::work_available(&manifests, generation));
+    ManifestBundleStatus { manifest_bundle: None, conditions, resource_status: manifests }
+}
+
+fn manifest_status(
+    shared: &Shared,
+    r: &Resolved,
+    applied: maestro_api::payload::Condition,
+    live: Result<Option<Value>, String>,
+    previous: &[maestro_api::payload::Condition],
+    generation: i64,
+) -> ManifestCondition {
+    let complete = !r.meta.resource.is_empty() && !r.meta.version.is_empty() && !r.meta.name.is_empty();
+    let available = cond::manifest_available(
+        live.as_ref().map(Option::is_some).map_err(String::as_str),
+        complete,
+        generation,
+    );
+    let (values, error) = match &live {
+        Ok(Some(obj)) => feedback::evaluate(
+            &r.feedback,
+            obj,
+            &r.meta.group,
+            &r.meta.kind,
+            &r.meta.version,
+            shared.config.max_json_raw_bytes,
+        ),
+        _ => (Vec::new(), None),
+    };
+    let synced = cond::feedback_synced(!r.feedback.is_empty(), error.as_deref(), generation);
+    ManifestCondition {
+        resource_meta: r.meta.clone(),
+        status_feedback: StatusFeedback { values },
+        conditions: vec![
+            carry_over(previous, applied),
+            carry_over(previous, available),
+            carry_over(previous, synced),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*", "anything"));
+        assert!(wildcard_match("*", ""));
+        assert!(wildcard_match("web-*", "web-1"));
+        assert!(wildcard_match("*-db", "orders-db"));
+        assert!(wildcard_match("a*c*e", "abcde"));
+        assert!(!wildcard_match("web-*", "api-1"));
+        assert!(!wildcard_match("web", "web-1"));
+        assert!(wildcard_match("", ""));
+    }
+}

@@ -1,0 +1,105 @@
+use clap::CommandFactory;
+use clap::error::ErrorKind;
+
+use super::*;
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("maestro-cli").chain(args.iter().copied()))
+}
+
+#[test]
+fn definition_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn globals_have_defaults_and_can_follow_the_command() {
+    let cli = parse(&["list", "--output", "json", "--http-endpoint", "http://h:1"]).expect("parse");
+    assert_eq!(cli.output, OutputFormat::Json);
+    assert_eq!(cli.http_endpoint, "http://h:1");
+    if std::env::var_os("MAESTRO_GRPC_ENDPOINT").is_none() {
+        assert_eq!(cli.grpc_endpoint, "localhost:8090");
+    }
+    if std::env::var_os("MAESTRO_SOURCE_ID").is_none() {
+        assert_eq!(cli.source_id, "maestro-cli");
+    }
+    assert!(!cli.verbose);
+}
+
+#[test]
+fn apply() {
+    let cli =
+        parse(&["apply", "-f", "w.yaml", "--consumer", "c1", "--watch", "--timeout", "30s"]).expect("parse");
+    let Command::Apply(a) = cli.command else { panic!("not apply") };
+    assert_eq!((a.manifest_file.as_str(), a.consumer.as_str(), a.name), ("w.yaml", "c1", None));
+    assert!(a.watch);
+    assert_eq!(a.timeout, Duration::from_secs(30));
+    let a = parse(&["apply", "-f", "w.yaml", "-c", "c1"]).expect("parse");
+    let Command::Apply(a) = a.command else { panic!("not apply") };
+    assert_eq!(a.timeout, Duration::from_secs(300));
+    assert_eq!(a.poll_interval, Duration::from_millis(250));
+    assert_eq!(
+        parse(&["apply", "-f", "w.yaml"]).expect_err("consumer").kind(),
+        ErrorKind::MissingRequiredArgument
+    );
+    let err = parse(&["apply", "-f", "w", "-c", "c", "--timeout", "soon"]).expect_err("duration");
+    assert_eq!(err.kind(), ErrorKind::ValueValidation);
+}
+
+#[test]
+fn get_by_name_or_id() {
+    let g = parse(&["get", "--name", "web", "--consumer", "c1"]).expect("parse");
+    assert!(matches!(g.command, Command::Get(GetArgs { id: None, .. })));
+    let g = parse(&["get", "--id", "abc"]).expect("parse");
+    assert!(matches!(g.command, Command::Get(GetArgs { id: Some(_), name: None, .. })));
+    assert!(parse(&["get"]).is_err());
+    assert!(parse(&["get", "--name", "web"]).is_err());
+    assert!(parse(&["get", "--id", "x", "--name", "web", "--consumer", "c"]).is_err());
+}
+
+#[test]
+fn list_delete_wait() {
+    let l = parse(&["list", "--consumer", "c1", "--source", "s"]).expect("parse");
+    assert!(matches!(l.command, Command::List(ListArgs { consumer: Some(_), source: Some(_) })));
+    let d = parse(&["delete", "-n", "web", "-c", "c1", "--watch"]).expect("parse");
+    assert!(matches!(d.command, Command::Delete(DeleteArgs { watch: true, .. })));
+    assert!(parse(&["delete", "-n", "web"]).is_err());
+    for (arg, want) in [
+        ("Applied", WaitCondition::Applied),
+        ("available", WaitCondition::Available),
+        ("DELETED", WaitCondition::Deleted),
+    ] {
+        let w =
+            parse(&["wait", "-n", "web", "-c", "c1", "--condition", arg, "--timeout", "2m"]).expect("parse");
+        let Command::Wait(w) = w.command else { panic!("not wait") };
+        assert_eq!((w.condition, w.timeout), (want, Duration::from_secs(120)));
+    }
+    assert_eq!(
+        parse(&["wait", "-n", "w", "-c", "c", "--condition", "Ready"]).expect_err("bad").kind(),
+        ErrorKind::InvalidValue
+    );
+}
+
+#[test]
+fn consumer_commands() {
+    let c = parse(&["consumer", "create", "c1", "--label", "env=dev", "-l", "team=a=b"]).expect("parse");
+    let Command::Consumer(ConsumerCommand::Create { name, label }) = c.command else { panic!("not create") };
+    assert_eq!(name, "c1");
+    assert_eq!(label, vec![("env".into(), "dev".into()), ("team".into(), "a=b".into())]);
+    assert!(parse(&["consumer", "create", "c1", "--label", "novalue"]).is_err());
+    assert!(matches!(
+        parse(&["consumer", "list"]).expect("list").command,
+        Command::Consumer(ConsumerCommand::List)
+    ));
+    assert!(parse(&["consumer", "get"]).is_err());
+    assert!(parse(&["consumer", "delete", "c1"]).is_ok());
+}
+
+#[test]
+fn help_mentions_env_and_defaults() {
+    let help = Cli::command().render_long_help().to_string();
+    for needle in ["MAESTRO_GRPC_ENDPOINT", "MAESTRO_HTTP_ENDPOINT", "MAESTRO_SOURCE_ID", "localhost:8090"] {
+        assert!(help.contains(needle), "help lacks {needle}: {help}");
+    }
+    assert_eq!(parse(&["--help"]).expect_err("help").kind(), ErrorKind::DisplayHelp);
+}

@@ -1,0 +1,64 @@
+//! Command implementations. Each writes its result to `out` (stdout in the binary) and
+//! progress to stderr.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use maestro_client::{RestClient, SourceClient};
+
+use crate::cli::{Cli, Command, OutputFormat};
+
+mod apply;
+mod consumer;
+mod delete;
+mod get;
+mod list;
+mod wait;
+
+/// Global settings shared by the commands.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    /// Source gRPC endpoint.
+    pub(crate) grpc_endpoint: String,
+    /// REST endpoint.
+    pub(crate) http_endpoint: String,
+    /// Source id.
+    pub(crate) source_id: String,
+    /// Output format.
+    pub(crate) output: OutputFormat,
+}
+
+impl Context {
+    /// The REST client.
+    pub(crate) fn rest(&self) -> anyhow::Result<RestClient> {
+        Ok(RestClient::new(&self.http_endpoint)?)
+    }
+
+    /// The gRPC source client (connects now).
+    pub(crate) async fn source(&self) -> anyhow::Result<SourceClient> {
+        SourceClient::connect(&self.grpc_endpoint, &self.source_id, self.rest()?).await.with_context(|| {
+            format!("connecting to the Maestro gRPC endpoint as source {:?}", self.source_id)
+        })
+    }
+}
+
+/// Runs the parsed command, writing results to `out`.
+///
+/// # Errors
+/// Any failure, as a message naming what failed.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
+    let ctx = Context {
+        grpc_endpoint: cli.grpc_endpoint,
+        http_endpoint: cli.http_endpoint,
+        source_id: cli.source_id,
+        output: cli.output,
+    };
+    match &cli.command {
+        Command::Apply(a) => apply::run(&ctx, a, out).await,
+        Command::Get(a) => get::run(&ctx, a, out).await,
+        Command::List(a) => list::run(&ctx, a, out).await,
+        Command::Delete(a) => delete::run(&ctx, a, out).await,
+        Command::Wait(a) => wait::run(&ctx, a, out).await,
+        Command::Consumer(c) => consumer::run(&ctx, c, out).await,
+    }
+}

@@ -1,0 +1,251 @@
+//! End-to-end command tests against the in-process fake Maestro server.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../maestro-client/tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+
+use clap::Parser;
+use maestro_cli::{Cli, run};
+use maestro_client::resource_id;
+use support::FakeServer;
+
+const MANIFESTS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: default}\n---\n\
+apiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: default}\n";
+
+async fn cli(fake: &FakeServer, args: &[&str]) -> anyhow::Result<String> {
+    let mut argv = vec![
+        "maestro-cli",
+        "--http-endpoint",
+        &fake.http,
+        "--grpc-endpoint",
+        &fake.grpc,
+        "--source-id",
+        "maestro-cli",
+    ];
+    argv.extend_from_slice(args);
+    let parsed = Cli::try_parse_from(argv)?;
+    let mut out = Vec::new();
+    run(parsed, &mut out).await?;
+    Ok(String::from_utf8(out)?)
+}
+
+fn manifest_file() -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    f.write_all(MANIFESTS.as_bytes()).unwrap();
+    f
+}
+
+/// Waits (by polling shared state, no fixed sleeps) until `pred` holds for bundle `id`, then
+/// runs `act`.
+fn when_bundle(
+    fake: &FakeServer,
+    id: String,
+    pred: fn(&serde_json::Value) -> bool,
+    act: impl FnOnce(&FakeServer) + Send + 'static,
+) {
+    let state = fake.state.clone();
+    let server = FakeServer { state: fake.state.clone(), http: fake.http.clone(), grpc: fake.grpc.clone() };
+    tokio::spawn(async move {
+        loop {
+            if state.lock().unwrap().bundles.get(&id).is_some_and(pred) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        act(&server);
+    });
+}
+
+#[tokio::test]
+async fn apply_get_list_delete() {
+    let fake = FakeServer::start().await;
+    let file = manifest_file();
+    let path = file.path().to_str().unwrap();
+    let out = cli(&fake, &["apply", "-f", path, "-c", "c1", "--name", "web"]).await.unwrap();
+    let id = resource_id("maestro-cli", "c1", "web");
+    assert_eq!(out, format!("resource bundle web ({id}) created on consumer c1 at version 1\n"));
+    let out = cli(&fake, &["apply", "-f", path, "-c", "c1", "--name", "web", "-o", "json"]).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["created"].as_bool(), v["version"].as_i64()), (Some(false), Some(2)));
+
+    fake.set_status(&id, 2, &[("Applied", "True"), ("Available", "False")]);
+    let out = cli(&fake, &["get", "--name", "web", "--consumer", "c1"]).await.unwrap();
+    for needle in [
+        "Name:       web",
+        "Version:    2",
+        "observed version 2 (current)",
+        "Available",
+        "ConfigMap default/a",
+        "size",
+        "3",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+    let out = cli(&fake, &["get", "--id", &id, "-o", "yaml"]).await.unwrap();
+    assert!(out.contains("consumer_name: c1"), "{out}");
+
+    let out = cli(&fake, &["list", "--consumer", "c1"]).await.unwrap();
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CONSUMER", "VERSION", "APPLIED", "AVAILABLE", "DELETING", "AGE"]);
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..6], ["web", "c1", "2", "True", "False", "no"]);
+    assert_eq!(cli(&fake, &["list", "--consumer", "other"]).await.unwrap(), "No resource bundles found.\n");
+
+    let out = cli(&fake, &["delete", "-n", "web", "-c", "c1"]).await.unwrap();
+    assert!(out.contains("marked for deletion"), "{out}");
+    let out = cli(&fake, &["list"]).await.unwrap();
+    assert!(out.lines().nth(1).unwrap().contains("yes"), "{out}");
+}
+
+#[tokio::test]
+async fn apply_watch_waits_for_applied_and_available() {
+    let fake = FakeServer::start().await;
+    let file = manifest_file();
+    let id = resource_id("maestro-cli", "c1", "web");
+    when_bundle(
+        &fake,
+        id.clone(),
+        |_| true,
+        move |f| f.set_status(&id, 1, &[("Applied", "True"), ("Available", "True")]),
+    );
+    let out = cli(
+        &fake,
+        &[
+            "apply",
+            "-f",
+            file.path().to_str().unwrap(),
+            "-c",
+            "c1",
+            "-n",
+            "web",
+            "--watch",
+            "--timeout",
+            "20s",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("is applied and available at version 1"), "{out}");
+}
+
+#[tokio::test]
+async fn apply_watch_fails_on_degraded() {
+    let fake = FakeServer::start().await;
+    let file = manifest_file();
+    let id = resource_id("maestro-cli", "c1", "web");
+    when_bundle(
+        &fake,
+        id.clone(),
+        |_| true,
+        move |f| f.set_status(&id, 1, &[("Applied", "True"), ("Degraded", "True")]),
+    );
+    let err = cli(
+        &fake,
+        &[
+            "apply",
+            "-f",
+            file.path().to_str().unwrap(),
+            "-c",
+            "c1",
+            "-n",
+            "web",
+            "--watch",
+            "--timeout",
+            "20s",
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("is degraded"), "{err:#}");
+}
+
+#[tokio::test]
+async fn wait_times_out_with_the_last_state() {
+    let fake = FakeServer::start().await;
+    let file = manifest_file();
+    cli(&fake, &["apply", "-f", file.path().to_str().unwrap(), "-c", "c1", "-n", "web"]).await.unwrap();
+    let id = resource_id("maestro-cli", "c1", "web");
+    fake.set_status(&id, 1, &[("Applied", "True"), ("Available", "False")]);
+    let out = cli(&fake, &["wait", "-n", "web", "-c", "c1", "--condition", "Applied", "--timeout", "5s"])
+        .await
+        .unwrap();
+    assert_eq!(out, "resource bundle web on consumer c1 is applied\n");
+    let err = cli(
+        &fake,
+        &[
+            "wait",
+            "-n",
+            "web",
+            "-c",
+            "c1",
+            "--condition",
+            "Available",
+            "--timeout",
+            "300ms",
+            "--poll-interval",
+            "50ms",
+        ],
+    )
+    .await
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.starts_with("timed out after 0.300s waiting for resource bundle \"web\""), "{msg}");
+    assert!(msg.contains("Available=False [R: m]"), "{msg}");
+    let err = cli(&fake, &["wait", "-n", "nope", "-c", "c1", "--condition", "Applied", "--timeout", "1s"])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("not found"), "{err:#}");
+}
+
+#[tokio::test]
+async fn delete_watch_and_wait_deleted() {
+    let fake = FakeServer::start().await;
+    let file = manifest_file();
+    cli(&fake, &["apply", "-f", file.path().to_str().unwrap(), "-c", "c1", "-n", "web"]).await.unwrap();
+    let id = resource_id("maestro-cli", "c1", "web");
+    let rid = id.clone();
+    when_bundle(&fake, id, |b| !b["deleted_at"].is_null(), move |f| f.remove(&rid));
+    let out = cli(&fake, &["delete", "-n", "web", "-c", "c1", "--watch", "--timeout", "20s"]).await.unwrap();
+    assert!(out.contains("deleted from consumer c1"), "{out}");
+    let out = cli(&fake, &["wait", "-n", "web", "-c", "c1", "--condition", "Deleted", "--timeout", "1s"])
+        .await
+        .unwrap();
+    assert!(out.contains("is deleted"), "{out}");
+    let err = cli(&fake, &["delete", "-n", "web", "-c", "c1"]).await.unwrap_err();
+    assert!(format!("{err:#}").contains("not found"), "{err:#}");
+}
+
+#[tokio::test]
+async fn errors_name_the_file_and_endpoint() {
+    let fake = FakeServer::start().await;
+    let err = cli(&fake, &["apply", "-f", "/nonexistent/w.yaml", "-c", "c1"]).await.unwrap_err();
+    assert!(format!("{err:#}").starts_with("/nonexistent/w.yaml: cannot read"), "{err:#}");
+    let file = manifest_file();
+    let err = cli(&fake, &["apply", "-f", file.path().to_str().unwrap(), "-c", "c1"]).await.unwrap_err();
+    assert!(format!("{err:#}").contains("pass --name"), "{err:#}");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let dead_fake = FakeServer { state: fake.state.clone(), http: fake.http.clone(), grpc: addr.clone() };
+    let err = cli(&dead_fake, &["apply", "-f", file.path().to_str().unwrap(), "-c", "c1", "-n", "w"])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains(&format!("cannot reach {addr}")), "{err:#}");
+}
+
+#[tokio::test]
+async fn consumers() {
+    let fake = FakeServer::start().await;
+    let out = cli(&fake, &["consumer", "create", "c1", "-l", "env=dev"]).await.unwrap();
+    assert_eq!(out, "consumer c1 created (id id-c1)\n");
+    let out = cli(&fake, &["consumer", "list"]).await.unwrap();
+    assert!(out.contains("env=dev") && out.starts_with("NAME"), "{out}");
+    let out = cli(&fake, &["consumer", "get", "c1", "-o", "json"]).await.unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"], "id-c1");
+    let err = cli(&fake, &["consumer", "create", "c1"]).await.unwrap_err();
+    assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+    assert!(cli(&fake, &["consumer", "delete", "c1"]).await.unwrap().contains("deleted"));
+}
