@@ -48,6 +48,13 @@ pub enum Error {
     /// A protobuf CloudEvent could not be mapped (protocol.md §7.1.2).
     #[error("invalid protobuf CloudEvent: {0}")]
     InvalidProto(String),
+    /// An MQTT 5 message could not be mapped to a CloudEvent (protocol.md §7.2, [`crate::mqtt`]).
+    #[error("invalid MQTT CloudEvent: {0}")]
+    InvalidMqtt(String),
+    /// A Pub/Sub message could not be mapped to a CloudEvent (protocol.md §7.3,
+    /// [`crate::pubsub`]).
+    #[error("invalid Pub/Sub CloudEvent: {0}")]
+    InvalidPubSub(String),
     /// A structured-mode JSON CloudEvent could not be parsed.
     #[error("invalid structured CloudEvent JSON: {0}")]
     InvalidJson(#[source] serde_json::Error),

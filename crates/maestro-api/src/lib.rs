@@ -16,6 +16,8 @@
 //! - [`statushash`]: the status hash (protocol.md §5.4).
 //! - [`grpc`]: the OCM gRPC attribute mapping (protocol.md §7.1.2) and the generated
 //!   `io.cloudevents.v1` protobuf types and service stubs ([`pb`]).
+//! - [`mqtt`]: the MQTT 5 CloudEvents binding (user properties `ce-*`, protocol.md §7.2).
+//! - [`pubsub`]: the GCP Pub/Sub CloudEvents binding (attributes `ce-*`, protocol.md §7.3).
 //! - [`json`]: structured-mode CloudEvent JSON (used for storage and by structured transports).
 //!
 //! The in-memory event model is `cloudevents::Event` (re-exported as [`Event`]).
@@ -25,7 +27,9 @@ pub mod error;
 pub mod ext;
 pub mod grpc;
 pub mod json;
+pub mod mqtt;
 pub mod payload;
+pub mod pubsub;
 pub mod snowflake;
 pub mod statushash;
 pub mod types;

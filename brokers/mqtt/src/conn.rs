@@ -1,0 +1,433 @@
+//! One MQTT 5 connection shared by both roles: a rumqttc `AsyncClient` plus an owned
+//! `EventLoop` task that (re)connects with `CleanStart=true`, subscribes after every CONNACK,
+//! bumps the subscribed signal on SUBACK, completes publishes on PUBACK, and feeds incoming
+//! messages, in order, to a delivery task that acknowledges each only after the handler
+//! accepted it (manual acks; protocol.md §7.2, §7.6).
+//!
+//! Publish tracking: requests go through rumqttc's FIFO request channel, so the n-th
+//! `Outgoing::Publish(pkid)` event belongs to the n-th accepted publish. Publishes are only
+//! accepted while connected, under the state lock, and on a connection error the request
+//! channel and rumqttc's replay queue are drained under the same lock (the session is never
+//! resumed with `CleanStart=true`), so the FIFO of waiters stays aligned.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use maestro_api::mqtt::{self, MqttMessage};
+use maestro_transport::deliver::{Backoff, Outcome, deliver};
+use maestro_transport::{DynHandler, Error, Result};
+use rumqttc::Outgoing;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PubAck, PubAckReason, Publish, PublishProperties, SubAck};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, MqttOptions};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::BACKEND;
+use crate::config::{MqttConfig, invalid};
+
+/// Capacity of rumqttc's request channel (publishes, acks, subscribes).
+const REQUEST_CHANNEL_CAPACITY: usize = 1024;
+
+type Waiter = oneshot::Sender<Result<()>>;
+type Delivery = (Publish, u64);
+
+/// Who this connection is, for logs.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    /// `source` or `agent`.
+    pub(crate) role: &'static str,
+    /// The source id or the consumer.
+    pub(crate) name: String,
+    /// The MQTT client id.
+    pub(crate) client_id: String,
+}
+
+#[derive(Default)]
+struct State {
+    connected: bool,
+    /// Incremented on every CONNACK; acks are only sent on the connection a message came from.
+    generation: u64,
+    deliveries: Option<mpsc::UnboundedSender<Delivery>>,
+    waiters: VecDeque<Waiter>,
+    inflight: HashMap<u16, Waiter>,
+}
+
+struct Shared {
+    id: Identity,
+    client: AsyncClient,
+    state: Mutex<State>,
+    signal: watch::Sender<u64>,
+    closed: Arc<AtomicBool>,
+    filters: Vec<String>,
+    sub_qos: QoS,
+    pub_qos: QoS,
+    publish_timeout: Duration,
+    backoff: Backoff,
+}
+
+/// A connection with its event-loop and delivery tasks.
+pub(crate) struct Conn {
+    shared: Arc<Shared>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn qos(level: u8) -> QoS {
+    if level == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce }
+}
+
+fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions> {
+    let (host, port) = config.host_port()?;
+    let mut opts = MqttOptions::new(client_id, host, port);
+    opts.set_clean_start(true)
+        .set_keep_alive(Duration::from_secs(u64::from(config.keep_alive)))
+        .set_manual_acks(true)
+        .set_connection_timeout(config.dial_timeout.as_secs_f64().ceil().max(1.0) as u64);
+    let max_packet = config.max_event_bytes.saturating_mul(2).saturating_add(64 * 1024);
+    opts.set_max_packet_size(Some(u32::try_from(max_packet).unwrap_or(u32::MAX)));
+    let user = config.username.clone().unwrap_or_default();
+    let pass = config.password.clone().unwrap_or_default();
+    if !user.is_empty() || !pass.is_empty() {
+        opts.set_credentials(user, pass);
+    }
+    if let Some(tls) = crate::tls::client_config(config)? {
+        opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)));
+    }
+    Ok(opts)
+}
+
+impl Conn {
+    /// Starts connecting in the background (publishes fail with `Disconnected` until the
+    /// first CONNACK). `filters` are subscribed once [`Conn::start`] was called.
+    pub(crate) fn open(config: &MqttConfig, id: Identity, filters: Vec<String>) -> Result<Conn> {
+        if id.client_id.is_empty() {
+            return Err(invalid("the MQTT client id must not be empty"));
+        }
+        let (client, eventloop) = AsyncClient::new(options(config, &id.client_id)?, REQUEST_CHANNEL_CAPACITY);
+        let (signal, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            id,
+            client,
+            state: Mutex::new(State::default()),
+            signal,
+            closed: Arc::new(AtomicBool::new(false)),
+            filters,
+            sub_qos: qos(config.sub_qos),
+            pub_qos: qos(config.pub_qos),
+            publish_timeout: config.publish_timeout,
+            backoff: Backoff { initial: config.reconnect_initial_backoff, max: config.reconnect_max_backoff },
+        });
+        tracing::info!(backend = BACKEND, role = shared.id.role, name = %shared.id.name,
+            client_id = %shared.id.client_id, broker = %config.broker_host, tls = config.uses_tls(), "MQTT connecting");
+        let task = tokio::spawn(run(shared.clone(), eventloop));
+        Ok(Conn { shared, tasks: Mutex::new(vec![task]) })
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True after CONNACK until the connection fails.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.shared.state().connected
+    }
+
+    /// True once [`Conn::close`] ran.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// The subscribed signal.
+    pub(crate) fn subscribed(&self) -> watch::Receiver<u64> {
+        self.shared.signal.subscribe()
+    }
+
+    /// Registers the handler and subscribes (now if connected, else after the next CONNACK).
+    pub(crate) fn start(&self, handler: DynHandler) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed { backend: BACKEND });
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut st = self.shared.state();
+            if st.deliveries.is_some() {
+                return Err(Error::AlreadyStarted { backend: BACKEND });
+            }
+            st.deliveries = Some(tx);
+            if st.connected {
+                self.shared.subscribe();
+            }
+        }
+        self.tasks().push(tokio::spawn(delivery_loop(self.shared.clone(), rx, handler)));
+        Ok(())
+    }
+
+    /// Publishes `msg` on `topic` and waits for the broker's PUBACK (QoS 1) or for the packet
+    /// to be written (QoS 0), bounded by `publishTimeout`.
+    pub(crate) async fn publish(&self, topic: String, msg: MqttMessage) -> Result<()> {
+        let rx = {
+            let mut st = self.shared.state();
+            if self.is_closed() {
+                return Err(Error::Closed { backend: BACKEND });
+            }
+            if !st.connected {
+                return Err(Error::Disconnected { backend: BACKEND });
+            }
+            let props = PublishProperties {
+                content_type: msg.content_type,
+                user_properties: msg.user_properties,
+                ..PublishProperties::default()
+            };
+            self.shared
+                .client
+                .try_publish_with_properties(topic.as_str(), self.shared.pub_qos, false, msg.payload, props)
+                .map_err(|e| Error::Rejected {
+                    backend: BACKEND,
+                    reason: format!("cannot queue the publish on {topic:?}: {e}"),
+                    retryable: true,
+                })?;
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back(tx);
+            rx
+        };
+        let timeout = self.shared.publish_timeout;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Disconnected { backend: BACKEND }),
+            Err(_) => Err(Error::Rejected {
+                backend: BACKEND,
+                reason: format!("no PUBACK for {topic:?} within {timeout:?}"),
+                retryable: true,
+            }),
+        }
+    }
+
+    /// Disconnects and stops both tasks. Idempotent.
+    pub(crate) async fn close(&self) {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.shared.fail_all(|| Error::Closed { backend: BACKEND });
+        let _ = self.shared.client.try_disconnect();
+        let tasks: Vec<_> = self.tasks().drain(..).collect();
+        for mut task in tasks {
+            if tokio::time::timeout(Duration::from_millis(500), &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        tracing::info!(backend = BACKEND, role = self.shared.id.role, name = %self.shared.id.name, "MQTT connection closed");
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        for task in self.tasks().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends SUBSCRIBE for every filter (caller holds the state lock).
+    fn subscribe(&self) {
+        let filters = self.filters.iter().map(|f| Filter::new(f.clone(), self.sub_qos));
+        if let Err(error) = self.client.try_subscribe_many(filters) {
+            tracing::error!(backend = BACKEND, role = self.id.role, %error, "cannot queue SUBSCRIBE");
+        }
+    }
+
+    fn fail_all(&self, err: impl Fn() -> Error) {
+        let mut st = self.state();
+        for w in st.waiters.drain(..) {
+            let _ = w.send(Err(err()));
+        }
+        for (_, w) in st.inflight.drain() {
+            let _ = w.send(Err(err()));
+        }
+    }
+
+    fn reconnect_delay(&self, attempt: u32) -> Duration {
+        // Jitter: a random delay in [base/2, base].
+        self.backoff.delay(attempt).mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+
+    /// Handles one event-loop event; returns true on CONNACK.
+    fn on_event(&self, event: MqttEvent) -> bool {
+        match event {
+            MqttEvent::Incoming(Packet::ConnAck(_)) => {
+                let mut st = self.state();
+                st.connected = true;
+                st.generation += 1;
+                if st.deliveries.is_some() {
+                    self.subscribe();
+                }
+                tracing::info!(backend = BACKEND, role = self.id.role, name = %self.id.name, client_id = %self.id.client_id, "MQTT connected");
+                return true;
+            }
+            MqttEvent::Incoming(Packet::SubAck(ack)) => self.on_suback(&ack),
+            MqttEvent::Incoming(Packet::PubAck(ack)) => self.on_puback(&ack),
+            MqttEvent::Incoming(Packet::Publish(publish)) => self.on_publish(publish),
+            MqttEvent::Incoming(Packet::Disconnect(d)) => {
+                tracing::warn!(backend = BACKEND, role = self.id.role, reason = ?d.reason_code, "the broker sent DISCONNECT");
+            }
+            MqttEvent::Outgoing(Outgoing::Publish(pkid)) => {
+                let mut st = self.state();
+                if let Some(w) = st.waiters.pop_front() {
+                    if pkid == 0 {
+                        let _ = w.send(Ok(()));
+                    } else {
+                        st.inflight.insert(pkid, w);
+                    }
+                }
+            }
+            _ => {}
+        }
+        false
+    }
+
+    fn on_suback(&self, ack: &SubAck) {
+        use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
+        let failed: Vec<_> =
+            ack.return_codes.iter().filter(|c| !matches!(c, SubscribeReasonCode::Success(_))).collect();
+        if failed.is_empty() {
+            self.signal.send_modify(|n| *n += 1);
+            tracing::info!(backend = BACKEND, role = self.id.role, name = %self.id.name, filters = ?self.filters, "subscribed");
+        } else {
+            tracing::error!(backend = BACKEND, role = self.id.role, filters = ?self.filters, codes = ?failed, "subscription refused by the broker");
+        }
+    }
+
+    fn on_puback(&self, ack: &PubAck) {
+        let Some(w) = self.state().inflight.remove(&ack.pkid) else { return };
+        let result = match ack.reason {
+            PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Ok(()),
+            reason => Err(Error::Rejected {
+                backend: BACKEND,
+                reason: format!("the broker refused the publish: {reason:?}"),
+                retryable: matches!(
+                    reason,
+                    PubAckReason::QuotaExceeded
+                        | PubAckReason::UnspecifiedError
+                        | PubAckReason::ImplementationSpecificError
+                ),
+            }),
+        };
+        let _ = w.send(result);
+    }
+
+    fn on_publish(&self, publish: Publish) {
+        let st = self.state();
+        let generation = st.generation;
+        match &st.deliveries {
+            Some(tx) if tx.send((publish.clone(), generation)).is_ok() => {}
+            _ => {
+                drop(st);
+                tracing::warn!(
+                    backend = BACKEND,
+                    role = self.id.role,
+                    "message received before start; dropped"
+                );
+                self.ack(&publish, generation);
+            }
+        }
+    }
+
+    fn on_error(&self, eventloop: &mut EventLoop, error: &ConnectionError, attempt: u32) {
+        let mut st = self.state();
+        let was_connected = std::mem::replace(&mut st.connected, false);
+        for w in st.waiters.drain(..) {
+            let _ = w.send(Err(Error::Disconnected { backend: BACKEND }));
+        }
+        for (_, w) in st.inflight.drain() {
+            let _ = w.send(Err(Error::Disconnected { backend: BACKEND }));
+        }
+        // Drop queued requests (publishes already failed, stale acks, subscribes): the next
+        // session starts clean and resubscribes on CONNACK.
+        eventloop.clean();
+        eventloop.pending.clear();
+        drop(st);
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if was_connected {
+            tracing::warn!(backend = BACKEND, role = self.id.role, name = %self.id.name, %error, "MQTT connection lost");
+        } else {
+            tracing::debug!(backend = BACKEND, role = self.id.role, name = %self.id.name, %error, attempt, "MQTT connect failed");
+        }
+    }
+
+    /// Acknowledges `publish` if it came on the current connection (else the broker, with
+    /// CleanStart, has forgotten it and the packet id may already be reused).
+    fn ack(&self, publish: &Publish, generation: u64) {
+        let st = self.state();
+        if !st.connected || st.generation != generation {
+            return;
+        }
+        if let Err(error) = self.client.try_ack(publish) {
+            tracing::warn!(backend = BACKEND, role = self.id.role, %error, "cannot queue PUBACK");
+        }
+    }
+
+    /// Decodes and delivers one message; returns the outcome (dropped messages are acked).
+    async fn handle(&self, handler: &DynHandler, publish: &Publish) -> Outcome {
+        let topic = String::from_utf8_lossy(&publish.topic);
+        if !self.filters.iter().any(|f| crate::topics::matches_filter(f, &topic)) {
+            tracing::warn!(backend = BACKEND, role = self.id.role, %topic, "message on an unexpected topic dropped");
+            return Outcome::Dropped("unexpected topic".into());
+        }
+        let props = publish.properties.clone().unwrap_or_default();
+        let msg = MqttMessage {
+            content_type: props.content_type,
+            user_properties: props.user_properties,
+            payload: publish.payload.to_vec(),
+        };
+        match mqtt::decode(&msg) {
+            Ok(event) => deliver(handler, event, Backoff::default(), &self.closed, BACKEND).await,
+            Err(error) => {
+                tracing::warn!(backend = BACKEND, role = self.id.role, %topic, %error, "undecodable message dropped");
+                Outcome::Dropped(error.to_string())
+            }
+        }
+    }
+}
+
+/// The event loop: poll, dispatch, and on errors back off and poll again (rumqttc
+/// reconnects on the next poll).
+async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
+    let mut attempt = 0u32;
+    while !shared.closed.load(Ordering::Acquire) {
+        match eventloop.poll().await {
+            Ok(event) => {
+                if shared.on_event(event) {
+                    attempt = 0;
+                }
+            }
+            Err(error) => {
+                shared.on_error(&mut eventloop, &error, attempt);
+                if shared.closed.load(Ordering::Acquire) {
+                    break;
+                }
+                tokio::time::sleep(shared.reconnect_delay(attempt)).await;
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+    shared.fail_all(|| Error::Closed { backend: BACKEND });
+}
+
+/// Feeds received messages to the handler in order and acks each one after it was handled.
+async fn delivery_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Delivery>, handler: DynHandler) {
+    while let Some((publish, generation)) = rx.recv().await {
+        if shared.handle(&handler, &publish).await == Outcome::Closed {
+            break;
+        }
+        shared.ack(&publish, generation);
+    }
+}

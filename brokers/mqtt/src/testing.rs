@@ -1,0 +1,306 @@
+//! Test support (feature `test-support`): real brokers on free ports.
+//!
+//! - [`Mosquitto`]: the Debian `mosquitto` binary (2.0.x) with a temp config
+//!   (`listener PORT 127.0.0.1`, `allow_anonymous true`, `persistence false`); `kill()` and
+//!   `restart()` (same port) simulate an outage. Panics with an install hint when the binary
+//!   is missing (`apt-get install -y mosquitto mosquitto-clients`).
+//! - [`embedded_rumqttd`]: a rumqttd 0.20 broker (MQTT 5 listener) on a std thread. It has no
+//!   shutdown API, so it lives until the process ends.
+//! - [`TcpProxy`]: a TCP forwarder whose `interrupt()` cuts every connection and refuses new
+//!   ones until `resume()` — the outage simulation for brokers that cannot be restarted.
+//! - [`topics_for`] / [`config_for`]: Maestro's topic layout and a test-friendly config
+//!   (short backoff, short publish timeout).
+//!
+//! This is test code: failures panic with a message saying what went wrong.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::{MqttConfig, MqttTopics};
+
+/// The Mosquitto binary looked up on `PATH` and in `/usr/sbin`.
+pub const MOSQUITTO_BIN: &str = "mosquitto";
+
+/// A free TCP port on 127.0.0.1 (bound then released; a small race is accepted).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Waits until something accepts TCP connections on `port` (up to `timeout`).
+pub fn wait_listening(port: u16, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if TcpStream::connect_timeout(
+            &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn find_mosquitto() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
+    dirs.into_iter().map(|d| d.join(MOSQUITTO_BIN)).find(|p| p.is_file())
+}
+
+static INSTANCE: AtomicU32 = AtomicU32::new(0);
+
+/// A Mosquitto process on a free port of 127.0.0.1.
+#[derive(Debug)]
+pub struct Mosquitto {
+    /// The listener port.
+    pub port: u16,
+    binary: PathBuf,
+    dir: PathBuf,
+    extra: String,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When the binary is missing or the broker does not come up within 10 s.
+    pub fn start() -> Mosquitto {
+        Self::start_with("")
+    }
+
+    /// Like [`Mosquitto::start`] with `extra` appended to the listener's config (e.g. the
+    /// `cafile` / `certfile` / `keyfile` / `require_certificate` lines of a TLS listener).
+    ///
+    /// # Panics
+    /// As [`Mosquitto::start`].
+    pub fn start_with(extra: &str) -> Mosquitto {
+        let binary = find_mosquitto().unwrap_or_else(|| {
+            panic!("the `mosquitto` binary is not installed; run `apt-get install -y mosquitto mosquitto-clients`")
+        });
+        let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("maestro-mosquitto-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mosquitto temp dir");
+        let mut m = Mosquitto { port: free_port(), binary, dir, extra: extra.to_owned(), child: None };
+        m.spawn();
+        m
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.join("mosquitto.conf");
+        let text = format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n{}\n",
+            self.port, self.extra
+        );
+        std::fs::write(&conf, text).expect("mosquitto config");
+        let log = std::fs::File::create(self.dir.join("mosquitto.log")).expect("mosquitto log");
+        let child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        if !wait_listening(self.port, Duration::from_secs(10)) {
+            let log = std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default();
+            self.kill();
+            panic!("mosquitto did not listen on port {} within 10 s; log:\n{log}", self.port);
+        }
+    }
+
+    /// Kills the broker (SIGKILL) and waits for it to exit. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port (after [`Mosquitto::kill`]).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts an embedded rumqttd 0.20 broker with one MQTT 5 listener on a free port of
+/// 127.0.0.1 and returns the port once it accepts connections. The broker runs on its own
+/// thread until the process exits (rumqttd has no shutdown API).
+///
+/// # Panics
+/// When the broker does not listen within 10 s.
+pub fn embedded_rumqttd() -> u16 {
+    use std::collections::HashMap;
+
+    use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+    let port = free_port();
+    let server = ServerSettings {
+        name: format!("v5-{port}"),
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            max_payload_size: 4 * 1024 * 1024,
+            max_inflight_count: 100,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 1000,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 100 * 1024 * 1024,
+            max_segment_count: 10,
+            ..RouterConfig::default()
+        },
+        v5: Some(HashMap::from([("1".to_owned(), server)])),
+        ..Config::default()
+    };
+    std::thread::Builder::new()
+        .name(format!("rumqttd-{port}"))
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded rumqttd stopped");
+            }
+        })
+        .expect("rumqttd thread");
+    assert!(wait_listening(port, Duration::from_secs(10)), "embedded rumqttd did not listen on port {port}");
+    port
+}
+
+#[derive(Default)]
+struct ProxyState {
+    acceptor: Option<tokio::task::JoinHandle<()>>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// A TCP forwarder `127.0.0.1:<port>` → `upstream`, for cutting connections on demand.
+pub struct TcpProxy {
+    /// The port clients connect to.
+    pub port: u16,
+    upstream: SocketAddr,
+    state: Mutex<ProxyState>,
+}
+
+impl std::fmt::Debug for TcpProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpProxy").field("port", &self.port).field("upstream", &self.upstream).finish()
+    }
+}
+
+impl TcpProxy {
+    /// Starts forwarding a free local port to `upstream`. Needs a tokio runtime.
+    pub async fn start(upstream: SocketAddr) -> TcpProxy {
+        let proxy = TcpProxy { port: free_port(), upstream, state: Mutex::new(ProxyState::default()) };
+        proxy.resume().await;
+        proxy
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every forwarded connection and stops listening (new connects are refused).
+    pub fn interrupt(&self) {
+        let mut st = self.state.lock().unwrap();
+        if let Some(a) = st.acceptor.take() {
+            a.abort();
+        }
+        for c in st.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn resume(&self) {
+        let listener = {
+            let start = Instant::now();
+            loop {
+                match tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).await {
+                    Ok(l) => break l,
+                    Err(e) if start.elapsed() > Duration::from_secs(10) => {
+                        panic!("proxy cannot bind {}: {e}", self.port)
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        };
+        let mut st = self.state.lock().unwrap();
+        let conns = st.conns.clone();
+        let upstream = self.upstream;
+        st.acceptor = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns.lock().unwrap().push(task);
+            }
+        }));
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.interrupt();
+    }
+}
+
+/// Maestro's layout for source `maestro` (`sources/maestro/consumers/+/{sourceevents,agentevents}`)
+/// plus `sources/maestro/sourcebroadcast`.
+pub fn topics_for() -> MqttTopics {
+    MqttTopics {
+        source_broadcast: Some("sources/maestro/sourcebroadcast".into()),
+        ..MqttTopics::maestro("maestro")
+    }
+}
+
+/// A config for `broker_host` with [`topics_for`], 50–500 ms reconnect backoff, 5 s dial and
+/// publish timeouts.
+pub fn config_for(broker_host: &str) -> MqttConfig {
+    let mut c = MqttConfig::new(broker_host, topics_for());
+    c.reconnect_initial_backoff = Duration::from_millis(50);
+    c.reconnect_max_backoff = Duration::from_millis(500);
+    c.dial_timeout = Duration::from_secs(5);
+    c.publish_timeout = Duration::from_secs(5);
+    c
+}

@@ -1,0 +1,103 @@
+//! Building the google-cloud-pubsub clients from a [`PubSubConfig`]: endpoint, TLS and
+//! credentials (anonymous for the emulator, a key file, or application default credentials),
+//! plus error classification helpers.
+
+use google_cloud_auth::credentials::{self, Credentials};
+use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
+use maestro_transport::{Error, Result};
+
+use crate::{BACKEND, PubSubConfig};
+
+/// Installs rustls' `ring` provider as the process default (ignored when one is already
+/// installed). The google clients are built without a bundled provider.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn other(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Other { backend: BACKEND, source: format!("{what}: {e}").into() }
+}
+
+/// Builds the credentials: anonymous when plain text (emulator), else the key file, else ADC.
+pub(crate) fn credentials(config: &PubSubConfig) -> Result<Credentials> {
+    if config.resolve_endpoint().plaintext {
+        return Ok(credentials::anonymous::Builder::new().build());
+    }
+    let Some(path) = config.credentials_file.as_deref().filter(|p| !p.is_empty()) else {
+        return credentials::Builder::default()
+            .build()
+            .map_err(|e| other("application default credentials", e));
+    };
+    let invalid = |reason: String| Error::InvalidConfig { backend: BACKEND, reason };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| invalid(format!("credentialsFile {path:?}: {e}")))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| invalid(format!("credentialsFile {path:?} is not JSON: {e}")))?;
+    let built = match json.get("type").and_then(|t| t.as_str()) {
+        Some("service_account") => credentials::service_account::Builder::new(json).build(),
+        Some("authorized_user") => credentials::user_account::Builder::new(json).build(),
+        Some("external_account") => credentials::external_account::Builder::new(json).build(),
+        other_type => {
+            return Err(invalid(format!(
+                "credentialsFile {path:?}: unsupported credentials type {other_type:?}"
+            )));
+        }
+    };
+    built.map_err(|e| invalid(format!("credentialsFile {path:?}: {e}")))
+}
+
+/// The clients one endpoint uses.
+#[derive(Clone, Debug)]
+pub(crate) struct Clients {
+    pub(crate) topics: TopicAdmin,
+    pub(crate) subscriptions: SubscriptionAdmin,
+    pub(crate) subscriber: Subscriber,
+    creds: Credentials,
+    url: Option<String>,
+}
+
+impl Clients {
+    /// Builds the admin (REST) and subscriber (gRPC) clients. Nothing is connected yet.
+    pub(crate) async fn new(config: &PubSubConfig) -> Result<Clients> {
+        install_crypto_provider();
+        let creds = credentials(config)?;
+        let url = config.resolve_endpoint().url;
+        let mut topics = TopicAdmin::builder().with_credentials(creds.clone());
+        let mut subscriptions = SubscriptionAdmin::builder().with_credentials(creds.clone());
+        let mut subscriber = Subscriber::builder().with_credentials(creds.clone());
+        if let Some(url) = &url {
+            topics = topics.with_endpoint(url);
+            subscriptions = subscriptions.with_endpoint(url);
+            subscriber = subscriber.with_endpoint(url);
+        }
+        Ok(Clients {
+            topics: topics.build().await.map_err(|e| other("topic admin client", e))?,
+            subscriptions: subscriptions.build().await.map_err(|e| other("subscription admin client", e))?,
+            subscriber: subscriber.build().await.map_err(|e| other("subscriber client", e))?,
+            creds,
+            url,
+        })
+    }
+
+    /// A publisher for `topic` that sends every message at once (no batching delay).
+    pub(crate) async fn publisher(&self, topic: &str) -> Result<Publisher> {
+        let mut b = Publisher::builder(topic)
+            .with_credentials(self.creds.clone())
+            .set_message_count_threshold(1)
+            .set_delay_threshold(std::time::Duration::from_millis(1));
+        if let Some(url) = &self.url {
+            b = b.with_endpoint(url);
+        }
+        b.build().await.map_err(|e| other("publisher client", e))
+    }
+}
+
+/// True when the error is "not found" (REST 404 or gRPC `NOT_FOUND`).
+pub(crate) fn is_not_found(e: &google_cloud_pubsub::Error) -> bool {
+    e.http_status_code() == Some(404) || e.status().is_some_and(|s| s.code.name() == "NOT_FOUND")
+}
+
+/// True when the error is "already exists" (REST 409 or gRPC `ALREADY_EXISTS`).
+pub(crate) fn is_already_exists(e: &google_cloud_pubsub::Error) -> bool {
+    e.http_status_code() == Some(409) || e.status().is_some_and(|s| s.code.name() == "ALREADY_EXISTS")
+}

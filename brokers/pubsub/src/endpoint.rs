@@ -1,0 +1,469 @@
+//! The machinery both roles share (protocol.md §7.3, §7.6): a health loop that checks (and,
+//! with `autoCreate`, recreates) the topics and subscriptions and holds the connected state;
+//! publishing with routing by action; and the receive loop — StreamingPull on both
+//! subscriptions feeding one sequential worker that acks only after the handler succeeded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use google_cloud_pubsub::client::Publisher;
+use google_cloud_pubsub::model::Message;
+use google_cloud_pubsub::subscriber::handler::Handler;
+use maestro_api::{AttributesReader, Event, ext, pubsub};
+use maestro_transport::deliver::{Backoff, Outcome, deliver};
+use maestro_transport::{DynHandler, Error, Result, Subscribed};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::admin::Admin;
+use crate::config::PUBSUB_MESSAGE_LIMIT;
+use crate::conn::Clients;
+use crate::{BACKEND, PubSubConfig};
+
+/// Which side this endpoint is, with the identity the client-side check uses.
+#[derive(Debug, Clone)]
+pub(crate) enum Role {
+    /// A source with this source id.
+    Source(String),
+    /// An agent of this consumer (cluster).
+    Agent(String),
+}
+
+/// One subscription this endpoint pulls from, with what `autoCreate` needs to recreate it.
+#[derive(Debug, Clone)]
+pub(crate) struct SubSpec {
+    pub(crate) name: String,
+    /// The topic; empty when not configured (then it cannot be recreated).
+    pub(crate) topic: String,
+    pub(crate) filter: String,
+}
+
+/// The topics and subscriptions of one endpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) role: Role,
+    pub(crate) events_topic: String,
+    pub(crate) broadcast_topic: String,
+    pub(crate) subs: [SubSpec; 2],
+}
+
+struct Inner {
+    config: PubSubConfig,
+    layout: Layout,
+    clients: Clients,
+    admin: Admin,
+    events: Publisher,
+    broadcast: Publisher,
+    /// True while the last health check passed.
+    up: watch::Sender<bool>,
+    /// Wakes the health loop for an immediate check.
+    poke: Notify,
+    /// Bumped when a check had to recreate a topic or subscription (the service lost them,
+    /// e.g. an emulator restart the checks did not see as an outage): resubscribe.
+    resets: watch::Sender<u64>,
+    closed: AtomicBool,
+    signal: watch::Sender<u64>,
+}
+
+/// A connected endpoint (either role).
+pub(crate) struct Endpoint {
+    inner: Arc<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    started: AtomicBool,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("project", &self.inner.config.project_id)
+            .field("role", &self.inner.layout.role)
+            .field("up", &*self.inner.up.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_resync_request(event: &Event) -> bool {
+    event.ty().ends_with(".resync_request")
+}
+
+impl Endpoint {
+    /// Builds the clients, runs one health check (so the state is known) and starts the
+    /// health loop. An unreachable service is not an error: the loop keeps checking.
+    pub(crate) async fn connect(config: PubSubConfig, layout: Layout) -> Result<Endpoint> {
+        let clients = Clients::new(&config).await?;
+        let admin = Admin::from_clients(&config, clients.clone());
+        let events = clients.publisher(&layout.events_topic).await?;
+        let broadcast = clients.publisher(&layout.broadcast_topic).await?;
+        let inner = Arc::new(Inner {
+            config,
+            layout,
+            clients,
+            admin,
+            events,
+            broadcast,
+            up: watch::channel(false).0,
+            poke: Notify::new(),
+            resets: watch::channel(0).0,
+            closed: AtomicBool::new(false),
+            signal: watch::channel(0).0,
+        });
+        let first = inner.check().await;
+        inner.set_up(first.map(|_| ()));
+        let health = tokio::spawn(health_loop(inner.clone()));
+        Ok(Endpoint { inner, tasks: Mutex::new(vec![health]), started: AtomicBool::new(false) })
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True while the last health check passed.
+    pub(crate) fn is_connected(&self) -> bool {
+        *self.inner.up.borrow()
+    }
+
+    /// Publishes with routing by action (resync requests to the broadcast topic).
+    pub(crate) async fn publish(&self, event: &Event) -> Result<()> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed { backend: BACKEND });
+        }
+        let limit = inner.config.max_event_bytes;
+        let size = maestro_transport::event_size(event);
+        if size > limit {
+            return Err(Error::TooLarge { backend: BACKEND, size, limit });
+        }
+        let msg = pubsub::encode(event);
+        if msg.encoded_len() > PUBSUB_MESSAGE_LIMIT {
+            let size = msg.encoded_len();
+            return Err(Error::TooLarge { backend: BACKEND, size, limit: PUBSUB_MESSAGE_LIMIT });
+        }
+        let mut up = inner.up.subscribe();
+        if !*up.borrow_and_update() {
+            return Err(Error::Disconnected { backend: BACKEND });
+        }
+        let publisher = if is_resync_request(event) { &inner.broadcast } else { &inner.events };
+        let fut = publisher.publish(Message::new().set_data(msg.data).set_attributes(msg.attributes));
+        let timeout = inner.config.publish_timeout;
+        tokio::select! {
+            res = fut => res.map(|_| ()).map_err(|e| {
+                tracing::debug!(backend = BACKEND, id = event.id(), error = %e, "publish failed");
+                inner.poke.notify_one();
+                Error::Rejected { backend: BACKEND, reason: e.to_string(), retryable: true }
+            }),
+            _ = up.wait_for(|u| !*u) => Err(Error::Disconnected { backend: BACKEND }),
+            _ = tokio::time::sleep(timeout) => Err(Error::Rejected {
+                backend: BACKEND,
+                reason: format!("publish timed out after {timeout:?}"),
+                retryable: true,
+            }),
+        }
+    }
+
+    /// Starts the receive loop.
+    pub(crate) fn start(&self, handler: DynHandler) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed { backend: BACKEND });
+        }
+        if self.started.swap(true, Ordering::AcqRel) {
+            return Err(Error::AlreadyStarted { backend: BACKEND });
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut tasks = self.tasks();
+        tasks.push(tokio::spawn(worker(self.inner.clone(), rx, handler)));
+        tasks.push(tokio::spawn(receive_loop(self.inner.clone(), tx)));
+        Ok(())
+    }
+
+    pub(crate) fn subscribed(&self) -> Subscribed {
+        self.inner.signal.subscribe()
+    }
+
+    /// Stops every task. Idempotent.
+    pub(crate) fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for task in self.tasks().drain(..) {
+            task.abort();
+        }
+        self.inner.up.send_replace(false);
+        tracing::info!(backend = BACKEND, role = ?self.inner.layout.role, "Pub/Sub endpoint closed");
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Inner {
+    fn set_up(&self, ok: std::result::Result<(), String>) {
+        let role = &self.layout.role;
+        match ok {
+            Ok(()) => {
+                if !self.up.send_replace(true) {
+                    tracing::info!(
+                        backend = BACKEND,
+                        ?role,
+                        "Pub/Sub reachable; topics and subscriptions present"
+                    );
+                }
+            }
+            Err(reason) => {
+                if self.up.send_replace(false) {
+                    tracing::warn!(backend = BACKEND, ?role, %reason, "Pub/Sub unavailable");
+                } else {
+                    tracing::debug!(backend = BACKEND, ?role, %reason, "Pub/Sub still unavailable");
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = Backoff {
+            initial: self.config.reconnect_initial_backoff,
+            max: self.config.reconnect_max_backoff,
+        }
+        .delay(attempt);
+        base.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+
+    async fn bounded<T>(&self, fut: impl Future<Output = Result<T>>) -> std::result::Result<T, String> {
+        let t = self.config.health_check_timeout;
+        match tokio::time::timeout(t, fut).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("admin call timed out after {t:?}")),
+        }
+    }
+
+    /// One health check: the publish topics and the subscriptions exist; missing ones are
+    /// recreated when `autoCreate` is on. Returns whether anything was recreated. Every admin
+    /// call is bounded by `healthCheckTimeout` (a slow but progressing recreation is not cut
+    /// short, while a dead service fails fast).
+    async fn check(&self) -> std::result::Result<bool, String> {
+        let mut created = false;
+        let auto = self.config.auto_create_enabled();
+        let admin = &self.admin;
+        for topic in [&self.layout.events_topic, &self.layout.broadcast_topic] {
+            if !self.bounded(admin.topic_exists(topic)).await? {
+                if !auto {
+                    return Err(format!("topic {topic} does not exist (autoCreate is off)"));
+                }
+                self.bounded(admin.create_topic(topic)).await?;
+                created = true;
+            }
+        }
+        for sub in &self.layout.subs {
+            if self.bounded(admin.subscription_filter(&sub.name)).await?.is_some() {
+                continue;
+            }
+            if !auto || sub.topic.is_empty() {
+                return Err(format!(
+                    "subscription {} does not exist (autoCreate is off or its topic is not configured)",
+                    sub.name
+                ));
+            }
+            self.bounded(admin.create_topic(&sub.topic)).await?;
+            self.bounded(admin.create_subscription(&sub.name, &sub.topic, &sub.filter)).await?;
+            created = true;
+        }
+        Ok(created)
+    }
+}
+
+/// Checks every `healthCheckInterval` while up, with backoff while down, and at once when
+/// poked (a failed publish or stream).
+async fn health_loop(inner: Arc<Inner>) {
+    let mut attempt = 0u32;
+    loop {
+        let wait = if *inner.up.borrow() {
+            attempt = 0;
+            inner.config.health_check_interval
+        } else {
+            attempt = attempt.saturating_add(1);
+            inner.backoff(attempt - 1).min(inner.config.health_check_interval)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = inner.poke.notified() => {}
+        }
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let result = inner.check().await;
+        if result == Ok(true) {
+            inner.resets.send_modify(|n| *n += 1);
+        }
+        inner.set_up(result.map(|_| ()));
+    }
+}
+
+/// A message received on subscription `sub` (index into the layout).
+struct Delivery {
+    sub: usize,
+    message: Message,
+    handler: Handler,
+}
+
+/// While up: open StreamingPull on both subscriptions, bump the subscribed signal, and pump
+/// messages to the worker until the service goes down or a stream ends; then reopen.
+async fn receive_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Delivery>) {
+    let mut up = inner.up.subscribe();
+    let mut resets = inner.resets.subscribe();
+    let mut failures = 0u32;
+    while !inner.closed.load(Ordering::Acquire) {
+        if up.wait_for(|u| *u).await.is_err() {
+            return;
+        }
+        resets.borrow_and_update();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+        let pumps: Vec<JoinHandle<()>> = (0..inner.layout.subs.len())
+            .map(|i| tokio::spawn(pump(inner.clone(), i, tx.clone(), done_tx.clone())))
+            .collect();
+        inner.signal.send_modify(|n| *n += 1);
+        tracing::info!(backend = BACKEND, role = ?inner.layout.role, "subscribed");
+        let opened = tokio::time::Instant::now();
+        let (reason, stream_failed) = tokio::select! {
+            _ = up.wait_for(|u| !*u) => ("the service became unavailable".to_owned(), false),
+            r = done_rx.recv() => (r.unwrap_or_else(|| "stream ended".to_owned()), true),
+            _ = resets.changed() => ("topics or subscriptions were recreated".to_owned(), false),
+        };
+        for p in pumps {
+            p.abort();
+        }
+        tracing::warn!(backend = BACKEND, role = ?inner.layout.role, %reason, "receive streams stopped; resubscribing");
+        if stream_failed && *up.borrow() {
+            // A stream failed while the last check passed: treat the service as down until a
+            // fresh check passes (so the subscribed signal never bumps during an outage).
+            inner.set_up(Err(reason));
+            inner.poke.notify_one();
+            failures =
+                if opened.elapsed() > Duration::from_secs(60) { 0 } else { failures.saturating_add(1) };
+            tokio::time::sleep(inner.backoff(failures)).await;
+        }
+    }
+}
+
+/// Reads one subscription's StreamingPull until it fails; reports why on `done`.
+async fn pump(
+    inner: Arc<Inner>,
+    sub: usize,
+    tx: mpsc::UnboundedSender<Delivery>,
+    done: mpsc::UnboundedSender<String>,
+) {
+    let name = &inner.layout.subs[sub].name;
+    let rs = &inner.config.receive_settings;
+    let mut builder = inner.clients.subscriber.subscribe(name.clone());
+    if let Some(n) = rs.max_outstanding_messages.filter(|n| *n > 0) {
+        builder = builder.set_max_outstanding_messages(n);
+    }
+    if let Some(n) = rs.max_outstanding_bytes.filter(|n| *n > 0) {
+        builder = builder.set_max_outstanding_bytes(n);
+    }
+    if let Some(d) = rs.max_extension.filter(|d| !d.is_zero()) {
+        builder = builder.set_max_lease(d);
+    }
+    if let Some(d) = rs.max_duration_per_ack_extension.filter(|d| !d.is_zero()) {
+        builder = builder.set_max_lease_extension(d);
+    }
+    let mut stream = builder.build();
+    let reason = loop {
+        match stream.next().await {
+            Some(Ok((message, handler))) => {
+                if tx.send(Delivery { sub, message, handler }).is_err() {
+                    break "the worker stopped".to_owned();
+                }
+            }
+            Some(Err(e)) => break format!("subscription {name}: {e}"),
+            None => break format!("subscription {name}: stream ended"),
+        }
+    };
+    let _ = done.send(reason);
+}
+
+/// Decodes, checks and delivers messages one at a time; acks after the handler accepted or
+/// permanently rejected the event, nacks on close.
+async fn worker(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Delivery>, handler: DynHandler) {
+    while let Some(d) = rx.recv().await {
+        let sub = &inner.layout.subs[d.sub].name;
+        let msg = pubsub::PubSubMessage {
+            attributes: d.message.attributes.into_iter().collect(),
+            data: d.message.data.to_vec(),
+        };
+        let event = match pubsub::decode(&msg) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(backend = BACKEND, subscription = %sub, message_id = %d.message.message_id, %error, "undecodable message acked and dropped");
+                d.handler.ack();
+                continue;
+            }
+        };
+        if let Some(reason) = not_ours(&inner.layout.role, &event) {
+            tracing::debug!(backend = BACKEND, subscription = %sub, id = event.id(), %reason, "event for someone else acked and dropped");
+            d.handler.ack();
+            continue;
+        }
+        match deliver(&handler, event, Backoff::default(), &inner.closed, BACKEND).await {
+            Outcome::Acked | Outcome::Dropped(_) => d.handler.ack(),
+            Outcome::Closed => {
+                d.handler.nack();
+                return;
+            }
+        }
+    }
+}
+
+/// The client-side check (the emulator does not apply subscription filters): why `event` is
+/// not for this endpoint, or `None` when it is.
+pub(crate) fn not_ours(role: &Role, event: &Event) -> Option<String> {
+    match role {
+        Role::Agent(consumer) => {
+            if is_resync_request(event) {
+                return None;
+            }
+            let cluster = ext::get_str(event, ext::CLUSTER_NAME).unwrap_or_default();
+            (cluster != *consumer).then(|| format!("clustername {cluster:?} is not {consumer:?}"))
+        }
+        Role::Source(source_id) => {
+            let original = ext::get_str(event, ext::ORIGINAL_SOURCE).unwrap_or_default();
+            if original == *source_id || (original.is_empty() && is_resync_request(event)) {
+                return None;
+            }
+            Some(format!("originalsource {original:?} is not {source_id:?}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maestro_api::codec::{SpecEventBuilder, spec_resync_request, status_resync_request};
+    use maestro_api::payload::{ResourceVersionList, StatusHashList};
+
+    #[test]
+    fn client_side_check() {
+        let agent = Role::Agent("c1".into());
+        assert_eq!(not_ours(&agent, &SpecEventBuilder::new("maestro", "r", 1, "c1").build()), None);
+        assert!(not_ours(&agent, &SpecEventBuilder::new("maestro", "r", 1, "c2").build()).is_some());
+        let all = status_resync_request("maestro", "", &StatusHashList::default());
+        assert_eq!(not_ours(&agent, &all), None, "broadcast resync requests reach every agent");
+        assert!(is_resync_request(&all));
+
+        let source = Role::Source("maestro".into());
+        let resync = spec_resync_request("a", "c1", &ResourceVersionList::default());
+        assert_eq!(not_ours(&source, &resync), None, "spec resync with originalsource \"\"");
+        let mut status = SpecEventBuilder::new("agent", "r", 1, "c1").build();
+        ext::set_str(&mut status, ext::ORIGINAL_SOURCE, "maestro");
+        assert_eq!(not_ours(&source, &status), None);
+        ext::set_str(&mut status, ext::ORIGINAL_SOURCE, "other");
+        assert!(not_ours(&source, &status).is_some());
+        ext::set_str(&mut status, ext::ORIGINAL_SOURCE, "");
+        assert!(
+            not_ours(&source, &status).is_some(),
+            "only resync requests may have an empty originalsource"
+        );
+    }
+}

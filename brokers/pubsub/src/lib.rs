@@ -1,0 +1,49 @@
+//! # maestro-broker-pubsub: the GCP Pub/Sub broker
+//!
+//! Maestro's Pub/Sub transport (protocol.md §7.3) over the official `google-cloud-pubsub`
+//! client, in both roles:
+//!
+//! - [`PubSubSource`] ([`maestro_transport::SourceTransport`]) publishes spec events to
+//!   `sourceevents` and status resync requests to `sourcebroadcast`; pulls
+//!   `agentevents-<source>` and `agentbroadcast-<source>`.
+//! - [`PubSubAgent`] ([`maestro_transport::AgentTransport`]) publishes status events to
+//!   `agentevents` and spec resync requests to `agentbroadcast`; pulls
+//!   `sourceevents-<cluster>` and `sourcebroadcast-<cluster>`.
+//!
+//! Messages use the Go codec's attribute binding ([`maestro_api::pubsub`]). Both
+//! subscriptions feed one sequential worker; a message is acked after the handler accepted
+//! (or permanently rejected) it, retryable failures are retried in order
+//! ([`maestro_transport::deliver`]), undecodable messages are acked and dropped. Events for
+//! another consumer/source are acked and dropped on the client too (the emulator ignores
+//! subscription filters). A health loop (admin `GetTopic`/`GetSubscription`) holds the
+//! connected state, recreates missing topics and subscriptions when `autoCreate` is on (the
+//! emulator loses everything on restart), and makes the receive loop resubscribe (bumping the
+//! subscribed signal) after every outage.
+//!
+//! ## Modules
+//! - [`config`]: [`PubSubConfig`] (sdk-go keys) and Maestro's layout
+//!   ([`PubSubConfig::maestro_defaults`]).
+//! - [`admin`]: idempotent topic/subscription creation ([`init`], [`init_consumer`], [`Admin`]).
+//! - `source` / `agent`: the two roles; `endpoint`: their shared machinery; `conn`: client
+//!   and credential construction.
+//! - [`testing`]: the Pub/Sub emulator for tests ([`testing::Emulator`]).
+
+pub mod admin;
+pub mod config;
+pub mod testing;
+
+mod agent;
+mod conn;
+mod endpoint;
+mod source;
+
+pub use admin::{Admin, init, init_consumer};
+pub use agent::PubSubAgent;
+pub use config::{
+    KeepaliveSettings, PubSubConfig, ReceiveSettings, ResolvedEndpoint, Subscriptions, Topics,
+    cluster_filter, source_filter,
+};
+pub use source::PubSubSource;
+
+/// The backend name reported by both roles.
+pub const BACKEND: &str = "pubsub";

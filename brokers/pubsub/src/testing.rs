@@ -1,0 +1,200 @@
+//! Test support: the official Pub/Sub emulator (Debian package
+//! `google-cloud-cli-pubsub-emulator`, environment.md) on a free local port.
+//!
+//! [`Emulator::start`] launches `cloud-pubsub-emulator --host=127.0.0.1 --port=PORT` and waits
+//! for its `Server started, listening on PORT` log line (≈ 4 s). The process is killed on
+//! drop. The emulator keeps everything in memory: after [`Emulator::restart`] it is EMPTY
+//! (no topics, subscriptions or messages), and it stores subscription filters without
+//! applying them.
+//!
+//! Set `MAESTRO_PUBSUB_EMULATOR` to use another launcher; set `MAESTRO_PUBSUB_EMULATOR_LOG=1`
+//! to copy the emulator's output to stderr.
+
+#![allow(clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The launcher's usual location.
+pub const DEFAULT_LAUNCHER: &str =
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator";
+/// The Debian package providing the launcher.
+pub const PACKAGE: &str = "google-cloud-cli-pubsub-emulator";
+/// How long to wait for the emulator to start.
+pub const START_DEADLINE: Duration = Duration::from_secs(90);
+
+/// A running emulator process (killed on drop).
+#[derive(Debug)]
+pub struct Emulator {
+    /// The TCP port it listens on (127.0.0.1).
+    pub port: u16,
+    child: Option<Child>,
+}
+
+/// Finds the emulator launcher: `$MAESTRO_PUBSUB_EMULATOR`, [`DEFAULT_LAUNCHER`], the file
+/// `dpkg -L google-cloud-cli-pubsub-emulator` lists, or `cloud-pubsub-emulator` on `PATH`.
+///
+/// # Errors
+/// A message naming the package when none is found.
+pub fn find_launcher() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("MAESTRO_PUBSUB_EMULATOR") {
+        return Ok(PathBuf::from(p));
+    }
+    if std::path::Path::new(DEFAULT_LAUNCHER).is_file() {
+        return Ok(DEFAULT_LAUNCHER.into());
+    }
+    if let Ok(out) = Command::new("dpkg").args(["-L", PACKAGE]).output() {
+        let listed = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = listed.lines().find(|l| l.ends_with("bin/cloud-pubsub-emulator")) {
+            return Ok(line.into());
+        }
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("cloud-pubsub-emulator")).find(|f| f.is_file()));
+    on_path.flatten().ok_or_else(|| {
+        format!(
+            "the Pub/Sub emulator launcher cloud-pubsub-emulator was not found: install the Debian package \
+             {PACKAGE} (it provides {DEFAULT_LAUNCHER}) or set MAESTRO_PUBSUB_EMULATOR"
+        )
+    })
+}
+
+/// A free local TCP port (bound to 0 and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}
+
+fn spawn(port: u16) -> Result<Child, String> {
+    let launcher = find_launcher()?;
+    let mut child = Command::new(&launcher)
+        .args(["--host=127.0.0.1", &format!("--port={port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e} (package {PACKAGE})", launcher.display()))?;
+    let (tx, rx) = mpsc::channel::<()>();
+    let ready = format!("Server started, listening on {port}");
+    let echo = std::env::var_os("MAESTRO_PUBSUB_EMULATOR_LOG").is_some();
+    let readers: Vec<Box<dyn std::io::Read + Send>> = [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for r in readers {
+        let (tx, ready) = (tx.clone(), ready.clone());
+        // Keep draining the output so the emulator never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[pubsub-emulator:{port}] {line}");
+                }
+                if line.contains(&ready) {
+                    let _ = tx.send(());
+                }
+            }
+        });
+    }
+    drop(tx);
+    match rx.recv_timeout(START_DEADLINE) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("the Pub/Sub emulator did not report \"{ready}\" within {START_DEADLINE:?} ({e})"))
+        }
+    }
+}
+
+impl Emulator {
+    /// Starts an emulator on a free port and waits until it is ready.
+    ///
+    /// # Panics
+    /// When the launcher is missing (the message names the package) or the emulator does not
+    /// start in time.
+    pub async fn start() -> Emulator {
+        match Emulator::try_start().await {
+            Ok(e) => e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// As [`Emulator::start`], returning the failure instead of panicking.
+    ///
+    /// # Errors
+    /// A message when the launcher is missing or the emulator does not start in time.
+    pub async fn try_start() -> Result<Emulator, String> {
+        let mut last = String::new();
+        // A port found free can be taken before the emulator binds it: try a few.
+        for _ in 0..3 {
+            let port = free_port();
+            match tokio::task::spawn_blocking(move || spawn(port)).await {
+                Ok(Ok(child)) => return Ok(Emulator { port, child: Some(child) }),
+                Ok(Err(e)) if e.contains(PACKAGE) => return Err(e),
+                Ok(Err(e)) => last = e,
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+
+    /// `127.0.0.1:PORT` (for `endpoint` / `PUBSUB_EMULATOR_HOST`).
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.endpoint())
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the process (SIGKILL) and waits for it to exit. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process (if running) and starts a new, EMPTY emulator on the same port.
+    ///
+    /// # Panics
+    /// When it does not start in time (retried while the old socket is released).
+    pub async fn restart(&mut self) {
+        self.kill();
+        let port = self.port;
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        loop {
+            match tokio::task::spawn_blocking(move || spawn(port)).await {
+                Ok(Ok(child)) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Ok(Err(e)) if tokio::time::Instant::now() >= deadline || e.contains(PACKAGE) => {
+                    panic!("restarting the Pub/Sub emulator on port {port}: {e}")
+                }
+                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => panic!("restarting the Pub/Sub emulator on port {port}: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

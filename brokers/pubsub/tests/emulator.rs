@@ -1,0 +1,245 @@
+//! The Pub/Sub backend on the real emulator (package `google-cloud-cli-pubsub-emulator`):
+//! the transport conformance suite (with an emulator kill + restart, which loses every
+//! topic and subscription), the filter strings sent to the emulator, and the client-side
+//! checks (the emulator does not apply filters).
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use maestro_api::codec::{SpecEventBuilder, StatusEventBuilder};
+use maestro_api::payload::{ManifestBundleStatus, ResourceVersionList, StatusHashList};
+use maestro_api::types::Action;
+use maestro_api::{AttributesReader, AttributesWriter, Event, codec};
+use maestro_broker_pubsub::testing::Emulator;
+use maestro_broker_pubsub::{Admin, PubSubAgent, PubSubConfig, PubSubSource, init};
+use maestro_transport::conformance::{self, Harness, Recorder};
+use maestro_transport::{AgentTransport, DynAgentTransport, DynSourceTransport, SourceTransport};
+use serde_json::json;
+
+const PROJECT: &str = "maestro-test";
+const SOURCE_ID: &str = "maestro";
+const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+fn base_config(emu: &Emulator) -> PubSubConfig {
+    // Logs with RUST_LOG=maestro_broker_pubsub=debug (the first call wins).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut cfg = PubSubConfig::maestro_defaults(PROJECT, Some(&emu.endpoint()));
+    cfg.health_check_interval = Duration::from_millis(250);
+    cfg.health_check_timeout = Duration::from_secs(2);
+    cfg.reconnect_initial_backoff = Duration::from_millis(100);
+    cfg.reconnect_max_backoff = Duration::from_secs(1);
+    cfg.publish_timeout = Duration::from_secs(10);
+    cfg.max_event_bytes = MAX_EVENT_BYTES;
+    cfg
+}
+
+struct EmulatorHarness {
+    emu: Emulator,
+}
+
+#[async_trait]
+impl Harness for EmulatorHarness {
+    fn max_event_bytes(&self) -> usize {
+        MAX_EVENT_BYTES
+    }
+
+    async fn source(&mut self) -> DynSourceTransport {
+        PubSubSource::connect(base_config(&self.emu).for_source(SOURCE_ID), SOURCE_ID).await.unwrap()
+    }
+
+    async fn agent(&mut self, consumer: &str) -> DynAgentTransport {
+        let cfg = base_config(&self.emu).for_agent(consumer);
+        PubSubAgent::connect(cfg, consumer, &format!("{consumer}-agent")).await.unwrap()
+    }
+
+    async fn interrupt(&mut self) {
+        self.emu.kill();
+    }
+
+    /// The emulator comes back EMPTY: the clients must recreate topics and subscriptions.
+    async fn resume(&mut self) {
+        self.emu.restart().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_on_the_emulator() {
+    let emu = Emulator::start().await;
+    conformance::run_all(&mut EmulatorHarness { emu }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_creates_the_maestro_layout_with_exact_filters() {
+    let emu = Emulator::start().await;
+    let cfg = base_config(&emu);
+    let consumers = vec!["c1".to_owned(), "cluster-2".to_owned()];
+    init(&cfg, SOURCE_ID, &consumers).await.unwrap();
+    init(&cfg, SOURCE_ID, &consumers).await.expect("init is idempotent");
+    let admin = Admin::new(&cfg).await.unwrap();
+    for t in ["sourceevents", "sourcebroadcast", "agentevents", "agentbroadcast"] {
+        assert!(admin.topic_exists(&cfg.topic_name(t)).await.unwrap(), "topic {t}");
+    }
+    let filter = |name: &str| {
+        let (admin, name) = (admin.clone(), cfg.subscription_name(name));
+        async move { admin.subscription_filter(&name).await.unwrap() }
+    };
+    assert_eq!(filter("sourceevents-c1").await.as_deref(), Some(r#"attributes."ce-clustername"="c1""#));
+    assert_eq!(
+        filter("sourceevents-cluster-2").await.as_deref(),
+        Some(r#"attributes."ce-clustername"="cluster-2""#)
+    );
+    assert_eq!(filter("sourcebroadcast-c1").await.as_deref(), Some(""));
+    assert_eq!(
+        filter("agentevents-maestro").await.as_deref(),
+        Some(r#"attributes."ce-originalsource"="maestro""#)
+    );
+    assert_eq!(filter("agentbroadcast-maestro").await.as_deref(), Some(""));
+    assert_eq!(filter("sourceevents-nobody").await, None);
+    maestro_broker_pubsub::init_consumer(&cfg, "c3").await.unwrap();
+    assert_eq!(filter("sourceevents-c3").await.as_deref(), Some(r#"attributes."ce-clustername"="c3""#));
+}
+
+fn spec(id: &str, cluster: &str) -> Event {
+    let bundle = json!({"manifests":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm","namespace":"default"}}]});
+    let mut ev = SpecEventBuilder::new(SOURCE_ID, "rid", 1, cluster)
+        .action(Action::Update)
+        .bundle_json(bundle)
+        .build();
+    ev.set_id(id.to_owned());
+    ev
+}
+
+fn status(id: &str, cluster: &str, original_source: &str) -> Event {
+    let mut ev = StatusEventBuilder {
+        source: "agent",
+        resource_id: "rid",
+        resource_version: 1,
+        cluster_name: cluster,
+        original_source,
+        sequence_id: "1834773391719010304",
+        status_hash: "0",
+        metadata: None,
+        action: Action::Update,
+    }
+    .build(&ManifestBundleStatus::default());
+    ev.set_id(id.to_owned());
+    ev
+}
+
+async fn publish<F, Fut>(f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = maestro_transport::Result<()>>,
+{
+    let deadline = tokio::time::Instant::now() + conformance::DEADLINE;
+    loop {
+        match f().await {
+            Ok(()) => return,
+            Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("publish failed: {e}"),
+        }
+    }
+}
+
+/// The emulator delivers every message of `sourceevents` to every subscription (it ignores
+/// filters): each agent must still accept only its own specs, while broadcast resync
+/// requests reach every agent; the source accepts only statuses for its own source id and
+/// spec resync requests for all sources.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_side_checks_route_by_consumer_and_source() {
+    let emu = Emulator::start().await;
+    let cfg = base_config(&emu);
+    init(&cfg, SOURCE_ID, &["c1".to_owned(), "c2".to_owned()]).await.unwrap();
+    let source = PubSubSource::connect(cfg.clone().for_source(SOURCE_ID), SOURCE_ID).await.unwrap();
+    let src_rec = Recorder::new();
+    source.start(src_rec.clone()).await.unwrap();
+    let mut agents: Vec<(Arc<PubSubAgent>, Arc<Recorder>)> = Vec::new();
+    for c in ["c1", "c2"] {
+        let agent = PubSubAgent::connect(cfg.clone().for_agent(c), c, "a").await.unwrap();
+        let rec = Recorder::new();
+        agent.start(rec.clone()).await.unwrap();
+        let mut sig = agent.subscribed();
+        tokio::time::timeout(conformance::DEADLINE, sig.wait_for(|v| *v > 0)).await.unwrap().unwrap();
+        agents.push((agent, rec));
+    }
+    for i in 0..5 {
+        for c in ["c1", "c2"] {
+            let ev = spec(&format!("{c}-{i}"), c);
+            publish(|| source.publish(&ev)).await;
+        }
+    }
+    let resync = codec::status_resync_request(SOURCE_ID, "", &StatusHashList::default());
+    publish(|| source.publish(&resync)).await;
+    for (c, (_, rec)) in ["c1", "c2"].iter().zip(&agents) {
+        rec.wait_for("own specs and the broadcast resync", |evs| {
+            evs.iter().any(|e| e.id() == resync.id())
+                && evs.iter().filter(|e| e.id().starts_with(c)).count() == 5
+        })
+        .await;
+        // Specs and resync requests come from different subscriptions: order only the specs.
+        let ids = rec.acked_ids();
+        let specs: Vec<String> = ids.iter().filter(|i| **i != resync.id()).cloned().collect();
+        let want: Vec<String> = (0..5).map(|i| format!("{c}-{i}")).collect();
+        assert_eq!(specs, want, "{c} must receive exactly its own specs, in order");
+        assert_eq!(ids.len(), 6, "{c}: own specs plus one broadcast resync: {ids:?}");
+    }
+
+    let agent = &agents[0].0;
+    let foreign = status("status-other-source", "c1", "other-source");
+    publish(|| agent.publish(&foreign)).await;
+    let spec_resync = codec::spec_resync_request("c1-agent", "c1", &ResourceVersionList::default());
+    publish(|| agent.publish(&spec_resync)).await;
+    let own = status("status-own", "c1", SOURCE_ID);
+    publish(|| agent.publish(&own)).await;
+    src_rec
+        .wait_for("spec resync and own status", |evs| {
+            evs.iter().any(|e| e.id() == "status-own") && evs.iter().any(|e| e.id() == spec_resync.id())
+        })
+        .await;
+    let mut got = src_rec.acked_ids();
+    got.sort();
+    let mut want = vec![spec_resync.id().to_owned(), "status-own".to_owned()];
+    want.sort();
+    assert_eq!(got, want, "the source accepts its own statuses and spec resync requests only");
+    assert_eq!(src_rec.attempts("status-other-source"), 0, "a status for another source is dropped");
+    for (a, _) in &agents {
+        a.close().await;
+    }
+    source.close().await;
+}
+
+/// A restarted emulator is empty: the agent (autoCreate, the emulator default) recreates the
+/// topics and its subscriptions with Maestro's filter, resubscribes, and receives again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_recreates_topics_and_filtered_subscriptions() {
+    let mut emu = Emulator::start().await;
+    let cfg = base_config(&emu);
+    let agent = PubSubAgent::connect(cfg.clone().for_agent("c1"), "c1", "a").await.unwrap();
+    let rec = Recorder::new();
+    agent.start(rec.clone()).await.unwrap();
+    let mut sig = agent.subscribed();
+    tokio::time::timeout(conformance::DEADLINE, sig.wait_for(|v| *v > 0)).await.unwrap().unwrap();
+    let before = *sig.borrow_and_update();
+    emu.restart().await;
+    tokio::time::timeout(conformance::DEADLINE, sig.wait_for(|v| *v > before)).await.unwrap().unwrap();
+    let admin = Admin::new(&cfg).await.unwrap();
+    let filter = admin.subscription_filter(&cfg.subscription_name("sourceevents-c1")).await.unwrap();
+    assert_eq!(filter.as_deref(), Some(r#"attributes."ce-clustername"="c1""#));
+    assert!(admin.topic_exists(&cfg.topic_name("agentevents")).await.unwrap());
+    // The source side needs its own subscriptions; init creates them (and is idempotent).
+    init(&cfg, SOURCE_ID, &[]).await.unwrap();
+    let source = PubSubSource::connect(cfg.clone().for_source(SOURCE_ID), SOURCE_ID).await.unwrap();
+    let ev = spec("after-restart", "c1");
+    publish(|| source.publish(&ev)).await;
+    rec.wait_for("spec after restart", |evs| evs.iter().any(|e| e.id() == "after-restart")).await;
+    agent.close().await;
+    source.close().await;
+}
