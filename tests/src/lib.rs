@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod main_job;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 

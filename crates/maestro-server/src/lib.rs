@@ -11,6 +11,7 @@
 //! - [`dispatch`]: the outbox dispatcher (spec events to agents);
 //! - [`ingest`]: agent events (status updates, spec resync requests);
 //! - [`hub`]: status fan-out to gRPC source subscribers;
+//! - [`resync`]: status resync requests after every broker (re)subscription;
 //! - [`error`]: [`error::ServiceError`] and its REST / gRPC mappings.
 //!
 //! The server never names a broker backend: it holds the `SourceTransport` trait object the
@@ -21,6 +22,7 @@ pub mod error;
 pub mod hub;
 pub mod ingest;
 pub mod rest;
+pub mod resync;
 pub mod source_grpc;
 pub mod spec;
 
@@ -125,18 +127,25 @@ pub async fn start(
     let (tx, rx) = watch::channel(false);
     transport.start(ingest::Ingest::new(store.clone(), transport.clone(), &config.source_id)).await?;
     let hub = hub::StatusHub::new(4096);
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(dispatch::run(
+    let svc = source_grpc::SourceService::new(
         store.clone(),
-        transport.clone(),
-        config.source_id.clone(),
-        config.dispatch.clone(),
-        rx.clone(),
-    )));
-    tasks.push(tokio::spawn(hub::run_fanout(store.clone(), hub.clone(), rx.clone())));
-    tasks.push(tokio::spawn(serve_rest(http, store.clone(), rx.clone())));
-    let svc = source_grpc::SourceService::new(store, hub, config.max_bundle_bytes, config.heartbeat);
-    tasks.push(tokio::spawn(serve_grpc(grpc, svc, rx)));
+        hub.clone(),
+        config.max_bundle_bytes,
+        config.heartbeat,
+    );
+    let tasks = vec![
+        tokio::spawn(dispatch::run(
+            store.clone(),
+            transport.clone(),
+            config.source_id.clone(),
+            config.dispatch.clone(),
+            rx.clone(),
+        )),
+        tokio::spawn(hub::run_fanout(store.clone(), hub, rx.clone())),
+        tokio::spawn(resync::run(store.clone(), transport.clone(), config.source_id.clone(), rx.clone())),
+        tokio::spawn(serve_rest(http, store, rx.clone())),
+        tokio::spawn(serve_grpc(grpc, svc, rx)),
+    ];
     tracing::info!(%http_addr, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
     Ok(RunningServer { http_addr, grpc_addr, shutdown: tx, tasks, transport })
 }

@@ -54,6 +54,7 @@ async fn cluster(kind: ClusterKind) -> anyhow::Result<Arc<dyn Cluster>> {
 pub async fn build(s: &AgentSettings) -> anyhow::Result<Agent> {
     let transport =
         agent_transport(s.broker, s.broker_config.as_deref(), &s.broker_url, &s.consumer, &s.agent_id)
+            .await
             .with_context(|| format!("configuring the {} broker", s.broker.as_str()))?;
     let mut config = AgentConfig::new(&s.consumer);
     config.agent_id = s.agent_id.clone();

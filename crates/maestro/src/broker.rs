@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maestro_broker_grpc::{GrpcAgent, GrpcAgentConfig, GrpcBroker, GrpcBrokerConfig};
+use maestro_broker_mqtt::{MqttAgent, MqttConfig, MqttSource, MqttTopics};
 use maestro_transport::{DynAgentTransport, DynSourceTransport};
 
 /// The broker backends.
@@ -14,7 +15,7 @@ use maestro_transport::{DynAgentTransport, DynSourceTransport};
 pub enum BrokerKind {
     /// The server hosts the agent-facing gRPC endpoint itself (no third party).
     Grpc,
-    /// An external MQTT 5 broker (not available in this build yet).
+    /// An MQTT 5 broker (Mosquitto, EMQX, AWS IoT, …; or the embedded rumqttd).
     Mqtt,
     /// Google Cloud Pub/Sub (not available in this build yet).
     Pubsub,
@@ -40,6 +41,12 @@ pub enum BrokerError {
     /// The backend failed to start.
     #[error(transparent)]
     Transport(#[from] maestro_transport::Error),
+    /// `--broker mqtt` without a broker to talk to.
+    #[error("--broker mqtt needs a broker: --broker-config FILE (sdk-go MQTT keys) or --embedded-mqtt ADDR")]
+    MqttWithoutBroker,
+    /// The embedded MQTT broker failed.
+    #[error(transparent)]
+    Embedded(#[from] crate::embedded_mqtt::EmbeddedError),
     /// The broker configuration file could not be read.
     #[error("cannot read broker config {path}: {reason}")]
     Config {
@@ -59,6 +66,44 @@ pub struct SourceBrokerSettings {
     pub grpc_bind: SocketAddr,
     /// gRPC: heartbeat period on agent streams (`None` disables).
     pub heartbeat: Option<Duration>,
+    /// MQTT / Pub/Sub: the broker config file (sdk-go keys).
+    pub config_file: Option<String>,
+    /// MQTT: run the embedded rumqttd on this address (port 0 = any free port).
+    pub embedded_mqtt: Option<SocketAddr>,
+    /// MQTT: an external broker `host:port` used with Maestro's topic layout when no config
+    /// file is given.
+    pub mqtt_broker_host: Option<String>,
+    /// The server's source id (MQTT topics, client ids).
+    pub source_id: String,
+    /// The server's broker client id (MQTT; also the instance id).
+    pub client_id: String,
+}
+
+/// Reads an sdk-go style MQTT config file.
+///
+/// # Errors
+/// [`BrokerError::Config`] naming the file.
+pub fn mqtt_config_file(path: &str) -> Result<MqttConfig, BrokerError> {
+    MqttConfig::from_file(path).map_err(|e| BrokerError::Config { path: path.into(), reason: e.to_string() })
+}
+
+async fn mqtt_source(
+    s: &SourceBrokerSettings,
+) -> Result<(DynSourceTransport, Option<SocketAddr>), BrokerError> {
+    let embedded = match s.embedded_mqtt {
+        Some(addr) => {
+            Some(crate::embedded_mqtt::start(addr, 2 * maestro_transport::DEFAULT_MAX_EVENT_BYTES)?)
+        }
+        None => None,
+    };
+    let host = embedded.map(|a| a.to_string()).or_else(|| s.mqtt_broker_host.clone());
+    let config = match (&s.config_file, host) {
+        (Some(path), _) => mqtt_config_file(path)?,
+        (None, Some(host)) => MqttConfig::new(host, MqttTopics::maestro(&s.source_id)),
+        (None, None) => return Err(BrokerError::MqttWithoutBroker),
+    };
+    let source = MqttSource::connect(config, &s.source_id, &s.client_id).await?;
+    Ok((source as DynSourceTransport, embedded))
 }
 
 /// Builds the server's source transport.
@@ -79,17 +124,18 @@ pub async fn source_transport(
             let addr = broker.local_addr();
             Ok((broker as DynSourceTransport, Some(addr)))
         }
-        BrokerKind::Mqtt => Err(BrokerError::Unavailable("mqtt")),
+        BrokerKind::Mqtt => mqtt_source(s).await,
         BrokerKind::Pubsub => Err(BrokerError::Unavailable("pubsub")),
     }
 }
 
 /// Builds an agent transport for `consumer`. `config_file` is an sdk-go style YAML broker
-/// config (`--workload-source-config`); without it, `url` is used.
+/// config (`--workload-source-config`); without it, `url` is used (gRPC: the broker address;
+/// MQTT: the broker `host:port` with Maestro's topic layout for source `maestro`).
 ///
 /// # Errors
 /// [`BrokerError`] on a bad config or an unavailable backend.
-pub fn agent_transport(
+pub async fn agent_transport(
     kind: BrokerKind,
     config_file: Option<&str>,
     url: &str,
@@ -110,7 +156,13 @@ pub fn agent_transport(
             let agent: Arc<GrpcAgent> = GrpcAgent::new(cfg, consumer, agent_id)?;
             Ok(agent as DynAgentTransport)
         }
-        BrokerKind::Mqtt => Err(BrokerError::Unavailable("mqtt")),
+        BrokerKind::Mqtt => {
+            let config = match config_file {
+                Some(path) => mqtt_config_file(path)?,
+                None => MqttConfig::new(url, MqttTopics::maestro("maestro")),
+            };
+            Ok(MqttAgent::connect(config, consumer, agent_id).await? as DynAgentTransport)
+        }
         BrokerKind::Pubsub => Err(BrokerError::Unavailable("pubsub")),
     }
 }

@@ -26,7 +26,7 @@ impl Cli {
     /// The log filter used when `RUST_LOG` is not set.
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
-            Command::Demo(_) => "warn",
+            Command::Demo(_) => "warn,rumqttd=off",
             _ => "info",
         }
     }
@@ -70,6 +70,18 @@ pub struct ServerArgs {
     /// Source-facing gRPC listen address (sources publish specs and subscribe to statuses).
     #[arg(long, env = "MAESTRO_GRPC_ADDR", default_value = "0.0.0.0:8090")]
     grpc_addr: SocketAddr,
+    /// Broker config file with the sdk-go keys (`--broker mqtt`: brokerHost, username,
+    /// password, topics, caFile, …). An existing Go Maestro config file works.
+    #[arg(long = "broker-config", alias = "message-broker-config-file", env = "MAESTRO_BROKER_CONFIG")]
+    broker_config: Option<String>,
+    /// With `--broker mqtt`: run an embedded MQTT 5 broker (rumqttd) on this address, for
+    /// single-node setups; without `--broker-config` the server then uses it with Maestro's
+    /// topic layout (`sources/<source-id>/consumers/+/sourceevents|agentevents`).
+    #[arg(long, env = "MAESTRO_EMBEDDED_MQTT")]
+    embedded_mqtt: Option<SocketAddr>,
+    /// Broker client id of this server instance (MQTT client id).
+    #[arg(long, env = "MAESTRO_CLIENT_ID", default_value = "maestro")]
+    client_id: String,
     /// Agent-facing gRPC broker listen address (with `--broker grpc`).
     #[arg(long, env = "MAESTRO_GRPC_BROKER_ADDR", default_value = "0.0.0.0:8091")]
     grpc_broker_addr: SocketAddr,
@@ -107,7 +119,8 @@ pub struct AgentArgs {
     /// `--broker-url`.
     #[arg(long = "workload-source-config", env = "MAESTRO_BROKER_CONFIG")]
     broker_config: Option<String>,
-    /// gRPC broker address `host:port` when no config file is given.
+    /// Broker address `host:port` when no config file is given (gRPC broker, or MQTT broker
+    /// with Maestro's topic layout for source `maestro`).
     #[arg(long, env = "MAESTRO_BROKER_URL", default_value = "localhost:8091")]
     broker_url: String,
     /// The cluster to apply to: `kube` (kubeconfig / in-cluster) or `simulated` (in-process).
@@ -135,7 +148,16 @@ fn server_settings(a: ServerArgs) -> ServerSettings {
     let heartbeat = Some(a.heartbeat_interval).filter(|d| !d.is_zero());
     ServerSettings {
         db_url: a.db.db_url,
-        broker: SourceBrokerSettings { kind: a.broker, grpc_bind: a.grpc_broker_addr, heartbeat },
+        broker: SourceBrokerSettings {
+            kind: a.broker,
+            grpc_bind: a.grpc_broker_addr,
+            heartbeat,
+            config_file: a.broker_config,
+            embedded_mqtt: a.embedded_mqtt,
+            mqtt_broker_host: None,
+            source_id: a.source_id.clone(),
+            client_id: a.client_id,
+        },
         server: maestro_server::ServerConfig {
             source_id: a.source_id,
             http_addr: a.http_addr,

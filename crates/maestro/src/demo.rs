@@ -29,6 +29,13 @@ pub struct DemoArgs {
     /// How long to wait for each step (e.g. `60s`).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// The broker between server and agents: `grpc` (server-hosted) or `mqtt` (the embedded
+    /// rumqttd, or `--mqtt-host`).
+    #[arg(long, value_enum, default_value = "grpc")]
+    pub broker: crate::broker::BrokerKind,
+    /// With `--broker mqtt`: an external MQTT 5 broker `host:port` instead of the embedded one.
+    #[arg(long)]
+    pub mqtt_host: Option<String>,
 }
 
 /// Runs the demo.
@@ -41,8 +48,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .db_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("maestro.db").display()));
-    println!("==> starting a server ({}) with the gRPC broker", maestro_store::redact(&db_url));
-    let mut stack = LocalStack::start(StackConfig::new(&db_url)).await?;
+    let mut config = StackConfig::new(&db_url);
+    config.broker = args.broker;
+    config.mqtt_host = args.mqtt_host.clone();
+    let broker = match (args.broker, &args.mqtt_host) {
+        (crate::broker::BrokerKind::Mqtt, Some(h)) => format!("the MQTT broker at {h}"),
+        (crate::broker::BrokerKind::Mqtt, None) => "an embedded MQTT broker".to_owned(),
+        (kind, _) => format!("the {} broker", kind.as_str()),
+    };
+    println!("==> starting a server ({}) with {broker}", maestro_store::redact(&db_url));
+    let mut stack = LocalStack::start(config).await?;
     println!(
         "    REST {}  source gRPC {}  agent broker {}",
         stack.http_addr(),

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod broker;
 pub mod cli;
 pub mod demo;
+pub mod embedded_mqtt;
 pub mod server;
 pub mod stack;
 

@@ -24,7 +24,7 @@ pub struct ServerSettings {
 pub struct Started {
     /// The running server.
     pub server: RunningServer,
-    /// The agent-facing gRPC broker address (gRPC broker only).
+    /// The agent-facing gRPC broker address, or the embedded MQTT broker's address.
     pub broker_addr: Option<SocketAddr>,
 }
 
@@ -42,7 +42,7 @@ pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
     let server =
         maestro_server::start(s.server.clone(), store, transport).await.context("starting the server")?;
     if let Some(addr) = broker_addr {
-        tracing::info!(%addr, "agent gRPC broker listening");
+        tracing::info!(%addr, broker = s.broker.kind.as_str(), "agent broker listening");
     }
     Ok(Started { server, broker_addr })
 }
@@ -78,6 +78,11 @@ pub fn defaults(db_url: &str, kind: BrokerKind) -> ServerSettings {
             kind,
             grpc_bind: SocketAddr::from(([0, 0, 0, 0], 8091)),
             heartbeat: Some(Duration::from_secs(10)),
+            config_file: None,
+            embedded_mqtt: None,
+            mqtt_broker_host: None,
+            source_id: "maestro".into(),
+            client_id: "maestro".into(),
         },
         server: ServerConfig::default(),
     }

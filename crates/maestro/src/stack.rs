@@ -28,6 +28,11 @@ pub struct StackConfig {
     pub heartbeat: Option<Duration>,
     /// Agent status sync period.
     pub status_sync_interval: Duration,
+    /// The broker between server and agents.
+    pub broker: BrokerKind,
+    /// MQTT: an external broker `host:port` (e.g. Mosquitto); `None` starts the embedded
+    /// rumqttd on a free port.
+    pub mqtt_host: Option<String>,
 }
 
 impl StackConfig {
@@ -38,6 +43,8 @@ impl StackConfig {
             client_source_id: "maestro-demo".into(),
             heartbeat: Some(Duration::from_secs(10)),
             status_sync_interval: Duration::from_secs(1),
+            broker: BrokerKind::Grpc,
+            mqtt_host: None,
         }
     }
 }
@@ -76,11 +83,14 @@ impl LocalStack {
     /// # Errors
     /// Database, bind or client connection failures.
     pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
-        let mut settings = crate::server::defaults(&config.db_url, BrokerKind::Grpc);
+        let mut settings = crate::server::defaults(&config.db_url, config.broker);
         settings.broker = SourceBrokerSettings {
-            kind: BrokerKind::Grpc,
+            kind: config.broker,
             grpc_bind: loopback(),
             heartbeat: config.heartbeat,
+            embedded_mqtt: (config.broker == BrokerKind::Mqtt && config.mqtt_host.is_none()).then(loopback),
+            mqtt_broker_host: config.mqtt_host.clone(),
+            ..settings.broker
         };
         settings.server.http_addr = loopback();
         settings.server.grpc_addr = loopback();
@@ -89,8 +99,14 @@ impl LocalStack {
         // Pin the ports actually bound, so a restart comes back on the same addresses.
         settings.server.http_addr = started.server.http_addr;
         settings.server.grpc_addr = started.server.grpc_addr;
-        if let Some(a) = started.broker_addr {
-            settings.broker.grpc_bind = a;
+        match (config.broker, started.broker_addr) {
+            (BrokerKind::Grpc, Some(a)) => settings.broker.grpc_bind = a,
+            (BrokerKind::Mqtt, Some(a)) => {
+                // The embedded broker keeps running across server restarts: reuse it.
+                settings.broker.embedded_mqtt = None;
+                settings.broker.mqtt_broker_host = Some(a.to_string());
+            }
+            _ => {}
         }
         let rest = RestClient::new(&format!("http://{}", started.server.http_addr))?;
         let source = SourceClient::connect(
@@ -111,9 +127,12 @@ impl LocalStack {
         })
     }
 
-    /// The agent-facing broker address.
-    pub fn broker_addr(&self) -> SocketAddr {
-        self.settings.broker.grpc_bind
+    /// The address agents connect to: the gRPC broker, or the MQTT broker `host:port`.
+    pub fn broker_addr(&self) -> String {
+        match self.config.broker {
+            BrokerKind::Mqtt => self.settings.broker.mqtt_broker_host.clone().unwrap_or_default(),
+            _ => self.settings.broker.grpc_bind.to_string(),
+        }
     }
 
     /// The REST address.
@@ -139,10 +158,10 @@ impl LocalStack {
         self.stop_agent(consumer).await;
         let agent_id = format!("{consumer}-work-agent");
         let transport =
-            agent_transport(BrokerKind::Grpc, None, &self.broker_addr().to_string(), consumer, &agent_id)?;
+            agent_transport(self.config.broker, None, &self.broker_addr(), consumer, &agent_id).await?;
         let mut cfg = AgentConfig::new(consumer);
         cfg.status_sync_interval = self.config.status_sync_interval;
-        cfg.hub_host = self.broker_addr().to_string();
+        cfg.hub_host = self.broker_addr();
         let agent = Agent::new(cfg, transport, self.cluster(consumer));
         let (stop, rx) = oneshot::channel::<()>();
         let name = consumer.to_owned();

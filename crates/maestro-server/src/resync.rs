@@ -1,0 +1,156 @@
+//! Status resync from the server (protocol.md §5.1, §5.4; maestro-reference.md §6.6): after
+//! every (re)subscription of a broker that can lose messages while the server is away (MQTT,
+//! Pub/Sub), the server sends each consumer a `status.resync_request` listing the status hash
+//! it holds per resource, in batches of at most [`MAX_IDS_PER_EVENT`] ids and
+//! [`MAX_EVENT_BYTES`] bytes (at least one event per consumer, possibly empty); agents resend
+//! the statuses whose hash differs. The server-hosted gRPC broker never sends one (Go's does
+//! not either): its agents resync specs on connect and retry status publishes themselves.
+
+use maestro_api::Event;
+use maestro_api::codec::status_resync_request;
+use maestro_api::payload::{StatusHash, StatusHashList};
+use maestro_api::statushash::sha256_hex;
+use maestro_store::{ConsumerQuery, DynStore, Paging, Resource, StoreError};
+use maestro_transport::DynSourceTransport;
+use tokio::sync::watch;
+
+/// Most resource ids per status resync request.
+pub const MAX_IDS_PER_EVENT: usize = 1000;
+/// Largest status resync request, bytes of structured JSON (the MQTT packet limit Maestro
+/// assumes).
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
+
+/// The hash the server holds for a resource: the agent's `statushash`, else SHA-256 of the
+/// empty string (no status yet), as Maestro does.
+pub fn held_hash(r: &Resource) -> String {
+    r.status_hash.clone().unwrap_or_else(|| sha256_hex(b""))
+}
+
+/// Builds the status resync requests for one consumer: batches of at most
+/// [`MAX_IDS_PER_EVENT`] ids, each at most [`MAX_EVENT_BYTES`] (a batch over the byte limit is
+/// split in halves); at least one (possibly empty) event.
+pub fn batches(source_id: &str, consumer: &str, resources: &[Resource]) -> Vec<Event> {
+    let hashes: Vec<StatusHash> = resources
+        .iter()
+        .map(|r| StatusHash { resource_id: r.id.clone(), status_hash: held_hash(r) })
+        .collect();
+    if hashes.is_empty() {
+        return vec![status_resync_request(source_id, consumer, &StatusHashList::default())];
+    }
+    let mut out = Vec::new();
+    for chunk in hashes.chunks(MAX_IDS_PER_EVENT) {
+        split_by_size(source_id, consumer, chunk, &mut out);
+    }
+    out
+}
+
+fn split_by_size(source_id: &str, consumer: &str, chunk: &[StatusHash], out: &mut Vec<Event>) {
+    let ev = status_resync_request(source_id, consumer, &StatusHashList { status_hashes: chunk.to_vec() });
+    if chunk.len() <= 1 || maestro_transport::event_size(&ev) <= MAX_EVENT_BYTES {
+        out.push(ev);
+        return;
+    }
+    let (a, b) = chunk.split_at(chunk.len() / 2);
+    split_by_size(source_id, consumer, a, out);
+    split_by_size(source_id, consumer, b, out);
+}
+
+/// Sends the status resync requests of every consumer; returns how many events were sent.
+///
+/// # Errors
+/// Store failures. Publish failures are logged and skipped (the next resubscription retries).
+pub async fn resync_all(
+    store: &DynStore,
+    transport: &DynSourceTransport,
+    source_id: &str,
+) -> Result<usize, StoreError> {
+    let query = ConsumerQuery { paging: Paging { page: 1, size: 65500 }, ..Default::default() };
+    let consumers = store.list_consumers(&query).await?.items;
+    let mut sent = 0;
+    for c in consumers {
+        let resources = store.resources_for_consumer(&c.name).await?;
+        for ev in batches(source_id, &c.name, &resources) {
+            match transport.publish(&ev).await {
+                Ok(()) => sent += 1,
+                Err(e) => tracing::warn!(consumer = %c.name, error = %e, "status resync request not sent"),
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// Runs a status resync after every (re)subscription of `transport`, until `shutdown`.
+/// Does nothing for the server-hosted gRPC broker.
+pub async fn run(
+    store: DynStore,
+    transport: DynSourceTransport,
+    source_id: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if transport.backend() == "grpc" {
+        return;
+    }
+    let mut subscribed = transport.subscribed();
+    loop {
+        tokio::select! {
+            r = subscribed.changed() => if r.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        if *subscribed.borrow_and_update() == 0 {
+            continue;
+        }
+        match resync_all(&store, &transport, &source_id).await {
+            Ok(n) => tracing::info!(events = n, backend = transport.backend(), "status resync sent"),
+            Err(e) => tracing::warn!(error = %e, "status resync failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maestro_api::codec::data_as;
+    use serde_json::json;
+
+    fn resource(i: usize, hash_len: usize) -> Resource {
+        let now = chrono::Utc::now();
+        Resource {
+            id: format!("{i:036}"),
+            name: format!("r{i}"),
+            consumer_name: "c1".into(),
+            source: "s".into(),
+            version: 1,
+            payload: json!({}),
+            status: None,
+            status_hash: Some("f".repeat(hash_len)),
+            sequence_id: None,
+            deleted_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn empty_consumer_gets_one_empty_request() {
+        let evs = batches("maestro", "c1", &[]);
+        assert_eq!(evs.len(), 1);
+        let l: StatusHashList = data_as(&evs[0], "StatusHashList").expect("payload");
+        assert!(l.status_hashes.is_empty());
+    }
+
+    #[test]
+    fn batches_respect_count_and_size_limits() {
+        let many: Vec<Resource> = (0..2500).map(|i| resource(i, 64)).collect();
+        let evs = batches("maestro", "c1", &many);
+        assert_eq!(evs.len(), 3, "1000 + 1000 + 500");
+        let big: Vec<Resource> = (0..1000).map(|i| resource(i, 1024)).collect();
+        let evs = batches("maestro", "c1", &big);
+        assert!(evs.len() > 1, "1000 hashes of 1 KiB exceed 512 KiB");
+        let mut total = 0;
+        for ev in &evs {
+            assert!(maestro_transport::event_size(ev) <= MAX_EVENT_BYTES);
+            total += data_as::<StatusHashList>(ev, "StatusHashList").expect("payload").status_hashes.len();
+        }
+        assert_eq!(total, 1000, "no id lost by splitting");
+    }
+}
