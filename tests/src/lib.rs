@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod broker_restart;
 pub mod main_job;
 
 use std::future::Future;

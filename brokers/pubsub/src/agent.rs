@@ -104,6 +104,6 @@ impl AgentTransport for PubSubAgent {
     }
 
     async fn close(&self) {
-        self.endpoint.close();
+        self.endpoint.close().await;
     }
 }

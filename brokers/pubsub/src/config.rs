@@ -12,6 +12,10 @@ use crate::BACKEND;
 
 /// Environment variable naming the emulator (`host:port`), honoured when no `endpoint` is set.
 pub const EMULATOR_HOST_ENV: &str = "PUBSUB_EMULATOR_HOST";
+/// Default stream ack deadline (`receiveSettings.maxDurationPerAckExtension`): 10 s. The
+/// emulator keeps delivering to a StreamingPull stream its client has closed, so messages it
+/// sent there come back only after this deadline; the library's own default is 60 s.
+pub const DEFAULT_STREAM_ACK_DEADLINE: Duration = Duration::from_secs(10);
 /// Pub/Sub's hard limit on one message (data + attributes): 10 MB.
 pub const PUBSUB_MESSAGE_LIMIT: usize = 10_000_000;
 /// Default `maxEventBytes`: the 10 MB Pub/Sub limit minus 64 KiB headroom for attributes and
@@ -90,7 +94,9 @@ pub struct ReceiveSettings {
     /// Longest time a message is kept leased (library default 1 h).
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
     pub max_extension: Option<Duration>,
-    /// Longest single ack-deadline extension (library default 60 s).
+    /// Longest single ack-deadline extension, also the stream's ack deadline: how long the
+    /// service waits before redelivering what a vanished client held. Default
+    /// [`DEFAULT_STREAM_ACK_DEADLINE`] (10 s, the service minimum and the Go client's start).
     #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
     pub max_duration_per_ack_extension: Option<Duration>,
     /// Shortest ack-deadline extension. Unused.
@@ -145,6 +151,11 @@ pub struct PubSubConfig {
     /// Default (`None`): on for the emulator (plain text), off for real GCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_create: Option<bool>,
+    /// Server only: create a consumer's subscriptions (`sourceevents-<consumer>` with its
+    /// filter, `sourcebroadcast-<consumer>`) when the consumer is registered. Turn it off where
+    /// Terraform or a chart owns them. Default (`None`): the value of `autoCreate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_consumer_subscriptions: Option<bool>,
     /// How often the client checks (admin `GetTopic`/`GetSubscription`) that the service is
     /// reachable and its topics/subscriptions exist. Default 10 s; the tests use 250 ms.
     #[serde(default = "default_health_interval", with = "duration_serde")]
@@ -217,6 +228,7 @@ impl PubSubConfig {
             receive_settings: ReceiveSettings::default(),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             auto_create: None,
+            create_consumer_subscriptions: None,
             health_check_interval: default_health_interval(),
             health_check_timeout: default_health_timeout(),
             reconnect_initial_backoff: default_initial_backoff(),
@@ -296,6 +308,36 @@ impl PubSubConfig {
     /// Whether missing topics/subscriptions are recreated (`autoCreate`, default: plain text).
     pub fn auto_create_enabled(&self) -> bool {
         self.auto_create.unwrap_or_else(|| self.resolve_endpoint().plaintext)
+    }
+
+    /// Reads an sdk-go style YAML (or JSON) Pub/Sub config file, e.g. Go Maestro's
+    /// `--message-broker-config-file` / `--workload-source-config` (protocol.md §7.3 "Config
+    /// keys"), and checks it with [`PubSubConfig::validate`].
+    ///
+    /// # Errors
+    /// [`maestro_transport::Error::InvalidConfig`] naming the file and what is wrong (unreadable,
+    /// not a config document, or an invalid value).
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> maestro_transport::Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+        let config = Self::from_yaml(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        config.validate().map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Parses YAML/JSON text (no validation).
+    ///
+    /// # Errors
+    /// The parser's message when the text is not a valid config document.
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Whether the server creates a consumer's subscriptions when it is registered
+    /// (`createConsumerSubscriptions`, default: [`PubSubConfig::auto_create_enabled`]).
+    pub fn create_consumer_subscriptions_enabled(&self) -> bool {
+        self.create_consumer_subscriptions.unwrap_or_else(|| self.auto_create_enabled())
     }
 
     /// Checks the values common to both roles.
@@ -591,6 +633,31 @@ mod tests {
         src.validate_source().unwrap();
         assert_eq!(cluster_filter("c1"), r#"attributes."ce-clustername"="c1""#);
         assert_eq!(source_filter("maestro"), r#"attributes."ce-originalsource"="maestro""#);
+    }
+
+    #[test]
+    fn reads_a_go_maestro_yaml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pubsub.yaml");
+        std::fs::write(
+            &path,
+            "projectID: maestro-test\nendpoint: localhost:8085\ndisableTLS: true\ntopics:\n  \
+             agentEvents: projects/maestro-test/topics/agentevents\n  \
+             agentBroadcast: projects/maestro-test/topics/agentbroadcast\nsubscriptions:\n  \
+             sourceEvents: projects/maestro-test/subscriptions/sourceevents-c1\n  \
+             sourceBroadcast: projects/maestro-test/subscriptions/sourcebroadcast-c1\n",
+        )
+        .unwrap();
+        let cfg = PubSubConfig::from_file(&path).unwrap();
+        cfg.validate_agent().unwrap();
+        assert_eq!(cfg.endpoint.as_deref(), Some("localhost:8085"));
+        std::fs::write(&path, "projectID: Bad_Project\n").unwrap();
+        let err = PubSubConfig::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("pubsub.yaml") && err.contains("project"), "{err}");
+        std::fs::write(&path, "projectID: [unclosed\n").unwrap();
+        assert!(PubSubConfig::from_file(&path).unwrap_err().to_string().contains("pubsub.yaml"));
+        let missing = PubSubConfig::from_file(dir.path().join("none.yaml")).unwrap_err().to_string();
+        assert!(missing.contains("cannot read"), "{missing}");
     }
 
     #[test]

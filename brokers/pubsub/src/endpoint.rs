@@ -10,6 +10,7 @@ use std::time::Duration;
 use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler;
+use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior, ShutdownToken};
 use maestro_api::{AttributesReader, Event, ext, pubsub};
 use maestro_transport::deliver::{Backoff, Outcome, deliver};
 use maestro_transport::{DynHandler, Error, Result, Subscribed};
@@ -17,7 +18,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
-use crate::config::PUBSUB_MESSAGE_LIMIT;
+use crate::config::{DEFAULT_STREAM_ACK_DEADLINE, PUBSUB_MESSAGE_LIMIT};
 use crate::conn::Clients;
 use crate::{BACKEND, PubSubConfig};
 
@@ -118,6 +119,11 @@ impl Endpoint {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The admin client (same endpoint and credentials).
+    pub(crate) fn admin(&self) -> &Admin {
+        &self.inner.admin
+    }
+
     /// True while the last health check passed.
     pub(crate) fn is_connected(&self) -> bool {
         *self.inner.up.borrow()
@@ -172,6 +178,7 @@ impl Endpoint {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut tasks = self.tasks();
         tasks.push(tokio::spawn(worker(self.inner.clone(), rx, handler)));
+        // Last, so that `close` finds it at the end.
         tasks.push(tokio::spawn(receive_loop(self.inner.clone(), tx)));
         Ok(())
     }
@@ -180,22 +187,41 @@ impl Endpoint {
         self.inner.signal.subscribe()
     }
 
-    /// Stops every task. Idempotent.
-    pub(crate) fn close(&self) {
+    /// Stops every task. The receive loop is given [`CLOSE_GRACE`] to shut its streams down,
+    /// which nacks every message received but not handled, so the service redelivers them at
+    /// once (to the next client of the subscription) instead of after the ack deadline.
+    /// Idempotent.
+    pub(crate) async fn close(&self) {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        // The receive loop sees `up` fall, shuts its streams down and returns.
+        self.inner.up.send_replace(false);
+        let receive = self.tasks().pop_if(|_| self.started.load(Ordering::Acquire));
+        if let Some(mut receive) = receive
+            && tokio::time::timeout(CLOSE_GRACE, &mut receive).await.is_err()
+        {
+            receive.abort();
+        }
+        self.abort_all();
+        tracing::info!(backend = BACKEND, role = ?self.inner.layout.role, "Pub/Sub endpoint closed");
+    }
+
+    fn abort_all(&self) {
         for task in self.tasks().drain(..) {
             task.abort();
         }
-        self.inner.up.send_replace(false);
-        tracing::info!(backend = BACKEND, role = ?self.inner.layout.role, "Pub/Sub endpoint closed");
     }
 }
 
+/// How long [`Endpoint::close`] waits for the streams to nack what they hold.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        self.close();
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.up.send_replace(false);
+        self.abort_all();
     }
 }
 
@@ -315,14 +341,21 @@ async fn receive_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Delivery>) {
     let mut resets = inner.resets.subscribe();
     let mut failures = 0u32;
     while !inner.closed.load(Ordering::Acquire) {
-        if up.wait_for(|u| *u).await.is_err() {
+        // `close` sets `closed` before it lowers `up`, which wakes this wait.
+        if up.wait_for(|u| *u || inner.closed.load(Ordering::Acquire)).await.is_err() {
+            return;
+        }
+        if inner.closed.load(Ordering::Acquire) {
             return;
         }
         resets.borrow_and_update();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
-        let pumps: Vec<JoinHandle<()>> = (0..inner.layout.subs.len())
-            .map(|i| tokio::spawn(pump(inner.clone(), i, tx.clone(), done_tx.clone())))
-            .collect();
+        let mut pumps = Pumps::default();
+        for i in 0..inner.layout.subs.len() {
+            let stream = open_stream(&inner, i);
+            pumps.tokens.push(stream.shutdown_token());
+            pumps.tasks.push(tokio::spawn(pump(inner.clone(), i, stream, tx.clone(), done_tx.clone())));
+        }
         inner.signal.send_modify(|n| *n += 1);
         tracing::info!(backend = BACKEND, role = ?inner.layout.role, "subscribed");
         let opened = tokio::time::Instant::now();
@@ -331,8 +364,9 @@ async fn receive_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Delivery>) {
             r = done_rx.recv() => (r.unwrap_or_else(|| "stream ended".to_owned()), true),
             _ = resets.changed() => ("topics or subscriptions were recreated".to_owned(), false),
         };
-        for p in pumps {
-            p.abort();
+        pumps.shutdown().await;
+        if inner.closed.load(Ordering::Acquire) {
+            return;
         }
         tracing::warn!(backend = BACKEND, role = ?inner.layout.role, %reason, "receive streams stopped; resubscribing");
         if stream_failed && *up.borrow() {
@@ -347,16 +381,47 @@ async fn receive_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Delivery>) {
     }
 }
 
-/// Reads one subscription's StreamingPull until it fails; reports why on `done`.
-async fn pump(
-    inner: Arc<Inner>,
-    sub: usize,
-    tx: mpsc::UnboundedSender<Delivery>,
-    done: mpsc::UnboundedSender<String>,
-) {
+/// The StreamingPull readers of one subscription round. Dropping it (the receive loop was
+/// aborted) aborts the readers, which drops their streams: the library then nacks what they
+/// held ([`ShutdownBehavior::NackImmediately`]).
+#[derive(Default)]
+struct Pumps {
+    tasks: Vec<JoinHandle<()>>,
+    tokens: Vec<ShutdownToken>,
+}
+
+impl Pumps {
+    /// Shuts the streams down (nacking every message not yet handled), bounded by
+    /// [`CLOSE_GRACE`], then stops the readers.
+    async fn shutdown(&mut self) {
+        let all = futures::future::join_all(self.tokens.iter().map(ShutdownToken::shutdown));
+        if tokio::time::timeout(CLOSE_GRACE, all).await.is_err() {
+            tracing::debug!(backend = BACKEND, "stream shutdown timed out");
+        }
+        self.tokens.clear();
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Pumps {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Opens StreamingPull on subscription `sub` with the receive settings.
+fn open_stream(inner: &Inner, sub: usize) -> MessageStream {
     let name = &inner.layout.subs[sub].name;
     let rs = &inner.config.receive_settings;
-    let mut builder = inner.clients.subscriber.subscribe(name.clone());
+    let mut builder = inner
+        .clients
+        .subscriber
+        .subscribe(name.clone())
+        .set_shutdown_behavior(ShutdownBehavior::NackImmediately);
     if let Some(n) = rs.max_outstanding_messages.filter(|n| *n > 0) {
         builder = builder.set_max_outstanding_messages(n);
     }
@@ -366,10 +431,21 @@ async fn pump(
     if let Some(d) = rs.max_extension.filter(|d| !d.is_zero()) {
         builder = builder.set_max_lease(d);
     }
-    if let Some(d) = rs.max_duration_per_ack_extension.filter(|d| !d.is_zero()) {
-        builder = builder.set_max_lease_extension(d);
-    }
-    let mut stream = builder.build();
+    let deadline = rs.max_duration_per_ack_extension.filter(|d| !d.is_zero());
+    builder = builder.set_max_lease_extension(deadline.unwrap_or(DEFAULT_STREAM_ACK_DEADLINE));
+    builder.build()
+}
+
+/// Reads one subscription's StreamingPull until it fails; reports why on `done`. A delivery
+/// the worker can no longer take is dropped, which nacks it.
+async fn pump(
+    inner: Arc<Inner>,
+    sub: usize,
+    mut stream: MessageStream,
+    tx: mpsc::UnboundedSender<Delivery>,
+    done: mpsc::UnboundedSender<String>,
+) {
+    let name = &inner.layout.subs[sub].name;
     let reason = loop {
         match stream.next().await {
             Some(Ok((message, handler))) => {

@@ -22,6 +22,7 @@ use crate::{BACKEND, PubSubConfig};
 pub struct PubSubSource {
     source_id: String,
     endpoint: Endpoint,
+    create_consumer_subscriptions: bool,
 }
 
 impl PubSubSource {
@@ -60,8 +61,13 @@ impl PubSubSource {
                 },
             ],
         };
+        let create_consumer_subscriptions = config.create_consumer_subscriptions_enabled();
         let endpoint = Endpoint::connect(config, layout).await?;
-        Ok(Arc::new(PubSubSource { source_id: source_id.to_owned(), endpoint }))
+        Ok(Arc::new(PubSubSource {
+            source_id: source_id.to_owned(),
+            endpoint,
+            create_consumer_subscriptions,
+        }))
     }
 
     /// The source id.
@@ -102,7 +108,20 @@ impl SourceTransport for PubSubSource {
         self.endpoint.subscribed()
     }
 
+    /// Creates the consumer's subscriptions (`sourceevents-<consumer>` with its clustername
+    /// filter, `sourcebroadcast-<consumer>`) when `createConsumerSubscriptions` is on
+    /// ([`PubSubConfig::create_consumer_subscriptions_enabled`]); idempotent.
+    ///
+    /// # Errors
+    /// [`Error::Other`] when the service refuses or is unreachable.
+    async fn register_consumer(&self, consumer: &str) -> Result<()> {
+        if !self.create_consumer_subscriptions {
+            return Ok(());
+        }
+        self.endpoint.admin().create_consumer_subscriptions(consumer).await
+    }
+
     async fn close(&self) {
-        self.endpoint.close();
+        self.endpoint.close().await;
     }
 }

@@ -243,3 +243,43 @@ async fn restart_recreates_topics_and_filtered_subscriptions() {
     agent.close().await;
     source.close().await;
 }
+
+/// An agent that stops and comes back receives what was published in between. Its closed
+/// streams are shut down (nacking what they held), but the emulator keeps routing messages to
+/// a cancelled StreamingPull stream (its connection is gone, checked with `ss`) until the
+/// stream ack deadline passes: that deadline defaults to 10 s (`DEFAULT_STREAM_ACK_DEADLINE`),
+/// not the library's 60 s, so the message must arrive well within 30 s (measured: ~10 s alone;
+/// a loaded machine delays the emulator's redelivery, hence the emulator tests run one at a
+/// time, `.config/nextest.toml`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_agent_gets_what_was_published_while_it_was_away() {
+    let emu = Emulator::start().await;
+    let cfg = base_config(&emu);
+    init(&cfg, SOURCE_ID, &["c1".to_owned()]).await.unwrap();
+    let source = PubSubSource::connect(cfg.clone().for_source(SOURCE_ID), SOURCE_ID).await.unwrap();
+    let first = PubSubAgent::connect(cfg.clone().for_agent("c1"), "c1", "c1-agent").await.unwrap();
+    let seen = Recorder::new();
+    first.start(seen.clone()).await.unwrap();
+    let mut sub = first.subscribed();
+    sub.wait_for(|n| *n > 0).await.unwrap();
+    let before = spec("before", "c1");
+    publish(|| source.publish(&before)).await;
+    seen.wait_for("the first spec", |evs| evs.iter().any(|e| e.id() == "before")).await;
+    first.close().await;
+    drop(first);
+
+    let while_away = spec("while-away", "c1");
+    publish(|| source.publish(&while_away)).await;
+    let second = PubSubAgent::connect(cfg.for_agent("c1"), "c1", "c1-agent").await.unwrap();
+    let again = Recorder::new();
+    let started = std::time::Instant::now();
+    second.start(again.clone()).await.unwrap();
+    again.wait_for("the spec published while away", |evs| evs.iter().any(|e| e.id() == "while-away")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "redelivered only after {:?} (the ack deadline is 60 s)",
+        started.elapsed()
+    );
+    second.close().await;
+    source.close().await;
+}

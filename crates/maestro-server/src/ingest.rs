@@ -86,6 +86,14 @@ impl Ingest {
             out.push(unknown_resource_delete(&self.source_id, &id, version, &cluster));
         }
         tracing::info!(consumer = %cluster, held = resources.len(), sending = out.len(), "spec resync");
+        // On a broker that stores messages (MQTT, Pub/Sub), a status the agent published just
+        // before a broker outage can be lost, and the server's status resync broadcast after
+        // its own resubscription can miss an agent that resubscribes later (Pub/Sub recreates
+        // the agent's subscription only then). The agent's spec resync marks its return: ask it
+        // for its statuses too (protocol.md §5.1; it resends only what differs).
+        if self.transport.backend() != "grpc" {
+            out.extend(crate::resync::batches(&self.source_id, &cluster, &resources));
+        }
         for ev in &out {
             if let Err(e) = self.transport.publish(ev).await {
                 return Err(if e.is_retryable() {

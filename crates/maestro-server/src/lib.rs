@@ -143,7 +143,7 @@ pub async fn start(
         )),
         tokio::spawn(hub::run_fanout(store.clone(), hub, rx.clone())),
         tokio::spawn(resync::run(store.clone(), transport.clone(), config.source_id.clone(), rx.clone())),
-        tokio::spawn(serve_rest(http, store, rx.clone())),
+        tokio::spawn(serve_rest(http, store, transport.clone(), rx.clone())),
         tokio::spawn(serve_grpc(grpc, svc, rx)),
     ];
     tracing::info!(%http_addr, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
@@ -162,8 +162,13 @@ async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
     }
 }
 
-async fn serve_rest(listener: TcpListener, store: DynStore, rx: watch::Receiver<bool>) {
-    let app = rest::router(store);
+async fn serve_rest(
+    listener: TcpListener,
+    store: DynStore,
+    transport: DynSourceTransport,
+    rx: watch::Receiver<bool>,
+) {
+    let app = rest::router(store, transport);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(wait_shutdown(rx)).await {
         tracing::error!(error = %e, "REST server failed");
     }

@@ -73,6 +73,17 @@ pub trait SourceTransport: Send + Sync + Debug + 'static {
     /// The subscribed signal.
     fn subscribed(&self) -> Subscribed;
 
+    /// Prepares what the broker needs before agents of a newly registered consumer can
+    /// receive specs (Pub/Sub: the consumer's subscriptions, protocol.md §7.3). The server calls
+    /// it when a consumer is created. Default: nothing to do.
+    ///
+    /// # Errors
+    /// Backend errors when the resources cannot be created; the consumer stays registered.
+    async fn register_consumer(&self, consumer: &str) -> Result<()> {
+        let _ = consumer;
+        Ok(())
+    }
+
     /// Stops background tasks. Idempotent.
     async fn close(&self);
 }

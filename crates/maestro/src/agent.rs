@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use maestro_agent::{Agent, AgentConfig, Cluster, SimulatedCluster};
 
-use crate::broker::{BrokerKind, agent_transport};
+use crate::broker::{AgentBrokerSettings, agent_transport};
 
 /// The cluster implementation an agent applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,12 +24,8 @@ pub struct AgentSettings {
     pub consumer: String,
     /// Agent id (CloudEvent `source`).
     pub agent_id: String,
-    /// Broker backend.
-    pub broker: BrokerKind,
-    /// sdk-go style broker config file.
-    pub broker_config: Option<String>,
-    /// gRPC broker address when no config file is given.
-    pub broker_url: String,
+    /// The broker.
+    pub broker: AgentBrokerSettings,
     /// Cluster implementation.
     pub cluster: ClusterKind,
     /// Status sync period.
@@ -52,14 +48,13 @@ async fn cluster(kind: ClusterKind) -> anyhow::Result<Arc<dyn Cluster>> {
 /// # Errors
 /// Broker configuration or cluster connection failures.
 pub async fn build(s: &AgentSettings) -> anyhow::Result<Agent> {
-    let transport =
-        agent_transport(s.broker, s.broker_config.as_deref(), &s.broker_url, &s.consumer, &s.agent_id)
-            .await
-            .with_context(|| format!("configuring the {} broker", s.broker.as_str()))?;
+    let transport = agent_transport(&s.broker, &s.consumer, &s.agent_id)
+        .await
+        .with_context(|| format!("configuring the {} broker", s.broker.kind.as_str()))?;
     let mut config = AgentConfig::new(&s.consumer);
     config.agent_id = s.agent_id.clone();
     config.status_sync_interval = s.status_sync_interval;
-    config.hub_host = s.broker_url.clone();
+    config.hub_host = s.broker.hub_host()?;
     Ok(Agent::new(config, transport, cluster(s.cluster).await?))
 }
 
@@ -69,7 +64,7 @@ pub async fn build(s: &AgentSettings) -> anyhow::Result<Agent> {
 /// Start-up failures.
 pub async fn run(s: AgentSettings) -> anyhow::Result<()> {
     let agent = build(&s).await?;
-    tracing::info!(consumer = %s.consumer, agent_id = %s.agent_id, broker = s.broker.as_str(), "agent starting");
+    tracing::info!(consumer = %s.consumer, agent_id = %s.agent_id, broker = s.broker.kind.as_str(), "agent starting");
     agent.run(crate::shutdown_signal()).await.context("agent failed")?;
     Ok(())
 }

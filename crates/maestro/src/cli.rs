@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::agent::{AgentSettings, ClusterKind};
-use crate::broker::{BrokerKind, SourceBrokerSettings};
+use crate::broker::{AgentBrokerSettings, BrokerKind, SourceBrokerSettings};
 use crate::server::ServerSettings;
 
 /// Maestro in Rust: carries Kubernetes resources (ManifestWorks / resource bundles) from a
@@ -42,9 +42,12 @@ pub enum Command {
     /// Apply database migrations and exit.
     Migrate(DbArgs),
     /// Run the main job end to end on embedded defaults: a server on SQLite with the gRPC
-    /// broker and 3 agents on simulated clusters; apply the examples, wait until Available,
-    /// print their status, delete one.
+    /// broker (or `--broker mqtt|pubsub`) and 3 agents on simulated clusters; apply the
+    /// examples, wait until Available, print their status, delete one.
     Demo(crate::demo::DemoArgs),
+    /// Pub/Sub administration.
+    #[command(subcommand)]
+    Pubsub(PubSubCommand),
 }
 
 /// Database selection.
@@ -71,9 +74,16 @@ pub struct ServerArgs {
     #[arg(long, env = "MAESTRO_GRPC_ADDR", default_value = "0.0.0.0:8090")]
     grpc_addr: SocketAddr,
     /// Broker config file with the sdk-go keys (`--broker mqtt`: brokerHost, username,
-    /// password, topics, caFile, …). An existing Go Maestro config file works.
+    /// password, topics, caFile, …; `--broker pubsub`: projectID, endpoint, credentialsFile,
+    /// disableTLS, topics, subscriptions, …). An existing Go Maestro config file works.
     #[arg(long = "broker-config", alias = "message-broker-config-file", env = "MAESTRO_BROKER_CONFIG")]
     broker_config: Option<String>,
+    /// Without `--broker-config`: the MQTT broker `host:port` (Maestro's topic layout), or the
+    /// Pub/Sub endpoint (emulator `host:port`; default `PUBSUB_EMULATOR_HOST`, else Google's).
+    #[arg(long, env = "MAESTRO_BROKER_URL")]
+    broker_url: Option<String>,
+    #[command(flatten)]
+    pubsub: PubSubArgs,
     /// With `--broker mqtt`: run an embedded MQTT 5 broker (rumqttd) on this address, for
     /// single-node setups; without `--broker-config` the server then uses it with Maestro's
     /// topic layout (`sources/<source-id>/consumers/+/sourceevents|agentevents`).
@@ -115,20 +125,63 @@ pub struct AgentArgs {
         default_value = "grpc"
     )]
     broker: BrokerKind,
-    /// Broker config file (sdk-go YAML keys, e.g. `url: host:8091` for gRPC). Overrides
-    /// `--broker-url`.
+    /// Broker config file (sdk-go YAML keys: `url: host:8091` for gRPC; brokerHost, topics, …
+    /// for MQTT; projectID, endpoint, subscriptions, … for Pub/Sub). Overrides `--broker-url`.
     #[arg(long = "workload-source-config", env = "MAESTRO_BROKER_CONFIG")]
     broker_config: Option<String>,
-    /// Broker address `host:port` when no config file is given (gRPC broker, or MQTT broker
-    /// with Maestro's topic layout for source `maestro`).
-    #[arg(long, env = "MAESTRO_BROKER_URL", default_value = "localhost:8091")]
-    broker_url: String,
+    /// Broker address when no config file is given: the gRPC broker `host:port` (default
+    /// `localhost:8091`), the MQTT broker `host:port` (Maestro's topic layout for source
+    /// `maestro`), or the Pub/Sub endpoint (emulator `host:port`; default
+    /// `PUBSUB_EMULATOR_HOST`, else Google's).
+    #[arg(long, env = "MAESTRO_BROKER_URL")]
+    broker_url: Option<String>,
+    #[command(flatten)]
+    pubsub: PubSubArgs,
     /// The cluster to apply to: `kube` (kubeconfig / in-cluster) or `simulated` (in-process).
     #[arg(long, value_enum, env = "MAESTRO_CLUSTER", default_value = "kube")]
     cluster: ClusterKind,
     /// How often applied resources are re-read for Available and feedback (e.g. `10s`).
     #[arg(long, env = "MAESTRO_STATUS_SYNC_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     status_sync_interval: Duration,
+}
+
+/// Pub/Sub without a config file.
+#[derive(Debug, Clone, Args)]
+pub struct PubSubArgs {
+    /// With `--broker pubsub` and no `--broker-config`: the GCP project holding Maestro's
+    /// topics (`sourceevents`, `sourcebroadcast`, `agentevents`, `agentbroadcast`).
+    #[arg(long, env = "MAESTRO_PUBSUB_PROJECT")]
+    pub pubsub_project: Option<String>,
+}
+
+/// `maestro pubsub` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PubSubCommand {
+    /// Create Maestro's topics and the subscriptions of a source and of consumers
+    /// (protocol.md §7.3), idempotently: what exists is kept.
+    Init(PubSubInitArgs),
+}
+
+/// `maestro pubsub init` flags.
+#[derive(Debug, Clone, Args)]
+pub struct PubSubInitArgs {
+    /// sdk-go Pub/Sub config file (projectID, endpoint, credentialsFile, disableTLS, topics).
+    #[arg(long = "broker-config", env = "MAESTRO_BROKER_CONFIG")]
+    pub broker_config: Option<String>,
+    /// Without `--broker-config`: the endpoint (emulator `host:port`; default
+    /// `PUBSUB_EMULATOR_HOST`, else Google's).
+    #[arg(long, env = "MAESTRO_BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// The project.
+    #[command(flatten)]
+    pub pubsub: PubSubArgs,
+    /// The source whose subscriptions to create (`agentevents-<id>`, `agentbroadcast-<id>`).
+    #[arg(long, env = "MAESTRO_SOURCE_ID", default_value = "maestro")]
+    pub source_id: String,
+    /// A consumer whose subscriptions to create (`sourceevents-<name>` with its clustername
+    /// filter, `sourcebroadcast-<name>`); repeat or separate with commas.
+    #[arg(long = "consumer", value_delimiter = ',')]
+    pub consumers: Vec<String>,
 }
 
 /// Runs the parsed command.
@@ -141,6 +194,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(a) => crate::agent::run(agent_settings(a)).await,
         Command::Migrate(a) => crate::server::migrate(&a.db_url).await,
         Command::Demo(a) => crate::demo::run(a).await,
+        Command::Pubsub(PubSubCommand::Init(a)) => crate::pubsub::init(a).await,
     }
 }
 
@@ -154,7 +208,8 @@ fn server_settings(a: ServerArgs) -> ServerSettings {
             heartbeat,
             config_file: a.broker_config,
             embedded_mqtt: a.embedded_mqtt,
-            mqtt_broker_host: None,
+            broker_url: a.broker_url,
+            pubsub_project: a.pubsub.pubsub_project,
             source_id: a.source_id.clone(),
             client_id: a.client_id,
         },
@@ -173,9 +228,12 @@ fn agent_settings(a: AgentArgs) -> AgentSettings {
     AgentSettings {
         agent_id: a.agent_id.unwrap_or_else(|| format!("{}-work-agent", a.consumer_name)),
         consumer: a.consumer_name,
-        broker: a.broker,
-        broker_config: a.broker_config,
-        broker_url: a.broker_url,
+        broker: AgentBrokerSettings {
+            kind: a.broker,
+            config_file: a.broker_config,
+            url: a.broker_url,
+            pubsub_project: a.pubsub.pubsub_project,
+        },
         cluster: a.cluster,
         status_sync_interval: a.status_sync_interval,
     }
@@ -198,5 +256,20 @@ mod tests {
         assert!(Cli::try_parse_from(["maestro", "agent"]).is_err(), "consumer name is required");
         let ok = Cli::try_parse_from(["maestro", "agent", "--consumer-name", "c1", "--cluster", "simulated"]);
         assert!(ok.is_ok());
+        let init = Cli::try_parse_from([
+            "maestro",
+            "pubsub",
+            "init",
+            "--pubsub-project",
+            "maestro-test",
+            "--consumer",
+            "c1,c2",
+            "--consumer",
+            "c3",
+        ]);
+        match init.map(|c| c.command) {
+            Ok(Command::Pubsub(PubSubCommand::Init(a))) => assert_eq!(a.consumers, ["c1", "c2", "c3"]),
+            other => panic!("unexpected parse: {other:?}"),
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! `maestro demo`: the main job end to end on embedded defaults. Starts a server on SQLite
-//! with the gRPC broker and three agents on simulated clusters, applies the ManifestWorks of
+//! with the gRPC broker (or the embedded MQTT broker, or the Pub/Sub emulator) and three agents on simulated clusters, applies the ManifestWorks of
 //! `examples/`, waits until they are Applied and Available, prints a status table with the
 //! feedback values, deletes one bundle, shows it gone, and exits 0.
 
@@ -10,6 +10,7 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use maestro_client::{BundleFilter, ResourceBundle, manifestwork};
 
+use crate::broker::BrokerKind;
 use crate::stack::{LocalStack, StackConfig};
 
 /// The example ManifestWorks, embedded so the demo runs from any directory:
@@ -29,13 +30,33 @@ pub struct DemoArgs {
     /// How long to wait for each step (e.g. `60s`).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// The broker between server and agents: `grpc` (server-hosted) or `mqtt` (the embedded
-    /// rumqttd, or `--mqtt-host`).
+    /// The broker between server and agents: `grpc` (server-hosted), `mqtt` (the embedded
+    /// rumqttd, or `--mqtt-host`) or `pubsub` (the emulator at `--pubsub-endpoint`).
     #[arg(long, value_enum, default_value = "grpc")]
-    pub broker: crate::broker::BrokerKind,
+    pub broker: BrokerKind,
     /// With `--broker mqtt`: an external MQTT 5 broker `host:port` instead of the embedded one.
     #[arg(long)]
     pub mqtt_host: Option<String>,
+    /// With `--broker pubsub`: a running Pub/Sub emulator `host:port`. Unset: the demo starts
+    /// the emulator itself when its launcher (Debian package google-cloud-cli-pubsub-emulator)
+    /// is installed.
+    #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
+    pub pubsub_endpoint: Option<String>,
+}
+
+/// Resolves the Pub/Sub emulator: the given endpoint, or one started here (kept alive by the
+/// returned handle).
+async fn pubsub_emulator(
+    endpoint: Option<String>,
+) -> anyhow::Result<(Option<String>, Option<maestro_broker_pubsub::testing::Emulator>)> {
+    if let Some(ep) = endpoint {
+        return Ok((Some(ep), None));
+    }
+    println!("==> starting the Pub/Sub emulator (no --pubsub-endpoint given; takes a few seconds)");
+    let emulator = maestro_broker_pubsub::testing::Emulator::try_start()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; or pass --pubsub-endpoint HOST:PORT of a running emulator"))?;
+    Ok((Some(emulator.endpoint()), Some(emulator)))
 }
 
 /// Runs the demo.
@@ -51,9 +72,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = StackConfig::new(&db_url);
     config.broker = args.broker;
     config.mqtt_host = args.mqtt_host.clone();
+    let mut _emulator = None;
+    if args.broker == BrokerKind::Pubsub {
+        (config.pubsub_endpoint, _emulator) = pubsub_emulator(args.pubsub_endpoint.clone()).await?;
+    }
     let broker = match (args.broker, &args.mqtt_host) {
-        (crate::broker::BrokerKind::Mqtt, Some(h)) => format!("the MQTT broker at {h}"),
-        (crate::broker::BrokerKind::Mqtt, None) => "an embedded MQTT broker".to_owned(),
+        (BrokerKind::Mqtt, Some(h)) => format!("the MQTT broker at {h}"),
+        (BrokerKind::Mqtt, None) => "an embedded MQTT broker".to_owned(),
+        (BrokerKind::Pubsub, _) => {
+            format!("the Pub/Sub emulator at {}", config.pubsub_endpoint.as_deref().unwrap_or_default())
+        }
         (kind, _) => format!("the {} broker", kind.as_str()),
     };
     println!("==> starting a server ({}) with {broker}", maestro_store::redact(&db_url));

@@ -3,7 +3,7 @@
 //! Wires the crates together: [`broker`] builds the transport for the chosen backend (the
 //! only place that names a backend type — `maestro-transport` cannot depend on the brokers,
 //! which depend on it), [`server`] and [`agent`] run the two roles, [`demo`] runs the main
-//! job end to end on embedded defaults. The `maestro` binary is a thin clap front-end
+//! job end to end on embedded defaults, [`pubsub`] creates Pub/Sub topics and subscriptions. The `maestro` binary is a thin clap front-end
 //! ([`cli`]).
 
 pub mod agent;
@@ -11,6 +11,7 @@ pub mod broker;
 pub mod cli;
 pub mod demo;
 pub mod embedded_mqtt;
+pub mod pubsub;
 pub mod server;
 pub mod stack;
 

@@ -14,7 +14,9 @@ use maestro_client::{RestClient, SourceClient};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::broker::{BrokerKind, SourceBrokerSettings, agent_transport};
+use crate::broker::{
+    AgentBrokerSettings, BrokerKind, PubSubRole, SourceBrokerSettings, agent_transport, pubsub_config,
+};
 use crate::server::{ServerSettings, Started};
 
 /// Stack settings.
@@ -33,6 +35,12 @@ pub struct StackConfig {
     /// MQTT: an external broker `host:port` (e.g. Mosquitto); `None` starts the embedded
     /// rumqttd on a free port.
     pub mqtt_host: Option<String>,
+    /// Pub/Sub: the emulator `host:port` (required with [`BrokerKind::Pubsub`]).
+    pub pubsub_endpoint: Option<String>,
+    /// Pub/Sub: the project (default `maestro-local`).
+    pub pubsub_project: String,
+    /// Pub/Sub: how often clients check the service and recreate lost topics/subscriptions.
+    pub pubsub_health_interval: Duration,
 }
 
 impl StackConfig {
@@ -45,6 +53,9 @@ impl StackConfig {
             status_sync_interval: Duration::from_secs(1),
             broker: BrokerKind::Grpc,
             mqtt_host: None,
+            pubsub_endpoint: None,
+            pubsub_project: "maestro-local".into(),
+            pubsub_health_interval: Duration::from_secs(1),
         }
     }
 }
@@ -57,6 +68,8 @@ struct RunningAgent {
 /// The running stack.
 pub struct LocalStack {
     config: StackConfig,
+    /// Holds the generated Pub/Sub config files.
+    config_dir: tempfile::TempDir,
     settings: ServerSettings,
     server: Option<Started>,
     /// REST client for the server.
@@ -83,15 +96,21 @@ impl LocalStack {
     /// # Errors
     /// Database, bind or client connection failures.
     pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
+        let config_dir = tempfile::tempdir().context("creating a directory for broker configs")?;
         let mut settings = crate::server::defaults(&config.db_url, config.broker);
         settings.broker = SourceBrokerSettings {
             kind: config.broker,
             grpc_bind: loopback(),
             heartbeat: config.heartbeat,
             embedded_mqtt: (config.broker == BrokerKind::Mqtt && config.mqtt_host.is_none()).then(loopback),
-            mqtt_broker_host: config.mqtt_host.clone(),
+            broker_url: config.mqtt_host.clone(),
+            config_file: None,
             ..settings.broker
         };
+        if config.broker == BrokerKind::Pubsub {
+            let role = PubSubRole::Source(&settings.broker.source_id);
+            settings.broker.config_file = Some(write_pubsub_config(&config, &config_dir, role)?);
+        }
         settings.server.http_addr = loopback();
         settings.server.grpc_addr = loopback();
         settings.server.heartbeat = config.heartbeat;
@@ -104,7 +123,7 @@ impl LocalStack {
             (BrokerKind::Mqtt, Some(a)) => {
                 // The embedded broker keeps running across server restarts: reuse it.
                 settings.broker.embedded_mqtt = None;
-                settings.broker.mqtt_broker_host = Some(a.to_string());
+                settings.broker.broker_url = Some(a.to_string());
             }
             _ => {}
         }
@@ -118,6 +137,7 @@ impl LocalStack {
         .context("connecting the source client")?;
         Ok(LocalStack {
             config,
+            config_dir,
             settings,
             server: Some(started),
             rest,
@@ -127,12 +147,29 @@ impl LocalStack {
         })
     }
 
-    /// The address agents connect to: the gRPC broker, or the MQTT broker `host:port`.
+    /// The address agents connect to: the gRPC broker, the MQTT broker `host:port`, or the
+    /// Pub/Sub emulator.
     pub fn broker_addr(&self) -> String {
         match self.config.broker {
-            BrokerKind::Mqtt => self.settings.broker.mqtt_broker_host.clone().unwrap_or_default(),
-            _ => self.settings.broker.grpc_bind.to_string(),
+            BrokerKind::Mqtt => self.settings.broker.broker_url.clone().unwrap_or_default(),
+            BrokerKind::Pubsub => self.config.pubsub_endpoint.clone().unwrap_or_default(),
+            BrokerKind::Grpc => self.settings.broker.grpc_bind.to_string(),
         }
+    }
+
+    fn agent_broker(&self, consumer: &str) -> anyhow::Result<AgentBrokerSettings> {
+        let config_file = match self.config.broker {
+            BrokerKind::Pubsub => {
+                Some(write_pubsub_config(&self.config, &self.config_dir, PubSubRole::Agent(consumer))?)
+            }
+            _ => None,
+        };
+        Ok(AgentBrokerSettings {
+            kind: self.config.broker,
+            config_file,
+            url: Some(self.broker_addr()),
+            pubsub_project: None,
+        })
     }
 
     /// The REST address.
@@ -157,11 +194,11 @@ impl LocalStack {
     pub async fn start_agent(&mut self, consumer: &str) -> anyhow::Result<()> {
         self.stop_agent(consumer).await;
         let agent_id = format!("{consumer}-work-agent");
-        let transport =
-            agent_transport(self.config.broker, None, &self.broker_addr(), consumer, &agent_id).await?;
+        let broker = self.agent_broker(consumer)?;
+        let transport = agent_transport(&broker, consumer, &agent_id).await?;
         let mut cfg = AgentConfig::new(consumer);
         cfg.status_sync_interval = self.config.status_sync_interval;
-        cfg.hub_host = self.broker_addr();
+        cfg.hub_host = broker.hub_host()?;
         let agent = Agent::new(cfg, transport, self.cluster(consumer));
         let (stop, rx) = oneshot::channel::<()>();
         let name = consumer.to_owned();
@@ -212,4 +249,26 @@ impl LocalStack {
         }
         self.stop_server().await;
     }
+}
+
+/// Writes an sdk-go style Pub/Sub config file for `role` (Maestro's layout on the stack's
+/// project and emulator, with its health check period) and returns its path: the stack runs
+/// the same config-file path as a deployment.
+fn write_pubsub_config(
+    config: &StackConfig,
+    dir: &tempfile::TempDir,
+    role: PubSubRole<'_>,
+) -> anyhow::Result<String> {
+    let endpoint =
+        config.pubsub_endpoint.as_deref().context("--broker pubsub needs the emulator endpoint")?;
+    let mut cfg = pubsub_config(None, Some(endpoint), Some(&config.pubsub_project), role)?;
+    cfg.health_check_interval = config.pubsub_health_interval;
+    let name = match role {
+        PubSubRole::Source(id) => format!("source-{id}.yaml"),
+        PubSubRole::Agent(c) => format!("agent-{c}.yaml"),
+    };
+    let path = dir.path().join(name);
+    std::fs::write(&path, serde_yaml_ng::to_string(&cfg)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path.to_string_lossy().into_owned())
 }

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use maestro_store::{ConsumerQuery, DynStore, NewConsumer, Paging, ResourceQuery};
+use maestro_transport::DynSourceTransport;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -25,10 +26,13 @@ use presenters::BASE;
 pub struct RestState {
     /// The store.
     pub store: DynStore,
+    /// The broker, told about newly registered consumers
+    /// ([`maestro_transport::SourceTransport::register_consumer`]).
+    pub transport: DynSourceTransport,
 }
 
 /// Builds the router.
-pub fn router(store: DynStore) -> Router {
+pub fn router(store: DynStore, transport: DynSourceTransport) -> Router {
     Router::new()
         .route("/api/maestro", get(|| async { Json(json!({"id":"maestro","kind":"API","href":"/api/maestro","versions":[{"id":"v1","href":BASE}]})) }))
         .route(BASE, get(|| async { Json(json!({"id":"v1","kind":"APIVersion","href":BASE,"collections":[{"id":"consumers","href":format!("{BASE}/consumers"),"kind":"ConsumerList"},{"id":"resource-bundles","href":format!("{BASE}/resource-bundles"),"kind":"ResourceBundleList"}]})) }))
@@ -39,7 +43,7 @@ pub fn router(store: DynStore) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status":"ok"})) }))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .with_state(RestState { store })
+        .with_state(RestState { store, transport })
 }
 
 /// An error response carrying the request's operation id.
@@ -161,6 +165,12 @@ async fn create_consumer(
         .create_consumer(NewConsumer { name: body.name, labels: body.labels })
         .await
         .map_err(|e| fail(&headers)(e.into()))?;
+    // The consumer is registered either way; an agent with autoCreate (or `maestro pubsub
+    // init`) can still create what the broker failed to create here.
+    if let Err(e) = st.transport.register_consumer(&c.name).await {
+        tracing::warn!(consumer = %c.name, backend = st.transport.backend(), error = %e,
+            "consumer registered, but preparing its broker resources failed");
+    }
     Ok((StatusCode::CREATED, Json(presenters::consumer(&c))).into_response())
 }
 

@@ -1,0 +1,38 @@
+//! `maestro pubsub init`: creates Maestro's Pub/Sub topics and subscriptions (protocol.md
+//! §7.3), what Go Maestro does with `hack/init-pubsub-emulator.sh` or its cloud chart.
+
+use anyhow::Context;
+
+use crate::broker::{PubSubRole, pubsub_config};
+use crate::cli::PubSubInitArgs;
+
+/// Runs `maestro pubsub init`: the four topics, the source's subscriptions and those of every
+/// `--consumer`, idempotently; prints what it set up.
+///
+/// # Errors
+/// A bad or missing configuration, an invalid consumer name, or the service refusing.
+pub async fn init(a: PubSubInitArgs) -> anyhow::Result<()> {
+    for c in &a.consumers {
+        anyhow::ensure!(
+            maestro_api::validate::is_dns1123_label(c),
+            "consumer name {c:?} must be a DNS-1123 label (lower-case alphanumerics and '-', at most 63)"
+        );
+    }
+    let config = pubsub_config(
+        a.broker_config.as_deref(),
+        a.broker_url.as_deref(),
+        a.pubsub.pubsub_project.as_deref(),
+        PubSubRole::Source(&a.source_id),
+    )?;
+    let endpoint = config.resolve_endpoint().url.unwrap_or_else(|| "https://pubsub.googleapis.com".into());
+    maestro_broker_pubsub::init(&config, &a.source_id, &a.consumers)
+        .await
+        .with_context(|| format!("creating Maestro's topics and subscriptions at {endpoint}"))?;
+    println!("project {} at {endpoint}:", config.project_id);
+    println!("  topics: sourceevents, sourcebroadcast, agentevents, agentbroadcast");
+    println!("  source {}: agentevents-{0}, agentbroadcast-{0}", a.source_id);
+    for c in &a.consumers {
+        println!("  consumer {c}: sourceevents-{c}, sourcebroadcast-{c}");
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! The Pub/Sub broker end to end on the official emulator (started by each test on a free
+//! port; the launcher is preinstalled, scripts/test.sh fails clearly without it): the main job
+//! with PostgreSQL, an emulator restart (it loses every topic and subscription) with 100
+//! bundles over 10 consumers in flight, two consumers sharing the topics (the emulator ignores
+//! subscription filters, so each agent's own clustername check is what keeps bundles apart),
+//! and `maestro pubsub init`. Clusters are simulated.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use maestro::broker::BrokerKind;
+use maestro::cli::{PubSubArgs, PubSubInitArgs};
+use maestro::stack::{LocalStack, StackConfig};
+use maestro_api::payload::ManifestBundle;
+use maestro_broker_pubsub::testing::Emulator;
+use maestro_broker_pubsub::{Admin, PubSubConfig, cluster_filter, source_filter};
+use maestro_client::ManifestWorkInput;
+use maestro_tests::broker_restart::restart_with_bundles_in_flight;
+use maestro_tests::{Db, db_url, logging, main_job::main_job, wait_for};
+use serde_json::json;
+
+const PROJECT: &str = "maestro-local";
+
+fn pubsub_stack(url: &str, emulator: &Emulator) -> StackConfig {
+    let mut config = StackConfig::new(url);
+    config.broker = BrokerKind::Pubsub;
+    config.pubsub_endpoint = Some(emulator.endpoint());
+    config.pubsub_project = PROJECT.into();
+    config
+}
+
+async fn admin(emulator: &Emulator) -> Admin {
+    Admin::new(&PubSubConfig::maestro_defaults(PROJECT, Some(&emulator.endpoint()))).await.unwrap()
+}
+
+fn subscription(name: &str) -> String {
+    format!("projects/{PROJECT}/subscriptions/{name}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn main_job_on_postgres_over_the_emulator() {
+    logging();
+    let emulator = Emulator::start().await;
+    let (_guard, url) = db_url(Db::Postgres).await;
+    main_job(pubsub_stack(&url, &emulator)).await;
+}
+
+/// The emulator is killed and restarted with 100 bundles over 10 consumers in flight (see
+/// [`maestro_tests::broker_restart`]): it comes back empty, and the clients recreate the
+/// topics and subscriptions, resubscribe and resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn emulator_restart_with_bundles_in_flight_loses_nothing() {
+    logging();
+    let mut emulator = Emulator::start().await;
+    let (_guard, url) = db_url(Db::Postgres).await;
+    let config = pubsub_stack(&url, &emulator);
+    restart_with_bundles_in_flight(config, &mut emulator).await;
+}
+
+fn shared_work(owner: &str) -> ManifestWorkInput {
+    let manifest = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "shared", "namespace": "default"},
+        "data": {"owner": owner}
+    });
+    ManifestWorkInput {
+        name: "shared".into(),
+        bundle: ManifestBundle { manifests: vec![manifest], ..Default::default() },
+        ..Default::default()
+    }
+}
+
+/// Two consumers on one topic: the server creates each consumer's subscription (with its
+/// clustername filter) at registration; the emulator still delivers every spec to both
+/// subscriptions, and each agent applies only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_consumers_each_apply_only_their_own_bundles() {
+    logging();
+    let emulator = Emulator::start().await;
+    let (_guard, url) = db_url(Db::Sqlite).await;
+    let mut stack = LocalStack::start(pubsub_stack(&url, &emulator)).await.unwrap();
+    let admin = admin(&emulator).await;
+    for c in ["east", "west"] {
+        stack.rest.create_consumer(c, &Default::default()).await.unwrap();
+        let filter = admin.subscription_filter(&subscription(&format!("sourceevents-{c}"))).await.unwrap();
+        assert_eq!(filter, Some(cluster_filter(c)), "registering {c} created its filtered subscription");
+        stack.start_agent(c).await.unwrap();
+    }
+    let mut ids = Vec::new();
+    for c in ["east", "west"] {
+        ids.push(stack.source.apply(c, &shared_work(c)).await.unwrap().resource_id);
+    }
+    for id in &ids {
+        wait_for(&format!("{id} Applied"), || async {
+            stack.rest.get_bundle(id).await.ok()?.is_true_at_current_version("Applied").then_some(())
+        })
+        .await;
+    }
+    for c in ["east", "west"] {
+        let objects = stack.cluster(c).objects();
+        assert_eq!(objects.len(), 1, "{c} holds one object: {objects:?}");
+        assert_eq!(objects[0]["data"]["owner"], c, "{c} applied only its own bundle");
+    }
+    stack.shutdown().await;
+}
+
+/// `maestro pubsub init` creates the topics and the source's and consumers' subscriptions with
+/// Maestro's filters, and running it again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_init_creates_the_layout_idempotently() {
+    logging();
+    let emulator = Emulator::start().await;
+    let args = PubSubInitArgs {
+        broker_config: None,
+        broker_url: Some(emulator.endpoint()),
+        pubsub: PubSubArgs { pubsub_project: Some(PROJECT.into()) },
+        source_id: "maestro".into(),
+        consumers: vec!["c1".into(), "c2".into()],
+    };
+    maestro::pubsub::init(args.clone()).await.unwrap();
+    maestro::pubsub::init(args.clone()).await.expect("a second run succeeds");
+    let admin = admin(&emulator).await;
+    for t in ["sourceevents", "sourcebroadcast", "agentevents", "agentbroadcast"] {
+        assert!(admin.topic_exists(&format!("projects/{PROJECT}/topics/{t}")).await.unwrap(), "{t}");
+    }
+    let filter = |name: &str| {
+        let (admin, name) = (admin.clone(), subscription(name));
+        async move { admin.subscription_filter(&name).await }
+    };
+    assert_eq!(filter("agentevents-maestro").await.unwrap(), Some(source_filter("maestro")));
+    assert_eq!(filter("agentbroadcast-maestro").await.unwrap(), Some(String::new()));
+    for c in ["c1", "c2"] {
+        assert_eq!(filter(&format!("sourceevents-{c}")).await.unwrap(), Some(cluster_filter(c)));
+        assert_eq!(filter(&format!("sourcebroadcast-{c}")).await.unwrap(), Some(String::new()));
+    }
+    assert_eq!(filter("sourceevents-c3").await.unwrap(), None);
+    let bad = PubSubInitArgs { consumers: vec!["Bad_Name".into()], ..args };
+    let err = maestro::pubsub::init(bad).await.unwrap_err().to_string();
+    assert!(err.contains("Bad_Name"), "{err}");
+}
