@@ -43,3 +43,78 @@ async fn mosquitto_restart_with_bundles_in_flight_loses_nothing() {
     config.mqtt_host = Some(mosquitto.address());
     restart_with_bundles_in_flight(config, &mut mosquitto).await;
 }
+
+/// Runs `mosquitto_sub` with a persistent MQTT 5 session `client_id` (kept 5 min by
+/// Mosquitto) on `topic`: `exit_on_subscribe` only registers the session; otherwise it waits
+/// for one message (queued while it was away) and returns it as `-F %j` JSON.
+fn mosquitto_sub(port: u16, client_id: &str, topic: &str, exit_on_subscribe: bool) -> serde_json::Value {
+    let mut cmd = std::process::Command::new("mosquitto_sub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv5", "-q", "1", "-c", "-x", "300"])
+        .args(["-i", client_id, "-t", topic, "-W", "30", "-F", "%j"]);
+    cmd.args(if exit_on_subscribe { ["-E", "-v"] } else { ["-C", "1"] });
+    let out = cmd.output().expect("mosquitto_sub (apt-get install -y mosquitto-clients)");
+    assert!(out.status.success(), "mosquitto_sub failed: {}", String::from_utf8_lossy(&out.stderr));
+    if exit_on_subscribe {
+        return serde_json::Value::Null;
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(text.lines().next().expect("one message")).unwrap()
+}
+
+/// The server against Go-format peers on Mosquitto, with no Rust agent: the spec event the
+/// server publishes is read off the broker with `mosquitto_sub -V mqttv5` and has the topic and
+/// user properties of protocol.md §7.2; a status published with `mosquitto_pub -V mqttv5` in
+/// the Go work agent's format is accepted and stored by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_speaks_the_go_wire_format_on_mosquitto() {
+    use maestro_broker_mqtt::testing::{GO_APPLIED_STATUS, GoStatus, go_status_props, mosquitto_pub};
+    logging();
+    let mosquitto = Mosquitto::start();
+    let (_guard, url) = db_url(Db::Sqlite).await;
+    let mut config = StackConfig::new(&url);
+    config.broker = BrokerKind::Mqtt;
+    config.mqtt_host = Some(mosquitto.address());
+    let stack = maestro::stack::LocalStack::start(config).await.unwrap();
+    stack.rest.create_consumer("cluster1", &Default::default()).await.unwrap();
+    let spec_topic = "sources/maestro/consumers/cluster1/sourceevents";
+    mosquitto_sub(mosquitto.port, "go-agent-cluster1", spec_topic, true);
+
+    let (_, yaml, _) = maestro::demo::EXAMPLES[1];
+    let work = maestro_client::manifestwork::parse("job.yaml", yaml, None).unwrap();
+    let id = stack.source.apply("cluster1", &work).await.unwrap().resource_id;
+    let msg = mosquitto_sub(mosquitto.port, "go-agent-cluster1", spec_topic, false);
+    assert_eq!(msg["topic"], spec_topic);
+    assert_eq!(msg["qos"], 1);
+    assert_eq!(msg["properties"]["content-type"], "application/json");
+    let up = &msg["properties"]["user-properties"];
+    assert_eq!(up["ce-specversion"], "1.0");
+    assert_eq!(up["ce-source"], "maestro");
+    assert_eq!(
+        up["ce-type"],
+        "io.open-cluster-management.works.v1alpha1.manifestbundles.spec.create_request"
+    );
+    assert_eq!(up["ce-resourceid"], id.as_str());
+    assert_eq!(up["ce-resourceversion"], "1");
+    assert_eq!(up["ce-clustername"], "cluster1");
+    let payload: serde_json::Value = serde_json::from_str(msg["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["manifests"].as_array().map(Vec::len), Some(work.bundle.manifests.len()));
+
+    let status = GoStatus {
+        id: "go-status-1",
+        cluster: "cluster1",
+        resource_id: &id,
+        resource_version: 1,
+        original_source: "maestro",
+        sequence_id: "1834773391719010304",
+    };
+    let props = go_status_props(&status);
+    let refs: Vec<(&str, &str)> = props.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let agent_topic = "sources/maestro/consumers/cluster1/agentevents";
+    mosquitto_pub(mosquitto.port, agent_topic, Some("application/json"), &refs, GO_APPLIED_STATUS);
+    maestro_tests::wait_for("the Go agent's status stored", || async {
+        let b = stack.rest.get_bundle(&id).await.ok()?;
+        b.is_true_at_current_version("Applied").then_some(())
+    })
+    .await;
+    stack.shutdown().await;
+}

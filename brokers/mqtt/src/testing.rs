@@ -304,3 +304,70 @@ pub fn config_for(broker_host: &str) -> MqttConfig {
     c.publish_timeout = Duration::from_secs(5);
     c
 }
+
+/// Publishes one MQTT 5 message with the `mosquitto_pub` CLI (QoS 1), as a Go peer would:
+/// `content_type` as the Content-Type property, `props` as user properties.
+///
+/// # Panics
+/// When `mosquitto_pub` cannot run or fails (the message names the package).
+pub fn mosquitto_pub(
+    port: u16,
+    topic: &str,
+    content_type: Option<&str>,
+    props: &[(&str, &str)],
+    payload: &str,
+) {
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv5", "-q", "1", "-t", topic]);
+    if let Some(ct) = content_type {
+        cmd.args(["-D", "publish", "content-type", ct]);
+    }
+    for (k, v) in props {
+        cmd.args(["-D", "publish", "user-property", k, v]);
+    }
+    cmd.args(["-m", payload]);
+    let status = cmd.status().unwrap_or_else(|e| {
+        panic!("cannot run mosquitto_pub ({e}); run `apt-get install -y mosquitto mosquitto-clients`")
+    });
+    assert!(status.success(), "mosquitto_pub failed: {status}");
+}
+
+/// What a Go work agent's status event carries (see [`go_status_props`]).
+#[derive(Debug, Clone)]
+pub struct GoStatus<'a> {
+    /// CloudEvent id.
+    pub id: &'a str,
+    /// Consumer (cluster) name.
+    pub cluster: &'a str,
+    /// Resource (bundle) id.
+    pub resource_id: &'a str,
+    /// The spec version the status is for.
+    pub resource_version: i64,
+    /// The source the spec came from (`ce-originalsource`).
+    pub original_source: &'a str,
+    /// Snowflake sequence id (decimal).
+    pub sequence_id: &'a str,
+}
+
+/// User properties exactly as the Go work agent (sdk-go + cloudevents mqtt_paho) sends them
+/// on a `status.update_request` (protocol.md §7.2).
+pub fn go_status_props(s: &GoStatus<'_>) -> Vec<(&'static str, String)> {
+    vec![
+        ("ce-specversion", "1.0".into()),
+        ("ce-id", s.id.into()),
+        ("ce-source", format!("{}-work-agent", s.cluster)),
+        ("ce-type", "io.open-cluster-management.works.v1alpha1.manifestbundles.status.update_request".into()),
+        ("ce-time", "2024-09-13T06:11:10.123456789Z".into()),
+        ("ce-resourceid", s.resource_id.into()),
+        ("ce-resourceversion", s.resource_version.to_string()),
+        ("ce-clustername", s.cluster.into()),
+        ("ce-originalsource", s.original_source.into()),
+        ("ce-sequenceid", s.sequence_id.into()),
+        ("ce-statushash", "6b7c3d1f".into()),
+        ("ce-logtracing", "{}".into()),
+        ("ce-metadata", format!(r#"{{"name":"{}","namespace":"{}"}}"#, s.resource_id, s.cluster)),
+    ]
+}
+
+/// A `ManifestBundleStatus` with `Applied=True`, as a Go agent reports it.
+pub const GO_APPLIED_STATUS: &str = r#"{"conditions":[{"type":"Applied","status":"True","lastTransitionTime":"2024-09-13T06:11:10Z","reason":"AppliedManifestWorkComplete","message":"Apply manifest work complete"}]}"#;

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use maestro_api::codec::{self, SpecEventBuilder};
 use maestro_api::payload::StatusHashList;
 use maestro_api::{AttributesReader, Data};
-use maestro_broker_mqtt::testing::{Mosquitto, config_for, free_port};
+use maestro_broker_mqtt::testing::{
+    self, GO_APPLIED_STATUS, GoStatus, Mosquitto, config_for, free_port, mosquitto_pub,
+};
 use maestro_broker_mqtt::{MqttAgent, MqttSource, MqttTopics};
 use maestro_transport::conformance::Recorder;
 use maestro_transport::{AgentTransport, Error, SourceTransport};
@@ -21,42 +23,19 @@ type Props = Vec<(&'static str, String)>;
 
 const AGENT_TOPIC: &str = "sources/maestro/consumers/cluster1/agentevents";
 
-fn mosquitto_pub(port: u16, topic: &str, content_type: Option<&str>, props: &[(&str, &str)], payload: &str) {
-    let mut cmd = Command::new("mosquitto_pub");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv5", "-q", "1", "-t", topic]);
-    if let Some(ct) = content_type {
-        cmd.args(["-D", "publish", "content-type", ct]);
-    }
-    for (k, v) in props {
-        cmd.args(["-D", "publish", "user-property", k, v]);
-    }
-    cmd.args(["-m", payload]);
-    let status = cmd.status().unwrap_or_else(|e| {
-        panic!("cannot run mosquitto_pub ({e}); run `apt-get install -y mosquitto mosquitto-clients`")
-    });
-    assert!(status.success(), "mosquitto_pub failed: {status}");
-}
-
-/// User properties exactly as the Go work agent (sdk-go + cloudevents mqtt_paho) sends them.
+/// The Go agent's status properties for cluster1's resource.
 fn go_status_props(id: &str) -> Props {
-    vec![
-        ("ce-specversion", "1.0".into()),
-        ("ce-id", id.into()),
-        ("ce-source", "cluster1-work-agent".into()),
-        ("ce-type", "io.open-cluster-management.works.v1alpha1.manifestbundles.status.update_request".into()),
-        ("ce-time", "2024-09-13T06:11:10.123456789Z".into()),
-        ("ce-resourceid", "68ebf474-6709-48bb-b760-386181268060".into()),
-        ("ce-resourceversion", "1".into()),
-        ("ce-clustername", "cluster1".into()),
-        ("ce-originalsource", "maestro".into()),
-        ("ce-sequenceid", "1834773391719010304".into()),
-        ("ce-statushash", "6b7c3d1f".into()),
-        ("ce-logtracing", "{}".into()),
-        ("ce-metadata", r#"{"name":"68ebf474-6709-48bb-b760-386181268060","namespace":"cluster1"}"#.into()),
-    ]
+    testing::go_status_props(&GoStatus {
+        id,
+        cluster: "cluster1",
+        resource_id: "68ebf474-6709-48bb-b760-386181268060",
+        resource_version: 1,
+        original_source: "maestro",
+        sequence_id: "1834773391719010304",
+    })
 }
 
-const STATUS_DATA: &str = r#"{"conditions":[{"type":"Applied","status":"True","lastTransitionTime":"2024-09-13T06:11:10Z","reason":"AppliedManifestWorkComplete","message":"Apply manifest work complete"}]}"#;
+const STATUS_DATA: &str = GO_APPLIED_STATUS;
 
 async fn started_source(broker: &Mosquitto) -> (std::sync::Arc<MqttSource>, std::sync::Arc<Recorder>) {
     let source = MqttSource::connect(config_for(&broker.address()), "maestro", "maestro-wire").await.unwrap();
