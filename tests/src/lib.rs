@@ -13,7 +13,9 @@ use maestro_api::pb::{PublishRequest, cloud_event_service_client::CloudEventServ
 use maestro_api::{Event, grpc};
 
 /// Default deadline of a wait.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+/// Generous because the Pub/Sub emulator can hold a message on a StreamingPull stream its
+/// client closed for several 10 s stream ack deadlines before redelivering it.
+pub const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Installs a test log subscriber once (`RUST_LOG` controls it; default `warn`).
 pub fn logging() {

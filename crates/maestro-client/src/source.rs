@@ -151,6 +151,24 @@ impl SourceClient {
         Ok(ApplyOutcome { resource_id: rid, created: existing.is_none(), version })
     }
 
+    /// Publishes a `create_request` for `work` on `consumer` without the REST round trips of
+    /// [`SourceClient::apply`] (for load generators and sources that know the bundle is new).
+    /// Returns the resource id.
+    ///
+    /// # Errors
+    /// As [`SourceClient::apply`]; creating a bundle that exists is a conflict.
+    pub async fn create(&self, consumer: &str, work: &ManifestWorkInput) -> Result<String> {
+        let rid = self.resource_id(consumer, &work.name);
+        let event = SpecEventBuilder::new(&self.source_id, &rid, 0, consumer)
+            .action(Action::Create)
+            .metadata(work.metadata(consumer, &rid))
+            .bundle(&work.bundle)
+            .build();
+        let what = format!("resource bundle {} ({rid}) on consumer {consumer}", work.name);
+        self.publish(event, Action::Create, &what).await?;
+        Ok(rid)
+    }
+
     /// Requests deletion of work `name` on `consumer` (`delete_request` with
     /// `deletiontimestamp`). The bundle disappears once the agent confirms.
     ///

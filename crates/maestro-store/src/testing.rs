@@ -20,19 +20,29 @@ pub async fn postgres_url() -> String {
             "MAESTRO_TEST_DATABASE_URL is not set: run scripts/test.sh, or eval \"$(scripts/pg-start.sh)\" first"
         );
     };
-    let name = format!("maestro_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&admin)
+    fresh_postgres_database(&admin, "maestro_test").await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Creates an empty database `<prefix>_<uuid>` on the PostgreSQL server of `admin` (a URL
+/// whose user may create databases) and returns its URL.
+///
+/// # Errors
+/// A message naming the server (password redacted) when it cannot connect or create it.
+pub async fn fresh_postgres_database(admin: &str, prefix: &str) -> Result<String, String> {
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(admin)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", crate::redact(&admin)));
+        .map_err(|e| format!("cannot connect to {}: {e}", crate::redact(admin)))?;
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+        .map_err(|e| format!("cannot create database {name}: {e}"))?;
     // Closing is best effort: the database exists either way.
     let _ = conn.close().await;
-    let mut url = url::Url::parse(&admin).unwrap_or_else(|e| panic!("{DATABASE_URL_ENV} is not a URL: {e}"));
+    let mut url =
+        url::Url::parse(admin).map_err(|e| format!("{} is not a URL: {e}", crate::redact(admin)))?;
     url.set_path(&format!("/{name}"));
-    url.to_string()
+    Ok(url.to_string())
 }
 
 /// A fresh temporary directory and a `sqlite://…/maestro.db` URL inside it (the file does not

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use crate::{DynAgentTransport, DynSourceTransport, Error, EventHandler, HandlerError, Subscribed};
 
 /// How long any single expectation may take.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub const DEADLINE: Duration = Duration::from_secs(120);
 
 /// What a backend's test provides: fresh endpoints on one broker and a way to take the broker
 /// (or the connection to it) down and back up.

@@ -41,6 +41,8 @@ pub struct StackConfig {
     pub pubsub_project: String,
     /// Pub/Sub: how often clients check the service and recreate lost topics/subscriptions.
     pub pubsub_health_interval: Duration,
+    /// Reconcile workers per agent (a fleet of thousands wants 1).
+    pub agent_workers: usize,
 }
 
 impl StackConfig {
@@ -56,6 +58,7 @@ impl StackConfig {
             pubsub_endpoint: None,
             pubsub_project: "maestro-local".into(),
             pubsub_health_interval: Duration::from_secs(1),
+            agent_workers: 4,
         }
     }
 }
@@ -198,6 +201,7 @@ impl LocalStack {
         let transport = agent_transport(&broker, consumer, &agent_id).await?;
         let mut cfg = AgentConfig::new(consumer);
         cfg.status_sync_interval = self.config.status_sync_interval;
+        cfg.workers = self.config.agent_workers;
         cfg.hub_host = broker.hub_host()?;
         let agent = Agent::new(cfg, transport, self.cluster(consumer));
         let (stop, rx) = oneshot::channel::<()>();
@@ -214,6 +218,12 @@ impl LocalStack {
         });
         self.agents.insert(consumer.to_owned(), RunningAgent { stop, task });
         Ok(())
+    }
+
+    /// Replaces the simulated cluster of `consumer` with an empty one (a new cluster); takes
+    /// effect at the agent's next start.
+    pub fn reset_cluster(&mut self, consumer: &str) {
+        self.clusters.insert(consumer.to_owned(), Arc::new(SimulatedCluster::new()));
     }
 
     /// Stops the agent of `consumer` (its simulated cluster keeps its objects).

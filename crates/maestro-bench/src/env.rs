@@ -1,0 +1,164 @@
+//! The systems under test: which broker (and its process: Mosquitto, the embedded rumqttd, the
+//! Pub/Sub emulator, or the server-hosted gRPC broker) and which store (PostgreSQL on the
+//! server named by `--postgres`, or a SQLite file).
+
+use std::fmt;
+
+use anyhow::Context;
+use maestro::broker::BrokerKind;
+use maestro::stack::StackConfig;
+use maestro_broker_mqtt::testing::Mosquitto;
+use maestro_broker_pubsub::testing::Emulator;
+
+/// A broker set-up measured by the harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Broker {
+    /// The server-hosted gRPC broker.
+    Grpc,
+    /// MQTT 5 on Debian Mosquitto, started by the harness on a free port.
+    Mosquitto,
+    /// MQTT 5 on the embedded rumqttd.
+    Rumqttd,
+    /// The official Pub/Sub emulator, started by the harness on a free port.
+    Pubsub,
+}
+
+impl Broker {
+    /// Every broker, in table order.
+    pub const ALL: [Broker; 4] = [Broker::Grpc, Broker::Mosquitto, Broker::Rumqttd, Broker::Pubsub];
+}
+
+impl fmt::Display for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Broker::Grpc => "grpc",
+            Broker::Mosquitto => "mqtt/mosquitto",
+            Broker::Rumqttd => "mqtt/rumqttd",
+            Broker::Pubsub => "pubsub/emulator",
+        })
+    }
+}
+
+/// A store measured by the harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// PostgreSQL (a fresh database on the `--postgres` server).
+    Postgres,
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreKind::Postgres => "postgres",
+            StoreKind::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// A started broker process (kept alive while the value lives) and how the stack reaches it.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    /// The set-up.
+    pub broker: Broker,
+    mosquitto: Option<Mosquitto>,
+    emulator: Option<Emulator>,
+}
+
+impl BrokerProcess {
+    /// Starts what `broker` needs (nothing for gRPC and rumqttd, which run in the server).
+    ///
+    /// # Errors
+    /// When the emulator cannot start (launcher missing).
+    pub async fn start(broker: Broker) -> anyhow::Result<Self> {
+        let mosquitto = (broker == Broker::Mosquitto).then(Mosquitto::start);
+        let emulator = match broker {
+            Broker::Pubsub => Some(Emulator::try_start().await.map_err(anyhow::Error::msg)?),
+            _ => None,
+        };
+        Ok(BrokerProcess { broker, mosquitto, emulator })
+    }
+
+    /// A stack configuration on `db_url` using this broker.
+    pub fn stack_config(&self, db_url: &str) -> StackConfig {
+        let mut c = StackConfig::new(db_url);
+        c.broker = match self.broker {
+            Broker::Grpc => BrokerKind::Grpc,
+            Broker::Mosquitto | Broker::Rumqttd => BrokerKind::Mqtt,
+            Broker::Pubsub => BrokerKind::Pubsub,
+        };
+        c.mqtt_host = self.mosquitto.as_ref().map(Mosquitto::address);
+        c.pubsub_endpoint = self.emulator.as_ref().map(Emulator::endpoint);
+        c.client_source_id = "maestro-bench".into();
+        c.agent_workers = 1;
+        c
+    }
+}
+
+/// A database for one run; the SQLite directory lives as long as the value.
+#[derive(Debug)]
+pub struct Database {
+    /// The store URL.
+    pub url: String,
+    /// Durability settings read from the server (PostgreSQL: `fsync`, `synchronous_commit`).
+    pub durability: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Database {
+    /// A fresh database of `kind`; PostgreSQL needs `postgres_admin`.
+    ///
+    /// # Errors
+    /// When PostgreSQL is asked for without a server, or the database cannot be created.
+    pub async fn fresh(kind: StoreKind, postgres_admin: Option<&str>) -> anyhow::Result<Self> {
+        match kind {
+            StoreKind::Sqlite => {
+                let dir = tempfile::tempdir().context("creating a temporary directory")?;
+                let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+                Ok(Database { url, durability: "SQLite WAL, synchronous=FULL".into(), _dir: Some(dir) })
+            }
+            StoreKind::Postgres => {
+                let admin = postgres_admin.context(
+                    "PostgreSQL needs --postgres URL (or MAESTRO_BENCH_DATABASE_URL): an admin URL allowed to CREATE DATABASE",
+                )?;
+                let url = maestro_store::testing::fresh_postgres_database(admin, "maestro_bench")
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                Ok(Database { durability: durability(admin).await, url, _dir: None })
+            }
+        }
+    }
+}
+
+async fn durability(admin: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([
+            admin,
+            "-Atc",
+            "select current_setting('fsync') || ',' || current_setting('synchronous_commit')",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            let (fsync, sync) = text.split_once(',').unwrap_or((&text, "?"));
+            format!("fsync={fsync}, synchronous_commit={sync}")
+        }
+        _ => "unknown (psql unavailable)".into(),
+    }
+}
+
+impl BrokerProcess {
+    /// The Mosquitto `host:port`, when this set-up runs one.
+    pub fn mqtt_host(&self) -> Option<String> {
+        self.mosquitto.as_ref().map(Mosquitto::address)
+    }
+
+    /// The emulator `host:port`, when this set-up runs one.
+    pub fn pubsub_endpoint(&self) -> Option<String> {
+        self.emulator.as_ref().map(Emulator::endpoint)
+    }
+}

@@ -1,0 +1,201 @@
+//! The raw limits measured in the same run: the broker alone (the same spec events, source
+//! publish → agent receive, no store, no agent logic) and the store alone (the writes the
+//! server makes per bundle: resource + outbox row, outbox completion, status + status event
+//! row), each with as much concurrency as helps.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use futures::StreamExt;
+use maestro::broker::{
+    AgentBrokerSettings, BrokerKind, SourceBrokerSettings, agent_transport, source_transport,
+};
+use maestro_api::Event;
+use maestro_api::codec::SpecEventBuilder;
+use maestro_store::{NewConsumer, NewResource, StatusWrite};
+use maestro_transport::{EventHandler, HandlerError};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::env::{Broker, BrokerProcess};
+use crate::load::{SCENARIO_DEADLINE, work};
+
+/// A raw rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rate {
+    /// Operations (events or bundles).
+    pub count: usize,
+    /// Wall time, s.
+    pub seconds: f64,
+    /// Per second.
+    pub per_second: f64,
+}
+
+impl Rate {
+    fn new(count: usize, start: Instant) -> Rate {
+        let seconds = start.elapsed().as_secs_f64();
+        Rate { count, seconds, per_second: count as f64 / seconds }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counter {
+    n: AtomicUsize,
+    changed: Notify,
+}
+
+#[async_trait]
+impl EventHandler for Counter {
+    async fn handle(&self, _event: Event) -> Result<(), HandlerError> {
+        self.n.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_one();
+        Ok(())
+    }
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn source_settings(p: &BrokerProcess) -> SourceBrokerSettings {
+    SourceBrokerSettings {
+        kind: match p.broker {
+            Broker::Grpc => BrokerKind::Grpc,
+            Broker::Mosquitto | Broker::Rumqttd => BrokerKind::Mqtt,
+            Broker::Pubsub => BrokerKind::Pubsub,
+        },
+        grpc_bind: loopback(),
+        heartbeat: None,
+        config_file: None,
+        embedded_mqtt: (p.broker == Broker::Rumqttd).then(loopback),
+        broker_url: p.mqtt_host().or_else(|| p.pubsub_endpoint()),
+        pubsub_project: Some("maestro-bench".into()),
+        source_id: "maestro".into(),
+        client_id: "maestro-bench-raw".into(),
+    }
+}
+
+/// The broker alone: `count` spec events of the bundles' size from a source to one agent.
+///
+/// # Errors
+/// Transport failures; not all received within [`SCENARIO_DEADLINE`].
+pub async fn broker(p: &BrokerProcess, count: usize, concurrency: usize) -> anyhow::Result<Rate> {
+    let settings = source_settings(p);
+    let (source, addr) = source_transport(&settings).await.context("starting the source transport")?;
+    source.start(Arc::new(Counter::default())).await?;
+    let agent_settings = AgentBrokerSettings {
+        kind: settings.kind,
+        config_file: None,
+        url: addr.map(|a| a.to_string()).or(settings.broker_url.clone()),
+        pubsub_project: settings.pubsub_project.clone(),
+    };
+    let agent = agent_transport(&agent_settings, "bench-raw", "bench-raw-agent").await?;
+    let counter = Arc::new(Counter::default());
+    agent.start(counter.clone()).await?;
+    let mut subscribed = agent.subscribed();
+    tokio::time::timeout(Duration::from_secs(60), subscribed.wait_for(|n| *n > 0))
+        .await
+        .context("the agent never subscribed")??;
+    let events: Vec<Event> = (0..count)
+        .map(|i| {
+            SpecEventBuilder::new("maestro", &format!("raw-{i}"), 1, "bench-raw")
+                .bundle(&work(i).bundle)
+                .build()
+        })
+        .collect();
+    let start = Instant::now();
+    let source_ref = &source;
+    let published: Vec<maestro_transport::Result<()>> = futures::stream::iter(events.iter())
+        .map(|ev| async move { publish_retrying(source_ref, ev).await })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    published.into_iter().collect::<maestro_transport::Result<Vec<()>>>()?;
+    let deadline = tokio::time::Instant::now() + SCENARIO_DEADLINE;
+    while counter.n.load(Ordering::Relaxed) < count {
+        let got = counter.n.load(Ordering::Relaxed);
+        tokio::select! {
+            () = counter.changed.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            () = tokio::time::sleep_until(deadline) => anyhow::bail!("broker alone: only {got}/{count} received"),
+        }
+    }
+    let rate = Rate::new(count, start);
+    agent.close().await;
+    source.close().await;
+    Ok(rate)
+}
+
+async fn publish_retrying(
+    source: &maestro_transport::DynSourceTransport,
+    ev: &Event,
+) -> maestro_transport::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match source.publish(ev).await {
+            Err(e) if e.is_retryable() && attempt < 100 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The store alone: per bundle, the resource row with its outbox row, the outbox completion
+/// and a status write, `concurrency` bundles at a time.
+///
+/// # Errors
+/// Store failures.
+pub async fn store(db_url: &str, count: usize, concurrency: usize) -> anyhow::Result<Rate> {
+    let store = maestro_store::open(db_url).await?;
+    store
+        .create_consumer(NewConsumer { name: Some("bench-store".into()), labels: Default::default() })
+        .await?;
+    let start = Instant::now();
+    let store_ref = &store;
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..count)
+        .map(|i| async move { one_bundle(store_ref, i).await })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(Rate::new(count, start))
+}
+
+async fn one_bundle(store: &maestro_store::DynStore, i: usize) -> anyhow::Result<()> {
+    let id = format!("00000000-0000-4000-8000-{i:012}");
+    let spec = SpecEventBuilder::new("maestro-bench", &id, 0, "bench-store").bundle(&work(i).bundle).build();
+    store
+        .create_resource(NewResource {
+            id: id.clone(),
+            name: format!("b-{i}"),
+            consumer_name: "bench-store".into(),
+            source: "maestro-bench".into(),
+            payload: maestro_api::json::to_value(&spec),
+        })
+        .await?;
+    let pending = store.pending_spec_events(64).await?;
+    let seqs: Vec<i64> = pending.iter().map(|r| r.seq).collect();
+    store.complete_spec_events(&seqs).await?;
+    let data =
+        json!({"conditions":[{"type":"Applied","status":"True","reason":"AppliedManifestWorkComplete"}]});
+    store
+        .apply_status(StatusWrite {
+            resource_id: id,
+            consumer_name: "bench-store".into(),
+            version: 1,
+            sequence_id: format!("{}", 1_834_773_391_719_010_304u64 + i as u64),
+            status_hash: Some(format!("{i:064x}")),
+            event: json!({"specversion":"1.0","data":data}),
+            data,
+            deleted: false,
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! End-to-end scenarios on a running [`LocalStack`] (server, fleet of simulated agents, and a
+//! load generator acting as a source over the source gRPC API): throughput, latency at a fixed
+//! offered rate, REST list time and reconnect resync.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use maestro::stack::LocalStack;
+use maestro_api::payload::ManifestBundle;
+use maestro_client::{BundleFilter, ManifestWorkInput, SourceClient};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+/// How long any one scenario may take before it is reported as failed.
+pub const SCENARIO_DEADLINE: Duration = Duration::from_secs(600);
+
+/// A realistic small bundle: one ConfigMap with ~1 KiB of data, named `b-<i>`.
+pub fn work(i: usize) -> ManifestWorkInput {
+    let manifest = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": format!("b-{i}"), "namespace": "default", "labels": {"app": "bench"}},
+        "data": {"config.yaml": "x".repeat(1024)}
+    });
+    ManifestWorkInput {
+        name: format!("b-{i}"),
+        bundle: ManifestBundle { manifests: vec![manifest], ..Default::default() },
+        ..Default::default()
+    }
+}
+
+/// Watches the source's status stream and records, per resource id, when its first
+/// `Applied=True` arrived; `count` follows the number of distinct applied resources.
+struct AppliedWatch {
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    count: watch::Receiver<usize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AppliedWatch {
+    async fn start(source: &SourceClient) -> anyhow::Result<Self> {
+        let mut stream = source.watch().await.context("opening the status stream")?;
+        let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let (tx, count) = watch::channel(0usize);
+        let map = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                let Ok(update) = item else { continue };
+                if !update.status.is_true("Applied") {
+                    continue;
+                }
+                let mut m = map.lock().unwrap_or_else(PoisonError::into_inner);
+                m.entry(update.resource_id).or_insert_with(Instant::now);
+                tx.send_replace(m.len());
+            }
+        });
+        Ok(AppliedWatch { seen, count, task })
+    }
+
+    /// Waits until `n` resources were seen Applied, ticking `bar`.
+    async fn wait(&mut self, n: usize, bar: &ProgressBar) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + SCENARIO_DEADLINE;
+        loop {
+            let seen = *self.count.borrow_and_update();
+            bar.set_position(seen as u64);
+            if seen >= n {
+                return Ok(());
+            }
+            tokio::select! {
+                r = self.count.changed() => r.context("the status stream ended")?,
+                () = tokio::time::sleep_until(deadline) => anyhow::bail!("only {seen}/{n} bundles Applied after {SCENARIO_DEADLINE:?}"),
+            }
+        }
+    }
+
+    fn applied_at(&self, id: &str) -> Option<Instant> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).get(id).copied()
+    }
+}
+
+impl Drop for AppliedWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// End-to-end throughput: bundles from source publish to the Applied status visible to the
+/// source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// Bundles published and seen Applied.
+    pub bundles: usize,
+    /// Wall time, s.
+    pub seconds: f64,
+    /// Bundles per second.
+    pub per_second: f64,
+}
+
+/// Publishes `per_consumer` new bundles to every consumer (`concurrency` publishes in flight,
+/// starting at index `first`) and waits until all are Applied.
+///
+/// # Errors
+/// Publish failures; not all Applied within [`SCENARIO_DEADLINE`].
+pub async fn throughput(
+    stack: &LocalStack,
+    consumers: &[String],
+    (first, per_consumer): (usize, usize),
+    concurrency: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<Throughput> {
+    let total = consumers.len() * per_consumer;
+    bar.set_length(total as u64);
+    bar.set_position(0);
+    let mut applied = AppliedWatch::start(&stack.source).await?;
+    let start = Instant::now();
+    let items: Vec<(usize, &String)> =
+        (first..first + per_consumer).flat_map(|i| consumers.iter().map(move |c| (i, c))).collect();
+    let source = &stack.source;
+    let results: Vec<anyhow::Result<String>> = futures::stream::iter(items)
+        .map(|(i, c)| async move {
+            source.create(c, &work(i)).await.with_context(|| format!("publishing b-{i} to {c}"))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    applied.wait(total, bar).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Throughput { bundles: total, seconds, per_second: total as f64 / seconds })
+}
+
+/// Latency percentiles, ms.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Offered rate, bundles/s.
+    pub offered_per_second: f64,
+    /// Bundles measured.
+    pub bundles: usize,
+    /// Percentiles of publish → applied → status visible to the source, ms.
+    pub p50_ms: f64,
+    /// 90th percentile, ms.
+    pub p90_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Maximum, ms.
+    pub max_ms: f64,
+}
+
+/// Publishes `count` new bundles at `rate` per second spread over `consumers` (index from
+/// `first`) and records each one's publish → Applied-visible time.
+///
+/// # Errors
+/// Publish failures; not all Applied within [`SCENARIO_DEADLINE`].
+pub async fn latency(
+    stack: &LocalStack,
+    consumers: &[String],
+    first: usize,
+    (rate, count): (f64, usize),
+    bar: &ProgressBar,
+) -> anyhow::Result<Latency> {
+    bar.set_length(count as u64);
+    bar.set_position(0);
+    let mut applied = AppliedWatch::start(&stack.source).await?;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = Vec::with_capacity(count);
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..count {
+        ticker.tick().await;
+        let (i, c) = (first + k / consumers.len(), consumers[k % consumers.len()].clone());
+        let source = stack.source.clone();
+        let t0 = Instant::now();
+        sent.push((source.resource_id(&c, &format!("b-{i}")), t0));
+        tasks.spawn(async move {
+            source.create(&c, &work(i)).await.with_context(|| format!("publishing b-{i} to {c}"))
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.context("publisher task")??;
+    }
+    applied.wait(count, bar).await?;
+    let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram bounds")?;
+    for (id, t0) in &sent {
+        let at = applied.applied_at(id).with_context(|| format!("no Applied time for {id}"))?;
+        h.record(at.duration_since(*t0).as_micros().max(1) as u64).context("recording a latency")?;
+    }
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Latency {
+        offered_per_second: rate,
+        bundles: count,
+        p50_ms: ms(0.50),
+        p90_ms: ms(0.90),
+        p99_ms: ms(0.99),
+        max_ms: h.max() as f64 / 1000.0,
+    })
+}
+
+/// REST list times, ms.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestList {
+    /// Bundles of one consumer.
+    pub one_consumer_bundles: usize,
+    /// Time to list them, ms.
+    pub one_consumer_ms: f64,
+    /// Bundles in all.
+    pub all_bundles: usize,
+    /// Time to list all, ms.
+    pub all_ms: f64,
+}
+
+/// Lists one consumer's bundles and all bundles over REST (every page).
+///
+/// # Errors
+/// REST failures.
+pub async fn rest_list(stack: &LocalStack, consumer: &str) -> anyhow::Result<RestList> {
+    let t = Instant::now();
+    let one = stack.rest.all_bundles(&BundleFilter::consumer(consumer)).await?;
+    let one_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    let all = stack.rest.all_bundles(&BundleFilter::default()).await?;
+    let all_ms = t.elapsed().as_secs_f64() * 1000.0;
+    Ok(RestList { one_consumer_bundles: one.len(), one_consumer_ms: one_ms, all_bundles: all.len(), all_ms })
+}
+
+/// Reconnect resync: the agent of a consumer holding `bundles` comes back on an empty cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resync {
+    /// Bundles the consumer holds.
+    pub bundles: usize,
+    /// Time from the agent's start until every bundle is applied again, s.
+    pub seconds: f64,
+}
+
+/// Stops `consumer`'s agent, gives it an empty simulated cluster, restarts it and waits until
+/// its `bundles` bundles (one object each) are applied again through the spec resync.
+///
+/// # Errors
+/// Agent start failures; not resynced within [`SCENARIO_DEADLINE`].
+pub async fn resync(stack: &mut LocalStack, consumer: &str, bundles: usize) -> anyhow::Result<Resync> {
+    stack.stop_agent(consumer).await;
+    stack.reset_cluster(consumer);
+    let cluster = stack.cluster(consumer);
+    let start = Instant::now();
+    stack.start_agent(consumer).await?;
+    while cluster.objects().len() < bundles {
+        anyhow::ensure!(start.elapsed() < SCENARIO_DEADLINE, "resync of {bundles} bundles not done");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(Resync { bundles, seconds: start.elapsed().as_secs_f64() })
+}

@@ -1,0 +1,104 @@
+//! `maestro-bench`: runs the benchmark harness for the chosen brokers and stores, shows
+//! progress, prints the Markdown table and writes `results.json` and `results.md`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use maestro_bench::env::{Broker, StoreKind};
+use maestro_bench::report::{Report, markdown};
+use maestro_bench::{Params, run_one};
+
+/// Cross-backend benchmark harness: a server, a fleet of simulated agents and a load generator
+/// (a source over the source gRPC API) per broker and store, with the raw broker and store
+/// limits measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "maestro-bench", version, about)]
+struct Args {
+    /// Brokers to measure (repeat or comma-separate); `all` = every one.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    broker: Vec<String>,
+    /// Stores to measure; `all` = postgres and sqlite (postgres only with --postgres).
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    store: Vec<String>,
+    /// PostgreSQL admin URL (a role allowed to CREATE DATABASE); each run uses a fresh
+    /// database. Use a server with fsync and synchronous_commit on for durable figures.
+    #[arg(long, env = "MAESTRO_BENCH_DATABASE_URL")]
+    postgres: Option<String>,
+    /// The quick sizes (all brokers and stores in a few minutes) instead of the full run.
+    #[arg(long)]
+    quick: bool,
+    /// Consumers (agents in the fleet); overrides the preset.
+    #[arg(long)]
+    consumers: Option<usize>,
+    /// Bundles per consumer in the throughput scenario; overrides the preset.
+    #[arg(long)]
+    bundles: Option<usize>,
+    /// Offered rate of the latency scenario, bundles/s; overrides the preset.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Directory for results.json and results.md.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+}
+
+fn parse_all<T: clap::ValueEnum + Copy>(names: &[String], all: &[T], what: &str) -> anyhow::Result<Vec<T>> {
+    if names.iter().any(|n| n == "all") {
+        return Ok(all.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| T::from_str(n, true).map_err(|e| anyhow::anyhow!("bad --{what} {n:?}: {e}")))
+        .collect()
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total = mem.lines().next().unwrap_or("MemTotal: ?").trim_start_matches("MemTotal:").trim().to_owned();
+    format!("{cpus} CPUs, {total} memory, {}", std::env::consts::ARCH)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,rumqttd=off"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let brokers = parse_all(&args.broker, &Broker::ALL, "broker")?;
+    let stores = parse_all(&args.store, &[StoreKind::Postgres, StoreKind::Sqlite], "store")?;
+    let mut params = if args.quick { Params::quick() } else { Params::full() };
+    params.consumers = args.consumers.unwrap_or(params.consumers).max(1);
+    params.bundles_per_consumer = args.bundles.unwrap_or(params.bundles_per_consumer).max(1);
+    params.latency_rate = args.rate.unwrap_or(params.latency_rate);
+    let mut report = Report {
+        date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        machine: machine(),
+        params: params.clone(),
+        runs: Vec::new(),
+        failures: Vec::new(),
+    };
+    for &store in &stores {
+        if store == StoreKind::Postgres && args.postgres.is_none() {
+            report.failures.push("postgres: no --postgres URL given".into());
+            continue;
+        }
+        for &broker in &brokers {
+            match run_one(broker, store, &params, args.postgres.as_deref()).await {
+                Ok(r) => report.runs.push(r),
+                Err(e) => {
+                    eprintln!("{broker} / {store}: failed: {e:#}");
+                    report.failures.push(format!("{broker} / {store}: {e:#}"));
+                }
+            }
+        }
+    }
+    let md = markdown(&report);
+    println!("\n{md}");
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::write(args.out.join("results.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(args.out.join("results.md"), &md)?;
+    eprintln!("results written to {}", args.out.display());
+    anyhow::ensure!(report.failures.iter().all(|f| f.contains("no --postgres")), "some runs failed");
+    Ok(())
+}

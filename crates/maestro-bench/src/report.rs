@@ -1,0 +1,87 @@
+//! Results as JSON and as a Markdown table (the table `docs/benchmarks.md` carries), with the
+//! targets of issue 5 marked met or missed.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{Params, RunResult};
+
+/// A whole harness run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// When it ran (RFC 3339, UTC).
+    pub date: String,
+    /// The machine (`nproc`, memory, kernel).
+    pub machine: String,
+    /// The sizes.
+    pub params: Params,
+    /// One entry per broker × store that completed.
+    pub runs: Vec<RunResult>,
+    /// Broker × store combinations that failed or were skipped, with why.
+    pub failures: Vec<String>,
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "" } else { " ✗" }
+}
+
+/// The Markdown tables: results per run, then the footprint, with misses against the issue 5
+/// targets marked ✗.
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let p = &r.params;
+    let _ = writeln!(
+        s,
+        "{} consumers × {} bundles (1 KiB ConfigMap each), {} publishes in flight; latency at {:.0}/s for {} bundles; raw limits over {} operations.\n",
+        p.consumers, p.bundles_per_consumer, p.concurrency, p.latency_rate, p.latency_bundles, p.raw_count
+    );
+    s.push_str("| broker | store | e2e bundles/s | p50 / p90 / p99 / max ms | broker alone /s | store alone /s | e2e ÷ broker | e2e ÷ store | REST one / all (ms) | resync (s) |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for run in &r.runs {
+        let target = match run.broker {
+            crate::env::Broker::Grpc => 2000.0,
+            _ => 1000.0,
+        };
+        let l = &run.latency;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0}{} | {:.1} / {:.1} / {:.1}{} / {:.1} | {:.0} | {:.0} | {:.2} | {:.2}{} | {:.0} ({}) / {:.0}{} ({}) | {:.2}{} ({}) |",
+            run.broker,
+            run.store,
+            run.throughput.per_second,
+            mark(run.throughput.per_second >= target),
+            l.p50_ms,
+            l.p90_ms,
+            l.p99_ms,
+            mark(l.p99_ms < 50.0),
+            l.max_ms,
+            run.raw_broker.per_second,
+            run.raw_store.per_second,
+            run.ratio_broker,
+            run.ratio_store,
+            mark(run.ratio_store >= 0.5),
+            run.rest.one_consumer_ms,
+            run.rest.one_consumer_bundles,
+            run.rest.all_ms,
+            mark(run.rest.all_ms < 200.0),
+            run.rest.all_bundles,
+            run.resync.seconds,
+            mark(run.resync.seconds < 1.0),
+            run.resync.bundles,
+        );
+    }
+    s.push_str("\n| broker | store | durability | process RSS after the run (MiB) | CPU s / 1,000 bundles |\n|---|---|---|---:|---:|\n");
+    for run in &r.runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.0} | {:.2} |",
+            run.broker, run.store, run.durability, run.footprint.rss_mib, run.footprint.cpu_s_per_1000
+        );
+    }
+    s.push_str("\nRSS and CPU are for the whole harness process (server, fleet and load generator together). ✗ marks a missed issue-5 target.\n");
+    for f in &r.failures {
+        let _ = writeln!(s, "\n- not measured: {f}");
+    }
+    s
+}

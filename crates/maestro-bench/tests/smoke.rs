@@ -1,0 +1,37 @@
+//! A tiny run of the harness (gRPC broker, SQLite, 2 consumers × 3 bundles) so it cannot rot:
+//! every scenario runs and reports sane figures, and the Markdown table carries the row.
+//! Figures are not asserted against targets here: performance lives in docs/benchmarks.md.
+
+#![allow(clippy::unwrap_used)]
+
+use maestro_bench::env::{Broker, StoreKind};
+use maestro_bench::report::{Report, markdown};
+use maestro_bench::{Params, run_one};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tiny_grpc_sqlite_run_measures_every_scenario() {
+    let params = Params {
+        consumers: 2,
+        bundles_per_consumer: 3,
+        concurrency: 4,
+        latency_rate: 50.0,
+        latency_bundles: 6,
+        raw_count: 20,
+    };
+    let r = run_one(Broker::Grpc, StoreKind::Sqlite, &params, None).await.unwrap();
+    assert_eq!(r.throughput.bundles, 6);
+    assert!(r.throughput.per_second > 0.0);
+    assert_eq!(r.latency.bundles, 6);
+    assert!(r.latency.p50_ms > 0.0 && r.latency.p50_ms <= r.latency.max_ms);
+    assert_eq!(r.raw_broker.count, 20);
+    assert_eq!(r.raw_store.count, 20);
+    // fleet-0 holds the warm-up bundle, 3 throughput bundles and 3 latency bundles.
+    assert_eq!(r.rest.one_consumer_bundles, 7);
+    assert_eq!(r.rest.all_bundles, 14);
+    assert_eq!(r.resync.bundles, 7);
+    assert!(r.footprint.rss_mib > 0.0);
+    let report =
+        Report { date: "now".into(), machine: "test".into(), params, runs: vec![r], failures: vec![] };
+    let md = markdown(&report);
+    assert!(md.contains("| grpc | sqlite |"), "{md}");
+}
