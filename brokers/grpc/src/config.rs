@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::BACKEND;
 
+pub use maestro_transport::duration::{DurationError, format_duration, parse_duration};
+
 /// Default broker bind address: `0.0.0.0:8091` (`--grpc-broker-bindport`, protocol.md §7.1.5).
 pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0:8091";
 /// Default heartbeat interval on every Subscribe stream: 10 s (protocol.md §7.1.3).
@@ -88,10 +90,10 @@ pub struct KeepAliveConfig {
     /// Whether HTTP/2 keepalive pings are sent.
     pub enable: bool,
     /// Ping interval (Go duration string, e.g. `30s`).
-    #[serde(with = "duration_serde")]
+    #[serde(with = "maestro_transport::duration::go")]
     pub time: Duration,
     /// How long to wait for a ping ack before the connection is considered dead.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "maestro_transport::duration::go")]
     pub timeout: Duration,
     /// Ping even when no RPC is active.
     pub permit_without_stream: bool,
@@ -145,23 +147,23 @@ pub struct GrpcAgentConfig {
     pub keep_alive_config: KeepAliveConfig,
     /// Heartbeat watchdog (protocol.md §7.1.3): reconnect when no message (heartbeat or
     /// event) arrived for this long. `None` (default) or zero disables it.
-    #[serde(default, with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "maestro_transport::duration::go_opt", skip_serializing_if = "Option::is_none")]
     pub server_healthiness_timeout: Option<Duration>,
     /// First reconnect delay; doubled per failed attempt, with jitter (protocol.md §7.6).
     /// Default 500 ms.
-    #[serde(default = "default_initial_backoff", with = "duration_serde")]
+    #[serde(default = "default_initial_backoff", with = "maestro_transport::duration::go")]
     pub reconnect_initial_backoff: Duration,
     /// Reconnect delay cap. Default 30 s.
-    #[serde(default = "default_max_backoff", with = "duration_serde")]
+    #[serde(default = "default_max_backoff", with = "maestro_transport::duration::go")]
     pub reconnect_max_backoff: Duration,
     /// Largest event published or received, bytes of structured JSON. Default 4 MiB.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
     /// Deadline of one Publish RPC. Default 10 s.
-    #[serde(default = "default_publish_timeout", with = "duration_serde")]
+    #[serde(default = "default_publish_timeout", with = "maestro_transport::duration::go")]
     pub publish_timeout: Duration,
     /// Deadline of connecting and receiving the Subscribe response headers. Default 10 s.
-    #[serde(default = "default_connect_timeout", with = "duration_serde")]
+    #[serde(default = "default_connect_timeout", with = "maestro_transport::duration::go")]
     pub connect_timeout: Duration,
 }
 
@@ -246,106 +248,6 @@ impl GrpcAgentConfig {
             return Err(invalid("connectTimeout must be positive"));
         }
         Ok(())
-    }
-}
-
-/// Why a duration string did not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {reason}")]
-pub struct DurationError {
-    input: String,
-    reason: &'static str,
-}
-
-/// Parses a Go duration string (`time.ParseDuration`): a sequence of decimal numbers with
-/// units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h` (e.g. `"1h2m3.5s"`, `"300ms"`), or `"0"`.
-/// A bare number is taken as seconds. Negative durations are refused.
-///
-/// # Errors
-/// [`DurationError`] for an empty string, a missing or unknown unit, or a bad number.
-pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = |reason| DurationError { input: input.to_owned(), reason };
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(err("empty"));
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| err("out of range or negative"));
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..num_len].parse().map_err(|_| err("expected a number"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(err("missing unit")),
-            _ => return Err(err("unknown unit")),
-        };
-        rest = &rest[unit_len..];
-        total += value * nanos_per_unit;
-    }
-    Duration::try_from_secs_f64(total / 1e9).map_err(|_| err("out of range"))
-}
-
-/// Formats a duration as a Go duration string that [`parse_duration`] reads back.
-pub fn format_duration(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}ns", d.as_nanos())
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawDuration {
-    Text(String),
-    Number(f64),
-}
-
-impl RawDuration {
-    fn into_duration<E: serde::de::Error>(self) -> Result<Duration, E> {
-        match self {
-            RawDuration::Text(s) => parse_duration(&s).map_err(E::custom),
-            RawDuration::Number(n) => Duration::try_from_secs_f64(n).map_err(E::custom),
-        }
-    }
-}
-
-mod duration_serde {
-    use super::*;
-
-    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        RawDuration::deserialize(d)?.into_duration()
-    }
-}
-
-mod opt_duration_serde {
-    use super::*;
-
-    pub(super) fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<RawDuration>::deserialize(d)?.map(RawDuration::into_duration).transpose()
     }
 }
 

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::BACKEND;
 use crate::topics;
 
+pub use maestro_transport::duration::{DurationError, format_duration, parse_duration};
+
 /// Default keepalive: 60 s (protocol.md §7.2).
 pub const DEFAULT_KEEP_ALIVE_SECS: u16 = 60;
 /// Default dial (connect + CONNACK) timeout: 60 s (protocol.md §7.2).
@@ -93,7 +95,7 @@ pub struct MqttConfig {
     #[serde(default = "default_keep_alive")]
     pub keep_alive: u16,
     /// Timeout of TCP/TLS connect plus CONNACK. Default 60 s.
-    #[serde(default = "default_dial_timeout", with = "duration_serde")]
+    #[serde(default = "default_dial_timeout", with = "maestro_transport::duration::go")]
     pub dial_timeout: Duration,
     /// Publish QoS, 0 or 1. Default 1. QoS 2 is refused.
     #[serde(default = "default_qos", rename = "pubQoS")]
@@ -128,10 +130,10 @@ pub struct MqttConfig {
     pub client_id: Option<String>,
     /// First reconnect delay; doubled per failed attempt (with jitter), capped by
     /// `reconnectMaxBackoff`. Default 500 ms.
-    #[serde(default = "default_initial_backoff", with = "duration_serde")]
+    #[serde(default = "default_initial_backoff", with = "maestro_transport::duration::go")]
     pub reconnect_initial_backoff: Duration,
     /// Reconnect delay cap. Default 30 s.
-    #[serde(default = "default_max_backoff", with = "duration_serde")]
+    #[serde(default = "default_max_backoff", with = "maestro_transport::duration::go")]
     pub reconnect_max_backoff: Duration,
     /// Largest event published, bytes of structured JSON ([`maestro_transport::event_size`]);
     /// larger ones fail with `TooLarge`. Also bounds received packets (twice this plus 64 KiB).
@@ -139,7 +141,7 @@ pub struct MqttConfig {
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
     /// How long a publish waits for the broker's PUBACK. Default 10 s.
-    #[serde(default = "default_publish_timeout", with = "duration_serde")]
+    #[serde(default = "default_publish_timeout", with = "maestro_transport::duration::go")]
     pub publish_timeout: Duration,
 }
 
@@ -319,85 +321,6 @@ impl MqttConfig {
             return Err(invalid("a client certificate requires caFile or caData"));
         }
         Ok(())
-    }
-}
-
-/// Why a duration string did not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {reason}")]
-pub struct DurationError {
-    input: String,
-    reason: &'static str,
-}
-
-/// Parses a Go duration string (`time.ParseDuration`: `"1h2m3.5s"`, `"300ms"`, units `ns`,
-/// `us`/`µs`, `ms`, `s`, `m`, `h`) or a bare number of seconds. Negative durations are refused.
-///
-/// # Errors
-/// [`DurationError`] for an empty string, a missing or unknown unit, or a bad number.
-pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = |reason| DurationError { input: input.to_owned(), reason };
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(err("empty"));
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| err("out of range or negative"));
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..num_len].parse().map_err(|_| err("expected a number"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(err("missing unit")),
-            _ => return Err(err("unknown unit")),
-        };
-        rest = &rest[unit_len..];
-        total += value * nanos_per_unit;
-    }
-    Duration::try_from_secs_f64(total / 1e9).map_err(|_| err("out of range"))
-}
-
-/// Formats a duration as a Go duration string that [`parse_duration`] reads back.
-pub fn format_duration(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}ns", d.as_nanos())
-    }
-}
-
-mod duration_serde {
-    use super::*;
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum RawDuration {
-        Text(String),
-        Number(f64),
-    }
-
-    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        use serde::de::Error;
-        match RawDuration::deserialize(d)? {
-            RawDuration::Text(s) => parse_duration(&s).map_err(D::Error::custom),
-            RawDuration::Number(n) => Duration::try_from_secs_f64(n).map_err(D::Error::custom),
-        }
     }
 }
 

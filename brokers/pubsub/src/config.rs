@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::BACKEND;
 
+pub use maestro_transport::duration::{DurationError, format_duration, parse_duration};
+
 /// Environment variable naming the emulator (`host:port`), honoured when no `endpoint` is set.
 pub const EMULATOR_HOST_ENV: &str = "PUBSUB_EMULATOR_HOST";
 /// Default stream ack deadline (`receiveSettings.maxDurationPerAckExtension`): 10 s. The
@@ -64,10 +66,10 @@ pub struct Subscriptions {
 #[serde(rename_all = "camelCase", default)]
 pub struct KeepaliveSettings {
     /// Ping interval.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "maestro_transport::duration::go")]
     pub time: Duration,
     /// Ping ack timeout.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "maestro_transport::duration::go")]
     pub timeout: Duration,
     /// Ping without active streams.
     pub permit_without_stream: bool,
@@ -92,15 +94,15 @@ impl Default for KeepaliveSettings {
 #[serde(rename_all = "camelCase", default)]
 pub struct ReceiveSettings {
     /// Longest time a message is kept leased (library default 1 h).
-    #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "maestro_transport::duration::go_opt", skip_serializing_if = "Option::is_none")]
     pub max_extension: Option<Duration>,
     /// Longest single ack-deadline extension, also the stream's ack deadline: how long the
     /// service waits before redelivering what a vanished client held. Default
     /// [`DEFAULT_STREAM_ACK_DEADLINE`] (10 s, the service minimum and the Go client's start).
-    #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "maestro_transport::duration::go_opt", skip_serializing_if = "Option::is_none")]
     pub max_duration_per_ack_extension: Option<Duration>,
     /// Shortest ack-deadline extension. Unused.
-    #[serde(with = "opt_duration_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "maestro_transport::duration::go_opt", skip_serializing_if = "Option::is_none")]
     pub min_duration_per_ack_extension: Option<Duration>,
     /// Flow control: unacked messages outstanding per stream (library default 1000).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,20 +160,20 @@ pub struct PubSubConfig {
     pub create_consumer_subscriptions: Option<bool>,
     /// How often the client checks (admin `GetTopic`/`GetSubscription`) that the service is
     /// reachable and its topics/subscriptions exist. Default 10 s; the tests use 250 ms.
-    #[serde(default = "default_health_interval", with = "duration_serde")]
+    #[serde(default = "default_health_interval", with = "maestro_transport::duration::go")]
     pub health_check_interval: Duration,
     /// Deadline of each admin call of a health check (a dead service is noticed within
     /// about `healthCheckInterval` + this). Default 3 s.
-    #[serde(default = "default_health_timeout", with = "duration_serde")]
+    #[serde(default = "default_health_timeout", with = "maestro_transport::duration::go")]
     pub health_check_timeout: Duration,
     /// First retry delay after a failed check while down; doubled, jittered. Default 500 ms.
-    #[serde(default = "default_initial_backoff", with = "duration_serde")]
+    #[serde(default = "default_initial_backoff", with = "maestro_transport::duration::go")]
     pub reconnect_initial_backoff: Duration,
     /// Retry delay cap. Default 30 s.
-    #[serde(default = "default_max_backoff", with = "duration_serde")]
+    #[serde(default = "default_max_backoff", with = "maestro_transport::duration::go")]
     pub reconnect_max_backoff: Duration,
     /// Deadline of one publish. Default 10 s.
-    #[serde(default = "default_publish_timeout", with = "duration_serde")]
+    #[serde(default = "default_publish_timeout", with = "maestro_transport::duration::go")]
     pub publish_timeout: Duration,
 }
 
@@ -462,96 +464,6 @@ fn validate_resource_name(key: &str, value: &str, kind: &str) -> maestro_transpo
         && !name.starts_with("goog")
         && nb.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.~+%".contains(c));
     if ok { Ok(()) } else { Err(bad("invalid name")) }
-}
-
-/// Parses a Go duration string (`time.ParseDuration`: e.g. `"1h2m3.5s"`, `"300ms"`, `"0"`);
-/// a bare number is seconds.
-///
-/// # Errors
-/// A message for an empty string, a missing or unknown unit, a bad number or a negative value.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let err = |reason: &str| format!("invalid duration {input:?}: {reason}");
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(err("empty"));
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| err("out of range or negative"));
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    let mut nanos = 0f64;
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().map_err(|_| err("expected a number"))?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(err("missing unit")),
-            _ => return Err(err("unknown unit")),
-        };
-        rest = &rest[u..];
-        nanos += value * scale;
-    }
-    Duration::try_from_secs_f64(nanos / 1e9).map_err(|_| err("out of range"))
-}
-
-fn format_duration(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}ns", d.as_nanos())
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawDuration {
-    Text(String),
-    Number(f64),
-}
-
-impl RawDuration {
-    fn into_duration<E: serde::de::Error>(self) -> Result<Duration, E> {
-        match self {
-            RawDuration::Text(s) => parse_duration(&s).map_err(E::custom),
-            RawDuration::Number(n) => Duration::try_from_secs_f64(n).map_err(E::custom),
-        }
-    }
-}
-
-mod duration_serde {
-    use super::*;
-
-    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        RawDuration::deserialize(d)?.into_duration()
-    }
-}
-
-mod opt_duration_serde {
-    use super::*;
-
-    pub(super) fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<RawDuration>::deserialize(d)?.map(RawDuration::into_duration).transpose()
-    }
 }
 
 #[cfg(test)]

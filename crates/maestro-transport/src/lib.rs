@@ -22,6 +22,7 @@
 
 pub mod conformance;
 pub mod deliver;
+pub mod duration;
 pub mod error;
 pub mod memory;
 
