@@ -180,8 +180,10 @@ async fn one_bundle(store: &maestro_store::DynStore, i: usize) -> anyhow::Result
             payload: maestro_api::json::to_value(&spec),
         })
         .await?;
-    let pending = store.pending_spec_events(64).await?;
-    let seqs: Vec<i64> = pending.iter().map(|r| r.seq).collect();
+    // The server's one dispatcher completes rows in order; here each bundle completes only its
+    // own row, so concurrent tasks never lock the same rows in different orders.
+    let pending = store.pending_spec_events(256).await?;
+    let seqs: Vec<i64> = pending.iter().filter(|r| r.resource_id == id).map(|r| r.seq).collect();
     store.complete_spec_events(&seqs).await?;
     let data =
         json!({"conditions":[{"type":"Applied","status":"True","reason":"AppliedManifestWorkComplete"}]});

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 /// How long any one scenario may take before it is reported as failed.
-pub const SCENARIO_DEADLINE: Duration = Duration::from_secs(600);
+pub const SCENARIO_DEADLINE: Duration = Duration::from_secs(120);
 
 /// A realistic small bundle: one ConfigMap with ~1 KiB of data, named `b-<i>`.
 pub fn work(i: usize) -> ManifestWorkInput {
