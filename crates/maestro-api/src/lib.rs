@@ -22,6 +22,7 @@
 //!
 //! The in-memory event model is `cloudevents::Event` (re-exported as [`Event`]).
 
+mod binding;
 pub mod codec;
 pub mod error;
 pub mod ext;

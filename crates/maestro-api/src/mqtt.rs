@@ -18,13 +18,15 @@
 //! ignored. Data is parsed as JSON when the content type is JSON or absent.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use cloudevents::event::ExtensionValue;
-use cloudevents::{AttributesReader, AttributesWriter, EventBuilder};
+use cloudevents::{AttributesReader, AttributesWriter};
 
-use crate::{Data, Error, Event, EventBuilderV10, Result, json};
+use crate::binding::{self, Binding};
+use crate::{Data, Error, Event, Result, json};
+
+const BINDING: Binding = Binding { error: Error::InvalidMqtt, what: "user property", skip_empty: false };
 
 /// Prefix of every CloudEvents user property.
-pub const PREFIX: &str = "ce-";
+pub const PREFIX: &str = binding::PREFIX;
 
 /// One MQTT 5 PUBLISH as the binding sees it: no topic, QoS or packet id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,14 +65,6 @@ pub fn format_rfc3339_nano(t: &DateTime<Utc>) -> String {
     }
 }
 
-fn extension_string(value: &ExtensionValue) -> String {
-    match value {
-        ExtensionValue::String(s) => s.clone(),
-        ExtensionValue::Integer(i) => i.to_string(),
-        ExtensionValue::Boolean(b) => b.to_string(),
-    }
-}
-
 /// Encodes an event in binary mode, as Go sends it (see the module docs).
 pub fn encode(event: &Event) -> MqttMessage {
     let mut props = vec![
@@ -89,7 +83,7 @@ pub fn encode(event: &Event) -> MqttMessage {
         props.push((format!("{PREFIX}dataschema"), u.to_string()));
     }
     for (name, value) in event.iter_extensions() {
-        props.push((format!("{PREFIX}{name}"), extension_string(value)));
+        props.push((format!("{PREFIX}{name}"), binding::extension_string(value)));
     }
     MqttMessage {
         content_type: event.datacontenttype().map(str::to_owned),
@@ -119,68 +113,17 @@ pub fn decode(msg: &MqttMessage) -> Result<Event> {
                 .into(),
         ));
     }
-    let mut event = required_attributes(msg)?;
+    let mut event = binding::required(BINDING, |name| msg.user_property(name))?;
     let mut seen = std::collections::HashSet::new();
     for (key, value) in &msg.user_properties {
         let Some(name) = key.strip_prefix(PREFIX) else { continue };
         if !seen.insert(name) {
             return Err(Error::InvalidMqtt(format!("user property {key:?} appears more than once")));
         }
-        apply_attribute(&mut event, name, value)?;
+        binding::apply(BINDING, &mut event, name, value)?;
     }
     set_data(&mut event, msg.content_type.clone(), &msg.payload)?;
     Ok(event)
-}
-
-fn required_attributes(msg: &MqttMessage) -> Result<Event> {
-    let get = |name: &str| {
-        msg.user_property(&format!("{PREFIX}{name}"))
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| Error::InvalidMqtt(format!("missing or empty user property {PREFIX}{name}")))
-    };
-    let version = get("specversion")?;
-    if version != "1.0" {
-        return Err(Error::InvalidMqtt(format!("unsupported ce-specversion {version:?} (expected \"1.0\")")));
-    }
-    let mut event = EventBuilderV10::new()
-        .id(get("id")?)
-        .source(get("source")?)
-        .ty(get("type")?)
-        .build()
-        .map_err(|e| Error::InvalidMqtt(e.to_string()))?;
-    event.set_time(None::<DateTime<Utc>>);
-    Ok(event)
-}
-
-fn apply_attribute(event: &mut Event, name: &str, value: &str) -> Result<()> {
-    match name {
-        "specversion" | "id" | "source" | "type" => {}
-        // Go carries datacontenttype in the Content-Type property; a stray user property is
-        // ignored rather than turned into an extension.
-        "datacontenttype" => {}
-        "time" => {
-            let t = DateTime::parse_from_rfc3339(value)
-                .map_err(|e| Error::InvalidMqtt(format!("ce-time {value:?} is not RFC 3339: {e}")))?;
-            event.set_time(Some(t.with_timezone(&Utc)));
-        }
-        "subject" => {
-            event.set_subject(Some(value.to_owned()));
-        }
-        "dataschema" => {
-            let u = url::Url::parse(value)
-                .map_err(|e| Error::InvalidMqtt(format!("ce-dataschema {value:?} is not a URI: {e}")))?;
-            event.set_dataschema(Some(u));
-        }
-        _ => {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-                return Err(Error::InvalidMqtt(format!(
-                    "user property {PREFIX}{name:?} is not a valid extension name ([a-z0-9]+)"
-                )));
-            }
-            event.set_extension(name, ExtensionValue::String(value.to_owned()));
-        }
-    }
-    Ok(())
 }
 
 fn set_data(event: &mut Event, content_type: Option<String>, payload: &[u8]) -> Result<()> {

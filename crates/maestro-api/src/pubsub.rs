@@ -19,15 +19,16 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use cloudevents::event::ExtensionValue;
-use cloudevents::{AttributesReader, AttributesWriter, EventBuilder};
+use cloudevents::{AttributesReader, AttributesWriter};
 
+use crate::binding::{self, Binding};
 use crate::mqtt::format_rfc3339_nano;
-use crate::{Data, Error, Event, EventBuilderV10, Result, json};
+use crate::{Data, Error, Event, Result, json};
+
+const BINDING: Binding = Binding { error: Error::InvalidPubSub, what: "attribute", skip_empty: true };
 
 /// Prefix of every CloudEvents attribute.
-pub const PREFIX: &str = "ce-";
+pub const PREFIX: &str = binding::PREFIX;
 /// The attribute carrying `datacontenttype`.
 pub const CONTENT_TYPE: &str = "Content-Type";
 /// The attribute carrying the cluster name (the agent subscription filter key, §7.3).
@@ -58,14 +59,6 @@ impl PubSubMessage {
     }
 }
 
-fn extension_string(value: &ExtensionValue) -> String {
-    match value {
-        ExtensionValue::String(s) => s.clone(),
-        ExtensionValue::Integer(i) => i.to_string(),
-        ExtensionValue::Boolean(b) => b.to_string(),
-    }
-}
-
 /// Encodes an event as Go's Pub/Sub codec does (see the module docs).
 pub fn encode(event: &Event) -> PubSubMessage {
     let mut attrs = BTreeMap::new();
@@ -86,7 +79,7 @@ pub fn encode(event: &Event) -> PubSubMessage {
         put("dataschema", u.to_string());
     }
     for (name, value) in event.iter_extensions() {
-        put(name, extension_string(value));
+        put(name, binding::extension_string(value));
     }
     if let Some(ct) = event.datacontenttype().filter(|c| !c.is_empty()) {
         attrs.insert(CONTENT_TYPE.to_owned(), ct.to_owned());
@@ -101,71 +94,13 @@ pub fn encode(event: &Event) -> PubSubMessage {
 /// `ce-source`, `ce-type`) is missing or empty, `ce-time` / `ce-dataschema` is malformed, an
 /// extension name is not `[a-z0-9]+`, or JSON data does not parse.
 pub fn decode(msg: &PubSubMessage) -> Result<Event> {
-    let mut event = required_attributes(msg)?;
+    let mut event = binding::required(BINDING, |name| msg.attribute(name))?;
     for (key, value) in &msg.attributes {
         let Some(name) = key.strip_prefix(PREFIX) else { continue };
-        apply_attribute(&mut event, name, value)?;
+        binding::apply(BINDING, &mut event, name, value)?;
     }
     set_data(&mut event, msg.attribute(CONTENT_TYPE), &msg.data)?;
     Ok(event)
-}
-
-fn required_attributes(msg: &PubSubMessage) -> Result<Event> {
-    let get = |name: &str| {
-        msg.attribute(&format!("{PREFIX}{name}"))
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| Error::InvalidPubSub(format!("missing or empty attribute {PREFIX}{name}")))
-    };
-    let version = get("specversion")?;
-    if version != "1.0" {
-        return Err(Error::InvalidPubSub(format!(
-            "unsupported ce-specversion {version:?} (expected \"1.0\")"
-        )));
-    }
-    let mut event = EventBuilderV10::new()
-        .id(get("id")?)
-        .source(get("source")?)
-        .ty(get("type")?)
-        .build()
-        .map_err(|e| Error::InvalidPubSub(e.to_string()))?;
-    event.set_time(None::<DateTime<Utc>>);
-    Ok(event)
-}
-
-fn apply_attribute(event: &mut Event, name: &str, value: &str) -> Result<()> {
-    match name {
-        "specversion" | "id" | "source" | "type" => {}
-        // Go carries datacontenttype in `Content-Type`; a stray ce- attribute is ignored
-        // rather than turned into an extension.
-        "datacontenttype" => {}
-        "time" => {
-            let t = DateTime::parse_from_rfc3339(value)
-                .map_err(|e| Error::InvalidPubSub(format!("ce-time {value:?} is not RFC 3339: {e}")))?;
-            event.set_time(Some(t.with_timezone(&Utc)));
-        }
-        "subject" => {
-            if !value.is_empty() {
-                event.set_subject(Some(value.to_owned()));
-            }
-        }
-        "dataschema" => {
-            if !value.is_empty() {
-                let u = url::Url::parse(value).map_err(|e| {
-                    Error::InvalidPubSub(format!("ce-dataschema {value:?} is not a URI: {e}"))
-                })?;
-                event.set_dataschema(Some(u));
-            }
-        }
-        _ => {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-                return Err(Error::InvalidPubSub(format!(
-                    "attribute {PREFIX}{name:?} is not a valid extension name ([a-z0-9]+)"
-                )));
-            }
-            event.set_extension(name, ExtensionValue::String(value.to_owned()));
-        }
-    }
-    Ok(())
 }
 
 fn set_data(event: &mut Event, content_type: Option<&str>, data: &[u8]) -> Result<()> {
@@ -193,6 +128,7 @@ mod tests {
     use crate::ext;
     use crate::payload::ManifestBundleStatus;
     use crate::types::Action;
+    use chrono::DateTime;
     use serde_json::json;
 
     fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
