@@ -254,8 +254,7 @@ impl Shared {
     }
 
     fn reconnect_delay(&self, attempt: u32) -> Duration {
-        // Jitter: a random delay in [base/2, base].
-        self.backoff.delay(attempt).mul_f64(0.5 + rand::random::<f64>() / 2.0)
+        self.backoff.jittered(attempt)
     }
 
     /// Handles one event-loop event; returns true on CONNACK.

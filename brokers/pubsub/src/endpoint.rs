@@ -249,12 +249,8 @@ impl Inner {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = Backoff {
-            initial: self.config.reconnect_initial_backoff,
-            max: self.config.reconnect_max_backoff,
-        }
-        .delay(attempt);
-        base.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+        Backoff { initial: self.config.reconnect_initial_backoff, max: self.config.reconnect_max_backoff }
+            .jittered(attempt)
     }
 
     async fn bounded<T>(&self, fut: impl Future<Output = Result<T>>) -> std::result::Result<T, String> {

@@ -34,6 +34,12 @@ impl Backoff {
         let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
         self.initial.saturating_mul(factor).min(self.max)
     }
+
+    /// [`Backoff::delay`] with jitter: a random delay in `[delay/2, delay]`, so that many
+    /// clients cut off together do not reconnect together.
+    pub fn jittered(&self, attempt: u32) -> Duration {
+        self.delay(attempt).mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
 }
 
 /// What happened to one delivery.
