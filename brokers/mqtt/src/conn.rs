@@ -1,8 +1,8 @@
 //! One MQTT 5 connection shared by both roles: a rumqttc `AsyncClient` plus an owned
 //! `EventLoop` task that (re)connects with `CleanStart=true`, subscribes after every CONNACK,
 //! bumps the subscribed signal on SUBACK, completes publishes on PUBACK, and feeds incoming
-//! messages, in order, to a delivery task that acknowledges each only after the handler
-//! accepted it (manual acks; protocol.md §7.2, §7.6).
+//! messages, in order per topic, to delivery lanes; each message is acknowledged only after the
+//! handler accepted it, in arrival order (manual acks; protocol.md §7.2, §7.6).
 //!
 //! Publish tracking: requests go through rumqttc's FIFO request channel, so the n-th
 //! `Outgoing::Publish(pkid)` event belongs to the n-th accepted publish. Publishes are only
@@ -85,6 +85,11 @@ fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions> {
         .set_keep_alive(Duration::from_secs(u64::from(config.keep_alive)))
         .set_manual_acks(true)
         .set_connection_timeout(config.dial_timeout.as_secs_f64().ceil().max(1.0) as u64);
+    // Publishes wait for their PUBACK one round trip at a time: never let Nagle's algorithm
+    // hold a small packet back waiting for a delayed ACK.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    opts.set_network_options(network);
     let max_packet = config.max_event_bytes.saturating_mul(2).saturating_add(64 * 1024);
     opts.set_max_packet_size(Some(u32::try_from(max_packet).unwrap_or(u32::MAX)));
     let user = config.username.clone().unwrap_or_default();
@@ -421,12 +426,61 @@ async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
     shared.fail_all(|| Error::Closed { backend: BACKEND });
 }
 
-/// Feeds received messages to the handler in order and acks each one after it was handled.
+/// Delivery lanes per connection. Messages of one topic always take the same lane, so they
+/// reach the handler in order (per consumer, protocol.md §7.2); messages of different topics
+/// (on the source side: different consumers) are handled concurrently, so the server can write
+/// their statuses in one group commit instead of one commit each.
+const LANES: usize = 16;
+
+type LaneJob = (Arc<Publish>, oneshot::Sender<Outcome>);
+
+/// Feeds received messages to the handler (in order per topic, see [`LANES`]) and acks each
+/// one after it was handled, in arrival order (MQTT 5 §4.6: PUBACKs go out in the order the
+/// PUBLISHes came).
 async fn delivery_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Delivery>, handler: DynHandler) {
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<(Arc<Publish>, u64, oneshot::Receiver<Outcome>)>();
+    let lanes: Vec<mpsc::UnboundedSender<LaneJob>> = (0..LANES)
+        .map(|_| {
+            let (tx, mut lane) = mpsc::unbounded_channel::<LaneJob>();
+            let (shared, handler) = (shared.clone(), handler.clone());
+            tokio::spawn(async move {
+                while let Some((publish, done)) = lane.recv().await {
+                    let outcome = shared.handle(&handler, &publish).await;
+                    let closed = outcome == Outcome::Closed;
+                    let _ = done.send(outcome);
+                    if closed {
+                        break;
+                    }
+                }
+            });
+            tx
+        })
+        .collect();
+    let acker = shared.clone();
+    tokio::spawn(async move {
+        while let Some((publish, generation, done)) = ack_rx.recv().await {
+            match done.await {
+                Ok(Outcome::Closed) | Err(_) => break,
+                Ok(_) => acker.ack(&publish, generation),
+            }
+        }
+    });
     while let Some((publish, generation)) = rx.recv().await {
-        if shared.handle(&handler, &publish).await == Outcome::Closed {
+        let publish = Arc::new(publish);
+        let (done_tx, done_rx) = oneshot::channel();
+        let lane = &lanes[lane_of(&publish.topic)];
+        if lane.send((publish.clone(), done_tx)).is_err()
+            || ack_tx.send((publish, generation, done_rx)).is_err()
+        {
             break;
         }
-        shared.ack(&publish, generation);
     }
+}
+
+/// The lane of a topic: a hash of its bytes modulo [`LANES`].
+fn lane_of(topic: &[u8]) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    topic.hash(&mut h);
+    (h.finish() % LANES as u64) as usize
 }

@@ -1,7 +1,8 @@
 //! Test support (feature `test-support`): real brokers on free ports.
 //!
 //! - [`Mosquitto`]: the Debian `mosquitto` binary (2.0.x) with a temp config
-//!   (`listener PORT 127.0.0.1`, `allow_anonymous true`, `persistence false`); `kill()` and
+//!   (`listener PORT 127.0.0.1`, `allow_anonymous true`, `persistence false`,
+//!   `set_tcp_nodelay true`, `max_queued_messages 1000000`); `kill()` and
 //!   `restart()` (same port) simulate an outage. Panics with an install hint when the binary
 //!   is missing (`apt-get install -y mosquitto mosquitto-clients`).
 //! - [`embedded_rumqttd`]: a rumqttd 0.20 broker (MQTT 5 listener) on a std thread. It has no
@@ -106,7 +107,7 @@ impl Mosquitto {
     fn spawn(&mut self) {
         let conf = self.dir.join("mosquitto.conf");
         let text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n{}\n",
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nmax_queued_messages 1000000\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n{}\n",
             self.port, self.extra
         );
         std::fs::write(&conf, text).expect("mosquitto config");

@@ -1,28 +1,30 @@
 //! # maestro-bench: the cross-backend benchmark harness
 //!
 //! For one broker set-up ([`env::Broker`]) and one store ([`env::StoreKind`]),
-//! [`run_one`] starts a server, a fleet of simulated agents (one per consumer, one reconcile
-//! worker each, all in this process) and a load generator acting as a source over the source
-//! gRPC API, and measures ([`RunResult`]): end-to-end throughput, latency at a fixed offered
-//! rate (hdrhistogram), the raw broker and raw store limits in the same run with the ratios
-//! end-to-end / raw, REST list times, reconnect resync time, and the process footprint.
+//! [`run_one`] starts the server as its own `maestro server` process, a fleet of simulated
+//! agents (one per consumer, one reconcile worker each, in this process) and a load generator
+//! acting as a source over the source gRPC API, and measures ([`RunResult`]): end-to-end
+//! throughput, latency at a fixed offered rate (hdrhistogram), the raw broker and raw store
+//! limits in the same run with the ratios end-to-end / raw, REST list times, reconnect resync
+//! time, and the server's own footprint (RSS and CPU from `/proc/<pid>`), including with K
+//! idle connected agents.
 //!
-//! The server, the fleet and the load generator share one process here, so the footprint
-//! figures are for all three together (labelled so in the report).
-//!
-//! Modules: [`env`] (broker processes, databases), [`load`] (end-to-end scenarios), [`limits`]
-//! (raw limits), [`report`] (JSON and Markdown).
+//! Modules: [`env`] (broker processes, databases), [`fleet`] (server process, simulated
+//! agents), [`load`] (end-to-end scenarios), [`limits`] (raw limits), [`report`] (JSON and
+//! Markdown), [`chart`] (SVG).
 
+pub mod chart;
 pub mod env;
+pub mod fleet;
 pub mod limits;
 pub mod load;
 pub mod report;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use maestro::stack::LocalStack;
 use serde::Serialize;
 
 use env::{Broker, BrokerProcess, Database, StoreKind};
+use fleet::{Fleet, ServerProcess};
 
 /// Sizes of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -39,11 +41,17 @@ pub struct Params {
     pub latency_bundles: usize,
     /// Events / bundles of the raw broker and raw store measurements.
     pub raw_count: usize,
+    /// Idle agents connected at the end to measure the server's RSS with many agents (the
+    /// Pub/Sub emulator run caps this at [`PUBSUB_IDLE_AGENTS`]: one subscription each).
+    pub idle_agents: usize,
 }
+
+/// Most idle agents of a Pub/Sub emulator run (each needs its own subscription).
+pub const PUBSUB_IDLE_AGENTS: usize = 100;
 
 impl Params {
     /// The full run: 10 consumers × 600 bundles (Go Maestro's published test), latency at
-    /// 500/s for 5,000 bundles, 6,000 raw operations.
+    /// 500/s for 5,000 bundles, 6,000 raw operations, 10,000 idle agents.
     pub fn full() -> Params {
         Params {
             consumers: 10,
@@ -52,10 +60,12 @@ impl Params {
             latency_rate: 500.0,
             latency_bundles: 5000,
             raw_count: 6000,
+            idle_agents: 10_000,
         }
     }
 
-    /// A quick run (all brokers and stores in a few minutes): 5 × 100, 500 at 500/s, 1,000 raw.
+    /// A quick run (all brokers and stores in a few minutes): 5 × 100, 500 at 500/s, 1,000 raw,
+    /// 200 idle agents.
     pub fn quick() -> Params {
         Params {
             consumers: 5,
@@ -64,17 +74,28 @@ impl Params {
             latency_rate: 500.0,
             latency_bundles: 500,
             raw_count: 1000,
+            idle_agents: 200,
         }
     }
 }
 
-/// Process footprint after the run (server, fleet and load generator together).
+/// The server process's footprint (RSS and CPU read from `/proc/<pid>`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Footprint {
-    /// Resident set size, MiB.
-    pub rss_mib: f64,
+    /// RSS right after start-up, MiB.
+    pub start_rss_mib: f64,
+    /// Bundles the server holds at the `holding_rss_mib` reading.
+    pub holding_bundles: usize,
+    /// RSS after the throughput and latency scenarios, holding `holding_bundles`, MiB.
+    pub holding_rss_mib: f64,
     /// CPU seconds (user + system) per 1,000 bundles of the throughput scenario.
     pub cpu_s_per_1000: f64,
+    /// Agents connected at the `idle_rss_mib` reading (the fleet plus the idle ones).
+    pub idle_agents: usize,
+    /// RSS with `idle_agents` agents connected and idle, MiB.
+    pub idle_rss_mib: f64,
+    /// Time to connect and subscribe the idle agents, s.
+    pub idle_connect_s: f64,
 }
 
 /// The results of one broker × store run.
@@ -116,7 +137,8 @@ fn bar(label: String) -> ProgressBar {
 }
 
 /// Runs every scenario for `broker` on `store` with sizes `p`; `postgres` is the admin URL of
-/// the PostgreSQL server (required for [`StoreKind::Postgres`]).
+/// the PostgreSQL server (required for [`StoreKind::Postgres`]); the server runs as
+/// [`fleet::maestro_bin`].
 ///
 /// # Errors
 /// Any failed step, naming it.
@@ -127,35 +149,46 @@ pub async fn run_one(
     postgres: Option<&str>,
 ) -> anyhow::Result<RunResult> {
     let label = format!("{broker} / {store}");
+    let bin = fleet::maestro_bin()?;
     let process = BrokerProcess::start(broker).await?;
     let raw_db = Database::fresh(store, postgres).await?;
     let raw_store = limits::store(&raw_db.url, p.raw_count, p.concurrency).await?;
     let raw_broker = limits::broker(&process, p.raw_count, p.concurrency).await?;
     let db = Database::fresh(store, postgres).await?;
-    let mut stack = LocalStack::start(process.stack_config(&db.url)).await?;
+    let server = ServerProcess::start(&bin, &process, &db.url).await?;
+    let start_rss_mib = server.usage().rss_mib;
+    let mut fleet = Fleet::start(server).await?;
     let consumers: Vec<String> = (0..p.consumers).map(|i| format!("fleet-{i}")).collect();
-    for c in &consumers {
-        stack.rest.create_consumer(c, &Default::default()).await?;
-        stack.start_agent(c).await?;
-    }
+    fleet.add_consumers(&consumers, &ProgressBar::hidden()).await?;
+    fleet.start_agents(&consumers, &ProgressBar::hidden()).await?;
     // Warm-up: one bundle per consumer proves every agent is connected.
-    load::throughput(&stack, &consumers, (0, 1), p.concurrency, &ProgressBar::hidden()).await?;
-    let cpu0 = cpu_seconds();
+    load::throughput(&fleet.source, &consumers, (0, 1), p.concurrency, &ProgressBar::hidden()).await?;
+    let cpu0 = fleet.server.usage().cpu_s;
     let pb = bar(format!("{label} e2e"));
     let throughput =
-        load::throughput(&stack, &consumers, (1, p.bundles_per_consumer), p.concurrency, &pb).await?;
+        load::throughput(&fleet.source, &consumers, (1, p.bundles_per_consumer), p.concurrency, &pb).await?;
     pb.finish_with_message(format!("{:.0} bundles/s", throughput.per_second));
-    let cpu = cpu_seconds() - cpu0;
+    let cpu = fleet.server.usage().cpu_s - cpu0;
     let pb = bar(format!("{label} latency"));
     let first = 1 + p.bundles_per_consumer;
-    let latency = load::latency(&stack, &consumers, first, (p.latency_rate, p.latency_bundles), &pb).await?;
+    let latency =
+        load::latency(&fleet.source, &consumers, first, (p.latency_rate, p.latency_bundles), &pb).await?;
     pb.finish_with_message(format!("p99 {:.1} ms", latency.p99_ms));
-    let rest = load::rest_list(&stack, &consumers[0]).await?;
+    let rest = load::rest_list(&fleet.rest, &consumers[0]).await?;
+    let holding_rss_mib = fleet.server.usage().rss_mib;
     let held = rest.one_consumer_bundles;
-    let resync = load::resync(&mut stack, &consumers[0], held).await?;
-    let footprint =
-        Footprint { rss_mib: rss_mib(), cpu_s_per_1000: cpu / throughput.bundles as f64 * 1000.0 };
-    stack.shutdown().await;
+    let resync = load::resync(&mut fleet, &consumers[0], held).await?;
+    let idle = idle_agents(&mut fleet, broker, p, &label).await?;
+    let footprint = Footprint {
+        start_rss_mib,
+        holding_bundles: rest.all_bundles,
+        holding_rss_mib,
+        cpu_s_per_1000: cpu / throughput.bundles as f64 * 1000.0,
+        idle_agents: idle.0 + consumers.len(),
+        idle_rss_mib: idle.1,
+        idle_connect_s: idle.2,
+    };
+    fleet.shutdown().await;
     Ok(RunResult {
         broker,
         store,
@@ -172,23 +205,25 @@ pub async fn run_one(
     })
 }
 
-/// Resident set size of this process, MiB (0 when `/proc` is unavailable).
-pub fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// CPU seconds (user + system) used by this process so far, from `/proc/self/stat` at the
-/// usual 100 clock ticks per second (0 when `/proc` is unavailable).
-pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+/// Connects `p.idle_agents` more agents (capped for Pub/Sub) and reads the server's RSS once
+/// all are subscribed: `(agents, RSS MiB, connect seconds)`.
+async fn idle_agents(
+    fleet: &mut Fleet,
+    broker: Broker,
+    p: &Params,
+    label: &str,
+) -> anyhow::Result<(usize, f64, f64)> {
+    let k = if broker == Broker::Pubsub { p.idle_agents.min(PUBSUB_IDLE_AGENTS) } else { p.idle_agents };
+    let names: Vec<String> = (0..k).map(|i| format!("idle-{i}")).collect();
+    let pb = bar(format!("{label} idle consumers"));
+    fleet.add_consumers(&names, &pb).await?;
+    pb.finish();
+    let pb = bar(format!("{label} idle agents"));
+    let t = std::time::Instant::now();
+    fleet.start_agents(&names, &pb).await?;
+    let connect_s = t.elapsed().as_secs_f64();
+    pb.finish_with_message(format!("{connect_s:.1} s"));
+    // Let the connection-time work (spec and status resyncs) settle before reading RSS.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    Ok((k, fleet.server.usage().rss_mib, connect_s))
 }

@@ -147,11 +147,13 @@ async fn publish_retrying(
     }
 }
 
-/// The store alone: per bundle, the resource row with its outbox row, the outbox completion
-/// and a status write, `concurrency` bundles at a time.
+/// The store alone: the writes the server makes per bundle, pipelined as the server does
+/// them: `concurrency` resource creations (row + outbox row) in flight, one completer marking
+/// outbox rows done in batches (as the spec dispatcher does), and a status write (row + status
+/// event row) per completed bundle, all concurrent so the store's group commit batches them.
 ///
 /// # Errors
-/// Store failures.
+/// Store failures; not done within [`SCENARIO_DEADLINE`].
 pub async fn store(db_url: &str, count: usize, concurrency: usize) -> anyhow::Result<Rate> {
     let store = maestro_store::open(db_url).await?;
     store
@@ -159,45 +161,85 @@ pub async fn store(db_url: &str, count: usize, concurrency: usize) -> anyhow::Re
         .await?;
     let start = Instant::now();
     let store_ref = &store;
-    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..count)
-        .map(|i| async move { one_bundle(store_ref, i).await })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let creates = async {
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..count)
+            .map(|i| async move { create(store_ref, i).await })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        results.into_iter().collect::<anyhow::Result<Vec<()>>>()
+    };
+    let (created, statuses) = tokio::time::timeout(
+        SCENARIO_DEADLINE,
+        futures::future::join(creates, complete_and_report(&store, count)),
+    )
+    .await
+    .context("store alone: not done within the scenario deadline")?;
+    created?;
+    statuses?;
     Ok(Rate::new(count, start))
 }
 
-async fn one_bundle(store: &maestro_store::DynStore, i: usize) -> anyhow::Result<()> {
-    let id = format!("00000000-0000-4000-8000-{i:012}");
+fn bundle_id(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+async fn create(store: &maestro_store::DynStore, i: usize) -> anyhow::Result<()> {
+    let id = bundle_id(i);
     let spec = SpecEventBuilder::new("maestro-bench", &id, 0, "bench-store").bundle(&work(i).bundle).build();
     store
         .create_resource(NewResource {
-            id: id.clone(),
+            id,
             name: format!("b-{i}"),
             consumer_name: "bench-store".into(),
             source: "maestro-bench".into(),
             payload: maestro_api::json::to_value(&spec),
         })
         .await?;
-    // The server's one dispatcher completes rows in order; here each bundle completes only its
-    // own row, so concurrent tasks never lock the same rows in different orders.
-    let pending = store.pending_spec_events(256).await?;
-    let seqs: Vec<i64> = pending.iter().filter(|r| r.resource_id == id).map(|r| r.seq).collect();
-    store.complete_spec_events(&seqs).await?;
+    Ok(())
+}
+
+/// Completes outbox rows in batches as they appear and writes one status per completed row,
+/// until `count` statuses are stored.
+async fn complete_and_report(store: &maestro_store::DynStore, count: usize) -> anyhow::Result<()> {
+    let signal = store.spec_signal();
+    let mut writes = Vec::with_capacity(count);
+    let mut completed = 0;
+    while completed < count {
+        let rows = store.pending_spec_events(500).await?;
+        if rows.is_empty() {
+            tokio::select! {
+                () = signal.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            continue;
+        }
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        store.complete_spec_events(&seqs).await?;
+        completed += rows.len();
+        for row in rows {
+            let store = store.clone();
+            writes.push(tokio::spawn(async move { store.apply_status(status(&row.resource_id)).await }));
+        }
+    }
+    for write in writes {
+        write.await.context("status task")??;
+    }
+    Ok(())
+}
+
+fn status(id: &str) -> StatusWrite {
     let data =
         json!({"conditions":[{"type":"Applied","status":"True","reason":"AppliedManifestWorkComplete"}]});
-    store
-        .apply_status(StatusWrite {
-            resource_id: id,
-            consumer_name: "bench-store".into(),
-            version: 1,
-            sequence_id: format!("{}", 1_834_773_391_719_010_304u64 + i as u64),
-            status_hash: Some(format!("{i:064x}")),
-            event: json!({"specversion":"1.0","data":data}),
-            data,
-            deleted: false,
-        })
-        .await?;
-    Ok(())
+    let n = id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    StatusWrite {
+        resource_id: id.to_owned(),
+        consumer_name: "bench-store".into(),
+        version: 1,
+        sequence_id: format!("{}", 1_834_773_391_719_010_304u64 + n),
+        status_hash: Some(format!("{n:064x}")),
+        event: json!({"specversion":"1.0","data":data}),
+        data,
+        deleted: false,
+    }
 }

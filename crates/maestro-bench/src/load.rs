@@ -1,4 +1,4 @@
-//! End-to-end scenarios on a running [`LocalStack`] (server, fleet of simulated agents, and a
+//! End-to-end scenarios on a running [`Fleet`] (the server process, the simulated agents, and a
 //! load generator acting as a source over the source gRPC API): throughput, latency at a fixed
 //! offered rate, REST list time and reconnect resync.
 
@@ -10,12 +10,13 @@ use anyhow::Context;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
-use maestro::stack::LocalStack;
 use maestro_api::payload::ManifestBundle;
-use maestro_client::{BundleFilter, ManifestWorkInput, SourceClient};
+use maestro_client::{BundleFilter, ManifestWorkInput, RestClient, SourceClient};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
+
+use crate::fleet::Fleet;
 
 /// How long any one scenario may take before it is reported as failed.
 pub const SCENARIO_DEADLINE: Duration = Duration::from_secs(120);
@@ -107,7 +108,7 @@ pub struct Throughput {
 /// # Errors
 /// Publish failures; not all Applied within [`SCENARIO_DEADLINE`].
 pub async fn throughput(
-    stack: &LocalStack,
+    source: &SourceClient,
     consumers: &[String],
     (first, per_consumer): (usize, usize),
     concurrency: usize,
@@ -116,11 +117,10 @@ pub async fn throughput(
     let total = consumers.len() * per_consumer;
     bar.set_length(total as u64);
     bar.set_position(0);
-    let mut applied = AppliedWatch::start(&stack.source).await?;
+    let mut applied = AppliedWatch::start(source).await?;
     let start = Instant::now();
     let items: Vec<(usize, &String)> =
         (first..first + per_consumer).flat_map(|i| consumers.iter().map(move |c| (i, c))).collect();
-    let source = &stack.source;
     let results: Vec<anyhow::Result<String>> = futures::stream::iter(items)
         .map(|(i, c)| async move {
             source.create(c, &work(i)).await.with_context(|| format!("publishing b-{i} to {c}"))
@@ -157,7 +157,7 @@ pub struct Latency {
 /// # Errors
 /// Publish failures; not all Applied within [`SCENARIO_DEADLINE`].
 pub async fn latency(
-    stack: &LocalStack,
+    source: &SourceClient,
     consumers: &[String],
     first: usize,
     (rate, count): (f64, usize),
@@ -165,7 +165,7 @@ pub async fn latency(
 ) -> anyhow::Result<Latency> {
     bar.set_length(count as u64);
     bar.set_position(0);
-    let mut applied = AppliedWatch::start(&stack.source).await?;
+    let mut applied = AppliedWatch::start(source).await?;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sent = Vec::with_capacity(count);
@@ -173,7 +173,7 @@ pub async fn latency(
     for k in 0..count {
         ticker.tick().await;
         let (i, c) = (first + k / consumers.len(), consumers[k % consumers.len()].clone());
-        let source = stack.source.clone();
+        let source = source.clone();
         let t0 = Instant::now();
         sent.push((source.resource_id(&c, &format!("b-{i}")), t0));
         tasks.spawn(async move {
@@ -217,12 +217,12 @@ pub struct RestList {
 ///
 /// # Errors
 /// REST failures.
-pub async fn rest_list(stack: &LocalStack, consumer: &str) -> anyhow::Result<RestList> {
+pub async fn rest_list(rest: &RestClient, consumer: &str) -> anyhow::Result<RestList> {
     let t = Instant::now();
-    let one = stack.rest.all_bundles(&BundleFilter::consumer(consumer)).await?;
+    let one = rest.all_bundles(&BundleFilter::consumer(consumer)).await?;
     let one_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
-    let all = stack.rest.all_bundles(&BundleFilter::default()).await?;
+    let all = rest.all_bundles(&BundleFilter::default()).await?;
     let all_ms = t.elapsed().as_secs_f64() * 1000.0;
     Ok(RestList { one_consumer_bundles: one.len(), one_consumer_ms: one_ms, all_bundles: all.len(), all_ms })
 }
@@ -241,13 +241,13 @@ pub struct Resync {
 ///
 /// # Errors
 /// Agent start failures; not resynced within [`SCENARIO_DEADLINE`].
-pub async fn resync(stack: &mut LocalStack, consumer: &str, bundles: usize) -> anyhow::Result<Resync> {
-    stack.stop_agent(consumer).await;
-    stack.reset_cluster(consumer);
-    let cluster = stack.cluster(consumer);
+pub async fn resync(fleet: &mut Fleet, consumer: &str, bundles: usize) -> anyhow::Result<Resync> {
+    fleet.stop_agent(consumer).await;
+    fleet.reset_cluster(consumer);
+    let cluster = fleet.cluster(consumer);
     let start = Instant::now();
-    stack.start_agent(consumer).await?;
-    while cluster.objects().len() < bundles {
+    fleet.start_agent(consumer).await?;
+    while cluster.len() < bundles {
         anyhow::ensure!(start.elapsed() < SCENARIO_DEADLINE, "resync of {bundles} bundles not done");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -1,5 +1,7 @@
-//! A tiny run of the harness (gRPC broker, SQLite, 2 consumers × 3 bundles) so it cannot rot:
-//! every scenario runs and reports sane figures, and the Markdown table carries the row.
+//! A tiny run of the harness (gRPC broker, SQLite, 2 consumers × 3 bundles, 5 idle agents) so
+//! it cannot rot: every scenario runs against a real `maestro server` process (the workspace's
+//! `maestro` binary, built by the workspace test run) and reports sane figures, and the Markdown
+//! table carries the row.
 //! Figures are not asserted against targets here: performance lives in docs/benchmarks.md.
 
 #![allow(clippy::unwrap_used)]
@@ -17,6 +19,7 @@ async fn a_tiny_grpc_sqlite_run_measures_every_scenario() {
         latency_rate: 50.0,
         latency_bundles: 6,
         raw_count: 20,
+        idle_agents: 5,
     };
     let r = run_one(Broker::Grpc, StoreKind::Sqlite, &params, None).await.unwrap();
     assert_eq!(r.throughput.bundles, 6);
@@ -29,7 +32,10 @@ async fn a_tiny_grpc_sqlite_run_measures_every_scenario() {
     assert_eq!(r.rest.one_consumer_bundles, 7);
     assert_eq!(r.rest.all_bundles, 14);
     assert_eq!(r.resync.bundles, 7);
-    assert!(r.footprint.rss_mib > 0.0);
+    let f = &r.footprint;
+    assert!(f.start_rss_mib > 0.0 && f.holding_rss_mib > 0.0 && f.idle_rss_mib > 0.0, "{f:?}");
+    assert_eq!(f.holding_bundles, 14);
+    assert_eq!(f.idle_agents, 7, "2 fleet agents + 5 idle ones");
     let report =
         Report { date: "now".into(), machine: "test".into(), params, runs: vec![r], failures: vec![] };
     let md = markdown(&report);

@@ -15,6 +15,7 @@
 //! - deletion is soft (`deleted_at`) until the agent reports `Deleted`, then the row is removed;
 //! - a failed call leaves the stored data unchanged.
 
+mod group;
 pub mod model;
 pub mod postgres;
 mod rules;

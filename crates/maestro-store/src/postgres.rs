@@ -12,6 +12,7 @@
 //! ([`STATUS_SEQ_LOCK`]) right before the insert and hold it through commit. Spec outbox rows
 //! are read as "pending", not by cursor, and need no such lock.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,10 +23,11 @@ use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use tokio::sync::Notify;
 
-use crate::rules::{self, Signals, StatusPlan, UpdatePlan};
+use crate::group::{GroupCommit, GroupFuture};
+use crate::rules::{self, Signals, UpdatePlan};
 use crate::{
     Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, Resource, ResourceQuery, Result,
-    SpecAction, SpecEventRow, StatusEventKind, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
+    SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
 };
 
 /// Channel notified after commits that appended spec outbox rows.
@@ -43,18 +45,33 @@ const POOL_SIZE: u32 = 16;
 pub struct PostgresStore {
     pool: PgPool,
     signals: Signals,
+    creates: GroupCommit<NewResource, Resource>,
+    statuses: GroupCommit<StatusWrite, StatusOutcome>,
 }
 
 type Tx = Transaction<'static, Postgres>;
 
 impl PostgresStore {
-    /// Connects a pool (up to 16 connections) to a `postgres://` URL. Does not migrate.
+    /// Connects a pool (up to 16 connections) to a `postgres://` URL and starts the group
+    /// commit writers of resource creations and statuses (on the current Tokio runtime; see
+    /// the `group` module). Does not migrate.
     ///
     /// # Errors
     /// [`StoreError::Database`] for a malformed URL or when the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new().max_connections(POOL_SIZE).connect(url).await?;
-        Ok(PostgresStore { pool, signals: Signals::default() })
+        let signals = Signals::default();
+        let (p, sig) = (pool.clone(), signals.clone());
+        let creates = GroupCommit::start(Arc::new(move |ops: Arc<Vec<NewResource>>| {
+            let (p, sig) = (p.clone(), sig.clone());
+            Box::pin(async move { create_group(&p, &sig, &ops).await }) as GroupFuture<Resource>
+        }));
+        let (p, sig) = (pool.clone(), signals.clone());
+        let statuses = GroupCommit::start(Arc::new(move |ops: Arc<Vec<StatusWrite>>| {
+            let (p, sig) = (p.clone(), sig.clone());
+            Box::pin(async move { status_group(&p, &sig, &ops).await }) as GroupFuture<StatusOutcome>
+        }));
+        Ok(PostgresStore { pool, signals, creates, statuses })
     }
 
     /// The connection pool (for tests and diagnostics).
@@ -105,12 +122,123 @@ impl PostgresStore {
     }
 
     /// Commits `tx` after queueing a notification on `channel`, then fires `signal`.
-    async fn commit_and_signal(&self, mut tx: Tx, channel: &'static str, signal: &Notify) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Signals::fire(signal);
-        Ok(())
+    async fn commit_and_signal(&self, tx: Tx, channel: &'static str, signal: &Notify) -> Result<()> {
+        commit_and_signal(tx, channel, signal).await
     }
+}
+
+/// Commits `tx` after queueing a notification on `channel`, then fires `signal`.
+async fn commit_and_signal(mut tx: Tx, channel: &'static str, signal: &Notify) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Signals::fire(signal);
+    Ok(())
+}
+
+/// Creates a group of resources in one transaction (group commit): one consumer lookup, one
+/// multi-row insert (`ON CONFLICT (id) DO NOTHING`: an existing id is a conflict for that
+/// write only), one multi-row spec outbox insert.
+async fn create_group(
+    pool: &PgPool,
+    signals: &Signals,
+    ops: &[NewResource],
+) -> Result<Vec<Result<Resource>>> {
+    let mut tx = pool.begin().await?;
+    let mut names: Vec<&str> = ops.iter().map(|op| op.consumer_name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let known: HashSet<String> =
+        sqlx::query_scalar("SELECT name FROM consumers WHERE name = ANY($1) ORDER BY name FOR KEY SHARE")
+            .bind(&names)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let (answers, insert) = rules::screen_creates(ops, &known);
+    if insert.is_empty() {
+        return Ok(rules::answer_creates(ops, answers, &insert, HashMap::new()));
+    }
+    let now = rules::now();
+    let mut q = QueryBuilder::<Postgres>::new(
+        "INSERT INTO resources (id, name, consumer_name, source, version, payload, created_at, updated_at) ",
+    );
+    q.push_values(insert.iter().filter_map(|&i| ops.get(i)), |mut b, op| {
+        b.push_bind(&op.id)
+            .push_bind(&op.name)
+            .push_bind(&op.consumer_name)
+            .push_bind(&op.source)
+            .push_bind(1_i64)
+            .push_bind(Json(&op.payload))
+            .push_bind(now)
+            .push_bind(now);
+    });
+    q.push(" ON CONFLICT (id) DO NOTHING RETURNING *");
+    let rows = q.build().fetch_all(&mut *tx).await?;
+    let created = rows.iter().map(resource_from_row).collect::<Result<Vec<_>>>()?;
+    if !created.is_empty() {
+        let mut q = QueryBuilder::<Postgres>::new(
+            "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) ",
+        );
+        q.push_values(&created, |mut b, r| {
+            b.push_bind(&r.id)
+                .push_bind(&r.consumer_name)
+                .push_bind(SpecAction::Create.as_str())
+                .push_bind(r.version)
+                .push_bind(now);
+        });
+        q.build().execute(&mut *tx).await?;
+        commit_and_signal(tx, SPEC_CHANNEL, &signals.spec).await?;
+    }
+    let created = created.into_iter().map(|r| (r.id.clone(), r)).collect();
+    Ok(rules::answer_creates(ops, answers, &insert, created))
+}
+
+/// Applies a group of statuses in one transaction (group commit): the named rows are locked
+/// in id order (two groups never deadlock), the acceptance rules run as if the writes came one
+/// by one ([`rules::plan_status_group`]), then the changed rows are written and the status
+/// event rows appended under [`STATUS_SEQ_LOCK`], last.
+async fn status_group(
+    pool: &PgPool,
+    signals: &Signals,
+    writes: &[StatusWrite],
+) -> Result<Vec<Result<StatusOutcome>>> {
+    let mut tx = pool.begin().await?;
+    let mut ids: Vec<&str> = writes.iter().map(|w| w.resource_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query("SELECT * FROM resources WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let current =
+        rows.iter().map(|row| resource_from_row(row).map(|r| (r.id.clone(), r))).collect::<Result<_>>()?;
+    let plan = rules::plan_status_group(current, writes);
+    if plan.events.is_empty() {
+        return Ok(plan.outcomes.into_iter().map(Ok).collect());
+    }
+    let now = rules::now();
+    for r in &plan.updated {
+        sqlx::query(
+            "UPDATE resources SET status = $2, status_hash = $3, sequence_id = $4, updated_at = $5 WHERE id = $1",
+        )
+        .bind(&r.id)
+        .bind(r.status.as_ref().map(Json))
+        .bind(&r.status_hash)
+        .bind(&r.sequence_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !plan.deleted.is_empty() {
+        sqlx::query("DELETE FROM spec_events WHERE resource_id = ANY($1) AND done_at IS NULL")
+            .bind(&plan.deleted)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM resources WHERE id = ANY($1)").bind(&plan.deleted).execute(&mut *tx).await?;
+    }
+    push_status_events(&mut tx, &plan.events, now).await?;
+    commit_and_signal(tx, STATUS_CHANNEL, &signals.status).await?;
+    Ok(plan.outcomes.into_iter().map(Ok).collect())
 }
 
 /// Appends ` WHERE a = $n AND b = $m` for the filters that are set.
@@ -204,51 +332,26 @@ async fn push_spec_event(tx: &mut Tx, r: &Resource, action: SpecAction, now: Dat
     Ok(())
 }
 
-/// Appends a status event row. Must be the last write before commit: it first takes
+/// Appends status event rows. Must be the last write before commit: it first takes
 /// [`STATUS_SEQ_LOCK`] until the transaction ends, so status event `seq`s become visible in
 /// increasing order and a reader's `status_events_after(cursor)` never skips a row that
 /// commits late with a smaller `seq`.
-async fn push_status_event(tx: &mut Tx, r: &Resource, kind: StatusEventKind, status: &Value) -> Result<()> {
+async fn push_status_events(tx: &mut Tx, events: &[rules::PlannedEvent], now: DateTime<Utc>) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut **tx).await?;
-    sqlx::query(
-        "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&r.id)
-    .bind(&r.source)
-    .bind(&r.consumer_name)
-    .bind(kind.as_str())
-    .bind(Json(&r.payload))
-    .bind(Json(status))
-    .bind(rules::now())
-    .execute(&mut **tx)
-    .await?;
+    let mut q = QueryBuilder::<Postgres>::new(
+        "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) ",
+    );
+    q.push_values(events, |mut b, e| {
+        b.push_bind(&e.resource.id)
+            .push_bind(&e.resource.source)
+            .push_bind(&e.resource.consumer_name)
+            .push_bind(e.kind.as_str())
+            .push_bind(Json(&e.resource.payload))
+            .push_bind(Json(&e.status))
+            .push_bind(now);
+    });
+    q.build().execute(&mut **tx).await?;
     Ok(())
-}
-
-/// Removes a confirmed-deleted resource and its pending spec rows; appends `StatusDelete`.
-async fn hard_delete(tx: &mut Tx, current: &Resource, write: &StatusWrite) -> Result<()> {
-    sqlx::query("DELETE FROM spec_events WHERE resource_id = $1 AND done_at IS NULL")
-        .bind(&current.id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM resources WHERE id = $1").bind(&current.id).execute(&mut **tx).await?;
-    push_status_event(tx, current, StatusEventKind::StatusDelete, &write.event).await
-}
-
-/// Stores an accepted status; appends `StatusUpdate`.
-async fn store_status(tx: &mut Tx, current: &Resource, write: &StatusWrite) -> Result<()> {
-    sqlx::query(
-        "UPDATE resources SET status = $2, status_hash = $3, sequence_id = $4, updated_at = $5 WHERE id = $1",
-    )
-    .bind(&current.id)
-    .bind(Json(&write.event))
-    .bind(&write.status_hash)
-    .bind(&write.sequence_id)
-    .bind(rules::now())
-    .execute(&mut **tx)
-    .await?;
-    push_status_event(tx, current, StatusEventKind::StatusUpdate, &write.event).await
 }
 
 #[async_trait]
@@ -333,32 +436,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_resource(&self, new: NewResource) -> Result<Resource> {
-        let mut tx = self.pool.begin().await?;
-        let known = sqlx::query("SELECT 1 FROM consumers WHERE name = $1 FOR KEY SHARE")
-            .bind(&new.consumer_name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
-            return Err(StoreError::UnknownConsumer(new.consumer_name));
-        }
-        let now = rules::now();
-        let row = sqlx::query(
-            "INSERT INTO resources (id, name, consumer_name, source, version, payload, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 1, $5, $6, $6) ON CONFLICT (id) DO NOTHING RETURNING *",
-        )
-        .bind(&new.id)
-        .bind(&new.name)
-        .bind(&new.consumer_name)
-        .bind(&new.source)
-        .bind(Json(&new.payload))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = row.ok_or_else(|| StoreError::Conflict(format!("resource {:?} already exists", new.id)))?;
-        let created = resource_from_row(&row)?;
-        push_spec_event(&mut tx, &created, SpecAction::Create, now).await?;
-        self.commit_and_signal(tx, SPEC_CHANNEL, &self.signals.spec).await?;
-        Ok(created)
+        self.creates.submit(new).await
     }
 
     async fn update_resource(&self, id: &str, expected_version: i64, payload: Value) -> Result<Resource> {
@@ -432,22 +510,7 @@ impl Store for PostgresStore {
     }
 
     async fn apply_status(&self, write: StatusWrite) -> Result<StatusOutcome> {
-        let mut tx = self.pool.begin().await?;
-        let current = lock_resource(&mut tx, &write.resource_id).await?;
-        let (plan, current) = match (rules::plan_status(current.as_ref(), &write), current) {
-            (StatusPlan::Skip(outcome), _) => return Ok(outcome),
-            (_, None) => return Ok(StatusOutcome::UnknownResource),
-            (plan, Some(current)) => (plan, current),
-        };
-        let outcome = if plan == StatusPlan::HardDelete {
-            hard_delete(&mut tx, &current, &write).await?;
-            StatusOutcome::Deleted
-        } else {
-            store_status(&mut tx, &current, &write).await?;
-            StatusOutcome::Stored
-        };
-        self.commit_and_signal(tx, STATUS_CHANNEL, &self.signals.status).await?;
-        Ok(outcome)
+        self.statuses.submit(write).await
     }
 
     async fn pending_spec_events(&self, limit: i64) -> Result<Vec<SpecEventRow>> {

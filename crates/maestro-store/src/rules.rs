@@ -115,6 +115,126 @@ pub(crate) fn plan_status(current: Option<&Resource>, write: &StatusWrite) -> St
     StatusPlan::Store
 }
 
+/// One status event row a status group appends, in order.
+#[derive(Debug)]
+pub(crate) struct PlannedEvent {
+    /// The resource as it was when the status was accepted (id, source, consumer, payload).
+    pub(crate) resource: Resource,
+    /// `StatusUpdate` or `StatusDelete`.
+    pub(crate) kind: StatusEventKind,
+    /// The agent's status event.
+    pub(crate) status: Value,
+}
+
+/// What a group of status writes does to its locked rows, as if applied one by one in order
+/// (architecture.md §5): a later write of the same resource sees the earlier one's effect.
+#[derive(Debug, Default)]
+pub(crate) struct StatusGroupPlan {
+    /// One outcome per write, in order.
+    pub(crate) outcomes: Vec<StatusOutcome>,
+    /// Rows whose status changed, with their final state (none of them deleted later).
+    pub(crate) updated: Vec<Resource>,
+    /// Ids of rows to hard-delete (with their pending spec outbox rows).
+    pub(crate) deleted: Vec<String>,
+    /// Status event rows to append, in order.
+    pub(crate) events: Vec<PlannedEvent>,
+}
+
+/// Plans a status group over the current rows of the resources it names (`current`, keyed by
+/// id; a missing id is an unknown resource).
+pub(crate) fn plan_status_group(
+    mut current: std::collections::HashMap<String, Resource>,
+    writes: &[StatusWrite],
+) -> StatusGroupPlan {
+    let mut plan = StatusGroupPlan::default();
+    let mut dirty: Vec<String> = Vec::new();
+    for write in writes {
+        let outcome = match plan_status(current.get(&write.resource_id), write) {
+            StatusPlan::Skip(outcome) => outcome,
+            StatusPlan::Store => match current.get_mut(&write.resource_id) {
+                Some(row) => {
+                    row.status = Some(write.event.clone());
+                    row.status_hash = write.status_hash.clone();
+                    row.sequence_id = Some(write.sequence_id.clone());
+                    plan.events.push(PlannedEvent {
+                        resource: row.clone(),
+                        kind: StatusEventKind::StatusUpdate,
+                        status: write.event.clone(),
+                    });
+                    if !dirty.contains(&write.resource_id) {
+                        dirty.push(write.resource_id.clone());
+                    }
+                    StatusOutcome::Stored
+                }
+                None => StatusOutcome::UnknownResource,
+            },
+            StatusPlan::HardDelete => match current.remove(&write.resource_id) {
+                Some(row) => {
+                    dirty.retain(|id| id != &row.id);
+                    plan.deleted.push(row.id.clone());
+                    plan.events.push(PlannedEvent {
+                        resource: row,
+                        kind: StatusEventKind::StatusDelete,
+                        status: write.event.clone(),
+                    });
+                    StatusOutcome::Deleted
+                }
+                None => StatusOutcome::UnknownResource,
+            },
+        };
+        plan.outcomes.push(outcome);
+    }
+    plan.updated = dirty.into_iter().filter_map(|id| current.remove(&id)).collect();
+    plan
+}
+
+/// Splits a group of new resources: `Err` answers for writes refused before any SQL (unknown
+/// consumer, an id repeated within the group: the first one wins), and the indexes of the
+/// writes to insert.
+pub(crate) fn screen_creates(
+    ops: &[crate::NewResource],
+    known_consumers: &std::collections::HashSet<String>,
+) -> (Vec<Option<Result<Resource>>>, Vec<usize>) {
+    let mut answers: Vec<Option<Result<Resource>>> = Vec::with_capacity(ops.len());
+    let mut insert = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        if !known_consumers.contains(&op.consumer_name) {
+            answers.push(Some(Err(StoreError::UnknownConsumer(op.consumer_name.clone()))));
+        } else if !seen.insert(op.id.as_str()) {
+            answers.push(Some(Err(exists(&op.id))));
+        } else {
+            answers.push(None);
+            insert.push(i);
+        }
+    }
+    (answers, insert)
+}
+
+/// The conflict of creating a resource whose id exists.
+pub(crate) fn exists(id: &str) -> StoreError {
+    StoreError::Conflict(format!("resource {id:?} already exists"))
+}
+
+/// Fills the answers of the inserted writes of a create group from the rows the insert
+/// returned (keyed by id); an id with no row existed already.
+pub(crate) fn answer_creates(
+    ops: &[crate::NewResource],
+    mut answers: Vec<Option<Result<Resource>>>,
+    insert: &[usize],
+    mut created: std::collections::HashMap<String, Resource>,
+) -> Vec<Result<Resource>> {
+    for &i in insert {
+        if let (Some(op), Some(slot)) = (ops.get(i), answers.get_mut(i)) {
+            *slot = Some(created.remove(&op.id).ok_or_else(|| exists(&op.id)));
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(StoreError::Invalid("unanswered write".into()))))
+        .collect()
+}
+
 /// Parses a stored spec action. Errors: a decode error naming the bad value.
 pub(crate) fn parse_action(s: &str) -> Result<SpecAction> {
     SpecAction::parse(s).ok_or_else(|| decode_error(format!("unknown spec event action {s:?}")))
@@ -131,7 +251,7 @@ pub(crate) fn decode_error(msg: String) -> StoreError {
 }
 
 /// The in-process commit signals of a store.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Signals {
     /// Fired after commits that appended spec outbox rows.
     pub(crate) spec: Arc<Notify>,

@@ -5,6 +5,7 @@
 //! deadlock; concurrent writers queue on the busy timeout instead. Timestamps are stored as
 //! RFC 3339 UTC text with fixed-width microseconds; JSON as text.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +17,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::Notify;
 
-use crate::rules::{self, Signals, StatusPlan, UpdatePlan};
+use crate::group::{GroupCommit, GroupFuture};
+use crate::rules::{self, Signals, UpdatePlan};
 use crate::{
     Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, Resource, ResourceQuery, Result,
-    SpecAction, SpecEventRow, StatusEventKind, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
+    SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
 };
 
 /// How long a connection waits for the write lock before failing with `SQLITE_BUSY`.
@@ -34,6 +36,8 @@ const BATCH: usize = 500;
 pub struct SqliteStore {
     pool: SqlitePool,
     signals: Signals,
+    creates: GroupCommit<NewResource, Resource>,
+    statuses: GroupCommit<StatusWrite, StatusOutcome>,
 }
 
 type Tx = Transaction<'static, Sqlite>;
@@ -61,7 +65,18 @@ impl SqliteStore {
             opts = opts.create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
             SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE).connect_with(opts).await?
         };
-        Ok(SqliteStore { pool, signals: Signals::default() })
+        let signals = Signals::default();
+        let (p, sig) = (pool.clone(), signals.clone());
+        let creates = GroupCommit::start(Arc::new(move |ops: Arc<Vec<NewResource>>| {
+            let (p, sig) = (p.clone(), sig.clone());
+            Box::pin(async move { create_group(&p, &sig, &ops).await }) as GroupFuture<Resource>
+        }));
+        let (p, sig) = (pool.clone(), signals.clone());
+        let statuses = GroupCommit::start(Arc::new(move |ops: Arc<Vec<StatusWrite>>| {
+            let (p, sig) = (p.clone(), sig.clone());
+            Box::pin(async move { status_group(&p, &sig, &ops).await }) as GroupFuture<StatusOutcome>
+        }));
+        Ok(SqliteStore { pool, signals, creates, statuses })
     }
 
     /// The connection pool (for tests and diagnostics).
@@ -71,7 +86,7 @@ impl SqliteStore {
 
     /// Starts a write transaction holding the write lock.
     async fn write_tx(&self) -> Result<Tx> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        write_tx(&self.pool).await
     }
 
     async fn consumer_where(&self, column: &'static str, key: &str) -> Result<Consumer> {
@@ -232,46 +247,119 @@ async fn push_spec_event(tx: &mut Tx, r: &Resource, action: SpecAction, now: Dat
     Ok(())
 }
 
-async fn push_status_event(tx: &mut Tx, r: &Resource, kind: StatusEventKind, status: &Value) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&r.id)
-    .bind(&r.source)
-    .bind(&r.consumer_name)
-    .bind(kind.as_str())
-    .bind(json_text(&r.payload)?)
-    .bind(json_text(status)?)
-    .bind(rules::sqlite_ts(rules::now()))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Starts a write transaction holding the write lock.
+async fn write_tx(pool: &SqlitePool) -> Result<Tx> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
-/// Removes a confirmed-deleted resource and its pending spec rows; appends `StatusDelete`.
-async fn hard_delete(tx: &mut Tx, current: &Resource, write: &StatusWrite) -> Result<()> {
-    sqlx::query("DELETE FROM spec_events WHERE resource_id = $1 AND done_at IS NULL")
-        .bind(&current.id)
-        .execute(&mut **tx)
+/// Creates a group of resources in one transaction (group commit; see the `group` module).
+async fn create_group(
+    pool: &SqlitePool,
+    signals: &Signals,
+    ops: &[NewResource],
+) -> Result<Vec<Result<Resource>>> {
+    let mut tx = write_tx(pool).await?;
+    let mut known = HashSet::new();
+    for op in ops {
+        if known.contains(&op.consumer_name) {
+            continue;
+        }
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consumers WHERE name = $1)")
+            .bind(&op.consumer_name)
+            .fetch_one(&mut *tx)
+            .await?;
+        if exists {
+            known.insert(op.consumer_name.clone());
+        }
+    }
+    let (answers, insert) = rules::screen_creates(ops, &known);
+    let now = rules::now();
+    let mut created = HashMap::new();
+    for op in insert.iter().filter_map(|&i| ops.get(i)) {
+        let row = sqlx::query(
+            "INSERT INTO resources (id, name, consumer_name, source, version, payload, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $6) ON CONFLICT (id) DO NOTHING RETURNING *",
+        )
+        .bind(&op.id)
+        .bind(&op.name)
+        .bind(&op.consumer_name)
+        .bind(&op.source)
+        .bind(json_text(&op.payload)?)
+        .bind(rules::sqlite_ts(now))
+        .fetch_optional(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM resources WHERE id = $1").bind(&current.id).execute(&mut **tx).await?;
-    push_status_event(tx, current, StatusEventKind::StatusDelete, &write.event).await
+        if let Some(row) = row {
+            let r = resource_from_row(&row)?;
+            push_spec_event(&mut tx, &r, SpecAction::Create, now).await?;
+            created.insert(r.id.clone(), r);
+        }
+    }
+    if !created.is_empty() {
+        tx.commit().await?;
+        Signals::fire(&signals.spec);
+    }
+    Ok(rules::answer_creates(ops, answers, &insert, created))
 }
 
-/// Stores an accepted status; appends `StatusUpdate`.
-async fn store_status(tx: &mut Tx, current: &Resource, write: &StatusWrite) -> Result<()> {
-    sqlx::query(
-        "UPDATE resources SET status = $2, status_hash = $3, sequence_id = $4, updated_at = $5 WHERE id = $1",
-    )
-    .bind(&current.id)
-    .bind(json_text(&write.event)?)
-    .bind(&write.status_hash)
-    .bind(&write.sequence_id)
-    .bind(rules::sqlite_ts(rules::now()))
-    .execute(&mut **tx)
-    .await?;
-    push_status_event(tx, current, StatusEventKind::StatusUpdate, &write.event).await
+/// Applies a group of statuses in one transaction (group commit), under the acceptance rules
+/// applied as if the writes came one by one ([`rules::plan_status_group`]).
+async fn status_group(
+    pool: &SqlitePool,
+    signals: &Signals,
+    writes: &[StatusWrite],
+) -> Result<Vec<Result<StatusOutcome>>> {
+    let mut tx = write_tx(pool).await?;
+    let mut current = HashMap::new();
+    for w in writes {
+        if current.contains_key(&w.resource_id) {
+            continue;
+        }
+        if let Some(r) = fetch_resource(&mut tx, &w.resource_id).await? {
+            current.insert(r.id.clone(), r);
+        }
+    }
+    let plan = rules::plan_status_group(current, writes);
+    if plan.events.is_empty() {
+        return Ok(plan.outcomes.into_iter().map(Ok).collect());
+    }
+    let now = rules::sqlite_ts(rules::now());
+    for r in &plan.updated {
+        sqlx::query(
+            "UPDATE resources SET status = $2, status_hash = $3, sequence_id = $4, updated_at = $5 WHERE id = $1",
+        )
+        .bind(&r.id)
+        .bind(r.status.as_ref().map(json_text).transpose()?)
+        .bind(&r.status_hash)
+        .bind(&r.sequence_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for id in &plan.deleted {
+        sqlx::query("DELETE FROM spec_events WHERE resource_id = $1 AND done_at IS NULL")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM resources WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    }
+    for e in &plan.events {
+        sqlx::query(
+            "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&e.resource.id)
+        .bind(&e.resource.source)
+        .bind(&e.resource.consumer_name)
+        .bind(e.kind.as_str())
+        .bind(json_text(&e.resource.payload)?)
+        .bind(json_text(&e.status)?)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Signals::fire(&signals.status);
+    Ok(plan.outcomes.into_iter().map(Ok).collect())
 }
 
 #[async_trait]
@@ -357,33 +445,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_resource(&self, new: NewResource) -> Result<Resource> {
-        let mut tx = self.write_tx().await?;
-        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consumers WHERE name = $1)")
-            .bind(&new.consumer_name)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !known {
-            return Err(StoreError::UnknownConsumer(new.consumer_name));
-        }
-        let now = rules::now();
-        let row = sqlx::query(
-            "INSERT INTO resources (id, name, consumer_name, source, version, payload, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 1, $5, $6, $6) ON CONFLICT (id) DO NOTHING RETURNING *",
-        )
-        .bind(&new.id)
-        .bind(&new.name)
-        .bind(&new.consumer_name)
-        .bind(&new.source)
-        .bind(json_text(&new.payload)?)
-        .bind(rules::sqlite_ts(now))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = row.ok_or_else(|| StoreError::Conflict(format!("resource {:?} already exists", new.id)))?;
-        let created = resource_from_row(&row)?;
-        push_spec_event(&mut tx, &created, SpecAction::Create, now).await?;
-        tx.commit().await?;
-        Signals::fire(&self.signals.spec);
-        Ok(created)
+        self.creates.submit(new).await
     }
 
     async fn update_resource(&self, id: &str, expected_version: i64, payload: Value) -> Result<Resource> {
@@ -459,23 +521,7 @@ impl Store for SqliteStore {
     }
 
     async fn apply_status(&self, write: StatusWrite) -> Result<StatusOutcome> {
-        let mut tx = self.write_tx().await?;
-        let current = fetch_resource(&mut tx, &write.resource_id).await?;
-        let (plan, current) = match (rules::plan_status(current.as_ref(), &write), current) {
-            (StatusPlan::Skip(outcome), _) => return Ok(outcome),
-            (_, None) => return Ok(StatusOutcome::UnknownResource),
-            (plan, Some(current)) => (plan, current),
-        };
-        let outcome = if plan == StatusPlan::HardDelete {
-            hard_delete(&mut tx, &current, &write).await?;
-            StatusOutcome::Deleted
-        } else {
-            store_status(&mut tx, &current, &write).await?;
-            StatusOutcome::Stored
-        };
-        tx.commit().await?;
-        Signals::fire(&self.signals.status);
-        Ok(outcome)
+        self.statuses.submit(write).await
     }
 
     async fn pending_spec_events(&self, limit: i64) -> Result<Vec<SpecEventRow>> {

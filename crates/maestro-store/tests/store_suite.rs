@@ -68,6 +68,8 @@ suite!(
     status_events_cursor_and_prune,
     concurrent_updates_serialize,
     signals_fire_after_commit,
+    concurrent_writes_each_get_their_answer,
+    a_refused_write_fails_alone,
 );
 
 // ---- helpers ----
@@ -470,6 +472,92 @@ async fn signals_fire_after_commit(store: DynStore) {
     let w = status(&r, &Generator::default().next_string(), json!({"ok": true}));
     assert_eq!(store.apply_status(w).await.expect("apply"), StatusOutcome::Stored);
     waiter.await.expect("join").expect("status signal after apply_status");
+}
+
+/// Creates and statuses arriving together share transactions (group commit), yet each gets the
+/// answer it would get alone: unknown consumers and repeated ids fail, the rest are stored
+/// with one outbox row / one status event row each.
+async fn concurrent_writes_each_get_their_answer(store: DynStore) {
+    consumer(&store, "c1").await;
+    let burst: Vec<NewResource> = (0..200)
+        .map(|i| new_resource(&format!("r{i}"), "c1"))
+        .chain((0..5).map(|i| new_resource(&format!("x{i}"), "nope")))
+        .chain((0..5).map(|i| new_resource(&format!("r{i}"), "c1")))
+        .collect();
+    let tasks: Vec<_> = burst
+        .into_iter()
+        .map(|new| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { (new.id.clone(), store.create_resource(new).await) })
+        })
+        .collect();
+    let (mut created, mut unknown, mut conflicts) = (Vec::new(), 0, 0);
+    for task in tasks {
+        match task.await.expect("join") {
+            (_, Ok(r)) => created.push(r),
+            (_, Err(StoreError::UnknownConsumer(c))) => {
+                assert_eq!(c, "nope");
+                unknown += 1;
+            }
+            (id, Err(StoreError::Conflict(msg))) => {
+                assert!(msg.contains(&id), "{msg}");
+                conflicts += 1;
+            }
+            (id, Err(e)) => panic!("create {id}: {e}"),
+        }
+    }
+    assert_eq!((created.len(), unknown, conflicts), (200, 5, 5));
+    let creates = pending(&store).await.into_iter().filter(|r| r.action == SpecAction::Create).count();
+    assert_eq!(creates, 200, "one Create outbox row per created resource");
+
+    let ids = Generator::default();
+    let tasks: Vec<_> = created
+        .iter()
+        .map(|r| {
+            let (store, w) = (Arc::clone(&store), status(r, &ids.next_string(), json!({"applied": r.id})));
+            tokio::spawn(async move { store.apply_status(w).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("join").expect("apply"), StatusOutcome::Stored);
+    }
+    let events = store.status_events_after(0, 1000).await.expect("events");
+    assert_eq!(events.len(), 200, "one status event row per stored status");
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    let r7 = store.get_resource("r7").await.expect("get r7");
+    assert_eq!(r7.status.and_then(|s| s.get("data").cloned()), Some(json!({"applied": "r7"})));
+}
+
+/// A write the database refuses (PostgreSQL `jsonb` rejects the NUL character) fails alone:
+/// the writes that shared its transaction are retried on their own and stored.
+async fn a_refused_write_fails_alone(store: DynStore) {
+    consumer(&store, "c1").await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let mut new = new_resource(&format!("r{i}"), "c1");
+            if i == 25 {
+                new.payload = json!({"id": "r25", "bad": "nul \u{0} inside"});
+            }
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.create_resource(new).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("join"));
+    }
+    for (i, answer) in answers.iter().enumerate() {
+        match (i, answer) {
+            (25, Err(StoreError::Database(_))) if store.kind() == "postgres" => {}
+            (25, other) if store.kind() == "postgres" => panic!("r25 must be refused: {other:?}"),
+            (_, Ok(r)) => assert_eq!(r.id, format!("r{i}")),
+            (_, Err(e)) => panic!("r{i}: {e}"),
+        }
+    }
+    let stored = store.list_resources(&ResourceQuery::default()).await.expect("list").total;
+    let want = if store.kind() == "postgres" { 49 } else { 50 };
+    assert_eq!(stored, want);
+    assert_eq!(pending(&store).await.len() as i64, want, "outbox rows only for stored resources");
 }
 
 // ---- backend-independent ----

@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: the server allocates many short-lived JSON values
+/// and glibc malloc took ~30% of its CPU in profiles (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = maestro::cli::Cli::parse();
     maestro::init_logging(cli.log_json, cli.default_log_filter());

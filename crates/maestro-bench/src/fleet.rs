@@ -1,0 +1,358 @@
+//! The server as its own process and the fleet simulator.
+//!
+//! [`ServerProcess`] runs `maestro server` as a child process on free loopback ports, so its
+//! resident memory and CPU time are measured alone (from `/proc/<pid>`). [`Fleet`] runs the
+//! simulated agents (one [`Agent`] per consumer on its own [`SimulatedCluster`], one reconcile
+//! worker each, every one with its own broker connection) and the load generator's clients in
+//! this process.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use maestro::broker::{AgentBrokerSettings, BrokerKind, agent_transport};
+use maestro_agent::{Agent, AgentConfig, SimulatedCluster};
+use maestro_client::{RestClient, SourceClient};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::env::{Broker, BrokerProcess};
+use crate::load::SCENARIO_DEADLINE;
+
+/// The source id the load generator publishes as.
+pub const SOURCE_ID: &str = "maestro-bench";
+/// The GCP project used on the Pub/Sub emulator.
+const PUBSUB_PROJECT: &str = "maestro-bench";
+
+/// The `maestro` binary: `$MAESTRO_BIN`, else next to this executable (or one directory up,
+/// for test executables in `target/*/deps`).
+///
+/// # Errors
+/// When none exists, naming where it looked and how to build it.
+pub fn maestro_bin() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("MAESTRO_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let dirs = exe.ancestors().skip(1).take(2);
+    let candidates: Vec<PathBuf> = dirs.map(|d| d.join("maestro")).collect();
+    candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
+        format!(
+            "the maestro binary was not found at {candidates:?}: build it with `cargo build --release -p maestro` \
+             (same profile as maestro-bench) or set MAESTRO_BIN"
+        )
+    })
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").context("picking a free port")?;
+    Ok(l.local_addr()?)
+}
+
+/// Resident memory (MiB) and CPU time (user + system, s) of a process.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Usage {
+    /// Resident set size, MiB.
+    pub rss_mib: f64,
+    /// CPU seconds used so far.
+    pub cpu_s: f64,
+}
+
+impl Usage {
+    /// Reads `/proc/<pid>/status` and `/proc/<pid>/stat` (`"self"` for this process); zeros
+    /// when `/proc` is unavailable. CPU ticks are taken at the usual 100 per second.
+    pub fn of(pid: &str) -> Usage {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_mib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (in parentheses): utime is the 14th, stime the 15th.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        Usage { rss_mib, cpu_s: (ticks(11) + ticks(12)) / 100.0 }
+    }
+}
+
+/// `maestro server` running as a child process (killed when dropped).
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    /// REST address.
+    pub http: SocketAddr,
+    /// Source gRPC address.
+    pub grpc: SocketAddr,
+    agents: AgentBrokerSettings,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts `bin server` for `broker` on `db_url` and waits until its REST API answers.
+    ///
+    /// # Errors
+    /// Spawn failures; the process exiting or not answering within 60 s (with its log's tail).
+    pub async fn start(bin: &Path, broker: &BrokerProcess, db_url: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("creating a directory for the server log")?;
+        let log = dir.path().join("server.log");
+        let (http, grpc) = (free_port()?, free_port()?);
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.arg("server")
+            .args(["--db", db_url, "--http-addr", &http.to_string(), "--grpc-addr", &grpc.to_string()])
+            .args(["--client-id", &format!("maestro-bench-{}", std::process::id())])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).context("creating the server log")?)
+            .kill_on_drop(true);
+        let agents = agent_settings(&mut cmd, broker)?;
+        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child.id().context("the server exited at once")?;
+        let mut server = ServerProcess { child, pid, http, grpc, agents, log, _dir: dir };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let rest = RestClient::new(&format!("http://{}", self.http))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("the server exited ({status}) during start-up:\n{}", self.log_tail());
+            }
+            if rest.list_consumers(None, 1, 1).await.is_ok() {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the server did not answer within 60 s:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The server process's memory and CPU now.
+    pub fn usage(&self) -> Usage {
+        Usage::of(&self.pid.to_string())
+    }
+
+    /// Stops the server.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Adds the broker flags of `broker` to `cmd`; returns how agents reach the broker.
+fn agent_settings(
+    cmd: &mut tokio::process::Command,
+    broker: &BrokerProcess,
+) -> anyhow::Result<AgentBrokerSettings> {
+    let (kind, url, project) = match broker.broker {
+        Broker::Grpc => {
+            let addr = free_port()?.to_string();
+            cmd.args(["--broker", "grpc", "--grpc-broker-addr", &addr]);
+            (BrokerKind::Grpc, addr, None)
+        }
+        Broker::Mosquitto => {
+            let host = broker.mqtt_host().context("Mosquitto is not running")?;
+            cmd.args(["--broker", "mqtt", "--broker-url", &host]);
+            (BrokerKind::Mqtt, host, None)
+        }
+        Broker::Rumqttd => {
+            let addr = free_port()?.to_string();
+            cmd.args(["--broker", "mqtt", "--embedded-mqtt", &addr]);
+            (BrokerKind::Mqtt, addr, None)
+        }
+        Broker::Pubsub => {
+            let endpoint = broker.pubsub_endpoint().context("the Pub/Sub emulator is not running")?;
+            cmd.args(["--broker", "pubsub", "--broker-url", &endpoint, "--pubsub-project", PUBSUB_PROJECT]);
+            (BrokerKind::Pubsub, endpoint, Some(PUBSUB_PROJECT.to_owned()))
+        }
+    };
+    Ok(AgentBrokerSettings { kind, config_file: None, url: Some(url), pubsub_project: project })
+}
+
+struct RunningAgent {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// The server process, the load generator's clients and the simulated agents.
+pub struct Fleet {
+    /// The server.
+    pub server: ServerProcess,
+    /// REST client.
+    pub rest: RestClient,
+    /// Source client (the load generator).
+    pub source: SourceClient,
+    agents: HashMap<String, RunningAgent>,
+    clusters: HashMap<String, Arc<SimulatedCluster>>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet").field("server", &self.server).field("agents", &self.agents.len()).finish()
+    }
+}
+
+impl Fleet {
+    /// Connects the clients to `server`.
+    ///
+    /// # Errors
+    /// Client connection failures.
+    pub async fn start(server: ServerProcess) -> anyhow::Result<Self> {
+        let rest = RestClient::new(&format!("http://{}", server.http))?;
+        let source = SourceClient::connect(&server.grpc.to_string(), SOURCE_ID, rest.clone())
+            .await
+            .context("connecting the source client")?;
+        Ok(Fleet { server, rest, source, agents: HashMap::new(), clusters: HashMap::new() })
+    }
+
+    /// Registers `names` as consumers over REST (32 at a time), ticking `bar`.
+    ///
+    /// # Errors
+    /// REST failures.
+    pub async fn add_consumers(&self, names: &[String], bar: &ProgressBar) -> anyhow::Result<()> {
+        bar.set_length(names.len() as u64);
+        bar.set_position(0);
+        let rest = &self.rest;
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(names)
+            .map(|n| async move {
+                rest.create_consumer(n, &Default::default())
+                    .await
+                    .with_context(|| format!("creating consumer {n}"))?;
+                bar.inc(1);
+                Ok(())
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// The simulated cluster of `consumer` (kept across agent restarts).
+    pub fn cluster(&mut self, consumer: &str) -> Arc<SimulatedCluster> {
+        self.clusters.entry(consumer.to_owned()).or_insert_with(|| Arc::new(SimulatedCluster::new())).clone()
+    }
+
+    /// Replaces the simulated cluster of `consumer` with an empty one (at the next start).
+    pub fn reset_cluster(&mut self, consumer: &str) {
+        self.clusters.insert(consumer.to_owned(), Arc::new(SimulatedCluster::new()));
+    }
+
+    /// Starts (or restarts) the agent of `consumer`; returns its transport's subscribed signal.
+    ///
+    /// # Errors
+    /// Broker configuration failures.
+    pub async fn start_agent(&mut self, consumer: &str) -> anyhow::Result<maestro_transport::Subscribed> {
+        self.stop_agent(consumer).await;
+        let transport = self.transport(consumer).await?;
+        Ok(self.spawn_agent(consumer, transport))
+    }
+
+    async fn transport(&self, consumer: &str) -> anyhow::Result<maestro_transport::DynAgentTransport> {
+        let agent_id = format!("{consumer}-work-agent");
+        Ok(agent_transport(&self.server.agents, consumer, &agent_id).await?)
+    }
+
+    fn spawn_agent(
+        &mut self,
+        consumer: &str,
+        transport: maestro_transport::DynAgentTransport,
+    ) -> maestro_transport::Subscribed {
+        let subscribed = transport.subscribed();
+        let mut cfg = AgentConfig::new(consumer);
+        cfg.workers = 1;
+        cfg.hub_host = self.server.agents.hub_host().unwrap_or_default();
+        let agent = Agent::new(cfg, transport, self.cluster(consumer));
+        let (stop, rx) = oneshot::channel::<()>();
+        let name = consumer.to_owned();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = agent.run(shutdown).await {
+                tracing::error!(consumer = %name, error = %e, "agent stopped with an error");
+            }
+        });
+        self.agents.insert(consumer.to_owned(), RunningAgent { stop, task });
+        subscribed
+    }
+
+    /// Starts the agents of `consumers` (connecting 64 at a time) and waits until every one is
+    /// subscribed, ticking `bar`.
+    ///
+    /// # Errors
+    /// Start failures; not all subscribed within [`SCENARIO_DEADLINE`].
+    pub async fn start_agents(&mut self, consumers: &[String], bar: &ProgressBar) -> anyhow::Result<()> {
+        bar.set_length(consumers.len() as u64);
+        bar.set_position(0);
+        for c in consumers {
+            self.stop_agent(c).await;
+        }
+        let this = &*self;
+        let transports: Vec<anyhow::Result<(String, maestro_transport::DynAgentTransport)>> =
+            futures::stream::iter(consumers)
+                .map(|c| async move { Ok((c.clone(), this.transport(c).await?)) })
+                .buffer_unordered(64)
+                .collect()
+                .await;
+        let mut waits = Vec::with_capacity(consumers.len());
+        for t in transports {
+            let (c, transport) = t?;
+            waits.push(self.spawn_agent(&c, transport));
+        }
+        let waiting = futures::stream::iter(waits)
+            .map(|mut s| async move {
+                let r = s.wait_for(|n| *n > 0).await.map(|_| ());
+                bar.inc(1);
+                r
+            })
+            .buffer_unordered(consumers.len().max(1))
+            .collect::<Vec<_>>();
+        let results = tokio::time::timeout(SCENARIO_DEADLINE, waiting).await.with_context(|| {
+            format!("not all {} agents subscribed within {SCENARIO_DEADLINE:?}", consumers.len())
+        })?;
+        results.into_iter().collect::<Result<Vec<()>, _>>().context("an agent's transport closed")?;
+        Ok(())
+    }
+
+    /// Stops the agent of `consumer` (its simulated cluster keeps its objects).
+    pub async fn stop_agent(&mut self, consumer: &str) {
+        if let Some(a) = self.agents.remove(consumer) {
+            let _ = a.stop.send(());
+            let _ = a.task.await;
+        }
+    }
+
+    /// Stops every agent, then the server.
+    pub async fn shutdown(mut self) {
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.agents)
+            .into_values()
+            .map(|a| {
+                let _ = a.stop.send(());
+                a.task
+            })
+            .collect();
+        let _ = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(tasks)).await;
+        self.server.stop().await;
+    }
+}
