@@ -1,16 +1,19 @@
 //! Accepted connections that the broker can cut: the accept loop feeds tonic with
-//! [`KillableConn`]s and keeps a duplicate handle of every socket in [`Connections`], so
-//! [`Connections::pause`] and [`Connections::close`] can shut every live connection down
-//! (the peers see their streams end) while the listener stays bound to the same address.
+//! [`KillableConn`]s and keeps a kill switch of every connection in [`Connections`], so
+//! [`Connections::pause`] and [`Connections::close`] can end every live connection (the next
+//! read or write fails, hyper drops the socket, the peers see their streams end) while the
+//! listener stays bound to the same address. A switch, not a duplicated socket: one file
+//! descriptor per agent, so 10,000 agents fit a 20,000 open-files limit.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::Shutdown;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -21,7 +24,30 @@ struct State {
     paused: bool,
     closed: bool,
     next_id: u64,
-    open: HashMap<u64, std::net::TcpStream>,
+    open: HashMap<u64, Arc<KillSwitch>>,
+}
+
+/// Flipped to end a connection; wakes the task driving it.
+#[derive(Default)]
+struct KillSwitch {
+    killed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl KillSwitch {
+    fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// `Err` once killed; otherwise registers `cx` to be woken by [`KillSwitch::kill`].
+    fn check(&self, cx: &Context<'_>) -> io::Result<()> {
+        self.waker.register(cx.waker());
+        if self.killed.load(Ordering::Acquire) {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "connection cut by the broker"));
+        }
+        Ok(())
+    }
 }
 
 /// The registry of live connections.
@@ -41,19 +67,17 @@ impl Connections {
         if st.paused || st.closed {
             return Ok(None);
         }
-        let std_stream = stream.into_std()?;
-        let dup = std_stream.try_clone()?;
-        let io = TcpStream::from_std(std_stream)?;
-        let _ = io.set_nodelay(true);
+        let _ = stream.set_nodelay(true);
         let id = st.next_id;
         st.next_id += 1;
-        st.open.insert(id, dup);
-        Ok(Some(KillableConn { io, id, registry: self.clone() }))
+        let switch = Arc::new(KillSwitch::default());
+        st.open.insert(id, switch.clone());
+        Ok(Some(KillableConn { io: stream, id, switch, registry: self.clone() }))
     }
 
     fn kill_all(st: &mut State) {
-        for (_, sock) in st.open.drain() {
-            let _ = sock.shutdown(Shutdown::Both);
+        for (_, switch) in st.open.drain() {
+            switch.kill();
         }
     }
 
@@ -86,6 +110,7 @@ impl Connections {
 pub(crate) struct KillableConn {
     io: TcpStream,
     id: u64,
+    switch: Arc<KillSwitch>,
     registry: Arc<Connections>,
 }
 
@@ -109,12 +134,14 @@ impl AsyncRead for KillableConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.switch.check(cx)?;
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for KillableConn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.switch.check(cx)?;
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -131,6 +158,7 @@ impl AsyncWrite for KillableConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.switch.check(cx)?;
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 

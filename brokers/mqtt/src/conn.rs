@@ -30,6 +30,10 @@ use crate::config::{MqttConfig, invalid};
 
 /// Capacity of rumqttc's request channel (publishes, acks, subscribes).
 const REQUEST_CHANNEL_CAPACITY: usize = 1024;
+/// Most QoS 1 publishes awaiting their PUBACK per connection (further publishes wait their
+/// turn). rumqttc sizes a table by this bound up front: its default (65,535) costs ~16 MiB per
+/// connection, which a fleet simulator with thousands of agents cannot afford.
+const MAX_INFLIGHT: u16 = 128;
 
 type Waiter = oneshot::Sender<Result<()>>;
 type Delivery = (Publish, u64);
@@ -84,6 +88,7 @@ fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions> {
     opts.set_clean_start(true)
         .set_keep_alive(Duration::from_secs(u64::from(config.keep_alive)))
         .set_manual_acks(true)
+        .set_outgoing_inflight_upper_limit(MAX_INFLIGHT)
         .set_connection_timeout(config.dial_timeout.as_secs_f64().ceil().max(1.0) as u64);
     // Publishes wait for their PUBACK one round trip at a time: never let Nagle's algorithm
     // hold a small packet back waiting for a delayed ACK.

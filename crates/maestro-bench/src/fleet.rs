@@ -27,6 +27,8 @@ use crate::load::SCENARIO_DEADLINE;
 
 /// The source id the load generator publishes as.
 pub const SOURCE_ID: &str = "maestro-bench";
+/// Agents started together by [`Fleet::start_agents`].
+pub const WAVE: usize = 500;
 /// The GCP project used on the Pub/Sub emulator.
 const PUBSUB_PROJECT: &str = "maestro-bench";
 
@@ -297,14 +299,22 @@ impl Fleet {
         subscribed
     }
 
-    /// Starts the agents of `consumers` (connecting 64 at a time) and waits until every one is
-    /// subscribed, ticking `bar`.
+    /// Starts the agents of `consumers` in waves of [`WAVE`] (each wave subscribed before the
+    /// next starts, as a fleet comes up over time rather than in one instant) and waits until
+    /// every one is subscribed, ticking `bar`.
     ///
     /// # Errors
-    /// Start failures; not all subscribed within [`SCENARIO_DEADLINE`].
+    /// Start failures; a wave not subscribed within [`SCENARIO_DEADLINE`].
     pub async fn start_agents(&mut self, consumers: &[String], bar: &ProgressBar) -> anyhow::Result<()> {
         bar.set_length(consumers.len() as u64);
         bar.set_position(0);
+        for wave in consumers.chunks(WAVE) {
+            self.start_wave(wave, bar).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_wave(&mut self, consumers: &[String], bar: &ProgressBar) -> anyhow::Result<()> {
         for c in consumers {
             self.stop_agent(c).await;
         }
@@ -320,16 +330,13 @@ impl Fleet {
             let (c, transport) = t?;
             waits.push(self.spawn_agent(&c, transport));
         }
-        let waiting = futures::stream::iter(waits)
-            .map(|mut s| async move {
-                let r = s.wait_for(|n| *n > 0).await.map(|_| ());
-                bar.inc(1);
-                r
-            })
-            .buffer_unordered(consumers.len().max(1))
-            .collect::<Vec<_>>();
+        let waiting = futures::future::join_all(waits.into_iter().map(|mut s| async move {
+            let r = s.wait_for(|n| *n > 0).await.map(|_| ());
+            bar.inc(1);
+            r
+        }));
         let results = tokio::time::timeout(SCENARIO_DEADLINE, waiting).await.with_context(|| {
-            format!("not all {} agents subscribed within {SCENARIO_DEADLINE:?}", consumers.len())
+            format!("not all of a wave of {} agents subscribed within {SCENARIO_DEADLINE:?}", consumers.len())
         })?;
         results.into_iter().collect::<Result<Vec<()>, _>>().context("an agent's transport closed")?;
         Ok(())

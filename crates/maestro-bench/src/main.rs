@@ -43,6 +43,10 @@ struct Args {
     /// Offered rate of the latency scenario, bundles/s; overrides the preset.
     #[arg(long)]
     rate: Option<f64>,
+    /// Idle agents connected at the end to read the server's RSS with many agents (Pub/Sub:
+    /// at most 100); overrides the preset (quick 200, full 10,000).
+    #[arg(long)]
+    idle_agents: Option<usize>,
     /// Directory for results.json, results.md and results.svg.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -58,6 +62,26 @@ fn parse_all<T: clap::ValueEnum + Copy>(names: &[String], all: &[T], what: &str)
         .collect()
 }
 
+/// Open files wanted: two sockets per agent at 10,000 agents (the fleet's ends here, the
+/// server's in its process, which inherits the limit) plus headroom.
+const OPEN_FILES: u64 = 65_536;
+
+/// Raises this process's open-files limit (inherited by the server process) to
+/// [`OPEN_FILES`] when allowed (root), else the soft limit to the hard one.
+fn raise_open_files() {
+    let wanted = rlimit::Resource::NOFILE.set(OPEN_FILES, OPEN_FILES);
+    if wanted.is_err() {
+        let _ = rlimit::increase_nofile_limit(OPEN_FILES);
+    }
+    if let Ok((soft, _)) = rlimit::Resource::NOFILE.get()
+        && soft < OPEN_FILES
+    {
+        eprintln!(
+            "note: open-files limit is {soft}: runs with many idle agents may fail (raise `ulimit -n`)"
+        );
+    }
+}
+
 fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -71,12 +95,14 @@ async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,rumqttd=off"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    raise_open_files();
     let brokers = parse_all(&args.broker, &Broker::ALL, "broker")?;
     let stores = parse_all(&args.store, &[StoreKind::Postgres, StoreKind::Sqlite], "store")?;
     let mut params = if args.quick { Params::quick() } else { Params::full() };
     params.consumers = args.consumers.unwrap_or(params.consumers).max(1);
     params.bundles_per_consumer = args.bundles.unwrap_or(params.bundles_per_consumer).max(1);
     params.latency_rate = args.rate.unwrap_or(params.latency_rate);
+    params.idle_agents = args.idle_agents.unwrap_or(params.idle_agents);
     let mut report = Report {
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         machine: machine(),

@@ -10,6 +10,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     let cli = maestro::cli::Cli::parse();
     maestro::init_logging(cli.log_json, cli.default_log_filter());
+    // One socket per connected agent (gRPC broker): lift the soft open-files limit to the hard
+    // one, as Go programs do at start, so thousands of agents do not hit the usual 1,024.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(open_files = n, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
