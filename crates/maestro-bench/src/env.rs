@@ -11,7 +11,7 @@ use maestro_broker_mqtt::testing::Mosquitto;
 use maestro_broker_pubsub::testing::Emulator;
 
 /// A broker set-up measured by the harness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Broker {
     /// The server-hosted gRPC broker.
@@ -41,7 +41,7 @@ impl fmt::Display for Broker {
 }
 
 /// A store measured by the harness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// PostgreSQL (a fresh database on the `--postgres` server).

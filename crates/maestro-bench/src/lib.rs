@@ -21,13 +21,14 @@ pub mod load;
 pub mod report;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use maestro_client::BundleFilter;
 use serde::Serialize;
 
 use env::{Broker, BrokerProcess, Database, StoreKind};
 use fleet::{Fleet, ServerProcess};
 
 /// Sizes of one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Params {
     /// Consumers (agents in the fleet).
     pub consumers: usize,
@@ -80,7 +81,7 @@ impl Params {
 }
 
 /// The server process's footprint (RSS and CPU read from `/proc/<pid>`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Footprint {
     /// RSS right after start-up, MiB.
     pub start_rss_mib: f64,
@@ -96,10 +97,12 @@ pub struct Footprint {
     pub idle_rss_mib: f64,
     /// Time to connect and subscribe the idle agents, s.
     pub idle_connect_s: f64,
+    /// Why the idle-agents reading is missing, when it failed (the other figures stand).
+    pub idle_error: Option<String>,
 }
 
 /// The results of one broker × store run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunResult {
     /// The broker set-up.
     pub broker: Broker,
@@ -169,16 +172,22 @@ pub async fn run_one(
         load::throughput(&fleet.source, &consumers, (1, p.bundles_per_consumer), p.concurrency, &pb).await?;
     pb.finish_with_message(format!("{:.0} bundles/s", throughput.per_second));
     let cpu = fleet.server.usage().cpu_s - cpu0;
+    // REST and RSS while holding the throughput scenario's bundles (full run: 10 × 600 plus the
+    // warm-up ones, as in Go Maestro's published test).
+    let rest = load::rest_list(&fleet.rest, &consumers[0]).await?;
+    let holding_rss_mib = fleet.server.usage().rss_mib;
     let pb = bar(format!("{label} latency"));
     let first = 1 + p.bundles_per_consumer;
     let latency =
         load::latency(&fleet.source, &consumers, first, (p.latency_rate, p.latency_bundles), &pb).await?;
     pb.finish_with_message(format!("p99 {:.1} ms", latency.p99_ms));
-    let rest = load::rest_list(&fleet.rest, &consumers[0]).await?;
-    let holding_rss_mib = fleet.server.usage().rss_mib;
-    let held = rest.one_consumer_bundles;
+    // The first consumer now also holds its share of the latency bundles.
+    let held = fleet.rest.all_bundles(&BundleFilter::consumer(&consumers[0])).await?.len();
     let resync = load::resync(&mut fleet, &consumers[0], held).await?;
-    let idle = idle_agents(&mut fleet, broker, p, &label).await?;
+    let (idle, idle_error) = match idle_agents(&mut fleet, broker, p, &label).await {
+        Ok(idle) => (idle, None),
+        Err(e) => ((0, 0.0, 0.0), Some(format!("{e:#}"))),
+    };
     let footprint = Footprint {
         start_rss_mib,
         holding_bundles: rest.all_bundles,
@@ -187,6 +196,7 @@ pub async fn run_one(
         idle_agents: idle.0 + consumers.len(),
         idle_rss_mib: idle.1,
         idle_connect_s: idle.2,
+        idle_error,
     };
     fleet.shutdown().await;
     Ok(RunResult {

@@ -26,7 +26,7 @@ use crate::env::{Broker, BrokerProcess};
 use crate::load::{SCENARIO_DEADLINE, work};
 
 /// A raw rate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Rate {
     /// Operations (events or bundles).
     pub count: usize,

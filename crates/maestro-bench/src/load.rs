@@ -92,7 +92,7 @@ impl Drop for AppliedWatch {
 
 /// End-to-end throughput: bundles from source publish to the Applied status visible to the
 /// source.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Throughput {
     /// Bundles published and seen Applied.
     pub bundles: usize,
@@ -135,7 +135,7 @@ pub async fn throughput(
 }
 
 /// Latency percentiles, ms.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Latency {
     /// Offered rate, bundles/s.
     pub offered_per_second: f64,
@@ -201,7 +201,7 @@ pub async fn latency(
 }
 
 /// REST list times, ms.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RestList {
     /// Bundles of one consumer.
     pub one_consumer_bundles: usize,
@@ -228,7 +228,7 @@ pub async fn rest_list(rest: &RestClient, consumer: &str) -> anyhow::Result<Rest
 }
 
 /// Reconnect resync: the agent of a consumer holding `bundles` comes back on an empty cluster.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Resync {
     /// Bundles the consumer holds.
     pub bundles: usize,

@@ -47,6 +47,10 @@ struct Args {
     /// at most 100); overrides the preset (quick 200, full 10,000).
     #[arg(long)]
     idle_agents: Option<usize>,
+    /// Instead of measuring, read a results.json written by an earlier run and write its
+    /// Markdown table and SVG chart again into `--out`.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    render: Option<PathBuf>,
     /// Directory for results.json, results.md and results.svg.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -89,12 +93,31 @@ fn machine() -> String {
     format!("{cpus} CPUs, {total} memory, {}", std::env::consts::ARCH)
 }
 
+/// Prints the Markdown table and writes results.json, results.md and results.svg into `out`.
+fn write_outputs(report: &Report, out: &std::path::Path) -> anyhow::Result<()> {
+    let md = markdown(report);
+    println!("\n{md}");
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(report)?)?;
+    std::fs::write(out.join("results.md"), &md)?;
+    let chart = maestro_bench::chart::svg(report).context("drawing results.svg")?;
+    std::fs::write(out.join("results.svg"), chart)?;
+    eprintln!("results written to {}", out.display());
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,rumqttd=off"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    if let Some(path) = &args.render {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let report: Report = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a maestro-bench results.json", path.display()))?;
+        return write_outputs(&report, &args.out);
+    }
     raise_open_files();
     let brokers = parse_all(&args.broker, &Broker::ALL, "broker")?;
     let stores = parse_all(&args.store, &[StoreKind::Postgres, StoreKind::Sqlite], "store")?;
@@ -125,14 +148,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let md = markdown(&report);
-    println!("\n{md}");
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    std::fs::write(args.out.join("results.json"), serde_json::to_string_pretty(&report)?)?;
-    std::fs::write(args.out.join("results.md"), &md)?;
-    let chart = maestro_bench::chart::svg(&report).context("drawing results.svg")?;
-    std::fs::write(args.out.join("results.svg"), chart)?;
-    eprintln!("results written to {}", args.out.display());
+    write_outputs(&report, &args.out)?;
     anyhow::ensure!(report.failures.iter().all(|f| f.contains("no --postgres")), "some runs failed");
     Ok(())
 }

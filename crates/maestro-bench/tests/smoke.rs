@@ -28,13 +28,14 @@ async fn a_tiny_grpc_sqlite_run_measures_every_scenario() {
     assert!(r.latency.p50_ms > 0.0 && r.latency.p50_ms <= r.latency.max_ms);
     assert_eq!(r.raw_broker.count, 20);
     assert_eq!(r.raw_store.count, 20);
-    // fleet-0 holds the warm-up bundle, 3 throughput bundles and 3 latency bundles.
-    assert_eq!(r.rest.one_consumer_bundles, 7);
-    assert_eq!(r.rest.all_bundles, 14);
+    // REST lists after the throughput scenario: fleet-0 holds the warm-up bundle and 3
+    // throughput bundles; at the resync it also holds 3 latency bundles.
+    assert_eq!(r.rest.one_consumer_bundles, 4);
+    assert_eq!(r.rest.all_bundles, 8);
     assert_eq!(r.resync.bundles, 7);
     let f = &r.footprint;
     assert!(f.start_rss_mib > 0.0 && f.holding_rss_mib > 0.0 && f.idle_rss_mib > 0.0, "{f:?}");
-    assert_eq!(f.holding_bundles, 14);
+    assert_eq!(f.holding_bundles, 8);
     assert_eq!(f.idle_agents, 7, "2 fleet agents + 5 idle ones");
     let report =
         Report { date: "now".into(), machine: "test".into(), params, runs: vec![r], failures: vec![] };

@@ -14,13 +14,22 @@ use maestro_store::{DynStore, Resource, StatusEventRow};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
-/// A status event addressed to the subscribers of one source.
+/// A status event addressed to the subscribers of one source, already in its protobuf form:
+/// encoded once for every subscriber, and far smaller than a JSON tree while the broadcast
+/// ring holds it (the ring keeps its last [`StatusHub::new`] `capacity` events).
 #[derive(Debug, Clone)]
 pub struct SourceStatus {
     /// The source the resource belongs to.
     pub source: String,
     /// The event to push.
-    pub event: Event,
+    pub event: maestro_api::pb::CloudEvent,
+}
+
+impl SourceStatus {
+    /// The status `event` for the subscribers of `source`.
+    pub fn new(source: String, event: &Event) -> Self {
+        SourceStatus { source, event: maestro_api::grpc::to_proto(event) }
+    }
 }
 
 /// The in-process broadcaster.
@@ -65,11 +74,11 @@ pub fn source_status_event(status: &Value, spec_payload: &Value) -> Option<Event
 /// The source-facing status event of a stored resource, if it has a status.
 pub fn resource_status_event(r: &Resource) -> Option<SourceStatus> {
     let status = r.status.as_ref()?;
-    Some(SourceStatus { source: r.source.clone(), event: source_status_event(status, &r.payload)? })
+    Some(SourceStatus::new(r.source.clone(), &source_status_event(status, &r.payload)?))
 }
 
 fn row_status(row: &StatusEventRow) -> Option<SourceStatus> {
-    Some(SourceStatus { source: row.source.clone(), event: source_status_event(&row.status, &row.payload)? })
+    Some(SourceStatus::new(row.source.clone(), &source_status_event(&row.status, &row.payload)?))
 }
 
 /// Runs the fan-out until `shutdown` becomes true. Starts after the newest existing row

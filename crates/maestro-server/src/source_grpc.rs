@@ -123,7 +123,7 @@ async fn forward(
     loop {
         let msg = tokio::select! {
             r = statuses.recv() => match r {
-                Ok(s) if s.source == source => grpc::to_proto(&s.event),
+                Ok(s) if s.source == source => s.event.clone(),
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(%source, missed = n, "source subscriber lagging; statuses skipped (send a status resync)");
