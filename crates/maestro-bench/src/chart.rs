@@ -162,65 +162,61 @@ fn log_top(low: f64, high: f64) -> f64 {
     low * (high / low).powf(1.0 / PLOT_FILL)
 }
 
-fn throughput_panel(area: &Area<'_>, runs: &[RunResult]) -> Result<(), ChartError> {
-    let labels: Vec<String> = runs.iter().map(run_label).collect();
-    let n = runs.len() as f64;
-    let values: Vec<f64> = THROUGHPUT_SERIES
-        .iter()
-        .flat_map(|(_, _, value)| runs.iter().map(|r| clean(value(r))))
-        .filter(|v| *v > 0.0)
-        .collect();
-    // A log axis (the broker alone is ~100× the end-to-end rate): the bars start at its bottom.
-    let low = values.iter().copied().fold(TARGET_OTHER, f64::min) / 2.0;
-    let high = values.iter().copied().fold(TARGET_GRPC, f64::max);
-    let mut chart = ChartBuilder::on(area)
-        .caption("Throughput (bundles/s, log scale)", (FONT, 17))
-        .margin(10)
-        .x_label_area_size(RUN_LABEL_AREA)
-        .y_label_area_size(60)
-        .build_cartesian_2d(RunAxis { runs: runs.len() }, (low..log_top(low, high)).log_scale())?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_label_style((FONT, 1).into_font().color(&TRANSPARENT))
-        .bold_line_style(BLACK.mix(0.15))
-        .light_line_style(BLACK.mix(0.04))
-        .y_desc("bundles/s")
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()?;
-    run_labels(&mut chart, &labels, low)?;
-    for (k, (name, color, value)) in THROUGHPUT_SERIES.iter().enumerate() {
-        let color = *color;
-        chart
-            .draw_series(runs.iter().enumerate().map(|(i, r)| {
-                let (x0, x1) = bar_span(i, k, THROUGHPUT_SERIES.len());
-                Rectangle::new([(x0, low), (x1, clean(value(r)).max(low))], color.filled())
-            }))?
-            .label(*name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-    }
-    for (target, color, text) in [
+/// One panel of grouped bars on a log axis (the bars start at its bottom).
+struct Panel {
+    caption: &'static str,
+    y_desc: &'static str,
+    series: &'static [Series],
+    /// The axis reaches down to half the smaller of this and the smallest value, and up to
+    /// the larger of this and the largest value.
+    span: (f64, f64),
+    y_label: fn(&f64) -> String,
+    /// Dashed target lines: value, color, legend text.
+    targets: &'static [(f64, RGBColor, &'static str)],
+}
+
+const THROUGHPUT_PANEL: Panel = Panel {
+    caption: "Throughput (bundles/s, log scale)",
+    y_desc: "bundles/s",
+    series: &THROUGHPUT_SERIES,
+    span: (TARGET_OTHER, TARGET_GRPC),
+    y_label: |y| format!("{y:.0}"),
+    targets: &[
         (TARGET_GRPC, TARGET_COLOR, "target grpc 2,000/s"),
         (TARGET_OTHER, TARGET_OTHER_COLOR, "target others 1,000/s"),
-    ] {
-        target_line(&mut chart, n, target, color, text)?;
-    }
-    legend(&mut chart)
+    ],
+};
+
+const LATENCY_PANEL: Panel = Panel {
+    caption: "Latency at the offered rate (ms, log scale)",
+    y_desc: "ms",
+    series: &LATENCY_SERIES,
+    span: (TARGET_P99_MS, TARGET_P99_MS),
+    y_label: |y| format_ms(*y),
+    targets: &[(TARGET_P99_MS, TARGET_COLOR, "target p99 50 ms")],
+};
+
+fn throughput_panel(area: &Area<'_>, runs: &[RunResult]) -> Result<(), ChartError> {
+    bar_panel(area, runs, &THROUGHPUT_PANEL)
 }
 
 fn latency_panel(area: &Area<'_>, runs: &[RunResult]) -> Result<(), ChartError> {
+    bar_panel(area, runs, &LATENCY_PANEL)
+}
+
+fn bar_panel(area: &Area<'_>, runs: &[RunResult], panel: &Panel) -> Result<(), ChartError> {
     let labels: Vec<String> = runs.iter().map(run_label).collect();
     let n = runs.len() as f64;
-    let values: Vec<f64> = LATENCY_SERIES
+    let values: Vec<f64> = panel
+        .series
         .iter()
         .flat_map(|(_, _, value)| runs.iter().map(|r| clean(value(r))))
         .filter(|v| *v > 0.0)
         .collect();
-    let low = values.iter().copied().fold(TARGET_P99_MS, f64::min) / 2.0;
-    let high = values.iter().copied().fold(TARGET_P99_MS, f64::max);
-    // A log axis: the bars start at its bottom.
+    let low = values.iter().copied().fold(panel.span.0, f64::min) / 2.0;
+    let high = values.iter().copied().fold(panel.span.1, f64::max);
     let mut chart = ChartBuilder::on(area)
-        .caption("Latency at the offered rate (ms, log scale)", (FONT, 17))
+        .caption(panel.caption, (FONT, 17))
         .margin(10)
         .x_label_area_size(RUN_LABEL_AREA)
         .y_label_area_size(60)
@@ -231,21 +227,23 @@ fn latency_panel(area: &Area<'_>, runs: &[RunResult]) -> Result<(), ChartError> 
         .x_label_style((FONT, 1).into_font().color(&TRANSPARENT))
         .bold_line_style(BLACK.mix(0.15))
         .light_line_style(BLACK.mix(0.04))
-        .y_desc("ms")
-        .y_label_formatter(&|y| format_ms(*y))
+        .y_desc(panel.y_desc)
+        .y_label_formatter(&panel.y_label)
         .draw()?;
     run_labels(&mut chart, &labels, low)?;
-    for (k, (name, color, value)) in LATENCY_SERIES.iter().enumerate() {
+    for (k, (name, color, value)) in panel.series.iter().enumerate() {
         let color = *color;
         chart
             .draw_series(runs.iter().enumerate().map(|(i, r)| {
-                let (x0, x1) = bar_span(i, k, LATENCY_SERIES.len());
+                let (x0, x1) = bar_span(i, k, panel.series.len());
                 Rectangle::new([(x0, low), (x1, clean(value(r)).max(low))], color.filled())
             }))?
             .label(*name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
     }
-    target_line(&mut chart, n, TARGET_P99_MS, TARGET_COLOR, "target p99 50 ms")?;
+    for (target, color, text) in panel.targets {
+        target_line(&mut chart, n, *target, *color, text)?;
+    }
     legend(&mut chart)
 }
 

@@ -29,6 +29,17 @@ pub(crate) type GroupFn<Op, Out> = Arc<dyn Fn(Arc<Vec<Op>>) -> GroupFuture<Out> 
 
 type Job<Op, Out> = (Op, oneshot::Sender<Result<Out>>);
 
+/// A [`GroupFn`] running `apply(ctx, group)`, with `ctx` (e.g. a pool and the commit signals)
+/// cloned per group.
+pub(crate) fn group_fn<C, Op, Out, F, Fut>(ctx: C, apply: F) -> GroupFn<Op, Out>
+where
+    C: Clone + Send + Sync + 'static,
+    F: Fn(C, Arc<Vec<Op>>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<Result<Out>>>> + Send + 'static,
+{
+    Arc::new(move |ops| Box::pin(apply(ctx.clone(), ops)))
+}
+
 /// The queue in front of a writer task. Dropping every handle stops the task.
 pub(crate) struct GroupCommit<Op, Out> {
     tx: mpsc::UnboundedSender<Job<Op, Out>>,

@@ -23,7 +23,7 @@ use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use tokio::sync::Notify;
 
-use crate::group::{GroupCommit, GroupFuture};
+use crate::group::{GroupCommit, group_fn};
 use crate::rules::{self, Signals, UpdatePlan};
 use crate::{
     Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, Resource, ResourceQuery, Result,
@@ -61,15 +61,13 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new().max_connections(POOL_SIZE).connect(url).await?;
         let signals = Signals::default();
-        let (p, sig) = (pool.clone(), signals.clone());
-        let creates = GroupCommit::start(Arc::new(move |ops: Arc<Vec<NewResource>>| {
-            let (p, sig) = (p.clone(), sig.clone());
-            Box::pin(async move { create_group(&p, &sig, &ops).await }) as GroupFuture<Resource>
-        }));
-        let (p, sig) = (pool.clone(), signals.clone());
-        let statuses = GroupCommit::start(Arc::new(move |ops: Arc<Vec<StatusWrite>>| {
-            let (p, sig) = (p.clone(), sig.clone());
-            Box::pin(async move { status_group(&p, &sig, &ops).await }) as GroupFuture<StatusOutcome>
+        let ctx = (pool.clone(), signals.clone());
+        let creates =
+            GroupCommit::start(group_fn(ctx.clone(), |(p, sig), ops: Arc<Vec<NewResource>>| async move {
+                create_group(&p, &sig, &ops).await
+            }));
+        let statuses = GroupCommit::start(group_fn(ctx, |(p, sig), ops: Arc<Vec<StatusWrite>>| async move {
+            status_group(&p, &sig, &ops).await
         }));
         Ok(PostgresStore { pool, signals, creates, statuses })
     }

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::Notify;
 
-use crate::group::{GroupCommit, GroupFuture};
+use crate::group::{GroupCommit, group_fn};
 use crate::rules::{self, Signals, UpdatePlan};
 use crate::{
     Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, Resource, ResourceQuery, Result,
@@ -66,15 +66,13 @@ impl SqliteStore {
             SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE).connect_with(opts).await?
         };
         let signals = Signals::default();
-        let (p, sig) = (pool.clone(), signals.clone());
-        let creates = GroupCommit::start(Arc::new(move |ops: Arc<Vec<NewResource>>| {
-            let (p, sig) = (p.clone(), sig.clone());
-            Box::pin(async move { create_group(&p, &sig, &ops).await }) as GroupFuture<Resource>
-        }));
-        let (p, sig) = (pool.clone(), signals.clone());
-        let statuses = GroupCommit::start(Arc::new(move |ops: Arc<Vec<StatusWrite>>| {
-            let (p, sig) = (p.clone(), sig.clone());
-            Box::pin(async move { status_group(&p, &sig, &ops).await }) as GroupFuture<StatusOutcome>
+        let ctx = (pool.clone(), signals.clone());
+        let creates =
+            GroupCommit::start(group_fn(ctx.clone(), |(p, sig), ops: Arc<Vec<NewResource>>| async move {
+                create_group(&p, &sig, &ops).await
+            }));
+        let statuses = GroupCommit::start(group_fn(ctx, |(p, sig), ops: Arc<Vec<StatusWrite>>| async move {
+            status_group(&p, &sig, &ops).await
         }));
         Ok(SqliteStore { pool, signals, creates, statuses })
     }
