@@ -43,6 +43,9 @@ eval "$(PG_FAST=1 scripts/pg-start.sh)"
 trap 'scripts/pg-stop.sh' EXIT
 echo "    $MAESTRO_TEST_DATABASE_URL"
 
+echo "==> building the maestro binary (the benchmark harness's smoke test runs it as a server process)"
+cargo build -p maestro --bin maestro
+
 echo "==> running the test suite"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
