@@ -224,8 +224,15 @@ async fn list_bundles(
         *slot = Some(t.value);
     }
     let page = st.store.list_resources(&q).await.map_err(|e| fail(&headers)(e.into()))?;
-    let items = page.items.iter().map(presenters::resource_bundle).collect();
-    Ok(Json(presenters::list("ResourceBundleList", page.page, page.total, items)).into_response())
+    let items: Vec<_> = page.items.iter().map(presenters::resource_bundle_json).collect();
+    let body = presenters::ListJson {
+        size: items.len(),
+        items,
+        kind: "ResourceBundleList",
+        page: page.page,
+        total: page.total,
+    };
+    Ok(Json(body).into_response())
 }
 
 async fn get_bundle(State(st): State<RestState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
