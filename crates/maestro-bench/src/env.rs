@@ -5,8 +5,6 @@
 use std::fmt;
 
 use anyhow::Context;
-use maestro::broker::BrokerKind;
-use maestro::stack::StackConfig;
 use maestro_broker_mqtt::testing::Mosquitto;
 use maestro_broker_pubsub::testing::Emulator;
 
@@ -80,21 +78,6 @@ impl BrokerProcess {
             _ => None,
         };
         Ok(BrokerProcess { broker, mosquitto, emulator })
-    }
-
-    /// A stack configuration on `db_url` using this broker.
-    pub fn stack_config(&self, db_url: &str) -> StackConfig {
-        let mut c = StackConfig::new(db_url);
-        c.broker = match self.broker {
-            Broker::Grpc => BrokerKind::Grpc,
-            Broker::Mosquitto | Broker::Rumqttd => BrokerKind::Mqtt,
-            Broker::Pubsub => BrokerKind::Pubsub,
-        };
-        c.mqtt_host = self.mosquitto.as_ref().map(Mosquitto::address);
-        c.pubsub_endpoint = self.emulator.as_ref().map(Emulator::endpoint);
-        c.client_source_id = "maestro-bench".into();
-        c.agent_workers = 1;
-        c
     }
 }
 

@@ -6,7 +6,6 @@
 //! worker each, every one with its own broker connection) and the load generator's clients in
 //! this process.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,10 +16,9 @@ use anyhow::Context;
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use maestro::broker::{AgentBrokerSettings, BrokerKind, agent_transport};
-use maestro_agent::{Agent, AgentConfig, SimulatedCluster};
+use maestro::stack::SimulatedAgents;
+use maestro_agent::{AgentConfig, SimulatedCluster};
 use maestro_client::{RestClient, SourceClient};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::env::{Broker, BrokerProcess};
 use crate::load::SCENARIO_DEADLINE;
@@ -58,7 +56,7 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 }
 
 /// Resident memory (MiB) and CPU time (user + system, s) of a process.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
     /// Resident set size, MiB.
     pub rss_mib: f64,
@@ -95,6 +93,8 @@ pub struct ServerProcess {
     /// Source gRPC address.
     pub grpc: SocketAddr,
     agents: AgentBrokerSettings,
+    /// The agents' `hub_host` for these broker settings (computed once).
+    hub_host: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -118,9 +118,10 @@ impl ServerProcess {
             .stderr(std::fs::File::create(&log).context("creating the server log")?)
             .kill_on_drop(true);
         let agents = agent_settings(&mut cmd, broker)?;
+        let hub_host = agents.hub_host()?;
         let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
         let pid = child.id().context("the server exited at once")?;
-        let mut server = ServerProcess { child, pid, http, grpc, agents, log, _dir: dir };
+        let mut server = ServerProcess { child, pid, http, grpc, agents, hub_host, log, _dir: dir };
         server.wait_ready().await?;
         Ok(server)
     }
@@ -192,11 +193,6 @@ fn agent_settings(
     Ok(AgentBrokerSettings { kind, config_file: None, url: Some(url), pubsub_project: project })
 }
 
-struct RunningAgent {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
 /// The server process, the load generator's clients and the simulated agents.
 pub struct Fleet {
     /// The server.
@@ -205,13 +201,12 @@ pub struct Fleet {
     pub rest: RestClient,
     /// Source client (the load generator).
     pub source: SourceClient,
-    agents: HashMap<String, RunningAgent>,
-    clusters: HashMap<String, Arc<SimulatedCluster>>,
+    agents: SimulatedAgents,
 }
 
 impl std::fmt::Debug for Fleet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fleet").field("server", &self.server).field("agents", &self.agents.len()).finish()
+        f.debug_struct("Fleet").field("server", &self.server).field("agents", &self.agents).finish()
     }
 }
 
@@ -225,7 +220,7 @@ impl Fleet {
         let source = SourceClient::connect(&server.grpc.to_string(), SOURCE_ID, rest.clone())
             .await
             .context("connecting the source client")?;
-        Ok(Fleet { server, rest, source, agents: HashMap::new(), clusters: HashMap::new() })
+        Ok(Fleet { server, rest, source, agents: SimulatedAgents::default() })
     }
 
     /// Registers `names` as consumers over REST (32 at a time), ticking `bar`.
@@ -252,12 +247,12 @@ impl Fleet {
 
     /// The simulated cluster of `consumer` (kept across agent restarts).
     pub fn cluster(&mut self, consumer: &str) -> Arc<SimulatedCluster> {
-        self.clusters.entry(consumer.to_owned()).or_insert_with(|| Arc::new(SimulatedCluster::new())).clone()
+        self.agents.cluster(consumer)
     }
 
     /// Replaces the simulated cluster of `consumer` with an empty one (at the next start).
     pub fn reset_cluster(&mut self, consumer: &str) {
-        self.clusters.insert(consumer.to_owned(), Arc::new(SimulatedCluster::new()));
+        self.agents.reset_cluster(consumer);
     }
 
     /// Starts (or restarts) the agent of `consumer`; returns its transport's subscribed signal.
@@ -283,19 +278,8 @@ impl Fleet {
         let subscribed = transport.subscribed();
         let mut cfg = AgentConfig::new(consumer);
         cfg.workers = 1;
-        cfg.hub_host = self.server.agents.hub_host().unwrap_or_default();
-        let agent = Agent::new(cfg, transport, self.cluster(consumer));
-        let (stop, rx) = oneshot::channel::<()>();
-        let name = consumer.to_owned();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = rx.await;
-            };
-            if let Err(e) = agent.run(shutdown).await {
-                tracing::error!(consumer = %name, error = %e, "agent stopped with an error");
-            }
-        });
-        self.agents.insert(consumer.to_owned(), RunningAgent { stop, task });
+        cfg.hub_host = self.server.hub_host.clone();
+        self.agents.spawn(cfg, transport);
         subscribed
     }
 
@@ -344,22 +328,12 @@ impl Fleet {
 
     /// Stops the agent of `consumer` (its simulated cluster keeps its objects).
     pub async fn stop_agent(&mut self, consumer: &str) {
-        if let Some(a) = self.agents.remove(consumer) {
-            let _ = a.stop.send(());
-            let _ = a.task.await;
-        }
+        self.agents.stop(consumer).await;
     }
 
-    /// Stops every agent, then the server.
+    /// Stops every agent (waiting up to 30 s), then the server.
     pub async fn shutdown(mut self) {
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.agents)
-            .into_values()
-            .map(|a| {
-                let _ = a.stop.send(());
-                a.task
-            })
-            .collect();
-        let _ = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(tasks)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.agents.stop_all()).await;
         self.server.stop().await;
     }
 }

@@ -87,7 +87,8 @@ pub struct Footprint {
     pub start_rss_mib: f64,
     /// Bundles the server holds at the `holding_rss_mib` reading.
     pub holding_bundles: usize,
-    /// RSS after the throughput and latency scenarios, holding `holding_bundles`, MiB.
+    /// RSS right after the throughput scenario (and its REST lists), holding
+    /// `holding_bundles`, MiB.
     pub holding_rss_mib: f64,
     /// CPU seconds (user + system) per 1,000 bundles of the throughput scenario.
     pub cpu_s_per_1000: f64,

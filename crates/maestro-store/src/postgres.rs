@@ -118,11 +118,6 @@ impl PostgresStore {
         }
         Ok(Page { items, total, page: paging.page })
     }
-
-    /// Commits `tx` after queueing a notification on `channel`, then fires `signal`.
-    async fn commit_and_signal(&self, tx: Tx, channel: &'static str, signal: &Notify) -> Result<()> {
-        commit_and_signal(tx, channel, signal).await
-    }
 }
 
 /// Commits `tx` after queueing a notification on `channel`, then fires `signal`.
@@ -457,7 +452,7 @@ impl Store for PostgresStore {
         .await?;
         let updated = resource_from_row(&row)?;
         push_spec_event(&mut tx, &updated, SpecAction::Update, now).await?;
-        self.commit_and_signal(tx, SPEC_CHANNEL, &self.signals.spec).await?;
+        commit_and_signal(tx, SPEC_CHANNEL, &self.signals.spec).await?;
         Ok(updated)
     }
 
@@ -478,7 +473,7 @@ impl Store for PostgresStore {
                 .await?;
         let deleting = resource_from_row(&row)?;
         push_spec_event(&mut tx, &deleting, SpecAction::Delete, now).await?;
-        self.commit_and_signal(tx, SPEC_CHANNEL, &self.signals.spec).await?;
+        commit_and_signal(tx, SPEC_CHANNEL, &self.signals.spec).await?;
         Ok(Some(deleting))
     }
 

@@ -68,6 +68,75 @@ struct RunningAgent {
     task: JoinHandle<()>,
 }
 
+/// Agents on simulated clusters, one per consumer, each a task of this process. A consumer's
+/// simulated cluster is kept across agent restarts (until [`SimulatedAgents::reset_cluster`]).
+/// Used by [`LocalStack`] and by the benchmark harness's fleet simulator.
+#[derive(Default)]
+pub struct SimulatedAgents {
+    agents: HashMap<String, RunningAgent>,
+    clusters: HashMap<String, Arc<SimulatedCluster>>,
+}
+
+impl std::fmt::Debug for SimulatedAgents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatedAgents").field("running", &self.agents.len()).finish()
+    }
+}
+
+impl SimulatedAgents {
+    /// The simulated cluster of `consumer` (created empty on first use).
+    pub fn cluster(&mut self, consumer: &str) -> Arc<SimulatedCluster> {
+        self.clusters.entry(consumer.to_owned()).or_insert_with(|| Arc::new(SimulatedCluster::new())).clone()
+    }
+
+    /// Replaces the simulated cluster of `consumer` with an empty one (a new cluster); takes
+    /// effect at the agent's next start.
+    pub fn reset_cluster(&mut self, consumer: &str) {
+        self.clusters.insert(consumer.to_owned(), Arc::new(SimulatedCluster::new()));
+    }
+
+    /// Runs an agent for `config.consumer` on its simulated cluster over `transport`, replacing
+    /// the running one, if any (call [`SimulatedAgents::stop`] first to wait for it).
+    pub fn spawn(&mut self, config: AgentConfig, transport: maestro_transport::DynAgentTransport) {
+        let name = config.consumer.clone();
+        let agent = Agent::new(config, transport, self.cluster(&name));
+        let (stop, rx) = oneshot::channel::<()>();
+        let consumer = name.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = agent.run(shutdown).await {
+                tracing::error!(%consumer, error = %e, "agent stopped with an error");
+            }
+        });
+        self.agents.insert(name, RunningAgent { stop, task });
+    }
+
+    /// Stops the agent of `consumer` and waits for it (its simulated cluster keeps its
+    /// objects).
+    pub async fn stop(&mut self, consumer: &str) {
+        if let Some(a) = self.agents.remove(consumer) {
+            let _ = a.stop.send(());
+            let _ = a.task.await;
+        }
+    }
+
+    /// Stops every agent (all signalled first) and waits for them all.
+    pub async fn stop_all(&mut self) {
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.agents)
+            .into_values()
+            .map(|a| {
+                let _ = a.stop.send(());
+                a.task
+            })
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
 /// The running stack.
 pub struct LocalStack {
     config: StackConfig,
@@ -79,8 +148,7 @@ pub struct LocalStack {
     pub rest: RestClient,
     /// Source client for the server.
     pub source: SourceClient,
-    agents: HashMap<String, RunningAgent>,
-    clusters: HashMap<String, Arc<SimulatedCluster>>,
+    agents: SimulatedAgents,
 }
 
 impl std::fmt::Debug for LocalStack {
@@ -145,8 +213,7 @@ impl LocalStack {
             server: Some(started),
             rest,
             source,
-            agents: HashMap::new(),
-            clusters: HashMap::new(),
+            agents: SimulatedAgents::default(),
         })
     }
 
@@ -187,7 +254,7 @@ impl LocalStack {
 
     /// The simulated cluster of `consumer` (kept across agent restarts).
     pub fn cluster(&mut self, consumer: &str) -> Arc<SimulatedCluster> {
-        self.clusters.entry(consumer.to_owned()).or_insert_with(|| Arc::new(SimulatedCluster::new())).clone()
+        self.agents.cluster(consumer)
     }
 
     /// Starts (or restarts) the agent of `consumer` on its simulated cluster.
@@ -203,35 +270,19 @@ impl LocalStack {
         cfg.status_sync_interval = self.config.status_sync_interval;
         cfg.workers = self.config.agent_workers;
         cfg.hub_host = broker.hub_host()?;
-        let agent = Agent::new(cfg, transport, self.cluster(consumer));
-        let (stop, rx) = oneshot::channel::<()>();
-        let name = consumer.to_owned();
-        let task = tokio::spawn(async move {
-            if let Err(e) = agent
-                .run(async {
-                    let _ = rx.await;
-                })
-                .await
-            {
-                tracing::error!(consumer = %name, error = %e, "agent stopped with an error");
-            }
-        });
-        self.agents.insert(consumer.to_owned(), RunningAgent { stop, task });
+        self.agents.spawn(cfg, transport);
         Ok(())
     }
 
     /// Replaces the simulated cluster of `consumer` with an empty one (a new cluster); takes
     /// effect at the agent's next start.
     pub fn reset_cluster(&mut self, consumer: &str) {
-        self.clusters.insert(consumer.to_owned(), Arc::new(SimulatedCluster::new()));
+        self.agents.reset_cluster(consumer);
     }
 
     /// Stops the agent of `consumer` (its simulated cluster keeps its objects).
     pub async fn stop_agent(&mut self, consumer: &str) {
-        if let Some(a) = self.agents.remove(consumer) {
-            let _ = a.stop.send(());
-            let _ = a.task.await;
-        }
+        self.agents.stop(consumer).await;
     }
 
     /// Stops the server (agents keep running and reconnect when it is back).
@@ -253,10 +304,7 @@ impl LocalStack {
 
     /// Stops every agent and the server.
     pub async fn shutdown(mut self) {
-        let names: Vec<String> = self.agents.keys().cloned().collect();
-        for n in names {
-            self.stop_agent(&n).await;
-        }
+        self.agents.stop_all().await;
         self.stop_server().await;
     }
 }

@@ -237,7 +237,7 @@ async fn list_bundles(
 
 async fn get_bundle(State(st): State<RestState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
     let r = st.store.get_resource(&id).await.map_err(|e| fail(&headers)(e.into()))?;
-    Ok(Json(presenters::resource_bundle(&r)).into_response())
+    Ok(Json(presenters::resource_bundle_json(&r)).into_response())
 }
 
 async fn delete_bundle(State(st): State<RestState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
