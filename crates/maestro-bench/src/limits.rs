@@ -206,7 +206,8 @@ async fn complete_and_report(store: &maestro_store::DynStore, count: usize) -> a
     let mut writes = Vec::with_capacity(count);
     let mut completed = 0;
     while completed < count {
-        let rows = store.pending_spec_events(500).await?;
+        // As the spec dispatcher reads them: the rows with their resources, one batch.
+        let rows = store.pending_spec_deliveries(500).await?;
         if rows.is_empty() {
             tokio::select! {
                 () = signal.notified() => {}
@@ -214,12 +215,13 @@ async fn complete_and_report(store: &maestro_store::DynStore, count: usize) -> a
             }
             continue;
         }
-        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        let seqs: Vec<i64> = rows.iter().map(|r| r.event.seq).collect();
         store.complete_spec_events(&seqs).await?;
         completed += rows.len();
         for row in rows {
             let store = store.clone();
-            writes.push(tokio::spawn(async move { store.apply_status(status(&row.resource_id)).await }));
+            writes
+                .push(tokio::spawn(async move { store.apply_status(status(&row.event.resource_id)).await }));
         }
     }
     for write in writes {

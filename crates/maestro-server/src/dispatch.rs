@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use maestro_api::types::Action;
-use maestro_store::{DynStore, SpecAction, SpecEventRow, StoreError};
+use maestro_store::{DynStore, PendingSpec, Resource, SpecAction, SpecEventRow, StoreError};
 use maestro_transport::{DynSourceTransport, Error as TransportError};
 use tokio::sync::watch;
 
@@ -60,7 +60,8 @@ pub async fn run(
     }
 }
 
-/// One pass over pending rows; returns how many rows were fetched.
+/// One pass over pending rows (read with their resources in one batch); returns how many
+/// rows were fetched.
 ///
 /// # Errors
 /// Store failures.
@@ -70,21 +71,25 @@ pub async fn pass(
     source_id: &str,
     batch: i64,
 ) -> Result<usize, StoreError> {
-    let rows = store.pending_spec_events(batch).await?;
-    let fetched = rows.len();
+    let pending = store.pending_spec_deliveries(batch).await?;
+    let fetched = pending.len();
     let mut blocked: HashSet<String> = HashSet::new();
     let mut done = Vec::new();
-    for row in rows {
+    for PendingSpec { event: row, resource } in pending {
         if blocked.contains(&row.consumer_name) {
             continue;
         }
-        match deliver(store, transport, source_id, &row).await {
+        // No resource row: its deletion is already confirmed, nothing to send.
+        let Some(resource) = resource else {
+            done.push(row.seq);
+            continue;
+        };
+        match deliver(transport, source_id, &row, &resource).await {
             Ok(()) => done.push(row.seq),
-            Err(DeliverError::Retry(e)) => {
+            Err(e) => {
                 tracing::debug!(consumer = %row.consumer_name, resource = %row.resource_id, error = %e, "spec publish deferred");
                 blocked.insert(row.consumer_name.clone());
             }
-            Err(DeliverError::Store(e)) => return Err(e),
         }
     }
     if !done.is_empty() {
@@ -93,22 +98,14 @@ pub async fn pass(
     Ok(fetched)
 }
 
-enum DeliverError {
-    Retry(TransportError),
-    Store(StoreError),
-}
-
+/// Publishes the resource's current state for one outbox row. `Err` only for a retryable
+/// transport failure (the row stays pending).
 async fn deliver(
-    store: &DynStore,
     transport: &DynSourceTransport,
     source_id: &str,
     row: &SpecEventRow,
-) -> Result<(), DeliverError> {
-    let resource = match store.get_resource(&row.resource_id).await {
-        Ok(r) => r,
-        Err(StoreError::NotFound { .. }) => return Ok(()), // already confirmed deleted
-        Err(e) => return Err(DeliverError::Store(e)),
-    };
+    resource: &Resource,
+) -> Result<(), TransportError> {
     if resource.version > row.version && row.action != SpecAction::Delete && resource.deleted_at.is_none() {
         return Ok(()); // a newer outbox row carries the current state
     }
@@ -117,12 +114,12 @@ async fn deliver(
         (SpecAction::Create, 1) => Action::Create,
         _ => Action::Update,
     };
-    let event = outgoing_spec(&resource, source_id, action);
+    let event = outgoing_spec(resource, source_id, action);
     match transport.publish(&event).await {
         Ok(()) => Ok(()),
         // No agent of this consumer is connected here: its spec resync on connect delivers.
         Err(TransportError::NoSubscriber { .. }) => Ok(()),
-        Err(e) if e.is_retryable() => Err(DeliverError::Retry(e)),
+        Err(e) if e.is_retryable() => Err(e),
         Err(e) => {
             tracing::error!(resource = %resource.id, consumer = %resource.consumer_name, error = %e, "spec event cannot be delivered; dropped");
             Ok(())

@@ -81,6 +81,9 @@ fn row_status(row: &StatusEventRow) -> Option<SourceStatus> {
     Some(SourceStatus::new(row.source.clone(), &source_status_event(&row.status, &row.payload)?))
 }
 
+/// Status event rows read per query by the fan-out.
+const FANOUT_BATCH: i64 = 500;
+
 /// Runs the fan-out until `shutdown` becomes true. Starts after the newest existing row
 /// (sources get no history on Subscribe, as in Maestro) and prunes delivered rows.
 pub async fn run_fanout(store: DynStore, hub: StatusHub, mut shutdown: watch::Receiver<bool>) {
@@ -88,7 +91,7 @@ pub async fn run_fanout(store: DynStore, hub: StatusHub, mut shutdown: watch::Re
     let mut last = store.last_status_event_seq().await.unwrap_or(0);
     let mut last_prune = Instant::now();
     loop {
-        match store.status_events_after(last, 500).await {
+        match store.status_events_after(last, FANOUT_BATCH).await {
             Ok(rows) if !rows.is_empty() => {
                 for row in &rows {
                     last = last.max(row.seq);
@@ -99,7 +102,11 @@ pub async fn run_fanout(store: DynStore, hub: StatusHub, mut shutdown: watch::Re
                         None => tracing::warn!(seq = row.seq, "unreadable status event row skipped"),
                     }
                 }
-                continue;
+                // A short batch read everything committed so far: wait for the next signal
+                // (a commit after the read leaves a wake, `Store::status_signal`).
+                if rows.len() as i64 == FANOUT_BATCH {
+                    continue;
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading status events failed"),

@@ -142,8 +142,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// A resource by id, including one being deleted. Errors: [`StoreError::NotFound`].
     async fn get_resource(&self, id: &str) -> Result<Resource>;
 
+    /// The resources with these ids that exist (including deleting ones), in no particular
+    /// order; unknown ids are left out. One query, however many ids (the spec dispatcher reads
+    /// a whole outbox batch's resources with it).
+    async fn get_resources(&self, ids: &[String]) -> Result<Vec<Resource>>;
+
     /// One page of resources (including deleting ones), ordered by creation time then id.
     async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>>;
+
+    /// The same page as [`Store::list_resources`] with the stored events as raw JSON text
+    /// ([`RawResource`]), for listing many resources without parsing them.
+    async fn list_resources_raw(&self, query: &ResourceQuery) -> Result<Page<RawResource>>;
 
     /// Every resource of a consumer, including deleting ones (spec resync, status resync).
     async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>>;
@@ -161,6 +170,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Up to `limit` pending spec outbox rows, oldest first.
     async fn pending_spec_events(&self, limit: i64) -> Result<Vec<SpecEventRow>>;
+
+    /// Up to `limit` pending spec outbox rows, oldest first, each with its resource's
+    /// current state (`None` once the resource row is gone): two queries per batch instead of
+    /// one resource read per row (the spec dispatcher, architecture.md §5).
+    async fn pending_spec_deliveries(&self, limit: i64) -> Result<Vec<PendingSpec>> {
+        let events = self.pending_spec_events(limit).await?;
+        let mut ids: Vec<String> = events.iter().map(|e| e.resource_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let resources: std::collections::HashMap<String, Arc<Resource>> =
+            self.get_resources(&ids).await?.into_iter().map(|r| (r.id.clone(), Arc::new(r))).collect();
+        Ok(events
+            .into_iter()
+            .map(|event| {
+                let resource = resources.get(&event.resource_id).cloned();
+                PendingSpec { event, resource }
+            })
+            .collect())
+    }
 
     /// Marks spec outbox rows done.
     async fn complete_spec_events(&self, seqs: &[i64]) -> Result<()>;

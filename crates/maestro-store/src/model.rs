@@ -62,6 +62,58 @@ pub struct Resource {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A resource row with its stored events kept as the JSON text the database returned (not
+/// parsed into trees): what [`crate::Store::list_resources_raw`] reads for the REST list,
+/// where parsing thousands of events dominated the time (docs/benchmarks.md). The text may
+/// hold insignificant whitespace (PostgreSQL's `jsonb` output does).
+#[derive(Debug, Clone)]
+pub struct RawResource {
+    /// Resource id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Consumer name.
+    pub consumer_name: String,
+    /// Source id of the creator.
+    pub source: String,
+    /// Spec version.
+    pub version: i64,
+    /// The spec CloudEvent as structured JSON text.
+    pub payload: Box<serde_json::value::RawValue>,
+    /// The latest accepted status CloudEvent as structured JSON text.
+    pub status: Option<Box<serde_json::value::RawValue>>,
+    /// Set while the resource is being deleted.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change (spec or status).
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RawResource {
+    /// The same row with its events parsed into trees (`status_hash` and `sequence_id` are
+    /// not read by [`crate::Store::list_resources_raw`] and come back `None`).
+    ///
+    /// # Errors
+    /// When the stored text is not JSON (the database guarantees it is).
+    pub fn parse(&self) -> Result<Resource, serde_json::Error> {
+        Ok(Resource {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            consumer_name: self.consumer_name.clone(),
+            source: self.source.clone(),
+            version: self.version,
+            payload: serde_json::from_str(self.payload.get())?,
+            status: self.status.as_deref().map(|s| serde_json::from_str(s.get())).transpose()?,
+            status_hash: None,
+            sequence_id: None,
+            deleted_at: self.deleted_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
 /// Input of [`crate::Store::create_resource`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewResource {
@@ -177,6 +229,17 @@ pub struct SpecEventRow {
     pub version: i64,
     /// When the row was written.
     pub created_at: DateTime<Utc>,
+}
+
+/// A pending spec outbox row with its resource's current state, as the spec dispatcher
+/// reads them ([`crate::Store::pending_spec_deliveries`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingSpec {
+    /// The outbox row.
+    pub event: SpecEventRow,
+    /// The resource now; `None` when its row is gone (deletion already confirmed). Rows of
+    /// one resource in a batch share it.
+    pub resource: Option<std::sync::Arc<Resource>>,
 }
 
 /// The kind of a status event row.

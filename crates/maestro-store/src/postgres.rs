@@ -18,6 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
@@ -26,8 +27,8 @@ use tokio::sync::Notify;
 use crate::group::{GroupCommit, group_fn};
 use crate::rules::{self, Signals, UpdatePlan};
 use crate::{
-    Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, Resource, ResourceQuery, Result,
-    SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
+    Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, RawResource, Resource, ResourceQuery,
+    Result, SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
 };
 
 /// Channel notified after commits that appended spec outbox rows.
@@ -210,14 +211,23 @@ async fn status_group(
         return Ok(plan.outcomes.into_iter().map(Ok).collect());
     }
     let now = rules::now();
-    for r in &plan.updated {
+    if !plan.updated.is_empty() {
+        // One statement for the whole group: the new columns as parallel arrays.
+        let ids: Vec<&str> = plan.updated.iter().map(|r| r.id.as_str()).collect();
+        let statuses: Vec<Option<Json<&Value>>> =
+            plan.updated.iter().map(|r| r.status.as_ref().map(Json)).collect();
+        let hashes: Vec<Option<&str>> = plan.updated.iter().map(|r| r.status_hash.as_deref()).collect();
+        let sequences: Vec<Option<&str>> = plan.updated.iter().map(|r| r.sequence_id.as_deref()).collect();
         sqlx::query(
-            "UPDATE resources SET status = $2, status_hash = $3, sequence_id = $4, updated_at = $5 WHERE id = $1",
+            "UPDATE resources AS r SET status = u.status, status_hash = u.status_hash, \
+             sequence_id = u.sequence_id, updated_at = $5 \
+             FROM UNNEST($1::text[], $2::jsonb[], $3::text[], $4::text[]) AS u(id, status, status_hash, sequence_id) \
+             WHERE r.id = u.id",
         )
-        .bind(&r.id)
-        .bind(r.status.as_ref().map(Json))
-        .bind(&r.status_hash)
-        .bind(&r.sequence_id)
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&hashes)
+        .bind(&sequences)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -270,6 +280,24 @@ fn resource_from_row(row: &PgRow) -> Result<Resource> {
         status: row.try_get("status")?,
         status_hash: row.try_get("status_hash")?,
         sequence_id: row.try_get("sequence_id")?,
+        deleted_at: row.try_get("deleted_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// `jsonb` decodes straight into raw text (sqlx strips the format byte; no tree is built).
+fn raw_resource_from_row(row: &PgRow) -> Result<RawResource> {
+    let payload: Json<Box<RawValue>> = row.try_get("payload")?;
+    let status: Option<Json<Box<RawValue>>> = row.try_get("status")?;
+    Ok(RawResource {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        consumer_name: row.try_get("consumer_name")?,
+        source: row.try_get("source")?,
+        version: row.try_get("version")?,
+        payload: payload.0,
+        status: status.map(|s| s.0),
         deleted_at: row.try_get("deleted_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -484,14 +512,23 @@ impl Store for PostgresStore {
         resource_from_row(&row)
     }
 
+    async fn get_resources(&self, ids: &[String]) -> Result<Vec<Resource>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows =
+            sqlx::query("SELECT * FROM resources WHERE id = ANY($1)").bind(ids).fetch_all(&self.pool).await?;
+        rows.iter().map(resource_from_row).collect()
+    }
+
     async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>> {
-        let filters = [
-            ("consumer_name", query.consumer_name.as_ref()),
-            ("source", query.source.as_ref()),
-            ("name", query.name.as_ref()),
-            ("id", query.id.as_ref()),
-        ];
+        let filters = rules::resource_filters(query);
         self.page("resources", &filters, query.paging, resource_from_row).await
+    }
+
+    async fn list_resources_raw(&self, query: &ResourceQuery) -> Result<Page<RawResource>> {
+        let filters = rules::resource_filters(query);
+        self.page("resources", &filters, query.paging, raw_resource_from_row).await
     }
 
     async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>> {

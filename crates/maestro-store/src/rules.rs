@@ -268,6 +268,16 @@ impl Signals {
     }
 }
 
+/// The exact-match filters of a resource query, as `(column, value)` pairs.
+pub(crate) fn resource_filters(query: &crate::ResourceQuery) -> [(&'static str, Option<&String>); 4] {
+    [
+        ("consumer_name", query.consumer_name.as_ref()),
+        ("source", query.source.as_ref()),
+        ("name", query.name.as_ref()),
+        ("id", query.id.as_ref()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

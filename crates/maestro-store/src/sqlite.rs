@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::Notify;
@@ -20,8 +21,8 @@ use tokio::sync::Notify;
 use crate::group::{GroupCommit, group_fn};
 use crate::rules::{self, Signals, UpdatePlan};
 use crate::{
-    Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, Resource, ResourceQuery, Result,
-    SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
+    Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, RawResource, Resource, ResourceQuery,
+    Result, SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
 };
 
 /// How long a connection waits for the write lock before failing with `SQLITE_BUSY`.
@@ -192,6 +193,23 @@ fn resource_from_row(row: &SqliteRow) -> Result<Resource> {
         status: status.as_deref().map(parse_json).transpose()?,
         status_hash: row.try_get("status_hash")?,
         sequence_id: row.try_get("sequence_id")?,
+        deleted_at: opt_ts(row, "deleted_at")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+fn raw_resource_from_row(row: &SqliteRow) -> Result<RawResource> {
+    let payload: String = row.try_get("payload")?;
+    let status: Option<String> = row.try_get("status")?;
+    Ok(RawResource {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        consumer_name: row.try_get("consumer_name")?,
+        source: row.try_get("source")?,
+        version: row.try_get("version")?,
+        payload: RawValue::from_string(payload)?,
+        status: status.map(RawValue::from_string).transpose()?,
         deleted_at: opt_ts(row, "deleted_at")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
@@ -500,14 +518,25 @@ impl Store for SqliteStore {
         resource_from_row(&row)
     }
 
+    async fn get_resources(&self, ids: &[String]) -> Result<Vec<Resource>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT * FROM resources WHERE id IN (SELECT value FROM json_each($1))")
+            .bind(serde_json::to_string(ids)?)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(resource_from_row).collect()
+    }
+
     async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>> {
-        let filters = [
-            ("consumer_name", query.consumer_name.as_ref()),
-            ("source", query.source.as_ref()),
-            ("name", query.name.as_ref()),
-            ("id", query.id.as_ref()),
-        ];
+        let filters = rules::resource_filters(query);
         self.page("resources", &filters, query.paging, resource_from_row).await
+    }
+
+    async fn list_resources_raw(&self, query: &ResourceQuery) -> Result<Page<RawResource>> {
+        let filters = rules::resource_filters(query);
+        self.page("resources", &filters, query.paging, raw_resource_from_row).await
     }
 
     async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>> {

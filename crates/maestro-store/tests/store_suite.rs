@@ -70,6 +70,7 @@ suite!(
     signals_fire_after_commit,
     concurrent_writes_each_get_their_answer,
     a_refused_write_fails_alone,
+    raw_lists_and_batch_reads_match_the_parsed_ones,
 );
 
 // ---- helpers ----
@@ -172,6 +173,70 @@ async fn failed_writes_leave_data_and_outbox_unchanged(store: DynStore) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.get_resource("r1").await.expect("get"), created);
     assert_eq!(pending_summary(&store).await, vec![(s("r1"), SpecAction::Create, 1)]);
+}
+
+async fn raw_lists_and_batch_reads_match_the_parsed_ones(store: DynStore) {
+    let ids = Generator::default();
+    consumer(&store, "c1").await;
+    consumer(&store, "c2").await;
+    let r1 = store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    for (id, c) in [("r2", "c2"), ("r3", "c1")] {
+        store.create_resource(new_resource(id, c)).await.expect("create");
+    }
+    let written = status(&r1, &ids.next_string(), json!({"a": 1}));
+    assert_eq!(store.apply_status(written).await.expect("status"), StatusOutcome::Stored);
+    store.mark_deleting("r3").await.expect("delete").expect("known");
+    for query in [
+        ResourceQuery::default(),
+        ResourceQuery { consumer_name: Some("c1".into()), ..Default::default() },
+        ResourceQuery { paging: Paging { page: 2, size: 1 }, ..Default::default() },
+    ] {
+        let parsed = store.list_resources(&query).await.expect("list");
+        let raw = store.list_resources_raw(&query).await.expect("raw list");
+        assert_eq!((raw.total, raw.page, raw.items.len()), (parsed.total, parsed.page, parsed.items.len()));
+        for (raw, parsed) in raw.items.iter().zip(&parsed.items) {
+            let back = raw.parse().expect("stored JSON");
+            assert_eq!(
+                (&back.id, &back.payload, &back.status),
+                (&parsed.id, &parsed.payload, &parsed.status)
+            );
+            assert_eq!(
+                (back.version, back.deleted_at, back.created_at, back.updated_at),
+                (parsed.version, parsed.deleted_at, parsed.created_at, parsed.updated_at)
+            );
+        }
+    }
+
+    let mut got = store.get_resources(&[s("r3"), s("nope"), s("r1")]).await.expect("batch read");
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    let want = vec![store.get_resource("r1").await.expect("r1"), store.get_resource("r3").await.expect("r3")];
+    assert_eq!(got, want);
+    assert!(store.get_resources(&[]).await.expect("no ids").is_empty());
+
+    // The outbox rows, oldest first, each with its resource now: r3's Create and Delete rows
+    // both carry its current (deleting) state.
+    let deliveries = store.pending_spec_deliveries(100).await.expect("deliveries");
+    let summary: Vec<_> = deliveries
+        .iter()
+        .map(|p| {
+            (
+                p.event.resource_id.as_str(),
+                p.event.action,
+                p.resource.as_ref().map(|r| r.deleted_at.is_some()),
+            )
+        })
+        .collect();
+    let want_summary = vec![
+        ("r1", SpecAction::Create, Some(false)),
+        ("r2", SpecAction::Create, Some(false)),
+        ("r3", SpecAction::Create, Some(true)),
+        ("r3", SpecAction::Delete, Some(true)),
+    ];
+    assert_eq!(summary, want_summary);
+    assert_eq!(deliveries[0].resource.as_deref(), Some(&want[0]));
+    assert_eq!(deliveries.iter().map(|p| p.event.clone()).collect::<Vec<_>>(), pending(&store).await);
+    let limited = store.pending_spec_deliveries(1).await.expect("limit");
+    assert_eq!(limited.len(), 1);
 }
 
 async fn outbox_rows_complete_in_order(store: DynStore) {

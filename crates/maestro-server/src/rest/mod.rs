@@ -4,6 +4,7 @@
 //! and JSON error bodies; plus `/healthz` (liveness) and `/readyz` (database reachable).
 
 pub mod presenters;
+pub mod raw;
 pub mod search;
 
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use maestro_store::{ConsumerQuery, DynStore, NewConsumer, Paging, ResourceQuery};
+use maestro_store::{ConsumerQuery, DynStore, NewConsumer, Paging, ResourceQuery, StoreError};
 use maestro_transport::DynSourceTransport;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -223,8 +224,13 @@ async fn list_bundles(
         };
         *slot = Some(t.value);
     }
-    let page = st.store.list_resources(&q).await.map_err(|e| fail(&headers)(e.into()))?;
-    let items: Vec<_> = page.items.iter().map(presenters::resource_bundle_json).collect();
+    let page = st.store.list_resources_raw(&q).await.map_err(|e| fail(&headers)(e.into()))?;
+    let items = page
+        .items
+        .iter()
+        .map(raw::bundle_item)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(&headers)(StoreError::Json(e).into()))?;
     let body = presenters::ListJson {
         size: items.len(),
         items,
@@ -237,7 +243,7 @@ async fn list_bundles(
 
 async fn get_bundle(State(st): State<RestState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
     let r = st.store.get_resource(&id).await.map_err(|e| fail(&headers)(e.into()))?;
-    Ok(Json(presenters::resource_bundle_json(&r)).into_response())
+    Ok(Json(presenters::resource_bundle(&r)).into_response())
 }
 
 async fn delete_bundle(State(st): State<RestState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {

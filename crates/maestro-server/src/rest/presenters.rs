@@ -5,7 +5,6 @@
 use maestro_api::codec::data_as;
 use maestro_api::{ext, json};
 use maestro_store::{Consumer, Resource};
-use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -90,123 +89,6 @@ pub fn error(code: u16, reason: &str, operation_id: &str) -> Value {
     })
 }
 
-/// A resource bundle serialized by reference from the stored row: the same JSON as
-/// [`resource_bundle`] (same keys, same order), without building a JSON tree per bundle, for
-/// lists (a 6,000-bundle list spent most of its time cloning and converting trees; see
-/// docs/benchmarks.md). Rows whose stored events are not in the usual structured form fall back
-/// to [`resource_bundle`].
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum BundleJson<'a> {
-    /// Read in place.
-    Borrowed(Box<BorrowedBundle<'a>>),
-    /// Built by [`resource_bundle`].
-    Built(Value),
-}
-
-/// The fields of [`BundleJson::Borrowed`], declared in the sorted key order of
-/// [`resource_bundle`]'s JSON map.
-#[derive(Debug, Serialize)]
-pub struct BorrowedBundle<'a> {
-    consumer_name: &'a str,
-    created_at: chrono::DateTime<chrono::Utc>,
-    delete_option: Cow<'a, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deleted_at: Option<chrono::DateTime<chrono::Utc>>,
-    href: String,
-    id: &'a str,
-    kind: &'static str,
-    manifest_configs: Cow<'a, Value>,
-    manifests: Cow<'a, Value>,
-    metadata: Map<String, Value>,
-    name: &'a str,
-    source: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<BorrowedStatus<'a>>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-    version: i64,
-}
-
-/// The `status` of a [`BorrowedBundle`] (keys in sorted order).
-#[derive(Debug, Serialize)]
-#[allow(non_snake_case)]
-pub struct BorrowedStatus<'a> {
-    ObservedVersion: i64,
-    SequenceID: &'a str,
-    conditions: Cow<'a, Value>,
-    resourceStatus: Cow<'a, Value>,
-}
-
-/// `r` as list JSON (see [`BundleJson`]).
-pub fn resource_bundle_json(r: &Resource) -> BundleJson<'_> {
-    match borrowed_bundle(r) {
-        Some(b) => BundleJson::Borrowed(Box::new(b)),
-        None => BundleJson::Built(resource_bundle(r)),
-    }
-}
-
-fn field<'a>(data: &'a Map<String, Value>, key: &str, default: Value) -> Cow<'a, Value> {
-    data.get(key).map_or(Cow::Owned(default), Cow::Borrowed)
-}
-
-fn borrowed_bundle(r: &Resource) -> Option<BorrowedBundle<'_>> {
-    let Value::Object(data) = r.payload.get("data")? else { return None };
-    let mut metadata = match r.payload.get(ext::METADATA) {
-        None => Map::new(),
-        Some(Value::String(raw)) if raw.trim().is_empty() => Map::new(),
-        Some(Value::String(raw)) => match serde_json::from_str::<Value>(raw) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        },
-        Some(_) => return None,
-    };
-    metadata.insert("creationTimestamp".into(), json!(r.created_at));
-    if let Some(d) = r.deleted_at {
-        metadata.insert("deletionTimestamp".into(), json!(d));
-    }
-    let status = match r.status.as_ref() {
-        None => None,
-        Some(stored) => Some(borrowed_status(stored)?),
-    };
-    Some(BorrowedBundle {
-        consumer_name: &r.consumer_name,
-        created_at: r.created_at,
-        delete_option: field(data, "deleteOption", json!({})),
-        deleted_at: r.deleted_at,
-        href: format!("{BASE}/resource-bundles/{}", r.id),
-        id: &r.id,
-        kind: "ResourceBundle",
-        manifest_configs: field(data, "manifestConfigs", json!([])),
-        manifests: field(data, "manifests", json!([])),
-        metadata,
-        name: &r.name,
-        source: &r.source,
-        status,
-        updated_at: r.updated_at,
-        version: r.version,
-    })
-}
-
-fn borrowed_status(stored: &Value) -> Option<BorrowedStatus<'_>> {
-    let Value::Object(data) = stored.get("data")? else { return None };
-    let version = match stored.get(ext::RESOURCE_VERSION) {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    };
-    let sequence_id = match stored.get(ext::SEQUENCE_ID) {
-        None => "",
-        Some(Value::String(s)) => s,
-        Some(_) => return None,
-    };
-    Some(BorrowedStatus {
-        ObservedVersion: version.filter(|n| i32::try_from(*n).is_ok()).unwrap_or(0),
-        SequenceID: sequence_id,
-        conditions: field(data, "conditions", Value::Null),
-        resourceStatus: field(data, "resourceStatus", json!([])),
-    })
-}
-
 /// A list body serialized by reference: `{items, kind, page, size, total}` (the keys of
 /// [`list`], in the same order).
 #[derive(Debug, Serialize)]
@@ -226,80 +108,7 @@ pub struct ListJson<T: Serialize> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use maestro_api::codec::{SpecEventBuilder, StatusEventBuilder};
-    use maestro_api::payload::{ManifestBundle, ManifestBundleStatus};
-    use maestro_api::types::Action;
-
     use super::*;
-
-    fn stored(deleted: bool, with_status: bool) -> Resource {
-        let mut meta = Map::new();
-        meta.insert("name".into(), json!("web"));
-        meta.insert("labels".into(), json!({"app": "web"}));
-        let bundle = ManifestBundle {
-            manifests: vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})],
-            ..Default::default()
-        };
-        let spec =
-            SpecEventBuilder::new("maestro", "r1", 3, "c1").metadata(meta.clone()).bundle(&bundle).build();
-        let status: ManifestBundleStatus = serde_json::from_value(json!({
-            "conditions": [{"type": "Applied", "status": "True", "reason": "Done", "message": "ok",
-                            "lastTransitionTime": "2024-01-01T00:00:00Z"}],
-            "resourceStatus": [{"resourceMeta": {"kind": "ConfigMap", "name": "c"}, "conditions": []}]
-        }))
-        .unwrap();
-        let status_event = StatusEventBuilder {
-            source: "c1-work-agent",
-            resource_id: "r1",
-            resource_version: 3,
-            cluster_name: "c1",
-            original_source: "maestro",
-            sequence_id: "1834773391719010304",
-            status_hash: "abc",
-            metadata: Some(&meta),
-            action: Action::Update,
-        }
-        .build(&status);
-        let now = chrono::Utc::now();
-        Resource {
-            id: "r1".into(),
-            name: "web".into(),
-            consumer_name: "c1".into(),
-            source: "maestro".into(),
-            version: 3,
-            payload: json::to_value(&spec),
-            status: with_status.then(|| json::to_value(&status_event)),
-            status_hash: Some("abc".into()),
-            sequence_id: Some("1834773391719010304".into()),
-            deleted_at: deleted.then_some(now),
-            created_at: now,
-            updated_at: now,
-        }
-    }
-
-    #[test]
-    fn list_json_is_byte_for_byte_the_built_json() {
-        for (deleted, with_status) in [(false, true), (true, false), (false, false), (true, true)] {
-            let r = stored(deleted, with_status);
-            let fast = resource_bundle_json(&r);
-            assert!(matches!(fast, BundleJson::Borrowed(_)), "the usual form is read in place");
-            let built = serde_json::to_string(&resource_bundle(&r)).unwrap();
-            assert_eq!(
-                serde_json::to_string(&fast).unwrap(),
-                built,
-                "deleted={deleted} status={with_status}"
-            );
-        }
-    }
-
-    #[test]
-    fn unusual_stored_events_fall_back_to_the_built_json() {
-        let mut r = stored(false, true);
-        r.payload["metadata"] = json!(42);
-        let fast = resource_bundle_json(&r);
-        assert!(matches!(fast, BundleJson::Built(_)));
-        assert_eq!(serde_json::to_value(&fast).unwrap(), resource_bundle(&r));
-    }
 
     #[test]
     fn list_json_has_the_keys_of_list() {

@@ -1,0 +1,364 @@
+//! Resource bundle lists written from the stored JSON text ([`RawResource`]): the parts of the
+//! stored spec and status events a bundle shows (`manifests`, `manifestConfigs`,
+//! `deleteOption`, `conditions`, `resourceStatus`) are copied as text, without building a JSON
+//! tree per bundle. A 6,000-bundle list spent most of its time parsing and freeing those trees
+//! (docs/benchmarks.md). The JSON means the same as [`presenters::resource_bundle`]'s, with the
+//! same top-level keys in the same order; inside the copied parts the key order is the one the
+//! database stored (PostgreSQL's `jsonb` orders keys by length). Insignificant whitespace is
+//! dropped. Stored events in an unusual form fall back to [`presenters::resource_bundle`].
+
+use chrono::{DateTime, Utc};
+use maestro_api::ext;
+use maestro_store::RawResource;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use super::presenters::{self, BASE};
+
+/// One bundle of a list: copied from the stored text, or built as a tree for unusual rows.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum BundleItem<'a> {
+    /// Written from the stored text.
+    Raw(Box<RawBundle<'a>>),
+    /// Built by [`presenters::resource_bundle`].
+    Built(Value),
+}
+
+/// A resource bundle written from its stored text; fields in the sorted key order of
+/// [`presenters::resource_bundle`]'s JSON map.
+#[derive(Debug, Serialize)]
+pub struct RawBundle<'a> {
+    consumer_name: &'a str,
+    created_at: DateTime<Utc>,
+    delete_option: Part<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<DateTime<Utc>>,
+    href: String,
+    id: &'a str,
+    kind: &'static str,
+    manifest_configs: Part<'a>,
+    manifests: Part<'a>,
+    metadata: Map<String, Value>,
+    name: &'a str,
+    source: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<RawStatus<'a>>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+/// The `status` of a [`RawBundle`] (keys in sorted order).
+#[derive(Debug, Serialize)]
+#[allow(non_snake_case)]
+pub struct RawStatus<'a> {
+    ObservedVersion: i64,
+    SequenceID: String,
+    conditions: Part<'a>,
+    resourceStatus: Part<'a>,
+}
+
+/// A part of a bundle: stored text (borrowed, or compacted) or a default value.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Part<'a> {
+    Stored(&'a RawValue),
+    Compacted(Box<RawValue>),
+    Default(Value),
+}
+
+/// `r` as list JSON.
+///
+/// # Errors
+/// When the stored text is not JSON (the database guarantees it is).
+pub fn bundle_item(r: &RawResource) -> Result<BundleItem<'_>, serde_json::Error> {
+    match raw_bundle(r) {
+        Some(b) => Ok(BundleItem::Raw(Box::new(b))),
+        None => Ok(BundleItem::Built(presenters::resource_bundle(&r.parse()?))),
+    }
+}
+
+/// A key of a stored event kept as text: `None` when absent; a JSON `null` is kept as the text
+/// `null` (as the tree-built JSON keeps it).
+#[derive(Debug, Default, Clone, Copy)]
+struct Field<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|v| Field(Some(v)))
+    }
+}
+
+impl<'a> Field<'a> {
+    fn or(self, default: Value) -> Part<'a> {
+        self.0.map_or(Part::Default(default), compact)
+    }
+}
+
+/// The keys of a stored structured-mode event the list reads (protocol.md §5.2: extensions
+/// are top-level keys).
+#[derive(Deserialize)]
+struct StoredEvent<'a> {
+    #[serde(borrow)]
+    data: &'a RawValue,
+    #[serde(borrow, default, rename = "metadata")]
+    metadata: Field<'a>,
+    #[serde(borrow, default, rename = "resourceversion")]
+    resource_version: Field<'a>,
+    #[serde(borrow, default, rename = "sequenceid")]
+    sequence_id: Field<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecData<'a> {
+    #[serde(borrow, default)]
+    manifests: Field<'a>,
+    #[serde(borrow, default)]
+    manifest_configs: Field<'a>,
+    #[serde(borrow, default)]
+    delete_option: Field<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusData<'a> {
+    #[serde(borrow, default)]
+    conditions: Field<'a>,
+    #[serde(borrow, default)]
+    resource_status: Field<'a>,
+}
+
+/// Reads a stored event's top-level keys and its `data` object; `None` unless `data` is an
+/// object.
+fn stored_event<'a, D: Deserialize<'a>>(text: &'a RawValue) -> Option<(StoredEvent<'a>, D)> {
+    let event: StoredEvent<'a> = serde_json::from_str(text.get()).ok()?;
+    if !event.data.get().trim_start().starts_with('{') {
+        return None;
+    }
+    let data = serde_json::from_str(event.data.get()).ok()?;
+    Some((event, data))
+}
+
+fn raw_bundle(r: &RawResource) -> Option<RawBundle<'_>> {
+    debug_assert_eq!(ext::METADATA, "metadata");
+    let (spec, data) = stored_event::<SpecData>(&r.payload)?;
+    let mut metadata = metadata_map(spec.metadata)?;
+    metadata.insert("creationTimestamp".into(), json!(r.created_at));
+    if let Some(d) = r.deleted_at {
+        metadata.insert("deletionTimestamp".into(), json!(d));
+    }
+    let status = match r.status.as_deref() {
+        None => None,
+        Some(stored) => Some(raw_status(stored)?),
+    };
+    Some(RawBundle {
+        consumer_name: &r.consumer_name,
+        created_at: r.created_at,
+        delete_option: data.delete_option.or(json!({})),
+        deleted_at: r.deleted_at,
+        href: format!("{BASE}/resource-bundles/{}", r.id),
+        id: &r.id,
+        kind: "ResourceBundle",
+        manifest_configs: data.manifest_configs.or(json!([])),
+        manifests: data.manifests.or(json!([])),
+        metadata,
+        name: &r.name,
+        source: &r.source,
+        status,
+        updated_at: r.updated_at,
+        version: r.version,
+    })
+}
+
+/// The `metadata` extension (a string holding a JSON object) as a map; `None` (fall back)
+/// when the extension is not a string.
+fn metadata_map(field: Field<'_>) -> Option<Map<String, Value>> {
+    let Some(raw) = field.0 else { return Some(Map::new()) };
+    let text: String = serde_json::from_str(raw.get()).ok()?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => Some(Map::new()),
+    }
+}
+
+fn raw_status(stored: &RawValue) -> Option<RawStatus<'_>> {
+    let (event, data) = stored_event::<StatusData>(stored)?;
+    let version = match event.resource_version.0.map(|raw| serde_json::from_str::<Value>(raw.get())) {
+        Some(Ok(Value::Number(n))) => n.as_i64(),
+        Some(Ok(Value::String(s))) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    let sequence_id = match event.sequence_id.0 {
+        None => String::new(),
+        Some(raw) => serde_json::from_str::<String>(raw.get()).ok()?,
+    };
+    Some(RawStatus {
+        ObservedVersion: version.filter(|n| i32::try_from(*n).is_ok()).unwrap_or(0),
+        SequenceID: sequence_id,
+        conditions: data.conditions.or(Value::Null),
+        resourceStatus: data.resource_status.or(json!([])),
+    })
+}
+
+/// `raw` without whitespace outside strings (PostgreSQL's `jsonb` output puts a space after
+/// every `:` and `,`). Dropping ASCII whitespace bytes keeps the text valid UTF-8.
+fn compact(raw: &RawValue) -> Part<'_> {
+    let text = raw.get().as_bytes();
+    if !text.iter().any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t')) {
+        return Part::Stored(raw);
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+            out.push(b);
+        } else if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            out.push(b);
+        }
+    }
+    match String::from_utf8(out).ok().and_then(|s| RawValue::from_string(s).ok()) {
+        Some(compacted) => Part::Compacted(compacted),
+        None => Part::Stored(raw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use maestro_api::codec::{SpecEventBuilder, StatusEventBuilder};
+    use maestro_api::json;
+    use maestro_api::payload::{ManifestBundle, ManifestBundleStatus};
+    use maestro_api::types::Action;
+    use maestro_store::Resource;
+
+    use super::*;
+
+    fn stored(deleted: bool, with_status: bool) -> Resource {
+        let mut meta = Map::new();
+        meta.insert("name".into(), json!("web"));
+        meta.insert("labels".into(), json!({"app": "web"}));
+        let bundle = ManifestBundle {
+            manifests: vec![json!({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": "c"}, "data": {"k": "two words, \"quoted\": x"}})],
+            ..Default::default()
+        };
+        let spec =
+            SpecEventBuilder::new("maestro", "r1", 3, "c1").metadata(meta.clone()).bundle(&bundle).build();
+        let status: ManifestBundleStatus = serde_json::from_value(json!({
+            "conditions": [{"type": "Applied", "status": "True", "reason": "Done", "message": "all good",
+                            "lastTransitionTime": "2024-01-01T00:00:00Z"}],
+            "resourceStatus": [{"resourceMeta": {"kind": "ConfigMap", "name": "c"}, "conditions": []}]
+        }))
+        .unwrap();
+        let status_event = StatusEventBuilder {
+            source: "c1-work-agent",
+            resource_id: "r1",
+            resource_version: 3,
+            cluster_name: "c1",
+            original_source: "maestro",
+            sequence_id: "1834773391719010304",
+            status_hash: "abc",
+            metadata: Some(&meta),
+            action: Action::Update,
+        }
+        .build(&status);
+        let now = chrono::Utc::now();
+        Resource {
+            id: "r1".into(),
+            name: "web".into(),
+            consumer_name: "c1".into(),
+            source: "maestro".into(),
+            version: 3,
+            payload: json::to_value(&spec),
+            status: with_status.then(|| json::to_value(&status_event)),
+            status_hash: None,
+            sequence_id: None,
+            deleted_at: deleted.then_some(now),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// `r` as the store returns it raw; `spaced` mimics PostgreSQL's `jsonb` output.
+    fn raw(r: &Resource, spaced: bool) -> RawResource {
+        let text = |v: &Value| {
+            let s = if spaced { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) };
+            RawValue::from_string(s.unwrap()).unwrap()
+        };
+        RawResource {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            consumer_name: r.consumer_name.clone(),
+            source: r.source.clone(),
+            version: r.version,
+            payload: text(&r.payload),
+            status: r.status.as_ref().map(text),
+            deleted_at: r.deleted_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+
+    #[test]
+    fn raw_json_is_byte_for_byte_the_built_json() {
+        for (deleted, with_status) in [(false, true), (true, false), (false, false), (true, true)] {
+            let r = stored(deleted, with_status);
+            let built = serde_json::to_string(&presenters::resource_bundle(&r)).unwrap();
+            for spaced in [false, true] {
+                let raw = raw(&r, spaced);
+                let item = bundle_item(&raw).unwrap();
+                assert!(matches!(item, BundleItem::Raw(_)), "the usual form is copied as text");
+                assert_eq!(
+                    serde_json::to_string(&item).unwrap(),
+                    built,
+                    "deleted={deleted} status={with_status} spaced={spaced}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unusual_stored_events_fall_back_to_the_built_json() {
+        let cases: [fn(&mut Resource); 4] = [
+            |r| r.payload["metadata"] = json!(42),
+            |r| r.payload["data"] = json!([1, 2]),
+            |r| r.status.as_mut().unwrap()["sequenceid"] = Value::Null,
+            |r| r.status.as_mut().unwrap()["data"] = json!("text"),
+        ];
+        for (i, edit) in cases.iter().enumerate() {
+            let mut r = stored(false, true);
+            edit(&mut r);
+            let raw = raw(&r, false);
+            let item = bundle_item(&raw).unwrap();
+            assert!(matches!(item, BundleItem::Built(_)), "case {i}");
+            assert_eq!(serde_json::to_value(&item).unwrap(), presenters::resource_bundle(&r), "case {i}");
+        }
+    }
+
+    #[test]
+    fn nulls_and_missing_parts_read_as_the_built_json() {
+        let mut r = stored(false, true);
+        r.payload["data"]["deleteOption"] = Value::Null;
+        r.payload["data"].as_object_mut().unwrap().remove("manifestConfigs");
+        r.status.as_mut().unwrap()["resourceversion"] = json!("7");
+        let raw = raw(&r, true);
+        let item = bundle_item(&raw).unwrap();
+        assert!(matches!(item, BundleItem::Raw(_)));
+        let built = presenters::resource_bundle(&r);
+        assert_eq!(built["delete_option"], Value::Null);
+        assert_eq!(built["status"]["ObservedVersion"], json!(7));
+        assert_eq!(serde_json::to_string(&item).unwrap(), serde_json::to_string(&built).unwrap());
+    }
+}
