@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use maestro_api::Event;
 use maestro_api::codec::{StatusEventBuilder, spec_resync_request};
 use maestro_api::payload::{ManifestBundleStatus, ResourceVersion, ResourceVersionList};
@@ -77,6 +78,10 @@ pub(crate) async fn run_publisher(shared: Arc<Shared>) {
     }
 }
 
+/// Status publishes in flight at once per agent: with one at a time, an agent waited a round
+/// trip (and the server a commit) per status.
+const PUBLISH_IN_FLIGHT: usize = 16;
+
 /// One pass over the pending works. Returns true when a publish failed.
 async fn publish_pending(shared: &Shared) -> bool {
     let pending: Vec<(String, Event, String, ManifestBundleStatus)> = {
@@ -92,8 +97,18 @@ async fn publish_pending(shared: &Shared) -> bool {
             })
             .collect()
     };
-    for (id, event, hash, status) in pending {
-        if let Err(e) = shared.transport.publish(&event).await {
+    // Statuses of different works are published PUBLISH_IN_FLIGHT at a time (one work has at
+    // most one here: its latest status), and their results are taken in order.
+    let mut sent = futures::stream::iter(pending)
+        .map(|(id, event, hash, status)| async move {
+            let result = shared.transport.publish(&event).await;
+            (id, hash, status, result)
+        })
+        .buffered(PUBLISH_IN_FLIGHT);
+    while let Some((id, hash, status, result)) = sent.next().await {
+        if let Err(e) = result {
+            // Publishes still in flight may have been delivered; resending them is harmless
+            // (the server drops a status that is not newer, architecture.md §5).
             tracing::warn!(resource_id = %id, error = %e, "status publish failed; will retry");
             return true;
         }

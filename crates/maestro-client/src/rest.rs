@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -18,6 +19,8 @@ use crate::types::{Consumer, ErrorBody, List, ResourceBundle};
 pub const API_PREFIX: &str = "/api/maestro/v1";
 /// Page size used by the `all_*` helpers (the grpcsource client's `MaxListPageSize`).
 pub const PAGE_SIZE: u32 = 400;
+/// Pages [`RestClient::all_bundles`] fetches at the same time.
+pub const LIST_CONCURRENCY: usize = 4;
 /// Default per-request timeout: 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -124,19 +127,36 @@ impl RestClient {
         self.get_json("/resource-bundles", "resource bundles", &query).await
     }
 
-    /// Every resource bundle matching `filter`, paging through with [`PAGE_SIZE`].
+    /// Every resource bundle matching `filter`, paging through with [`PAGE_SIZE`]: the first
+    /// page gives the total, then the other pages are fetched [`LIST_CONCURRENCY`] at a time
+    /// (the server builds one page while the client parses another), in order. Pages keep
+    /// being read one by one while they come back full, so bundles added meanwhile at the end
+    /// are listed too.
     ///
     /// # Errors
     /// As [`RestClient::list_bundles`].
     pub async fn all_bundles(&self, filter: &BundleFilter) -> Result<Vec<ResourceBundle>> {
-        let mut all = Vec::new();
-        for page in 1.. {
-            let list = self.list_bundles(filter, page, PAGE_SIZE).await?;
-            let n = list.items.len();
+        let first = self.list_bundles(filter, 1, PAGE_SIZE).await?;
+        let total = first.total;
+        let mut all = first.items;
+        if all.len() < PAGE_SIZE as usize || all.len() as u64 >= total {
+            return Ok(all);
+        }
+        let pages = u32::try_from(total.div_ceil(u64::from(PAGE_SIZE))).unwrap_or(u32::MAX);
+        let mut rest = futures::stream::iter(2..=pages)
+            .map(|page| self.list_bundles(filter, page, PAGE_SIZE))
+            .buffered(LIST_CONCURRENCY);
+        // (last page read, its length, the newest total)
+        let mut last = (1, PAGE_SIZE as usize, total);
+        while let Some(list) = rest.next().await {
+            let list = list?;
+            last = (last.0 + 1, list.items.len(), list.total);
             all.extend(list.items);
-            if n == 0 || n < PAGE_SIZE as usize || all.len() as u64 >= list.total {
-                break;
-            }
+        }
+        while last.1 == PAGE_SIZE as usize && (all.len() as u64) < last.2 {
+            let list = self.list_bundles(filter, last.0 + 1, PAGE_SIZE).await?;
+            last = (last.0 + 1, list.items.len(), list.total);
+            all.extend(list.items);
         }
         Ok(all)
     }

@@ -167,3 +167,28 @@ async fn watch_skips_heartbeats() {
     assert!(first.status.is_true("Applied"));
     assert!(stream.next().await.is_none());
 }
+
+#[tokio::test]
+async fn all_bundles_reads_every_page_in_order_once() {
+    use maestro_client::rest::PAGE_SIZE;
+    let fake = FakeServer::start().await;
+    let rest = RestClient::new(&fake.http).unwrap();
+    let page = PAGE_SIZE as usize;
+    for total in [page * 2, page * 5 + 7] {
+        {
+            let mut st = fake.state.lock().unwrap();
+            st.bundles.clear();
+            st.searches.clear();
+            for i in 0..total {
+                let id = format!("b{i:06}");
+                st.bundles.insert(id.clone(), serde_json::json!({"id": id, "consumer_name": "c1"}));
+            }
+        }
+        let all = rest.all_bundles(&BundleFilter::default()).await.unwrap();
+        let ids: Vec<String> = all.iter().map(|b| b.id.clone()).collect();
+        let want: Vec<String> = (0..total).map(|i| format!("b{i:06}")).collect();
+        assert_eq!(ids, want, "every bundle once, in server order ({total})");
+        let requests = fake.state.lock().unwrap().searches.len();
+        assert_eq!(requests, total.div_ceil(page), "one request per page, no extra empty page ({total})");
+    }
+}
