@@ -189,8 +189,9 @@ async fn create_group(
 
 /// Applies a group of statuses in one transaction (group commit): the named rows are locked
 /// in id order (two groups never deadlock), the acceptance rules run as if the writes came one
-/// by one ([`rules::plan_status_group`]), then the changed rows are written and the status
-/// event rows appended under [`STATUS_SEQ_LOCK`], last.
+/// by one ([`rules::plan_status_group`]), then the changed rows are written, the status event
+/// rows appended under [`STATUS_SEQ_LOCK`], and confirmed deletions removed (after the append,
+/// which copies their spec payload).
 async fn status_group(
     pool: &PgPool,
     signals: &Signals,
@@ -200,8 +201,13 @@ async fn status_group(
     let mut ids: Vec<&str> = writes.iter().map(|w| w.resource_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows = sqlx::query("SELECT * FROM resources WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&ids)
+    // Every column but the spec payload, which the rules do not read: the status event rows
+    // copy it inside the database (`push_status_events`).
+    let rows = sqlx::query(
+        "SELECT id, name, consumer_name, source, version, 'null'::jsonb AS payload, status, status_hash, \
+         sequence_id, deleted_at, created_at, updated_at FROM resources WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
     let current =
@@ -232,6 +238,7 @@ async fn status_group(
         .execute(&mut *tx)
         .await?;
     }
+    push_status_events(&mut tx, &plan.events, now).await?;
     if !plan.deleted.is_empty() {
         sqlx::query("DELETE FROM spec_events WHERE resource_id = ANY($1) AND done_at IS NULL")
             .bind(&plan.deleted)
@@ -239,7 +246,6 @@ async fn status_group(
             .await?;
         sqlx::query("DELETE FROM resources WHERE id = ANY($1)").bind(&plan.deleted).execute(&mut *tx).await?;
     }
-    push_status_events(&mut tx, &plan.events, now).await?;
     commit_and_signal(tx, STATUS_CHANNEL, &signals.status).await?;
     Ok(plan.outcomes.into_iter().map(Ok).collect())
 }
@@ -353,25 +359,36 @@ async fn push_spec_event(tx: &mut Tx, r: &Resource, action: SpecAction, now: Dat
     Ok(())
 }
 
-/// Appends status event rows. Must be the last write before commit: it first takes
-/// [`STATUS_SEQ_LOCK`] until the transaction ends, so status event `seq`s become visible in
-/// increasing order and a reader's `status_events_after(cursor)` never skips a row that
-/// commits late with a smaller `seq`.
+/// Appends status event rows, in order, each with its resource's spec payload, source and
+/// consumer copied from the (locked, not yet deleted) resource row inside the database. It
+/// first takes [`STATUS_SEQ_LOCK`] until the transaction ends, so status event `seq`s become
+/// visible in increasing order and a reader's `status_events_after(cursor)` never skips a row
+/// that commits late with a smaller `seq`; only the deletions of confirmed resources follow it.
 async fn push_status_events(tx: &mut Tx, events: &[rules::PlannedEvent], now: DateTime<Utc>) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut **tx).await?;
-    let mut q = QueryBuilder::<Postgres>::new(
-        "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) ",
-    );
-    q.push_values(events, |mut b, e| {
-        b.push_bind(&e.resource.id)
-            .push_bind(&e.resource.source)
-            .push_bind(&e.resource.consumer_name)
-            .push_bind(e.kind.as_str())
-            .push_bind(Json(&e.resource.payload))
-            .push_bind(Json(&e.status))
-            .push_bind(now);
-    });
-    q.build().execute(&mut **tx).await?;
+    let ids: Vec<&str> = events.iter().map(|e| e.resource.id.as_str()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let statuses: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.status)).collect();
+    let inserted = sqlx::query(
+        "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) \
+         SELECT r.id, r.source, r.consumer_name, u.kind, r.payload, u.status, $4 \
+         FROM UNNEST($1::text[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS u(id, kind, status, ord) \
+         JOIN resources r ON r.id = u.id ORDER BY u.ord",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&statuses)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() != events.len() as u64 {
+        // Cannot happen: every event's row is locked by this transaction.
+        return Err(StoreError::Conflict(format!(
+            "{} of {} status events found their resource row",
+            inserted.rows_affected(),
+            events.len()
+        )));
+    }
     Ok(())
 }
 
