@@ -7,10 +7,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", file.display());
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_with_config(
-        config,
-        &[file],
-        &[root],
-    )?;
+    // Smaller per-RPC buffers than tonic's default codec (see src/grpc_codec.rs).
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .codec_path("crate::grpc_codec::SmallBufferCodec")
+        .compile_with_config(config, &[file], &[root])?;
     Ok(())
 }

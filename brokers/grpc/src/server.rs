@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use maestro_api::pb::cloud_event_service_server::{CloudEventService, CloudEventServiceServer};
 use maestro_api::pb::{self, PublishRequest, SubscriptionRequest};
 use maestro_api::types::{EventType, HEARTBEAT, MANIFEST_BUNDLES};
@@ -27,13 +28,22 @@ use crate::{BACKEND, GrpcBrokerConfig, SUBSCRIPTION_ID_HEADER};
 /// Extra room over `max_event_bytes` for the protobuf framing of one message.
 pub(crate) const MESSAGE_OVERHEAD: usize = 64 * 1024;
 
+/// What a Subscribe stream's queue holds: one pointer per event (an event routed to several
+/// subscribers is encoded once and shared), so the queue's first block, allocated when the
+/// stream opens, is 32 pointers rather than 32 events (~6 KiB per connected agent).
+type Queued = Arc<pb::CloudEvent>;
 type StreamItem = std::result::Result<pb::CloudEvent, Status>;
+
+/// Takes an event off a Subscribe queue (copying it only when other streams still share it).
+fn dequeue(event: Queued) -> StreamItem {
+    Ok(Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone()))
+}
 
 struct Subscriber {
     cluster: String,
     data_type: String,
     subscription_id: Uuid,
-    tx: mpsc::Sender<StreamItem>,
+    tx: mpsc::Sender<Queued>,
     kill: Arc<Notify>,
 }
 
@@ -183,17 +193,21 @@ impl GrpcBroker {
         let data_type = EventType::parse(event.ty())
             .map_err(|e| Error::Encode { backend: BACKEND, reason: e.to_string() })?
             .data_type;
-        let targets: Vec<(u64, mpsc::Sender<StreamItem>)> = shared
+        let targets: Vec<(u64, mpsc::Sender<Queued>)> = shared
             .registry()
             .subs
             .iter()
             .filter(|(_, s)| s.data_type == data_type && (cluster.is_empty() || s.cluster == cluster))
             .map(|(id, s)| (*id, s.tx.clone()))
             .collect();
-        let msg = grpc::to_proto(event);
-        let mut queued = 0usize;
-        for (id, tx) in targets {
-            match tx.send_timeout(Ok(msg.clone()), shared.config.send_timeout).await {
+        let mut msg = Some(Arc::new(grpc::to_proto(event)));
+        let (mut queued, last) = (0usize, targets.len().saturating_sub(1));
+        for (i, (id, tx)) in targets.into_iter().enumerate() {
+            // The last subscriber takes the event itself, so a lone subscriber's stream can
+            // unwrap it without a copy.
+            let item = if i == last { msg.take() } else { msg.clone() };
+            let Some(item) = item else { break };
+            match tx.send_timeout(item, shared.config.send_timeout).await {
                 Ok(()) => queued += 1,
                 Err(mpsc::error::SendTimeoutError::Timeout(_)) => shared.remove(id, "stream buffer full"),
                 Err(mpsc::error::SendTimeoutError::Closed(_)) => shared.remove(id, "stream closed"),
@@ -285,7 +299,7 @@ impl BrokerService {
     fn register(
         &self,
         req: &SubscriptionRequest,
-        tx: mpsc::Sender<StreamItem>,
+        tx: mpsc::Sender<Queued>,
     ) -> Result<(u64, Uuid, Arc<Notify>), Status> {
         let mut reg = self.shared.registry();
         if reg.paused || self.shared.closed.load(Ordering::Acquire) {
@@ -324,7 +338,7 @@ fn validate_subscription(req: &SubscriptionRequest) -> Result<(), Status> {
 
 /// Keeps one Subscribe stream: sends heartbeats, and unregisters it when the client goes
 /// away, a send fails, or the broker removed it.
-async fn keep_stream(shared: Arc<Shared>, id: u64, tx: mpsc::Sender<StreamItem>, kill: Arc<Notify>) {
+async fn keep_stream(shared: Arc<Shared>, id: u64, tx: mpsc::Sender<Queued>, kill: Arc<Notify>) {
     let mut ticker = shared.config.heartbeat().map(|every| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -335,7 +349,7 @@ async fn keep_stream(shared: Arc<Shared>, id: u64, tx: mpsc::Sender<StreamItem>,
             _ = tx.closed() => break "client went away",
             _ = kill.notified() => break "removed",
             _ = tick(&mut ticker) => {
-                if tx.send_timeout(Ok(grpc::heartbeat()), shared.config.send_timeout).await.is_err() {
+                if tx.send_timeout(Arc::new(grpc::heartbeat()), shared.config.send_timeout).await.is_err() {
                     break "heartbeat send failed";
                 }
             }
@@ -387,7 +401,7 @@ fn decode_publish(req: PublishRequest, limit: usize) -> std::result::Result<Opti
 
 #[async_trait]
 impl CloudEventService for BrokerService {
-    type SubscribeStream = ReceiverStream<StreamItem>;
+    type SubscribeStream = futures::stream::Map<ReceiverStream<Queued>, fn(Queued) -> StreamItem>;
 
     async fn subscribe(
         &self,
@@ -399,7 +413,7 @@ impl CloudEventService for BrokerService {
         let (id, subscription_id, kill) = self.register(&req, tx.clone())?;
         tokio::spawn(keep_stream(self.shared.clone(), id, tx, kill));
         tracing::info!(backend = BACKEND, cluster = %req.cluster_name, %subscription_id, "agent subscribed");
-        let mut response = Response::new(ReceiverStream::new(rx));
+        let mut response = Response::new(ReceiverStream::new(rx).map(dequeue as fn(Queued) -> StreamItem));
         let value = subscription_id
             .to_string()
             .parse()

@@ -27,6 +27,7 @@ pub mod codec;
 pub mod error;
 pub mod ext;
 pub mod grpc;
+pub mod grpc_codec;
 pub mod json;
 pub mod mqtt;
 pub mod payload;
