@@ -132,10 +132,20 @@ fn map_status(status: &tonic::Status) -> Error {
     }
 }
 
+/// Status publishes an agent keeps in flight on gRPC ([`AgentTransport::publish_concurrency`]).
+pub(crate) const PUBLISH_CONCURRENCY: usize = 16;
+
 #[async_trait]
 impl AgentTransport for GrpcAgent {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    /// 16: each Publish RPC is handled on its own by the broker, so an agent's statuses reach
+    /// the server's group commit together instead of one round trip (and commit) apart
+    /// (docs/benchmarks.md: gRPC end to end ~750 → ~1,400 bundles/s).
+    fn publish_concurrency(&self) -> usize {
+        PUBLISH_CONCURRENCY
     }
 
     fn consumer(&self) -> &str {

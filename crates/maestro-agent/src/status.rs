@@ -78,10 +78,6 @@ pub(crate) async fn run_publisher(shared: Arc<Shared>) {
     }
 }
 
-/// Status publishes in flight at once per agent: with one at a time, an agent waited a round
-/// trip (and the server a commit) per status.
-const PUBLISH_IN_FLIGHT: usize = 16;
-
 /// One pass over the pending works. Returns true when a publish failed.
 async fn publish_pending(shared: &Shared) -> bool {
     let pending: Vec<(String, Event, String, ManifestBundleStatus)> = {
@@ -97,14 +93,15 @@ async fn publish_pending(shared: &Shared) -> bool {
             })
             .collect()
     };
-    // Statuses of different works are published PUBLISH_IN_FLIGHT at a time (one work has at
-    // most one here: its latest status), and their results are taken in order.
+    // Statuses of different works are published as many at a time as the transport takes
+    // (`AgentTransport::publish_concurrency`; one work has at most one here: its latest
+    // status), and their results are taken in order.
     let mut sent = futures::stream::iter(pending)
         .map(|(id, event, hash, status)| async move {
             let result = shared.transport.publish(&event).await;
             (id, hash, status, result)
         })
-        .buffered(PUBLISH_IN_FLIGHT);
+        .buffered(shared.transport.publish_concurrency().max(1));
     while let Some((id, hash, status, result)) = sent.next().await {
         if let Err(e) = result {
             // Publishes still in flight may have been delivered; resending them is harmless

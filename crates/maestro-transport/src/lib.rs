@@ -105,6 +105,15 @@ pub trait AgentTransport: Send + Sync + Debug + 'static {
     /// [`Error::Rejected`] when the peer refused the event; [`Error::Closed`].
     async fn publish(&self, event: &Event) -> Result<()>;
 
+    /// How many status publishes the agent may have in flight at once (each for a different
+    /// work). 1 by default: a broker that hands one agent's messages to the server one at a
+    /// time (MQTT: one topic per agent, acknowledged in order) gains nothing from more, and
+    /// the embedded rumqttd dropped its router under 16. The gRPC broker takes each Publish
+    /// RPC on its own, so concurrent statuses reach the server's group commit together.
+    fn publish_concurrency(&self) -> usize {
+        1
+    }
+
     /// Starts delivering source events (spec events, status resync requests) for this
     /// consumer to `handler`. Called once; reconnects are handled by the transport.
     ///
