@@ -236,19 +236,37 @@ pub struct Resync {
     pub seconds: f64,
 }
 
+/// A resync that applies nothing new for this long has stalled (the Pub/Sub emulator's
+/// redeliveries come every 10 s; a stuck broker never resumes), and fails without waiting for
+/// [`SCENARIO_DEADLINE`].
+pub const RESYNC_STALL: Duration = Duration::from_secs(30);
+
 /// Stops `consumer`'s agent, gives it an empty simulated cluster, restarts it and waits until
 /// its `bundles` bundles (one object each) are applied again through the spec resync.
 ///
 /// # Errors
-/// Agent start failures; not resynced within [`SCENARIO_DEADLINE`].
+/// Agent start failures; not resynced within [`SCENARIO_DEADLINE`], or no progress for
+/// [`RESYNC_STALL`].
 pub async fn resync(fleet: &mut Fleet, consumer: &str, bundles: usize) -> anyhow::Result<Resync> {
     fleet.stop_agent(consumer).await;
     fleet.reset_cluster(consumer);
     let cluster = fleet.cluster(consumer);
     let start = Instant::now();
     fleet.start_agent(consumer).await?;
-    while cluster.len() < bundles {
-        anyhow::ensure!(start.elapsed() < SCENARIO_DEADLINE, "resync of {bundles} bundles not done");
+    let (mut applied, mut progress) = (0, Instant::now());
+    loop {
+        let now = cluster.len();
+        if now >= bundles {
+            break;
+        }
+        if now > applied {
+            (applied, progress) = (now, Instant::now());
+        }
+        anyhow::ensure!(
+            start.elapsed() < SCENARIO_DEADLINE && progress.elapsed() < RESYNC_STALL,
+            "resync of {bundles} bundles not done: {applied} applied, none for {:.0?}",
+            progress.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(Resync { bundles, seconds: start.elapsed().as_secs_f64() })
