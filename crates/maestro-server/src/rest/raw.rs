@@ -8,7 +8,6 @@
 //! dropped. Stored events in an unusual form fall back to [`presenters::resource_bundle`].
 
 use chrono::{DateTime, Utc};
-use maestro_api::ext;
 use maestro_store::RawResource;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
@@ -142,7 +141,6 @@ fn stored_event<'a, D: Deserialize<'a>>(text: &'a RawValue) -> Option<(StoredEve
 }
 
 fn raw_bundle(r: &RawResource) -> Option<RawBundle<'_>> {
-    debug_assert_eq!(ext::METADATA, "metadata");
     let (spec, data) = stored_event::<SpecData>(&r.payload)?;
     let mut metadata = metadata_map(spec.metadata)?;
     metadata.insert("creationTimestamp".into(), json!(r.created_at));
@@ -238,9 +236,9 @@ fn compact(raw: &RawValue) -> Part<'_> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use maestro_api::codec::{SpecEventBuilder, StatusEventBuilder};
-    use maestro_api::json;
     use maestro_api::payload::{ManifestBundle, ManifestBundleStatus};
     use maestro_api::types::Action;
+    use maestro_api::{ext, json};
     use maestro_store::Resource;
 
     use super::*;
@@ -309,6 +307,15 @@ mod tests {
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
+    }
+
+    #[test]
+    fn stored_event_keys_are_the_extension_names() {
+        assert_eq!(
+            (ext::METADATA, ext::RESOURCE_VERSION, ext::SEQUENCE_ID),
+            ("metadata", "resourceversion", "sequenceid"),
+            "the serde renames of StoredEvent"
+        );
     }
 
     #[test]
