@@ -137,7 +137,8 @@ impl RestClient {
     /// As [`RestClient::list_bundles`].
     pub async fn all_bundles(&self, filter: &BundleFilter) -> Result<Vec<ResourceBundle>> {
         let first = self.list_bundles(filter, 1, PAGE_SIZE).await?;
-        let total = first.total;
+        // The last page read and whether it was full, and the newest total.
+        let (mut page, mut full, mut total) = (1, true, first.total);
         let mut all = first.items;
         if all.len() < PAGE_SIZE as usize || all.len() as u64 >= total {
             return Ok(all);
@@ -146,16 +147,15 @@ impl RestClient {
         let mut rest = futures::stream::iter(2..=pages)
             .map(|page| self.list_bundles(filter, page, PAGE_SIZE))
             .buffered(LIST_CONCURRENCY);
-        // (last page read, its length, the newest total)
-        let mut last = (1, PAGE_SIZE as usize, total);
-        while let Some(list) = rest.next().await {
-            let list = list?;
-            last = (last.0 + 1, list.items.len(), list.total);
-            all.extend(list.items);
-        }
-        while last.1 == PAGE_SIZE as usize && (all.len() as u64) < last.2 {
-            let list = self.list_bundles(filter, last.0 + 1, PAGE_SIZE).await?;
-            last = (last.0 + 1, list.items.len(), list.total);
+        loop {
+            let list = match rest.next().await {
+                Some(list) => list?,
+                None if full && (all.len() as u64) < total => {
+                    self.list_bundles(filter, page + 1, PAGE_SIZE).await?
+                }
+                None => break,
+            };
+            (page, full, total) = (page + 1, list.items.len() == PAGE_SIZE as usize, list.total);
             all.extend(list.items);
         }
         Ok(all)

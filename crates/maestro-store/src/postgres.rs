@@ -204,12 +204,13 @@ async fn status_group(
     // Every column but the spec payload, which the rules do not read: the status event rows
     // copy it inside the database (`push_status_events`).
     let rows = sqlx::query(
-        "SELECT id, name, consumer_name, source, version, 'null'::jsonb AS payload, status, status_hash, \
-         sequence_id, deleted_at, created_at, updated_at FROM resources WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        "SELECT id, name, consumer_name, source, version, 'null'::jsonb AS payload, status, \
+         status_hash, sequence_id, deleted_at, created_at, updated_at \
+         FROM resources WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
     .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
+    .fetch_all(&mut *tx)
+    .await?;
     let current =
         rows.iter().map(|row| resource_from_row(row).map(|r| (r.id.clone(), r))).collect::<Result<_>>()?;
     let plan = rules::plan_status_group(current, writes);

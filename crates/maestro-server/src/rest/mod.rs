@@ -225,12 +225,8 @@ async fn list_bundles(
         *slot = Some(t.value);
     }
     let page = st.store.list_resources_raw(&q).await.map_err(|e| fail(&headers)(e.into()))?;
-    let items = page
-        .items
-        .iter()
-        .map(raw::bundle_item)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(&headers)(StoreError::Json(e).into()))?;
+    let corrupt = |e| fail(&headers)(StoreError::Json(e).into());
+    let items = page.items.iter().map(raw::bundle_item).collect::<Result<Vec<_>, _>>().map_err(corrupt)?;
     let body = presenters::ListJson {
         size: items.len(),
         items,
@@ -246,7 +242,7 @@ async fn list_bundles(
         .map(|r| r.payload.get().len() + r.status.as_ref().map_or(0, |s| s.get().len()))
         .sum();
     let mut out = Vec::with_capacity(stored + 512 * page.items.len() + 128);
-    serde_json::to_writer(&mut out, &body).map_err(|e| fail(&headers)(StoreError::Json(e).into()))?;
+    serde_json::to_writer(&mut out, &body).map_err(corrupt)?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 
