@@ -431,10 +431,12 @@ async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
     shared.fail_all(|| Error::Closed { backend: BACKEND });
 }
 
-/// Delivery lanes per connection. Messages of one topic always take the same lane, so they
-/// reach the handler in order (per consumer, protocol.md §7.2); messages of different topics
-/// (on the source side: different consumers) are handled concurrently, so the server can write
-/// their statuses in one group commit instead of one commit each.
+/// Delivery lanes per connection. Messages of one topic about one resource (same
+/// `ce-resourceid` user property, or none) always take the same lane, so they reach the handler
+/// in the order they were published: status ordering is per resource (`sequenceid`,
+/// protocol.md §6.2) and spec ordering per resource (`resourceversion`, §6.1). Messages about
+/// different resources or consumers are handled concurrently, so the server can write the
+/// statuses of many resources of one consumer in one group commit instead of one commit each.
 const LANES: usize = 16;
 
 type LaneJob = (Arc<Publish>, oneshot::Sender<Outcome>);
@@ -473,7 +475,7 @@ async fn delivery_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Deli
     while let Some((publish, generation)) = rx.recv().await {
         let publish = Arc::new(publish);
         let (done_tx, done_rx) = oneshot::channel();
-        let lane = &lanes[lane_of(&publish.topic)];
+        let lane = &lanes[lane_of(&publish)];
         if lane.send((publish.clone(), done_tx)).is_err()
             || ack_tx.send((publish, generation, done_rx)).is_err()
         {
@@ -482,10 +484,53 @@ async fn delivery_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Deli
     }
 }
 
-/// The lane of a topic: a hash of its bytes modulo [`LANES`].
-fn lane_of(topic: &[u8]) -> usize {
+/// The user property naming the resource an event is about (binary mode, protocol.md §7.2).
+const RESOURCE_ID_PROPERTY: &str = "ce-resourceid";
+
+/// The lane of a message: a hash of its topic and its `ce-resourceid` user property (if any)
+/// modulo [`LANES`].
+fn lane_of(publish: &Publish) -> usize {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    topic.hash(&mut h);
+    publish.topic.hash(&mut h);
+    let resource = publish.properties.as_ref().and_then(|p| {
+        p.user_properties.iter().find(|(k, _)| k == RESOURCE_ID_PROPERTY).map(|(_, v)| v.as_str())
+    });
+    resource.hash(&mut h);
     (h.finish() % LANES as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(topic: &str, resource: Option<&str>) -> Publish {
+        let props = PublishProperties {
+            user_properties: resource
+                .map(|r| {
+                    vec![
+                        ("ce-type".to_owned(), "x".to_owned()),
+                        (RESOURCE_ID_PROPERTY.to_owned(), r.to_owned()),
+                    ]
+                })
+                .unwrap_or_default(),
+            ..PublishProperties::default()
+        };
+        Publish::new(topic, QoS::AtLeastOnce, "{}", Some(props))
+    }
+
+    /// Messages about one resource keep one lane (so they stay in order); the resources of one
+    /// consumer topic spread over several lanes (so they are handled concurrently).
+    #[test]
+    fn lanes_are_per_topic_and_resource() {
+        let topic = "sources/maestro/consumers/c1/agentevents";
+        assert_eq!(lane_of(&status(topic, Some("r-1"))), lane_of(&status(topic, Some("r-1"))));
+        assert_eq!(
+            lane_of(&status(topic, None)),
+            lane_of(&Publish::new(topic, QoS::AtLeastOnce, "{}", None))
+        );
+        let lanes: std::collections::HashSet<usize> =
+            (0..64).map(|i| lane_of(&status(topic, Some(&format!("r-{i}"))))).collect();
+        assert!(lanes.len() > LANES / 2, "64 resources of one consumer took only {} lanes", lanes.len());
+    }
 }
