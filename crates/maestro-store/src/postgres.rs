@@ -111,9 +111,14 @@ impl PostgresStore {
         let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
         let mut items = Vec::new();
         if limit > 0 {
-            let mut q = QueryBuilder::<Postgres>::new(format!("SELECT * FROM {table}"));
+            // A deferred join: the window is found on the narrow (created_at, id) index, so
+            // the rows skipped by OFFSET are never read whole; only the page's rows are.
+            let mut q = QueryBuilder::<Postgres>::new(format!(
+                "SELECT t.* FROM {table} AS t JOIN (SELECT id FROM {table}"
+            ));
             push_filters(&mut q, filters);
             q.push(" ORDER BY created_at, id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+            q.push(") AS w ON t.id = w.id ORDER BY t.created_at, t.id");
             let rows = q.build().fetch_all(&self.pool).await?;
             items = rows.iter().map(map).collect::<Result<_>>()?;
         }
@@ -162,7 +167,8 @@ async fn create_group(
             .push_bind(&op.consumer_name)
             .push_bind(&op.source)
             .push_bind(1_i64)
-            .push_bind(Json(&op.payload))
+            .push_bind(json_text(&op.payload))
+            .push_unseparated("::json")
             .push_bind(now)
             .push_bind(now);
     });
@@ -204,7 +210,7 @@ async fn status_group(
     // Every column but the spec payload, which the rules do not read: the status event rows
     // copy it inside the database (`push_status_events`).
     let rows = sqlx::query(
-        "SELECT id, name, consumer_name, source, version, 'null'::jsonb AS payload, status, \
+        "SELECT id, name, consumer_name, source, version, 'null'::json AS payload, status, \
          status_hash, sequence_id, deleted_at, created_at, updated_at \
          FROM resources WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
@@ -221,14 +227,13 @@ async fn status_group(
     if !plan.updated.is_empty() {
         // One statement for the whole group: the new columns as parallel arrays.
         let ids: Vec<&str> = plan.updated.iter().map(|r| r.id.as_str()).collect();
-        let statuses: Vec<Option<Json<&Value>>> =
-            plan.updated.iter().map(|r| r.status.as_ref().map(Json)).collect();
+        let statuses: Vec<Option<String>> = plan.updated.iter().map(|r| r.status.as_ref().map(json_text)).collect();
         let hashes: Vec<Option<&str>> = plan.updated.iter().map(|r| r.status_hash.as_deref()).collect();
         let sequences: Vec<Option<&str>> = plan.updated.iter().map(|r| r.sequence_id.as_deref()).collect();
         sqlx::query(
             "UPDATE resources AS r SET status = u.status, status_hash = u.status_hash, \
              sequence_id = u.sequence_id, updated_at = $5 \
-             FROM UNNEST($1::text[], $2::jsonb[], $3::text[], $4::text[]) AS u(id, status, status_hash, sequence_id) \
+             FROM UNNEST($1::text[], $2::text[]::json[], $3::text[], $4::text[]) AS u(id, status, status_hash, sequence_id) \
              WHERE r.id = u.id",
         )
         .bind(&ids)
@@ -249,6 +254,12 @@ async fn status_group(
     }
     commit_and_signal(tx, STATUS_CHANNEL, &signals.status).await?;
     Ok(plan.outcomes.into_iter().map(Ok).collect())
+}
+
+/// `v` as JSON text, for a `json` column: bound as text and cast with `::json`, PostgreSQL only
+/// validates it and stores it as is (a `jsonb` parameter would be parsed into `jsonb` first).
+fn json_text(v: &Value) -> String {
+    v.to_string()
 }
 
 /// Appends ` WHERE a = $n AND b = $m` for the filters that are set.
@@ -369,11 +380,11 @@ async fn push_status_events(tx: &mut Tx, events: &[rules::PlannedEvent], now: Da
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut **tx).await?;
     let ids: Vec<&str> = events.iter().map(|e| e.resource.id.as_str()).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let statuses: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.status)).collect();
+    let statuses: Vec<String> = events.iter().map(|e| json_text(&e.status)).collect();
     let inserted = sqlx::query(
         "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) \
          SELECT r.id, r.source, r.consumer_name, u.kind, r.payload, u.status, $4 \
-         FROM UNNEST($1::text[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS u(id, kind, status, ord) \
+         FROM UNNEST($1::text[], $2::text[], $3::text[]::json[]) WITH ORDINALITY AS u(id, kind, status, ord) \
          JOIN resources r ON r.id = u.id ORDER BY u.ord",
     )
     .bind(&ids)
@@ -488,11 +499,11 @@ impl Store for PostgresStore {
         };
         let now = rules::now();
         let row = sqlx::query(
-            "UPDATE resources SET version = $2, payload = $3, updated_at = $4 WHERE id = $1 RETURNING *",
+            "UPDATE resources SET version = $2, payload = $3::json, updated_at = $4 WHERE id = $1 RETURNING *",
         )
         .bind(id)
         .bind(version)
-        .bind(Json(&payload))
+        .bind(json_text(&payload))
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;

@@ -121,9 +121,14 @@ impl SqliteStore {
         let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
         let mut items = Vec::new();
         if limit > 0 {
-            let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT * FROM {table}"));
+            // A deferred join: the window is found on the narrow (created_at, id) index, so
+            // the rows skipped by OFFSET are never read whole; only the page's rows are.
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT t.* FROM {table} AS t JOIN (SELECT id FROM {table}"
+            ));
             push_filters(&mut q, filters);
             q.push(" ORDER BY created_at, id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+            q.push(") AS w ON t.id = w.id ORDER BY t.created_at, t.id");
             let rows = q.build().fetch_all(&self.pool).await?;
             items = rows.iter().map(map).collect::<Result<_>>()?;
         }

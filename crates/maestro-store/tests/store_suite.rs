@@ -593,7 +593,7 @@ async fn concurrent_writes_each_get_their_answer(store: DynStore) {
     assert_eq!(r7.status.and_then(|s| s.get("data").cloned()), Some(json!({"applied": "r7"})));
 }
 
-/// A write the database refuses (PostgreSQL `jsonb` rejects the NUL character) fails alone:
+/// A write the database refuses (PostgreSQL `text` rejects the NUL character) fails alone:
 /// the writes that shared its transaction are retried on their own and stored.
 async fn a_refused_write_fails_alone(store: DynStore) {
     consumer(&store, "c1").await;
@@ -601,7 +601,7 @@ async fn a_refused_write_fails_alone(store: DynStore) {
         .map(|i| {
             let mut new = new_resource(&format!("r{i}"), "c1");
             if i == 25 {
-                new.payload = json!({"id": "r25", "bad": "nul \u{0} inside"});
+                new.name = "nul \u{0} inside".to_owned();
             }
             let store = Arc::clone(&store);
             tokio::spawn(async move { store.create_resource(new).await })
