@@ -5,7 +5,8 @@
 //! `metadata` and `data.manifestBundle` filled from the spec), and broadcasts it in-process.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use maestro_api::codec::data_as;
 use maestro_api::types::{Action, EventType, SubResource};
@@ -84,12 +85,27 @@ fn row_status(row: &StatusEventRow) -> Option<SourceStatus> {
 /// Status event rows read per query by the fan-out.
 const FANOUT_BATCH: i64 = 500;
 
+/// How often the status event rows already fanned out are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+
 /// Runs the fan-out until `shutdown` becomes true. Starts after the newest existing row
-/// (sources get no history on Subscribe, as in Maestro) and prunes delivered rows.
-pub async fn run_fanout(store: DynStore, hub: StatusHub, mut shutdown: watch::Receiver<bool>) {
+/// (sources get no history on Subscribe, as in Maestro). Delivered rows are pruned every
+/// [`PRUNE_EVERY`] alongside, never in the fan-out's way: a prune deletes thousands of rows
+/// under load, and statuses waiting behind it would reach their sources late.
+pub async fn run_fanout(store: DynStore, hub: StatusHub, shutdown: watch::Receiver<bool>) {
+    let delivered = AtomicI64::new(store.last_status_event_seq().await.unwrap_or(0));
+    tokio::join!(fanout(&store, &hub, &delivered, shutdown.clone()), prune(&store, &delivered, shutdown));
+}
+
+/// Reads new status event rows and sends them to the hub; `delivered` follows the last seq.
+async fn fanout(
+    store: &DynStore,
+    hub: &StatusHub,
+    delivered: &AtomicI64,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let signal = store.status_signal();
-    let mut last = store.last_status_event_seq().await.unwrap_or(0);
-    let mut last_prune = Instant::now();
+    let mut last = delivered.load(Ordering::Acquire);
     loop {
         match store.status_events_after(last, FANOUT_BATCH).await {
             Ok(rows) if !rows.is_empty() => {
@@ -102,6 +118,7 @@ pub async fn run_fanout(store: DynStore, hub: StatusHub, mut shutdown: watch::Re
                         None => tracing::warn!(seq = row.seq, "unreadable status event row skipped"),
                     }
                 }
+                delivered.store(last, Ordering::Release);
                 // A short batch read everything committed so far: wait for the next signal
                 // (a commit after the read leaves a wake, `Store::status_signal`).
                 if rows.len() as i64 == FANOUT_BATCH {
@@ -111,12 +128,6 @@ pub async fn run_fanout(store: DynStore, hub: StatusHub, mut shutdown: watch::Re
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading status events failed"),
         }
-        if last_prune.elapsed() > Duration::from_secs(30) {
-            if let Err(e) = store.prune_status_events(last).await {
-                tracing::warn!(error = %e, "pruning status events failed");
-            }
-            last_prune = Instant::now();
-        }
         tokio::select! {
             _ = signal.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -124,6 +135,22 @@ pub async fn run_fanout(store: DynStore, hub: StatusHub, mut shutdown: watch::Re
         }
         if *shutdown.borrow() {
             return;
+        }
+    }
+}
+
+/// Every [`PRUNE_EVERY`], deletes the rows up to `delivered`.
+async fn prune(store: &DynStore, delivered: &AtomicI64, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(e) = store.prune_status_events(delivered.load(Ordering::Acquire)).await {
+            tracing::warn!(error = %e, "pruning status events failed");
         }
     }
 }

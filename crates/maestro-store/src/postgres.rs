@@ -227,7 +227,8 @@ async fn status_group(
     if !plan.updated.is_empty() {
         // One statement for the whole group: the new columns as parallel arrays.
         let ids: Vec<&str> = plan.updated.iter().map(|r| r.id.as_str()).collect();
-        let statuses: Vec<Option<String>> = plan.updated.iter().map(|r| r.status.as_ref().map(json_text)).collect();
+        let statuses: Vec<Option<String>> =
+            plan.updated.iter().map(|r| r.status.as_ref().map(json_text)).collect();
         let hashes: Vec<Option<&str>> = plan.updated.iter().map(|r| r.status_hash.as_deref()).collect();
         let sequences: Vec<Option<&str>> = plan.updated.iter().map(|r| r.sequence_id.as_deref()).collect();
         sqlx::query(
