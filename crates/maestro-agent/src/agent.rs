@@ -38,7 +38,8 @@ impl Shared {
         self.works.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Enqueues every work that is not finalized, optionally marking it for a re-apply.
+    /// Enqueues every work that is not finalized at background priority (behind spec
+    /// changes), optionally marking it for a re-apply.
     pub(crate) fn enqueue_all(&self, reapply: bool) {
         let ids: Vec<String> = {
             let mut works = self.works();
@@ -52,7 +53,7 @@ impl Shared {
                 .collect()
         };
         for id in ids {
-            self.queue.add(&id);
+            self.queue.add_background(&id);
         }
     }
 }

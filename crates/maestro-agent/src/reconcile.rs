@@ -52,7 +52,9 @@ struct Applied {
     resource: Option<AppliedResource>,
 }
 
-/// Runs reconcile for queued works forever.
+/// Runs reconcile for queued works forever. Yields to the runtime after each work: a sync of
+/// thousands of unchanged works never awaits anything, and would otherwise hold a runtime
+/// thread for its whole length, starving the transport (and, in one process, other agents).
 pub(crate) async fn run_worker(shared: Arc<Shared>) {
     loop {
         let id = shared.queue.get().await;
@@ -61,6 +63,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>) {
         if retry {
             schedule_retry(&shared, &id);
         }
+        tokio::task::yield_now().await;
     }
 }
 
