@@ -65,7 +65,7 @@ pub struct Resource {
 /// A resource row with its stored events kept as the JSON text the database returned (not
 /// parsed into trees): what [`crate::Store::list_resources_raw`] reads for the REST list,
 /// where parsing thousands of events dominated the time (docs/benchmarks.md). The text may
-/// hold insignificant whitespace (PostgreSQL's `jsonb` output does).
+/// hold insignificant whitespace (rows written while PostgreSQL's columns were `jsonb` do).
 #[derive(Debug, Clone)]
 pub struct RawResource {
     /// Resource id.

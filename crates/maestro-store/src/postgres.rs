@@ -305,7 +305,7 @@ fn resource_from_row(row: &PgRow) -> Result<Resource> {
     })
 }
 
-/// `jsonb` decodes straight into raw text (sqlx strips the format byte; no tree is built).
+/// `json` columns decode straight into raw text (no tree is built).
 fn raw_resource_from_row(row: &PgRow) -> Result<RawResource> {
     let payload: Json<Box<RawValue>> = row.try_get("payload")?;
     let status: Option<Json<Box<RawValue>>> = row.try_get("status")?;

@@ -4,8 +4,8 @@
 //! tree per bundle. A 6,000-bundle list spent most of its time parsing and freeing those trees
 //! (docs/benchmarks.md). The JSON means the same as [`presenters::resource_bundle`]'s, with the
 //! same top-level keys in the same order; inside the copied parts the key order is the one the
-//! database stored (PostgreSQL's `jsonb` orders keys by length). Insignificant whitespace is
-//! dropped. Stored events in an unusual form fall back to [`presenters::resource_bundle`].
+//! database stored (the order they were written in; rows migrated from PostgreSQL `jsonb`
+//! columns keep `jsonb`'s order, by key length). Insignificant whitespace is dropped. Stored events in an unusual form fall back to [`presenters::resource_bundle`].
 
 use chrono::{DateTime, Utc};
 use maestro_store::RawResource;
@@ -200,8 +200,8 @@ fn raw_status(stored: &RawValue) -> Option<RawStatus<'_>> {
     })
 }
 
-/// `raw` without whitespace outside strings (PostgreSQL's `jsonb` output puts a space after
-/// every `:` and `,`). Dropping ASCII whitespace bytes keeps the text valid UTF-8.
+/// `raw` without whitespace outside strings (PostgreSQL's `jsonb` output, still in rows written
+/// before the `json` columns, puts a space after every `:` and `,`). Dropping ASCII whitespace bytes keeps the text valid UTF-8.
 fn compact(raw: &RawValue) -> Part<'_> {
     let text = raw.get().as_bytes();
     if !text.iter().any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t')) {
