@@ -328,3 +328,48 @@ async fn oversized_agent_events_are_refused() {
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
 }
+
+/// Keeps every event it is handed.
+#[derive(Default)]
+struct Keeping {
+    events: std::sync::Mutex<Vec<Event>>,
+}
+
+#[async_trait]
+impl EventHandler for Keeping {
+    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
+        self.events.lock().unwrap().push(event);
+        Ok(())
+    }
+}
+
+/// Events far larger than the HTTP/2 codec's initial buffers (4 KiB read and write, 512-byte
+/// HPACK scratch in the patched h2, vendor/h2/PATCHED.md) cross both ways intact: the buffers
+/// grow on demand: megabytes of DATA frames each way, and 8 KiB of request metadata (HEADERS
+/// that the server's HPACK decoder unpacks).
+#[tokio::test]
+async fn events_larger_than_the_codec_buffers_cross_both_ways_intact() {
+    let broker = broker(None).await;
+    let handler = Arc::new(Keeping::default());
+    broker.start(handler.clone()).await.expect("start");
+    let mut client = raw_client(&broker).await;
+    let mut stream = client.subscribe(sub_request("c1")).await.expect("subscribe").into_inner();
+
+    let blob: String = (0..3 * 1024 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let mut spec = SpecEventBuilder::new("maestro", "r1", 2, "c1").build();
+    spec.set_data("application/json", maestro_api::Data::Json(serde_json::json!({ "blob": blob })));
+    broker.publish(&spec).await.expect("publish");
+    let msg = tokio::time::timeout(DEADLINE, stream.message()).await.unwrap().unwrap().expect("an event");
+    assert_eq!(grpc::from_proto(msg).expect("decodes"), spec);
+
+    let mut status = status_event("big-status");
+    status.set_data(
+        "application/json",
+        maestro_api::Data::Json(serde_json::json!({ "blob": &blob[..1 << 20] })),
+    );
+    let mut request = tonic::Request::new(PublishRequest { event: Some(grpc::to_proto(&status)) });
+    request.metadata_mut().insert("x-padding", blob[..8192].parse().unwrap());
+    client.publish(request).await.expect("publish");
+    assert_eq!(handler.events.lock().unwrap().as_slice(), &[status]);
+    broker.close().await;
+}
