@@ -27,8 +27,11 @@ use crate::{
 
 /// How long a connection waits for the write lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pool size for a file database (readers run in parallel under WAL; writers queue).
-const FILE_POOL_SIZE: u32 = 8;
+/// Pool size for a file database (readers run in parallel under WAL; writers queue). Each
+/// connection costs 4–7.5 MiB of RSS (its worker thread's malloc arena, page and statement
+/// caches); 4 instead of 8 held 6,010 bundles in 65 instead of 87 MiB with no loss of
+/// throughput on 2 cores (docs/benchmarks.md, fourth round).
+const FILE_POOL_SIZE: u32 = 4;
 /// Most bind parameters per statement in batched statements.
 const BATCH: usize = 500;
 
