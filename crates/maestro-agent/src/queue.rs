@@ -82,9 +82,8 @@ impl WorkQueue {
             *dirty = (*dirty).max(priority);
             return;
         }
-        match st.queued.get(id) {
-            Some(&queued) if queued >= priority => return,
-            _ => {}
+        if st.queued.get(id).is_some_and(|&queued| queued >= priority) {
+            return;
         }
         st.queued.insert(id.to_owned(), priority);
         match priority {

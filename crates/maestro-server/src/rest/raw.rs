@@ -5,7 +5,8 @@
 //! (docs/benchmarks.md). The JSON means the same as [`presenters::resource_bundle`]'s, with the
 //! same top-level keys in the same order; inside the copied parts the key order is the one the
 //! database stored (the order they were written in; rows migrated from PostgreSQL `jsonb`
-//! columns keep `jsonb`'s order, by key length). Insignificant whitespace is dropped. Stored events in an unusual form fall back to [`presenters::resource_bundle`].
+//! columns keep `jsonb`'s order, by key length). Insignificant whitespace is dropped. Stored
+//! events in an unusual form fall back to [`presenters::resource_bundle`].
 
 use chrono::{DateTime, Utc};
 use maestro_store::RawResource;
@@ -201,7 +202,8 @@ fn raw_status(stored: &RawValue) -> Option<RawStatus<'_>> {
 }
 
 /// `raw` without whitespace outside strings (PostgreSQL's `jsonb` output, still in rows written
-/// before the `json` columns, puts a space after every `:` and `,`). Dropping ASCII whitespace bytes keeps the text valid UTF-8.
+/// before the `json` columns, puts a space after every `:` and `,`). Dropping ASCII whitespace
+/// bytes keeps the text valid UTF-8.
 fn compact(raw: &RawValue) -> Part<'_> {
     let text = raw.get().as_bytes();
     if !text.iter().any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t')) {
