@@ -44,7 +44,8 @@ impl Restartable for maestro_broker_pubsub::testing::Emulator {
     }
 }
 
-fn config_map_work(i: usize, generation: u32) -> ManifestWorkInput {
+/// A bundle of one ConfigMap `cm-<i>` in `default` whose data records `generation`.
+pub fn config_map_work(i: usize, generation: u32) -> ManifestWorkInput {
     let manifest = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": format!("cm-{i}"), "namespace": "default"},

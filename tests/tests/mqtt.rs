@@ -8,7 +8,7 @@
 use maestro::broker::BrokerKind;
 use maestro::stack::StackConfig;
 use maestro_broker_mqtt::testing::Mosquitto;
-use maestro_tests::broker_restart::restart_with_bundles_in_flight;
+use maestro_tests::broker_restart::{config_map_work, restart_with_bundles_in_flight};
 use maestro_tests::{Db, db_url, logging, main_job::main_job};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -42,6 +42,41 @@ async fn mosquitto_restart_with_bundles_in_flight_loses_nothing() {
     config.broker = BrokerKind::Mqtt;
     config.mqtt_host = Some(mosquitto.address());
     restart_with_bundles_in_flight(config, &mut mosquitto).await;
+}
+
+/// An agent holding 300 bundles reconnects to the embedded rumqttd on an empty cluster and gets
+/// all of them again through the spec resync. Regression: the server used to answer a spec
+/// resync request inside its MQTT handler, which holds the acknowledgements of every later
+/// message on its connection (MQTT acks go in arrival order); once rumqttd had 100 unacked
+/// statuses in flight to the server it stopped acknowledging the server's publishes too, and
+/// the resync stalled for good after ~100 bundles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_back_on_embedded_rumqttd_resyncs_300_bundles() {
+    logging();
+    let (_guard, url) = db_url(Db::Sqlite).await;
+    let mut config = StackConfig::new(&url);
+    config.broker = BrokerKind::Mqtt;
+    let mut stack = maestro::stack::LocalStack::start(config).await.unwrap();
+    stack.rest.create_consumer("cluster1", &Default::default()).await.unwrap();
+    stack.start_agent("cluster1").await.unwrap();
+    const BUNDLES: usize = 300;
+    for i in 0..BUNDLES {
+        stack.source.apply("cluster1", &config_map_work(i, 1)).await.unwrap();
+    }
+    let cluster = stack.cluster("cluster1");
+    maestro_tests::wait_for("300 bundles applied", || async { (cluster.len() == BUNDLES).then_some(()) })
+        .await;
+
+    stack.stop_agent("cluster1").await;
+    stack.reset_cluster("cluster1");
+    stack.start_agent("cluster1").await.unwrap();
+    let cluster = stack.cluster("cluster1");
+    assert_eq!(cluster.len(), 0, "the agent starts on an empty cluster");
+    maestro_tests::wait_for("300 bundles applied again after the reconnect", || async {
+        (cluster.len() == BUNDLES).then_some(())
+    })
+    .await;
+    stack.shutdown().await;
 }
 
 /// Runs `mosquitto_sub` with a persistent MQTT 5 session `client_id` (kept 5 min by

@@ -40,7 +40,7 @@ impl EventHandler for Intake {
             return Err(permanent(&event, format!("unsupported data type {}", ty.data_type)));
         }
         match (ty.sub_resource, ty.action) {
-            (SubResource::Status, Action::ResyncRequest) => self.status_resync(&event).await,
+            (SubResource::Status, Action::ResyncRequest) => self.status_resync(&event),
             (SubResource::Spec, Action::ResyncRequest) | (SubResource::Status, _) => {
                 Err(permanent(&event, format!("the agent does not handle {ty}")))
             }
@@ -65,7 +65,7 @@ impl Intake {
         Ok(())
     }
 
-    async fn status_resync(&self, event: &Event) -> Result<(), HandlerError> {
+    fn status_resync(&self, event: &Event) -> Result<(), HandlerError> {
         let list: StatusHashList =
             data_as(event, "StatusHashList").map_err(|e| permanent(event, e.to_string()))?;
         let events: Vec<(String, Event)> = {
@@ -86,16 +86,25 @@ impl Intake {
                 .collect()
         };
         tracing::debug!(requested = list.status_hashes.len(), responses = events.len(), "status resync");
-        for (id, ev) in events {
-            if let Err(e) = self.shared.transport.publish(&ev).await {
-                tracing::warn!(resource_id = %id, error = %e, "status resync response failed; will republish");
-                if let Some(w) = self.shared.works().get_mut(&id) {
-                    w.published_hash = None;
-                }
-                self.shared.publish.notify_one();
-            }
-        }
+        // Published by a task, not here: the broker acknowledgement of every later message
+        // (spec events included) waits for this handler on MQTT, and a broker that holds its
+        // own acks while the agent's are outstanding (rumqttd) would never ack these publishes.
+        tokio::spawn(publish_resync_responses(self.shared.clone(), events));
         Ok(())
+    }
+}
+
+/// Publishes status resync responses; a failed one is left to the status publisher (the
+/// work's published hash is cleared, so its status goes out again).
+async fn publish_resync_responses(shared: Arc<Shared>, events: Vec<(String, Event)>) {
+    for (id, ev) in events {
+        if let Err(e) = shared.transport.publish(&ev).await {
+            tracing::warn!(resource_id = %id, error = %e, "status resync response failed; will republish");
+            if let Some(w) = shared.works().get_mut(&id) {
+                w.published_hash = None;
+            }
+            shared.publish.notify_one();
+        }
     }
 }
 

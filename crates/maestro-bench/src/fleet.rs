@@ -83,6 +83,12 @@ impl Usage {
     }
 }
 
+/// Environment variable: the server's `RUST_LOG` (default `warn`), e.g. `info,rumqttd=debug`.
+pub const SERVER_LOG_ENV: &str = "MAESTRO_BENCH_SERVER_LOG";
+/// Environment variable: when set, each server's log is kept (its path is printed) instead of
+/// being deleted with the run.
+pub const KEEP_LOG_ENV: &str = "MAESTRO_BENCH_KEEP_LOG";
+
 /// `maestro server` running as a child process (killed when dropped).
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -105,14 +111,18 @@ impl ServerProcess {
     /// # Errors
     /// Spawn failures; the process exiting or not answering within 60 s (with its log's tail).
     pub async fn start(bin: &Path, broker: &BrokerProcess, db_url: &str) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir().context("creating a directory for the server log")?;
+        let mut dir = tempfile::tempdir().context("creating a directory for the server log")?;
+        if std::env::var_os(KEEP_LOG_ENV).is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("server log: {}", dir.path().join("server.log").display());
+        }
         let log = dir.path().join("server.log");
         let (http, grpc) = (free_port()?, free_port()?);
         let mut cmd = tokio::process::Command::new(bin);
         cmd.arg("server")
             .args(["--db", db_url, "--http-addr", &http.to_string(), "--grpc-addr", &grpc.to_string()])
             .args(["--client-id", &format!("maestro-bench-{}", std::process::id())])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var(SERVER_LOG_ENV).unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).context("creating the server log")?)

@@ -19,7 +19,12 @@ use maestro_bench::{Params, run_one};
 /// (a source over the source gRPC API) per broker and store, with the raw broker and store
 /// limits measured in the same run.
 #[derive(Debug, Parser)]
-#[command(name = "maestro-bench", version, about)]
+#[command(
+    name = "maestro-bench",
+    version,
+    about,
+    after_help = "Environment:\n  MAESTRO_BIN               the `maestro` binary run as the server (default: beside this one)\n  MAESTRO_BENCH_SERVER_LOG  the server's RUST_LOG (default: warn)\n  MAESTRO_BENCH_KEEP_LOG    when set, keep each server's log and print its path"
+)]
 struct Args {
     /// Brokers to measure (repeat or comma-separate); `all` = every one.
     #[arg(long, value_delimiter = ',', default_value = "all")]
