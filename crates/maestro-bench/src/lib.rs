@@ -184,7 +184,8 @@ pub async fn run_one(
     pb.finish_with_message(format!("p99 {:.1} ms", latency.p99_ms));
     // The first consumer now also holds its share of the latency bundles.
     let held = fleet.rest.all_bundles(&BundleFilter::consumer(&consumers[0])).await?.len();
-    let resync = load::resync(&mut fleet, &consumers[0], held).await?;
+    let stall = if broker == Broker::Pubsub { load::RESYNC_STALL_EMULATOR } else { load::RESYNC_STALL };
+    let resync = load::resync(&mut fleet, &consumers[0], held, stall).await?;
     let (idle, idle_error) = match idle_agents(&mut fleet, broker, p, &label).await {
         Ok(idle) => (idle, None),
         Err(e) => ((0, 0.0, 0.0), Some(format!("{e:#}"))),
