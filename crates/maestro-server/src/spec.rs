@@ -3,7 +3,7 @@
 //! the same transaction; and the spec events the dispatcher sends to agents are built from
 //! the stored rows (restamped with the server's source id, protocol.md §1).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use maestro_api::codec::{SpecEventBuilder, data_as};
 use maestro_api::payload::ManifestBundle;
 use maestro_api::types::{Action, EventType, SubResource};
@@ -120,10 +120,54 @@ async fn update(
 /// The work `metadata` of a stored spec (from the payload's `metadata` extension), or an
 /// empty object.
 pub fn stored_metadata(resource: &Resource) -> Map<String, Value> {
-    json::from_value(resource.payload.clone())
-        .ok()
-        .and_then(|ev| ext::metadata(&ev).ok().flatten())
-        .unwrap_or_default()
+    stored_spec(&resource.payload).metadata
+}
+
+/// What the server resends of a stored spec event.
+struct StoredSpec {
+    /// The `metadata` extension's object (empty when absent or unreadable).
+    metadata: Map<String, Value>,
+    /// The bundle (`data`).
+    bundle: Option<Value>,
+    /// The event id and time; `None` when the payload is not a CloudEvent.
+    id_time: Option<(String, Option<DateTime<Utc>>)>,
+}
+
+/// Reads a stored spec event: this server's own form (JSON object `data`, string `id`,
+/// RFC 3339 `time`, string `metadata`) straight from the tree, copying only the bundle;
+/// anything else through the CloudEvent decoder.
+fn stored_spec(payload: &Value) -> StoredSpec {
+    if let Some(fast) = stored_spec_fast(payload) {
+        return fast;
+    }
+    let stored = json::from_value(payload.clone()).ok();
+    StoredSpec {
+        metadata: stored.as_ref().and_then(|ev| ext::metadata(ev).ok().flatten()).unwrap_or_default(),
+        bundle: stored.as_ref().and_then(|ev| data_as::<Value>(ev, "ManifestBundle").ok()),
+        id_time: stored.as_ref().map(|ev| (ev.id().to_owned(), ev.time().copied())),
+    }
+}
+
+fn stored_spec_fast(payload: &Value) -> Option<StoredSpec> {
+    let m = payload.as_object()?;
+    if !m.contains_key("specversion") || m.contains_key("data_base64") {
+        return None;
+    }
+    let bundle = m.get("data").filter(|d| d.is_object())?;
+    let id = m.get("id")?.as_str()?.to_owned();
+    let time = match m.get("time") {
+        None => None,
+        Some(t) => Some(DateTime::parse_from_rfc3339(t.as_str()?).ok()?.with_timezone(&Utc)),
+    };
+    let metadata = match m.get(ext::METADATA) {
+        None => Map::new(),
+        Some(Value::String(raw)) => match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Object(meta)) => meta,
+            _ => Map::new(),
+        },
+        Some(_) => return None,
+    };
+    Some(StoredSpec { metadata, bundle: Some(bundle.clone()), id_time: Some((id, time)) })
 }
 
 /// Builds the spec event the server sends to the agent for a stored resource: the stored
@@ -131,14 +175,13 @@ pub fn stored_metadata(resource: &Resource) -> Map<String, Value> {
 /// reset to the resource id (maestro-reference.md §3.6). A deleting resource becomes a
 /// `delete_request` (or `resync_response`) with `deletiontimestamp` and the stored bundle.
 pub fn outgoing_spec(resource: &Resource, source_id: &str, action: Action) -> Event {
-    let mut meta = stored_metadata(resource);
-    meta.insert("name".into(), Value::String(resource.id.clone()));
+    let StoredSpec { mut metadata, bundle, id_time } = stored_spec(&resource.payload);
+    metadata.insert("name".into(), Value::String(resource.id.clone()));
     let mut builder =
         SpecEventBuilder::new(source_id, &resource.id, resource.version, &resource.consumer_name)
             .action(action)
-            .metadata(meta);
-    let stored = json::from_value(resource.payload.clone()).ok();
-    if let Some(data) = stored.as_ref().and_then(|ev| data_as::<Value>(ev, "ManifestBundle").ok()) {
+            .metadata(metadata);
+    if let Some(data) = bundle {
         builder = builder.bundle_json(data);
     }
     if let Some(deleted_at) = resource.deleted_at {
@@ -148,10 +191,10 @@ pub fn outgoing_spec(resource: &Resource, source_id: &str, action: Action) -> Ev
         return builder.action(action).deletion(deleted_at).build();
     }
     let mut ev = builder.build();
-    if let Some(stored) = stored {
+    if let Some((id, time)) = id_time {
         // Maestro resends the stored event: same id and time (protocol.md §3.1).
-        maestro_api::AttributesWriter::set_id(&mut ev, stored.id().to_owned());
-        maestro_api::AttributesWriter::set_time(&mut ev, stored.time().copied());
+        maestro_api::AttributesWriter::set_id(&mut ev, id);
+        maestro_api::AttributesWriter::set_time(&mut ev, time);
     }
     ev
 }
@@ -163,4 +206,60 @@ pub fn unknown_resource_delete(source_id: &str, id: &str, agent_version: i64, cl
         .action(Action::ResyncResponse)
         .deletion(Utc::now())
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maestro_api::Data;
+    use serde_json::json;
+
+    fn resource(payload: Value) -> Resource {
+        let now = Utc::now();
+        Resource {
+            id: "rid".into(),
+            name: "work-1".into(),
+            consumer_name: "c1".into(),
+            source: "maestro".into(),
+            version: 2,
+            payload,
+            status: None,
+            status_hash: None,
+            sequence_id: None,
+            deleted_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn stored_event() -> Event {
+        let meta = json!({"name": "work-1", "labels": {"a": "b"}});
+        SpecEventBuilder::new("client", "rid", 1, "c1")
+            .metadata(meta.as_object().cloned().unwrap_or_default())
+            .bundle_json(json!({"manifests": [{"apiVersion": "v1", "kind": "ConfigMap"}]}))
+            .build()
+    }
+
+    /// The resent event keeps the stored id, time and bundle, and names the work after the
+    /// resource (maestro-reference.md §3.6), whether the stored event's data is a JSON object
+    /// (read straight from the tree) or base64 (through the CloudEvent decoder).
+    #[test]
+    fn outgoing_spec_reads_the_stored_event_in_either_form() {
+        let stored = stored_event();
+        let fast = outgoing_spec(&resource(json::to_value(&stored)), "maestro", Action::Update);
+        let mut binary = stored.clone();
+        let bytes = json::data_bytes(&stored);
+        binary.set_data("application/json", Data::Binary(bytes));
+        let slow_payload = json::to_value(&binary);
+        assert!(slow_payload.get("data_base64").is_some());
+        let slow = outgoing_spec(&resource(slow_payload), "maestro", Action::Update);
+        assert_eq!(json::to_value(&fast), json::to_value(&slow));
+        assert_eq!(fast.id(), stored.id());
+        assert_eq!(fast.time(), stored.time());
+        let meta = ext::metadata(&fast).expect("metadata").expect("present");
+        assert_eq!(meta["name"], "rid");
+        assert_eq!(meta["labels"], json!({"a": "b"}));
+        assert_eq!(json::data_bytes(&fast), json::data_bytes(&stored));
+        assert_eq!(ext::resource_version(&fast).expect("version"), 2);
+    }
 }

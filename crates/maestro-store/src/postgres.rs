@@ -224,13 +224,14 @@ async fn status_group(
         return Ok(plan.outcomes.into_iter().map(Ok).collect());
     }
     let now = rules::now();
+    let texts = plan.status_texts(writes, |v| Ok::<_, StoreError>(json_text(v)))?;
     if !plan.updated.is_empty() {
         // One statement for the whole group: the new columns as parallel arrays.
-        let ids: Vec<&str> = plan.updated.iter().map(|r| r.id.as_str()).collect();
-        let statuses: Vec<Option<String>> =
-            plan.updated.iter().map(|r| r.status.as_ref().map(json_text)).collect();
-        let hashes: Vec<Option<&str>> = plan.updated.iter().map(|r| r.status_hash.as_deref()).collect();
-        let sequences: Vec<Option<&str>> = plan.updated.iter().map(|r| r.sequence_id.as_deref()).collect();
+        let ids: Vec<&str> = plan.updated.iter().map(|(r, _)| r.id.as_str()).collect();
+        let statuses: Vec<Option<&str>> = plan.updated.iter().map(|(_, w)| texts[*w].as_deref()).collect();
+        let hashes: Vec<Option<&str>> = plan.updated.iter().map(|(r, _)| r.status_hash.as_deref()).collect();
+        let sequences: Vec<Option<&str>> =
+            plan.updated.iter().map(|(r, _)| r.sequence_id.as_deref()).collect();
         sqlx::query(
             "UPDATE resources AS r SET status = u.status, status_hash = u.status_hash, \
              sequence_id = u.sequence_id, updated_at = $5 \
@@ -245,7 +246,7 @@ async fn status_group(
         .execute(&mut *tx)
         .await?;
     }
-    push_status_events(&mut tx, &plan.events, now).await?;
+    push_status_events(&mut tx, &plan.events, &texts, now).await?;
     if !plan.deleted.is_empty() {
         sqlx::query("DELETE FROM spec_events WHERE resource_id = ANY($1) AND done_at IS NULL")
             .bind(&plan.deleted)
@@ -377,11 +378,16 @@ async fn push_spec_event(tx: &mut Tx, r: &Resource, action: SpecAction, now: Dat
 /// first takes [`STATUS_SEQ_LOCK`] until the transaction ends, so status event `seq`s become
 /// visible in increasing order and a reader's `status_events_after(cursor)` never skips a row
 /// that commits late with a smaller `seq`; only the deletions of confirmed resources follow it.
-async fn push_status_events(tx: &mut Tx, events: &[rules::PlannedEvent], now: DateTime<Utc>) -> Result<()> {
+async fn push_status_events(
+    tx: &mut Tx,
+    events: &[rules::PlannedEvent],
+    texts: &[Option<String>],
+    now: DateTime<Utc>,
+) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut **tx).await?;
     let ids: Vec<&str> = events.iter().map(|e| e.resource.id.as_str()).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let statuses: Vec<String> = events.iter().map(|e| json_text(&e.status)).collect();
+    let statuses: Vec<Option<&str>> = events.iter().map(|e| texts[e.write].as_deref()).collect();
     let inserted = sqlx::query(
         "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) \
          SELECT r.id, r.source, r.consumer_name, u.kind, r.payload, u.status, $4 \

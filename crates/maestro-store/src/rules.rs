@@ -76,8 +76,13 @@ pub(crate) enum StatusPlan {
     Store,
 }
 
-/// Applies the status acceptance rules (architecture.md §5) to the current row, if any.
-pub(crate) fn plan_status(current: Option<&Resource>, write: &StatusWrite) -> StatusPlan {
+/// Applies the status acceptance rules (architecture.md §5) to the current row, if any, whose
+/// stored status event is `status` (the row's, or that of an earlier write of the same group).
+pub(crate) fn plan_status(
+    current: Option<&Resource>,
+    status: Option<&Value>,
+    write: &StatusWrite,
+) -> StatusPlan {
     let Some(current) = current else {
         return StatusPlan::Skip(StatusOutcome::UnknownResource);
     };
@@ -109,7 +114,7 @@ pub(crate) fn plan_status(current: Option<&Resource>, write: &StatusWrite) -> St
         }
         Err(e) => return StatusPlan::Skip(StatusOutcome::Stale(e.to_string())),
     }
-    if current.status.as_ref().and_then(|s| s.get("data")) == Some(&write.data) {
+    if status.and_then(|s| s.get("data")) == Some(&write.data) {
         return StatusPlan::Skip(StatusOutcome::Unchanged);
     }
     StatusPlan::Store
@@ -118,12 +123,13 @@ pub(crate) fn plan_status(current: Option<&Resource>, write: &StatusWrite) -> St
 /// One status event row a status group appends, in order.
 #[derive(Debug)]
 pub(crate) struct PlannedEvent {
-    /// The resource as it was when the status was accepted (id, source, consumer, payload).
+    /// The resource as it was when the status was accepted (id, source, consumer, payload;
+    /// its `status` is not carried).
     pub(crate) resource: Resource,
     /// `StatusUpdate` or `StatusDelete`.
     pub(crate) kind: StatusEventKind,
-    /// The agent's status event.
-    pub(crate) status: Value,
+    /// Index of the write whose status event this row holds.
+    pub(crate) write: usize,
 }
 
 /// What a group of status writes does to its locked rows, as if applied one by one in order
@@ -132,50 +138,77 @@ pub(crate) struct PlannedEvent {
 pub(crate) struct StatusGroupPlan {
     /// One outcome per write, in order.
     pub(crate) outcomes: Vec<StatusOutcome>,
-    /// Rows whose status changed, with their final state (none of them deleted later).
-    pub(crate) updated: Vec<Resource>,
+    /// Rows whose status changed, with their final hash and sequence id (their `status` is not
+    /// carried) and the index of the write whose status event they now hold (none of them
+    /// deleted later).
+    pub(crate) updated: Vec<(Resource, usize)>,
     /// Ids of rows to hard-delete (with their pending spec outbox rows).
     pub(crate) deleted: Vec<String>,
     /// Status event rows to append, in order.
     pub(crate) events: Vec<PlannedEvent>,
 }
 
+impl StatusGroupPlan {
+    /// The status event of each write the plan stores, as JSON text made by `text` (once per
+    /// write, however many rows hold it); `None` for the writes it does not store.
+    pub(crate) fn status_texts<E>(
+        &self,
+        writes: &[StatusWrite],
+        text: impl Fn(&Value) -> std::result::Result<String, E>,
+    ) -> std::result::Result<Vec<Option<String>>, E> {
+        let mut texts = vec![None; writes.len()];
+        let used = self.events.iter().map(|e| e.write).chain(self.updated.iter().map(|(_, w)| *w));
+        for i in used {
+            if texts[i].is_none() {
+                texts[i] = Some(text(&writes[i].event)?);
+            }
+        }
+        Ok(texts)
+    }
+}
+
 /// Plans a status group over the current rows of the resources it names (`current`, keyed by
-/// id; a missing id is an unknown resource).
+/// id; a missing id is an unknown resource). No status event is copied: the plan refers to
+/// the writes by index.
 pub(crate) fn plan_status_group(
     mut current: std::collections::HashMap<String, Resource>,
     writes: &[StatusWrite],
 ) -> StatusGroupPlan {
     let mut plan = StatusGroupPlan::default();
-    let mut dirty: Vec<String> = Vec::new();
-    for write in writes {
-        let outcome = match plan_status(current.get(&write.resource_id), write) {
+    // Rows whose status changed in this group: id -> the write now holding it.
+    let mut dirty: Vec<(String, usize)> = Vec::new();
+    for (i, write) in writes.iter().enumerate() {
+        let held = dirty.iter().find(|(id, _)| id == &write.resource_id).map(|(_, w)| &writes[*w].event);
+        let row = current.get(&write.resource_id);
+        let outcome = match plan_status(row, held.or_else(|| row.and_then(|r| r.status.as_ref())), write) {
             StatusPlan::Skip(outcome) => outcome,
             StatusPlan::Store => match current.get_mut(&write.resource_id) {
                 Some(row) => {
-                    row.status = Some(write.event.clone());
+                    row.status = None;
                     row.status_hash = write.status_hash.clone();
                     row.sequence_id = Some(write.sequence_id.clone());
                     plan.events.push(PlannedEvent {
                         resource: row.clone(),
                         kind: StatusEventKind::StatusUpdate,
-                        status: write.event.clone(),
+                        write: i,
                     });
-                    if !dirty.contains(&write.resource_id) {
-                        dirty.push(write.resource_id.clone());
+                    match dirty.iter_mut().find(|(id, _)| id == &write.resource_id) {
+                        Some(d) => d.1 = i,
+                        None => dirty.push((write.resource_id.clone(), i)),
                     }
                     StatusOutcome::Stored
                 }
                 None => StatusOutcome::UnknownResource,
             },
             StatusPlan::HardDelete => match current.remove(&write.resource_id) {
-                Some(row) => {
-                    dirty.retain(|id| id != &row.id);
+                Some(mut row) => {
+                    dirty.retain(|(id, _)| id != &row.id);
                     plan.deleted.push(row.id.clone());
+                    row.status = None;
                     plan.events.push(PlannedEvent {
                         resource: row,
                         kind: StatusEventKind::StatusDelete,
-                        status: write.event.clone(),
+                        write: i,
                     });
                     StatusOutcome::Deleted
                 }
@@ -184,7 +217,7 @@ pub(crate) fn plan_status_group(
         };
         plan.outcomes.push(outcome);
     }
-    plan.updated = dirty.into_iter().filter_map(|id| current.remove(&id)).collect();
+    plan.updated = dirty.into_iter().filter_map(|(id, w)| current.remove(&id).map(|r| (r, w))).collect();
     plan
 }
 

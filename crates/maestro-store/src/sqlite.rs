@@ -347,12 +347,13 @@ async fn status_group(
         return Ok(plan.outcomes.into_iter().map(Ok).collect());
     }
     let now = rules::sqlite_ts(rules::now());
-    for r in &plan.updated {
+    let texts = plan.status_texts(writes, json_text)?;
+    for (r, w) in &plan.updated {
         sqlx::query(
             "UPDATE resources SET status = $2, status_hash = $3, sequence_id = $4, updated_at = $5 WHERE id = $1",
         )
         .bind(&r.id)
-        .bind(r.status.as_ref().map(json_text).transpose()?)
+        .bind(texts[*w].as_deref())
         .bind(&r.status_hash)
         .bind(&r.sequence_id)
         .bind(&now)
@@ -376,7 +377,7 @@ async fn status_group(
         .bind(&e.resource.consumer_name)
         .bind(e.kind.as_str())
         .bind(json_text(&e.resource.payload)?)
-        .bind(json_text(&e.status)?)
+        .bind(texts[e.write].as_deref())
         .bind(&now)
         .execute(&mut *tx)
         .await?;
