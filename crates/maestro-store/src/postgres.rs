@@ -172,9 +172,21 @@ async fn create_group(
             .push_bind(now)
             .push_bind(now);
     });
-    q.push(" ON CONFLICT (id) DO NOTHING RETURNING *");
+    q.push(
+        " ON CONFLICT (id) DO NOTHING RETURNING id, name, consumer_name, source, version, \
+         'null'::json AS payload, status, status_hash, sequence_id, deleted_at, created_at, updated_at",
+    );
     let rows = q.build().fetch_all(&mut *tx).await?;
-    let created = rows.iter().map(resource_from_row).collect::<Result<Vec<_>>>()?;
+    // The payloads are the ones just written: copied, not read back and parsed.
+    let payloads: HashMap<&str, &Value> = ops.iter().map(|op| (op.id.as_str(), &op.payload)).collect();
+    let created = rows
+        .iter()
+        .map(|row| {
+            let r = resource_from_row(row)?;
+            let payload = payloads.get(r.id.as_str()).map_or(Value::Null, |p| (*p).clone());
+            Ok(Resource { payload, ..r })
+        })
+        .collect::<Result<Vec<_>>>()?;
     if !created.is_empty() {
         let mut q = QueryBuilder::<Postgres>::new(
             "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) ",

@@ -302,7 +302,9 @@ async fn create_group(
     for op in insert.iter().filter_map(|&i| ops.get(i)) {
         let row = sqlx::query(
             "INSERT INTO resources (id, name, consumer_name, source, version, payload, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 1, $5, $6, $6) ON CONFLICT (id) DO NOTHING RETURNING *",
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $6) ON CONFLICT (id) DO NOTHING \
+             RETURNING id, name, consumer_name, source, version, 'null' AS payload, status, status_hash, \
+             sequence_id, deleted_at, created_at, updated_at",
         )
         .bind(&op.id)
         .bind(&op.name)
@@ -313,7 +315,8 @@ async fn create_group(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = row {
-            let r = resource_from_row(&row)?;
+            // The payload is the one just written: copied, not read back and parsed.
+            let r = Resource { payload: op.payload.clone(), ..resource_from_row(&row)? };
             push_spec_event(&mut tx, &r, SpecAction::Create, now).await?;
             created.insert(r.id.clone(), r);
         }
