@@ -1,7 +1,7 @@
 //! The [`Agent`]: wires the transport, the work store, the reconcile workers, the status
 //! publisher and the periodic tasks together.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     pub(crate) queue: WorkQueue,
     /// Wakes the status publisher.
     pub(crate) publish: Notify,
+    /// Ids of the works whose status may be unpublished: the publisher looks at these only,
+    /// not at every work (an agent can hold thousands).
+    pub(crate) unpublished: Mutex<HashSet<String>>,
     /// Sequence ids for status events (node 1, protocol.md §6.2).
     pub(crate) sequence: Generator,
     pub(crate) hub_hash: String,
@@ -36,6 +39,18 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn works(&self) -> MutexGuard<'_, HashMap<String, Work>> {
         self.works.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that the status of work `id` changed (or must go out again) and wakes the
+    /// publisher. Call without holding the works lock.
+    pub(crate) fn status_changed(&self, id: &str) {
+        self.unpublished_set().insert(id.to_owned());
+        self.publish.notify_one();
+    }
+
+    /// The set of works whose status may be unpublished.
+    pub(crate) fn unpublished_set(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.unpublished.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Enqueues every work that is not finalized at background priority (behind spec
@@ -85,6 +100,7 @@ impl Agent {
                 works: Mutex::new(HashMap::new()),
                 queue: WorkQueue::default(),
                 publish: Notify::new(),
+                unpublished: Mutex::default(),
                 sequence: Generator::default(),
                 hub_hash,
             }),

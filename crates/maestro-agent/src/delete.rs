@@ -116,5 +116,5 @@ fn mark_deleted(shared: &Shared, id: &str) {
         w.finalized = true;
         tracing::info!(resource_id = %id, generation = w.generation, "manifests deleted");
     }
-    shared.publish.notify_one();
+    shared.status_changed(id);
 }

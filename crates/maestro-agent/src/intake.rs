@@ -103,7 +103,7 @@ async fn publish_resync_responses(shared: Arc<Shared>, events: Vec<(String, Even
             if let Some(w) = shared.works().get_mut(&id) {
                 w.published_hash = None;
             }
-            shared.publish.notify_one();
+            shared.status_changed(&id);
         }
     }
 }

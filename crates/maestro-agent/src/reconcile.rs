@@ -146,8 +146,9 @@ fn commit(
         tracing::debug!(resource_id = %w.uid, generation = w.generation, %hash, "status changed");
         w.status = Some(status);
         w.status_hash = Some(hash);
+        let id = w.uid.clone();
         drop(works);
-        shared.publish.notify_one();
+        shared.status_changed(&id);
     }
     retry
 }

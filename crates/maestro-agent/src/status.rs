@@ -78,12 +78,22 @@ pub(crate) async fn run_publisher(shared: Arc<Shared>) {
     }
 }
 
-/// One pass over the pending works. Returns true when a publish failed.
+/// One pass over the works whose status changed since the last pass (`Shared::unpublished`).
+/// Returns true when a publish failed; the pass's works are then looked at again next time.
 async fn publish_pending(shared: &Shared) -> bool {
+    let ids: Vec<String> = shared.unpublished_set().drain().collect();
+    let failed = publish_works(shared, &ids).await;
+    if failed {
+        shared.unpublished_set().extend(ids);
+    }
+    failed
+}
+
+async fn publish_works(shared: &Shared, ids: &[String]) -> bool {
     let pending: Vec<(String, Event, String, ManifestBundleStatus)> = {
         let works = shared.works();
-        works
-            .values()
+        ids.iter()
+            .filter_map(|id| works.get(id))
             .filter(|w| w.unpublished())
             .filter_map(|w| {
                 let status = w.status.clone()?;
