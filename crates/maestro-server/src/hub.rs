@@ -15,6 +15,8 @@ use maestro_store::{DynStore, Resource, StatusEventRow};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
+use crate::spec::own_spec_form;
+
 /// A status event addressed to the subscribers of one source, already in its protobuf form:
 /// encoded once for every subscriber, and far smaller than a JSON tree while the broadcast
 /// ring holds it (the ring keeps its last [`StatusHub::new`] `capacity` events).
@@ -82,15 +84,12 @@ pub fn source_status_event_owned(status: Value, spec_payload: Value) -> Option<E
     Some(ev)
 }
 
-/// The `metadata` extension and the bundle (`data`) of a stored spec event. A spec stored by
-/// this server has JSON object data and a string `metadata`: both are taken from the tree as
-/// they are; anything else goes through the CloudEvent decoder.
+/// The `metadata` extension and the bundle (`data`) of a stored spec event: taken from the
+/// tree when it is in this server's own form ([`crate::spec::own_spec_form`]), else through the
+/// CloudEvent decoder.
 fn spec_parts(spec: Value) -> (Option<String>, Option<Value>) {
     match spec {
-        Value::Object(mut m)
-            if matches!(m.get("data"), Some(Value::Object(_)))
-                && m.get(ext::METADATA).is_none_or(Value::is_string) =>
-        {
+        Value::Object(mut m) if own_spec_form(&m).is_some() => {
             let meta = m.get(ext::METADATA).and_then(Value::as_str).map(str::to_owned);
             (meta, m.remove("data"))
         }

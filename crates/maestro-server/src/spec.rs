@@ -148,24 +148,34 @@ fn stored_spec(payload: &Value) -> StoredSpec {
     }
 }
 
-fn stored_spec_fast(payload: &Value) -> Option<StoredSpec> {
-    let m = payload.as_object()?;
-    if !m.contains_key("specversion") || m.contains_key("data_base64") {
+/// A stored spec event in this server's own form — a CloudEvent JSON object (`specversion`)
+/// with JSON object `data` (no `data_base64`) and a string `metadata` extension or none —
+/// as its `metadata` text and its bundle, read straight from the tree. `None` for any other
+/// form, which callers read through the CloudEvent decoder.
+pub(crate) fn own_spec_form(payload: &Map<String, Value>) -> Option<(Option<&str>, &Value)> {
+    if !payload.contains_key("specversion") || payload.contains_key("data_base64") {
         return None;
     }
-    let bundle = m.get("data").filter(|d| d.is_object())?;
+    let bundle = payload.get("data").filter(|d| d.is_object())?;
+    let metadata = match payload.get(ext::METADATA) {
+        None => None,
+        Some(Value::String(raw)) => Some(raw.as_str()),
+        Some(_) => return None,
+    };
+    Some((metadata, bundle))
+}
+
+fn stored_spec_fast(payload: &Value) -> Option<StoredSpec> {
+    let m = payload.as_object()?;
+    let (raw_metadata, bundle) = own_spec_form(m)?;
     let id = m.get("id")?.as_str()?.to_owned();
     let time = match m.get("time") {
         None => None,
         Some(t) => Some(DateTime::parse_from_rfc3339(t.as_str()?).ok()?.with_timezone(&Utc)),
     };
-    let metadata = match m.get(ext::METADATA) {
-        None => Map::new(),
-        Some(Value::String(raw)) => match serde_json::from_str::<Value>(raw) {
-            Ok(Value::Object(meta)) => meta,
-            _ => Map::new(),
-        },
-        Some(_) => return None,
+    let metadata = match raw_metadata.map(serde_json::from_str::<Value>) {
+        Some(Ok(Value::Object(meta))) => meta,
+        _ => Map::new(),
     };
     Some(StoredSpec { metadata, bundle: Some(bundle.clone()), id_time: Some((id, time)) })
 }

@@ -150,15 +150,15 @@ pub(crate) struct StatusGroupPlan {
 
 impl StatusGroupPlan {
     /// The status event of each write the plan stores, as JSON text made by `text` (once per
-    /// write, however many rows hold it); `None` for the writes it does not store.
+    /// write, however many rows hold it); `None` for the writes it does not store. Every write
+    /// an updated row holds also has its event row, so the events name them all.
     pub(crate) fn status_texts<E>(
         &self,
         writes: &[StatusWrite],
         text: impl Fn(&Value) -> std::result::Result<String, E>,
     ) -> std::result::Result<Vec<Option<String>>, E> {
         let mut texts = vec![None; writes.len()];
-        let used = self.events.iter().map(|e| e.write).chain(self.updated.iter().map(|(_, w)| *w));
-        for i in used {
+        for i in self.events.iter().map(|e| e.write) {
             if texts[i].is_none() {
                 texts[i] = Some(text(&writes[i].event)?);
             }
