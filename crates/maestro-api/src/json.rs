@@ -20,6 +20,28 @@ pub fn to_vec(event: &Event) -> Vec<u8> {
     serde_json::to_vec(event).unwrap_or_default()
 }
 
+/// The length in bytes of [`to_vec`]'s output, counted without building it.
+pub fn encoded_len(event: &Event) -> usize {
+    let mut counter = ByteCounter(0);
+    // Counting cannot fail, and neither can serializing an Event (see `to_vec`).
+    let _ = serde_json::to_writer(&mut counter, event);
+    counter.0
+}
+
+/// An `io::Write` that only counts the bytes written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Serializes an event as a structured JSON value.
 pub fn to_value(event: &Event) -> serde_json::Value {
     serde_json::to_value(event).unwrap_or(serde_json::Value::Null)
@@ -98,6 +120,8 @@ mod tests {
         let back = to_value(&ev);
         assert_eq!(back["data"], raw["data"]);
         assert_eq!(back["sequenceid"], raw["sequenceid"]);
+        assert_eq!(encoded_len(&ev), to_vec(&ev).len());
+        assert!(encoded_len(&ev) > 500, "the whole event is counted");
     }
 
     #[test]

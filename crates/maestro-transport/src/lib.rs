@@ -137,7 +137,8 @@ pub type DynAgentTransport = Arc<dyn AgentTransport>;
 /// (protocol.md §7.2).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 512 * 1024;
 
-/// The encoded size of an event (structured JSON), used for size limits.
+/// The encoded size of an event (structured JSON), bytes, used for size limits; counted
+/// without building the encoding.
 pub fn event_size(event: &Event) -> usize {
-    maestro_api::json::to_vec(event).len()
+    maestro_api::json::encoded_len(event)
 }
