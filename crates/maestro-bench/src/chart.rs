@@ -346,6 +346,7 @@ mod tests {
                 start_rss_mib: 10.0,
                 holding_bundles: 6000,
                 holding_rss_mib: 40.0,
+                listed_rss_mib: 45.0,
                 cpu_s_per_1000: 0.8,
                 idle_agents: 10_000,
                 idle_rss_mib: 200.0,

@@ -81,13 +81,16 @@ impl BrokerProcess {
     }
 }
 
-/// A database for one run; the SQLite directory lives as long as the value.
+/// A database for one run; the SQLite directory lives as long as the value, a PostgreSQL
+/// database until [`Database::remove`].
 #[derive(Debug)]
 pub struct Database {
     /// The store URL.
     pub url: String,
     /// Durability settings read from the server (PostgreSQL: `fsync`, `synchronous_commit`).
     pub durability: String,
+    /// The PostgreSQL admin URL that created the database.
+    admin: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -101,7 +104,12 @@ impl Database {
             StoreKind::Sqlite => {
                 let dir = tempfile::tempdir().context("creating a temporary directory")?;
                 let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-                Ok(Database { url, durability: "SQLite WAL, synchronous=FULL".into(), _dir: Some(dir) })
+                Ok(Database {
+                    url,
+                    durability: "SQLite WAL, synchronous=FULL".into(),
+                    admin: None,
+                    _dir: Some(dir),
+                })
             }
             StoreKind::Postgres => {
                 let admin = postgres_admin.context(
@@ -110,8 +118,24 @@ impl Database {
                 let url = maestro_store::testing::fresh_postgres_database(admin, "maestro_bench")
                     .await
                     .map_err(anyhow::Error::msg)?;
-                Ok(Database { durability: durability(admin).await, url, _dir: None })
+                Ok(Database {
+                    durability: durability(admin).await,
+                    url,
+                    admin: Some(admin.to_owned()),
+                    _dir: None,
+                })
             }
+        }
+    }
+
+    /// Deletes the database (PostgreSQL: `DROP DATABASE … WITH (FORCE)`, so runs do not leave
+    /// databases whose autovacuum would load later runs). A failure is only printed: the
+    /// figures stand either way.
+    pub async fn remove(&self) {
+        if let Some(admin) = &self.admin
+            && let Err(e) = maestro_store::testing::drop_postgres_database(admin, &self.url).await
+        {
+            eprintln!("warning: {e}");
         }
     }
 }

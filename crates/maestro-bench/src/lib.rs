@@ -87,9 +87,14 @@ pub struct Footprint {
     pub start_rss_mib: f64,
     /// Bundles the server holds at the `holding_rss_mib` reading.
     pub holding_bundles: usize,
-    /// RSS right after the throughput scenario (and its REST lists), holding
-    /// `holding_bundles`, MiB.
+    /// RSS right after the throughput scenario, holding `holding_bundles`, MiB (the issue-5
+    /// target's reading).
     pub holding_rss_mib: f64,
+    /// RSS right after the REST lists of one consumer's and of all bundles (4 pages of 400 in
+    /// flight), MiB: the transient peak of serving them, freed again within about a second.
+    /// `0` in results written before it was measured.
+    #[serde(default)]
+    pub listed_rss_mib: f64,
     /// CPU seconds (user + system) per 1,000 bundles of the throughput scenario.
     pub cpu_s_per_1000: f64,
     /// Agents connected at the `idle_rss_mib` reading (the fleet plus the idle ones).
@@ -152,14 +157,54 @@ pub async fn run_one(
     p: &Params,
     postgres: Option<&str>,
 ) -> anyhow::Result<RunResult> {
-    let label = format!("{broker} / {store}");
     let bin = fleet::maestro_bin()?;
     let process = BrokerProcess::start(broker).await?;
     let raw_db = Database::fresh(store, postgres).await?;
-    let raw_store = limits::store(&raw_db.url, p.raw_count, p.concurrency).await?;
+    let raw_store = limits::store(&raw_db.url, p.raw_count, p.concurrency).await;
+    raw_db.remove().await;
+    let raw_store = raw_store?;
     let raw_broker = limits::broker(&process, p.raw_count, p.concurrency).await?;
     let db = Database::fresh(store, postgres).await?;
-    let server = ServerProcess::start(&bin, &process, &db.url).await?;
+    let e2e = end_to_end(&bin, &process, &db.url, p, &format!("{broker} / {store}")).await;
+    db.remove().await;
+    let e2e = e2e?;
+    Ok(RunResult {
+        broker,
+        store,
+        durability: db.durability.clone(),
+        ratio_broker: e2e.throughput.per_second / raw_broker.per_second,
+        ratio_store: e2e.throughput.per_second / raw_store.per_second,
+        throughput: e2e.throughput,
+        latency: e2e.latency,
+        raw_broker,
+        raw_store,
+        rest: e2e.rest,
+        resync: e2e.resync,
+        footprint: e2e.footprint,
+    })
+}
+
+/// The figures of the scenarios run on the server, the fleet and the load generator.
+struct EndToEnd {
+    throughput: load::Throughput,
+    latency: load::Latency,
+    rest: load::RestList,
+    resync: load::Resync,
+    footprint: Footprint,
+}
+
+/// Starts the server `bin` on `db_url` with its fleet, runs the throughput, REST, latency,
+/// resync and idle-agents scenarios in that order (progress bars named `label`), and stops
+/// them.
+async fn end_to_end(
+    bin: &std::path::Path,
+    process: &BrokerProcess,
+    db_url: &str,
+    p: &Params,
+    label: &str,
+) -> anyhow::Result<EndToEnd> {
+    let broker = process.broker;
+    let server = ServerProcess::start(bin, process, db_url).await?;
     let start_rss_mib = server.usage().rss_mib;
     let mut fleet = Fleet::start(server).await?;
     let consumers: Vec<String> = (0..p.consumers).map(|i| format!("fleet-{i}")).collect();
@@ -172,11 +217,13 @@ pub async fn run_one(
     let throughput =
         load::throughput(&fleet.source, &consumers, (1, p.bundles_per_consumer), p.concurrency, &pb).await?;
     pb.finish_with_message(format!("{:.0} bundles/s", throughput.per_second));
-    let cpu = fleet.server.usage().cpu_s - cpu0;
-    // REST and RSS while holding the throughput scenario's bundles (full run: 10 × 600 plus the
-    // warm-up ones, as in Go Maestro's published test).
+    let usage = fleet.server.usage();
+    let cpu = usage.cpu_s - cpu0;
+    // RSS holding the throughput scenario's bundles (full run: 10 × 600 plus the warm-up ones,
+    // as in Go Maestro's published test), then the REST lists of them and RSS again.
+    let holding_rss_mib = usage.rss_mib;
     let rest = load::rest_list(&fleet.rest, &consumers[0]).await?;
-    let holding_rss_mib = fleet.server.usage().rss_mib;
+    let listed_rss_mib = fleet.server.usage().rss_mib;
     let pb = bar(format!("{label} latency"));
     let first = 1 + p.bundles_per_consumer;
     let latency =
@@ -186,7 +233,7 @@ pub async fn run_one(
     let held = fleet.rest.all_bundles(&BundleFilter::consumer(&consumers[0])).await?.len();
     let stall = if broker == Broker::Pubsub { load::RESYNC_STALL_EMULATOR } else { load::RESYNC_STALL };
     let resync = load::resync(&mut fleet, &consumers[0], held, stall).await?;
-    let (idle, idle_error) = match idle_agents(&mut fleet, broker, p, &label).await {
+    let (idle, idle_error) = match idle_agents(&mut fleet, broker, p, label).await {
         Ok(idle) => (idle, None),
         Err(e) => ((0, 0.0, 0.0), Some(format!("{e:#}"))),
     };
@@ -194,6 +241,7 @@ pub async fn run_one(
         start_rss_mib,
         holding_bundles: rest.all_bundles,
         holding_rss_mib,
+        listed_rss_mib,
         cpu_s_per_1000: cpu / throughput.bundles as f64 * 1000.0,
         idle_agents: idle.0 + consumers.len(),
         idle_rss_mib: idle.1,
@@ -201,20 +249,7 @@ pub async fn run_one(
         idle_error,
     };
     fleet.shutdown().await;
-    Ok(RunResult {
-        broker,
-        store,
-        durability: db.durability.clone(),
-        ratio_broker: throughput.per_second / raw_broker.per_second,
-        ratio_store: throughput.per_second / raw_store.per_second,
-        throughput,
-        latency,
-        raw_broker,
-        raw_store,
-        rest,
-        resync,
-        footprint,
-    })
+    Ok(EndToEnd { throughput, latency, rest, resync, footprint })
 }
 
 /// Connects `p.idle_agents` more agents (capped for Pub/Sub) and reads the server's RSS once

@@ -185,9 +185,15 @@ pub async fn latency(
     }
     applied.wait(count, bar).await?;
     let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram bounds")?;
+    let mut timed = Vec::with_capacity(sent.len());
     for (id, t0) in &sent {
         let at = applied.applied_at(id).with_context(|| format!("no Applied time for {id}"))?;
         h.record(at.duration_since(*t0).as_micros().max(1) as u64).context("recording a latency")?;
+        timed.push((id.as_str(), *t0, at));
+    }
+    if let Some(path) = std::env::var_os(LATENCY_TRACE_ENV) {
+        std::fs::write(&path, latency_trace(&timed))
+            .with_context(|| format!("writing the latency trace to {}", path.to_string_lossy()))?;
     }
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(Latency {
@@ -198,6 +204,29 @@ pub async fn latency(
         p99_ms: ms(0.99),
         max_ms: h.max() as f64 / 1000.0,
     })
+}
+
+/// When set, the latency scenario writes one line per bundle to this file (see
+/// [`latency_trace`]): where in the run a slow delivery happened, to match with server and
+/// database logs.
+pub const LATENCY_TRACE_ENV: &str = "MAESTRO_BENCH_LATENCY_TRACE";
+
+/// The latency trace of `(resource id, published, Applied seen)` in publish order: per line the
+/// publish time since the first publish (ms), the latency (ms), the resource id and the
+/// publish wall-clock time (Unix seconds, ms precision).
+fn latency_trace(timed: &[(&str, Instant, Instant)]) -> String {
+    use std::fmt::Write as _;
+    let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+    let unix = wall.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let Some(&(_, first, _)) = timed.first() else { return String::new() };
+    let mut out = String::new();
+    for (id, t0, at) in timed {
+        let offset_ms = t0.duration_since(first).as_secs_f64() * 1000.0;
+        let latency_ms = at.duration_since(*t0).as_secs_f64() * 1000.0;
+        let published = unix - now.duration_since(*t0).as_secs_f64();
+        let _ = writeln!(out, "{offset_ms:.1} {latency_ms:.1} {id} {published:.3}");
+    }
+    out
 }
 
 /// REST list times, ms.

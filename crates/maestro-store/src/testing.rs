@@ -45,6 +45,28 @@ pub async fn fresh_postgres_database(admin: &str, prefix: &str) -> Result<String
     Ok(url.to_string())
 }
 
+/// Drops the database named by the path of `url` on the PostgreSQL server of `admin`,
+/// closing its connections (`DROP DATABASE IF EXISTS … WITH (FORCE)`, PostgreSQL 13+).
+///
+/// # Errors
+/// A message naming the database when `url` names none, or it cannot be dropped.
+pub async fn drop_postgres_database(admin: &str, url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("{} is not a URL: {e}", crate::redact(url)))?;
+    let name = parsed.path().trim_start_matches('/');
+    if name.is_empty() || name.contains('"') {
+        return Err(format!("{} names no database to drop", crate::redact(url)));
+    }
+    let mut conn = PgConnection::connect(admin)
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", crate::redact(admin)))?;
+    let dropped = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("cannot drop database {name}: {e}"));
+    let _ = conn.close().await;
+    dropped.map(|_| ())
+}
+
 /// A fresh temporary directory and a `sqlite://…/maestro.db` URL inside it (the file does not
 /// exist yet; [`crate::open`] creates it). Keep the directory alive for as long as the store
 /// is used: dropping it deletes the database.

@@ -91,3 +91,23 @@ async fn jsonb_rows_survive_the_json_migration() {
         Some(json!("Available"))
     );
 }
+
+/// `drop_postgres_database` removes a database even while a store still holds connections to
+/// it (the benchmark harness drops each run's database this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_in_use_is_dropped() {
+    let admin = std::env::var(testing::DATABASE_URL_ENV).expect("MAESTRO_TEST_DATABASE_URL");
+    let url = testing::fresh_postgres_database(&admin, "maestro_test_drop").await.expect("create");
+    let store = maestro_store::open(&url).await.expect("open and migrate");
+    store.ping().await.expect("the store is connected");
+    let name = url.rsplit('/').next().expect("a database name").to_owned();
+    testing::drop_postgres_database(&admin, &url).await.expect("drop");
+    let pool = PgPoolOptions::new().max_connections(1).connect(&admin).await.expect("connect");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "{name} is still there");
+    assert!(testing::drop_postgres_database(&admin, "postgres://127.0.0.1/").await.is_err());
+}
