@@ -91,8 +91,8 @@ pub struct Footprint {
     /// target's reading).
     pub holding_rss_mib: f64,
     /// RSS right after the REST lists of one consumer's and of all bundles (4 pages of 400 in
-    /// flight), MiB: the transient peak of serving them, freed again within about a second.
-    /// `0` in results written before it was measured.
+    /// flight), MiB: the transient peak of serving them. `0` in results written before it was
+    /// measured.
     #[serde(default)]
     pub listed_rss_mib: f64,
     /// CPU seconds (user + system) per 1,000 bundles of the throughput scenario.

@@ -113,7 +113,7 @@ pub fn markdown(r: &Report) -> String {
             f.idle_connect_s,
         );
     }
-    s.push_str("\nRSS and CPU are the server process's own (`maestro server`, read from /proc); the fleet and the load generator run in the harness process. ✗ marks a missed issue-5 target; size-bound targets (REST list of 6,000 bundles < 200 ms, resync of 1,000 bundles < 1 s, RSS < 50 MB holding 6,000 bundles, RSS < 300 MB with 10,000 agents) are only marked at those sizes. RSS is shown in MiB (2^20 bytes) and compared with the targets in MB (10^6 bytes). RSS holding N bundles is read right after the throughput scenario; the REST lists of them (4 pages of 400 in flight) then add a transient peak, shown beside it, which is freed within about a second.\n");
+    s.push_str("\nRSS and CPU are the server process's own (`maestro server`, read from /proc); the fleet and the load generator run in the harness process. ✗ marks a missed issue-5 target; size-bound targets (REST list of 6,000 bundles < 200 ms, resync of 1,000 bundles < 1 s, RSS < 50 MB holding 6,000 bundles, RSS < 300 MB with 10,000 agents) are only marked at those sizes. RSS is shown in MiB (2^20 bytes) and compared with the targets in MB (10^6 bytes). RSS holding N bundles is read right after the throughput scenario; the REST lists of them (4 pages of 400 in flight) then add a transient peak of serving them, shown beside it.\n");
     for f in &r.failures {
         let _ = writeln!(s, "\n- not measured: {f}");
     }
