@@ -117,12 +117,6 @@ async fn update(
     Ok(SpecOutcome::Updated(store.update_resource(&id, version, json::to_value(event)).await?))
 }
 
-/// The work `metadata` of a stored spec (from the payload's `metadata` extension), or an
-/// empty object.
-pub fn stored_metadata(resource: &Resource) -> Map<String, Value> {
-    stored_spec(&resource.payload).metadata
-}
-
 /// What the server resends of a stored spec event.
 struct StoredSpec {
     /// The `metadata` extension's object (empty when absent or unreadable).

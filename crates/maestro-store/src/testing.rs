@@ -30,15 +30,9 @@ pub async fn postgres_url() -> String {
 /// A message naming the server (password redacted) when it cannot connect or create it.
 pub async fn fresh_postgres_database(admin: &str, prefix: &str) -> Result<String, String> {
     let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(admin)
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", crate::redact(admin)))?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
+    on_admin(admin, &format!("CREATE DATABASE \"{name}\""))
         .await
         .map_err(|e| format!("cannot create database {name}: {e}"))?;
-    // Closing is best effort: the database exists either way.
-    let _ = conn.close().await;
     let mut url =
         url::Url::parse(admin).map_err(|e| format!("{} is not a URL: {e}", crate::redact(admin)))?;
     url.set_path(&format!("/{name}"));
@@ -56,15 +50,20 @@ pub async fn drop_postgres_database(admin: &str, url: &str) -> Result<(), String
     if name.is_empty() || name.contains('"') {
         return Err(format!("{} names no database to drop", crate::redact(url)));
     }
+    on_admin(admin, &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .map_err(|e| format!("cannot drop database {name}: {e}"))
+}
+
+/// Runs one statement on its own connection to the server of `admin`, then closes it (best
+/// effort: the statement's effect stands either way).
+async fn on_admin(admin: &str, sql: &str) -> Result<(), String> {
     let mut conn = PgConnection::connect(admin)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", crate::redact(admin)))?;
-    let dropped = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-        .execute(&mut conn)
-        .await
-        .map_err(|e| format!("cannot drop database {name}: {e}"));
+    let done = sqlx::query(AssertSqlSafe(sql.to_owned())).execute(&mut conn).await.map_err(|e| e.to_string());
     let _ = conn.close().await;
-    dropped.map(|_| ())
+    done.map(|_| ())
 }
 
 /// A fresh temporary directory and a `sqlite://…/maestro.db` URL inside it (the file does not
