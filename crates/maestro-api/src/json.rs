@@ -65,6 +65,33 @@ pub fn from_value(value: serde_json::Value) -> Result<Event> {
     Ok(normalize_data(event))
 }
 
+/// Parses a structured JSON event without parsing its `data`: the event comes back without
+/// data, and the data as raw JSON text borrowed from `text` (`None` when absent or `null`).
+/// For resending stored events without building their data trees; the attributes and
+/// extensions are read exactly as [`from_slice`] reads them.
+///
+/// # Errors
+/// [`Error::InvalidJson`] when `text` is not a CloudEvent JSON object, when an attribute name
+/// holds a JSON escape, or when the data is binary (`data_base64`: use [`from_slice`]).
+pub fn from_str_raw_data(text: &str) -> Result<(Event, Option<&serde_json::value::RawValue>)> {
+    use serde::de::Error as _;
+    let mut fields: std::collections::HashMap<&str, &serde_json::value::RawValue> =
+        serde_json::from_str(text).map_err(Error::InvalidJson)?;
+    let data = fields.remove("data").filter(|d| d.get() != "null");
+    if fields.contains_key("data_base64") {
+        return Err(Error::InvalidJson(serde_json::Error::custom(
+            "binary data (data_base64) is not raw JSON",
+        )));
+    }
+    let attributes = fields
+        .into_iter()
+        .map(|(name, value)| Ok((name.to_owned(), serde_json::from_str(value.get())?)))
+        .collect::<Result<serde_json::Map<_, _>, serde_json::Error>>()
+        .map_err(Error::InvalidJson)?;
+    let event = serde_json::from_value(serde_json::Value::Object(attributes)).map_err(Error::InvalidJson)?;
+    Ok((event, data))
+}
+
 /// Turns binary or string data with a JSON content type into `Data::Json`, so that every
 /// event held in memory carries JSON data the same way whatever transport it came from.
 /// Data that does not parse is left unchanged (decoders report it).
@@ -122,6 +149,20 @@ mod tests {
         assert_eq!(back["sequenceid"], raw["sequenceid"]);
         assert_eq!(encoded_len(&ev), to_vec(&ev).len());
         assert!(encoded_len(&ev) > 500, "the whole event is counted");
+
+        // Without parsing the data: the same attributes and extensions, the data's own text.
+        let text = raw.to_string();
+        let (bare, data) = from_str_raw_data(&text).expect("raw parse");
+        let data = data.expect("data");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(data.get()).expect("data text"), raw["data"]);
+        let mut whole = to_value(&ev);
+        whole.as_object_mut().map(|m| m.remove("data"));
+        assert_eq!(to_value(&bare), whole);
+        let mut binary = raw.clone();
+        binary.as_object_mut().map(|m| m.remove("data"));
+        binary["data_base64"] = serde_json::json!("e30=");
+        assert!(from_str_raw_data(&binary.to_string()).is_err(), "binary data is refused");
+        assert!(from_str_raw_data("[1]").is_err());
     }
 
     #[test]

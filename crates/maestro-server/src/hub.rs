@@ -13,6 +13,7 @@ use maestro_api::types::{Action, EventType, SubResource};
 use maestro_api::{AttributesWriter, Data, Event, ext, json};
 use maestro_store::{DynStore, Resource, StatusEventRow};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::{broadcast, watch};
 
 use crate::spec::own_spec_form;
@@ -108,8 +109,72 @@ pub fn resource_status_event(r: &Resource) -> Option<SourceStatus> {
     Some(SourceStatus::new(r.source.clone(), &source_status_event(status, &r.payload)?))
 }
 
+/// [`source_status_event`] from the stored JSON texts of the status and spec events, without
+/// building either one's data tree: the spec's bundle text is spliced into the status's data
+/// text. `None` when either event is not in the form this handles (the status's data is not a
+/// JSON object or already names `manifestBundle`; the spec is not in this server's own form,
+/// [`crate::spec::own_spec_form`]); callers then go through [`source_status_event_owned`].
+fn source_status_event_text(status: &str, spec: &str) -> Option<Event> {
+    let (metadata, bundle) = spec_parts_text(spec)?;
+    let (mut ev, data) = json::from_str_raw_data(status).ok()?;
+    let data = data?.get();
+    let fields = data.strip_prefix('{')?.trim_start();
+    if data.contains("\"manifestBundle\"") {
+        return None;
+    }
+    let mut spliced = String::with_capacity(data.len() + bundle.len() + 20);
+    spliced.push_str("{\"manifestBundle\":");
+    spliced.push_str(bundle);
+    if !fields.starts_with('}') {
+        spliced.push(',');
+    }
+    spliced.push_str(fields);
+    if let Some(meta) = metadata {
+        ext::set_str(&mut ev, ext::METADATA, &meta);
+    }
+    ev.set_type(EventType::manifest_bundles(SubResource::Status, Action::Update).to_string());
+    ev.set_data("application/json", Data::Binary(spliced.into_bytes()));
+    Some(ev)
+}
+
+/// The fields of a stored spec event [`spec_parts_text`] reads; the rest is skipped.
+#[derive(serde::Deserialize)]
+struct StoredSpecText<'a> {
+    #[serde(borrow)]
+    specversion: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data_base64: Option<&'a RawValue>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+}
+
+/// The `metadata` extension and the bundle text of a stored spec event in this server's own
+/// form (the conditions of [`crate::spec::own_spec_form`], read from text).
+fn spec_parts_text(spec: &str) -> Option<(Option<String>, &str)> {
+    let parts: StoredSpecText<'_> = serde_json::from_str(spec).ok()?;
+    parts.specversion?;
+    if parts.data_base64.is_some() {
+        return None;
+    }
+    let bundle = parts.data.map(RawValue::get).filter(|d| d.starts_with('{'))?;
+    let metadata = match parts.metadata {
+        None => None,
+        Some(raw) => Some(serde_json::from_str::<String>(raw.get()).ok()?),
+    };
+    Some((metadata, bundle))
+}
+
 fn row_status(row: StatusEventRow) -> Option<SourceStatus> {
-    Some(SourceStatus::new(row.source, &source_status_event_owned(row.status, row.payload)?))
+    let event = match source_status_event_text(&row.status, &row.payload) {
+        Some(event) => event,
+        None => source_status_event_owned(
+            serde_json::from_str(&row.status).ok()?,
+            serde_json::from_str(&row.payload).ok()?,
+        )?,
+    };
+    Some(SourceStatus::new(row.source, &event))
 }
 
 /// Status event rows read per query by the fan-out.
@@ -118,56 +183,129 @@ const FANOUT_BATCH: i64 = 500;
 /// How often the status event rows already fanned out are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 
+/// How often the fan-out reads the table even while the store's status feed is quiet: rows
+/// that never come through the feed (other server instances) or a dropped feed batch.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs the fan-out until `shutdown` becomes true. Starts after the newest existing row
 /// (sources get no history on Subscribe, as in Maestro). Delivered rows are pruned every
 /// [`PRUNE_EVERY`] alongside, never in the fan-out's way: a prune deletes thousands of rows
 /// under load, and statuses waiting behind it would reach their sources late.
 pub async fn run_fanout(store: DynStore, hub: StatusHub, shutdown: watch::Receiver<bool>) {
+    // Taken before the newest seq is read: a row committed in between is in the feed and
+    // skipped there, never missed.
+    let feed = store.status_feed();
     let delivered = AtomicI64::new(store.last_status_event_seq().await.unwrap_or(0));
-    tokio::join!(fanout(&store, &hub, &delivered, shutdown.clone()), prune(&store, &delivered, shutdown));
+    tokio::join!(
+        fanout(&store, &hub, feed, &delivered, shutdown.clone()),
+        prune(&store, &delivered, shutdown)
+    );
 }
 
-/// Reads new status event rows and sends them to the hub; `delivered` follows the last seq.
+/// Sends new status event rows to the hub in `seq` order; `delivered` follows the last seq.
+///
+/// Rows come from the store's status feed ([`maestro_store::Store::status_feed`]) when it has
+/// one: the rows this instance commits, handed over without a read. The table is read from
+/// the last delivered seq instead at a gap in the fed seqs, when the feed lags, every
+/// [`SWEEP_EVERY`], and on every commit signal for a store without a feed.
 async fn fanout(
     store: &DynStore,
     hub: &StatusHub,
+    mut feed: Option<StatusFeed>,
     delivered: &AtomicI64,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let signal = store.status_signal();
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = delivered.load(Ordering::Acquire);
+    let mut read = true;
     loop {
-        match store.status_events_after(last, FANOUT_BATCH).await {
-            Ok(rows) if !rows.is_empty() => {
-                let full = rows.len() as i64 == FANOUT_BATCH;
-                for row in rows {
-                    let seq = row.seq;
-                    last = last.max(seq);
-                    match row_status(row) {
-                        Some(s) => {
-                            hub.send(s);
-                        }
-                        None => tracing::warn!(seq, "unreadable status event row skipped"),
-                    }
-                }
-                delivered.store(last, Ordering::Release);
-                // A short batch read everything committed so far: wait for the next signal
-                // (a commit after the read leaves a wake, `Store::status_signal`).
-                if full {
-                    continue;
-                }
+        if read {
+            // A full batch may leave more behind: read again at once.
+            read = read_rows(store, hub, &mut last).await;
+            delivered.store(last, Ordering::Release);
+            if read {
+                continue;
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reading status events failed"),
         }
         tokio::select! {
-            _ = signal.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            batch = next_batch(&mut feed) => match batch {
+                Some(rows) => {
+                    read = !send_fed(hub, rows, &mut last);
+                    delivered.store(last, Ordering::Release);
+                }
+                None => {
+                    tracing::warn!("status feed closed; reading status events from the store");
+                    feed = None;
+                    read = true;
+                }
+            },
+            // Without a feed a commit signal means new rows (a commit after the read leaves a
+            // wake, `Store::status_signal`); with one, the feed brings them.
+            _ = signal.notified(), if feed.is_none() => read = true,
+            _ = sweep.tick() => read = true,
             _ = shutdown.changed() => {}
         }
         if *shutdown.borrow() {
             return;
         }
+    }
+}
+
+/// The receiving side of the store's status feed.
+type StatusFeed = tokio::sync::mpsc::Receiver<maestro_store::StatusFeedBatch>;
+
+/// The next fed batch; pending forever without a feed, `None` once it is closed.
+async fn next_batch(feed: &mut Option<StatusFeed>) -> Option<maestro_store::StatusFeedBatch> {
+    match feed {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the fed rows after `last`, in order, while their seqs follow on; false at a gap (the
+/// rows from there are read from the table, where they are committed).
+fn send_fed(hub: &StatusHub, rows: maestro_store::StatusFeedBatch, last: &mut i64) -> bool {
+    for row in rows {
+        if row.seq <= *last {
+            continue;
+        }
+        if row.seq != *last + 1 {
+            return false;
+        }
+        *last = row.seq;
+        send_row(hub, row);
+    }
+    true
+}
+
+/// Reads one batch of rows after `last` from the table and sends them; true when the batch was
+/// full (more may follow).
+async fn read_rows(store: &DynStore, hub: &StatusHub, last: &mut i64) -> bool {
+    match store.status_events_after(*last, FANOUT_BATCH).await {
+        Ok(rows) => {
+            let full = rows.len() as i64 == FANOUT_BATCH;
+            for row in rows {
+                *last = (*last).max(row.seq);
+                send_row(hub, row);
+            }
+            full
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading status events failed");
+            false
+        }
+    }
+}
+
+fn send_row(hub: &StatusHub, row: StatusEventRow) {
+    let seq = row.seq;
+    match row_status(row) {
+        Some(s) => {
+            hub.send(s);
+        }
+        None => tracing::warn!(seq, "unreadable status event row skipped"),
     }
 }
 
@@ -260,5 +398,60 @@ mod tests {
         let slow = source_status_event(&status, &binary).expect("decoder path");
         assert_eq!(json::to_value(&fast), json::to_value(&slow));
         assert!(source_status_event(&json!({"not": "an event"}), &json!({})).is_none());
+    }
+
+    /// The source's event as its gRPC message reads back: attributes, extensions and data
+    /// (parsed, so the key order of the data does not matter).
+    fn pushed(status: SourceStatus) -> Value {
+        json::to_value(&maestro_api::grpc::from_proto(status.event).expect("a valid message"))
+    }
+
+    fn row(status: &Value, spec: &Value) -> StatusEventRow {
+        StatusEventRow {
+            seq: 1,
+            resource_id: "rid".into(),
+            source: "maestro".into(),
+            consumer_name: "c1".into(),
+            kind: maestro_store::StatusEventKind::StatusUpdate,
+            payload: spec.to_string(),
+            status: status.to_string(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    /// The fan-out's text path (the spec's bundle spliced into the status data as text) pushes
+    /// the same event as the tree path, for a status with data and one with empty data; a
+    /// status already naming `manifestBundle` and a spec with binary data take the tree path
+    /// and still give its event.
+    #[test]
+    fn the_text_path_pushes_what_the_tree_path_pushes() {
+        let (status, spec) = stored_pair();
+        let mut empty = status.clone();
+        empty["data"] = json!({});
+        let mut named = status.clone();
+        named["data"]["manifestBundle"] = json!({"stale": true});
+        let mut binary_spec = json::from_value(spec.clone()).expect("spec");
+        let bytes = serde_json::to_vec(&data(&binary_spec)).expect("bytes");
+        binary_spec.set_data("application/json", Data::Binary(bytes));
+        let binary_spec = json::to_value(&binary_spec);
+        let cases = [
+            (&status, &spec, true),
+            (&empty, &spec, true),
+            (&named, &spec, false),
+            (&status, &binary_spec, false),
+        ];
+        for (i, (status, spec, text_path)) in cases.into_iter().enumerate() {
+            let r = row(status, spec);
+            assert_eq!(source_status_event_text(&r.status, &r.payload).is_some(), text_path, "case {i}");
+            let tree = SourceStatus::new(
+                "maestro".into(),
+                &source_status_event(status, spec).expect("tree path event"),
+            );
+            let text = row_status(r).expect("an event");
+            assert_eq!(text.source, "maestro");
+            assert_eq!(pushed(text), pushed(tree), "case {i}");
+        }
+        let mut pushed_data = pushed(row_status(row(&empty, &spec)).expect("event"));
+        assert_eq!(pushed_data["data"].as_object_mut().map(|d| d.len()), Some(1), "only the bundle");
     }
 }

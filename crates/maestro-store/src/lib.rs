@@ -15,6 +15,7 @@
 //! - deletion is soft (`deleted_at`) until the agent reports `Deleted`, then the row is removed;
 //! - a failed call leaves the stored data unchanged.
 
+mod feed;
 mod group;
 pub mod model;
 pub mod postgres;
@@ -93,6 +94,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// A signal fired after every commit that appended status event rows; same semantics as
     /// [`Store::spec_signal`].
     fn status_signal(&self) -> Arc<tokio::sync::Notify>;
+
+    /// The in-process feed of the status event rows this store's own status writes commit:
+    /// one message per committed transaction, its rows in `seq` order, messages in commit
+    /// order (architecture.md §5). The status fan-out reads it instead of reading the rows
+    /// back from the database.
+    ///
+    /// `Some` only on the first call (the feed has one reader); `None` after that and for
+    /// stores without a feed (SQLite), whose readers use [`Store::status_events_after`] on
+    /// [`Store::status_signal`]. The feed is best effort: a message is dropped when the reader
+    /// is [`STATUS_FEED_CAPACITY`] transactions behind, so a reader must fall back to
+    /// [`Store::status_events_after`] when `seq`s jump (a rolled-back transaction also leaves
+    /// a gap) and now and then (rows of other server instances never come through it).
+    fn status_feed(&self) -> Option<tokio::sync::mpsc::Receiver<StatusFeedBatch>> {
+        None
+    }
 
     // ---- consumers ----
 
@@ -205,6 +221,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Checks the database answers (readiness).
     async fn ping(&self) -> Result<()>;
 }
+
+/// Committed transactions the status feed holds for its reader ([`Store::status_feed`]).
+pub const STATUS_FEED_CAPACITY: usize = 32;
+
+/// One committed transaction's status event rows, in `seq` order ([`Store::status_feed`]).
+pub type StatusFeedBatch = Vec<StatusEventRow>;
 
 /// A shared store.
 pub type DynStore = Arc<dyn Store>;

@@ -283,10 +283,11 @@ pub struct StatusEventRow {
     pub consumer_name: String,
     /// Update or delete.
     pub kind: StatusEventKind,
-    /// The resource's spec CloudEvent JSON at the time.
-    pub payload: Value,
-    /// The status CloudEvent JSON.
-    pub status: Value,
+    /// The resource's spec CloudEvent at the time, as its stored JSON text (not parsed: the
+    /// fan-out splices its bundle into the source's event as text).
+    pub payload: String,
+    /// The status CloudEvent, as its stored JSON text.
+    pub status: String,
     /// When the row was written.
     pub created_at: DateTime<Utc>,
 }

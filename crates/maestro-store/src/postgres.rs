@@ -2,15 +2,22 @@
 //!
 //! Spec and status writes lock the resource row (`SELECT … FOR UPDATE`), so concurrent writers
 //! of one resource serialize; resource creation holds a key-share lock on the consumer row so a
-//! concurrent consumer delete cannot slip in between. Commits that append spec outbox or status
-//! event rows also run `pg_notify('maestro_spec_events', '')` /
-//! `pg_notify('maestro_status_events', '')` inside the transaction (delivered on commit), for
-//! wake-ups across server instances.
+//! concurrent consumer delete cannot slip in between.
+//!
+//! Commits wake this process's dispatcher and fan-out in process only. No `NOTIFY` is sent:
+//! nothing LISTENs yet (cross-instance wake-ups, architecture.md §5, come with HA), and a
+//! transaction that notified takes PostgreSQL's notification queue lock at commit and holds it
+//! through its WAL flush, so every such commit would wait for the one before it and none
+//! could share a flush.
 //!
 //! Status event rows are read with a cursor (`status_events_after`), so their `seq`s must
 //! become visible in order: appends take a transaction-scoped advisory lock
 //! ([`STATUS_SEQ_LOCK`]) right before the insert and hold it through commit. Spec outbox rows
 //! are read as "pending", not by cursor, and need no such lock.
+//!
+//! While the server's fan-out holds the status feed ([`Store::status_feed`]), the status event
+//! insert returns each row's `seq` and spec payload, and the committed rows are fed to it, so
+//! it does not read them back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,10 +38,6 @@ use crate::{
     Result, SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
 };
 
-/// Channel notified after commits that appended spec outbox rows.
-pub const SPEC_CHANNEL: &str = "maestro_spec_events";
-/// Channel notified after commits that appended status event rows.
-pub const STATUS_CHANNEL: &str = "maestro_status_events";
 /// Advisory lock key (transaction scope) serializing status event appends, so `seq` order is
 /// commit order (ASCII "mstatseq").
 pub const STATUS_SEQ_LOCK: i64 = 0x6d73_7461_7473_6571;
@@ -126,9 +129,8 @@ impl PostgresStore {
     }
 }
 
-/// Commits `tx` after queueing a notification on `channel`, then fires `signal`.
-async fn commit_and_signal(mut tx: Tx, channel: &'static str, signal: &Notify) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&mut *tx).await?;
+/// Commits `tx`, then fires `signal`.
+async fn commit_and_signal(tx: Tx, signal: &Notify) -> Result<()> {
     tx.commit().await?;
     Signals::fire(signal);
     Ok(())
@@ -199,7 +201,7 @@ async fn create_group(
                 .push_bind(now);
         });
         q.build().execute(&mut *tx).await?;
-        commit_and_signal(tx, SPEC_CHANNEL, &signals.spec).await?;
+        commit_and_signal(tx, &signals.spec).await?;
     }
     let created = created.into_iter().map(|r| (r.id.clone(), r)).collect();
     Ok(rules::answer_creates(ops, answers, &insert, created))
@@ -258,7 +260,8 @@ async fn status_group(
         .execute(&mut *tx)
         .await?;
     }
-    push_status_events(&mut tx, &plan.events, &texts, now).await?;
+    let fed = signals.status_feed.wanted();
+    let returned = push_status_events(&mut tx, &plan.events, &texts, now, fed).await?;
     if !plan.deleted.is_empty() {
         sqlx::query("DELETE FROM spec_events WHERE resource_id = ANY($1) AND done_at IS NULL")
             .bind(&plan.deleted)
@@ -266,8 +269,49 @@ async fn status_group(
             .await?;
         sqlx::query("DELETE FROM resources WHERE id = ANY($1)").bind(&plan.deleted).execute(&mut *tx).await?;
     }
-    commit_and_signal(tx, STATUS_CHANNEL, &signals.status).await?;
+    commit_and_signal(tx, &signals.status).await?;
+    if fed {
+        signals.status_feed.send(feed_rows(&plan.events, &texts, returned, now));
+    }
     Ok(plan.outcomes.into_iter().map(Ok).collect())
+}
+
+/// The status feed's rows of a committed group: the planned events with the `seq` and spec
+/// payload the insert returned. Empty (nothing fed: the fan-out reads the rows back) if the
+/// returned rows do not match the events one to one, which cannot happen.
+fn feed_rows(
+    events: &[rules::PlannedEvent],
+    texts: &[Option<String>],
+    mut returned: Vec<(i64, String, String)>,
+    now: DateTime<Utc>,
+) -> Vec<StatusEventRow> {
+    // Inserted in event order under the sequence lock: `seq` order is event order.
+    returned.sort_unstable_by_key(|(seq, _, _)| *seq);
+    if returned.len() != events.len()
+        || returned.iter().zip(events).any(|((_, id, _), e)| *id != e.resource.id)
+    {
+        tracing::error!(
+            events = events.len(),
+            returned = returned.len(),
+            "status feed rows do not match; not fed"
+        );
+        return Vec::new();
+    }
+    let mut rows = Vec::with_capacity(events.len());
+    for ((seq, resource_id, payload), e) in returned.into_iter().zip(events) {
+        let Some(status) = texts.get(e.write).cloned().flatten() else { return Vec::new() };
+        rows.push(StatusEventRow {
+            seq,
+            resource_id,
+            source: e.resource.source.clone(),
+            consumer_name: e.resource.consumer_name.clone(),
+            kind: e.kind,
+            payload,
+            status,
+            created_at: now,
+        });
+    }
+    rows
 }
 
 /// `v` as JSON text, for a `json` column: bound as text and cast with `::json`, PostgreSQL only
@@ -390,37 +434,56 @@ async fn push_spec_event(tx: &mut Tx, r: &Resource, action: SpecAction, now: Dat
 /// first takes [`STATUS_SEQ_LOCK`] until the transaction ends, so status event `seq`s become
 /// visible in increasing order and a reader's `status_events_after(cursor)` never skips a row
 /// that commits late with a smaller `seq`; only the deletions of confirmed resources follow it.
+///
+/// With `returning`, gives each inserted row's `(seq, resource_id, spec payload text)` for the
+/// status feed (in no particular order); otherwise nothing.
 async fn push_status_events(
     tx: &mut Tx,
     events: &[rules::PlannedEvent],
     texts: &[Option<String>],
     now: DateTime<Utc>,
-) -> Result<()> {
+    returning: bool,
+) -> Result<Vec<(i64, String, String)>> {
+    macro_rules! insert {
+        () => {
+            "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) \
+             SELECT r.id, r.source, r.consumer_name, u.kind, r.payload, u.status, $4 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[]::json[]) WITH ORDINALITY AS u(id, kind, status, ord) \
+             JOIN resources r ON r.id = u.id ORDER BY u.ord"
+        };
+    }
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut **tx).await?;
     let ids: Vec<&str> = events.iter().map(|e| e.resource.id.as_str()).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let statuses: Vec<Option<&str>> = events.iter().map(|e| texts[e.write].as_deref()).collect();
-    let inserted = sqlx::query(
-        "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) \
-         SELECT r.id, r.source, r.consumer_name, u.kind, r.payload, u.status, $4 \
-         FROM UNNEST($1::text[], $2::text[], $3::text[]::json[]) WITH ORDINALITY AS u(id, kind, status, ord) \
-         JOIN resources r ON r.id = u.id ORDER BY u.ord",
-    )
-    .bind(&ids)
-    .bind(&kinds)
-    .bind(&statuses)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() != events.len() as u64 {
+    let (inserted, returned) = if returning {
+        let returned: Vec<(i64, String, String)> =
+            sqlx::query_as(concat!(insert!(), " RETURNING seq, resource_id, payload::text"))
+                .bind(&ids)
+                .bind(&kinds)
+                .bind(&statuses)
+                .bind(now)
+                .fetch_all(&mut **tx)
+                .await?;
+        (returned.len() as u64, returned)
+    } else {
+        let done = sqlx::query(insert!())
+            .bind(&ids)
+            .bind(&kinds)
+            .bind(&statuses)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        (done.rows_affected(), Vec::new())
+    };
+    if inserted != events.len() as u64 {
         // Cannot happen: every event's row is locked by this transaction.
         return Err(StoreError::Conflict(format!(
-            "{} of {} status events found their resource row",
-            inserted.rows_affected(),
+            "{inserted} of {} status events found their resource row",
             events.len()
         )));
     }
-    Ok(())
+    Ok(returned)
 }
 
 #[async_trait]
@@ -440,6 +503,10 @@ impl Store for PostgresStore {
 
     fn status_signal(&self) -> Arc<Notify> {
         self.signals.status.clone()
+    }
+
+    fn status_feed(&self) -> Option<tokio::sync::mpsc::Receiver<crate::StatusFeedBatch>> {
+        self.signals.status_feed.take()
     }
 
     async fn create_consumer(&self, new: NewConsumer) -> Result<Consumer> {
@@ -528,7 +595,7 @@ impl Store for PostgresStore {
         .await?;
         let updated = resource_from_row(&row)?;
         push_spec_event(&mut tx, &updated, SpecAction::Update, now).await?;
-        commit_and_signal(tx, SPEC_CHANNEL, &self.signals.spec).await?;
+        commit_and_signal(tx, &self.signals.spec).await?;
         Ok(updated)
     }
 
@@ -549,7 +616,7 @@ impl Store for PostgresStore {
                 .await?;
         let deleting = resource_from_row(&row)?;
         push_spec_event(&mut tx, &deleting, SpecAction::Delete, now).await?;
-        commit_and_signal(tx, SPEC_CHANNEL, &self.signals.spec).await?;
+        commit_and_signal(tx, &self.signals.spec).await?;
         Ok(Some(deleting))
     }
 
@@ -612,11 +679,14 @@ impl Store for PostgresStore {
     }
 
     async fn status_events_after(&self, after: i64, limit: i64) -> Result<Vec<StatusEventRow>> {
-        let rows = sqlx::query("SELECT * FROM status_events WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after)
-            .bind(limit.max(0))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT seq, resource_id, source, consumer_name, kind, payload::text AS payload, \
+             status::text AS status, created_at FROM status_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(status_event_from_row).collect()
     }
 

@@ -290,6 +290,8 @@ pub(crate) struct Signals {
     pub(crate) spec: Arc<Notify>,
     /// Fired after commits that appended status event rows.
     pub(crate) status: Arc<Notify>,
+    /// The committed status event rows, for the in-process fan-out (PostgreSQL only).
+    pub(crate) status_feed: Arc<crate::feed::StatusFeed>,
 }
 
 impl Signals {

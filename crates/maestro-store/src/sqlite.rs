@@ -238,16 +238,14 @@ fn spec_event_from_row(row: &SqliteRow) -> Result<SpecEventRow> {
 
 fn status_event_from_row(row: &SqliteRow) -> Result<StatusEventRow> {
     let kind: String = row.try_get("kind")?;
-    let payload: String = row.try_get("payload")?;
-    let status: String = row.try_get("status")?;
     Ok(StatusEventRow {
         seq: row.try_get("seq")?,
         resource_id: row.try_get("resource_id")?,
         source: row.try_get("source")?,
         consumer_name: row.try_get("consumer_name")?,
         kind: rules::parse_kind(&kind)?,
-        payload: parse_json(&payload)?,
-        status: parse_json(&status)?,
+        payload: row.try_get("payload")?,
+        status: row.try_get("status")?,
         created_at: ts(row, "created_at")?,
     })
 }
