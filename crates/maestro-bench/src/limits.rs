@@ -15,7 +15,9 @@ use maestro::broker::{
     AgentBrokerSettings, BrokerKind, SourceBrokerSettings, agent_transport, source_transport,
 };
 use maestro_api::Event;
-use maestro_api::codec::SpecEventBuilder;
+use maestro_api::codec::{SpecEventBuilder, StatusEventBuilder};
+use maestro_api::payload::ManifestBundleStatus;
+use maestro_api::types::Action;
 use maestro_store::{NewConsumer, NewResource, StatusWrite};
 use maestro_transport::{EventHandler, HandlerError};
 use serde::Serialize;
@@ -230,18 +232,83 @@ async fn complete_and_report(store: &maestro_store::DynStore, count: usize) -> a
     Ok(())
 }
 
+/// The status write of bundle `id`, as the server makes it from an agent's status: the status
+/// event the fleet's agents send for the benchmark's one-ConfigMap bundle — work conditions
+/// Applied and Available, the manifest's Applied, Available and StatusFeedbackSynced, its
+/// resource meta — so the store alone writes the same ~1.7 KB of status JSON per bundle (in
+/// the resource row and in the status event row) as the server does.
 fn status(id: &str) -> StatusWrite {
-    let data =
-        json!({"conditions":[{"type":"Applied","status":"True","reason":"AppliedManifestWorkComplete"}]});
     let n = id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    let now = "2026-12-01T00:00:00Z"; // the size of any transition time
+    let condition = |ty: &str, reason: &str, message: &str| {
+        json!({"type": ty, "status": "True", "reason": reason, "message": message,
+               "observedGeneration": 1, "lastTransitionTime": now})
+    };
+    let data = json!({
+        "conditions": [
+            condition("Applied", "AppliedManifestWorkComplete", "Apply manifest work complete"),
+            condition("Available", "ResourcesAvailable", "All resources are available"),
+        ],
+        "resourceStatus": [{
+            "conditions": [
+                condition("Applied", "AppliedManifestComplete", "Apply manifest complete"),
+                condition("Available", "ResourceAvailable", "Resource is available"),
+                condition("StatusFeedbackSynced", "NoStatusFeedbackSynced", ""),
+            ],
+            "resourceMeta": {"ordinal": 0, "group": "", "version": "v1", "kind": "ConfigMap",
+                             "resource": "configmaps", "name": format!("b-{n}"), "namespace": "default"},
+            "statusFeedback": {}
+        }]
+    });
+    let bundle_status: ManifestBundleStatus = serde_json::from_value(data).unwrap_or_default();
+    let (sequence_id, hash) = (format!("{}", 1_834_773_391_719_010_304u64 + n), format!("{n:064x}"));
+    let metadata = json!({"name": id, "namespace": "bench-store", "uid": id, "generation": 1});
+    let event = StatusEventBuilder {
+        source: "bench-store-work-agent",
+        resource_id: id,
+        resource_version: 1,
+        cluster_name: "bench-store",
+        original_source: "maestro-bench",
+        sequence_id: &sequence_id,
+        status_hash: &hash,
+        metadata: metadata.as_object(),
+        action: Action::Update,
+    }
+    .build(&bundle_status);
     StatusWrite {
         resource_id: id.to_owned(),
         consumer_name: "bench-store".into(),
         version: 1,
-        sequence_id: format!("{}", 1_834_773_391_719_010_304u64 + n),
-        status_hash: Some(format!("{n:064x}")),
-        event: json!({"specversion":"1.0","data":data}),
-        data,
+        sequence_id,
+        status_hash: Some(hash),
+        data: serde_json::to_value(&bundle_status).unwrap_or_default(),
+        event: maestro_api::json::to_value(&event),
         deleted: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store alone writes a status the size the server stores for the fleet's agents
+    /// (1,734 bytes of JSON measured in a run), and one the server would accept: a status
+    /// event that decodes, with the resource's id and version and `Applied` true.
+    #[test]
+    fn the_store_alone_writes_an_agent_sized_status() {
+        let write = status(&bundle_id(7));
+        let text = write.event.to_string();
+        assert!((1_500..2_000).contains(&text.len()), "{} bytes: {text}", text.len());
+        let event = maestro_api::json::from_value(write.event.clone()).expect("a CloudEvent");
+        let decoded = maestro_api::codec::decode_status(&event).expect("a status event");
+        assert_eq!((decoded.resource_id.as_str(), decoded.resource_version), (bundle_id(7).as_str(), 1));
+        assert!(decoded.status.is_true("Applied"));
+        assert_eq!(
+            write.data,
+            event
+                .data()
+                .map(|_| maestro_api::codec::data_as::<serde_json::Value>(&event, "status").expect("data"))
+                .unwrap_or_default()
+        );
     }
 }
