@@ -1,8 +1,9 @@
 //! The spec dispatcher: publishes pending spec outbox rows to agents (architecture.md §5).
-//! It wakes on the store's commit signal and on a periodic sweep, processes rows oldest first,
-//! publishes the resource's CURRENT state (so a burst of updates coalesces), and marks rows
-//! done. A consumer whose publish fails with a retryable error keeps its rows pending and is
-//! skipped for the rest of the pass, so per-consumer order is kept.
+//! Creations arrive through the store's spec feed as they commit (PostgreSQL); everything else
+//! is read from the outbox on the store's commit signal and on a periodic sweep. Rows go
+//! oldest first, each publishing the resource's CURRENT state (so a burst of updates
+//! coalesces), and are marked done. A consumer whose publish fails with a retryable error keeps
+//! its rows pending and is skipped until the next sweep, so per-consumer order is kept.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -30,6 +31,13 @@ impl Default for DispatchConfig {
 }
 
 /// Runs the dispatcher until `shutdown` becomes true.
+///
+/// Creations come from the store's spec feed when it has one ([`maestro_store::Store::spec_feed`]):
+/// delivered as they commit, without reading them back. The outbox is read (a sweep) at
+/// start, on every commit signal (updates, deletions, creations that were not fed), when the
+/// feed closes, and every [`DispatchConfig::sweep`]; fed batches already queued are delivered
+/// before each sweep, and a fed row the previous sweep already sent is skipped, so a row is
+/// sent once.
 pub async fn run(
     store: DynStore,
     transport: DynSourceTransport,
@@ -38,20 +46,44 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let signal = store.spec_signal();
+    let mut feed = store.spec_feed();
+    let mut sweep = tokio::time::interval(config.sweep);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut state = Dispatcher {
+        store: &store,
+        transport: &transport,
+        source_id: &source_id,
+        blocked: HashSet::new(),
+        swept: HashSet::new(),
+    };
+    let mut read = true;
     loop {
-        let more = match pass(&store, &transport, &source_id, config.batch).await {
-            Ok(n) => n as i64 >= config.batch,
-            Err(e) => {
-                tracing::warn!(error = %e, "spec dispatch pass failed");
-                false
+        if read {
+            while let Some(batch) = feed.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                state.deliver_fed(batch).await;
             }
-        };
-        if more {
-            continue;
+            read = match state.sweep(config.batch).await {
+                Ok(n) => n as i64 >= config.batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "spec dispatch pass failed");
+                    false
+                }
+            };
+            if read {
+                continue;
+            }
         }
         tokio::select! {
-            _ = signal.notified() => {}
-            _ = tokio::time::sleep(config.sweep) => {}
+            batch = next_batch(&mut feed) => match batch {
+                Some(batch) => state.deliver_fed(batch).await,
+                None => {
+                    tracing::warn!("spec feed closed; reading the outbox only");
+                    feed = None;
+                    read = true;
+                }
+            },
+            _ = signal.notified() => read = true,
+            _ = sweep.tick() => read = true,
             _ = shutdown.changed() => {}
         }
         if *shutdown.borrow() {
@@ -60,22 +92,70 @@ pub async fn run(
     }
 }
 
-/// One pass over pending rows (read with their resources in one batch); returns how many
-/// rows were fetched.
-///
-/// # Errors
-/// Store failures.
-pub async fn pass(
-    store: &DynStore,
+/// The receiving side of the store's spec feed.
+type SpecFeed = tokio::sync::mpsc::Receiver<maestro_store::SpecFeedBatch>;
+
+/// The next fed batch; pending forever without a feed, `None` once it is closed.
+async fn next_batch(feed: &mut Option<SpecFeed>) -> Option<maestro_store::SpecFeedBatch> {
+    match feed {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The dispatcher's state between passes.
+struct Dispatcher<'a> {
+    store: &'a DynStore,
+    transport: &'a DynSourceTransport,
+    source_id: &'a str,
+    /// Consumers whose delivery failed since the last sweep: their later fed rows wait
+    /// (pending) for the next sweep, which sends them in order.
+    blocked: HashSet<String>,
+    /// Outbox rows the last sweep sent: a fed batch that arrives after the sweep read its rows
+    /// does not send them again.
+    swept: HashSet<i64>,
+}
+
+impl Dispatcher<'_> {
+    /// Delivers a fed batch and marks what was sent done.
+    async fn deliver_fed(&mut self, batch: maestro_store::SpecFeedBatch) {
+        let batch = batch.into_iter().filter(|p| !self.swept.contains(&p.event.seq)).collect();
+        let done = deliver_all(self.transport, self.source_id, batch, &mut self.blocked).await;
+        if let Err(e) = self.store.complete_spec_events(&done).await {
+            // The rows stay pending: the next sweep sends them again (agents ignore a version
+            // they hold).
+            tracing::warn!(error = %e, rows = done.len(), "marking fed spec rows done failed");
+        }
+    }
+
+    /// One pass over the pending outbox rows (read with their resources in one batch); returns
+    /// how many were fetched.
+    ///
+    /// # Errors
+    /// Store failures.
+    async fn sweep(&mut self, batch: i64) -> Result<usize, StoreError> {
+        self.blocked.clear();
+        self.swept.clear();
+        let pending = self.store.pending_spec_deliveries(batch).await?;
+        let fetched = pending.len();
+        let done = deliver_all(self.transport, self.source_id, pending, &mut self.blocked).await;
+        self.swept.extend(done.iter().copied());
+        self.store.complete_spec_events(&done).await?;
+        Ok(fetched)
+    }
+}
+
+/// Delivers rows in order, skipping the consumers in `blocked` and adding those whose
+/// delivery fails (their later rows stay pending, so per-consumer order is kept); returns the
+/// seqs to mark done.
+async fn deliver_all(
     transport: &DynSourceTransport,
     source_id: &str,
-    batch: i64,
-) -> Result<usize, StoreError> {
-    let pending = store.pending_spec_deliveries(batch).await?;
-    let fetched = pending.len();
-    let mut blocked: HashSet<String> = HashSet::new();
-    let mut done = Vec::new();
-    for PendingSpec { event: row, resource } in pending {
+    rows: Vec<PendingSpec>,
+    blocked: &mut HashSet<String>,
+) -> Vec<i64> {
+    let mut done = Vec::with_capacity(rows.len());
+    for PendingSpec { event: row, resource } in rows {
         if blocked.contains(&row.consumer_name) {
             continue;
         }
@@ -92,10 +172,7 @@ pub async fn pass(
             }
         }
     }
-    if !done.is_empty() {
-        store.complete_spec_events(&done).await?;
-    }
-    Ok(fetched)
+    done
 }
 
 /// Publishes the resource's current state for one outbox row. `Err` only for a retryable

@@ -1,31 +1,32 @@
-//! The sending side of a store's status feed ([`crate::Store::status_feed`]): committed status
-//! event rows handed to the in-process fan-out, so it need not read them back.
+//! The sending side of a store's feeds ([`crate::Store::status_feed`],
+//! [`crate::Store::spec_feed`]): what a commit wrote, handed to the in-process reader (the
+//! status fan-out, the spec dispatcher) so it need not read it back.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::{STATUS_FEED_CAPACITY, StatusFeedBatch};
+use crate::FEED_CAPACITY;
 
 /// A bounded single-reader channel of committed batches, and whether its reader took it.
 #[derive(Debug)]
-pub(crate) struct StatusFeed {
-    tx: mpsc::Sender<StatusFeedBatch>,
-    rx: Mutex<Option<mpsc::Receiver<StatusFeedBatch>>>,
+pub(crate) struct Feed<T> {
+    tx: mpsc::Sender<Vec<T>>,
+    rx: Mutex<Option<mpsc::Receiver<Vec<T>>>>,
     taken: AtomicBool,
 }
 
-impl Default for StatusFeed {
+impl<T> Default for Feed<T> {
     fn default() -> Self {
-        let (tx, rx) = mpsc::channel(STATUS_FEED_CAPACITY);
-        StatusFeed { tx, rx: Mutex::new(Some(rx)), taken: AtomicBool::new(false) }
+        let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+        Feed { tx, rx: Mutex::new(Some(rx)), taken: AtomicBool::new(false) }
     }
 }
 
-impl StatusFeed {
+impl<T> Feed<T> {
     /// The receiver, on the first call only.
-    pub(crate) fn take(&self) -> Option<mpsc::Receiver<StatusFeedBatch>> {
+    pub(crate) fn take(&self) -> Option<mpsc::Receiver<Vec<T>>> {
         let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if rx.is_some() {
             self.taken.store(true, Ordering::Release);
@@ -33,21 +34,25 @@ impl StatusFeed {
         rx
     }
 
-    /// True while a reader holds the feed: only then are its rows worth building (a store
-    /// nobody reads the feed of, e.g. the benchmark's store alone, does no extra work).
+    /// True while a reader holds the feed: only then are its batches worth building (a store
+    /// nobody reads the feeds of, e.g. the benchmark's store alone, does no extra work).
     pub(crate) fn wanted(&self) -> bool {
         self.taken.load(Ordering::Acquire) && !self.tx.is_closed()
     }
 
-    /// Hands over one committed batch; drops it when the reader is
-    /// [`STATUS_FEED_CAPACITY`] batches behind (the reader then finds a gap in `seq`s and
-    /// reads the rows from the database).
-    pub(crate) fn send(&self, batch: StatusFeedBatch) {
+    /// Hands over one committed batch; true when the reader will get it, false when it was
+    /// dropped because the reader is [`FEED_CAPACITY`] batches behind or gone (the reader
+    /// then finds the rows in the database).
+    pub(crate) fn send(&self, batch: Vec<T>) -> bool {
         if batch.is_empty() {
-            return;
+            return true;
         }
-        if let Err(mpsc::error::TrySendError::Full(b)) = self.tx.try_send(batch) {
-            tracing::debug!(rows = b.len(), "status feed full; the reader will read these rows back");
+        match self.tx.try_send(batch) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "feed batch dropped; the reader will read these rows back");
+                false
+            }
         }
     }
 }
@@ -72,19 +77,19 @@ mod tests {
 
     #[tokio::test]
     async fn one_reader_gets_batches_in_order_and_a_full_feed_drops() {
-        let feed = StatusFeed::default();
+        let feed = Feed::<StatusEventRow>::default();
         assert!(!feed.wanted(), "nobody reads it yet");
         let mut rx = feed.take().expect("first take");
         assert!(feed.take().is_none(), "one reader only");
         assert!(feed.wanted());
-        for seq in 1..=(STATUS_FEED_CAPACITY as i64 + 5) {
-            feed.send(vec![row(seq)]);
+        for seq in 1..=(FEED_CAPACITY as i64 + 5) {
+            assert_eq!(feed.send(vec![row(seq)]), seq <= FEED_CAPACITY as i64);
         }
         let mut got = Vec::new();
         while let Ok(batch) = rx.try_recv() {
             got.extend(batch.into_iter().map(|r| r.seq));
         }
-        assert_eq!(got, (1..=STATUS_FEED_CAPACITY as i64).collect::<Vec<_>>());
+        assert_eq!(got, (1..=FEED_CAPACITY as i64).collect::<Vec<_>>());
         drop(rx);
         assert!(!feed.wanted(), "the reader is gone");
     }

@@ -103,10 +103,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `Some` only on the first call (the feed has one reader); `None` after that and for
     /// stores without a feed (SQLite), whose readers use [`Store::status_events_after`] on
     /// [`Store::status_signal`]. The feed is best effort: a message is dropped when the reader
-    /// is [`STATUS_FEED_CAPACITY`] transactions behind, so a reader must fall back to
+    /// is [`FEED_CAPACITY`] transactions behind, so a reader must fall back to
     /// [`Store::status_events_after`] when `seq`s jump (a rolled-back transaction also leaves
     /// a gap) and now and then (rows of other server instances never come through it).
     fn status_feed(&self) -> Option<tokio::sync::mpsc::Receiver<StatusFeedBatch>> {
+        None
+    }
+
+    /// The in-process feed of the spec outbox rows this store's resource creations commit,
+    /// each with the created resource: one message per committed transaction, rows in `seq`
+    /// order (architecture.md §5). The spec dispatcher delivers them instead of reading them
+    /// back with [`Store::pending_spec_deliveries`]; they stay pending in the outbox until
+    /// [`Store::complete_spec_events`] as any other row.
+    ///
+    /// `Some` only on the first call; `None` after that and for stores without one (SQLite).
+    /// While a reader holds it, a creation whose rows were fed does not fire
+    /// [`Store::spec_signal`]; one whose batch was dropped ([`FEED_CAPACITY`] behind) does, and
+    /// its rows are found pending. Updates and deletions are never fed and always signal.
+    fn spec_feed(&self) -> Option<tokio::sync::mpsc::Receiver<SpecFeedBatch>> {
         None
     }
 
@@ -222,11 +236,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn ping(&self) -> Result<()>;
 }
 
-/// Committed transactions the status feed holds for its reader ([`Store::status_feed`]).
-pub const STATUS_FEED_CAPACITY: usize = 32;
+/// Committed transactions a feed holds for its reader ([`Store::status_feed`],
+/// [`Store::spec_feed`]) before it drops the next.
+pub const FEED_CAPACITY: usize = 32;
 
 /// One committed transaction's status event rows, in `seq` order ([`Store::status_feed`]).
 pub type StatusFeedBatch = Vec<StatusEventRow>;
+
+/// One committed transaction's spec outbox rows with their resources, in `seq` order
+/// ([`Store::spec_feed`]).
+pub type SpecFeedBatch = Vec<PendingSpec>;
 
 /// A shared store.
 pub type DynStore = Arc<dyn Store>;

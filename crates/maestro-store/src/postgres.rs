@@ -17,7 +17,8 @@
 //!
 //! While the server's fan-out holds the status feed ([`Store::status_feed`]), the status event
 //! insert returns each row's `seq` and spec payload, and the committed rows are fed to it, so
-//! it does not read them back.
+//! it does not read them back. Likewise, while the spec dispatcher holds the spec feed
+//! ([`Store::spec_feed`]), resource creations hand it their outbox rows and resources.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,8 +35,9 @@ use tokio::sync::Notify;
 use crate::group::{GroupCommit, group_fn};
 use crate::rules::{self, Signals, UpdatePlan};
 use crate::{
-    Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, RawResource, Resource, ResourceQuery,
-    Result, SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
+    Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, PendingSpec, RawResource, Resource,
+    ResourceQuery, Result, SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store,
+    StoreError,
 };
 
 /// Advisory lock key (transaction scope) serializing status event appends, so `seq` order is
@@ -190,21 +192,72 @@ async fn create_group(
         })
         .collect::<Result<Vec<_>>>()?;
     if !created.is_empty() {
-        let mut q = QueryBuilder::<Postgres>::new(
-            "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) ",
-        );
-        q.push_values(&created, |mut b, r| {
-            b.push_bind(&r.id)
-                .push_bind(&r.consumer_name)
-                .push_bind(SpecAction::Create.as_str())
-                .push_bind(r.version)
-                .push_bind(now);
-        });
-        q.build().execute(&mut *tx).await?;
-        commit_and_signal(tx, &signals.spec).await?;
+        let fed = signals.spec_feed.wanted();
+        let seqs = push_create_events(&mut tx, &created, now, fed).await?;
+        tx.commit().await?;
+        // Fed rows need no wake; anything not fed is found pending after the signal.
+        let sent = fed && feed_creations(&created, seqs, now).is_some_and(|b| signals.spec_feed.send(b));
+        if !sent {
+            Signals::fire(&signals.spec);
+        }
     }
     let created = created.into_iter().map(|r| (r.id.clone(), r)).collect();
     Ok(rules::answer_creates(ops, answers, &insert, created))
+}
+
+/// Appends the `Create` outbox rows of `created`; with `returning`, gives each row's
+/// `(seq, resource_id)` (in no particular order), otherwise nothing.
+async fn push_create_events(
+    tx: &mut Tx,
+    created: &[Resource],
+    now: DateTime<Utc>,
+    returning: bool,
+) -> Result<Vec<(i64, String)>> {
+    let mut q = QueryBuilder::<Postgres>::new(
+        "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) ",
+    );
+    q.push_values(created, |mut b, r| {
+        b.push_bind(&r.id)
+            .push_bind(&r.consumer_name)
+            .push_bind(SpecAction::Create.as_str())
+            .push_bind(r.version)
+            .push_bind(now);
+    });
+    if !returning {
+        q.build().execute(&mut **tx).await?;
+        return Ok(Vec::new());
+    }
+    q.push(" RETURNING seq, resource_id");
+    Ok(q.build_query_as::<(i64, String)>().fetch_all(&mut **tx).await?)
+}
+
+/// The spec feed's batch of a committed creation group: each outbox row with its resource, in
+/// `seq` order. `None` (not fed: the rows are found pending) if the returned rows do not match
+/// the created resources one to one, which cannot happen.
+fn feed_creations(
+    created: &[Resource],
+    mut seqs: Vec<(i64, String)>,
+    now: DateTime<Utc>,
+) -> Option<Vec<PendingSpec>> {
+    seqs.sort_unstable_by_key(|(seq, _)| *seq);
+    let by_id: HashMap<&str, &Resource> = created.iter().map(|r| (r.id.as_str(), r)).collect();
+    if seqs.len() != created.len() {
+        return None;
+    }
+    seqs.into_iter()
+        .map(|(seq, resource_id)| {
+            let r = *by_id.get(resource_id.as_str())?;
+            let event = SpecEventRow {
+                seq,
+                consumer_name: r.consumer_name.clone(),
+                action: SpecAction::Create,
+                version: r.version,
+                created_at: now,
+                resource_id,
+            };
+            Some(PendingSpec { event, resource: Some(Arc::new(r.clone())) })
+        })
+        .collect()
 }
 
 /// Applies a group of statuses in one transaction (group commit): the named rows are locked
@@ -507,6 +560,10 @@ impl Store for PostgresStore {
 
     fn status_feed(&self) -> Option<tokio::sync::mpsc::Receiver<crate::StatusFeedBatch>> {
         self.signals.status_feed.take()
+    }
+
+    fn spec_feed(&self) -> Option<tokio::sync::mpsc::Receiver<crate::SpecFeedBatch>> {
+        self.signals.spec_feed.take()
     }
 
     async fn create_consumer(&self, new: NewConsumer) -> Result<Consumer> {

@@ -291,7 +291,9 @@ pub(crate) struct Signals {
     /// Fired after commits that appended status event rows.
     pub(crate) status: Arc<Notify>,
     /// The committed status event rows, for the in-process fan-out (PostgreSQL only).
-    pub(crate) status_feed: Arc<crate::feed::StatusFeed>,
+    pub(crate) status_feed: Arc<crate::feed::Feed<crate::StatusEventRow>>,
+    /// The committed creations' outbox rows, for the in-process dispatcher (PostgreSQL only).
+    pub(crate) spec_feed: Arc<crate::feed::Feed<crate::PendingSpec>>,
 }
 
 impl Signals {
