@@ -45,6 +45,10 @@ struct Args {
     /// Bundles per consumer in the throughput scenario; overrides the preset.
     #[arg(long)]
     bundles: Option<usize>,
+    /// Publishes in flight in the throughput scenario, and resource creations in flight in the
+    /// store-alone and broker-alone measurements; overrides the preset (256).
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// Offered rate of the latency scenario, bundles/s; overrides the preset.
     #[arg(long)]
     rate: Option<f64>,
@@ -129,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
     let mut params = if args.quick { Params::quick() } else { Params::full() };
     params.consumers = args.consumers.unwrap_or(params.consumers).max(1);
     params.bundles_per_consumer = args.bundles.unwrap_or(params.bundles_per_consumer).max(1);
+    params.concurrency = args.concurrency.unwrap_or(params.concurrency).max(1);
     params.latency_rate = args.rate.unwrap_or(params.latency_rate);
     params.idle_agents = args.idle_agents.unwrap_or(params.idle_agents);
     let mut report = Report {

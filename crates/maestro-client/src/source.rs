@@ -7,6 +7,8 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::{Stream, StreamExt};
 use maestro_api::payload::ManifestBundleStatus;
+use maestro_api::pb::cloud_event::Data;
+use maestro_api::pb::cloud_event_attribute_value::Attr;
 use maestro_api::pb::cloud_event_service_client::CloudEventServiceClient;
 use maestro_api::pb::{PublishRequest, SubscriptionRequest};
 use maestro_api::types::{Action, EventType, HEARTBEAT, MANIFEST_BUNDLES, SubResource};
@@ -243,14 +245,28 @@ impl SourceClient {
 
 /// Decodes a status event leniently (only `resourceid`, `resourceversion` and the data are
 /// required).
-fn decode_status_update(msg: maestro_api::pb::CloudEvent) -> std::result::Result<StatusUpdate, String> {
+///
+/// JSON data (the usual `binary_data`) is read straight into the status, without the JSON tree
+/// the event decoder would build first.
+fn decode_status_update(mut msg: maestro_api::pb::CloudEvent) -> std::result::Result<StatusUpdate, String> {
+    let json_bytes = match msg.data.take() {
+        Some(Data::BinaryData(bytes)) if is_json_data(&msg) => Some(bytes),
+        other => {
+            msg.data = other;
+            None
+        }
+    };
     let event = grpc::from_proto(msg).map_err(|e| e.to_string())?;
     let ty = EventType::parse(event.ty()).map_err(|e| e.to_string())?;
     if ty.sub_resource != SubResource::Status {
         return Err(format!("unexpected event type {}", event.ty()));
     }
-    let status = maestro_api::codec::data_as::<ManifestBundleStatus>(&event, "ManifestBundleStatus")
-        .map_err(|e| e.to_string())?;
+    let status = match json_bytes {
+        Some(bytes) => serde_json::from_slice::<ManifestBundleStatus>(&bytes)
+            .map_err(|e| format!("invalid ManifestBundleStatus payload: {e}"))?,
+        None => maestro_api::codec::data_as::<ManifestBundleStatus>(&event, "ManifestBundleStatus")
+            .map_err(|e| e.to_string())?,
+    };
     Ok(StatusUpdate {
         resource_id: ext::resource_id(&event).map_err(|e| e.to_string())?,
         resource_version: ext::resource_version(&event).map_err(|e| e.to_string())?,
@@ -258,6 +274,20 @@ fn decode_status_update(msg: maestro_api::pb::CloudEvent) -> std::result::Result
         sequence_id: ext::get_str(&event, ext::SEQUENCE_ID).unwrap_or_default(),
         status,
     })
+}
+
+/// True when the message's data is JSON: its content type is absent (JSON by default) or a
+/// JSON type, and it is not a structured-mode message (the whole event in `binary_data`).
+fn is_json_data(msg: &maestro_api::pb::CloudEvent) -> bool {
+    match msg.attributes.get(grpc::CONTENT_TYPE_KEY).map(|v| &v.attr) {
+        None | Some(None) => true,
+        Some(Some(Attr::CeString(ct))) => {
+            maestro_api::json::is_json_content_type(ct)
+                && !ct.starts_with(maestro_api::json::STRUCTURED_CONTENT_TYPE)
+        }
+        // Any other attribute type: left to the event decoder.
+        Some(Some(_)) => false,
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -301,5 +331,45 @@ mod tests {
         assert!(u.is_deleted());
         let spec = SpecEventBuilder::new("s", "rid", 1, "c1").build();
         assert!(decode_status_update(grpc::to_proto(&spec)).is_err());
+    }
+
+    /// A status as the server pushes it (with `manifestBundle`) decodes straight from its bytes
+    /// to what the event decoder's path gives; bad JSON data is an error naming the payload.
+    #[test]
+    fn status_data_decodes_from_bytes_as_through_the_event() {
+        let mut status: ManifestBundleStatus = serde_json::from_value(serde_json::json!({
+            "manifestBundle": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}]},
+            "conditions": [{"type": "Applied", "status": "True", "reason": "AppliedManifestWorkComplete"}],
+        }))
+        .expect("status");
+        status.resource_status = Vec::new();
+        let ev = StatusEventBuilder {
+            source: "maestro",
+            resource_id: "rid",
+            resource_version: 2,
+            cluster_name: "c1",
+            original_source: "maestro-cli",
+            sequence_id: "1834773391719010304",
+            status_hash: "h",
+            metadata: None,
+            action: Action::Update,
+        }
+        .build(&status);
+        let msg = grpc::to_proto(&ev);
+        assert!(is_json_data(&msg));
+        let through_event = maestro_api::codec::data_as::<ManifestBundleStatus>(
+            &grpc::from_proto(msg.clone()).expect("event"),
+            "ManifestBundleStatus",
+        )
+        .expect("status");
+        let decoded = decode_status_update(msg.clone()).expect("decode");
+        assert_eq!(decoded.status, through_event);
+        assert!(decoded.status.manifest_bundle.is_some() && decoded.status.is_true("Applied"));
+        let mut bad = msg;
+        bad.data = Some(Data::BinaryData(b"{not json".to_vec()));
+        assert!(
+            decode_status_update(bad)
+                .is_err_and(|e| e.contains("not JSON") || e.contains("ManifestBundleStatus"))
+        );
     }
 }
