@@ -727,11 +727,18 @@ impl Store for PostgresStore {
         if seqs.is_empty() {
             return Ok(());
         }
-        sqlx::query("UPDATE spec_events SET done_at = $1 WHERE done_at IS NULL AND seq = ANY($2)")
-            .bind(rules::now())
-            .bind(seqs.to_vec())
-            .execute(&self.pool)
-            .await?;
+        // Asynchronous commit (`synchronous_commit` off for this statement's transaction only,
+        // set before the update runs): the dispatcher does not wait for a WAL flush per batch.
+        // A crash may lose the last few hundred ms of marks; those rows are sent again after
+        // the restart, and agents ignore a version they hold (protocol.md §6.1).
+        sqlx::query(
+            "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) \
+             UPDATE spec_events SET done_at = $1 FROM async WHERE done_at IS NULL AND seq = ANY($2)",
+        )
+        .bind(rules::now())
+        .bind(seqs.to_vec())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
