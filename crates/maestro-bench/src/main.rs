@@ -26,10 +26,11 @@ use maestro_bench::{Params, run_one};
     after_help = "Environment:\n  MAESTRO_BIN               the `maestro` binary run as the server (default: beside this one)\n  MAESTRO_BENCH_SERVER_LOG  the server's RUST_LOG (default: warn)\n  MAESTRO_BENCH_KEEP_LOG    when set, keep each server's log and print its path\n  MAESTRO_BENCH_LATENCY_TRACE  write the latency scenario's per-bundle trace to this file:\n                            offset (ms), latency (ms), resource id, publish time (Unix s)"
 )]
 struct Args {
-    /// Brokers to measure (repeat or comma-separate); `all` = every one.
+    /// Brokers to measure: grpc, mosquitto (MQTT on Mosquitto), rumqttd (MQTT on the embedded
+    /// rumqttd), pubsub (the Pub/Sub emulator); repeat or comma-separate; `all` = every one.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     broker: Vec<String>,
-    /// Stores to measure; `all` = postgres and sqlite (postgres only with --postgres).
+    /// Stores to measure: postgres, sqlite; `all` = both (postgres only with --postgres).
     #[arg(long, value_delimiter = ',', default_value = "all")]
     store: Vec<String>,
     /// PostgreSQL admin URL (a role allowed to CREATE DATABASE); each run uses a fresh
@@ -71,7 +72,17 @@ fn parse_all<T: clap::ValueEnum + Copy>(names: &[String], all: &[T], what: &str)
     }
     names
         .iter()
-        .map(|n| T::from_str(n, true).map_err(|e| anyhow::anyhow!("bad --{what} {n:?}: {e}")))
+        .map(|n| {
+            T::from_str(n, true).map_err(|_| {
+                let valid: Vec<String> = all
+                    .iter()
+                    .filter_map(|v| v.to_possible_value())
+                    .map(|v| v.get_name().to_owned())
+                    .chain(["all".to_owned()])
+                    .collect();
+                anyhow::anyhow!("bad --{what} {n:?}: expected one of {}", valid.join(", "))
+            })
+        })
         .collect()
 }
 
