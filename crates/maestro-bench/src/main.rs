@@ -47,7 +47,7 @@ struct Args {
     #[arg(long)]
     bundles: Option<usize>,
     /// Publishes in flight in the throughput scenario, and resource creations in flight in the
-    /// store-alone and broker-alone measurements; overrides the preset (256).
+    /// store-alone and broker-alone measurements; overrides the preset (64).
     #[arg(long)]
     concurrency: Option<usize>,
     /// Offered rate of the latency scenario, bundles/s; overrides the preset.
