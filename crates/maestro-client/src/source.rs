@@ -306,6 +306,22 @@ mod tests {
     use maestro_api::codec::StatusEventBuilder;
     use maestro_api::payload::Condition;
 
+    /// The status event of resource `rid` at `version` on consumer `c1`.
+    fn status_event(status: &ManifestBundleStatus, version: i64) -> maestro_api::Event {
+        StatusEventBuilder {
+            source: "maestro",
+            resource_id: "rid",
+            resource_version: version,
+            cluster_name: "c1",
+            original_source: "maestro-cli",
+            sequence_id: "1834773391719010304",
+            status_hash: "h",
+            metadata: None,
+            action: Action::Update,
+        }
+        .build(status)
+    }
+
     #[test]
     fn decodes_status_events_and_flags_deleted() {
         let mut status = ManifestBundleStatus::default();
@@ -314,18 +330,7 @@ mod tests {
             status: "True".into(),
             ..Default::default()
         });
-        let ev = StatusEventBuilder {
-            source: "maestro",
-            resource_id: "rid",
-            resource_version: 3,
-            cluster_name: "c1",
-            original_source: "maestro-cli",
-            sequence_id: "1834773391719010304",
-            status_hash: "h",
-            metadata: None,
-            action: Action::Update,
-        }
-        .build(&status);
+        let ev = status_event(&status, 3);
         let u = decode_status_update(grpc::to_proto(&ev)).expect("decode");
         assert_eq!((u.resource_id.as_str(), u.resource_version, u.consumer.as_str()), ("rid", 3, "c1"));
         assert!(u.is_deleted());
@@ -343,18 +348,7 @@ mod tests {
         }))
         .expect("status");
         status.resource_status = Vec::new();
-        let ev = StatusEventBuilder {
-            source: "maestro",
-            resource_id: "rid",
-            resource_version: 2,
-            cluster_name: "c1",
-            original_source: "maestro-cli",
-            sequence_id: "1834773391719010304",
-            status_hash: "h",
-            metadata: None,
-            action: Action::Update,
-        }
-        .build(&status);
+        let ev = status_event(&status, 2);
         let msg = grpc::to_proto(&ev);
         assert!(is_json_data(&msg));
         let through_event = maestro_api::codec::data_as::<ManifestBundleStatus>(

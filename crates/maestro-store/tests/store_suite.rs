@@ -76,6 +76,21 @@ suite!(
 
 // ---- helpers ----
 
+/// Applies one status per resource, all at once (so they share group commits), and checks
+/// each was stored.
+async fn store_statuses_concurrently(store: &DynStore, created: &[Resource], ids: &Generator) {
+    let tasks: Vec<_> = created
+        .iter()
+        .map(|r| {
+            let (store, w) = (Arc::clone(store), status(r, &ids.next_string(), json!({"applied": r.id})));
+            tokio::spawn(async move { store.apply_status(w).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("join").expect("apply"), StatusOutcome::Stored);
+    }
+}
+
 /// Stored JSON text as a tree.
 fn parsed(text: &str) -> Value {
     serde_json::from_str(text).expect("stored JSON text")
@@ -584,16 +599,7 @@ async fn concurrent_writes_each_get_their_answer(store: DynStore) {
     assert_eq!(creates, 200, "one Create outbox row per created resource");
 
     let ids = Generator::default();
-    let tasks: Vec<_> = created
-        .iter()
-        .map(|r| {
-            let (store, w) = (Arc::clone(&store), status(r, &ids.next_string(), json!({"applied": r.id})));
-            tokio::spawn(async move { store.apply_status(w).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.expect("join").expect("apply"), StatusOutcome::Stored);
-    }
+    store_statuses_concurrently(&store, &created, &ids).await;
     let events = store.status_events_after(0, 1000).await.expect("events");
     assert_eq!(events.len(), 200, "one status event row per stored status");
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
@@ -616,16 +622,7 @@ async fn the_status_feed_gives_the_stored_rows(store: DynStore) {
     for i in 0..60 {
         created.push(store.create_resource(new_resource(&format!("r{i}"), "c1")).await.expect("create"));
     }
-    let tasks: Vec<_> = created
-        .iter()
-        .map(|r| {
-            let (store, w) = (Arc::clone(&store), status(r, &ids.next_string(), json!({"applied": r.id})));
-            tokio::spawn(async move { store.apply_status(w).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.expect("join").expect("apply"), StatusOutcome::Stored);
-    }
+    store_statuses_concurrently(&store, &created, &ids).await;
     store.mark_deleting("r0").await.expect("mark").expect("known");
     let mut gone = status(&created[0], &ids.next_string(), json!({"deleted": true}));
     gone.deleted = true;
