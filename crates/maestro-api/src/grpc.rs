@@ -112,8 +112,8 @@ fn attr_string(attr: &Attr) -> String {
 /// [`Error::InvalidProto`] when required attributes are missing, the time is invalid, or JSON
 /// data does not parse; [`Error::InvalidJson`] for a bad structured event.
 pub fn from_proto(msg: pb::CloudEvent) -> Result<Event> {
-    let content_type = msg.attributes.get(CONTENT_TYPE_KEY).and_then(|v| v.attr.as_ref()).map(attr_string);
-    if content_type.as_deref().is_some_and(|ct| ct.starts_with(json::STRUCTURED_CONTENT_TYPE)) {
+    let content_type = content_type(&msg);
+    if content_type.as_deref().is_some_and(is_structured) {
         return match msg.data {
             Some(pb::cloud_event::Data::BinaryData(b)) => json::from_slice(&b),
             _ => Err(Error::InvalidProto("structured event without binary_data".into())),
@@ -142,6 +142,23 @@ pub fn from_proto(msg: pb::CloudEvent) -> Result<Event> {
     }
     set_data(&mut event, content_type, msg.data)?;
     Ok(event)
+}
+
+/// The message's data content type (attribute [`CONTENT_TYPE_KEY`]), if set.
+fn content_type(msg: &pb::CloudEvent) -> Option<String> {
+    msg.attributes.get(CONTENT_TYPE_KEY).and_then(|v| v.attr.as_ref()).map(attr_string)
+}
+
+fn is_structured(content_type: &str) -> bool {
+    content_type.starts_with(json::STRUCTURED_CONTENT_TYPE)
+}
+
+/// True when a binary-mode message's `binary_data` is the event's JSON data, as
+/// [`from_proto`] reads it: the content type is absent (JSON by default) or a JSON type, and
+/// the message is not structured (the whole event in `binary_data`). Lets a reader parse the
+/// data bytes straight into its own type instead of the JSON tree [`from_proto`] builds.
+pub fn has_json_data(msg: &pb::CloudEvent) -> bool {
+    content_type(msg).is_none_or(|ct| json::is_json_content_type(&ct) && !is_structured(&ct))
 }
 
 fn apply_attribute(event: &mut Event, name: &str, attr: &Attr) -> Result<()> {

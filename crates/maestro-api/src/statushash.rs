@@ -64,20 +64,6 @@ fn write_entries<'a, W: Write>(
     Ok(())
 }
 
-/// Feeds written bytes to a SHA-256 digest.
-struct HashWriter(Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -95,10 +81,10 @@ pub fn status_hash(status: &ManifestBundleStatus) -> String {
         let manifests = serde_json::to_value(&status.resource_status).unwrap_or(Value::Null);
         obj.insert("resourceStatus".into(), serde_json::json!({ "manifests": manifests }));
     }
-    let mut hasher = HashWriter(Sha256::new());
-    // Writing to a digest cannot fail.
+    // The digest is an `io::Write` (sha2's `std` feature); writing to it cannot fail.
+    let mut hasher = Sha256::new();
     let _ = write_canonical(&Value::Object(obj), &mut hasher);
-    hex::encode(hasher.0.finalize())
+    hex::encode(hasher.finalize())
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use chrono::Utc;
 use futures::{Stream, StreamExt};
 use maestro_api::payload::ManifestBundleStatus;
 use maestro_api::pb::cloud_event::Data;
-use maestro_api::pb::cloud_event_attribute_value::Attr;
 use maestro_api::pb::cloud_event_service_client::CloudEventServiceClient;
 use maestro_api::pb::{PublishRequest, SubscriptionRequest};
 use maestro_api::types::{Action, EventType, HEARTBEAT, MANIFEST_BUNDLES, SubResource};
@@ -250,7 +249,7 @@ impl SourceClient {
 /// the event decoder would build first.
 fn decode_status_update(mut msg: maestro_api::pb::CloudEvent) -> std::result::Result<StatusUpdate, String> {
     let json_bytes = match msg.data.take() {
-        Some(Data::BinaryData(bytes)) if is_json_data(&msg) => Some(bytes),
+        Some(Data::BinaryData(bytes)) if grpc::has_json_data(&msg) => Some(bytes),
         other => {
             msg.data = other;
             None
@@ -274,20 +273,6 @@ fn decode_status_update(mut msg: maestro_api::pb::CloudEvent) -> std::result::Re
         sequence_id: ext::get_str(&event, ext::SEQUENCE_ID).unwrap_or_default(),
         status,
     })
-}
-
-/// True when the message's data is JSON: its content type is absent (JSON by default) or a
-/// JSON type, and it is not a structured-mode message (the whole event in `binary_data`).
-fn is_json_data(msg: &maestro_api::pb::CloudEvent) -> bool {
-    match msg.attributes.get(grpc::CONTENT_TYPE_KEY).map(|v| &v.attr) {
-        None | Some(None) => true,
-        Some(Some(Attr::CeString(ct))) => {
-            maestro_api::json::is_json_content_type(ct)
-                && !ct.starts_with(maestro_api::json::STRUCTURED_CONTENT_TYPE)
-        }
-        // Any other attribute type: left to the event decoder.
-        Some(Some(_)) => false,
-    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -350,7 +335,7 @@ mod tests {
         status.resource_status = Vec::new();
         let ev = status_event(&status, 2);
         let msg = grpc::to_proto(&ev);
-        assert!(is_json_data(&msg));
+        assert!(grpc::has_json_data(&msg));
         let through_event = maestro_api::codec::data_as::<ManifestBundleStatus>(
             &grpc::from_proto(msg.clone()).expect("event"),
             "ManifestBundleStatus",

@@ -74,7 +74,7 @@ pub async fn run(
             }
         }
         tokio::select! {
-            batch = next_batch(&mut feed) => match batch {
+            batch = crate::next_fed(&mut feed) => match batch {
                 Some(batch) => state.deliver_fed(batch).await,
                 None => {
                     tracing::warn!("spec feed closed; reading the outbox only");
@@ -89,17 +89,6 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-    }
-}
-
-/// The receiving side of the store's spec feed.
-type SpecFeed = tokio::sync::mpsc::Receiver<maestro_store::SpecFeedBatch>;
-
-/// The next fed batch; pending forever without a feed, `None` once it is closed.
-async fn next_batch(feed: &mut Option<SpecFeed>) -> Option<maestro_store::SpecFeedBatch> {
-    match feed {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -230,7 +230,7 @@ async fn fanout(
             }
         }
         tokio::select! {
-            batch = next_batch(&mut feed) => match batch {
+            batch = crate::next_fed(&mut feed) => match batch {
                 Some(rows) => {
                     read = !send_fed(hub, rows, &mut last);
                     delivered.store(last, Ordering::Release);
@@ -255,14 +255,6 @@ async fn fanout(
 
 /// The receiving side of the store's status feed.
 type StatusFeed = tokio::sync::mpsc::Receiver<maestro_store::StatusFeedBatch>;
-
-/// The next fed batch; pending forever without a feed, `None` once it is closed.
-async fn next_batch(feed: &mut Option<StatusFeed>) -> Option<maestro_store::StatusFeedBatch> {
-    match feed {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
 
 /// Sends the fed rows after `last`, in order, while their seqs follow on; false at a gap (the
 /// rows from there are read from the table, where they are committed).

@@ -151,6 +151,15 @@ pub async fn start(
     Ok(RunningServer { http_addr, grpc_addr, shutdown: tx, tasks, transport })
 }
 
+/// The next batch of a store feed (`Store::status_feed`, `Store::spec_feed`): pending
+/// forever without a feed, `None` once it is closed.
+pub(crate) async fn next_fed<T>(feed: &mut Option<tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
+    match feed {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn local(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {
     l.local_addr().unwrap_or(fallback)
 }

@@ -239,11 +239,11 @@ fn feed_creations(
     mut seqs: Vec<(i64, String)>,
     now: DateTime<Utc>,
 ) -> Option<Vec<PendingSpec>> {
-    seqs.sort_unstable_by_key(|(seq, _)| *seq);
-    let by_id: HashMap<&str, &Resource> = created.iter().map(|r| (r.id.as_str(), r)).collect();
     if seqs.len() != created.len() {
         return None;
     }
+    seqs.sort_unstable_by_key(|(seq, _)| *seq);
+    let by_id: HashMap<&str, &Resource> = created.iter().map(|r| (r.id.as_str(), r)).collect();
     seqs.into_iter()
         .map(|(seq, resource_id)| {
             let r = *by_id.get(resource_id.as_str())?;
