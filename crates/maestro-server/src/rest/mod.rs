@@ -3,18 +3,19 @@
 //! `/api/maestro/v1/resource-bundles` (list, get, delete), with `page`/`size` paging, `search`,
 //! and JSON error bodies; plus `/healthz` (liveness) and `/readyz` (database reachable).
 
+pub mod list;
 pub mod presenters;
 pub mod raw;
 pub mod search;
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use maestro_store::{ConsumerQuery, DynStore, NewConsumer, Paging, ResourceQuery, StoreError};
+use maestro_store::{DynStore, NewConsumer};
 use maestro_transport::DynSourceTransport;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,9 +38,9 @@ pub fn router(store: DynStore, transport: DynSourceTransport) -> Router {
     Router::new()
         .route("/api/maestro", get(|| async { Json(json!({"id":"maestro","kind":"API","href":"/api/maestro","versions":[{"id":"v1","href":BASE}]})) }))
         .route(BASE, get(|| async { Json(json!({"id":"v1","kind":"APIVersion","href":BASE,"collections":[{"id":"consumers","href":format!("{BASE}/consumers"),"kind":"ConsumerList"},{"id":"resource-bundles","href":format!("{BASE}/resource-bundles"),"kind":"ResourceBundleList"}]})) }))
-        .route(&format!("{BASE}/consumers"), get(list_consumers).post(create_consumer))
+        .route(&format!("{BASE}/consumers"), get(list::list_consumers).post(create_consumer))
         .route(&format!("{BASE}/consumers/{{id}}"), get(get_consumer).patch(patch_consumer).delete(delete_consumer))
-        .route(&format!("{BASE}/resource-bundles"), get(list_bundles))
+        .route(&format!("{BASE}/resource-bundles"), get(list::list_bundles))
         .route(&format!("{BASE}/resource-bundles/{{id}}"), get(get_bundle).delete(delete_bundle))
         .route("/healthz", get(|| async { Json(json!({"status":"ok"})) }))
         .route("/readyz", get(readyz))
@@ -68,11 +69,11 @@ fn op_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-fn fail(headers: &HeaderMap) -> impl Fn(ServiceError) -> ApiError + '_ {
+pub(crate) fn fail(headers: &HeaderMap) -> impl Fn(ServiceError) -> ApiError + '_ {
     move |err| ApiError { err, operation_id: op_id(headers) }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 async fn not_found(headers: HeaderMap) -> Response {
     let body = presenters::error(404, "the requested resource could not be found", &op_id(&headers));
@@ -89,51 +90,6 @@ async fn readyz(State(st): State<RestState>) -> Response {
                 .into_response()
         }
     }
-}
-
-/// List query parameters.
-#[derive(Debug, Default, Deserialize)]
-pub struct ListParams {
-    page: Option<String>,
-    size: Option<String>,
-    search: Option<String>,
-}
-
-fn paging(p: &ListParams) -> Result<Paging, ServiceError> {
-    let num = |v: &Option<String>, name: &str, default: i64| -> Result<i64, ServiceError> {
-        match v.as_deref().filter(|s| !s.is_empty()) {
-            None => Ok(default),
-            Some(s) => s
-                .parse()
-                .map_err(|_| ServiceError::Validation(format!("{name} must be an integer, got {s:?}"))),
-        }
-    };
-    let page = num(&p.page, "page", 1)?;
-    let mut size = num(&p.size, "size", 100)?;
-    if page < 1 {
-        return Err(ServiceError::Validation(format!("page must be >= 1, got {page}")));
-    }
-    if !(0..=65500).contains(&size) {
-        size = 65500;
-    }
-    Ok(Paging { page, size })
-}
-
-async fn list_consumers(
-    State(st): State<RestState>,
-    headers: HeaderMap,
-    Query(p): Query<ListParams>,
-) -> ApiResult {
-    let mut q = ConsumerQuery { paging: paging(&p).map_err(fail(&headers))?, ..Default::default() };
-    for t in search::parse(p.search.as_deref().unwrap_or(""), &["name", "id"]).map_err(fail(&headers))? {
-        match t.field.as_str() {
-            "name" => q.name = Some(t.value),
-            _ => q.id = Some(t.value),
-        }
-    }
-    let page = st.store.list_consumers(&q).await.map_err(|e| fail(&headers)(e.into()))?;
-    let items = page.items.iter().map(presenters::consumer).collect();
-    Ok(Json(presenters::list("ConsumerList", page.page, page.total, items)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,44 +162,6 @@ async fn delete_consumer(
 ) -> ApiResult {
     st.store.delete_consumer(&id).await.map_err(|e| fail(&headers)(e.into()))?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn list_bundles(
-    State(st): State<RestState>,
-    headers: HeaderMap,
-    Query(p): Query<ListParams>,
-) -> ApiResult {
-    let mut q = ResourceQuery { paging: paging(&p).map_err(fail(&headers))?, ..Default::default() };
-    let fields = ["consumer_name", "source", "name", "id"];
-    for t in search::parse(p.search.as_deref().unwrap_or(""), &fields).map_err(fail(&headers))? {
-        let slot = match t.field.as_str() {
-            "consumer_name" => &mut q.consumer_name,
-            "source" => &mut q.source,
-            "name" => &mut q.name,
-            _ => &mut q.id,
-        };
-        *slot = Some(t.value);
-    }
-    let page = st.store.list_resources_raw(&q).await.map_err(|e| fail(&headers)(e.into()))?;
-    let corrupt = |e| fail(&headers)(StoreError::Json(e).into());
-    let items = page.items.iter().map(raw::bundle_item).collect::<Result<Vec<_>, _>>().map_err(corrupt)?;
-    let body = presenters::ListJson {
-        size: items.len(),
-        items,
-        kind: "ResourceBundleList",
-        page: page.page,
-        total: page.total,
-    };
-    // Written into a buffer sized from the stored text up front: growing a multi-MiB body by
-    // doubling copied it several times and touched twice the memory.
-    let stored: usize = page
-        .items
-        .iter()
-        .map(|r| r.payload.get().len() + r.status.as_ref().map_or(0, |s| s.get().len()))
-        .sum();
-    let mut out = Vec::with_capacity(stored + 512 * page.items.len() + 128);
-    serde_json::to_writer(&mut out, &body).map_err(corrupt)?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 
 async fn get_bundle(State(st): State<RestState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
