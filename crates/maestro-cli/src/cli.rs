@@ -105,14 +105,19 @@ pub struct ApplyArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// Work name (with `--consumer`).
-    #[arg(long, short = 'n', required_unless_present = "id", requires = "consumer")]
+    #[arg(long, short = 'n', required_unless_present_any = ["id", "search"], requires = "consumer")]
     pub name: Option<String>,
     /// Consumer (cluster) name (with `--name`).
-    #[arg(long, short = 'c', required_unless_present = "id", requires = "name")]
+    #[arg(long, short = 'c', required_unless_present_any = ["id", "search"], requires = "name")]
     pub consumer: Option<String>,
     /// Resource id (instead of `--name`/`--consumer`).
-    #[arg(long, conflicts_with_all = ["name", "consumer"])]
+    #[arg(long, conflicts_with_all = ["name", "consumer", "search"])]
     pub id: Option<String>,
+    /// Show every work matching this search instead (Maestro's search language, sent as
+    /// written, e.g. `--search "name = 'web' and source = 'maestro-cli'"`; docs/rest.md,
+    /// "Search language"); it fails when nothing matches.
+    #[arg(long, conflicts_with_all = ["name", "consumer"])]
+    pub search: Option<String>,
 }
 
 /// `list` arguments.
@@ -124,6 +129,13 @@ pub struct ListArgs {
     /// Only works written by this source id (e.g. `maestro-cli`).
     #[arg(long)]
     pub source: Option<String>,
+    /// Only works matching this search, in Maestro's search language, sent to the server as
+    /// written and joined with `--consumer`/`--source` by `and`; e.g.
+    /// `--search "payload->'metadata'->'labels'->>'app' in ('web','api')"` or
+    /// `--search "version > 1 and created_at >= '2026-01-01'"` (docs/rest.md, "Search
+    /// language").
+    #[arg(long)]
+    pub search: Option<String>,
 }
 
 /// `delete` arguments.

@@ -55,12 +55,20 @@ fn get_by_name_or_id() {
     assert!(parse(&["get"]).is_err());
     assert!(parse(&["get", "--name", "web"]).is_err());
     assert!(parse(&["get", "--id", "x", "--name", "web", "--consumer", "c"]).is_err());
+    assert!(parse(&["get", "--search", "name = 'web'"]).is_ok());
+    assert!(parse(&["get", "--search", "name = 'web'", "--id", "x"]).is_err());
+    assert!(parse(&["get", "--search", "name = 'web'", "--name", "web", "--consumer", "c"]).is_err());
 }
 
 #[test]
 fn list_delete_wait() {
     let l = parse(&["list", "--consumer", "c1", "--source", "s"]).expect("parse");
-    assert!(matches!(l.command, Command::List(ListArgs { consumer: Some(_), source: Some(_) })));
+    assert!(matches!(
+        l.command,
+        Command::List(ListArgs { consumer: Some(_), source: Some(_), search: None })
+    ));
+    let l = parse(&["list", "--search", "name = 'a b'"]).expect("parse");
+    assert!(matches!(l.command, Command::List(ListArgs { search: Some(s), .. }) if s == "name = 'a b'"));
     let d = parse(&["delete", "-n", "web", "-c", "c1", "--watch"]).expect("parse");
     assert!(matches!(d.command, Command::Delete(DeleteArgs { watch: true, .. })));
     assert!(parse(&["delete", "-n", "web"]).is_err());

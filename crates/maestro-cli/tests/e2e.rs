@@ -93,6 +93,17 @@ async fn apply_get_list_delete() {
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(&row[..6], ["web", "c1", "2", "True", "False", "no"]);
     assert_eq!(cli(&fake, &["list", "--consumer", "other"]).await.unwrap(), "No resource bundles found.\n");
+    // --search is sent as written, alone or joined with the other filters.
+    let labels = "payload->'metadata'->'labels'->>'app' in ('web','api')";
+    cli(&fake, &["list", "--search", labels]).await.unwrap();
+    cli(&fake, &["list", "-c", "c1", "--search", labels]).await.unwrap();
+    let out = cli(&fake, &["get", "--search", "name = 'web'", "-o", "json"]).await.unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["name"], "web", "{out}");
+    let err = cli(&fake, &["get", "--search", "name = 'nope'"]).await.unwrap_err();
+    assert!(err.to_string().contains("no resource bundle matches"), "{err}");
+    let searches = fake.state.lock().unwrap().searches.clone();
+    assert!(searches.contains(&labels.to_owned()), "{searches:?}");
+    assert!(searches.contains(&format!("consumer_name = 'c1' and ({labels})")), "{searches:?}");
 
     let out = cli(&fake, &["delete", "-n", "web", "-c", "c1"]).await.unwrap();
     assert!(out.contains("marked for deletion"), "{out}");

@@ -1,5 +1,6 @@
-//! Building Maestro `search` strings (maestro-reference.md §2.2):
-//! `consumer_name = 'c1' and source = 'maestro-cli' and name = 'web'`.
+//! Building Maestro `search` strings (docs/rest.md, "Search language"):
+//! `consumer_name = 'c1' and source = 'maestro-cli' and name = 'web'`, optionally joined with a
+//! search the caller wrote (passed through verbatim).
 
 use crate::error::{ClientError, Result};
 
@@ -12,6 +13,10 @@ pub struct BundleFilter {
     pub source: Option<String>,
     /// `name = '…'` (the work name).
     pub name: Option<String>,
+    /// A search in Maestro's search language, sent as written (e.g.
+    /// `payload->'metadata'->'labels'->>'app' in ('web','api')`); the server checks it and
+    /// answers HTTP 400 with the position of the first error.
+    pub search: Option<String>,
 }
 
 impl BundleFilter {
@@ -20,10 +25,12 @@ impl BundleFilter {
         BundleFilter { consumer: Some(consumer.into()), ..Default::default() }
     }
 
-    /// The `search` query value, or `None` when the filter is empty.
+    /// The `search` query value, or `None` when the filter is empty. A verbatim
+    /// [`BundleFilter::search`] alone is sent unchanged; with other fields set it is
+    /// parenthesized and joined with `and`.
     ///
     /// # Errors
-    /// [`ClientError::InvalidInput`] when a value contains a single quote or is empty.
+    /// [`ClientError::InvalidInput`] when a field value is empty.
     pub fn to_search(&self) -> Result<Option<String>> {
         let fields = [("consumer_name", &self.consumer), ("source", &self.source), ("name", &self.name)];
         let mut terms = Vec::new();
@@ -32,15 +39,21 @@ impl BundleFilter {
                 terms.push(term(field, v)?);
             }
         }
-        Ok(if terms.is_empty() { None } else { Some(terms.join(" and ")) })
+        let verbatim = self.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        Ok(match (terms.is_empty(), verbatim) {
+            (true, None) => None,
+            (true, Some(s)) => Some(s.to_owned()),
+            (false, None) => Some(terms.join(" and ")),
+            (false, Some(s)) => Some(format!("{} and ({s})", terms.join(" and "))),
+        })
     }
 }
 
 /// One `field = 'value'` term.
 ///
 /// # Errors
-/// [`ClientError::InvalidInput`] when the value is empty or contains `'` (the Maestro search
-/// language has no escape for it), or the field is not a plain column name.
+/// [`ClientError::InvalidInput`] when the value is empty or the field is not a plain column
+/// name.
 pub fn term(field: &str, value: &str) -> Result<String> {
     if field.is_empty() || !field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
         return Err(ClientError::InvalidInput(format!("invalid search field {field:?}")));
@@ -48,20 +61,16 @@ pub fn term(field: &str, value: &str) -> Result<String> {
     Ok(format!("{field} = {}", quote(value)?))
 }
 
-/// Quotes a search value: `web` → `'web'`.
+/// Quotes a search value as a string literal: `web` → `'web'`, `o'brien` → `'o''brien'` (a
+/// doubled quote is a quote; every other character, backslashes included, stands for itself).
 ///
 /// # Errors
-/// [`ClientError::InvalidInput`] when the value is empty or contains `'`.
+/// [`ClientError::InvalidInput`] when the value is empty.
 pub fn quote(value: &str) -> Result<String> {
     if value.is_empty() {
         return Err(ClientError::InvalidInput("search values must not be empty".into()));
     }
-    if value.contains('\'') || value.contains('\\') {
-        return Err(ClientError::InvalidInput(format!(
-            "search value {value:?} contains a quote or backslash, which Maestro search cannot express"
-        )));
-    }
-    Ok(format!("'{value}'"))
+    Ok(format!("'{}'", value.replace('\'', "''")))
 }
 
 #[cfg(test)]
@@ -75,6 +84,7 @@ mod tests {
             consumer: Some("c1".into()),
             source: Some("maestro-cli".into()),
             name: Some("web".into()),
+            search: None,
         };
         assert_eq!(
             f.to_search().ok().flatten().as_deref(),
@@ -87,11 +97,25 @@ mod tests {
     }
 
     #[test]
-    fn rejects_quotes_and_empty_values() {
-        assert!(quote("o'brien").is_err());
-        assert!(quote("a\\b").is_err());
+    fn escapes_quotes_and_rejects_empty_values() {
+        assert_eq!(quote("o'brien").ok().as_deref(), Some("'o''brien'"));
+        assert_eq!(quote("a\\b").ok().as_deref(), Some("'a\\b'"));
         assert!(quote("").is_err());
-        assert!(BundleFilter::consumer("x' or '1'='1").to_search().is_err());
+        assert_eq!(
+            BundleFilter::consumer("x' or '1'='1").to_search().ok().flatten().as_deref(),
+            Some("consumer_name = 'x'' or ''1''=''1'")
+        );
         assert!(term("name; drop", "x").is_err());
+    }
+
+    #[test]
+    fn passes_a_written_search_through() {
+        let labels = "payload->'metadata'->'labels'->>'app' in ('web','api')";
+        let only = BundleFilter { search: Some(labels.into()), ..Default::default() };
+        assert_eq!(only.to_search().ok().flatten().as_deref(), Some(labels));
+        let both = BundleFilter { search: Some(labels.into()), ..BundleFilter::consumer("c1") };
+        assert_eq!(both.to_search().ok().flatten(), Some(format!("consumer_name = 'c1' and ({labels})")));
+        let blank = BundleFilter { search: Some("  ".into()), ..Default::default() };
+        assert_eq!(blank.to_search().ok(), Some(None));
     }
 }

@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use anyhow::Context as _;
-use maestro_client::ResourceBundle;
 use maestro_client::types::{condition_text, describe_manifest};
+use maestro_client::{BundleFilter, ResourceBundle};
 
 use crate::cli::GetArgs;
 use crate::commands::Context;
@@ -16,6 +16,9 @@ use crate::output::{age, print_table, structured, table};
 /// Not found, connection and server errors.
 pub(crate) async fn run(ctx: &Context, args: &GetArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let rest = ctx.rest()?;
+    if let Some(search) = &args.search {
+        return matching(ctx, search, out).await;
+    }
     let bundle = match (&args.id, &args.name, &args.consumer) {
         (Some(id), _, _) => rest.get_bundle(id).await?,
         (None, Some(name), Some(consumer)) => rest.get_bundle_by_name(&ctx.source_id, consumer, name).await?,
@@ -25,6 +28,29 @@ pub(crate) async fn run(ctx: &Context, args: &GetArgs, out: &mut dyn Write) -> a
         return Ok(());
     }
     describe(&bundle, out).context("writing output")
+}
+
+/// `get --search`: every matching bundle (one object, or a list when several match).
+async fn matching(ctx: &Context, search: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let filter = BundleFilter { search: Some(search.to_owned()), ..Default::default() };
+    let bundles = ctx.rest()?.all_bundles(&filter).await?;
+    anyhow::ensure!(!bundles.is_empty(), "no resource bundle matches --search {search:?}");
+    let shown = match bundles.as_slice() {
+        [one] => serde_json::to_value(one)?,
+        all => {
+            serde_json::json!({"kind": "ResourceBundleList", "page": 1, "size": all.len(), "total": all.len(), "items": all})
+        }
+    };
+    if structured(out, ctx.output, &shown)? {
+        return Ok(());
+    }
+    for (i, b) in bundles.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        describe(b, out).context("writing output")?;
+    }
+    Ok(())
 }
 
 fn describe(b: &ResourceBundle, out: &mut dyn Write) -> std::io::Result<()> {

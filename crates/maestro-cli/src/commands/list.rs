@@ -14,7 +14,12 @@ use crate::output::{age, condition_cell, print_table, structured, table};
 /// # Errors
 /// Invalid filter values, connection and server errors.
 pub(crate) async fn run(ctx: &Context, args: &ListArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let filter = BundleFilter { consumer: args.consumer.clone(), source: args.source.clone(), name: None };
+    let filter = BundleFilter {
+        consumer: args.consumer.clone(),
+        source: args.source.clone(),
+        name: None,
+        search: args.search.clone(),
+    };
     let bundles = ctx.rest()?.all_bundles(&filter).await?;
     let list = json!({"kind": "ResourceBundleList", "page": 1, "size": bundles.len(), "total": bundles.len(), "items": bundles});
     if structured(out, ctx.output, &list)? {
