@@ -136,7 +136,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// A consumer by name. Errors: [`StoreError::NotFound`].
     async fn get_consumer_by_name(&self, name: &str) -> Result<Consumer>;
 
-    /// One page of consumers, ordered by creation time then id.
+    /// One page of consumers matching the query, in its order (default: creation time, then
+    /// id). Errors: [`StoreError::Invalid`] for a bad page window.
     async fn list_consumers(&self, query: &ConsumerQuery) -> Result<Page<Consumer>>;
 
     /// Replaces a consumer's labels. Errors: [`StoreError::NotFound`].
@@ -177,7 +178,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// a whole outbox batch's resources with it).
     async fn get_resources(&self, ids: &[String]) -> Result<Vec<Resource>>;
 
-    /// One page of resources (including deleting ones), ordered by creation time then id.
+    /// One page of resources (including deleting ones) matching the query, in its order
+    /// (default: creation time, then id). Errors: [`StoreError::Invalid`] for a bad page
+    /// window.
     async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>>;
 
     /// The same page as [`Store::list_resources`] with the stored events as raw JSON text

@@ -145,7 +145,7 @@ impl Default for Paging {
     }
 }
 
-/// Filters of [`crate::Store::list_consumers`].
+/// Filters and order of [`crate::Store::list_consumers`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConsumerQuery {
     /// Paging.
@@ -154,9 +154,15 @@ pub struct ConsumerQuery {
     pub name: Option<String>,
     /// Exact id.
     pub id: Option<String>,
+    /// A checked search on the `consumers` table (docs/rest.md, "Search language"), joined
+    /// with the exact filters by `AND`.
+    pub search: Option<maestro_search::Filter>,
+    /// The sort order (docs/rest.md, "Ordering"); empty means `created_at, id`. `id` always
+    /// breaks ties.
+    pub order: Vec<maestro_search::OrderTerm>,
 }
 
-/// Filters of [`crate::Store::list_resources`]; all given filters must match.
+/// Filters and order of [`crate::Store::list_resources`]; all given filters must match.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceQuery {
     /// Paging.
@@ -169,6 +175,12 @@ pub struct ResourceQuery {
     pub name: Option<String>,
     /// Exact id.
     pub id: Option<String>,
+    /// A checked search on the `resources` table (docs/rest.md, "Search language"), joined
+    /// with the exact filters by `AND`.
+    pub search: Option<maestro_search::Filter>,
+    /// The sort order (docs/rest.md, "Ordering"); empty means `created_at, id`. `id` always
+    /// breaks ties.
+    pub order: Vec<maestro_search::OrderTerm>,
 }
 
 /// One page of a list.

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use maestro_search::{Dialect, Param, Piece};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -33,7 +34,7 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use tokio::sync::Notify;
 
 use crate::group::{GroupCommit, group_fn};
-use crate::rules::{self, Signals, UpdatePlan};
+use crate::rules::{self, PageQuery, Signals, UpdatePlan};
 use crate::{
     Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, PendingSpec, RawResource, Resource,
     ResourceQuery, Result, SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store,
@@ -102,32 +103,35 @@ impl PostgresStore {
         rows.iter().map(resource_from_row).collect()
     }
 
-    /// One page of a table with exact-match filters, ordered by `created_at, id`.
+    /// One page of a table: exact-match filters and a checked search, in `query`'s order
+    /// (default `created_at, id`; `id` always breaks ties so pages never overlap).
     async fn page<T>(
         &self,
         table: &str,
-        filters: &[(&str, Option<&String>)],
-        paging: crate::Paging,
+        query: PageQuery<'_>,
         map: fn(&PgRow) -> Result<T>,
     ) -> Result<Page<T>> {
-        let (limit, offset) = rules::page_window(paging)?;
+        let (limit, offset) = rules::page_window(query.paging)?;
         let mut count = QueryBuilder::<Postgres>::new(format!("SELECT COUNT(*) FROM {table}"));
-        push_filters(&mut count, filters);
+        push_where(&mut count, &query);
         let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
         let mut items = Vec::new();
         if limit > 0 {
-            // A deferred join: the window is found on the narrow (created_at, id) index, so
-            // the rows skipped by OFFSET are never read whole; only the page's rows are.
+            // A deferred join: the window is found on a narrow index where one fits the order
+            // (docs/rest.md, "Ordering"), so the rows skipped by OFFSET are never read whole;
+            // only the page's rows are. The window's ids are renamed so the outer ORDER BY's
+            // bare column names all name the table's columns.
+            let order = maestro_search::order_by_sql(query.order);
             let mut q = QueryBuilder::<Postgres>::new(format!(
-                "SELECT t.* FROM {table} AS t JOIN (SELECT id FROM {table}"
+                "SELECT t.* FROM {table} AS t JOIN (SELECT id AS page_id FROM {table}"
             ));
-            push_filters(&mut q, filters);
-            q.push(" ORDER BY created_at, id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
-            q.push(") AS w ON t.id = w.id ORDER BY t.created_at, t.id");
+            push_where(&mut q, &query);
+            q.push(format!(" ORDER BY {order} LIMIT ")).push_bind(limit).push(" OFFSET ").push_bind(offset);
+            q.push(format!(") AS w ON t.id = w.page_id ORDER BY {order}"));
             let rows = q.build().fetch_all(&self.pool).await?;
             items = rows.iter().map(map).collect::<Result<_>>()?;
         }
-        Ok(Page { items, total, page: paging.page })
+        Ok(Page { items, total, page: query.paging.page })
     }
 }
 
@@ -373,10 +377,11 @@ fn json_text(v: &Value) -> String {
     v.to_string()
 }
 
-/// Appends ` WHERE a = $n AND b = $m` for the filters that are set.
-fn push_filters(q: &mut QueryBuilder<Postgres>, filters: &[(&str, Option<&String>)]) {
+/// Appends ` WHERE …` for the exact-match filters that are set and the search, all joined
+/// by `AND`; nothing when neither is set. Every value is a bound parameter.
+fn push_where(q: &mut QueryBuilder<Postgres>, query: &PageQuery<'_>) {
     let mut first = true;
-    for (column, value) in filters {
+    for (column, value) in query.filters {
         if let Some(value) = value {
             q.push(if first { " WHERE " } else { " AND " })
                 .push(column)
@@ -385,6 +390,27 @@ fn push_filters(q: &mut QueryBuilder<Postgres>, filters: &[(&str, Option<&String
             first = false;
         }
     }
+    if let Some(search) = query.search {
+        q.push(if first { " WHERE " } else { " AND " });
+        for piece in search.to_fragment(Dialect::Postgres).pieces {
+            match piece {
+                Piece::Sql(sql) => {
+                    q.push(sql);
+                }
+                Piece::Bind(param) => push_param(q, param),
+            }
+        }
+    }
+}
+
+/// Binds one search parameter (docs/rest.md, "Search language").
+fn push_param(q: &mut QueryBuilder<Postgres>, param: Param) {
+    match param {
+        Param::Text(s) | Param::Json(s) => q.push_bind(s),
+        Param::Int(i) => q.push_bind(i),
+        Param::Real(r) => q.push_bind(r),
+        Param::Time(t) => q.push_bind(t),
+    };
 }
 
 fn consumer_from_row(row: &PgRow) -> Result<Consumer> {
@@ -594,7 +620,8 @@ impl Store for PostgresStore {
 
     async fn list_consumers(&self, query: &ConsumerQuery) -> Result<Page<Consumer>> {
         let filters = [("name", query.name.as_ref()), ("id", query.id.as_ref())];
-        self.page("consumers", &filters, query.paging, consumer_from_row).await
+        let page = PageQuery::new(query.paging, &filters, query.search.as_ref(), &query.order);
+        self.page("consumers", page, consumer_from_row).await
     }
 
     async fn set_consumer_labels(&self, id: &str, labels: Labels) -> Result<Consumer> {
@@ -695,12 +722,14 @@ impl Store for PostgresStore {
 
     async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>> {
         let filters = rules::resource_filters(query);
-        self.page("resources", &filters, query.paging, resource_from_row).await
+        let page = PageQuery::new(query.paging, &filters, query.search.as_ref(), &query.order);
+        self.page("resources", page, resource_from_row).await
     }
 
     async fn list_resources_raw(&self, query: &ResourceQuery) -> Result<Page<RawResource>> {
         let filters = rules::resource_filters(query);
-        self.page("resources", &filters, query.paging, raw_resource_from_row).await
+        let page = PageQuery::new(query.paging, &filters, query.search.as_ref(), &query.order);
+        self.page("resources", page, raw_resource_from_row).await
     }
 
     async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>> {

@@ -305,6 +305,32 @@ impl Signals {
     }
 }
 
+/// What one list page asks a store for (both stores' `page` helpers): paging, exact-match
+/// `(column, value)` filters (unset ones skipped), a checked search, and the order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PageQuery<'a> {
+    /// The page window.
+    pub(crate) paging: Paging,
+    /// `column = value` filters; `None` values are skipped.
+    pub(crate) filters: &'a [(&'static str, Option<&'a String>)],
+    /// A checked search (docs/rest.md, "Search language"), joined with the filters by `AND`.
+    pub(crate) search: Option<&'a maestro_search::Filter>,
+    /// The sort order; empty means `created_at, id`.
+    pub(crate) order: &'a [maestro_search::OrderTerm],
+}
+
+impl<'a> PageQuery<'a> {
+    /// A page query from its parts.
+    pub(crate) fn new(
+        paging: Paging,
+        filters: &'a [(&'static str, Option<&'a String>)],
+        search: Option<&'a maestro_search::Filter>,
+        order: &'a [maestro_search::OrderTerm],
+    ) -> Self {
+        PageQuery { paging, filters, search, order }
+    }
+}
+
 /// The exact-match filters of a resource query, as `(column, value)` pairs.
 pub(crate) fn resource_filters(query: &crate::ResourceQuery) -> [(&'static str, Option<&String>); 4] {
     [

@@ -476,6 +476,8 @@ async fn paging_and_filters(store: DynStore) {
         ResourceQuery { id: Some("r3".into()), consumer_name: Some("c2".into()), ..Default::default() };
     assert_eq!(store.list_resources(&by_id).await.expect("filter").total, 0);
 
+    searched_and_sorted_pages(&store).await;
+
     assert_eq!(ids(&store.resources_for_consumer("c2").await.expect("for consumer")), vec![s("r2"), s("r4")]);
     assert_eq!(ids(&store.resources_for_source("source-b").await.expect("for source")), vec![s("r4")]);
     assert!(store.resources_for_consumer("c9").await.expect("none").is_empty());
@@ -483,7 +485,7 @@ async fn paging_and_filters(store: DynStore) {
     let consumers = |name: Option<&str>, size| ConsumerQuery {
         paging: Paging { page: 1, size },
         name: name.map(str::to_owned),
-        id: None,
+        ..Default::default()
     };
     let all = store.list_consumers(&consumers(None, 1)).await.expect("consumers");
     assert_eq!((all.items.len(), all.total, all.items[0].name.as_str()), (1, 2, "c1"));
@@ -492,6 +494,55 @@ async fn paging_and_filters(store: DynStore) {
     let by_id = ConsumerQuery { id: Some(c2.items[0].id.clone()), ..Default::default() };
     assert_eq!(store.list_consumers(&by_id).await.expect("by id").items, c2.items);
     assert!(matches!(store.list_consumers(&consumers(None, -5)).await, Err(StoreError::Invalid(_))));
+}
+
+/// Pages with a checked search and an order (docs/rest.md): the search joins the exact filters
+/// by AND, the order is kept across pages with `id` breaking ties, and a bound value that
+/// looks like SQL is only data. Resources r1–r5: r1, r3, r5 on c1; r2, r4 on c2; r4 of
+/// `source-b`.
+async fn searched_and_sorted_pages(store: &DynStore) {
+    use maestro_search::{Table, compile, parse_order_by};
+    let ids = |items: &[Resource]| items.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let query = |search: &str, order: &str, page, size| ResourceQuery {
+        paging: Paging { page, size },
+        search: compile(search, Table::Resources).expect("search"),
+        order: parse_order_by(order, Table::Resources).expect("order"),
+        ..Default::default()
+    };
+    let or = query("name in ('name-r2', 'name-r4') or source = 'source-b' or id = 'r5'", "name desc", 1, 10);
+    assert_eq!(ids(&store.list_resources(&or).await.expect("search").items), ["r5", "r4", "r2"]);
+    let first = store.list_resources(&query("", "consumer_name desc, name", 1, 3)).await.expect("page 1");
+    let second = store.list_resources(&query("", "consumer_name desc, name", 2, 3)).await.expect("page 2");
+    assert_eq!(
+        (ids(&first.items), ids(&second.items)),
+        (vec![s("r2"), s("r4"), s("r1")], vec![s("r3"), s("r5")])
+    );
+    let anded = ResourceQuery {
+        consumer_name: Some("c1".into()),
+        ..query("version = 1 and not id = 'r1'", "", 1, 10)
+    };
+    let page = store.list_resources_raw(&anded).await.expect("raw");
+    assert_eq!(
+        (page.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), page.total),
+        (vec!["r3", "r5"], 2)
+    );
+    let evil = query("name = 'x'' or ''1''=''1' or id = '''; delete from resources; --'", "", 1, 10);
+    assert_eq!(store.list_resources(&evil).await.expect("evil").total, 0);
+    assert_eq!(store.list_resources(&query("", "", 1, 0)).await.expect("count").total, 5);
+    let consumers = ConsumerQuery {
+        search: compile("name like 'c%' and created_at > '2000-01-01'", Table::Consumers).expect("search"),
+        order: parse_order_by("name desc", Table::Consumers).expect("order"),
+        ..Default::default()
+    };
+    let names: Vec<String> = store
+        .list_consumers(&consumers)
+        .await
+        .expect("consumers")
+        .items
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["c2", "c1"]);
 }
 
 async fn status_events_cursor_and_prune(store: DynStore) {
