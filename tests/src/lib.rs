@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod broker_restart;
+pub mod contract;
 pub mod main_job;
 
 use std::future::Future;

@@ -1,62 +1,149 @@
-//! The REST API over a real socket: consumers (create, get, list with search and paging,
-//! patch labels, delete, delete refused while bundles exist), resource bundles (get, list,
-//! delete), JSON error bodies, and the health endpoints.
+//! The REST API over a real socket, on both stores: consumers (create, get, list with search
+//! and paging, patch labels, delete, delete refused while bundles exist), resource bundles
+//! (get, list, idempotent delete), the error catalogue, the OpenAPI document, Go's error
+//! bodies (unknown routes and methods included), and the health endpoints.
+//!
+//! Every response of a documented path is checked against the OpenAPI document
+//! (`maestro_tests::contract`), closed objects and required keys included, as Go Maestro's
+//! generated client reads them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use maestro::stack::{LocalStack, StackConfig};
-use maestro_tests::{Db, db_url, logging};
+use maestro_tests::{Db, contract, db_url, logging};
+use reqwest::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rest_api_behaves_like_maestro() {
-    logging();
-    let (_guard, url) = db_url(Db::Sqlite).await;
-    let stack = LocalStack::start(StackConfig::new(&url)).await.unwrap();
-    let base = format!("http://{}/api/maestro/v1", stack.http_addr());
-    let http = reqwest::Client::new();
-    let send = |req: reqwest::RequestBuilder| async move {
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        (status, body)
-    };
+async fn rest_api_behaves_like_maestro_on_sqlite() {
+    rest_api_behaves_like_maestro(Db::Sqlite).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_api_behaves_like_maestro_on_postgres() {
+    rest_api_behaves_like_maestro(Db::Postgres).await;
+}
+
+/// Sends `req` and returns the status and the JSON body (`Null` when empty), unchecked.
+async fn send_unchecked(http: &Client, req: RequestBuilder) -> (u16, Value, String, String) {
+    let req = req.build().unwrap();
+    let (method, url) = (req.method().to_string(), req.url().clone());
+    let resp = http.execute(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!("{method} {url} -> {status}: not JSON ({e}): {}", String::from_utf8_lossy(&bytes))
+        })
+    };
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    (status, body, method, path)
+}
+
+/// Sends `req` and checks the response against the OpenAPI document; lists answered to
+/// `fields` are checked as projections.
+async fn send(http: &Client, req: RequestBuilder) -> (u16, Value) {
+    let (status, body, method, path) = send_unchecked(http, req).await;
+    let projected =
+        path.split_once('?').is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("fields=")));
+    if projected && status == 200 {
+        contract::check_projection(&method, &path, status, &body);
+    } else {
+        contract::check(&method, &path, status, &body);
+    }
+    (status, body)
+}
+
+/// Sends `req` to a path outside the document and checks the reply is a Go error body.
+async fn send_error(http: &Client, req: RequestBuilder) -> (u16, Value) {
+    let (status, body, ..) = send_unchecked(http, req).await;
+    contract::check_schema("Error", &body);
+    (status, body)
+}
+
+fn code(body: &Value) -> Option<&str> {
+    body["code"].as_str()
+}
+
+async fn rest_api_behaves_like_maestro(db: Db) {
+    logging();
+    let (_guard, url) = db_url(db).await;
+    let stack = LocalStack::start(StackConfig::new(&url)).await.unwrap();
+    let root = format!("http://{}", stack.http_addr());
+    let base = format!("{root}/api/maestro/v1");
+    let http = Client::new();
+    let consumer_id = consumers(&http, &base).await;
+    bundles(&http, &base, &stack, &consumer_id).await;
+    catalogue_and_document(&http, &base).await;
+    errors_outside_the_document(&http, &root, &base).await;
+    stack.shutdown().await;
+}
+
+/// Consumers: create, conflicts, validation, get, paging, search, patch. Returns c1's id.
+async fn consumers(http: &Client, base: &str) -> String {
     let (st, c1) =
-        send(http.post(format!("{base}/consumers")).json(&json!({"name":"c1","labels":{"env":"dev"}}))).await;
+        send(http, http.post(format!("{base}/consumers")).json(&json!({"name":"c1","labels":{"env":"dev"}})))
+            .await;
     assert_eq!(st, 201, "{c1}");
     assert_eq!((c1["kind"].as_str(), c1["name"].as_str()), (Some("Consumer"), Some("c1")));
     let id = c1["id"].as_str().unwrap().to_owned();
     for i in 2..=5 {
-        assert_eq!(
-            send(http.post(format!("{base}/consumers")).json(&json!({"name":format!("c{i}")}))).await.0,
-            201
-        );
+        let (st, c) =
+            send(http, http.post(format!("{base}/consumers")).json(&json!({"name":format!("c{i}")}))).await;
+        assert_eq!(st, 201);
+        assert!(c.get("labels").is_none(), "no labels, no key (as Go): {c}");
     }
-    let (st, err) = send(http.post(format!("{base}/consumers")).json(&json!({"name":"c1"}))).await;
-    assert_eq!(st, 409);
-    assert_eq!((err["kind"].as_str(), err["code"].as_str()), (Some("Error"), Some("maestro-6")));
-    let (st, err) = send(http.post(format!("{base}/consumers")).json(&json!({"name":"Bad_Name"}))).await;
-    assert_eq!((st, err["code"].as_str()), (400, Some("maestro-8")));
+    let (st, err) = send(http, http.post(format!("{base}/consumers")).json(&json!({"name":"c1"}))).await;
+    assert_eq!((st, err["kind"].as_str(), code(&err)), (409, Some("Error"), Some("maestro-6")));
+    let (st, err) =
+        send(http, http.post(format!("{base}/consumers")).json(&json!({"name":"Bad_Name"}))).await;
+    assert_eq!((st, code(&err)), (400, Some("maestro-8")));
+    let (st, err) = send(http, http.post(format!("{base}/consumers")).body("{not json")).await;
+    assert_eq!((st, code(&err)), (400, Some("maestro-17")));
 
-    let (st, got) = send(http.get(format!("{base}/consumers/{id}"))).await;
+    let (st, got) = send(http, http.get(format!("{base}/consumers/{id}"))).await;
     assert_eq!((st, got["labels"]["env"].as_str()), (200, Some("dev")));
-    let (st, page) = send(http.get(format!("{base}/consumers?page=2&size=2"))).await;
+    let (st, page) = send(http, http.get(format!("{base}/consumers?page=2&size=2"))).await;
     assert_eq!(
         (st, page["kind"].as_str(), page["total"].as_i64(), page["size"].as_i64()),
         (200, Some("ConsumerList"), Some(5), Some(2))
     );
-    let (_, found) = send(http.get(format!("{base}/consumers")).query(&[("search", "name = 'c3'")])).await;
+    let (_, found) =
+        send(http, http.get(format!("{base}/consumers")).query(&[("search", "name = 'c3'")])).await;
     assert_eq!(found["items"][0]["name"].as_str(), Some("c3"));
-    let (st, err) = send(http.get(format!("{base}/consumers")).query(&[("search", "labels = 'x'")])).await;
-    assert_eq!((st, err["code"].as_str()), (400, Some("maestro-23")));
 
     let (st, patched) =
-        send(http.patch(format!("{base}/consumers/{id}")).json(&json!({"labels":{"tier":"gold"}}))).await;
+        send(http, http.patch(format!("{base}/consumers/{id}")).json(&json!({"labels":{"tier":"gold"}})))
+            .await;
     assert_eq!(st, 200);
     assert_eq!(patched["labels"], json!({"tier":"gold"}), "labels are replaced");
+    let (st, _) =
+        send(http, http.delete(format!("{base}/consumers/{}", page["items"][0]["id"].as_str().unwrap())))
+            .await;
+    assert_eq!(st, 204);
+    let (st, err) = send(http, http.get(format!("{base}/consumers/nope"))).await;
+    assert_eq!((st, code(&err)), (404, Some("maestro-7")));
+    id
+}
 
-    // A bundle on c1: the consumer cannot be deleted while it exists.
+/// Asserts `b` shows no key Go would not: no `source`, and no empty optional keys.
+fn assert_go_shape(b: &Value) {
+    assert!(b.get("source").is_none(), "no source key: {b}");
+    for key in ["delete_option", "manifest_configs"] {
+        if let Some(v) = b.get(key) {
+            assert!(v != &json!({}) && v != &json!([]) && !v.is_null(), "an empty {key} is left out: {b}");
+        }
+    }
+}
+
+/// Bundles on c1: get, list, the consumer cannot be deleted while one exists, idempotent
+/// deletes.
+async fn bundles(http: &Client, base: &str, stack: &LocalStack, consumer_id: &str) {
     let work = maestro_client::manifestwork::parse(
         "cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: default\n",
@@ -64,29 +151,72 @@ async fn rest_api_behaves_like_maestro() {
     )
     .unwrap();
     let out = stack.source.apply("c1", &work).await.unwrap();
-    let (st, b) = send(http.get(format!("{base}/resource-bundles/{}", out.resource_id))).await;
+    let bundle_url = format!("{base}/resource-bundles/{}", out.resource_id);
+    let (st, b) = send(http, http.get(&bundle_url)).await;
     assert_eq!(
         (st, b["kind"].as_str(), b["consumer_name"].as_str(), b["version"].as_i64()),
         (200, Some("ResourceBundle"), Some("c1"), Some(1))
     );
     assert_eq!(b["manifests"][0]["kind"].as_str(), Some("ConfigMap"));
+    assert_go_shape(&b);
+    assert!(b.get("deleted_at").is_none() && b.get("status").is_none(), "not deleting, no status yet: {b}");
     let (_, list) =
-        send(http.get(format!("{base}/resource-bundles")).query(&[("search", "consumer_name = 'c1'")])).await;
+        send(http, http.get(format!("{base}/resource-bundles")).query(&[("search", "consumer_name = 'c1'")]))
+            .await;
     assert_eq!(list["total"].as_i64(), Some(1));
-    let (st, err) = send(http.delete(format!("{base}/consumers/{id}"))).await;
-    assert_eq!((st, err["code"].as_str()), (403, Some("maestro-4")));
-    let (st, _) = send(http.delete(format!("{base}/resource-bundles/{}", out.resource_id))).await;
-    assert_eq!(st, 204);
-    let (_, b) = send(http.get(format!("{base}/resource-bundles/{}", out.resource_id))).await;
-    assert!(b["deleted_at"].is_string(), "soft-deleted until an agent confirms: {b}");
+    assert_go_shape(&list["items"][0]);
+    let (st, projected) =
+        send(http, http.get(format!("{base}/resource-bundles")).query(&[("fields", "name")])).await;
+    assert_eq!((st, projected["items"][0]["id"].as_str()), (200, Some(out.resource_id.as_str())));
 
-    let (st, err) = send(http.get(format!("{base}/resource-bundles/nope"))).await;
-    assert_eq!((st, err["code"].as_str()), (404, Some("maestro-7")));
-    let (st, _) =
-        send(http.delete(format!("{base}/consumers/{}", page["items"][0]["id"].as_str().unwrap()))).await;
-    assert_eq!(st, 204);
-    let health = format!("http://{}", stack.http_addr());
-    assert_eq!(send(http.get(format!("{health}/healthz"))).await.0, 200);
-    assert_eq!(send(http.get(format!("{health}/readyz"))).await.0, 200);
-    stack.shutdown().await;
+    let (st, err) = send(http, http.delete(format!("{base}/consumers/{consumer_id}"))).await;
+    assert_eq!((st, code(&err)), (403, Some("maestro-4")));
+    for round in ["first", "second (already deleting)"] {
+        let (st, _) = send(http, http.delete(&bundle_url)).await;
+        assert_eq!(st, 204, "{round} delete");
+    }
+    let (st, _) = send(http, http.delete(format!("{base}/resource-bundles/nope"))).await;
+    assert_eq!(st, 204, "deleting an unknown bundle is a no-op, as in Go");
+    let (_, b) = send(http, http.get(&bundle_url)).await;
+    assert!(b["deleted_at"].is_string(), "soft-deleted until an agent confirms: {b}");
+    assert_go_shape(&b);
+    let (_, list) = send(http, http.get(format!("{base}/resource-bundles"))).await;
+    assert!(list["items"][0]["deleted_at"].is_string(), "{list}");
+    let (st, err) = send(http, http.get(format!("{base}/resource-bundles/nope"))).await;
+    assert_eq!((st, code(&err)), (404, Some("maestro-7")));
+}
+
+/// `/errors`, `/errors/{id}` and `/openapi`.
+async fn catalogue_and_document(http: &Client, base: &str) {
+    let (st, all) = send(http, http.get(format!("{base}/errors"))).await;
+    assert_eq!((st, all["kind"].as_str(), all["total"].as_i64()), (200, Some("ErrorList"), Some(13)));
+    let codes: Vec<&str> = all["items"].as_array().unwrap().iter().filter_map(code).collect();
+    for c in [1, 4, 6, 7, 8, 9, 10, 11, 15, 17, 21, 23, 26] {
+        assert!(codes.contains(&format!("maestro-{c}").as_str()), "maestro-{c} in {codes:?}");
+    }
+    let (st, e) = send(http, http.get(format!("{base}/errors/23"))).await;
+    assert_eq!(
+        (st, e["id"].as_str(), e["href"].as_str(), e["reason"].as_str()),
+        (200, Some("23"), Some("/api/maestro/v1/errors/23"), Some("Failed to parse search query"))
+    );
+    let (st, err) = send(http, http.get(format!("{base}/errors/999"))).await;
+    assert_eq!((st, code(&err)), (404, Some("maestro-7")));
+    let (st, doc) = send(http, http.get(format!("{base}/openapi"))).await;
+    assert_eq!(st, 200);
+    assert!(doc["openapi"].is_string() && doc["paths"]["/api/maestro/v1/consumers"].is_object(), "{doc}");
+}
+
+/// Unknown routes and methods, the operation id, and the health endpoints.
+async fn errors_outside_the_document(http: &Client, root: &str, base: &str) {
+    for path in [format!("{base}/nothing"), format!("{root}/nowhere")] {
+        let (st, err) = send_error(http, http.get(&path).header("X-Operation-ID", "op-42")).await;
+        assert_eq!((st, code(&err), err["id"].as_str()), (404, Some("maestro-7"), Some("7")), "{path}");
+        assert_eq!(err["operation_id"].as_str(), Some("op-42"), "the operation id is echoed");
+    }
+    let (st, err) = send_error(http, http.put(format!("{base}/consumers"))).await;
+    assert_eq!((st, code(&err)), (405, Some("maestro-10")));
+    let (st, err) = send_error(http, http.post(format!("{base}/resource-bundles/x"))).await;
+    assert_eq!((st, code(&err)), (405, Some("maestro-10")));
+    assert_eq!(send_unchecked(http, http.get(format!("{root}/healthz"))).await.0, 200);
+    assert_eq!(send_unchecked(http, http.get(format!("{root}/readyz"))).await.0, 200);
 }

@@ -206,10 +206,12 @@ impl RestClient {
     }
 
     /// Requests deletion of bundle `id` (`DELETE`, 204). The bundle stays, with `deleted_at`,
-    /// until the agent confirms.
+    /// until the agent confirms. As in Go Maestro the call is idempotent: the server also
+    /// answers 204 for an unknown id or a bundle already being deleted (docs/rest.md), so use
+    /// [`RestClient::get_bundle`] to tell whether it exists.
     ///
     /// # Errors
-    /// [`ClientError::NotFound`] on 404; transport and HTTP errors.
+    /// Transport and HTTP errors ([`ClientError::NotFound`] only from servers that answer 404).
     pub async fn delete_bundle(&self, id: &str) -> Result<()> {
         let what = format!("resource bundle {id}");
         self.send(Method::DELETE, &format!("/resource-bundles/{}", path_segment(id)?), &what, |r| r).await?;

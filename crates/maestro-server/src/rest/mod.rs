@@ -1,12 +1,15 @@
-//! The REST API (axum), on Maestro's paths (maestro-reference.md §2.1):
-//! `/api/maestro/v1/consumers` (list, get, create, patch labels, delete) and
-//! `/api/maestro/v1/resource-bundles` (list, get, delete), with `page`/`size` paging, `search`,
-//! and JSON error bodies; plus `/healthz` (liveness) and `/readyz` (database reachable).
+//! The REST API (axum), on Go Maestro's paths and with its shapes (docs/rest.md):
+//! `/api/maestro/v1/consumers` (list, get, create, patch labels, delete),
+//! `/api/maestro/v1/resource-bundles` (list, get, delete), the error catalogue
+//! (`/api/maestro/v1/errors`, `/errors/{id}`), this API's OpenAPI document
+//! (`/api/maestro/v1/openapi`), Go's JSON error bodies on every failure (unknown routes and
+//! methods included); plus `/healthz` (liveness) and `/readyz` (database reachable).
 
+pub mod errors;
 pub mod list;
+pub mod openapi;
 pub mod presenters;
 pub mod raw;
-pub mod search;
 
 use std::collections::BTreeMap;
 
@@ -21,6 +24,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ServiceError;
+pub use errors::ApiError;
+pub(crate) use errors::{ApiResult, fail};
 use presenters::BASE;
 
 /// Shared handler state.
@@ -38,58 +43,36 @@ pub fn router(store: DynStore, transport: DynSourceTransport) -> Router {
     Router::new()
         .route("/api/maestro", get(|| async { Json(json!({"id":"maestro","kind":"API","href":"/api/maestro","versions":[{"id":"v1","href":BASE}]})) }))
         .route(BASE, get(|| async { Json(json!({"id":"v1","kind":"APIVersion","href":BASE,"collections":[{"id":"consumers","href":format!("{BASE}/consumers"),"kind":"ConsumerList"},{"id":"resource-bundles","href":format!("{BASE}/resource-bundles"),"kind":"ResourceBundleList"}]})) }))
+        .route(&format!("{BASE}/openapi"), get(openapi::serve))
+        .route(&format!("{BASE}/errors"), get(errors::list_errors))
+        .route(&format!("{BASE}/errors/{{id}}"), get(errors::get_error))
         .route(&format!("{BASE}/consumers"), get(list::list_consumers).post(create_consumer))
         .route(&format!("{BASE}/consumers/{{id}}"), get(get_consumer).patch(patch_consumer).delete(delete_consumer))
         .route(&format!("{BASE}/resource-bundles"), get(list::list_bundles))
         .route(&format!("{BASE}/resource-bundles/{{id}}"), get(get_bundle).delete(delete_bundle))
         .route("/healthz", get(|| async { Json(json!({"status":"ok"})) }))
         .route("/readyz", get(readyz))
-        .fallback(not_found)
+        .fallback(errors::not_found)
+        .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(RestState { store, transport })
 }
 
-/// An error response carrying the request's operation id.
-pub struct ApiError {
-    err: ServiceError,
-    operation_id: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = presenters::error(self.err.code(), &self.err.to_string(), &self.operation_id);
-        (self.err.http_status(), Json(body)).into_response()
-    }
-}
-
-fn op_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-operation-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
-pub(crate) fn fail(headers: &HeaderMap) -> impl Fn(ServiceError) -> ApiError + '_ {
-    move |err| ApiError { err, operation_id: op_id(headers) }
-}
-
-pub(crate) type ApiResult = Result<Response, ApiError>;
-
-async fn not_found(headers: HeaderMap) -> Response {
-    let body = presenters::error(404, "the requested resource could not be found", &op_id(&headers));
-    let mut body = body;
-    body["id"] = json!("404");
-    (StatusCode::NOT_FOUND, Json(body)).into_response()
-}
-
+/// `/readyz`: 200 when the database answers, else 503; the database's error text goes to the
+/// log only.
 async fn readyz(State(st): State<RestState>) -> Response {
     match st.store.ping().await {
         Ok(()) => Json(json!({"status":"ok"})).into_response(),
         Err(e) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status":"not ready","reason":e.to_string()})))
-                .into_response()
+            tracing::error!(error = %e, "readiness check: the database does not answer");
+            let body = json!({"status": "not ready", "reason": "the database does not answer"});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
+}
+
+/// A request body that is not the expected JSON: 400 with code 17, as Go answers.
+fn malformed(headers: &HeaderMap) -> impl Fn(serde_json::Error) -> ApiError + '_ {
+    move |e| fail(headers)(ServiceError::MalformedRequest(format!("Invalid request format: {e}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,8 +90,7 @@ async fn create_consumer(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let body: ConsumerBody = serde_json::from_slice(&body)
-        .map_err(|e| fail(&headers)(ServiceError::Validation(format!("invalid consumer JSON: {e}"))))?;
+    let body: ConsumerBody = serde_json::from_slice(&body).map_err(malformed(&headers))?;
     if body.id.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(fail(&headers)(ServiceError::Validation("id must be empty: it is generated".into())));
     }
@@ -142,14 +124,13 @@ async fn patch_consumer(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| fail(&headers)(ServiceError::Validation(format!("invalid patch JSON: {e}"))))?;
+    let body: Value = serde_json::from_slice(&body).map_err(malformed(&headers))?;
     if body.get("name").is_some() {
         return Err(fail(&headers)(ServiceError::Validation("the consumer name is immutable".into())));
     }
     let labels: BTreeMap<String, String> =
         serde_json::from_value(body.get("labels").cloned().unwrap_or(json!({}))).map_err(|e| {
-            fail(&headers)(ServiceError::Validation(format!("labels must map strings to strings: {e}")))
+            fail(&headers)(ServiceError::MalformedRequest(format!("labels must map strings to strings: {e}")))
         })?;
     let c = st.store.set_consumer_labels(&id, labels).await.map_err(|e| fail(&headers)(e.into()))?;
     Ok(Json(presenters::consumer(&c)).into_response())
@@ -169,9 +150,9 @@ async fn get_bundle(State(st): State<RestState>, headers: HeaderMap, Path(id): P
     Ok(Json(presenters::resource_bundle(&r)).into_response())
 }
 
+/// `DELETE /resource-bundles/{id}`: marks the bundle deleting. Idempotent as Go's: an
+/// unknown id and a bundle already being deleted answer 204 too.
 async fn delete_bundle(State(st): State<RestState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
-    match st.store.mark_deleting(&id).await.map_err(|e| fail(&headers)(e.into()))? {
-        Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-        None => Err(fail(&headers)(ServiceError::NotFound(format!("resource bundle {id:?} not found")))),
-    }
+    st.store.mark_deleting(&id).await.map_err(|e| fail(&headers)(e.into()))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -5,8 +5,11 @@
 //! (docs/benchmarks.md). The JSON means the same as [`presenters::resource_bundle`]'s, with the
 //! same top-level keys in the same order; inside the copied parts the key order is the one the
 //! database stored (the order they were written in; rows migrated from PostgreSQL `jsonb`
-//! columns keep `jsonb`'s order, by key length). Insignificant whitespace is dropped. Stored
-//! events in an unusual form fall back to [`presenters::resource_bundle`].
+//! columns keep `jsonb`'s order, by key length). Insignificant whitespace is dropped. The
+//! same keys are left out when empty (`delete_option`, `manifest_configs`, `deleted_at`,
+//! `status`), and `source` is never shown: Go's client refuses list items with keys its
+//! schema lacks (docs/rest.md, "Response shapes"). Stored events in an unusual form fall back
+//! to [`presenters::resource_bundle`].
 
 use chrono::{DateTime, Utc};
 use maestro_store::RawResource;
@@ -32,17 +35,18 @@ pub enum BundleItem<'a> {
 pub struct RawBundle<'a> {
     consumer_name: &'a str,
     created_at: DateTime<Utc>,
-    delete_option: Part<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delete_option: Option<Part<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     deleted_at: Option<DateTime<Utc>>,
     href: String,
     id: &'a str,
     kind: &'static str,
-    manifest_configs: Part<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifest_configs: Option<Part<'a>>,
     manifests: Part<'a>,
     metadata: Map<String, Value>,
     name: &'a str,
-    source: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<RawStatus<'a>>,
     updated_at: DateTime<Utc>,
@@ -91,8 +95,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
 }
 
 impl<'a> Field<'a> {
+    /// The stored text (a `null` kept as `null`), or `default` when absent.
     fn or(self, default: Value) -> Part<'a> {
         self.0.map_or(Part::Default(default), compact)
+    }
+
+    /// The stored text, or `default` when absent or `null`.
+    fn or_if_null(self, default: Value) -> Part<'a> {
+        Field(self.0.filter(|v| v.get() != "null")).or(default)
+    }
+
+    /// The stored text; `None` when absent, `null`, `{}` or `[]` (what
+    /// [`presenters::is_empty_json`] leaves out).
+    fn non_empty(self) -> Option<Part<'a>> {
+        let part = compact(self.0?);
+        let text = match &part {
+            Part::Stored(raw) => raw.get(),
+            Part::Compacted(raw) => raw.get(),
+            Part::Default(_) => return Some(part),
+        };
+        (!matches!(text, "null" | "{}" | "[]")).then_some(part)
     }
 }
 
@@ -155,16 +177,15 @@ fn raw_bundle(r: &RawResource) -> Option<RawBundle<'_>> {
     Some(RawBundle {
         consumer_name: &r.consumer_name,
         created_at: r.created_at,
-        delete_option: data.delete_option.or(json!({})),
+        delete_option: data.delete_option.non_empty(),
         deleted_at: r.deleted_at,
         href: format!("{BASE}/resource-bundles/{}", r.id),
         id: &r.id,
         kind: "ResourceBundle",
-        manifest_configs: data.manifest_configs.or(json!([])),
-        manifests: data.manifests.or(json!([])),
+        manifest_configs: data.manifest_configs.non_empty(),
+        manifests: data.manifests.or_if_null(json!([])),
         metadata,
         name: &r.name,
-        source: &r.source,
         status,
         updated_at: r.updated_at,
         version: r.version,
@@ -320,20 +341,60 @@ mod tests {
         );
     }
 
+    /// Spec variants: a name, an edit of the stored spec's `data`, and whether
+    /// `delete_option` and `manifest_configs` show.
+    type Variant = (&'static str, fn(&mut Value), bool);
+    const VARIANTS: [Variant; 4] = [
+        ("absent", |_| {}, false),
+        (
+            "empty",
+            |d| {
+                d["deleteOption"] = json!({});
+                d["manifestConfigs"] = json!([]);
+            },
+            false,
+        ),
+        (
+            "null",
+            |d| {
+                d["deleteOption"] = Value::Null;
+                d["manifestConfigs"] = Value::Null;
+            },
+            false,
+        ),
+        (
+            "set",
+            |d| {
+                d["deleteOption"] = json!({"propagationPolicy": "Orphan"});
+                d["manifestConfigs"] = json!([{"resourceIdentifier": {"name": "c"}}]);
+            },
+            true,
+        ),
+    ];
+
     #[test]
-    fn raw_json_is_byte_for_byte_the_built_json() {
+    fn raw_json_is_byte_for_byte_the_built_json_and_omits_what_go_omits() {
         for (deleted, with_status) in [(false, true), (true, false), (false, false), (true, true)] {
-            let r = stored(deleted, with_status);
-            let built = serde_json::to_string(&presenters::resource_bundle(&r)).unwrap();
-            for spaced in [false, true] {
-                let raw = raw(&r, spaced);
-                let item = bundle_item(&raw).unwrap();
-                assert!(matches!(item, BundleItem::Raw(_)), "the usual form is copied as text");
-                assert_eq!(
-                    serde_json::to_string(&item).unwrap(),
-                    built,
-                    "deleted={deleted} status={with_status} spaced={spaced}"
+            for (variant, edit, shown) in VARIANTS {
+                let case = format!("deleted={deleted} status={with_status} spec={variant}");
+                let mut r = stored(deleted, with_status);
+                edit(&mut r.payload["data"]);
+                let built = presenters::resource_bundle(&r);
+                let keys: Vec<&str> = built.as_object().unwrap().keys().map(String::as_str).collect();
+                assert!(
+                    keys.iter().all(|k| presenters::RESOURCE_BUNDLE_KEYS.contains(k)),
+                    "{case}: {keys:?}"
                 );
+                let shows = |k: &str| built.get(k).is_some();
+                assert_eq!((shows("deleted_at"), shows("status")), (deleted, with_status), "{case}");
+                assert_eq!((shows("delete_option"), shows("manifest_configs")), (shown, shown), "{case}");
+                let built = serde_json::to_string(&built).unwrap();
+                for spaced in [false, true] {
+                    let raw = raw(&r, spaced);
+                    let item = bundle_item(&raw).unwrap();
+                    assert!(matches!(item, BundleItem::Raw(_)), "the usual form is copied as text");
+                    assert_eq!(serde_json::to_string(&item).unwrap(), built, "{case} spaced={spaced}");
+                }
             }
         }
     }
@@ -360,13 +421,15 @@ mod tests {
     fn nulls_and_missing_parts_read_as_the_built_json() {
         let mut r = stored(false, true);
         r.payload["data"]["deleteOption"] = Value::Null;
+        r.payload["data"]["manifests"] = Value::Null;
         r.payload["data"].as_object_mut().unwrap().remove("manifestConfigs");
         r.status.as_mut().unwrap()["resourceversion"] = json!("7");
         let raw = raw(&r, true);
         let item = bundle_item(&raw).unwrap();
         assert!(matches!(item, BundleItem::Raw(_)));
         let built = presenters::resource_bundle(&r);
-        assert_eq!(built["delete_option"], Value::Null);
+        assert_eq!((built.get("delete_option"), built.get("manifest_configs")), (None, None));
+        assert_eq!(built["manifests"], json!([]), "a null manifests list reads as empty");
         assert_eq!(built["status"]["ObservedVersion"], json!(7));
         assert_eq!(serde_json::to_string(&item).unwrap(), serde_json::to_string(&built).unwrap());
     }
