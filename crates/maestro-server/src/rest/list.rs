@@ -1,27 +1,61 @@
-//! The list endpoints: `GET /consumers` and `GET /resource-bundles` with `page`, `size` and
-//! `search`.
+//! The list endpoints, `GET /consumers` and `GET /resource-bundles`, with Go Maestro's query
+//! parameters (docs/rest.md): `page` and `size`, `search` ("Search language"), `orderBy`
+//! ("Ordering") and `fields` ("Projection").
+
+use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
+use maestro_search::{Filter, OrderTerm, Table};
 use maestro_store::{ConsumerQuery, Paging, ResourceQuery, StoreError};
 use serde::Deserialize;
+use serde_json::Value;
 
-use super::{ApiResult, RestState, fail, presenters, raw, search};
+use super::{ApiResult, RestState, fail, presenters, raw};
 use crate::error::ServiceError;
 
-/// List query parameters.
+/// List query parameters, as Go Maestro names them.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
     page: Option<String>,
     size: Option<String>,
     search: Option<String>,
+    #[serde(rename = "orderBy")]
+    order_by: Option<String>,
+    fields: Option<String>,
+}
+
+/// The checked list parameters.
+struct ListArgs {
+    paging: Paging,
+    search: Option<Filter>,
+    order: Vec<OrderTerm>,
+    /// The projected keys (`id` included), or `None` for whole objects.
+    fields: Option<Vec<String>>,
+}
+
+impl ListParams {
+    /// Checks every parameter against `table` and the object's keys `known` (`kind` names the
+    /// object in errors).
+    fn check(&self, table: Table, known: &[&str], kind: &str) -> Result<ListArgs, ServiceError> {
+        let search = maestro_search::compile(self.search.as_deref().unwrap_or(""), table)
+            .map_err(|e| ServiceError::Search(e.to_string()))?;
+        let order = maestro_search::parse_order_by(self.order_by.as_deref().unwrap_or(""), table)
+            .map_err(|e| ServiceError::BadRequest(format!("bad orderBy: {e}")))?;
+        Ok(ListArgs {
+            paging: paging(self)?,
+            search,
+            order,
+            fields: fields(self.fields.as_deref(), known, kind)?,
+        })
+    }
 }
 
 fn paging(p: &ListParams) -> Result<Paging, ServiceError> {
     let num = |v: &Option<String>, name: &str, default: i64| -> Result<i64, ServiceError> {
-        match v.as_deref().filter(|s| !s.is_empty()) {
+        match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => Ok(default),
             Some(s) => s
                 .parse()
@@ -39,20 +73,56 @@ fn paging(p: &ListParams) -> Result<Paging, ServiceError> {
     Ok(Paging { page, size })
 }
 
+/// Go's `fields`: comma-separated top-level keys, blanks skipped, `id` always added; `None`
+/// when no key is named. Errors: [`ServiceError::Validation`] naming unknown keys.
+fn fields(param: Option<&str>, known: &[&str], kind: &str) -> Result<Option<Vec<String>>, ServiceError> {
+    let mut keys: Vec<String> =
+        param.unwrap_or("").split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect();
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let unknown: BTreeSet<&str> = keys.iter().map(String::as_str).filter(|k| !known.contains(k)).collect();
+    if !unknown.is_empty() {
+        let unknown: Vec<&str> = unknown.into_iter().collect();
+        return Err(ServiceError::Validation(format!(
+            "The following field(s) doesn't exist in `{kind}`: {} (known: {})",
+            unknown.join(", "),
+            known.join(", ")
+        )));
+    }
+    if !keys.iter().any(|k| k == "id") {
+        keys.push("id".to_owned());
+    }
+    Ok(Some(keys))
+}
+
+/// Keeps only `keys` of each item (items that are not objects are kept whole).
+fn project(items: Vec<Value>, keys: &[String]) -> Vec<Value> {
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Object(mut m) => {
+                m.retain(|k, _| keys.iter().any(|f| f == k));
+                Value::Object(m)
+            }
+            other => other,
+        })
+        .collect()
+}
+
 pub(crate) async fn list_consumers(
     State(st): State<RestState>,
     headers: HeaderMap,
     Query(p): Query<ListParams>,
 ) -> ApiResult {
-    let mut q = ConsumerQuery { paging: paging(&p).map_err(fail(&headers))?, ..Default::default() };
-    for t in search::parse(p.search.as_deref().unwrap_or(""), &["name", "id"]).map_err(fail(&headers))? {
-        match t.field.as_str() {
-            "name" => q.name = Some(t.value),
-            _ => q.id = Some(t.value),
-        }
-    }
+    let args = p.check(Table::Consumers, &presenters::CONSUMER_KEYS, "Consumer").map_err(fail(&headers))?;
+    let q =
+        ConsumerQuery { paging: args.paging, search: args.search, order: args.order, ..Default::default() };
     let page = st.store.list_consumers(&q).await.map_err(|e| fail(&headers)(e.into()))?;
-    let items = page.items.iter().map(presenters::consumer).collect();
+    let mut items: Vec<Value> = page.items.iter().map(presenters::consumer).collect();
+    if let Some(keys) = &args.fields {
+        items = project(items, keys);
+    }
     Ok(Json(presenters::list("ConsumerList", page.page, page.total, items)).into_response())
 }
 
@@ -61,20 +131,19 @@ pub(crate) async fn list_bundles(
     headers: HeaderMap,
     Query(p): Query<ListParams>,
 ) -> ApiResult {
-    let mut q = ResourceQuery { paging: paging(&p).map_err(fail(&headers))?, ..Default::default() };
-    let fields = ["consumer_name", "source", "name", "id"];
-    for t in search::parse(p.search.as_deref().unwrap_or(""), &fields).map_err(fail(&headers))? {
-        let slot = match t.field.as_str() {
-            "consumer_name" => &mut q.consumer_name,
-            "source" => &mut q.source,
-            "name" => &mut q.name,
-            _ => &mut q.id,
-        };
-        *slot = Some(t.value);
-    }
+    let args = p
+        .check(Table::Resources, &presenters::RESOURCE_BUNDLE_KEYS, "ResourceBundle")
+        .map_err(fail(&headers))?;
+    let q =
+        ResourceQuery { paging: args.paging, search: args.search, order: args.order, ..Default::default() };
     let page = st.store.list_resources_raw(&q).await.map_err(|e| fail(&headers)(e.into()))?;
     let corrupt = |e| fail(&headers)(StoreError::Json(e).into());
     let items = page.items.iter().map(raw::bundle_item).collect::<Result<Vec<_>, _>>().map_err(corrupt)?;
+    if let Some(keys) = &args.fields {
+        let items = items.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>().map_err(corrupt)?;
+        let items = project(items, keys);
+        return Ok(Json(presenters::list("ResourceBundleList", page.page, page.total, items)).into_response());
+    }
     let body = presenters::ListJson {
         size: items.len(),
         items,
