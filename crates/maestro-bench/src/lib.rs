@@ -18,6 +18,7 @@ pub mod env;
 pub mod fleet;
 pub mod limits;
 pub mod load;
+pub mod pages;
 pub mod report;
 
 use indicatif::{ProgressBar, ProgressStyle};

@@ -237,7 +237,7 @@ async fn complete_and_report(store: &maestro_store::DynStore, count: usize) -> a
 /// Applied and Available, the manifest's Applied, Available and StatusFeedbackSynced, its
 /// resource meta — so the store alone writes the same ~1.7 KB of status JSON per bundle (in
 /// the resource row and in the status event row) as the server does.
-fn status(id: &str) -> StatusWrite {
+pub(crate) fn status(id: &str) -> StatusWrite {
     let n = id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
     let now = "2026-12-01T00:00:00Z"; // the size of any transition time
     let condition = |ty: &str, reason: &str, message: &str| {

@@ -57,6 +57,11 @@ struct Args {
     /// at most 100); overrides the preset (quick 200, full 10,000).
     #[arg(long)]
     idle_agents: Option<usize>,
+    /// Instead of the broker and store runs, measure REST list pages (sorted, deep, one
+    /// consumer's, label searches) over this many stored bundles on PostgreSQL (needs
+    /// --postgres; spread over --consumers, default 2,000), and write pages.{json,md}.
+    #[arg(long, value_name = "BUNDLES")]
+    pages: Option<usize>,
     /// Instead of measuring, read a results.json written by an earlier run and write its
     /// Markdown table and SVG chart again into `--out`.
     #[arg(long, value_name = "RESULTS_JSON")]
@@ -139,6 +144,16 @@ async fn main() -> anyhow::Result<()> {
         return write_outputs(&report, &args.out);
     }
     raise_open_files();
+    if let Some(bundles) = args.pages {
+        let admin = args.postgres.as_deref().context("--pages needs --postgres URL")?;
+        let report = maestro_bench::pages::run(admin, bundles, args.consumers.unwrap_or(2_000)).await?;
+        let md = maestro_bench::pages::markdown(&report);
+        println!("\n{md}");
+        std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        std::fs::write(args.out.join("pages.json"), serde_json::to_string_pretty(&report)?)?;
+        std::fs::write(args.out.join("pages.md"), &md)?;
+        return Ok(());
+    }
     let brokers = parse_all(&args.broker, &Broker::ALL, "broker")?;
     let stores = parse_all(&args.store, &[StoreKind::Postgres, StoreKind::Sqlite], "store")?;
     let mut params = if args.quick { Params::quick() } else { Params::full() };
