@@ -1,6 +1,6 @@
 //! Bad input gets a clear error and never changes stored data: a malformed CloudEvent, an
 //! unknown event type, a spec for an unknown consumer, an empty bundle, an oversized bundle,
-//! and invalid YAML given to the CLI. Runs the real server over real sockets on SQLite.
+//! an update whose `metadata` is not a JSON object, and invalid YAML given to the CLI. Runs the real server over real sockets on SQLite.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -38,7 +38,8 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let stack = LocalStack::start(StackConfig::new(&url)).await.unwrap();
     let store = maestro_store::open(&url).await.unwrap();
     stack.rest.create_consumer("c1", &Default::default()).await.unwrap();
-    publish_raw(stack.grpc_addr(), &spec("c1", json!([cm("ok")]))).await.expect("a good bundle is accepted");
+    let good = spec("c1", json!([cm("ok")]));
+    publish_raw(stack.grpc_addr(), &good).await.expect("a good bundle is accepted");
     // Let the dispatcher take the good bundle's outbox row first: the snapshot must not race it.
     maestro_tests::wait_for("the outbox drained", || async {
         store.pending_spec_events(10).await.ok()?.is_empty().then_some(())
@@ -91,6 +92,25 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let err = publish_raw(stack.grpc_addr(), &spec("c1", json!([big]))).await.expect_err("oversized bundle");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("limit"), "{err}");
+
+    // An update whose `metadata` extension is not a JSON object: refused, as on create, so no
+    // stored row can break the label searches that read it (docs/rest.md, "Search language").
+    let id = maestro_api::ext::get_str(&good, "resourceid").unwrap();
+    for metadata in ["{not json", "[1, 2]"] {
+        let mut update = SpecEventBuilder::new("bad-input-test", &id, 0, "c1")
+            .action(maestro_api::types::Action::Update)
+            .bundle_json(json!({ "manifests": [cm("ok2")] }))
+            .build();
+        maestro_api::ext::set_str(&mut update, "metadata", metadata);
+        let err = publish_raw(stack.grpc_addr(), &update).await.expect_err("bad metadata");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{metadata}: {err}");
+        assert!(err.message().contains("metadata"), "{metadata}: {err}");
+    }
+    let labels = BundleFilter {
+        search: Some("payload->'metadata'->'labels'->>'app' is null".into()),
+        ..Default::default()
+    };
+    assert_eq!(stack.rest.all_bundles(&labels).await.unwrap().len(), 1, "label searches still work");
 
     assert_eq!(snapshot(&stack, &store).await, before, "no bad input changed the store");
 

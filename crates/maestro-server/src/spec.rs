@@ -105,6 +105,9 @@ async fn update(
 ) -> Result<SpecOutcome, ServiceError> {
     let version = ext::resource_version(event)?;
     validated_bundle(event, max_bytes)?;
+    // As on create: a `metadata` that is not a JSON object is refused, so every stored spec's
+    // metadata is one (label searches read it, docs/rest.md).
+    ext::metadata(event)?;
     let current = store.get_resource(&id).await?;
     if let Some(c) =
         ext::get_str(event, ext::CLUSTER_NAME).filter(|c| !c.is_empty() && *c != current.consumer_name)
