@@ -23,7 +23,7 @@ use maestro_bench::{Params, run_one};
     name = "maestro-bench",
     version,
     about,
-    after_help = "Environment:\n  MAESTRO_BIN               the `maestro` binary run as the server (default: beside this one)\n  MAESTRO_BENCH_SERVER_LOG  the server's RUST_LOG (default: warn)\n  MAESTRO_BENCH_KEEP_LOG    when set, keep each server's log and print its path\n  MAESTRO_BENCH_LATENCY_TRACE  write the latency scenario's per-bundle trace to this file:\n                            offset (ms), latency (ms), resource id, publish time (Unix s)"
+    after_help = "Environment:\n  MAESTRO_BIN               the `maestro` binary run as the server (default: beside this one)\n  MAESTRO_BENCH_SERVER_LOG  the server's RUST_LOG (default: warn)\n  MAESTRO_BENCH_KEEP_LOG    when set, keep each server's log and print its path\n  MAESTRO_BENCH_KEEP_DB     with --pages: when set, keep the database and print its URL\n  MAESTRO_BENCH_LATENCY_TRACE  write the latency scenario's per-bundle trace to this file:\n                            offset (ms), latency (ms), resource id, publish time (Unix s)"
 )]
 struct Args {
     /// Brokers to measure: grpc, mosquitto (MQTT on Mosquitto), rumqttd (MQTT on the embedded

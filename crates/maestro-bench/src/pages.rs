@@ -27,6 +27,8 @@ const SAMPLES: usize = 30;
 const WARM_UP: usize = 3;
 /// Bundle creations and status writes in flight while loading.
 const LOAD_CONCURRENCY: usize = 64;
+/// When set, the scenario's database is kept (its URL printed) for a look with psql.
+pub const KEEP_DB_ENV: &str = "MAESTRO_BENCH_KEEP_DB";
 /// The source id the bundles are stored under.
 const SOURCE: &str = "maestro-bench";
 
@@ -105,7 +107,11 @@ fn pages(consumers: usize, bundles: usize) -> Vec<(String, Vec<(&'static str, St
 pub async fn run(postgres_admin: &str, bundles: usize, consumers: usize) -> anyhow::Result<PagesReport> {
     let db = Database::fresh(StoreKind::Postgres, Some(postgres_admin)).await?;
     let result = measure(&db, bundles, consumers.max(1)).await;
-    db.remove().await;
+    if std::env::var_os(KEEP_DB_ENV).is_some() {
+        eprintln!("database kept: {}", db.url);
+    } else {
+        db.remove().await;
+    }
     result
 }
 
