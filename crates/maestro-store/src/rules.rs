@@ -329,6 +329,12 @@ impl<'a> PageQuery<'a> {
     ) -> Self {
         PageQuery { paging, filters, search, order }
     }
+
+    /// True when nothing filters the rows (no exact filter set, no search): the page's total
+    /// is the table's row count.
+    pub(crate) fn is_unfiltered(&self) -> bool {
+        self.search.is_none() && self.filters.iter().all(|(_, value)| value.is_none())
+    }
 }
 
 /// The exact-match filters of a resource query, as `(column, value)` pairs.

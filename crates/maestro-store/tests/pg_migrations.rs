@@ -1,6 +1,7 @@
 //! Upgrading a PostgreSQL database written under the first schema (`jsonb` payloads and
 //! statuses) to the `json` columns of `0002_json_columns.sql` keeps every stored bundle, and
-//! the store reads and writes it afterwards. Needs `MAESTRO_TEST_DATABASE_URL` (real
+//! the store reads and writes it afterwards (and the row count of `0004_resource_totals.sql`
+//! starts at the rows already stored). Needs `MAESTRO_TEST_DATABASE_URL` (real
 //! PostgreSQL; `scripts/test.sh` starts one).
 
 use maestro_store::{Paging, ResourceQuery, StatusOutcome, StatusWrite, testing};
@@ -69,6 +70,7 @@ async fn jsonb_rows_survive_the_json_migration() {
         .expect("raw list");
     let ids: Vec<&str> = raw.items.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["r0", "r1", "r2"]);
+    assert_eq!(raw.total, 3, "0004_resource_totals.sql counts the rows that were there");
     let parsed: Value = serde_json::from_str(raw.items[2].payload.get()).expect("raw payload is JSON");
     assert_eq!(parsed, payload(2));
 

@@ -376,6 +376,8 @@ async fn confirmed_delete_removes_row_and_pending_outbox(store: DynStore) {
     assert_eq!(store.apply_status(gone.clone()).await.expect("apply"), StatusOutcome::Deleted);
     assert!(matches!(store.get_resource("r1").await, Err(StoreError::NotFound { .. })));
     assert_eq!(pending_summary(&store).await, vec![(s("r2"), SpecAction::Create, 1)]);
+    let all = store.list_resources(&ResourceQuery::default()).await.expect("list");
+    assert_eq!((all.total, all.items.len()), (1, 1), "the total follows a confirmed deletion");
 
     let events = store.status_events_after(0, 10).await.expect("events");
     assert_eq!(events.len(), 1);
@@ -648,6 +650,9 @@ async fn concurrent_writes_each_get_their_answer(store: DynStore) {
     assert_eq!((created.len(), unknown, conflicts), (200, 5, 5));
     let creates = pending(&store).await.into_iter().filter(|r| r.action == SpecAction::Create).count();
     assert_eq!(creates, 200, "one Create outbox row per created resource");
+    let count_only = ResourceQuery { paging: Paging { page: 1, size: 0 }, ..Default::default() };
+    let total = store.list_resources(&count_only).await.expect("count").total;
+    assert_eq!(total, 200, "refused creations are not counted");
 
     let ids = Generator::default();
     store_statuses_concurrently(&store, &created, &ids).await;
