@@ -6,9 +6,12 @@
 -- that insert or delete resources lock this row until they commit; no such writer waits for
 -- another lock after taking it (the insert and the delete are the last writes of theirs that
 -- touch resources), so it cannot take part in a deadlock.
+-- The migration runs in one transaction: the lock keeps other servers (a rolling upgrade) from
+-- inserting or deleting resources between the count and the triggers, and lasts until commit.
+LOCK TABLE resources IN SHARE ROW EXCLUSIVE MODE;
 CREATE TABLE resource_totals (
     only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
-    total    BIGINT  NOT NULL CHECK (total >= 0)
+    total    BIGINT  NOT NULL
 );
 INSERT INTO resource_totals (total) SELECT COUNT(*) FROM resources;
 

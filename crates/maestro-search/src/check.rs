@@ -1,7 +1,7 @@
 //! The checker: a syntax tree plus a [`Table`] to a typed [`Filter`], or the first semantic
 //! error (unknown field, wrongly typed value, bad timestamp, bad `@>` object).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use crate::ast::{CmpOp, Expr, Field, Predicate, Str, Test, Value, ValueKind};
 use crate::error::SearchError;
@@ -125,14 +125,50 @@ pub(crate) enum Cond {
 /// # Errors
 /// The [`SearchError`] of [`parse`], or a semantic error at the offending token: unknown field
 /// (`unknown field "x"; searchable fields: ...`), a value of the wrong type (`name compares with
-/// strings, got the number 3`), a bad timestamp, `LIKE` on a non-text field, `@>` on a field that
-/// is not a JSON object or with something else than an object of scalars.
+/// strings, got the number 3`), a bad timestamp (or a year outside 1–9999), `LIKE` on a
+/// non-text field, `@>` on a field that is not a JSON object or with something else than an
+/// object of scalars; a search over the size limits ([`MAX_CONDITIONS`], [`MAX_PARAMS`],
+/// [`MAX_PATTERN_BYTES`]).
 pub fn compile(input: &str, table: Table) -> Result<Option<Filter>, SearchError> {
     if input.trim_ascii().is_empty() {
         return Ok(None);
     }
     let expr = parse(input)?;
-    Ok(Some(Filter { root: check(&expr, table)? }))
+    let conditions = count_conditions(&expr);
+    if conditions > MAX_CONDITIONS {
+        return Err(SearchError::new(
+            0,
+            format!("the search has {conditions} conditions; at most {MAX_CONDITIONS} are accepted"),
+        ));
+    }
+    let filter = Filter { root: check(&expr, table)? };
+    // SQLite binds the most parameters (two per `@>` pair), so its count bounds both dialects.
+    let params = filter.to_fragment(crate::Dialect::Sqlite).params().len();
+    if params > MAX_PARAMS {
+        return Err(SearchError::new(
+            0,
+            format!("the search holds {params} values; at most {MAX_PARAMS} are accepted"),
+        ));
+    }
+    Ok(Some(filter))
+}
+
+/// The most conditions (predicates) one search may hold: SQLite parses an `AND`/`OR` chain
+/// as nested expressions and refuses more than 1,000 levels, which would answer 500.
+pub const MAX_CONDITIONS: usize = 256;
+/// The most values one search may bind (`IN` lists, `@>` pairs, keys…): PostgreSQL takes at
+/// most 65,535 parameters per statement and SQLite 32,766; far fewer keeps plans cheap.
+pub const MAX_PARAMS: usize = 2_048;
+/// The longest `LIKE`/`ILIKE` pattern, in bytes (SQLite refuses patterns over 50,000 bytes).
+pub const MAX_PATTERN_BYTES: usize = 1_024;
+
+/// The predicates of `expr`.
+fn count_conditions(expr: &Expr) -> usize {
+    match expr {
+        Expr::And(items) | Expr::Or(items) => items.iter().map(count_conditions).sum(),
+        Expr::Not { expr, .. } => count_conditions(expr),
+        Expr::Pred(_) => 1,
+    }
 }
 
 /// Checks one expression.
@@ -309,15 +345,27 @@ fn typed(value: &Value, ty: ColumnType, field: &str) -> Result<Param, SearchErro
 
 /// An RFC 3339 timestamp, or a date at midnight UTC.
 fn timestamp(s: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-    Some(date.and_hms_opt(0, 0, 0)?.and_utc())
+    let t = match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?.and_utc(),
+    };
+    // Years 1–9999 in UTC only: PostgreSQL refuses some others when they are bound, and SQLite
+    // compares times as fixed-width text, which other years would not sort in.
+    (1..=9999).contains(&t.year()).then_some(t)
 }
 
-/// Rejects a LIKE pattern ending in a lone escape character (PostgreSQL does too).
+/// Rejects a LIKE pattern longer than [`MAX_PATTERN_BYTES`] or ending in a lone escape
+/// character (PostgreSQL does too).
 fn like_pattern(pattern: &Str) -> Result<(), SearchError> {
+    if pattern.text.len() > MAX_PATTERN_BYTES {
+        return Err(SearchError::new(
+            pattern.pos,
+            format!(
+                "the LIKE pattern has {} bytes; at most {MAX_PATTERN_BYTES} are accepted",
+                pattern.text.len()
+            ),
+        ));
+    }
     let mut chars = pattern.text.chars();
     while let Some(c) = chars.next() {
         if c == '\\' && chars.next().is_none() {

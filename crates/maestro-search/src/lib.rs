@@ -66,7 +66,7 @@ mod order;
 mod parse;
 mod sql;
 
-pub use check::{Filter, compile};
+pub use check::{Filter, MAX_CONDITIONS, MAX_PARAMS, MAX_PATTERN_BYTES, compile};
 pub use error::SearchError;
 pub use order::{OrderTerm, order_by_sql, parse_order_by};
 pub use parse::parse;

@@ -101,8 +101,9 @@ impl Filter {
     /// unqualified.
     ///
     /// For example `name = 'a' and payload->'metadata'->'labels'->>'app' in ('x','y')` renders
-    /// for PostgreSQL as `(name = $1 AND (((payload->>'metadata')::jsonb->'labels')->>$2) IN ($3,
-    /// $4))` with the parameters `a`, `app`, `x`, `y`.
+    /// for PostgreSQL as `(name = $1 AND ((<metadata>->'labels')->>$2) IN ($3, $4))` with the
+    /// parameters `a`, `app`, `x`, `y`, where `<metadata>` is the stored `metadata` extension
+    /// parsed as `jsonb` when it looks like an object (see `pg_root`).
     pub fn to_fragment(&self, dialect: Dialect) -> Fragment {
         let mut f = Fragment::default();
         node(&mut f, &self.root, dialect);
@@ -150,22 +151,40 @@ fn list(f: &mut Fragment, items: &[Node], sep: &'static str, d: Dialect) {
     f.sql(")");
 }
 
-/// The PostgreSQL jsonb expression of a JSON object.
+/// The PostgreSQL jsonb expression of a JSON object. The stored `metadata` extension is JSON
+/// text inside the payload; it is cast only when it starts like an object (`^\s*\{`), so a
+/// row whose metadata is empty or not an object reads as NULL (matches nothing) instead of
+/// failing the whole query. Writes refuse metadata that is not a JSON object, so the cast of
+/// what passes the test does not fail.
 fn pg_root(root: JsonRoot) -> &'static str {
     match root {
-        JsonRoot::Metadata => "((payload->>'metadata')::jsonb)",
-        JsonRoot::Labels => "((payload->>'metadata')::jsonb->'labels')",
-        JsonRoot::Annotations => "((payload->>'metadata')::jsonb->'annotations')",
+        JsonRoot::Metadata => {
+            "(CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END)"
+        }
+        JsonRoot::Labels => {
+            "(CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END->'labels')"
+        }
+        JsonRoot::Annotations => {
+            "(CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END->'annotations')"
+        }
         JsonRoot::ConsumerLabels => "labels",
     }
 }
 
-/// The SQLite JSON arguments (`X` or `X, path`) locating a JSON object.
+/// The SQLite JSON arguments (`X` or `X, path`) locating a JSON object. The stored `metadata`
+/// extension is used only when it is valid JSON (`json_valid`); otherwise it is NULL, which
+/// `json_each` reads as no rows, instead of failing the whole query.
 fn sqlite_json(root: JsonRoot) -> &'static str {
     match root {
-        JsonRoot::Metadata => "json_extract(payload, '$.metadata')",
-        JsonRoot::Labels => "json_extract(payload, '$.metadata'), '$.labels'",
-        JsonRoot::Annotations => "json_extract(payload, '$.metadata'), '$.annotations'",
+        JsonRoot::Metadata => {
+            "CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END"
+        }
+        JsonRoot::Labels => {
+            "CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.labels'"
+        }
+        JsonRoot::Annotations => {
+            "CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.annotations'"
+        }
         JsonRoot::ConsumerLabels => "labels",
     }
 }
@@ -189,7 +208,7 @@ fn target(f: &mut Fragment, t: &Target, d: Dialect) {
             f.sql(")");
         }
         (Target::Key { root, key }, Dialect::Sqlite) => {
-            f.sql("(SELECT value FROM ");
+            f.sql("(SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(value AS TEXT) END FROM ");
             sqlite_each(f, *root);
             f.sql(" WHERE key = ");
             f.bind(Param::Text(key.clone()));

@@ -250,7 +250,48 @@ fn nesting_is_bounded() {
     );
     let nots = format!("{}name = 'a'", "not ".repeat(100_000));
     assert_eq!(compile(&nots, R).unwrap_err().position, 256);
-    // A long flat chain is not nesting.
-    let flat = vec!["name = 'a'"; 5_000].join(" and ");
+    // A long flat chain is not nesting, but its length is bounded (SQLite nests it).
+    let flat = vec!["name = 'a'"; 256].join(" and ");
     assert!(compile(&flat, R).unwrap().is_some());
+    let long = vec!["name = 'a'"; 5_000].join(" or ");
+    assert_eq!(
+        compile(&long, R).unwrap_err().to_string(),
+        "at position 0: the search has 5000 conditions; at most 256 are accepted"
+    );
+}
+
+/// Searches big enough to hit a database's limits (bound parameters, pattern size) or to cost
+/// a plan per request are refused with a 400-class error, never sent to the database.
+#[test]
+fn sizes_are_bounded() {
+    let values = vec!["1"; 3_000].join(",");
+    assert_eq!(
+        compile(&format!("version in ({values})"), R).unwrap_err().to_string(),
+        "at position 0: the search holds 3000 values; at most 2048 are accepted"
+    );
+    let pairs: Vec<String> = (0..1_100).map(|i| format!("\"k{i}\":\"v\"")).collect();
+    let contains = format!("labels @> '{{{}}}'", pairs.join(","));
+    assert!(compile(&contains, C).unwrap_err().message.contains("2200 values"), "two per pair on SQLite");
+    let pattern = "%".repeat(2_000);
+    assert_eq!(
+        compile(&format!("name like '{pattern}'"), R).unwrap_err().to_string(),
+        "at position 10: the LIKE pattern has 2000 bytes; at most 1024 are accepted"
+    );
+}
+
+/// Times outside years 1–9999 (in UTC) are refused: PostgreSQL cannot bind some of them and
+/// SQLite would compare them as text out of order.
+#[test]
+fn times_are_years_1_to_9999() {
+    for (time, ok) in [
+        ("0001-01-01", true),
+        ("9999-12-31T23:59:59Z", true),
+        ("-5000-01-01", false),
+        ("+99999-01-01", false),
+        ("9999-12-31T23:00:00-05:00", false),
+        ("0001-01-01T00:30:00+01:00", false),
+    ] {
+        let result = compile(&format!("created_at > '{time}'"), R);
+        assert_eq!(result.is_ok(), ok, "{time}: {result:?}");
+    }
 }

@@ -23,7 +23,7 @@ struct Case {
     sqlite_params: Vec<Param>,
 }
 
-const LABELS_EACH: &str = "json_each(json_extract(payload, '$.metadata'), '$.labels')";
+const LABELS_EACH: &str = "json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.labels')";
 
 fn cases() -> Vec<Case> {
     let same = |v: Vec<Param>| (v.clone(), v);
@@ -48,8 +48,8 @@ fn cases() -> Vec<Case> {
     add(
         "payload->'metadata'->'labels'@>'{\"tier\":\"gold\",\"app\":\"web\"}'",
         R,
-        "(((payload->>'metadata')::jsonb->'labels') @> $1::jsonb)",
-        "(EXISTS (SELECT 1 FROM json_each(json_extract(payload, '$.metadata'), '$.labels') WHERE key = ? AND type = 'text' AND value = ?) AND EXISTS (SELECT 1 FROM json_each(json_extract(payload, '$.metadata'), '$.labels') WHERE key = ? AND type = 'text' AND value = ?))",
+        "((CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END->'labels') @> $1::jsonb)",
+        "(EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.labels') WHERE key = ? AND type = 'text' AND value = ?) AND EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.labels') WHERE key = ? AND type = 'text' AND value = ?))",
         (
             vec![json("{\"app\":\"web\",\"tier\":\"gold\"}")],
             vec![text("app"), text("web"), text("tier"), text("gold")],
@@ -58,36 +58,36 @@ fn cases() -> Vec<Case> {
     add(
         "payload->'metadata'->'labels'->>'app'in('a','b')",
         R,
-        "(((payload->>'metadata')::jsonb->'labels')->>$1) IN ($2, $3)",
-        "(SELECT value FROM json_each(json_extract(payload, '$.metadata'), '$.labels') WHERE key = ?) IN (?, ?)",
+        "((CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END->'labels')->>$1) IN ($2, $3)",
+        "(SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(value AS TEXT) END FROM json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.labels') WHERE key = ?) IN (?, ?)",
         same(vec![text("app"), text("a"), text("b")]),
     );
     add(
         "payload->'metadata'->'labels'->>'app' not in ('a','b')",
         R,
-        "(((payload->>'metadata')::jsonb->'labels')->>$1) NOT IN ($2, $3)",
-        "(SELECT value FROM json_each(json_extract(payload, '$.metadata'), '$.labels') WHERE key = ?) NOT IN (?, ?)",
+        "((CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END->'labels')->>$1) NOT IN ($2, $3)",
+        "(SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(value AS TEXT) END FROM json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.labels') WHERE key = ?) NOT IN (?, ?)",
         same(vec![text("app"), text("a"), text("b")]),
     );
     add(
         "payload->'metadata'->'labels'->>'app'<>'v'",
         R,
-        "(((payload->>'metadata')::jsonb->'labels')->>$1) <> $2",
-        "(SELECT value FROM json_each(json_extract(payload, '$.metadata'), '$.labels') WHERE key = ?) <> ?",
+        "((CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END->'labels')->>$1) <> $2",
+        "(SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(value AS TEXT) END FROM json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.labels') WHERE key = ?) <> ?",
         same(vec![text("app"), text("v")]),
     );
     add(
         "payload->'metadata'->'labels'->>'app'<>null",
         R,
-        "(((payload->>'metadata')::jsonb->'labels')->>$1) IS NOT NULL",
-        "(SELECT value FROM json_each(json_extract(payload, '$.metadata'), '$.labels') WHERE key = ?) IS NOT NULL",
+        "((CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END->'labels')->>$1) IS NOT NULL",
+        "(SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(value AS TEXT) END FROM json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.labels') WHERE key = ?) IS NOT NULL",
         same(vec![text("app")]),
     );
     add(
         "payload->'metadata'->'labels'->>'app' = null and payload->'metadata'->'labels'->>'b' is null",
         R,
-        "((((payload->>'metadata')::jsonb->'labels')->>$1) IS NULL AND (((payload->>'metadata')::jsonb->'labels')->>$2) IS NULL)",
-        "((SELECT value FROM json_each(json_extract(payload, '$.metadata'), '$.labels') WHERE key = ?) IS NULL AND (SELECT value FROM json_each(json_extract(payload, '$.metadata'), '$.labels') WHERE key = ?) IS NULL)",
+        "(((CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END->'labels')->>$1) IS NULL AND ((CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END->'labels')->>$2) IS NULL)",
+        "((SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(value AS TEXT) END FROM json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.labels') WHERE key = ?) IS NULL AND (SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(value AS TEXT) END FROM json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.labels') WHERE key = ?) IS NULL)",
         same(vec![text("app"), text("b")]),
     );
     add(
@@ -133,28 +133,28 @@ fn cases() -> Vec<Case> {
         "labels @> '{}' and labels->>'env' like 'p%'",
         C,
         "((labels @> $1::jsonb) AND (labels->>$2) LIKE $3)",
-        "((json_type(labels) = 'object') AND (SELECT value FROM json_each(labels) WHERE key = ?) GLOB ?)",
+        "((json_type(labels) = 'object') AND (SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(value AS TEXT) END FROM json_each(labels) WHERE key = ?) GLOB ?)",
         (vec![json("{}"), text("env"), text("p%")], vec![text("env"), text("p*")]),
     );
     add(
         "payload->'metadata'->>'name' = 'w'",
         R,
-        "(((payload->>'metadata')::jsonb)->>$1) = $2",
-        "(SELECT value FROM json_each(json_extract(payload, '$.metadata')) WHERE key = ?) = ?",
+        "((CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END)->>$1) = $2",
+        "(SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(value AS TEXT) END FROM json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END) WHERE key = ?) = ?",
         same(vec![text("name"), text("w")]),
     );
     add(
         "payload->'metadata'->'annotations' @> '{}'",
         R,
-        "(((payload->>'metadata')::jsonb->'annotations') @> $1::jsonb)",
-        "(json_type(json_extract(payload, '$.metadata'), '$.annotations') = 'object')",
+        "((CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END->'annotations') @> $1::jsonb)",
+        "(json_type(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END, '$.annotations') = 'object')",
         (vec![json("{}")], vec![]),
     );
     add(
         "payload->'metadata'@>'{\"name\":\"w\"}'",
         R,
-        "(((payload->>'metadata')::jsonb) @> $1::jsonb)",
-        "EXISTS (SELECT 1 FROM json_each(json_extract(payload, '$.metadata')) WHERE key = ? AND type = 'text' AND value = ?)",
+        "((CASE WHEN payload->>'metadata' ~ '^\\s*\\{' THEN (payload->>'metadata')::jsonb END) @> $1::jsonb)",
+        "EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(json_extract(payload, '$.metadata')) THEN json_extract(payload, '$.metadata') END) WHERE key = ? AND type = 'text' AND value = ?)",
         (vec![json("{\"name\":\"w\"}")], vec![text("name"), text("w")]),
     );
     add(

@@ -83,7 +83,7 @@ async fn create(
 ) -> Result<SpecOutcome, ServiceError> {
     let consumer = required_cluster(event)?;
     validated_bundle(event, max_bytes)?;
-    let name = ext::metadata(event)?
+    let name = validated_metadata(event)?
         .and_then(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| id.clone());
@@ -97,6 +97,33 @@ async fn create(
     Ok(SpecOutcome::Created(store.create_resource(new).await?))
 }
 
+/// The `metadata` extension as an object (`None` when absent or blank), refusing one that is
+/// not a JSON object or that holds a NUL character (U+0000) in a key or string: every stored
+/// spec's metadata is then one PostgreSQL can read as `jsonb`, which label searches do for
+/// every row (docs/rest.md, "Search language").
+///
+/// # Errors
+/// [`ServiceError::Validation`] naming the problem.
+fn validated_metadata(event: &Event) -> Result<Option<serde_json::Map<String, Value>>, ServiceError> {
+    let metadata = ext::metadata(event)?;
+    if metadata.as_ref().is_some_and(|m| m.iter().any(|(k, v)| k.contains('\0') || holds_nul(v))) {
+        return Err(ServiceError::Validation(
+            "the metadata extension holds a NUL character (U+0000), which cannot be stored".into(),
+        ));
+    }
+    Ok(metadata)
+}
+
+/// Whether any key or string inside `v` holds U+0000.
+fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
 async fn update(
     store: &DynStore,
     event: &Event,
@@ -105,9 +132,7 @@ async fn update(
 ) -> Result<SpecOutcome, ServiceError> {
     let version = ext::resource_version(event)?;
     validated_bundle(event, max_bytes)?;
-    // As on create: a `metadata` that is not a JSON object is refused, so every stored spec's
-    // metadata is one (label searches read it, docs/rest.md).
-    ext::metadata(event)?;
+    validated_metadata(event)?;
     let current = store.get_resource(&id).await?;
     if let Some(c) =
         ext::get_str(event, ext::CLUSTER_NAME).filter(|c| !c.is_empty() && *c != current.consumer_name)

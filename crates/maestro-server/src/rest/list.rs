@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
@@ -51,6 +52,12 @@ impl ListParams {
             fields: fields(self.fields.as_deref(), known, kind)?,
         })
     }
+}
+
+/// A query string that cannot be read (bad percent-encoding, a repeated parameter): Go's
+/// "Bad request", as an Error body.
+fn bad_query(rejection: &QueryRejection) -> ServiceError {
+    ServiceError::BadRequest(format!("invalid query string: {}", rejection.body_text()))
 }
 
 fn paging(p: &ListParams) -> Result<Paging, ServiceError> {
@@ -113,8 +120,9 @@ fn project(items: Vec<Value>, keys: &[String]) -> Vec<Value> {
 pub(crate) async fn list_consumers(
     State(st): State<RestState>,
     headers: HeaderMap,
-    Query(p): Query<ListParams>,
+    query: Result<Query<ListParams>, QueryRejection>,
 ) -> ApiResult {
+    let Query(p) = query.map_err(|e| fail(&headers)(bad_query(&e)))?;
     let args = p.check(Table::Consumers, &presenters::CONSUMER_KEYS, "Consumer").map_err(fail(&headers))?;
     let q =
         ConsumerQuery { paging: args.paging, search: args.search, order: args.order, ..Default::default() };
@@ -129,8 +137,9 @@ pub(crate) async fn list_consumers(
 pub(crate) async fn list_bundles(
     State(st): State<RestState>,
     headers: HeaderMap,
-    Query(p): Query<ListParams>,
+    query: Result<Query<ListParams>, QueryRejection>,
 ) -> ApiResult {
+    let Query(p) = query.map_err(|e| fail(&headers)(bad_query(&e)))?;
     let args = p
         .check(Table::Resources, &presenters::RESOURCE_BUNDLE_KEYS, "ResourceBundle")
         .map_err(fail(&headers))?;

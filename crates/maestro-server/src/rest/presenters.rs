@@ -116,7 +116,8 @@ fn status_json(stored: &Value) -> Option<Value> {
     let ev = json::from_value(stored.clone()).ok()?;
     let data: Value = data_as(&ev, "ManifestBundleStatus").ok()?;
     Some(json!({
-        "ObservedVersion": ext::resource_version(&ev).unwrap_or(0),
+        // int32 as Go's; out of range reads as 0, as in `raw::raw_status`.
+        "ObservedVersion": ext::resource_version(&ev).ok().filter(|n| i32::try_from(*n).is_ok()).unwrap_or(0),
         "SequenceID": ext::get_str(&ev, ext::SEQUENCE_ID).unwrap_or_default(),
         "conditions": data.get("conditions").cloned().unwrap_or(Value::Null),
         "resourceStatus": data.get("resourceStatus").cloned().unwrap_or(json!([])),
