@@ -273,6 +273,19 @@ async fn bad_input(api: &Api) {
     }
     let (_, reason) = api.error("/resource-bundles", &[("fields", "name,source")], 400).await;
     assert!(reason.contains("source"), "{reason}");
+    for page in ["0", "-1", "2147483648", "x"] {
+        let (code, reason) = api.error("/resource-bundles", &[("page", page)], 400).await;
+        assert_eq!(code, "maestro-8", "page {page}: {reason}");
+    }
+    let (_, last) = api.get("/resource-bundles", &[("page", "2147483647")]).await;
+    assert_eq!((last["page"].as_i64(), last["size"].as_i64()), (Some(2_147_483_647), Some(0)));
+    // A query string that cannot be read (a repeated parameter) is still answered with an
+    // Error body, not plain text.
+    let resp = api.http.get(format!("{}/consumers?page=1&page=2", api.base)).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    maestro_tests::contract::check("GET", "/api/maestro/v1/consumers", status, &body);
+    assert_eq!((status, body["code"].as_str()), (400, Some("maestro-21")), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

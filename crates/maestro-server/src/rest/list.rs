@@ -71,8 +71,9 @@ fn paging(p: &ListParams) -> Result<Paging, ServiceError> {
     };
     let page = num(&p.page, "page", 1)?;
     let mut size = num(&p.size, "size", 100)?;
-    if page < 1 {
-        return Err(ServiceError::Validation(format!("page must be >= 1, got {page}")));
+    // The list's `page` is an int32 in Go's client, so a larger one could not be read back.
+    if !(1..=i64::from(i32::MAX)).contains(&page) {
+        return Err(ServiceError::Validation(format!("page must be between 1 and {}, got {page}", i32::MAX)));
     }
     if !(0..=65500).contains(&size) {
         size = 65500;
