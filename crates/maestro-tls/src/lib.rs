@@ -1,0 +1,44 @@
+//! TLS building blocks for Maestro's listeners and clients.
+//!
+//! Maestro terminates TLS on its REST listener, its source gRPC listener and its agent broker,
+//! with Go Maestro's flags (`--https-cert-file`/`--https-key-file`,
+//! `--grpc-tls-cert-file`/`--grpc-tls-key-file` plus `--grpc-client-ca-file`, ...). This crate is
+//! the one piece they share:
+//!
+//! - [`ReloadingServerTls`]: a rustls [`ServerConfig`](rustls::ServerConfig) (TLS 1.2 and 1.3,
+//!   ring provider) whose certificate and key are read from PEM files and reloaded when the files
+//!   change (certificate rotation without a restart), optionally verifying client certificates
+//!   against a CA (mutual TLS, [`ClientAuth`]);
+//! - [`client_config`]: a rustls [`ClientConfig`](rustls::ClientConfig) trusting a CA file and
+//!   optionally presenting a client certificate;
+//! - [`peer_identity`]: the user (subject CN) and groups (subject O values) of a verified client
+//!   certificate, as Go Maestro reads them.
+//!
+//! The threat model (who may present which certificate, what a listener trusts) is described in
+//! `docs/security.md`.
+//!
+//! With the `test-support` feature, [`testing`] generates throw-away PKIs for tests.
+
+mod client;
+mod error;
+mod identity;
+mod pem;
+mod server;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use client::client_config;
+pub use error::TlsError;
+pub use identity::{PeerIdentity, peer_identity};
+pub use server::{ClientAuth, ReloadStats, ReloadingServerTls, ServerTlsFiles};
+
+use std::sync::Arc;
+
+/// The crypto provider every config of this crate uses: rustls' ring provider.
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The protocol versions every config of this crate offers: TLS 1.3 and TLS 1.2.
+pub(crate) const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
