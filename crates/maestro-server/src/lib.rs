@@ -12,7 +12,8 @@
 //! - [`ingest`]: agent events (status updates, spec resync requests);
 //! - [`hub`]: status fan-out to gRPC source subscribers;
 //! - [`resync`]: status resync requests after every broker (re)subscription;
-//! - [`error`]: [`error::ServiceError`] and its REST / gRPC mappings.
+//! - [`error`]: [`error::ServiceError`] and its REST / gRPC mappings;
+//! - [`tls_listener`]: the REST listener with TLS (`--enable-https`).
 //!
 //! The server never names a broker backend: it holds the `SourceTransport` trait object the
 //! binary built.
@@ -25,6 +26,7 @@ pub mod rest;
 pub mod resync;
 pub mod source_grpc;
 pub mod spec;
+pub mod tls_listener;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -52,6 +54,10 @@ pub struct ServerConfig {
     pub heartbeat: Option<Duration>,
     /// Dispatcher settings.
     pub dispatch: dispatch::DispatchConfig,
+    /// Serve REST over TLS with this certificate and key (Go's `--enable-https`,
+    /// `--https-cert-file`, `--https-key-file`), reloaded when the files change; `None` serves
+    /// plain HTTP.
+    pub http_tls: Option<maestro_tls::ServerTlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +69,7 @@ impl Default for ServerConfig {
             max_bundle_bytes: maestro_api::validate::MAX_BUNDLE_BYTES,
             heartbeat: Some(Duration::from_secs(10)),
             dispatch: dispatch::DispatchConfig::default(),
+            http_tls: None,
         }
     }
 }
@@ -82,7 +89,13 @@ pub enum ServerError {
     /// The broker transport could not start.
     #[error("broker: {0}")]
     Transport(#[from] maestro_transport::Error),
+    /// The REST listener's certificate or key could not be loaded.
+    #[error("REST TLS: {0}")]
+    Tls(#[from] maestro_tls::TlsError),
 }
+
+/// How often the REST certificate and key files are checked for a rotation.
+pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running server.
 #[derive(Debug)]
@@ -115,13 +128,25 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 /// ingestion handler, the spec dispatcher and the status fan-out.
 ///
 /// # Errors
-/// [`ServerError::Bind`] when a port is taken; [`ServerError::Transport`] when the broker
-/// transport cannot start.
+/// [`ServerError::Bind`] when a port is taken; [`ServerError::Tls`] when the REST certificate
+/// or key cannot be read or do not match; [`ServerError::Transport`] when the broker transport
+/// cannot start.
 pub async fn start(
     config: ServerConfig,
     store: DynStore,
     transport: DynSourceTransport,
 ) -> Result<RunningServer, ServerError> {
+    let http_tls = match &config.http_tls {
+        Some(files) => Some(
+            maestro_tls::ReloadingServerTls::start(
+                files.clone(),
+                maestro_tls::ClientAuth::Optional,
+                TLS_RELOAD_INTERVAL,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let http = bind(config.http_addr).await?;
     let grpc = bind(config.grpc_addr).await?;
     let (http_addr, grpc_addr) = (local(&http, config.http_addr), local(&grpc, config.grpc_addr));
@@ -144,10 +169,19 @@ pub async fn start(
         )),
         tokio::spawn(hub::run_fanout(store.clone(), hub, rx.clone())),
         tokio::spawn(resync::run(store.clone(), transport.clone(), config.source_id.clone(), rx.clone())),
-        tokio::spawn(serve_rest(http, store, transport.clone(), rx.clone())),
+        tokio::spawn(serve_rest(http, http_tls, store, transport.clone(), rx.clone())),
         tokio::spawn(serve_grpc(grpc, svc, rx)),
     ];
-    tracing::info!(%http_addr, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
+    let https = config.http_tls.is_some();
+    if !https && !http_addr.ip().is_loopback() {
+        tracing::warn!(
+            %http_addr,
+            "the REST API is served WITHOUT TLS on a non-loopback address: anyone who can reach it \
+             reads and deletes resource bundles in clear text; use --enable-https with \
+             --https-cert-file and --https-key-file"
+        );
+    }
+    tracing::info!(%http_addr, https, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
     Ok(RunningServer { http_addr, grpc_addr, shutdown: tx, tasks, transport })
 }
 
@@ -174,11 +208,22 @@ async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
 
 async fn serve_rest(
     listener: TcpListener,
+    tls: Option<maestro_tls::ReloadingServerTls>,
     store: DynStore,
     transport: DynSourceTransport,
     rx: watch::Receiver<bool>,
 ) {
     let app = rest::router(store, transport);
+    if let Some(tls) = tls {
+        let listener =
+            tls_listener::TlsListener::new(listener, tls.server_config_with_alpn(&[b"h2", b"http/1.1"]));
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(wait_shutdown(rx)).await {
+            tracing::error!(error = %e, "REST server failed");
+        }
+        // The reloader lives as long as the listener: dropping it stops its file checks.
+        drop(tls);
+        return;
+    }
     // Without TCP_NODELAY the last segment of a response can wait for the client's delayed
     // ACK (40 ms on Linux).
     let listener = listener.tap_io(|tcp| {

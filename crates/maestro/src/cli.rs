@@ -33,6 +33,8 @@ impl Cli {
 }
 
 /// The subcommands.
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: REST API, source gRPC service, broker, spec dispatch, status ingestion.
@@ -105,6 +107,17 @@ pub struct ServerArgs {
     /// Largest accepted resource bundle, in bytes of manifests.
     #[arg(long, env = "MAESTRO_MAX_BUNDLE_BYTES", default_value_t = maestro_api::validate::MAX_BUNDLE_BYTES)]
     max_bundle_bytes: usize,
+    /// Serve the REST API over HTTPS (TLS 1.2 and 1.3) with `--https-cert-file` and
+    /// `--https-key-file`, as Go Maestro's flag; the files are re-read when they change, so a
+    /// rotated certificate needs no restart.
+    #[arg(long, env = "MAESTRO_ENABLE_HTTPS", requires_all = ["https_cert_file", "https_key_file"])]
+    enable_https: bool,
+    /// PEM certificate (then intermediates) of the REST API, with `--enable-https`.
+    #[arg(long, env = "MAESTRO_HTTPS_CERT_FILE", value_name = "PATH")]
+    https_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of the REST API (PKCS#8, PKCS#1 or SEC1), with `--enable-https`.
+    #[arg(long, env = "MAESTRO_HTTPS_KEY_FILE", value_name = "PATH")]
+    https_key_file: Option<std::path::PathBuf>,
 }
 
 /// `maestro agent` flags.
@@ -219,8 +232,22 @@ fn server_settings(a: ServerArgs) -> ServerSettings {
             grpc_addr: a.grpc_addr,
             max_bundle_bytes: a.max_bundle_bytes,
             heartbeat,
+            http_tls: https_files(a.enable_https, a.https_cert_file, a.https_key_file),
             ..Default::default()
         },
+    }
+}
+
+/// The REST TLS files when `--enable-https` is set (clap requires both files with it; without
+/// it they are ignored, as in Go Maestro).
+fn https_files(
+    enabled: bool,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+) -> Option<maestro_tls::ServerTlsFiles> {
+    match (enabled, cert, key) {
+        (true, Some(cert), Some(key)) => Some(maestro_tls::ServerTlsFiles { cert, key, client_ca: None }),
+        _ => None,
     }
 }
 
@@ -253,6 +280,22 @@ mod tests {
     fn bad_flags_are_rejected() {
         assert!(Cli::try_parse_from(["maestro", "server", "--broker", "kafka"]).is_err());
         assert!(Cli::try_parse_from(["maestro", "server", "--http-addr", "nowhere"]).is_err());
+        assert!(
+            Cli::try_parse_from(["maestro", "server", "--enable-https"]).is_err(),
+            "HTTPS needs both files"
+        );
+        let https = [
+            "maestro",
+            "server",
+            "--enable-https",
+            "--https-cert-file",
+            "c.pem",
+            "--https-key-file",
+            "k.pem",
+        ];
+        let Command::Server(a) = Cli::try_parse_from(https).expect("parse").command else { panic!("server") };
+        let tls = server_settings(a).server.http_tls.expect("TLS files");
+        assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("c.pem"), Some("k.pem")));
         assert!(Cli::try_parse_from(["maestro", "agent"]).is_err(), "consumer name is required");
         let ok = Cli::try_parse_from(["maestro", "agent", "--consumer-name", "c1", "--cluster", "simulated"]);
         assert!(ok.is_ok());
