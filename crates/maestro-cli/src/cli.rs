@@ -31,6 +31,11 @@ pub struct Cli {
     /// Maestro REST endpoint (URL), used for reads and waiting.
     #[arg(long, env = "MAESTRO_HTTP_ENDPOINT", default_value = "http://localhost:8000", global = true)]
     pub http_endpoint: String,
+    /// PEM file of the CA that signs the REST endpoint's certificate (an `https://` endpoint
+    /// of a server run with `--enable-https`); only it is trusted then. Default: the system's
+    /// roots.
+    #[arg(long, env = "MAESTRO_HTTP_CA_FILE", value_name = "PATH", global = true)]
+    pub http_ca_file: Option<std::path::PathBuf>,
     /// Source id the works are published under; it is part of every resource id, so use the
     /// same value to find works again.
     #[arg(long, env = "MAESTRO_SOURCE_ID", default_value = "maestro-cli", global = true)]

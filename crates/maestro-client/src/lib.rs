@@ -22,7 +22,7 @@ pub mod types;
 pub use error::{ClientError, Result};
 pub use ids::resource_id;
 pub use manifestwork::ManifestWorkInput;
-pub use rest::RestClient;
+pub use rest::{RestClient, RestOptions};
 pub use search::BundleFilter;
 pub use source::{ApplyOutcome, DeleteOutcome, SourceClient, StatusStream, StatusUpdate};
 pub use types::{BundleStatus, Consumer, ErrorBody, FeedbackRow, List, ResourceBundle};

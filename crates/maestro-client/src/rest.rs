@@ -24,6 +24,33 @@ pub const LIST_CONCURRENCY: usize = 4;
 /// Default per-request timeout: 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Options of [`RestClient::with_options`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestOptions {
+    /// Per-request timeout (default [`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+    /// PEM file of the CA(s) that sign the server's certificate; when set, only these are
+    /// trusted. `None` trusts the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for RestOptions {
+    fn default() -> Self {
+        RestOptions { timeout: DEFAULT_TIMEOUT, ca_file: None }
+    }
+}
+
+/// The certificates of a PEM CA file.
+fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let bad = |what: String| ClientError::InvalidInput(format!("CA file {}: {what}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(certs)
+}
+
 /// A REST client for one Maestro server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RestClient {
@@ -47,6 +74,18 @@ impl RestClient {
     /// [`ClientError::InvalidInput`] when the endpoint is not an http(s) URL or the HTTP
     /// client cannot be built.
     pub fn with_timeout(endpoint: &str, timeout: Duration) -> Result<Self> {
+        Self::with_options(endpoint, &RestOptions { timeout, ..Default::default() })
+    }
+
+    /// A client for `endpoint` with `options` (timeout; for `https://` endpoints a CA file to
+    /// trust instead of the system's roots, e.g. the CA of a server run with
+    /// `--enable-https`).
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidInput`] when the endpoint is not an http(s) URL, the CA file
+    /// cannot be read or holds no PEM certificate (the message names the file), or the HTTP
+    /// client cannot be built.
+    pub fn with_options(endpoint: &str, options: &RestOptions) -> Result<Self> {
         let mut base = Url::parse(endpoint)
             .map_err(|e| ClientError::InvalidInput(format!("invalid HTTP endpoint {endpoint:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
@@ -56,9 +95,16 @@ impl RestClient {
         }
         let path = base.path().trim_end_matches('/').to_owned();
         base.set_path(&path);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
+        let mut builder = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(10)));
+        if let Some(ca) = &options.ca_file {
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in ca_certificates(ca)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::InvalidInput(format!("cannot build HTTP client: {e}")))?;
         Ok(RestClient { http, base })

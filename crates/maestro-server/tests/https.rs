@@ -57,6 +57,7 @@ async fn rest_over_tls_with_rotation() {
     let base = format!("https://localhost:{}", server.http_addr.port());
 
     assert_eq!(consumers(&client(&first.ca_pem()), &base).await, Ok(200));
+    maestro_client_and_cli_trust_a_ca_file(dir.path(), &first, &base).await;
     let plain = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
     let answer = consumers(&plain, &format!("http://127.0.0.1:{}", server.http_addr.port())).await;
     assert!(answer.is_err(), "plain HTTP to the TLS port answered {answer:?}");
@@ -74,6 +75,34 @@ async fn rest_over_tls_with_rotation() {
     assert!(old.is_err(), "the old certificate is still served: {old:?}");
 
     server.shutdown().await;
+}
+
+/// `maestro-client` with `RestOptions::ca_file` and `maestro-cli --http-ca-file` reach the
+/// HTTPS endpoint; without the CA (the system's roots) they are refused; a bad CA file is named.
+async fn maestro_client_and_cli_trust_a_ca_file(dir: &Path, pki: &TestPki, base: &str) {
+    use maestro_client::{RestClient, RestOptions};
+    let ca = pki.write_ca(dir);
+    let options = RestOptions { ca_file: Some(ca.clone()), ..Default::default() };
+    let rest = RestClient::with_options(base, &options).expect("client");
+    assert_eq!(rest.list_consumers(None, 1, 1).await.expect("list over TLS").total, 0);
+    let untrusting = RestClient::new(base).expect("client");
+    assert!(untrusting.list_consumers(None, 1, 1).await.is_err(), "the system roots do not know the test CA");
+    let missing = RestOptions { ca_file: Some(dir.join("nope.pem")), ..Default::default() };
+    let err = RestClient::with_options(base, &missing).expect_err("missing CA file").to_string();
+    assert!(err.contains("nope.pem"), "{err}");
+
+    let argv = [
+        "maestro-cli",
+        "--http-endpoint",
+        base,
+        "--http-ca-file",
+        ca.to_str().expect("utf-8"),
+        "consumer",
+        "list",
+    ];
+    let cli = <maestro_cli::Cli as clap::Parser>::try_parse_from(argv).expect("parse");
+    let mut out = Vec::new();
+    maestro_cli::run(cli, &mut out).await.expect("maestro-cli over TLS");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Context as _;
-use maestro_client::{RestClient, SourceClient};
+use maestro_client::{RestClient, RestOptions, SourceClient};
 
 use crate::cli::{Cli, Command, OutputFormat};
 
@@ -22,6 +22,8 @@ pub(crate) struct Context {
     pub(crate) grpc_endpoint: String,
     /// REST endpoint.
     pub(crate) http_endpoint: String,
+    /// CA file trusted for an `https://` REST endpoint.
+    pub(crate) http_ca_file: Option<std::path::PathBuf>,
     /// Source id.
     pub(crate) source_id: String,
     /// Output format.
@@ -31,7 +33,8 @@ pub(crate) struct Context {
 impl Context {
     /// The REST client.
     pub(crate) fn rest(&self) -> anyhow::Result<RestClient> {
-        Ok(RestClient::new(&self.http_endpoint)?)
+        let options = RestOptions { ca_file: self.http_ca_file.clone(), ..Default::default() };
+        Ok(RestClient::with_options(&self.http_endpoint, &options)?)
     }
 
     /// The gRPC source client (connects now).
@@ -50,6 +53,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     let ctx = Context {
         grpc_endpoint: cli.grpc_endpoint,
         http_endpoint: cli.http_endpoint,
+        http_ca_file: cli.http_ca_file,
         source_id: cli.source_id,
         output: cli.output,
     };
