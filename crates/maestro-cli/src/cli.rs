@@ -36,6 +36,29 @@ pub struct Cli {
     /// roots.
     #[arg(long, env = "MAESTRO_HTTP_CA_FILE", value_name = "PATH", global = true)]
     pub http_ca_file: Option<std::path::PathBuf>,
+    /// PEM file of the CA that signs the gRPC endpoint's certificate (a server run with
+    /// `--grpc-tls-cert-file`); setting it connects over TLS.
+    #[arg(long, env = "MAESTRO_GRPC_CA_FILE", value_name = "PATH", global = true)]
+    pub grpc_ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate for a gRPC server that requires mutual TLS
+    /// (`--grpc-client-ca-file`); with `--grpc-client-key-file` and `--grpc-ca-file`.
+    #[arg(
+        long,
+        env = "MAESTRO_GRPC_CLIENT_CERT_FILE",
+        value_name = "PATH",
+        global = true,
+        requires_all = ["grpc_client_key_file", "grpc_ca_file"]
+    )]
+    pub grpc_client_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `--grpc-client-cert-file`.
+    #[arg(
+        long,
+        env = "MAESTRO_GRPC_CLIENT_KEY_FILE",
+        value_name = "PATH",
+        global = true,
+        requires = "grpc_client_cert_file"
+    )]
+    pub grpc_client_key_file: Option<std::path::PathBuf>,
     /// Source id the works are published under; it is part of every resource id, so use the
     /// same value to find works again.
     #[arg(long, env = "MAESTRO_SOURCE_ID", default_value = "maestro-cli", global = true)]

@@ -24,5 +24,5 @@ pub use ids::resource_id;
 pub use manifestwork::ManifestWorkInput;
 pub use rest::{RestClient, RestOptions};
 pub use search::BundleFilter;
-pub use source::{ApplyOutcome, DeleteOutcome, SourceClient, StatusStream, StatusUpdate};
+pub use source::{ApplyOutcome, DeleteOutcome, GrpcTls, SourceClient, StatusStream, StatusUpdate};
 pub use types::{BundleStatus, Consumer, ErrorBody, FeedbackRow, List, ResourceBundle};

@@ -65,6 +65,33 @@ impl StatusUpdate {
     }
 }
 
+/// TLS settings of the source gRPC connection ([`SourceClient::connect_with`]); the default is
+/// plaintext.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcTls {
+    /// PEM file of the CA that signs the server's certificate; setting it turns TLS on.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM certificate and key files presented to a server that requires mutual TLS.
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl GrpcTls {
+    /// The tonic TLS config, `None` for plaintext.
+    fn client_config(&self) -> Result<Option<tonic::transport::ClientTlsConfig>> {
+        let Some(ca) = &self.ca_file else { return Ok(None) };
+        let read = |path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| ClientError::InvalidInput(format!("cannot read {}: {e}", path.display())))
+        };
+        let mut config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        if let Some((cert, key)) = &self.client_cert {
+            config = config.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(Some(config))
+    }
+}
+
 /// The stream returned by [`SourceClient::watch`].
 pub type StatusStream = Pin<Box<dyn Stream<Item = Result<StatusUpdate>> + Send>>;
 
@@ -80,23 +107,45 @@ pub struct SourceClient {
 
 impl SourceClient {
     /// Connects (plaintext) to the source gRPC endpoint (`host:port` or `http://host:port`),
-    /// waiting at most [`CONNECT_TIMEOUT`].
+    /// waiting at most [`CONNECT_TIMEOUT`]; [`SourceClient::connect_with`] connects over TLS.
     ///
     /// # Errors
     /// [`ClientError::InvalidInput`] for an empty source id or a bad endpoint;
     /// [`ClientError::Connect`] naming the endpoint when it cannot be reached.
     pub async fn connect(grpc_endpoint: &str, source_id: &str, rest: RestClient) -> Result<Self> {
+        Self::connect_with(grpc_endpoint, source_id, rest, &GrpcTls::default()).await
+    }
+
+    /// Like [`SourceClient::connect`], over TLS when `tls.ca_file` is set (the endpoint is then
+    /// reached as `https://`), presenting `tls.client_cert` to a server that requires mutual
+    /// TLS (`--grpc-client-ca-file`).
+    ///
+    /// # Errors
+    /// As [`SourceClient::connect`]; [`ClientError::InvalidInput`] naming a TLS file that
+    /// cannot be read.
+    pub async fn connect_with(
+        grpc_endpoint: &str,
+        source_id: &str,
+        rest: RestClient,
+        tls: &GrpcTls,
+    ) -> Result<Self> {
         if source_id.is_empty() {
             return Err(ClientError::InvalidInput("the source id must not be empty".into()));
         }
-        let uri = if grpc_endpoint.contains("://") {
-            grpc_endpoint.to_owned()
-        } else {
-            format!("http://{grpc_endpoint}")
+        let scheme = if tls.ca_file.is_some() { "https" } else { "http" };
+        let uri = match grpc_endpoint.split_once("://") {
+            Some((_, rest)) if tls.ca_file.is_some() => format!("https://{rest}"),
+            Some(_) => grpc_endpoint.to_owned(),
+            None => format!("{scheme}://{grpc_endpoint}"),
         };
-        let endpoint = Endpoint::from_shared(uri)
+        let mut endpoint = Endpoint::from_shared(uri)
             .map_err(|e| ClientError::InvalidInput(format!("invalid gRPC endpoint {grpc_endpoint:?}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT);
+        if let Some(config) = tls.client_config()? {
+            endpoint = endpoint.tls_config(config).map_err(|e| {
+                ClientError::InvalidInput(format!("TLS settings for {grpc_endpoint:?}: {}", error_chain(&e)))
+            })?;
+        }
         let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
             endpoint: grpc_endpoint.to_owned(),
             message: error_chain(&e),

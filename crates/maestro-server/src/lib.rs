@@ -58,6 +58,11 @@ pub struct ServerConfig {
     /// `--https-cert-file`, `--https-key-file`), reloaded when the files change; `None` serves
     /// plain HTTP.
     pub http_tls: Option<maestro_tls::ServerTlsFiles>,
+    /// Serve the source gRPC API over TLS with this certificate and key (Go's
+    /// `--grpc-tls-cert-file`, `--grpc-tls-key-file`), reloaded when the files change; with a
+    /// client CA (`--grpc-client-ca-file`) every source must present a certificate it signed
+    /// (mutual TLS). `None` serves plain gRPC.
+    pub grpc_tls: Option<maestro_tls::ServerTlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +75,7 @@ impl Default for ServerConfig {
             heartbeat: Some(Duration::from_secs(10)),
             dispatch: dispatch::DispatchConfig::default(),
             http_tls: None,
+            grpc_tls: None,
         }
     }
 }
@@ -92,9 +98,12 @@ pub enum ServerError {
     /// The REST listener's certificate or key could not be loaded.
     #[error("REST TLS: {0}")]
     Tls(#[from] maestro_tls::TlsError),
+    /// The source gRPC listener's certificate, key or client CA could not be loaded.
+    #[error("source gRPC TLS: {0}")]
+    GrpcTls(#[source] maestro_tls::TlsError),
 }
 
-/// How often the REST certificate and key files are checked for a rotation.
+/// How often the REST and source gRPC certificate and key files are checked for a rotation.
 pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running server.
@@ -136,17 +145,8 @@ pub async fn start(
     store: DynStore,
     transport: DynSourceTransport,
 ) -> Result<RunningServer, ServerError> {
-    let http_tls = match &config.http_tls {
-        Some(files) => Some(
-            maestro_tls::ReloadingServerTls::start(
-                files.clone(),
-                maestro_tls::ClientAuth::Optional,
-                TLS_RELOAD_INTERVAL,
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let http_tls = reloading(config.http_tls.as_ref()).await?;
+    let grpc_tls = reloading(config.grpc_tls.as_ref()).await.map_err(ServerError::GrpcTls)?;
     let http = bind(config.http_addr).await?;
     let grpc = bind(config.grpc_addr).await?;
     let (http_addr, grpc_addr) = (local(&http, config.http_addr), local(&grpc, config.grpc_addr));
@@ -170,7 +170,7 @@ pub async fn start(
         tokio::spawn(hub::run_fanout(store.clone(), hub, rx.clone())),
         tokio::spawn(resync::run(store.clone(), transport.clone(), config.source_id.clone(), rx.clone())),
         tokio::spawn(serve_rest(http, http_tls, store, transport.clone(), rx.clone())),
-        tokio::spawn(serve_grpc(grpc, svc, rx)),
+        tokio::spawn(serve_grpc(grpc, grpc_tls, svc, rx)),
     ];
     let https = config.http_tls.is_some();
     if !https && !http_addr.ip().is_loopback() {
@@ -183,6 +183,16 @@ pub async fn start(
     }
     tracing::info!(%http_addr, https, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
     Ok(RunningServer { http_addr, grpc_addr, shutdown: tx, tasks, transport })
+}
+
+/// A reloading TLS identity for `files`: client certificates required when a client CA is
+/// given (mutual TLS), else none asked for.
+async fn reloading(
+    files: Option<&maestro_tls::ServerTlsFiles>,
+) -> Result<Option<maestro_tls::ReloadingServerTls>, maestro_tls::TlsError> {
+    let Some(files) = files else { return Ok(None) };
+    let auth = maestro_tls::ClientAuth::Required;
+    Ok(Some(maestro_tls::ReloadingServerTls::start(files.clone(), auth, TLS_RELOAD_INTERVAL).await?))
 }
 
 /// The next batch of a store feed (`Store::status_feed`, `Store::spec_feed`): pending
@@ -236,15 +246,28 @@ async fn serve_rest(
     }
 }
 
-async fn serve_grpc(listener: TcpListener, svc: source_grpc::SourceService, rx: watch::Receiver<bool>) {
-    // TCP_NODELAY: with Nagle's algorithm a status pushed to a subscribed source waits for the
-    // source's delayed ACK (40 ms on Linux) whenever an earlier one is unacknowledged, so the
-    // last statuses of a burst arrived ~40 ms late (the harness's latency maximum).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let res = tonic::transport::Server::builder()
-        .add_service(CloudEventServiceServer::new(svc).max_decoding_message_size(4 * 1024 * 1024))
-        .serve_with_incoming_shutdown(incoming, wait_shutdown(rx))
-        .await;
+async fn serve_grpc(
+    listener: TcpListener,
+    tls: Option<maestro_tls::ReloadingServerTls>,
+    svc: source_grpc::SourceService,
+    rx: watch::Receiver<bool>,
+) {
+    let service = CloudEventServiceServer::new(svc).max_decoding_message_size(4 * 1024 * 1024);
+    let server = tonic::transport::Server::builder().add_service(service);
+    let res = match &tls {
+        // The TLS listener sets TCP_NODELAY on every connection too.
+        Some(tls) => {
+            let listener = tls_listener::TlsListener::new(listener, tls.server_config_with_alpn(&[b"h2"]));
+            server.serve_with_incoming_shutdown(listener.into_incoming(), wait_shutdown(rx)).await
+        }
+        None => {
+            // TCP_NODELAY: with Nagle's algorithm a status pushed to a subscribed source waits
+            // for the source's delayed ACK (40 ms on Linux) whenever an earlier one is
+            // unacknowledged, so the last statuses of a burst arrived ~40 ms late.
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            server.serve_with_incoming_shutdown(incoming, wait_shutdown(rx)).await
+        }
+    };
     if let Err(e) = res {
         tracing::error!(error = %e, "source gRPC server failed");
     }

@@ -1,6 +1,7 @@
-//! The REST listener with TLS (`--enable-https`): an axum [`Listener`] over a TCP listener
-//! whose connections are TLS-handshaken concurrently, so a slow or silent client never holds
-//! up the others, and a handshake that does not finish within [`HANDSHAKE_TIMEOUT`] is
+//! Listeners with TLS, for REST (`--enable-https`; an axum [`Listener`]) and the source gRPC
+//! API (`--grpc-tls-cert-file`; a tonic incoming stream, [`TlsListener::into_incoming`]): a TCP
+//! listener whose connections are TLS-handshaken concurrently, so a slow or silent client never
+//! holds up the others, and a handshake that does not finish within [`HANDSHAKE_TIMEOUT`] is
 //! dropped. The certificate comes from a [`maestro_tls::ReloadingServerTls`], so a rotated
 //! certificate is served to new connections without a restart.
 
@@ -28,7 +29,7 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Starts accepting on `tcp` with `config` (its ALPN offers `h2` and `http/1.1`). The
+    /// Starts accepting on `tcp` with `config` (its ALPN says which protocols are offered). The
     /// accept task ends when the listener is dropped.
     pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> Self {
         let local = tcp.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -49,7 +50,7 @@ async fn accept_loop(
                 Ok(conn) => conn,
                 Err(e) => {
                     // As axum's own TCP listener: out of descriptors and the like pass.
-                    tracing::warn!(error = %e, "accepting a REST connection failed");
+                    tracing::warn!(error = %e, "accepting a connection failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -57,7 +58,7 @@ async fn accept_loop(
             () = tx.closed() => return,
         };
         if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "setting TCP_NODELAY on a REST connection failed");
+            tracing::debug!(error = %e, "setting TCP_NODELAY on a connection failed");
         }
         let (acceptor, tx) = (acceptor.clone(), tx.clone());
         tokio::spawn(async move {
@@ -65,10 +66,20 @@ async fn accept_loop(
                 Ok(Ok(tls)) => {
                     let _ = tx.send((tls, peer)).await;
                 }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "REST TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "REST TLS handshake timed out"),
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
+    }
+}
+
+impl TlsListener {
+    /// The handshaken connections as a stream for tonic's `serve_with_incoming*`.
+    pub fn into_incoming(
+        self,
+    ) -> impl futures::Stream<Item = Result<TlsStream<TcpStream>, io::Error>> + Send + 'static {
+        use futures::StreamExt;
+        tokio_stream::wrappers::ReceiverStream::new(self.ready).map(|(tls, _)| Ok(tls))
     }
 }
 

@@ -118,6 +118,17 @@ pub struct ServerArgs {
     /// PEM private key of the REST API (PKCS#8, PKCS#1 or SEC1), with `--enable-https`.
     #[arg(long, env = "MAESTRO_HTTPS_KEY_FILE", value_name = "PATH")]
     https_key_file: Option<std::path::PathBuf>,
+    /// PEM certificate of the source gRPC API; with `--grpc-tls-key-file` it turns TLS on for
+    /// that port (as Go Maestro: TLS exactly when both files are set), re-read on change.
+    #[arg(long, env = "MAESTRO_GRPC_TLS_CERT_FILE", value_name = "PATH", requires = "grpc_tls_key_file")]
+    grpc_tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of the source gRPC API.
+    #[arg(long, env = "MAESTRO_GRPC_TLS_KEY_FILE", value_name = "PATH", requires = "grpc_tls_cert_file")]
+    grpc_tls_key_file: Option<std::path::PathBuf>,
+    /// PEM CA file that signs source client certificates: with it every source must present
+    /// one (mutual TLS on the source gRPC API).
+    #[arg(long, env = "MAESTRO_GRPC_CLIENT_CA_FILE", value_name = "PATH", requires = "grpc_tls_cert_file")]
+    grpc_client_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `maestro agent` flags.
@@ -233,6 +244,9 @@ fn server_settings(a: ServerArgs) -> ServerSettings {
             max_bundle_bytes: a.max_bundle_bytes,
             heartbeat,
             http_tls: https_files(a.enable_https, a.https_cert_file, a.https_key_file),
+            grpc_tls: a.grpc_tls_cert_file.zip(a.grpc_tls_key_file).map(|(cert, key)| {
+                maestro_tls::ServerTlsFiles { cert, key, client_ca: a.grpc_client_ca_file }
+            }),
             ..Default::default()
         },
     }
@@ -296,6 +310,12 @@ mod tests {
         let Command::Server(a) = Cli::try_parse_from(https).expect("parse").command else { panic!("server") };
         let tls = server_settings(a).server.http_tls.expect("TLS files");
         assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("c.pem"), Some("k.pem")));
+        assert!(Cli::try_parse_from(["maestro", "server", "--grpc-tls-cert-file", "c.pem"]).is_err());
+        let grpc = ["maestro", "server", "--grpc-tls-cert-file", "c", "--grpc-tls-key-file", "k"];
+        let mtls = [&grpc[..], &["--grpc-client-ca-file", "ca"]].concat();
+        let Command::Server(a) = Cli::try_parse_from(mtls).expect("parse").command else { panic!("server") };
+        let tls = server_settings(a).server.grpc_tls.expect("gRPC TLS files");
+        assert_eq!(tls.client_ca.as_deref().and_then(|p| p.to_str()), Some("ca"));
         assert!(Cli::try_parse_from(["maestro", "agent"]).is_err(), "consumer name is required");
         let ok = Cli::try_parse_from(["maestro", "agent", "--consumer-name", "c1", "--cluster", "simulated"]);
         assert!(ok.is_ok());

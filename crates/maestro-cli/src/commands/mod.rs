@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Context as _;
-use maestro_client::{RestClient, RestOptions, SourceClient};
+use maestro_client::{GrpcTls, RestClient, RestOptions, SourceClient};
 
 use crate::cli::{Cli, Command, OutputFormat};
 
@@ -24,6 +24,8 @@ pub(crate) struct Context {
     pub(crate) http_endpoint: String,
     /// CA file trusted for an `https://` REST endpoint.
     pub(crate) http_ca_file: Option<std::path::PathBuf>,
+    /// TLS settings of the gRPC connection.
+    pub(crate) grpc_tls: GrpcTls,
     /// Source id.
     pub(crate) source_id: String,
     /// Output format.
@@ -39,7 +41,8 @@ impl Context {
 
     /// The gRPC source client (connects now).
     pub(crate) async fn source(&self) -> anyhow::Result<SourceClient> {
-        SourceClient::connect(&self.grpc_endpoint, &self.source_id, self.rest()?).await.with_context(|| {
+        let (endpoint, tls) = (&self.grpc_endpoint, &self.grpc_tls);
+        SourceClient::connect_with(endpoint, &self.source_id, self.rest()?, tls).await.with_context(|| {
             format!("connecting to the Maestro gRPC endpoint as source {:?}", self.source_id)
         })
     }
@@ -54,6 +57,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         grpc_endpoint: cli.grpc_endpoint,
         http_endpoint: cli.http_endpoint,
         http_ca_file: cli.http_ca_file,
+        grpc_tls: GrpcTls {
+            ca_file: cli.grpc_ca_file,
+            client_cert: cli.grpc_client_cert_file.zip(cli.grpc_client_key_file),
+        },
         source_id: cli.source_id,
         output: cli.output,
     };
