@@ -63,13 +63,28 @@ impl fmt::Debug for GrpcAgent {
     }
 }
 
+/// The tonic TLS settings of `config` (`caFile`, and `clientCertFile`/`clientKeyFile` for
+/// mutual TLS); `None` for plaintext. Errors name a file that cannot be read.
+fn client_tls(
+    config: &GrpcAgentConfig,
+) -> std::result::Result<Option<tonic::transport::ClientTlsConfig>, String> {
+    let Some(ca) = config.ca_file.as_deref().filter(|s| !s.is_empty()) else { return Ok(None) };
+    let read = |path: &str| std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"));
+    let mut tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+    if let (Some(cert), Some(key)) = (&config.client_cert_file, &config.client_key_file) {
+        tls = tls.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Some(tls))
+}
+
 impl GrpcAgent {
     /// A client for `consumer` (the cluster name); `agent_id` names it in logs. Nothing is
     /// connected until [`AgentTransport::start`].
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a bad configuration (including any TLS setting), an empty
-    /// consumer, or an invalid `url`.
+    /// [`Error::InvalidConfig`] for a bad configuration (an unsupported field, a TLS file that
+    /// cannot be read), an empty consumer, or an invalid `url`.
     pub fn new(config: GrpcAgentConfig, consumer: &str, agent_id: &str) -> Result<Arc<GrpcAgent>> {
         config.validate()?;
         let invalid = |reason: String| Error::InvalidConfig { backend: BACKEND, reason };
@@ -80,6 +95,9 @@ impl GrpcAgent {
             .map_err(|e| invalid(format!("invalid url {:?}: {e}", config.url)))?
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true);
+        if let Some(tls) = client_tls(&config).map_err(invalid)? {
+            endpoint = endpoint.tls_config(tls).map_err(|e| invalid(format!("TLS settings: {e}")))?;
+        }
         let ka = &config.keep_alive_config;
         if ka.enable {
             endpoint = endpoint

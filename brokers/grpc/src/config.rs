@@ -43,6 +43,11 @@ pub struct GrpcBrokerConfig {
     /// Upper bound for handing one agent event to the handler (with redeliveries) in the
     /// Publish RPC; on expiry the RPC fails with `Unavailable`. Default 30 s.
     pub handler_timeout: Duration,
+    /// Serve agents over TLS with this certificate and key (Go's
+    /// `--grpc-broker-tls-cert-file`, `--grpc-broker-tls-key-file`), reloaded when the files
+    /// change; with a client CA (`--grpc-broker-client-ca-file`) every agent must present a
+    /// certificate it signed (mutual TLS). `None` (default) serves plaintext.
+    pub tls: Option<maestro_tls::ServerTlsFiles>,
 }
 
 impl Default for GrpcBrokerConfig {
@@ -54,6 +59,7 @@ impl Default for GrpcBrokerConfig {
             stream_buffer: DEFAULT_STREAM_BUFFER,
             send_timeout: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -118,28 +124,28 @@ impl Default for KeepAliveConfig {
 pub struct GrpcAgentConfig {
     /// Broker address `host:port` (required). An `http://` prefix is accepted.
     pub url: String,
-    /// Server CA file. TLS is not supported yet: setting any TLS field is rejected.
+    /// Server CA file (PEM): setting it connects over TLS, trusting only this CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
-    /// Server CA (base64 PEM). Rejected (TLS not supported yet).
+    /// Server CA (base64 PEM). Rejected (not supported yet; use `caFile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_data: Option<String>,
-    /// mTLS client certificate file. Rejected (TLS not supported yet).
+    /// mTLS client certificate file (PEM), with `clientKeyFile` and `caFile`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cert_file: Option<String>,
-    /// mTLS client certificate (base64 PEM). Rejected (TLS not supported yet).
+    /// mTLS client certificate (base64 PEM). Rejected (not supported yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cert_data: Option<String>,
-    /// mTLS client key file. Rejected (TLS not supported yet).
+    /// mTLS client key file (PEM), with `clientCertFile`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_file: Option<String>,
-    /// mTLS client key (base64 PEM). Rejected (TLS not supported yet).
+    /// mTLS client key (base64 PEM). Rejected (not supported yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_data: Option<String>,
-    /// Bearer token. Rejected (TLS not supported yet).
+    /// Bearer token. Rejected (token authentication is not supported yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// Bearer token file. Rejected (TLS not supported yet).
+    /// Bearer token file. Rejected (token authentication is not supported yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
     /// HTTP/2 keepalive.
@@ -211,32 +217,47 @@ impl GrpcAgentConfig {
         self.server_healthiness_timeout.filter(|d| !d.is_zero())
     }
 
-    /// The endpoint URI (`http://host:port`).
+    /// The endpoint URI: `https://host:port` with `caFile`, else `http://host:port`.
     pub fn endpoint_uri(&self) -> String {
-        if self.url.contains("://") { self.url.clone() } else { format!("http://{}", self.url) }
+        let host = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
+        let scheme = if self.tls_enabled() { "https" } else { "http" };
+        format!("{scheme}://{host}")
+    }
+
+    /// True when `caFile` is set: the agent connects over TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.ca_file.as_deref().is_some_and(|s| !s.is_empty())
     }
 
     /// Checks the values.
     ///
     /// # Errors
-    /// [`maestro_transport::Error::InvalidConfig`] when `url` is empty, any TLS field is set
-    /// ("TLS is not supported yet"), or a size/timeout is zero.
+    /// [`maestro_transport::Error::InvalidConfig`] when `url` is empty, an unsupported field
+    /// is set (`caData`, `clientCertData`, `clientKeyData`, `token`, `tokenFile`), a client
+    /// certificate lacks its key or `caFile`, or a size/timeout is zero.
     pub fn validate(&self) -> maestro_transport::Result<()> {
         if self.url.trim().is_empty() {
             return Err(invalid("url is required (host:port)"));
         }
-        let tls = [
-            ("caFile", &self.ca_file),
+        let unsupported = [
             ("caData", &self.ca_data),
-            ("clientCertFile", &self.client_cert_file),
             ("clientCertData", &self.client_cert_data),
-            ("clientKeyFile", &self.client_key_file),
             ("clientKeyData", &self.client_key_data),
             ("token", &self.token),
             ("tokenFile", &self.token_file),
         ];
-        if let Some((name, _)) = tls.iter().find(|(_, v)| v.as_deref().is_some_and(|s| !s.is_empty())) {
-            return Err(invalid(format!("{name} is set but TLS is not supported yet")));
+        if let Some((name, _)) = unsupported.iter().find(|(_, v)| v.as_deref().is_some_and(|s| !s.is_empty()))
+        {
+            return Err(invalid(format!(
+                "{name} is set but is not supported yet (use caFile, clientCertFile, clientKeyFile)"
+            )));
+        }
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        if set(&self.client_cert_file) != set(&self.client_key_file) {
+            return Err(invalid("clientCertFile and clientKeyFile go together"));
+        }
+        if set(&self.client_cert_file) && !self.tls_enabled() {
+            return Err(invalid("clientCertFile needs caFile (TLS)"));
         }
         if self.max_event_bytes == 0 {
             return Err(invalid("maxEventBytes must be positive"));
@@ -295,12 +316,21 @@ mod tests {
     }
 
     #[test]
-    fn tls_fields_are_rejected() {
+    fn tls_files_are_taken_and_the_rest_refused() {
         let mut cfg = GrpcAgentConfig::new("localhost:8091");
         cfg.validate().unwrap();
+        assert_eq!(cfg.endpoint_uri(), "http://localhost:8091");
         cfg.token_file = Some("/var/run/token".into());
         let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("tokenFile") && err.contains("TLS is not supported yet"), "{err}");
+        assert!(err.contains("tokenFile") && err.contains("not supported yet"), "{err}");
         assert!(GrpcAgentConfig::new("").validate().is_err());
+        let mut tls = GrpcAgentConfig::new("http://maestro:8091");
+        tls.client_cert_file = Some("me.crt".into());
+        assert!(tls.validate().unwrap_err().to_string().contains("go together"));
+        tls.client_key_file = Some("me.key".into());
+        assert!(tls.validate().unwrap_err().to_string().contains("needs caFile"));
+        tls.ca_file = Some("ca.crt".into());
+        tls.validate().unwrap();
+        assert_eq!(tls.endpoint_uri(), "https://maestro:8091");
     }
 }

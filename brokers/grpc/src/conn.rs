@@ -200,3 +200,30 @@ pub(crate) async fn accept_loop(
     }
     tracing::debug!(backend = crate::BACKEND, "accept loop stopped");
 }
+
+/// The longest an agent may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS stage between [`accept_loop`] and the tonic server: every admitted connection is
+/// handshaken in its own task (a slow or silent client never holds up the others; one that
+/// does not finish within [`HANDSHAKE_TIMEOUT`] is dropped, which also drops it from the
+/// registry) and handed on once secured.
+pub(crate) async fn handshakes(
+    mut accepted: mpsc::Receiver<io::Result<KillableConn>>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    out: mpsc::Sender<io::Result<tokio_rustls::server::TlsStream<KillableConn>>>,
+) {
+    while let Some(conn) = accepted.recv().await {
+        let Ok(conn) = conn else { continue };
+        let (acceptor, out) = (acceptor.clone(), out.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
+                Ok(Ok(tls)) => {
+                    let _ = out.send(Ok(tls)).await;
+                }
+                Ok(Err(error)) => tracing::debug!(backend = crate::BACKEND, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(backend = crate::BACKEND, "TLS handshake timed out"),
+            }
+        });
+    }
+}

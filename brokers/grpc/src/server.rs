@@ -23,6 +23,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::conn::{Connections, accept_loop};
+
+/// How often the broker's TLS certificate and key files are checked for a rotation.
+pub(crate) const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 use crate::{BACKEND, GrpcBrokerConfig, SUBSCRIPTION_ID_HEADER};
 
 /// Extra room over `max_event_bytes` for the protobuf framing of one message.
@@ -98,6 +101,8 @@ pub struct GrpcBroker {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// The TLS identity while it serves TLS (kept alive: dropping it stops its file checks).
+    _tls: Option<maestro_tls::ReloadingServerTls>,
 }
 
 impl fmt::Debug for GrpcBroker {
@@ -107,11 +112,13 @@ impl fmt::Debug for GrpcBroker {
 }
 
 impl GrpcBroker {
-    /// Binds `config.bind_address` and starts serving. The subscribed signal is 1 on return.
+    /// Binds `config.bind_address` and starts serving (over TLS with `config.tls`). The
+    /// subscribed signal is 1 on return.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a bad configuration; [`Error::Other`] when the address
-    /// cannot be bound.
+    /// [`Error::InvalidConfig`] for a bad configuration or TLS files that cannot be read or do
+    /// not match (the message names the file); [`Error::Other`] when the address cannot be
+    /// bound.
     pub async fn bind(config: GrpcBrokerConfig) -> Result<Arc<GrpcBroker>> {
         config.validate()?;
         let io_err = |e: std::io::Error| Error::Other { backend: BACKEND, source: Box::new(e) };
@@ -127,13 +134,35 @@ impl GrpcBroker {
             signal,
             conns: conns.clone(),
         });
+        let tls = match &shared.config.tls {
+            Some(files) => Some(
+                maestro_tls::ReloadingServerTls::start(
+                    files.clone(),
+                    maestro_tls::ClientAuth::Required,
+                    TLS_RELOAD_INTERVAL,
+                )
+                .await
+                .map_err(|e| Error::InvalidConfig { backend: BACKEND, reason: format!("TLS: {e}") })?,
+            ),
+            None => None,
+        };
         let (stop, stop_rx) = watch::channel(false);
         let (conn_tx, conn_rx) = mpsc::channel(16);
         tokio::spawn(accept_loop(listener, conns, conn_tx, stop_rx.clone()));
-        tokio::spawn(serve(shared.clone(), ReceiverStream::new(conn_rx), stop_rx));
+        match &tls {
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config_with_alpn(&[b"h2"]));
+                let (tls_tx, tls_rx) = mpsc::channel(16);
+                tokio::spawn(crate::conn::handshakes(conn_rx, acceptor, tls_tx));
+                tokio::spawn(serve(shared.clone(), ReceiverStream::new(tls_rx), stop_rx));
+            }
+            None => {
+                tokio::spawn(serve(shared.clone(), ReceiverStream::new(conn_rx), stop_rx));
+            }
+        }
         shared.signal.send_replace(1);
-        tracing::info!(backend = BACKEND, %local_addr, "gRPC broker serving");
-        Ok(Arc::new(GrpcBroker { shared, local_addr, stop }))
+        tracing::info!(backend = BACKEND, %local_addr, tls = tls.is_some(), "gRPC broker serving");
+        Ok(Arc::new(GrpcBroker { shared, local_addr, stop, _tls: tls }))
     }
 
     /// The bound address (useful with port 0).
@@ -227,11 +256,18 @@ impl Drop for GrpcBroker {
     }
 }
 
-async fn serve(
+async fn serve<IO>(
     shared: Arc<Shared>,
-    incoming: ReceiverStream<std::io::Result<crate::conn::KillableConn>>,
+    incoming: ReceiverStream<std::io::Result<IO>>,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    IO: tonic::transport::server::Connected
+        + tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + Unpin
+        + Send
+        + 'static,
+{
     let limit = shared.config.max_event_bytes.saturating_add(MESSAGE_OVERHEAD);
     let svc = CloudEventServiceServer::from_arc(Arc::new(BrokerService { shared }))
         .max_decoding_message_size(limit)

@@ -373,3 +373,62 @@ async fn events_larger_than_the_codec_buffers_cross_both_ways_intact() {
     assert_eq!(handler.events.lock().unwrap().as_slice(), &[status]);
     broker.close().await;
 }
+
+/// Agents over mutual TLS (Go's `--grpc-broker-tls-cert-file`, `--grpc-broker-tls-key-file`,
+/// `--grpc-broker-client-ca-file`; the agent's `caFile`, `clientCertFile`, `clientKeyFile`),
+/// with rcgen certificates: an agent with a certificate of the client CA subscribes and gets
+/// its spec; a client with no certificate, or over plaintext, gets no stream.
+#[tokio::test]
+async fn agents_over_mutual_tls() {
+    use maestro_tls::ServerTlsFiles;
+    use maestro_tls::testing::{TestPki, write_pair};
+    let dir = tempfile::tempdir().expect("dir");
+    let pki = TestPki::new();
+    let (cert, key) = write_pair(dir.path(), "broker", &pki.server(&["localhost"]));
+    let ca = pki.write_ca(dir.path());
+    let config = GrpcBrokerConfig {
+        bind_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: Some(ServerTlsFiles { cert, key, client_ca: Some(ca.clone()) }),
+        ..GrpcBrokerConfig::default()
+    };
+    let broker = GrpcBroker::bind(config).await.expect("bind with TLS");
+    broker.start(Counting::new(Ok(()))).await.expect("start");
+    let url = format!("localhost:{}", broker.local_addr().port());
+
+    let (agent_cert, agent_key) = write_pair(dir.path(), "agent", &pki.client("c1", &["agents"]));
+    let mut config = GrpcAgentConfig::new(url.clone());
+    config.ca_file = Some(ca.display().to_string());
+    config.client_cert_file = Some(agent_cert.display().to_string());
+    config.client_key_file = Some(agent_key.display().to_string());
+    let agent = GrpcAgent::new(config, "c1", "c1-agent").expect("agent");
+    let handler = Arc::new(Keeping::default());
+    agent.start(handler.clone()).await.expect("start");
+    wait_until("the TLS agent subscribes", || broker.connected_consumers() == ["c1"]).await;
+    let spec = SpecEventBuilder::new("maestro", "r1", 1, "c1").build();
+    broker.publish(&spec).await.expect("publish over TLS");
+    wait_until("the spec reaches the agent", || handler.events.lock().unwrap().len() == 1).await;
+
+    let ca_pem = std::fs::read(&ca).expect("CA");
+    let anonymous = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    let refused = match Channel::from_shared(format!("https://{url}"))
+        .unwrap()
+        .tls_config(anonymous)
+        .unwrap()
+        .connect()
+        .await
+    {
+        Ok(channel) => CloudEventServiceClient::new(channel).subscribe(sub_request("c2")).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(refused, "a client without a certificate got a stream");
+    let plain = match CloudEventServiceClient::connect(format!("http://{url}")).await {
+        Ok(mut client) => client.subscribe(sub_request("c3")).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(plain, "a plaintext client got a stream");
+    assert_eq!(broker.connected_consumers(), ["c1"]);
+    agent.close().await;
+    broker.close().await;
+}

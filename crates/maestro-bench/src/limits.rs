@@ -79,6 +79,7 @@ fn source_settings(p: &BrokerProcess) -> SourceBrokerSettings {
         pubsub_project: Some("maestro-bench".into()),
         source_id: "maestro".into(),
         client_id: "maestro-bench-raw".into(),
+        grpc_tls: None,
     }
 }
 

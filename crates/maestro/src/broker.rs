@@ -86,6 +86,9 @@ pub struct SourceBrokerSettings {
     pub source_id: String,
     /// The server's broker client id (MQTT; also the instance id).
     pub client_id: String,
+    /// `grpc`: serve agents over TLS (Go's `--grpc-broker-tls-cert-file`,
+    /// `--grpc-broker-tls-key-file`; mutual TLS with `--grpc-broker-client-ca-file`).
+    pub grpc_tls: Option<maestro_tls::ServerTlsFiles>,
 }
 
 /// Settings of an agent's side of the broker.
@@ -211,6 +214,7 @@ pub async fn source_transport(
             let cfg = GrpcBrokerConfig {
                 bind_address: s.grpc_bind,
                 heartbeat_interval: s.heartbeat,
+                tls: s.grpc_tls.clone(),
                 ..Default::default()
             };
             let broker = GrpcBroker::bind(cfg).await?;

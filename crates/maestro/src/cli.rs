@@ -129,6 +129,32 @@ pub struct ServerArgs {
     /// one (mutual TLS on the source gRPC API).
     #[arg(long, env = "MAESTRO_GRPC_CLIENT_CA_FILE", value_name = "PATH", requires = "grpc_tls_cert_file")]
     grpc_client_ca_file: Option<std::path::PathBuf>,
+    /// PEM certificate of the agent broker (`--broker grpc`); with `--grpc-broker-tls-key-file`
+    /// it turns TLS on for that port, re-read on change.
+    #[arg(
+        long,
+        env = "MAESTRO_GRPC_BROKER_TLS_CERT_FILE",
+        value_name = "PATH",
+        requires = "grpc_broker_tls_key_file"
+    )]
+    grpc_broker_tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of the agent broker.
+    #[arg(
+        long,
+        env = "MAESTRO_GRPC_BROKER_TLS_KEY_FILE",
+        value_name = "PATH",
+        requires = "grpc_broker_tls_cert_file"
+    )]
+    grpc_broker_tls_key_file: Option<std::path::PathBuf>,
+    /// PEM CA file that signs agent client certificates: with it every agent must present one
+    /// (mutual TLS on the agent broker).
+    #[arg(
+        long,
+        env = "MAESTRO_GRPC_BROKER_CLIENT_CA_FILE",
+        value_name = "PATH",
+        requires = "grpc_broker_tls_cert_file"
+    )]
+    grpc_broker_client_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `maestro agent` flags.
@@ -236,6 +262,9 @@ fn server_settings(a: ServerArgs) -> ServerSettings {
             pubsub_project: a.pubsub.pubsub_project,
             source_id: a.source_id.clone(),
             client_id: a.client_id,
+            grpc_tls: a.grpc_broker_tls_cert_file.zip(a.grpc_broker_tls_key_file).map(|(cert, key)| {
+                maestro_tls::ServerTlsFiles { cert, key, client_ca: a.grpc_broker_client_ca_file }
+            }),
         },
         server: maestro_server::ServerConfig {
             source_id: a.source_id,
@@ -316,6 +345,20 @@ mod tests {
         let Command::Server(a) = Cli::try_parse_from(mtls).expect("parse").command else { panic!("server") };
         let tls = server_settings(a).server.grpc_tls.expect("gRPC TLS files");
         assert_eq!(tls.client_ca.as_deref().and_then(|p| p.to_str()), Some("ca"));
+        let broker = [
+            "maestro",
+            "server",
+            "--grpc-broker-tls-cert-file",
+            "b.crt",
+            "--grpc-broker-tls-key-file",
+            "b.key",
+        ];
+        let Command::Server(a) = Cli::try_parse_from(broker).expect("parse").command else {
+            panic!("server")
+        };
+        let tls = server_settings(a).broker.grpc_tls.expect("broker TLS files");
+        assert_eq!((tls.cert.to_str(), tls.client_ca), (Some("b.crt"), None));
+        assert!(Cli::try_parse_from(["maestro", "server", "--grpc-broker-client-ca-file", "ca"]).is_err());
         assert!(Cli::try_parse_from(["maestro", "agent"]).is_err(), "consumer name is required");
         let ok = Cli::try_parse_from(["maestro", "agent", "--consumer-name", "c1", "--cluster", "simulated"]);
         assert!(ok.is_ok());

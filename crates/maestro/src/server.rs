@@ -84,6 +84,7 @@ pub fn defaults(db_url: &str, kind: BrokerKind) -> ServerSettings {
             pubsub_project: None,
             source_id: "maestro".into(),
             client_id: "maestro".into(),
+            grpc_tls: None,
         },
         server: ServerConfig::default(),
     }
