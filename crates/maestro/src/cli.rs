@@ -262,9 +262,11 @@ fn server_settings(a: ServerArgs) -> ServerSettings {
             pubsub_project: a.pubsub.pubsub_project,
             source_id: a.source_id.clone(),
             client_id: a.client_id,
-            grpc_tls: a.grpc_broker_tls_cert_file.zip(a.grpc_broker_tls_key_file).map(|(cert, key)| {
-                maestro_tls::ServerTlsFiles { cert, key, client_ca: a.grpc_broker_client_ca_file }
-            }),
+            grpc_tls: tls_files(
+                a.grpc_broker_tls_cert_file,
+                a.grpc_broker_tls_key_file,
+                a.grpc_broker_client_ca_file,
+            ),
         },
         server: maestro_server::ServerConfig {
             source_id: a.source_id,
@@ -273,9 +275,7 @@ fn server_settings(a: ServerArgs) -> ServerSettings {
             max_bundle_bytes: a.max_bundle_bytes,
             heartbeat,
             http_tls: https_files(a.enable_https, a.https_cert_file, a.https_key_file),
-            grpc_tls: a.grpc_tls_cert_file.zip(a.grpc_tls_key_file).map(|(cert, key)| {
-                maestro_tls::ServerTlsFiles { cert, key, client_ca: a.grpc_client_ca_file }
-            }),
+            grpc_tls: tls_files(a.grpc_tls_cert_file, a.grpc_tls_key_file, a.grpc_client_ca_file),
             ..Default::default()
         },
     }
@@ -292,6 +292,17 @@ fn https_files(
         (true, Some(cert), Some(key)) => Some(maestro_tls::ServerTlsFiles { cert, key, client_ca: None }),
         _ => None,
     }
+}
+
+/// A gRPC listener's TLS files: TLS exactly when both the certificate and the key are given
+/// (as Go Maestro; clap requires them together), client certificates when a CA is given.
+fn tls_files(
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+    client_ca: Option<std::path::PathBuf>,
+) -> Option<maestro_tls::ServerTlsFiles> {
+    let (cert, key) = cert.zip(key)?;
+    Some(maestro_tls::ServerTlsFiles { cert, key, client_ca })
 }
 
 fn agent_settings(a: AgentArgs) -> AgentSettings {
