@@ -201,13 +201,10 @@ pub(crate) async fn accept_loop(
     tracing::debug!(backend = crate::BACKEND, "accept loop stopped");
 }
 
-/// The longest an agent may take to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The TLS stage between [`accept_loop`] and the tonic server: every admitted connection is
 /// handshaken in its own task (a slow or silent client never holds up the others; one that
-/// does not finish within [`HANDSHAKE_TIMEOUT`] is dropped, which also drops it from the
-/// registry) and handed on once secured.
+/// does not finish within [`maestro_tls::HANDSHAKE_TIMEOUT`] is dropped, which also drops it
+/// from the registry) and handed on once secured.
 pub(crate) async fn handshakes(
     mut accepted: mpsc::Receiver<io::Result<KillableConn>>,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -217,12 +214,8 @@ pub(crate) async fn handshakes(
         let Ok(conn) = conn else { continue };
         let (acceptor, out) = (acceptor.clone(), out.clone());
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
-                Ok(Ok(tls)) => {
-                    let _ = out.send(Ok(tls)).await;
-                }
-                Ok(Err(error)) => tracing::debug!(backend = crate::BACKEND, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(backend = crate::BACKEND, "TLS handshake timed out"),
+            if let Some(tls) = maestro_tls::handshake(&acceptor, conn, None).await {
+                let _ = out.send(Ok(tls)).await;
             }
         });
     }

@@ -23,9 +23,6 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::conn::{Connections, accept_loop};
-
-/// How often the broker's TLS certificate and key files are checked for a rotation.
-pub(crate) const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 use crate::{BACKEND, GrpcBrokerConfig, SUBSCRIPTION_ID_HEADER};
 
 /// Extra room over `max_event_bytes` for the protobuf framing of one message.
@@ -139,7 +136,7 @@ impl GrpcBroker {
                 maestro_tls::ReloadingServerTls::start(
                     files.clone(),
                     maestro_tls::ClientAuth::Required,
-                    TLS_RELOAD_INTERVAL,
+                    maestro_tls::RELOAD_INTERVAL,
                 )
                 .await
                 .map_err(|e| Error::InvalidConfig { backend: BACKEND, reason: format!("TLS: {e}") })?,

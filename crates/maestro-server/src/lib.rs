@@ -103,9 +103,6 @@ pub enum ServerError {
     GrpcTls(#[source] maestro_tls::TlsError),
 }
 
-/// How often the REST and source gRPC certificate and key files are checked for a rotation.
-pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-
 /// A running server.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -192,7 +189,7 @@ async fn reloading(
 ) -> Result<Option<maestro_tls::ReloadingServerTls>, maestro_tls::TlsError> {
     let Some(files) = files else { return Ok(None) };
     let auth = maestro_tls::ClientAuth::Required;
-    Ok(Some(maestro_tls::ReloadingServerTls::start(files.clone(), auth, TLS_RELOAD_INTERVAL).await?))
+    Ok(Some(maestro_tls::ReloadingServerTls::start(files.clone(), auth, maestro_tls::RELOAD_INTERVAL).await?))
 }
 
 /// The next batch of a store feed (`Store::status_feed`, `Store::spec_feed`): pending
@@ -224,24 +221,26 @@ async fn serve_rest(
     rx: watch::Receiver<bool>,
 ) {
     let app = rest::router(store, transport);
-    if let Some(tls) = tls {
-        let listener =
-            tls_listener::TlsListener::new(listener, tls.server_config_with_alpn(&[b"h2", b"http/1.1"]));
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(wait_shutdown(rx)).await {
-            tracing::error!(error = %e, "REST server failed");
+    // `tls` lives until serving ends: dropping it would stop its certificate file checks.
+    let res = match &tls {
+        // The TLS listener sets TCP_NODELAY on every connection too.
+        Some(tls) => {
+            let config = tls.server_config_with_alpn(&[b"h2", b"http/1.1"]);
+            let listener = tls_listener::TlsListener::new(listener, config);
+            axum::serve(listener, app).with_graceful_shutdown(wait_shutdown(rx)).await
         }
-        // The reloader lives as long as the listener: dropping it stops its file checks.
-        drop(tls);
-        return;
-    }
-    // Without TCP_NODELAY the last segment of a response can wait for the client's delayed
-    // ACK (40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "setting TCP_NODELAY on a REST connection failed");
+        None => {
+            // Without TCP_NODELAY the last segment of a response can wait for the client's
+            // delayed ACK (40 ms on Linux).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "setting TCP_NODELAY on a REST connection failed");
+                }
+            });
+            axum::serve(listener, app).with_graceful_shutdown(wait_shutdown(rx)).await
         }
-    });
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(wait_shutdown(rx)).await {
+    };
+    if let Err(e) = res {
         tracing::error!(error = %e, "REST server failed");
     }
 }

@@ -1,8 +1,8 @@
 //! Listeners with TLS, for REST (`--enable-https`; an axum [`Listener`]) and the source gRPC
 //! API (`--grpc-tls-cert-file`; a tonic incoming stream, [`TlsListener::into_incoming`]): a TCP
 //! listener whose connections are TLS-handshaken concurrently, so a slow or silent client never
-//! holds up the others, and a handshake that does not finish within [`HANDSHAKE_TIMEOUT`] is
-//! dropped. The certificate comes from a [`maestro_tls::ReloadingServerTls`], so a rotated
+//! holds up the others, and a handshake that does not finish within
+//! [`maestro_tls::HANDSHAKE_TIMEOUT`] is dropped. The certificate comes from a [`maestro_tls::ReloadingServerTls`], so a rotated
 //! certificate is served to new connections without a restart.
 
 use std::io;
@@ -16,8 +16,6 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// The longest a client may take to complete its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the HTTP server to take them.
 const BACKLOG: usize = 128;
 
@@ -62,12 +60,8 @@ async fn accept_loop(
         }
         let (acceptor, tx) = (acceptor.clone(), tx.clone());
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send((tls, peer)).await;
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            if let Some(tls) = maestro_tls::handshake(&acceptor, stream, Some(peer)).await {
+                let _ = tx.send((tls, peer)).await;
             }
         });
     }

@@ -19,6 +19,7 @@
 //!
 //! With the `test-support` feature, [`testing`] generates throw-away PKIs for tests.
 
+mod accept;
 mod client;
 mod error;
 mod identity;
@@ -27,6 +28,7 @@ mod server;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use accept::{HANDSHAKE_TIMEOUT, RELOAD_INTERVAL, handshake};
 pub use client::client_config;
 pub use error::TlsError;
 pub use identity::{PeerIdentity, peer_identity};

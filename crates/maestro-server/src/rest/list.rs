@@ -54,10 +54,17 @@ impl ListParams {
     }
 }
 
-/// A query string that cannot be read (bad percent-encoding, a repeated parameter): Go's
-/// "Bad request", as an Error body.
-fn bad_query(rejection: &QueryRejection) -> ServiceError {
-    ServiceError::BadRequest(format!("invalid query string: {}", rejection.body_text()))
+/// The checked parameters of a list request; a query string that cannot be read (bad
+/// percent-encoding, a repeated parameter) is Go's "Bad request", as an Error body.
+fn list_args(
+    query: Result<Query<ListParams>, QueryRejection>,
+    table: Table,
+    known: &[&str],
+    kind: &str,
+) -> Result<ListArgs, ServiceError> {
+    let Query(params) =
+        query.map_err(|e| ServiceError::BadRequest(format!("invalid query string: {}", e.body_text())))?;
+    params.check(table, known, kind)
 }
 
 fn paging(p: &ListParams) -> Result<Paging, ServiceError> {
@@ -123,8 +130,8 @@ pub(crate) async fn list_consumers(
     headers: HeaderMap,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> ApiResult {
-    let Query(p) = query.map_err(|e| fail(&headers)(bad_query(&e)))?;
-    let args = p.check(Table::Consumers, &presenters::CONSUMER_KEYS, "Consumer").map_err(fail(&headers))?;
+    let args =
+        list_args(query, Table::Consumers, &presenters::CONSUMER_KEYS, "Consumer").map_err(fail(&headers))?;
     let q =
         ConsumerQuery { paging: args.paging, search: args.search, order: args.order, ..Default::default() };
     let page = st.store.list_consumers(&q).await.map_err(|e| fail(&headers)(e.into()))?;
@@ -140,9 +147,7 @@ pub(crate) async fn list_bundles(
     headers: HeaderMap,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> ApiResult {
-    let Query(p) = query.map_err(|e| fail(&headers)(bad_query(&e)))?;
-    let args = p
-        .check(Table::Resources, &presenters::RESOURCE_BUNDLE_KEYS, "ResourceBundle")
+    let args = list_args(query, Table::Resources, &presenters::RESOURCE_BUNDLE_KEYS, "ResourceBundle")
         .map_err(fail(&headers))?;
     let q =
         ResourceQuery { paging: args.paging, search: args.search, order: args.order, ..Default::default() };
