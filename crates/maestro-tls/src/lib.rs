@@ -27,6 +27,7 @@ mod pem;
 mod server;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod verifier;
 
 pub use accept::{HANDSHAKE_TIMEOUT, RELOAD_INTERVAL, handshake};
 pub use client::client_config;

@@ -6,11 +6,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
+use crate::verifier::ReloadingVerifier;
 use crate::{TlsError, pem};
 
 /// Files of one TLS server identity.
@@ -86,9 +87,10 @@ struct Counters {
 /// A background tokio task re-reads both files every poll interval through their paths (so a
 /// Kubernetes secret mount, which swaps a symlink, is followed) and compares a SHA-256 of their
 /// contents with the last seen one. New contents that parse and match replace the served pair;
-/// a bad new pair is logged with `tracing::warn!` and the old one stays in use. The client CA is
-/// read once, at [`start`](Self::start). Dropping this value stops the task; configs already
-/// handed out keep serving the last good pair.
+/// a bad new pair is logged with `tracing::warn!` and the old one stays in use. The client CA
+/// file is followed the same way: a changed CA set is used for new handshakes, a bad one is
+/// logged and the old set stays. Dropping this value stops the task; configs already handed out
+/// keep serving the last good pair and CA set.
 #[derive(Debug)]
 pub struct ReloadingServerTls {
     config: Arc<ServerConfig>,
@@ -111,7 +113,15 @@ impl ReloadingServerTls {
         let (cert_pem, key_pem) = read_pair(&files)?;
         let certified = pem::certified_key(&files.cert, &cert_pem, &files.key, &key_pem)?;
         let current = Arc::new(CurrentCert { key: RwLock::new(Arc::new(certified)) });
-        let config = build_config(&files, client_auth, Arc::clone(&current))?;
+        let verifier = match &files.client_ca {
+            Some(ca) => Some(Arc::new(ReloadingVerifier::load(ca, client_auth)?)),
+            None => None,
+        };
+        let seen_ca = match &files.client_ca {
+            Some(ca) => Some(fingerprint(&pem::read(ca)?, &[])),
+            None => None,
+        };
+        let config = build_config(verifier.clone(), Arc::clone(&current))?;
         let counters = Arc::new(Counters::default());
         let poller = Poller {
             files,
@@ -119,6 +129,8 @@ impl ReloadingServerTls {
             counters: Arc::clone(&counters),
             seen: fingerprint(&cert_pem, &key_pem),
             last_read_error: None,
+            verifier,
+            seen_ca,
         };
         let task = tokio::spawn(poller.run(interval));
         Ok(Self { config: Arc::new(config), current, counters, task })
@@ -160,25 +172,14 @@ impl Drop for ReloadingServerTls {
 }
 
 fn build_config(
-    files: &ServerTlsFiles,
-    client_auth: ClientAuth,
+    verifier: Option<Arc<ReloadingVerifier>>,
     resolver: Arc<CurrentCert>,
 ) -> Result<ServerConfig, TlsError> {
-    let provider = crate::provider();
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+    let builder = ServerConfig::builder_with_provider(crate::provider())
         .with_protocol_versions(crate::PROTOCOL_VERSIONS)?;
-    let builder = match &files.client_ca {
+    let builder = match verifier {
         None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let roots = pem::load_roots(ca)?;
-            let mut verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
-            if client_auth == ClientAuth::Optional {
-                verifier = verifier.allow_unauthenticated();
-            }
-            let verifier =
-                verifier.build().map_err(|e| TlsError::Ca { path: ca.clone(), detail: e.to_string() })?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
     };
     Ok(builder.with_cert_resolver(resolver))
 }
@@ -204,6 +205,10 @@ struct Poller {
     seen: [u8; 32],
     /// The last read error reported, so a missing file is reported once.
     last_read_error: Option<String>,
+    /// The client CA set, when client certificates are verified.
+    verifier: Option<Arc<ReloadingVerifier>>,
+    /// Fingerprint of the client CA file last tried.
+    seen_ca: Option<[u8; 32]>,
 }
 
 impl Poller {
@@ -221,6 +226,32 @@ impl Poller {
                 }
                 Ok(Err(e)) => self.read_failed(&e),
                 Err(e) => tracing::warn!(error = %e, "TLS file poll task failed"),
+            }
+            self.check_ca().await;
+        }
+    }
+
+    /// Re-reads the client CA file and swaps in a changed CA set that loads.
+    async fn check_ca(&mut self) {
+        let Some(verifier) = self.verifier.clone() else { return };
+        let path = verifier.path().to_owned();
+        let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || pem::read(&path)).await else {
+            return; // a missing CA file keeps the current set; the pair's read errors are logged
+        };
+        let print = fingerprint(&bytes, &[]);
+        if self.seen_ca == Some(print) {
+            return;
+        }
+        self.seen_ca = Some(print);
+        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        match verifier.reload() {
+            Ok(()) => {
+                self.counters.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(ca = %verifier.path().display(), "reloaded the client CA");
+            }
+            Err(e) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "new client CA rejected; keeping the current one");
             }
         }
     }

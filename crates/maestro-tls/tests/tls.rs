@@ -382,3 +382,40 @@ fn peer_identity_rejects_garbage_and_missing_cn() {
     let err = peer_identity(&first_cert_der(&server_pem)).unwrap_err();
     assert!(err.to_string().contains("common name"), "{err}");
 }
+
+#[tokio::test]
+async fn a_rotated_client_ca_takes_effect_without_restart() {
+    let fx = Fixture::new(true);
+    let (tls, addr) = fx.start(ClientAuth::Required).await;
+    let ours = fx.client("ours", Some(&fx.pki.client("alice", &[])));
+    let theirs = fx.client("theirs", Some(&fx.pki.foreign_client("bob")));
+    assert!(connect(addr, Arc::clone(&ours)).await.is_ok());
+    assert!(connect(addr, Arc::clone(&theirs)).await.is_err(), "the other CA is not trusted yet");
+
+    // Step 1 of a CA rotation: trust both CAs.
+    let ca_file = fx.files.client_ca.clone().unwrap();
+    let both = format!("{}{}", fx.pki.ca_pem(), fx.pki.foreign_ca_pem());
+    write_file(fx.path(), ca_file.file_name().unwrap().to_str().unwrap(), &both);
+    eventually("the new CA is trusted", || {
+        let theirs = Arc::clone(&theirs);
+        async move { connect(addr, theirs).await.is_ok() }
+    })
+    .await;
+    assert!(connect(addr, Arc::clone(&ours)).await.is_ok(), "the old CA is still trusted");
+
+    // A broken CA file is refused and the current set stays.
+    let reloads = tls.stats().reloads;
+    write_file(fx.path(), ca_file.file_name().unwrap().to_str().unwrap(), "not a certificate");
+    eventually("the broken CA file is tried", || async { tls.stats().failures >= 1 }).await;
+    assert_eq!(tls.stats().reloads, reloads);
+    assert!(connect(addr, Arc::clone(&theirs)).await.is_ok());
+
+    // Step 2: drop the old CA.
+    write_file(fx.path(), ca_file.file_name().unwrap().to_str().unwrap(), &fx.pki.foreign_ca_pem());
+    eventually("the old CA is no longer trusted", || {
+        let ours = Arc::clone(&ours);
+        async move { connect(addr, ours).await.is_err() }
+    })
+    .await;
+    assert!(connect(addr, theirs).await.is_ok());
+}
