@@ -14,7 +14,9 @@
 //!   reconnects with jittered exponential backoff, and publishes with the Publish RPC.
 //!
 //! Events are mapped with [`maestro_api::grpc::to_proto`] / [`maestro_api::grpc::from_proto`]
-//! (the OCM, non-standard attribute mapping of protocol.md §7.1.2). TLS is not supported yet.
+//! (the OCM, non-standard attribute mapping of protocol.md §7.1.2). The broker serves TLS and
+//! mutual TLS and, through a [`maestro_auth::Gate`], confines every agent to its own consumer;
+//! the agent connects over TLS with a client certificate or a bearer token (docs/security.md).
 //!
 //! ## Modules
 //! - [`config`]: [`GrpcBrokerConfig`], [`GrpcAgentConfig`] (sdk-go YAML keys, protocol.md

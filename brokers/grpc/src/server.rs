@@ -14,6 +14,7 @@ use maestro_api::pb::cloud_event_service_server::{CloudEventService, CloudEventS
 use maestro_api::pb::{self, PublishRequest, SubscriptionRequest};
 use maestro_api::types::{EventType, HEARTBEAT, MANIFEST_BUNDLES};
 use maestro_api::{AttributesReader, Event, ext, grpc};
+use maestro_auth::Gate;
 use maestro_transport::deliver::{Backoff, Outcome, deliver};
 use maestro_transport::{DynHandler, Error, Result, SourceTransport, Subscribed};
 use tokio::net::TcpListener;
@@ -56,6 +57,8 @@ struct Registry {
 
 struct Shared {
     config: GrpcBrokerConfig,
+    /// Who may subscribe and publish as which consumer (docs/security.md).
+    gate: Gate,
     registry: Mutex<Registry>,
     handler: OnceLock<DynHandler>,
     closed: AtomicBool,
@@ -117,6 +120,18 @@ impl GrpcBroker {
     /// not match (the message names the file); [`Error::Other`] when the address cannot be
     /// bound.
     pub async fn bind(config: GrpcBrokerConfig) -> Result<Arc<GrpcBroker>> {
+        GrpcBroker::bind_with_gate(config, Gate::open()).await
+    }
+
+    /// As [`GrpcBroker::bind`], with `gate` authenticating every agent and confining it to the
+    /// consumers it may act as (docs/security.md, "Agent broker"): a Subscribe for another
+    /// consumer and a Publish whose `clustername` is another consumer are refused with
+    /// `PERMISSION_DENIED`, so an agent never receives another cluster's specs and never
+    /// writes another cluster's statuses or asks for its resync.
+    ///
+    /// # Errors
+    /// As [`GrpcBroker::bind`].
+    pub async fn bind_with_gate(config: GrpcBrokerConfig, gate: Gate) -> Result<Arc<GrpcBroker>> {
         config.validate()?;
         let io_err = |e: std::io::Error| Error::Other { backend: BACKEND, source: Box::new(e) };
         let listener = TcpListener::bind(config.bind_address).await.map_err(io_err)?;
@@ -125,6 +140,7 @@ impl GrpcBroker {
         let (signal, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             config,
+            gate,
             registry: Mutex::new(Registry::default()),
             handler: OnceLock::new(),
             closed: AtomicBool::new(false),
@@ -158,7 +174,8 @@ impl GrpcBroker {
             }
         }
         shared.signal.send_replace(1);
-        tracing::info!(backend = BACKEND, %local_addr, tls = tls.is_some(), "gRPC broker serving");
+        warn_if_exposed(local_addr, tls.is_some(), &shared.gate);
+        tracing::info!(backend = BACKEND, %local_addr, tls = tls.is_some(), authn = %shared.gate.authn(), "gRPC broker serving");
         Ok(Arc::new(GrpcBroker { shared, local_addr, stop, _tls: tls }))
     }
 
@@ -323,6 +340,20 @@ impl SourceTransport for GrpcBroker {
     }
 }
 
+/// Logs a loud warning when the broker is reachable from other hosts without TLS or without
+/// authentication: any client could then subscribe as any consumer (docs/security.md).
+fn warn_if_exposed(addr: SocketAddr, tls: bool, gate: &Gate) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if !tls {
+        tracing::warn!(backend = BACKEND, %addr, "INSECURE: the agent broker is served WITHOUT TLS on a non-loopback address: specs (Secrets included) cross the network in clear text; set --grpc-broker-tls-cert-file and --grpc-broker-tls-key-file");
+    }
+    if gate.is_open() {
+        tracing::warn!(backend = BACKEND, %addr, "INSECURE: the agent broker authenticates NOBODY on a non-loopback address: any client can subscribe as any consumer and read its specs; set --grpc-broker-client-ca-file (mtls) or --grpc-broker-authn-type token");
+    }
+}
+
 /// The tonic service.
 struct BrokerService {
     shared: Arc<Shared>,
@@ -353,6 +384,23 @@ impl BrokerService {
             },
         );
         Ok((id, subscription_id, kill))
+    }
+}
+
+impl BrokerService {
+    /// Refuses `identity` acting for `consumer` unless the gate allows it; `what` names the
+    /// refused call in the log line and the status message.
+    fn authorize(
+        &self,
+        identity: &maestro_auth::Identity,
+        consumer: &str,
+        what: &str,
+    ) -> std::result::Result<(), Status> {
+        if self.shared.gate.may_act_as_consumer(identity, consumer) {
+            return Ok(());
+        }
+        tracing::warn!(backend = BACKEND, %identity, consumer, call = what, "agent refused: not this consumer's identity");
+        Err(Status::permission_denied(format!("{} may not {what} as consumer {consumer:?}", identity.user)))
     }
 }
 
@@ -440,8 +488,10 @@ impl CloudEventService for BrokerService {
         &self,
         request: Request<SubscriptionRequest>,
     ) -> std::result::Result<Response<Self::SubscribeStream>, Status> {
+        let identity = self.shared.gate.authenticate_grpc(BACKEND, &request).await?;
         let req = request.into_inner();
         validate_subscription(&req)?;
+        self.authorize(&identity, &req.cluster_name, "subscribe")?;
         let (tx, rx) = mpsc::channel(self.shared.config.stream_buffer);
         let (id, subscription_id, kill) = self.register(&req, tx.clone())?;
         tokio::spawn(keep_stream(self.shared.clone(), id, tx, kill));
@@ -456,9 +506,12 @@ impl CloudEventService for BrokerService {
     }
 
     async fn publish(&self, request: Request<PublishRequest>) -> std::result::Result<Response<()>, Status> {
+        let identity = self.shared.gate.authenticate_grpc(BACKEND, &request).await?;
         let Some(event) = decode_publish(request.into_inner(), self.shared.config.max_event_bytes)? else {
             return Ok(Response::new(()));
         };
+        let cluster = ext::get_str(&event, ext::CLUSTER_NAME).unwrap_or_default();
+        self.authorize(&identity, &cluster, "publish")?;
         let handler = self
             .shared
             .handler

@@ -75,11 +75,13 @@ fn source_settings(p: &BrokerProcess) -> SourceBrokerSettings {
         heartbeat: None,
         config_file: None,
         embedded_mqtt: (p.broker == Broker::Rumqttd).then(loopback),
+        embedded_mqtt_password_file: None,
         broker_url: p.mqtt_host().or_else(|| p.pubsub_endpoint()),
         pubsub_project: Some("maestro-bench".into()),
         source_id: "maestro".into(),
         client_id: "maestro-bench-raw".into(),
         grpc_tls: None,
+        grpc_gate: maestro_auth::Gate::open(),
     }
 }
 

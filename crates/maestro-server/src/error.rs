@@ -112,6 +112,14 @@ pub enum ServiceError {
     /// The method is not served on this path: code 10 / HTTP 405.
     #[error("{0}")]
     NotImplemented(String),
+    /// No credentials, or credentials that were refused: code 15 / HTTP 401, gRPC
+    /// `UNAUTHENTICATED` (docs/security.md). The text never says why a credential was refused.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller's identity may not do this (no REST role, not an allowed source, another
+    /// source's bundle): code 11 / HTTP 403, gRPC `PERMISSION_DENIED` (docs/security.md).
+    #[error("{0}")]
+    Unauthorized(String),
     /// The store (or anything else) failed: code 9 / HTTP 500. The text is for the log only:
     /// REST answers the generic reason of [`ErrorCode::GENERAL`] (see [`ServiceError::reason`]).
     #[error("internal error: {0}")]
@@ -130,6 +138,8 @@ impl ServiceError {
             ServiceError::Conflict(_) => ErrorCode::CONFLICT,
             ServiceError::Forbidden(_) => ErrorCode::FORBIDDEN,
             ServiceError::NotImplemented(_) => ErrorCode::NOT_IMPLEMENTED,
+            ServiceError::Unauthenticated(_) => ErrorCode::UNAUTHENTICATED,
+            ServiceError::Unauthorized(_) => ErrorCode::UNAUTHORIZED,
             ServiceError::Internal(_) => ErrorCode::GENERAL,
         }
     }
@@ -170,6 +180,8 @@ impl ServiceError {
             ServiceError::Conflict(_) => tonic::Status::aborted(msg),
             ServiceError::Forbidden(_) => tonic::Status::permission_denied(msg),
             ServiceError::NotImplemented(_) => tonic::Status::unimplemented(msg),
+            ServiceError::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
+            ServiceError::Unauthorized(_) => tonic::Status::permission_denied(msg),
             ServiceError::Internal(_) => tonic::Status::unavailable(msg),
         }
     }

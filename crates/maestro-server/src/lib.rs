@@ -63,6 +63,11 @@ pub struct ServerConfig {
     /// client CA (`--grpc-client-ca-file`) every source must present a certificate it signed
     /// (mutual TLS). `None` serves plain gRPC.
     pub grpc_tls: Option<maestro_tls::ServerTlsFiles>,
+    /// Authenticates and authorizes REST callers (docs/security.md, "REST"); open by default.
+    pub http_gate: maestro_auth::Gate,
+    /// Authenticates and authorizes source gRPC callers (docs/security.md, "Source gRPC");
+    /// open by default.
+    pub grpc_gate: maestro_auth::Gate,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +81,8 @@ impl Default for ServerConfig {
             dispatch: dispatch::DispatchConfig::default(),
             http_tls: None,
             grpc_tls: None,
+            http_gate: maestro_auth::Gate::open(),
+            grpc_gate: maestro_auth::Gate::open(),
         }
     }
 }
@@ -155,6 +162,7 @@ pub async fn start(
         hub.clone(),
         config.max_bundle_bytes,
         config.heartbeat,
+        config.grpc_gate.clone(),
     );
     let tasks = vec![
         tokio::spawn(dispatch::run(
@@ -166,20 +174,33 @@ pub async fn start(
         )),
         tokio::spawn(hub::run_fanout(store.clone(), hub, rx.clone())),
         tokio::spawn(resync::run(store.clone(), transport.clone(), config.source_id.clone(), rx.clone())),
-        tokio::spawn(serve_rest(http, http_tls, store, transport.clone(), rx.clone())),
+        tokio::spawn(serve_rest(
+            http,
+            http_tls,
+            rest::router(store, transport.clone(), config.http_gate.clone()),
+            rx.clone(),
+        )),
         tokio::spawn(serve_grpc(grpc, grpc_tls, svc, rx)),
     ];
     let https = config.http_tls.is_some();
-    if !https && !http_addr.ip().is_loopback() {
-        tracing::warn!(
-            %http_addr,
-            "the REST API is served WITHOUT TLS on a non-loopback address: anyone who can reach it \
-             reads and deletes resource bundles in clear text; use --enable-https with \
-             --https-cert-file and --https-key-file"
-        );
-    }
+    warn_if_exposed("REST", http_addr, https, &config.http_gate);
+    warn_if_exposed("source gRPC", grpc_addr, config.grpc_tls.is_some(), &config.grpc_gate);
     tracing::info!(%http_addr, https, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
     Ok(RunningServer { http_addr, grpc_addr, shutdown: tx, tasks, transport })
+}
+
+/// Logs a loud warning when a listener reachable from other hosts runs without TLS or without
+/// authentication (docs/security.md, "Insecure modes").
+pub fn warn_if_exposed(listener: &str, addr: SocketAddr, tls: bool, gate: &maestro_auth::Gate) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if !tls {
+        tracing::warn!(listener, %addr, "INSECURE: {listener} is served WITHOUT TLS on a non-loopback address: anyone on the network reads its traffic in clear text; configure its certificate and key (docs/security.md)");
+    }
+    if gate.is_open() {
+        tracing::warn!(listener, %addr, "INSECURE: {listener} authenticates NOBODY on a non-loopback address: anyone who reaches it may read and change every resource bundle; set its authentication type to mtls or token (docs/security.md)");
+    }
 }
 
 /// A reloading TLS identity for `files`: client certificates required when a client CA is
@@ -216,17 +237,16 @@ async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
 async fn serve_rest(
     listener: TcpListener,
     tls: Option<maestro_tls::ReloadingServerTls>,
-    store: DynStore,
-    transport: DynSourceTransport,
+    app: axum::Router,
     rx: watch::Receiver<bool>,
 ) {
-    let app = rest::router(store, transport);
     // `tls` lives until serving ends: dropping it would stop its certificate file checks.
     let res = match &tls {
         // The TLS listener sets TCP_NODELAY on every connection too.
         Some(tls) => {
             let config = tls.server_config_with_alpn(&[b"h2", b"http/1.1"]);
             let listener = tls_listener::TlsListener::new(listener, config);
+            let app = app.into_make_service_with_connect_info::<rest::auth::TlsPeer>();
             axum::serve(listener, app).with_graceful_shutdown(wait_shutdown(rx)).await
         }
         None => {

@@ -1,6 +1,10 @@
 //! The source-facing gRPC service (`io.cloudevents.v1.CloudEventService`, default port 8090;
 //! protocol.md §7.1.3, maestro-reference.md §3.3): sources Publish spec create/update/delete
 //! requests and status resync requests, and Subscribe to the statuses of their bundles.
+//!
+//! Every call passes the listener's [`Gate`] (docs/security.md, "Source gRPC"): the caller is
+//! authenticated, publishes only as a source it may act as (`pub`), changes only bundles that
+//! source created, and subscribes only to statuses of sources it may read (`sub`).
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -11,6 +15,8 @@ use maestro_api::payload::StatusHashList;
 use maestro_api::pb::{self, cloud_event_service_server::CloudEventService};
 use maestro_api::types::{Action, EventType, MANIFEST_BUNDLES, SubResource};
 use maestro_api::{AttributesReader, Event, grpc};
+use maestro_auth::policy::SourceVerb;
+use maestro_auth::{Gate, Identity};
 use maestro_store::DynStore;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,18 +33,37 @@ pub struct SourceService {
     hub: StatusHub,
     max_bundle_bytes: usize,
     heartbeat: Option<Duration>,
+    gate: Gate,
 }
+
+/// The listener name in authentication log lines.
+const LISTENER: &str = "source-grpc";
 
 impl SourceService {
     /// A service over `store` and `hub`; bundles over `max_bundle_bytes` are refused;
-    /// `heartbeat` is the Subscribe heartbeat period (`None` disables).
+    /// `heartbeat` is the Subscribe heartbeat period (`None` disables); `gate` authenticates
+    /// and authorizes every call.
     pub fn new(
         store: DynStore,
         hub: StatusHub,
         max_bundle_bytes: usize,
         heartbeat: Option<Duration>,
+        gate: Gate,
     ) -> Self {
-        SourceService { store, hub, max_bundle_bytes, heartbeat }
+        SourceService { store, hub, max_bundle_bytes, heartbeat, gate }
+    }
+
+    /// Refuses `identity` acting as `source` for `verb` unless the gate allows it.
+    async fn authorize(&self, identity: &Identity, source: &str, verb: SourceVerb) -> Result<(), Status> {
+        if self.gate.may_act_as_source(identity, source, verb).await {
+            return Ok(());
+        }
+        let what = match verb {
+            SourceVerb::Pub => "publish",
+            SourceVerb::Sub => "subscribe",
+        };
+        tracing::warn!(%identity, source, call = what, "source call refused by the authorization policy");
+        Err(Status::permission_denied(format!("{} may not {what} as source {source:?}", identity.user)))
     }
 
     /// Handles a source's status resync request: re-broadcast the statuses whose stored hash
@@ -63,9 +88,11 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::CloudEvent, Status>> + S
 #[tonic::async_trait]
 impl CloudEventService for SourceService {
     async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<()>, Status> {
+        let identity = self.gate.authenticate_grpc(LISTENER, &request).await?;
         let msg = request.into_inner().event.ok_or_else(|| Status::invalid_argument("missing event"))?;
         let event = grpc::from_proto(msg).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let ty = EventType::parse(event.ty()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.authorize(&identity, &event.source().to_string(), SourceVerb::Pub).await?;
         let result = if ty.sub_resource == SubResource::Status && ty.action == Action::ResyncRequest {
             self.status_resync(&event).await
         } else {
@@ -85,10 +112,12 @@ impl CloudEventService for SourceService {
         &self,
         request: Request<pb::SubscriptionRequest>,
     ) -> Result<Response<EventStream>, Status> {
+        let identity = self.gate.authenticate_grpc(LISTENER, &request).await?;
         let req = request.into_inner();
         if req.source.is_empty() {
             return Err(Status::invalid_argument("subscription request has an empty source"));
         }
+        self.authorize(&identity, &req.source, SourceVerb::Sub).await?;
         if !req.data_type.is_empty() && req.data_type != MANIFEST_BUNDLES {
             return Err(Status::invalid_argument(format!("unsupported data type {:?}", req.data_type)));
         }

@@ -50,10 +50,15 @@ fn required_cluster(event: &Event) -> Result<String, ServiceError> {
 
 /// Applies a source's spec event (create / update / delete request) to the store.
 ///
+/// The caller must already be authorized to publish as the event's `source`; an update or a
+/// delete is then refused unless the **stored** bundle was created by that same source, so one
+/// source can never change or delete another source's bundles (docs/security.md, "Source gRPC").
+///
 /// # Errors
-/// [`ServiceError::Validation`] for a malformed event or bundle; `NotFound` for an unknown
-/// consumer or resource; `Conflict` for a stale version, an existing id, or a resource being
-/// deleted; `Internal` when the store fails.
+/// [`ServiceError::Validation`] for a malformed event or bundle; `Unauthorized` for another
+/// source's bundle; `NotFound` for an unknown consumer or resource;
+/// `Conflict` for a stale version, an existing id, or a resource being deleted; `Internal`
+/// when the store fails.
 pub async fn apply_source_spec(
     store: &DynStore,
     event: &Event,
@@ -67,10 +72,11 @@ pub async fn apply_source_spec(
         return Err(ServiceError::Validation(format!("a source may not publish {}", event.ty())));
     }
     let id = ext::resource_id(event)?;
+    let source = event.source().to_string();
     match ty.action {
         Action::Create => create(store, event, id, max_bytes).await,
         Action::Update => update(store, event, id, max_bytes).await,
-        Action::Delete => Ok(SpecOutcome::Deleting(store.mark_deleting(&id).await?)),
+        Action::Delete => delete(store, &source, &id).await,
         other => Err(ServiceError::Validation(format!("unsupported spec action {}", other.as_str()))),
     }
 }
@@ -134,6 +140,7 @@ async fn update(
     validated_bundle(event, max_bytes)?;
     validated_metadata(event)?;
     let current = store.get_resource(&id).await?;
+    owned_by(&current, &event.source().to_string())?;
     if let Some(c) =
         ext::get_str(event, ext::CLUSTER_NAME).filter(|c| !c.is_empty() && *c != current.consumer_name)
     {
@@ -143,6 +150,28 @@ async fn update(
         )));
     }
     Ok(SpecOutcome::Updated(store.update_resource(&id, version, json::to_value(event)).await?))
+}
+
+/// Marks a bundle of `source` deleting (nothing to do for an unknown id: deletes are
+/// idempotent).
+async fn delete(store: &DynStore, source: &str, id: &str) -> Result<SpecOutcome, ServiceError> {
+    match store.get_resource(id).await {
+        Ok(current) => owned_by(&current, source)?,
+        Err(maestro_store::StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(SpecOutcome::Deleting(store.mark_deleting(id).await?))
+}
+
+/// Refuses a change to `current` claimed by another source than the one that created it.
+fn owned_by(current: &Resource, source: &str) -> Result<(), ServiceError> {
+    if current.source == source {
+        return Ok(());
+    }
+    Err(ServiceError::Unauthorized(format!(
+        "resource {} belongs to another source; source {source:?} may not change it",
+        current.id
+    )))
 }
 
 /// What the server resends of a stored spec event.

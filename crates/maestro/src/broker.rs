@@ -76,6 +76,9 @@ pub struct SourceBrokerSettings {
     pub config_file: Option<String>,
     /// MQTT: run the embedded rumqttd on this address (port 0 = any free port).
     pub embedded_mqtt: Option<SocketAddr>,
+    /// MQTT, with `embedded_mqtt`: a Mosquitto password file; the embedded broker then requires
+    /// logins and confines each agent to its consumer's topics (`None`: open to anyone).
+    pub embedded_mqtt_password_file: Option<std::path::PathBuf>,
     /// Without a config file: the MQTT broker `host:port` (Maestro's topic layout), or the
     /// Pub/Sub endpoint (`host:port` of an emulator; unset: `PUBSUB_EMULATOR_HOST`, else
     /// Google's endpoint with TLS).
@@ -89,6 +92,8 @@ pub struct SourceBrokerSettings {
     /// `grpc`: serve agents over TLS (Go's `--grpc-broker-tls-cert-file`,
     /// `--grpc-broker-tls-key-file`; mutual TLS with `--grpc-broker-client-ca-file`).
     pub grpc_tls: Option<maestro_tls::ServerTlsFiles>,
+    /// `grpc`: authenticates agents and confines each to its own consumer (docs/security.md).
+    pub grpc_gate: maestro_auth::Gate,
 }
 
 /// Settings of an agent's side of the broker.
@@ -176,19 +181,25 @@ async fn mqtt_source(
     s: &SourceBrokerSettings,
 ) -> Result<(DynSourceTransport, Option<SocketAddr>), BrokerError> {
     let embedded = match s.embedded_mqtt {
-        Some(addr) => {
-            Some(crate::embedded_mqtt::start(addr, 2 * maestro_transport::DEFAULT_MAX_EVENT_BYTES)?)
-        }
+        Some(addr) => Some(crate::embedded_mqtt::start(&crate::embedded_mqtt::EmbeddedOptions {
+            addr,
+            max_payload_bytes: 2 * maestro_transport::DEFAULT_MAX_EVENT_BYTES,
+            password_file: s.embedded_mqtt_password_file.clone(),
+            source_id: s.source_id.clone(),
+        })?),
         None => None,
     };
-    let host = embedded.map(|a| a.to_string()).or_else(|| s.broker_url.clone());
-    let config = match (&s.config_file, host) {
+    let host = embedded.as_ref().map(|e| e.addr.to_string()).or_else(|| s.broker_url.clone());
+    let mut config = match (&s.config_file, host) {
         (Some(path), _) => mqtt_config_file(path)?,
         (None, Some(host)) => MqttConfig::new(host, MqttTopics::maestro(&s.source_id)),
         (None, None) => return Err(BrokerError::MqttWithoutBroker),
     };
+    if let Some(e) = &embedded {
+        e.apply_server_login(&mut config);
+    }
     let source = MqttSource::connect(config, &s.source_id, &s.client_id).await?;
-    Ok((source as DynSourceTransport, embedded))
+    Ok((source as DynSourceTransport, embedded.map(|e| e.addr)))
 }
 
 async fn pubsub_source(s: &SourceBrokerSettings) -> Result<DynSourceTransport, BrokerError> {
@@ -217,7 +228,7 @@ pub async fn source_transport(
                 tls: s.grpc_tls.clone(),
                 ..Default::default()
             };
-            let broker = GrpcBroker::bind(cfg).await?;
+            let broker = GrpcBroker::bind_with_gate(cfg, s.grpc_gate.clone()).await?;
             let addr = broker.local_addr();
             Ok((broker as DynSourceTransport, Some(addr)))
         }

@@ -47,6 +47,10 @@ pub enum Command {
     /// broker (or `--broker mqtt|pubsub`) and 3 agents on simulated clusters; apply the
     /// examples, wait until Available, print their status, delete one.
     Demo(crate::demo::DemoArgs),
+    /// Write a throw-away PKI for trying mutual TLS locally: a CA, a server certificate, agent
+    /// certificates (CN = consumer), source certificates (CN = source id), a policy file and
+    /// agent configs (docs/security.md, "Trying it"). Not for production.
+    DevCerts(crate::dev_certs::DevCertsArgs),
     /// Pub/Sub administration.
     #[command(subcommand)]
     Pubsub(PubSubCommand),
@@ -69,12 +73,28 @@ pub struct ServerArgs {
     /// Message broker between server and agents.
     #[arg(long, value_enum, env = "MAESTRO_BROKER", default_value = "grpc")]
     broker: BrokerKind,
-    /// REST API listen address.
-    #[arg(long, env = "MAESTRO_HTTP_ADDR", default_value = "0.0.0.0:8000")]
-    http_addr: SocketAddr,
+    /// REST API listen address (`HOST:PORT`). Default: `--server-hostname` and
+    /// `--http-server-bindport`.
+    #[arg(long, env = "MAESTRO_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
     /// Source-facing gRPC listen address (sources publish specs and subscribe to statuses).
-    #[arg(long, env = "MAESTRO_GRPC_ADDR", default_value = "0.0.0.0:8090")]
-    grpc_addr: SocketAddr,
+    /// Default: `--server-hostname` and `--grpc-server-bindport`.
+    #[arg(long, env = "MAESTRO_GRPC_ADDR")]
+    grpc_addr: Option<SocketAddr>,
+    /// Host (name or IP) every listener binds to, as Go Maestro's flag. Default: 127.0.0.1 for
+    /// a listener without TLS, so nothing is exposed in clear text by accident, and 0.0.0.0
+    /// (all interfaces) for a listener with TLS.
+    #[arg(long, env = "MAESTRO_SERVER_HOSTNAME", value_name = "HOST")]
+    server_hostname: Option<String>,
+    /// REST API port (Go Maestro's flag).
+    #[arg(long, env = "MAESTRO_HTTP_SERVER_BINDPORT", value_name = "PORT", default_value_t = 8000)]
+    http_server_bindport: u16,
+    /// Source gRPC port (Go Maestro's flag).
+    #[arg(long, env = "MAESTRO_GRPC_SERVER_BINDPORT", value_name = "PORT", default_value_t = 8090)]
+    grpc_server_bindport: u16,
+    /// Agent broker port with `--broker grpc` (Go Maestro's flag).
+    #[arg(long, env = "MAESTRO_GRPC_BROKER_BINDPORT", value_name = "PORT", default_value_t = 8091)]
+    grpc_broker_bindport: u16,
     /// Broker config file with the sdk-go keys (`--broker mqtt`: brokerHost, username,
     /// password, topics, caFile, …; `--broker pubsub`: projectID, endpoint, credentialsFile,
     /// disableTLS, topics, subscriptions, …). An existing Go Maestro config file works.
@@ -91,12 +111,24 @@ pub struct ServerArgs {
     /// topic layout (`sources/<source-id>/consumers/+/sourceevents|agentevents`).
     #[arg(long, env = "MAESTRO_EMBEDDED_MQTT")]
     embedded_mqtt: Option<SocketAddr>,
+    /// With `--embedded-mqtt`: a Mosquitto password file (`mosquitto_passwd`). Every MQTT
+    /// client must then log in; the user named like `--source-id` is the server (it logs in by
+    /// itself), every other user is an agent named like its consumer and confined to that
+    /// consumer's topics (the rules of deploy/mqtt/acl). Without it anyone may connect.
+    #[arg(
+        long,
+        env = "MAESTRO_EMBEDDED_MQTT_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "embedded_mqtt"
+    )]
+    embedded_mqtt_password_file: Option<std::path::PathBuf>,
     /// Broker client id of this server instance (MQTT client id).
     #[arg(long, env = "MAESTRO_CLIENT_ID", default_value = "maestro")]
     client_id: String,
-    /// Agent-facing gRPC broker listen address (with `--broker grpc`).
-    #[arg(long, env = "MAESTRO_GRPC_BROKER_ADDR", default_value = "0.0.0.0:8091")]
-    grpc_broker_addr: SocketAddr,
+    /// Agent-facing gRPC broker listen address (with `--broker grpc`). Default:
+    /// `--server-hostname` and `--grpc-broker-bindport`.
+    #[arg(long, env = "MAESTRO_GRPC_BROKER_ADDR")]
+    grpc_broker_addr: Option<SocketAddr>,
     /// Source id stamped on spec events sent to agents; agents must report it back as
     /// `originalsource`.
     #[arg(long, env = "MAESTRO_SOURCE_ID", default_value = "maestro")]
@@ -155,6 +187,8 @@ pub struct ServerArgs {
         requires = "grpc_broker_tls_cert_file"
     )]
     grpc_broker_client_ca_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    security: crate::security::SecurityArgs,
 }
 
 /// `maestro agent` flags.
@@ -193,6 +227,8 @@ pub struct AgentArgs {
     /// How often applied resources are re-read for Available and feedback (e.g. `10s`).
     #[arg(long, env = "MAESTRO_STATUS_SYNC_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     status_sync_interval: Duration,
+    #[command(flatten)]
+    sources: crate::agent::AgentSourceArgs,
 }
 
 /// Pub/Sub without a config file.
@@ -240,24 +276,31 @@ pub struct PubSubInitArgs {
 /// Whatever the command reports.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Server(a) => crate::server::run(server_settings(a)).await,
+        Command::Server(a) => crate::server::run(server_settings(a)?).await,
         Command::Agent(a) => crate::agent::run(agent_settings(a)).await,
         Command::Migrate(a) => crate::server::migrate(&a.db_url).await,
         Command::Demo(a) => crate::demo::run(a).await,
         Command::Pubsub(PubSubCommand::Init(a)) => crate::pubsub::init(a).await,
+        Command::DevCerts(a) => crate::dev_certs::run(&a),
     }
 }
 
-fn server_settings(a: ServerArgs) -> ServerSettings {
+fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
     let heartbeat = Some(a.heartbeat_interval).filter(|d| !d.is_zero());
-    ServerSettings {
+    let host = a.server_hostname.as_deref();
+    let http_addr = listen_addr(a.http_addr, host, a.enable_https, a.http_server_bindport)?;
+    let grpc_addr = listen_addr(a.grpc_addr, host, a.grpc_tls_cert_file.is_some(), a.grpc_server_bindport)?;
+    let broker_tls = a.grpc_broker_tls_cert_file.is_some();
+    let grpc_broker_addr = listen_addr(a.grpc_broker_addr, host, broker_tls, a.grpc_broker_bindport)?;
+    Ok(ServerSettings {
         db_url: a.db.db_url,
         broker: SourceBrokerSettings {
             kind: a.broker,
-            grpc_bind: a.grpc_broker_addr,
+            grpc_bind: grpc_broker_addr,
             heartbeat,
             config_file: a.broker_config,
             embedded_mqtt: a.embedded_mqtt,
+            embedded_mqtt_password_file: a.embedded_mqtt_password_file,
             broker_url: a.broker_url,
             pubsub_project: a.pubsub.pubsub_project,
             source_id: a.source_id.clone(),
@@ -267,18 +310,51 @@ fn server_settings(a: ServerArgs) -> ServerSettings {
                 a.grpc_broker_tls_key_file,
                 a.grpc_broker_client_ca_file,
             ),
+            grpc_gate: maestro_auth::Gate::open(),
         },
         server: maestro_server::ServerConfig {
             source_id: a.source_id,
-            http_addr: a.http_addr,
-            grpc_addr: a.grpc_addr,
+            http_addr,
+            grpc_addr,
             max_bundle_bytes: a.max_bundle_bytes,
             heartbeat,
-            http_tls: https_files(a.enable_https, a.https_cert_file, a.https_key_file),
+            http_tls: https_files(
+                a.enable_https,
+                a.https_cert_file,
+                a.https_key_file,
+                a.security.https_client_ca_file.clone(),
+            ),
             grpc_tls: tls_files(a.grpc_tls_cert_file, a.grpc_tls_key_file, a.grpc_client_ca_file),
             ..Default::default()
         },
+        security: a.security,
+    })
+}
+
+/// A listener's address: `explicit` when given, else `host` (or 127.0.0.1 without TLS,
+/// 0.0.0.0 with TLS) and `port`.
+///
+/// # Errors
+/// A `host` that does not resolve.
+fn listen_addr(
+    explicit: Option<SocketAddr>,
+    host: Option<&str>,
+    tls: bool,
+    port: u16,
+) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    if let Some(addr) = explicit {
+        return Ok(addr);
     }
+    let Some(host) = host else {
+        let ip = if tls { [0, 0, 0, 0] } else { [127, 0, 0, 1] };
+        return Ok(SocketAddr::from((ip, port)));
+    };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("--server-hostname {host:?} does not resolve: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("--server-hostname {host:?} resolves to no address"))
 }
 
 /// The REST TLS files when `--enable-https` is set (clap requires both files with it; without
@@ -287,9 +363,10 @@ fn https_files(
     enabled: bool,
     cert: Option<std::path::PathBuf>,
     key: Option<std::path::PathBuf>,
+    client_ca: Option<std::path::PathBuf>,
 ) -> Option<maestro_tls::ServerTlsFiles> {
     match (enabled, cert, key) {
-        (true, Some(cert), Some(key)) => Some(maestro_tls::ServerTlsFiles { cert, key, client_ca: None }),
+        (true, Some(cert), Some(key)) => Some(maestro_tls::ServerTlsFiles { cert, key, client_ca }),
         _ => None,
     }
 }
@@ -317,6 +394,7 @@ fn agent_settings(a: AgentArgs) -> AgentSettings {
         },
         cluster: a.cluster,
         status_sync_interval: a.status_sync_interval,
+        accepted_sources: a.sources.source_ids,
     }
 }
 
@@ -328,6 +406,35 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn plaintext_listeners_default_to_loopback() {
+        let parse = |args: &[&str]| {
+            let argv = [&["maestro", "server"], args].concat();
+            let Command::Server(a) = Cli::try_parse_from(argv).expect("parse").command else {
+                panic!("server")
+            };
+            server_settings(a).expect("settings")
+        };
+        let s = parse(&[]);
+        assert_eq!(s.server.http_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.server.grpc_addr.to_string(), "127.0.0.1:8090");
+        assert_eq!(s.broker.grpc_bind.to_string(), "127.0.0.1:8091");
+        let s = parse(&[
+            "--grpc-tls-cert-file",
+            "c",
+            "--grpc-tls-key-file",
+            "k",
+            "--grpc-server-bindport",
+            "9090",
+        ]);
+        assert_eq!(s.server.grpc_addr.to_string(), "0.0.0.0:9090", "a TLS listener binds every interface");
+        assert_eq!(s.server.http_addr.to_string(), "127.0.0.1:8000");
+        let s = parse(&["--server-hostname", "0.0.0.0", "--http-server-bindport", "8080"]);
+        assert_eq!(s.server.http_addr.to_string(), "0.0.0.0:8080");
+        let s = parse(&["--http-addr", "10.0.0.1:1234"]);
+        assert_eq!(s.server.http_addr.to_string(), "10.0.0.1:1234");
     }
 
     #[test]
@@ -348,13 +455,13 @@ mod tests {
             "k.pem",
         ];
         let Command::Server(a) = Cli::try_parse_from(https).expect("parse").command else { panic!("server") };
-        let tls = server_settings(a).server.http_tls.expect("TLS files");
+        let tls = server_settings(a).expect("settings").server.http_tls.expect("TLS files");
         assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("c.pem"), Some("k.pem")));
         assert!(Cli::try_parse_from(["maestro", "server", "--grpc-tls-cert-file", "c.pem"]).is_err());
         let grpc = ["maestro", "server", "--grpc-tls-cert-file", "c", "--grpc-tls-key-file", "k"];
         let mtls = [&grpc[..], &["--grpc-client-ca-file", "ca"]].concat();
         let Command::Server(a) = Cli::try_parse_from(mtls).expect("parse").command else { panic!("server") };
-        let tls = server_settings(a).server.grpc_tls.expect("gRPC TLS files");
+        let tls = server_settings(a).expect("settings").server.grpc_tls.expect("gRPC TLS files");
         assert_eq!(tls.client_ca.as_deref().and_then(|p| p.to_str()), Some("ca"));
         let broker = [
             "maestro",
@@ -367,10 +474,14 @@ mod tests {
         let Command::Server(a) = Cli::try_parse_from(broker).expect("parse").command else {
             panic!("server")
         };
-        let tls = server_settings(a).broker.grpc_tls.expect("broker TLS files");
+        let tls = server_settings(a).expect("settings").broker.grpc_tls.expect("broker TLS files");
         assert_eq!((tls.cert.to_str(), tls.client_ca), (Some("b.crt"), None));
         assert!(Cli::try_parse_from(["maestro", "server", "--grpc-broker-client-ca-file", "ca"]).is_err());
         assert!(Cli::try_parse_from(["maestro", "agent"]).is_err(), "consumer name is required");
+        assert!(Cli::try_parse_from(["maestro", "server", "--grpc-authn-type", "kerberos"]).is_err());
+        assert!(
+            Cli::try_parse_from(["maestro", "server", "--jwks-file", "a", "--jwks-url", "http://b"]).is_err()
+        );
         let ok = Cli::try_parse_from(["maestro", "agent", "--consumer-name", "c1", "--cluster", "simulated"]);
         assert!(ok.is_ok());
         let init = Cli::try_parse_from([

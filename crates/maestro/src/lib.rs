@@ -10,8 +10,10 @@ pub mod agent;
 pub mod broker;
 pub mod cli;
 pub mod demo;
+pub mod dev_certs;
 pub mod embedded_mqtt;
 pub mod pubsub;
+pub mod security;
 pub mod server;
 pub mod stack;
 

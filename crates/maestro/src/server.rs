@@ -17,6 +17,8 @@ pub struct ServerSettings {
     pub broker: SourceBrokerSettings,
     /// Server settings.
     pub server: ServerConfig,
+    /// Authentication and authorization of the three listeners.
+    pub security: crate::security::SecurityArgs,
 }
 
 /// A started server with its broker address.
@@ -33,6 +35,20 @@ pub struct Started {
 /// # Errors
 /// Database, broker and bind failures, with context naming what failed.
 pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
+    let cas = crate::security::ClientCas {
+        http: s.server.http_tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        grpc: s.server.grpc_tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        broker: s.broker.grpc_tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+    };
+    if s.security.https_client_ca_file.is_some() && s.server.http_tls.is_none() {
+        anyhow::bail!("--https-client-ca-file needs --enable-https");
+    }
+    let gates = s.security.gates(cas).await?;
+    let mut s = s.clone();
+    s.server.http_gate = gates.http;
+    s.server.grpc_gate = gates.grpc;
+    s.broker.grpc_gate = gates.broker;
+    let s = &s;
     let store = maestro_store::open(&s.db_url)
         .await
         .with_context(|| format!("opening database {}", maestro_store::redact(&s.db_url)))?;
@@ -80,12 +96,15 @@ pub fn defaults(db_url: &str, kind: BrokerKind) -> ServerSettings {
             heartbeat: Some(Duration::from_secs(10)),
             config_file: None,
             embedded_mqtt: None,
+            embedded_mqtt_password_file: None,
             broker_url: None,
             pubsub_project: None,
             source_id: "maestro".into(),
             client_id: "maestro".into(),
             grpc_tls: None,
+            grpc_gate: maestro_auth::Gate::open(),
         },
         server: ServerConfig::default(),
+        security: crate::security::SecurityArgs::default(),
     }
 }

@@ -5,6 +5,7 @@
 //! (`/api/maestro/v1/openapi`), Go's JSON error bodies on every failure (unknown routes and
 //! methods included); plus `/healthz` (liveness) and `/readyz` (database reachable).
 
+pub mod auth;
 pub mod errors;
 pub mod list;
 pub mod openapi;
@@ -38,8 +39,9 @@ pub struct RestState {
     pub transport: DynSourceTransport,
 }
 
-/// Builds the router.
-pub fn router(store: DynStore, transport: DynSourceTransport) -> Router {
+/// Builds the router; `gate` authenticates and authorizes every call but the public ones
+/// ([`auth`]).
+pub fn router(store: DynStore, transport: DynSourceTransport, gate: maestro_auth::Gate) -> Router {
     Router::new()
         .route("/api/maestro", get(|| async { Json(json!({"id":"maestro","kind":"API","href":"/api/maestro","versions":[{"id":"v1","href":BASE}]})) }))
         .route(BASE, get(|| async { Json(json!({"id":"v1","kind":"APIVersion","href":BASE,"collections":[{"id":"consumers","href":format!("{BASE}/consumers"),"kind":"ConsumerList"},{"id":"resource-bundles","href":format!("{BASE}/resource-bundles"),"kind":"ResourceBundleList"}]})) }))
@@ -55,6 +57,7 @@ pub fn router(store: DynStore, transport: DynSourceTransport) -> Router {
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(RestState { store, transport })
+        .layer(axum::middleware::from_fn_with_state(gate, auth::check))
 }
 
 /// `/readyz`: 200 when the database answers, else 503; the database's error text goes to the
