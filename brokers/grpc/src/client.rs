@@ -3,9 +3,10 @@
 //! reconnect rules §7.6).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use maestro_api::pb::cloud_event_service_client::CloudEventServiceClient;
@@ -16,6 +17,7 @@ use maestro_transport::deliver::{Backoff, Outcome, deliver};
 use maestro_transport::{AgentTransport, DynHandler, Error, Result, Subscribed};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Streaming};
 
@@ -24,11 +26,127 @@ use crate::{BACKEND, GrpcAgentConfig, SUBSCRIPTION_ID_HEADER};
 
 type Client = CloudEventServiceClient<Channel>;
 
+/// The metadata key of the bearer token (`authorization: Bearer <token>`, as gRPC's OAuth
+/// per-RPC credentials send it).
+const AUTHORIZATION: &str = "authorization";
+
+/// `Bearer <token>` as a sensitive metadata value (never indexed by HPACK). The token is
+/// trimmed; the error never contains it.
+fn bearer_value(token: &str) -> std::result::Result<MetadataValue<Ascii>, String> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("the token is empty".into());
+    }
+    let mut value = MetadataValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| "the token holds characters not allowed in a gRPC header".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A `tokenFile` and the token last read from it.
+struct TokenFile {
+    path: PathBuf,
+    /// How long a read token is used before the file is read again.
+    recheck: Duration,
+    /// The current value and when the file was last read (`None`: read before the next RPC).
+    cached: Mutex<(MetadataValue<Ascii>, Option<Instant>)>,
+}
+
+impl TokenFile {
+    /// Reads `path` once (synchronously: at construction).
+    fn open(path: &str, recheck: Duration) -> std::result::Result<TokenFile, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read tokenFile {path}: {e}"))?;
+        let value = bearer_value(&text).map_err(|e| format!("tokenFile {path}: {e}"))?;
+        let cached = Mutex::new((value, Some(Instant::now())));
+        Ok(TokenFile { path: PathBuf::from(path), recheck, cached })
+    }
+
+    fn cached(&self) -> MutexGuard<'_, (MetadataValue<Ascii>, Option<Instant>)> {
+        self.cached.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current value, re-reading the file first when `force` or when the last read is
+    /// older than `recheck`. A failed re-read keeps the previous token (and is logged).
+    async fn current(&self, force: bool) -> MetadataValue<Ascii> {
+        {
+            let cached = self.cached();
+            if !force && cached.1.is_some_and(|at| at.elapsed() < self.recheck) {
+                return cached.0.clone();
+            }
+        }
+        let read = tokio::fs::read_to_string(&self.path).await.map_err(|e| e.to_string());
+        let fresh = read.and_then(|text| bearer_value(&text));
+        let mut cached = self.cached();
+        match fresh {
+            Ok(value) if value != cached.0 => {
+                tracing::info!(backend = BACKEND, path = %self.path.display(), "tokenFile changed; sending the new token");
+                cached.0 = value;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(backend = BACKEND, path = %self.path.display(), %error,
+                "cannot re-read tokenFile; keeping the previous token"),
+        }
+        cached.1 = Some(Instant::now());
+        cached.0.clone()
+    }
+
+    /// Makes the next RPC re-read the file (after the server refused the token).
+    fn mark_stale(&self) {
+        self.cached().1 = None;
+    }
+}
+
+/// The bearer token an agent sends, if any.
+enum Bearer {
+    None,
+    Static(MetadataValue<Ascii>),
+    File(TokenFile),
+}
+
+impl Bearer {
+    /// From `token` (preferred, as sdk-go) or `tokenFile`; errors name the field, never the
+    /// token.
+    fn from_config(config: &GrpcAgentConfig, recheck: Duration) -> std::result::Result<Bearer, String> {
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        match (set(&config.token), set(&config.token_file)) {
+            (Some(token), file) => {
+                if file.is_some() {
+                    tracing::warn!(
+                        backend = BACKEND,
+                        "both token and tokenFile are set; using token (as sdk-go)"
+                    );
+                }
+                Ok(Bearer::Static(bearer_value(&token).map_err(|e| format!("token: {e}"))?))
+            }
+            (None, Some(path)) => Ok(Bearer::File(TokenFile::open(&path, recheck)?)),
+            (None, None) => Ok(Bearer::None),
+        }
+    }
+
+    /// Adds `authorization: Bearer <token>` to `request`; `fresh` forces a re-read of a
+    /// `tokenFile` (new connections).
+    async fn authorize<T>(&self, request: &mut tonic::Request<T>, fresh: bool) {
+        let value = match self {
+            Bearer::None => return,
+            Bearer::Static(value) => value.clone(),
+            Bearer::File(file) => file.current(fresh).await,
+        };
+        request.metadata_mut().insert(AUTHORIZATION, value);
+    }
+
+    fn mark_stale(&self) {
+        if let Bearer::File(file) = self {
+            file.mark_stale();
+        }
+    }
+}
+
 struct Inner {
     config: GrpcAgentConfig,
     consumer: String,
     agent_id: String,
     endpoint: Endpoint,
+    bearer: Bearer,
     /// `Some` while subscribed (connected); publish uses it.
     client: Mutex<Option<Client>>,
     closed: AtomicBool,
@@ -79,13 +197,32 @@ fn client_tls(
 }
 
 impl GrpcAgent {
+    /// How long a token read from `tokenFile` is sent before the file is read again: 5 s (the
+    /// period at which the server re-checks its TLS files too). The file is also re-read for
+    /// every new connection (each Subscribe attempt) and after the broker answered a Publish
+    /// with `Unauthenticated`; so a rotated token (e.g. a projected service-account token) is
+    /// sent at most 5 s after the file changed, with no restart.
+    pub const TOKEN_FILE_RECHECK: Duration = Duration::from_secs(5);
+
     /// A client for `consumer` (the cluster name); `agent_id` names it in logs. Nothing is
-    /// connected until [`AgentTransport::start`].
+    /// connected until [`AgentTransport::start`]. With `token` or `tokenFile`, every RPC
+    /// carries `authorization: Bearer <token>` metadata.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a bad configuration (an unsupported field, a TLS file that
-    /// cannot be read), an empty consumer, or an invalid `url`.
+    /// [`Error::InvalidConfig`] for a bad configuration ([`GrpcAgentConfig::validate`]; a TLS
+    /// file or `tokenFile` that cannot be read, an empty token), an empty consumer, or an
+    /// invalid `url`.
     pub fn new(config: GrpcAgentConfig, consumer: &str, agent_id: &str) -> Result<Arc<GrpcAgent>> {
+        Self::with_token_recheck(config, consumer, agent_id, Self::TOKEN_FILE_RECHECK)
+    }
+
+    /// [`GrpcAgent::new`] with another `tokenFile` re-check period (tests).
+    fn with_token_recheck(
+        config: GrpcAgentConfig,
+        consumer: &str,
+        agent_id: &str,
+        recheck: Duration,
+    ) -> Result<Arc<GrpcAgent>> {
         config.validate()?;
         let invalid = |reason: String| Error::InvalidConfig { backend: BACKEND, reason };
         if consumer.is_empty() {
@@ -105,12 +242,14 @@ impl GrpcAgent {
                 .keep_alive_timeout(ka.timeout)
                 .keep_alive_while_idle(ka.permit_without_stream);
         }
+        let bearer = Bearer::from_config(&config, recheck).map_err(invalid)?;
         let (signal, _) = watch::channel(0);
         let inner = Inner {
             config,
             consumer: consumer.to_owned(),
             agent_id: agent_id.to_owned(),
             endpoint,
+            bearer,
             client: Mutex::new(None),
             closed: AtomicBool::new(false),
             signal,
@@ -194,10 +333,14 @@ impl AgentTransport for GrpcAgent {
         let timeout = inner.config.publish_timeout;
         let mut request = tonic::Request::new(PublishRequest { event: Some(grpc::to_proto(event)) });
         request.set_timeout(timeout);
+        inner.bearer.authorize(&mut request, false).await;
         match tokio::time::timeout(timeout, client.publish(request)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(status)) => {
                 tracing::debug!(backend = BACKEND, id = event.id(), %status, "publish failed");
+                if status.code() == Code::Unauthenticated {
+                    inner.bearer.mark_stale();
+                }
                 Err(map_status(&status))
             }
             Err(_) => Err(Error::Rejected {
@@ -281,11 +424,12 @@ async fn subscribe(
         let mut client = CloudEventServiceClient::new(channel)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
-        let request = SubscriptionRequest {
+        let mut request = tonic::Request::new(SubscriptionRequest {
             source: String::new(),
             cluster_name: inner.consumer.clone(),
             data_type: MANIFEST_BUNDLES.to_owned(),
-        };
+        });
+        inner.bearer.authorize(&mut request, true).await;
         let response = client.subscribe(request).await.map_err(|s| format!("subscribe: {s}"))?;
         let subscription_id = response
             .metadata()
@@ -336,5 +480,239 @@ async fn read_stream(
         if deliver(handler, event, Backoff::default(), &inner.closed, BACKEND).await == Outcome::Closed {
             return "closed".into();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use maestro_api::codec::SpecEventBuilder;
+    use maestro_api::pb::CloudEvent;
+    use maestro_api::pb::cloud_event_service_server::{CloudEventService, CloudEventServiceServer};
+    use maestro_tls::testing::{TestPki, write_file, write_pair};
+    use maestro_transport::{EventHandler, HandlerError};
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// What the fake broker saw: the `authorization` metadata of every RPC.
+    #[derive(Default)]
+    struct Seen {
+        subscribes: Vec<Option<String>>,
+        publishes: Vec<Option<String>>,
+        /// Publishes carrying this header value are answered `Unauthenticated`.
+        refuse: Option<String>,
+        /// The open Subscribe stream; dropping it ends the stream.
+        stream: Option<mpsc::Sender<std::result::Result<CloudEvent, Status>>>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Fake(Arc<Mutex<Seen>>);
+
+    impl Fake {
+        fn seen(&self) -> MutexGuard<'_, Seen> {
+            self.0.lock().unwrap()
+        }
+    }
+
+    fn auth<T>(request: &Request<T>) -> Option<String> {
+        request.metadata().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+
+    #[tonic::async_trait]
+    impl CloudEventService for Fake {
+        type SubscribeStream = ReceiverStream<std::result::Result<CloudEvent, Status>>;
+
+        async fn subscribe(
+            &self,
+            request: Request<SubscriptionRequest>,
+        ) -> std::result::Result<Response<Self::SubscribeStream>, Status> {
+            let (tx, rx) = mpsc::channel(4);
+            let mut seen = self.seen();
+            seen.subscribes.push(auth(&request));
+            seen.stream = Some(tx);
+            let mut response = Response::new(ReceiverStream::new(rx));
+            response.metadata_mut().insert(SUBSCRIPTION_ID_HEADER, "sub-1".parse().unwrap());
+            Ok(response)
+        }
+
+        async fn publish(
+            &self,
+            request: Request<PublishRequest>,
+        ) -> std::result::Result<Response<()>, Status> {
+            let mut seen = self.seen();
+            let header = auth(&request);
+            seen.publishes.push(header.clone());
+            if header.is_some() && header == seen.refuse {
+                return Err(Status::unauthenticated("token expired"));
+            }
+            Ok(Response::new(()))
+        }
+    }
+
+    struct Ignore;
+
+    #[async_trait]
+    impl EventHandler for Ignore {
+        async fn handle(&self, _: Event) -> std::result::Result<(), HandlerError> {
+            Ok(())
+        }
+    }
+
+    /// A TLS fake broker on 127.0.0.1:0 (certificate for `localhost`); returns the agent config
+    /// for it (`caFile` set, fast reconnects).
+    async fn serve(fake: Fake, dir: &Path) -> GrpcAgentConfig {
+        let pki = TestPki::new();
+        let (cert, key) = pki.server(&["localhost"]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key));
+        let mut server = tonic::transport::Server::builder().tls_config(tls).unwrap();
+        tokio::spawn(
+            server
+                .add_service(CloudEventServiceServer::new(fake))
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        let mut config = GrpcAgentConfig::new(format!("localhost:{port}"));
+        config.ca_file = Some(pki.write_ca(dir).display().to_string());
+        config.reconnect_initial_backoff = Duration::from_millis(10);
+        config.reconnect_max_backoff = Duration::from_millis(50);
+        config
+    }
+
+    fn event() -> Event {
+        SpecEventBuilder::new("c1-agent", "r1", 1, "c1").build()
+    }
+
+    /// Replaces `path` atomically (write + rename, like a Kubernetes projected volume).
+    fn rotate(dir: &Path, path: &Path, token: &str) {
+        let next = write_file(dir, "token.next", token);
+        std::fs::rename(next, path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn token_goes_on_subscribe_and_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Fake::default();
+        let mut config = serve(fake.clone(), dir.path()).await;
+        config.token = Some("  tok-static\n".into());
+        let agent = GrpcAgent::new(config, "c1", "c1-agent").unwrap();
+        agent.start(Arc::new(Ignore)).await.unwrap();
+        wait_until("subscribed", || agent.is_connected()).await;
+        agent.publish(&event()).await.unwrap();
+        let want = [Some("Bearer tok-static".to_owned())];
+        assert_eq!(fake.seen().subscribes, want);
+        assert_eq!(fake.seen().publishes, want);
+        agent.close().await;
+    }
+
+    /// A rotated `tokenFile` is sent after a refused publish and on the next connection, even
+    /// with a re-check period far longer than the test.
+    #[tokio::test]
+    async fn rotated_token_file_is_sent_after_unauthenticated_and_on_reconnect() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Fake::default();
+        let mut config = serve(fake.clone(), dir.path()).await;
+        let path = write_file(dir.path(), "token", "tok-a\n");
+        config.token_file = Some(path.display().to_string());
+        let agent =
+            GrpcAgent::with_token_recheck(config, "c1", "c1-agent", Duration::from_secs(3600)).unwrap();
+        agent.start(Arc::new(Ignore)).await.unwrap();
+        wait_until("subscribed", || agent.is_connected()).await;
+        rotate(dir.path(), &path, "tok-b");
+        agent.publish(&event()).await.unwrap();
+        fake.seen().refuse = Some("Bearer tok-a".into());
+        assert!(agent.publish(&event()).await.is_err(), "the old token is refused");
+        agent.publish(&event()).await.unwrap();
+        let bearer = |t: &str| Some(format!("Bearer {t}"));
+        assert_eq!(fake.seen().publishes, [bearer("tok-a"), bearer("tok-a"), bearer("tok-b")]);
+        rotate(dir.path(), &path, "tok-c");
+        fake.seen().stream = None; // the broker ends the stream: the agent reconnects
+        wait_until("resubscribed with the new token", || fake.seen().subscribes.contains(&bearer("tok-c")))
+            .await;
+        assert_eq!(fake.seen().subscribes[0], bearer("tok-a"));
+        agent.close().await;
+    }
+
+    /// With a short re-check period a rotated file is picked up by publishes alone; a file that
+    /// disappears keeps the last token.
+    #[tokio::test]
+    async fn token_file_is_rechecked_periodically() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Fake::default();
+        let mut config = serve(fake.clone(), dir.path()).await;
+        let path = write_file(dir.path(), "token", "tok-1");
+        config.token_file = Some(path.display().to_string());
+        let agent =
+            GrpcAgent::with_token_recheck(config, "c1", "c1-agent", Duration::from_millis(20)).unwrap();
+        agent.start(Arc::new(Ignore)).await.unwrap();
+        wait_until("subscribed", || agent.is_connected()).await;
+        rotate(dir.path(), &path, "tok-2");
+        let start = Instant::now();
+        loop {
+            agent.publish(&event()).await.unwrap();
+            if fake.seen().publishes.last() == Some(&Some("Bearer tok-2".into())) {
+                break;
+            }
+            assert!(start.elapsed() < DEADLINE, "the rotated token was never sent");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::fs::remove_file(&path).unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await; // past the re-check period
+        agent.publish(&event()).await.unwrap();
+        assert_eq!(fake.seen().publishes.last(), Some(&Some("Bearer tok-2".into())));
+        agent.close().await;
+    }
+
+    #[test]
+    fn token_configuration_errors_are_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new();
+        let ca = pki.write_ca(dir.path()).display().to_string();
+        let (cert, key) = write_pair(dir.path(), "me", &pki.client("c1", &[]));
+        let err = |config: GrpcAgentConfig| GrpcAgent::new(config, "c1", "a").unwrap_err().to_string();
+
+        let mut both = GrpcAgentConfig::new("localhost:1");
+        both.ca_file = Some(ca.clone());
+        both.token = Some("t".into());
+        both.client_cert_file = Some(cert.display().to_string());
+        both.client_key_file = Some(key.display().to_string());
+        assert!(err(both).contains("mutually exclusive"));
+
+        let mut plain = GrpcAgentConfig::new("localhost:1");
+        plain.token = Some("t".into());
+        assert!(err(plain).contains("needs caFile"));
+
+        let mut missing = GrpcAgentConfig::new("localhost:1");
+        missing.ca_file = Some(ca.clone());
+        missing.token_file = Some(dir.path().join("nope").display().to_string());
+        let e = err(missing);
+        assert!(e.contains("cannot read tokenFile") && e.contains("nope"), "{e}");
+
+        let mut empty = GrpcAgentConfig::new("localhost:1");
+        empty.ca_file = Some(ca.clone());
+        empty.token_file = Some(write_file(dir.path(), "empty", " \n").display().to_string());
+        assert!(err(empty).contains("empty"));
+
+        let mut bad = GrpcAgentConfig::new("localhost:1");
+        bad.ca_file = Some(ca);
+        bad.token = Some("s3cr\nt".into());
+        let e = err(bad);
+        assert!(e.contains("not allowed") && !e.contains("s3cr"), "{e}");
     }
 }

@@ -119,7 +119,11 @@ impl Default for KeepAliveConfig {
 /// The agent's gRPC client configuration: the sdk-go YAML keys of protocol.md §7.1.4 plus our
 /// own reconnect/limit settings. Durations accept Go strings (`"10s"`, `"1m30s"`, `"500ms"`)
 /// or numbers (seconds).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Authentication: a client certificate (`clientCertFile` + `clientKeyFile`) or a bearer token
+/// (`token`, or `tokenFile`), not both; either needs `caFile` (TLS). `Debug` shows `token` as
+/// `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GrpcAgentConfig {
     /// Broker address `host:port` (required). An `http://` prefix is accepted.
@@ -142,10 +146,16 @@ pub struct GrpcAgentConfig {
     /// mTLS client key (base64 PEM). Rejected (not supported yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_data: Option<String>,
-    /// Bearer token. Rejected (token authentication is not supported yet).
+    /// Bearer token, sent as `authorization: Bearer <token>` metadata on every RPC (Subscribe
+    /// and Publish); surrounding whitespace is trimmed. Needs `caFile`; excludes a client
+    /// certificate. Takes precedence over `tokenFile` when both are set (as sdk-go).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// Bearer token file. Rejected (token authentication is not supported yet).
+    /// File holding the bearer token (e.g. a projected service-account token), sent like
+    /// `token`. Read when the agent is created (an unreadable or empty file is an error), then
+    /// again on every new connection and at most every
+    /// [`crate::GrpcAgent::TOKEN_FILE_RECHECK`] (5 s) before an RPC, so a rotated token is picked
+    /// up without a restart; a failed re-read keeps the previous token (logged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
     /// HTTP/2 keepalive.
@@ -189,6 +199,35 @@ fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
+impl std::fmt::Debug for GrpcAgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("GrpcAgentConfig")
+            .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
+            .field("ca_data", &self.ca_data.as_ref().map(|_| "<set>"))
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_cert_data", &self.client_cert_data.as_ref().map(|_| "<set>"))
+            .field("client_key_file", &self.client_key_file)
+            .field("client_key_data", &redacted(&self.client_key_data))
+            .field("token", &redacted(&self.token))
+            .field("token_file", &self.token_file)
+            .field("keep_alive_config", &self.keep_alive_config)
+            .field("server_healthiness_timeout", &self.server_healthiness_timeout)
+            .field("reconnect_initial_backoff", &self.reconnect_initial_backoff)
+            .field("reconnect_max_backoff", &self.reconnect_max_backoff)
+            .field("max_event_bytes", &self.max_event_bytes)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// True when `v` is set to a non-empty string.
+fn is_set(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|s| !s.is_empty())
+}
+
 impl GrpcAgentConfig {
     /// A configuration for `url` (`host:port`) with every other field at its default.
     pub fn new(url: impl Into<String>) -> Self {
@@ -226,15 +265,21 @@ impl GrpcAgentConfig {
 
     /// True when `caFile` is set: the agent connects over TLS.
     pub fn tls_enabled(&self) -> bool {
-        self.ca_file.as_deref().is_some_and(|s| !s.is_empty())
+        is_set(&self.ca_file)
+    }
+
+    /// True when a bearer token is configured (`token` or `tokenFile`).
+    pub fn token_enabled(&self) -> bool {
+        is_set(&self.token) || is_set(&self.token_file)
     }
 
     /// Checks the values.
     ///
     /// # Errors
     /// [`maestro_transport::Error::InvalidConfig`] when `url` is empty, an unsupported field
-    /// is set (`caData`, `clientCertData`, `clientKeyData`, `token`, `tokenFile`), a client
-    /// certificate lacks its key or `caFile`, or a size/timeout is zero.
+    /// is set (`caData`, `clientCertData`, `clientKeyData`), a client certificate lacks its key
+    /// or `caFile`, a token is set without `caFile` or together with a client certificate, or
+    /// a size/timeout is zero.
     pub fn validate(&self) -> maestro_transport::Result<()> {
         if self.url.trim().is_empty() {
             return Err(invalid("url is required (host:port)"));
@@ -243,22 +288,19 @@ impl GrpcAgentConfig {
             ("caData", &self.ca_data),
             ("clientCertData", &self.client_cert_data),
             ("clientKeyData", &self.client_key_data),
-            ("token", &self.token),
-            ("tokenFile", &self.token_file),
         ];
-        if let Some((name, _)) = unsupported.iter().find(|(_, v)| v.as_deref().is_some_and(|s| !s.is_empty()))
-        {
+        if let Some((name, _)) = unsupported.iter().find(|(_, v)| is_set(v)) {
             return Err(invalid(format!(
                 "{name} is set but is not supported yet (use caFile, clientCertFile, clientKeyFile)"
             )));
         }
-        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-        if set(&self.client_cert_file) != set(&self.client_key_file) {
+        if is_set(&self.client_cert_file) != is_set(&self.client_key_file) {
             return Err(invalid("clientCertFile and clientKeyFile go together"));
         }
-        if set(&self.client_cert_file) && !self.tls_enabled() {
+        if is_set(&self.client_cert_file) && !self.tls_enabled() {
             return Err(invalid("clientCertFile needs caFile (TLS)"));
         }
+        self.validate_token()?;
         if self.max_event_bytes == 0 {
             return Err(invalid("maxEventBytes must be positive"));
         }
@@ -267,6 +309,27 @@ impl GrpcAgentConfig {
         }
         if self.connect_timeout.is_zero() {
             return Err(invalid("connectTimeout must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The bearer-token rules: never with a client certificate (one way of authenticating),
+    /// never without `caFile` (a token is not sent in clear text; sdk-go refuses it too:
+    /// "setting token requires authority certificates").
+    fn validate_token(&self) -> maestro_transport::Result<()> {
+        if !self.token_enabled() {
+            return Ok(());
+        }
+        if is_set(&self.client_cert_file) || is_set(&self.client_key_file) {
+            return Err(invalid(
+                "token/tokenFile and clientCertFile/clientKeyFile are mutually exclusive: \
+                 authenticate with either a bearer token or a client certificate",
+            ));
+        }
+        if !self.tls_enabled() {
+            return Err(invalid(
+                "token/tokenFile needs caFile: a bearer token is only sent over TLS, never in clear text",
+            ));
         }
         Ok(())
     }
@@ -320,9 +383,9 @@ mod tests {
         let mut cfg = GrpcAgentConfig::new("localhost:8091");
         cfg.validate().unwrap();
         assert_eq!(cfg.endpoint_uri(), "http://localhost:8091");
-        cfg.token_file = Some("/var/run/token".into());
+        cfg.client_key_data = Some("a2V5".into());
         let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("tokenFile") && err.contains("not supported yet"), "{err}");
+        assert!(err.contains("clientKeyData") && err.contains("not supported yet"), "{err}");
         assert!(GrpcAgentConfig::new("").validate().is_err());
         let mut tls = GrpcAgentConfig::new("http://maestro:8091");
         tls.client_cert_file = Some("me.crt".into());
@@ -332,5 +395,32 @@ mod tests {
         tls.ca_file = Some("ca.crt".into());
         tls.validate().unwrap();
         assert_eq!(tls.endpoint_uri(), "https://maestro:8091");
+    }
+
+    #[test]
+    fn token_rules() {
+        let mut cfg: GrpcAgentConfig = serde_json::from_value(serde_json::json!({
+            "url": "maestro:8091", "tokenFile": "/var/run/secrets/token",
+        }))
+        .unwrap();
+        assert!(cfg.token_enabled());
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("needs caFile") && err.contains("clear text"), "{err}");
+        cfg.ca_file = Some("ca.crt".into());
+        cfg.validate().unwrap();
+        cfg.client_cert_file = Some("me.crt".into());
+        cfg.client_key_file = Some("me.key".into());
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("mutually exclusive"), "{err}");
+        cfg.token_file = None;
+        cfg.token = Some("s3cr3t-value".into());
+        assert!(cfg.validate().unwrap_err().to_string().contains("mutually exclusive"));
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cr3t-value") && shown.contains("<redacted>"), "{shown}");
+        cfg.client_cert_file = None;
+        cfg.client_key_file = None;
+        cfg.validate().unwrap();
+        cfg.token = Some(String::new());
+        assert!(!cfg.token_enabled(), "an empty token is no token");
     }
 }

@@ -116,13 +116,12 @@ impl Agent {
     /// background task and closes the transport.
     ///
     /// # Errors
-    /// [`AgentError::Config`] for an empty consumer; [`AgentError::Transport`] when the
-    /// transport cannot be started.
+    /// [`AgentError::Config`] for an invalid configuration ([`AgentConfig::validate`]: an
+    /// empty consumer or no accepted source id); [`AgentError::Transport`] when the transport
+    /// cannot be started.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
         let shared = self.shared;
-        if shared.config.consumer.is_empty() {
-            return Err(AgentError::Config("consumer must not be empty".into()));
-        }
+        shared.config.validate().map_err(AgentError::Config)?;
         let mut tasks = JoinSet::new();
         for _ in 0..shared.config.workers.max(1) {
             tasks.spawn(reconcile::run_worker(shared.clone()));
@@ -140,7 +139,8 @@ impl Agent {
             return Err(e.into());
         }
         tracing::info!(consumer = %shared.config.consumer, agent_id = %shared.config.agent_id,
-            backend = shared.transport.backend(), "work agent started");
+            backend = shared.transport.backend(), accepted_sources = ?shared.config.accepted_sources,
+            "work agent started");
         shutdown.await;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}

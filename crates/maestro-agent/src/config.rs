@@ -14,6 +14,11 @@ pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 /// The default limit of a `JsonRaw` feedback value: 1 MiB (Maestro's `MaxJSONRawLength`).
 pub const DEFAULT_MAX_JSON_RAW_BYTES: usize = 1024 * 1024;
 
+/// The source id whose spec events an agent accepts by default: `maestro`, the default
+/// `--source-id` of the server, which stamps it as CloudEvent `source` on every spec event and
+/// status resync request it sends to agents, on every broker (protocol.md §1).
+pub const DEFAULT_SOURCE_ID: &str = "maestro";
+
 /// Configuration of an [`crate::Agent`]. Build with [`AgentConfig::new`] and adjust fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -42,6 +47,11 @@ pub struct AgentConfig {
     pub retry_delay: Duration,
     /// Upper bound of the retry backoff. Default 30 s.
     pub max_retry_delay: Duration,
+    /// The CloudEvent `source` values whose spec events and status resync requests are
+    /// handled (the server's `--source-id`). Events from any other source are refused: not
+    /// applied, logged at `warn`, and dropped (acknowledged, never redelivered). Compared
+    /// exactly (case-sensitive). Must not be empty. Default: [`DEFAULT_SOURCE_ID`] alone.
+    pub accepted_sources: Vec<String>,
 }
 
 impl AgentConfig {
@@ -58,7 +68,31 @@ impl AgentConfig {
             max_json_raw_bytes: DEFAULT_MAX_JSON_RAW_BYTES,
             retry_delay: Duration::from_millis(200),
             max_retry_delay: Duration::from_secs(30),
+            accepted_sources: vec![DEFAULT_SOURCE_ID.to_owned()],
         }
+    }
+
+    /// True when `source` is one of [`AgentConfig::accepted_sources`].
+    pub fn accepts_source(&self, source: &str) -> bool {
+        self.accepted_sources.iter().any(|s| s == source)
+    }
+
+    /// Checks the values [`crate::Agent::run`] depends on.
+    ///
+    /// # Errors
+    /// A message naming the field: an empty `consumer`, an empty `accepted_sources`, or an
+    /// empty source id in it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.consumer.is_empty() {
+            return Err("consumer must not be empty".into());
+        }
+        if self.accepted_sources.is_empty() {
+            return Err("accepted_sources must name at least one source id (the server's --source-id)".into());
+        }
+        if self.accepted_sources.iter().any(|s| s.trim().is_empty()) {
+            return Err("accepted_sources must not contain an empty source id".into());
+        }
+        Ok(())
     }
 
     /// The retry delay before attempt `attempt` (0-based).

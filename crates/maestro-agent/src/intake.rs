@@ -1,4 +1,5 @@
-//! Intake: the [`EventHandler`] given to the transport. Applies the upsert rules of
+//! Intake: the [`EventHandler`] given to the transport. Refuses events whose CloudEvent
+//! `source` is not one of [`crate::AgentConfig::accepted_sources`]; applies the upsert rules of
 //! protocol.md §6.1 to the work store and queues the work; answers status resync requests
 //! (protocol.md §5.3). Returns quickly: applying happens in the reconcile workers.
 
@@ -32,12 +33,27 @@ fn permanent(event: &Event, reason: String) -> HandlerError {
     HandlerError::Permanent(reason)
 }
 
+/// Refuses an event whose `source` is not an accepted source id: one `warn` naming the
+/// source, the consumer and the resource id (empty on resync requests, which carry none), then
+/// a permanent rejection, so the transport acknowledges and drops it (never redelivered, never
+/// blocking later events).
+fn foreign_source(event: &Event, consumer: &str, source: &str) -> HandlerError {
+    let resource_id = ext::get_str(event, ext::RESOURCE_ID).unwrap_or_default();
+    tracing::warn!(%source, %consumer, %resource_id, id = event.id(), ty = event.ty(),
+        "refusing an event from a source this agent does not accept (see --source-id)");
+    HandlerError::Permanent(format!("source {source:?} is not accepted by this agent"))
+}
+
 #[async_trait]
 impl EventHandler for Intake {
     async fn handle(&self, event: Event) -> Result<(), HandlerError> {
         let ty = EventType::parse(event.ty()).map_err(|e| permanent(&event, e.to_string()))?;
         if !ty.is_manifest_bundles() {
             return Err(permanent(&event, format!("unsupported data type {}", ty.data_type)));
+        }
+        let config = &self.shared.config;
+        if !config.accepts_source(event.source()) {
+            return Err(foreign_source(&event, &config.consumer, event.source()));
         }
         match (ty.sub_resource, ty.action) {
             (SubResource::Status, Action::ResyncRequest) => self.status_resync(&event),

@@ -9,7 +9,8 @@
 //! Module map:
 //! - [`config`]: [`AgentConfig`] and defaults.
 //! - `agent`: [`Agent`] (run loop, background tasks) and [`AgentHandle`] (inspection).
-//! - `intake`: the transport's event handler: upsert rules (§6.1), status resync (§5.3).
+//! - `intake`: the transport's event handler: accepted sources, upsert rules (§6.1), status
+//!   resync (§5.3).
 //! - `reconcile`: apply per strategy, garbage collection, reading back for status (§8.2–§8.3).
 //! - `delete`: work deletion and the `Deleted` status (§6.3).
 //! - [`conditions`]: condition strings and transition-time handling (§8.4).

@@ -269,6 +269,22 @@ async fn published_events_carry_increasing_sequence_ids() {
     h.stop().await;
 }
 
+/// Through a transport's in-order delivery: a spec from an unknown source is dropped (not
+/// retried, not blocking) and the next spec from the accepted source is applied.
+#[tokio::test]
+async fn unknown_source_does_not_block_the_next_spec() {
+    let h = Harness::start("c1").await;
+    let rogue = SpecEventBuilder::new("rogue", "w1", 1, "c1").bundle_json(cm_bundle("evil")).build();
+    h.source.publish(&rogue).await.expect("publish rogue");
+    h.publish_spec("w2", 1, cm_bundle("good")).await;
+    let ev = h.wait_status("w2", |s| s.is_true("Applied")).await;
+    assert_eq!(decode(&ev).original_source, "maestro");
+    assert!(h.handle.work("w1").is_none(), "the rogue spec was not stored");
+    assert_eq!(h.cluster.len(), 1, "only the legitimate ConfigMap exists");
+    assert!(!h.rec.since(0).iter().any(|e| is_status_for(e, "w1")), "no status for the rogue work");
+    h.stop().await;
+}
+
 #[path = "agent/intake.rs"]
 mod intake;
 #[cfg(feature = "kube")]

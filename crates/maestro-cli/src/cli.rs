@@ -59,6 +59,23 @@ pub struct Cli {
         requires = "grpc_client_cert_file"
     )]
     pub grpc_client_key_file: Option<std::path::PathBuf>,
+    /// File holding a bearer token sent as `Authorization: Bearer <token>` on every REST
+    /// request (read once; surrounding whitespace is trimmed). Prefer an `https://` endpoint:
+    /// over plain HTTP to another host the token is sent in clear text (with a warning).
+    #[arg(long, env = "MAESTRO_HTTP_TOKEN_FILE", value_name = "PATH", global = true)]
+    pub http_token_file: Option<std::path::PathBuf>,
+    /// File holding a bearer token sent as `authorization: Bearer <token>` metadata on every
+    /// gRPC call (read once; whitespace trimmed). Needs `--grpc-ca-file` (a token is never
+    /// sent in clear text); a token and a client certificate are mutually exclusive.
+    #[arg(
+        long,
+        env = "MAESTRO_GRPC_TOKEN_FILE",
+        value_name = "PATH",
+        global = true,
+        requires = "grpc_ca_file",
+        conflicts_with_all = ["grpc_client_cert_file", "grpc_client_key_file"]
+    )]
+    pub grpc_token_file: Option<std::path::PathBuf>,
     /// Source id the works are published under; it is part of every resource id, so use the
     /// same value to find works again.
     #[arg(long, env = "MAESTRO_SOURCE_ID", default_value = "maestro-cli", global = true)]

@@ -103,10 +103,48 @@ fn consumer_commands() {
     assert!(parse(&["consumer", "delete", "c1"]).is_ok());
 }
 
+/// `--grpc-token-file` needs `--grpc-ca-file` and excludes a client certificate;
+/// `--http-token-file` stands alone.
+#[test]
+fn token_files() {
+    let ok =
+        parse(&["list", "--http-token-file", "h.tok", "--grpc-token-file", "g.tok", "--grpc-ca-file", "ca"])
+            .expect("parse");
+    assert_eq!(ok.http_token_file.as_deref(), Some(std::path::Path::new("h.tok")));
+    assert_eq!(ok.grpc_token_file.as_deref(), Some(std::path::Path::new("g.tok")));
+    let both = [
+        "list",
+        "--grpc-token-file",
+        "g.tok",
+        "--grpc-ca-file",
+        "ca",
+        "--grpc-client-cert-file",
+        "me.crt",
+        "--grpc-client-key-file",
+        "me.key",
+    ];
+    let err = parse(&both).expect_err("token and certificate");
+    assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+    assert!(err.to_string().contains("--grpc-client-cert-file"), "{err}");
+    if std::env::var_os("MAESTRO_GRPC_CA_FILE").is_none() {
+        let err = parse(&["list", "--grpc-token-file", "g.tok"]).expect_err("needs a CA");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(err.to_string().contains("--grpc-ca-file"), "{err}");
+    }
+}
+
 #[test]
 fn help_mentions_env_and_defaults() {
     let help = Cli::command().render_long_help().to_string();
-    for needle in ["MAESTRO_GRPC_ENDPOINT", "MAESTRO_HTTP_ENDPOINT", "MAESTRO_SOURCE_ID", "localhost:8090"] {
+    for needle in [
+        "MAESTRO_GRPC_ENDPOINT",
+        "MAESTRO_HTTP_ENDPOINT",
+        "MAESTRO_SOURCE_ID",
+        "localhost:8090",
+        "MAESTRO_HTTP_TOKEN_FILE",
+        "MAESTRO_GRPC_TOKEN_FILE",
+        "--grpc-token-file",
+    ] {
         assert!(help.contains(needle), "help lacks {needle}: {help}");
     }
     assert_eq!(parse(&["--help"]).expect_err("help").kind(), ErrorKind::DisplayHelp);

@@ -260,3 +260,35 @@ async fn consumers() {
     assert!(format!("{err:#}").contains("already exists"), "{err:#}");
     assert!(cli(&fake, &["consumer", "delete", "c1"]).await.unwrap().contains("deleted"));
 }
+
+/// `--http-token-file` and `--grpc-token-file` (with `--grpc-ca-file`) put the tokens on the
+/// wire; an unreadable token file is an error naming the flag and the file.
+#[tokio::test]
+async fn token_files_are_sent() {
+    use maestro_tls::testing::{TestPki, write_file};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new();
+    let (cert, key) = pki.server(&["localhost"]);
+    let fake = FakeServer::start_with_grpc_tls(&cert, &key).await;
+    let ca = pki.write_ca(dir.path());
+    let http_token = write_file(dir.path(), "http.tok", "h-token\n");
+    let grpc_token = write_file(dir.path(), "grpc.tok", "g-token\n");
+    let file = manifest_file();
+    let args = [
+        "--http-token-file",
+        http_token.to_str().unwrap(),
+        "--grpc-token-file",
+        grpc_token.to_str().unwrap(),
+        "--grpc-ca-file",
+        ca.to_str().unwrap(),
+    ];
+    let apply =
+        [&args[..], &["apply", "-f", file.path().to_str().unwrap(), "-c", "c1", "-n", "web"]].concat();
+    cli(&fake, &apply).await.unwrap();
+    assert_eq!(fake.authorizations("rest"), [Some("Bearer h-token".to_owned())]);
+    assert_eq!(fake.authorizations("grpc"), [Some("Bearer g-token".to_owned())]);
+    let missing = dir.path().join("missing.tok");
+    let err = cli(&fake, &["--http-token-file", missing.to_str().unwrap(), "list"]).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("--http-token-file") && msg.contains("missing.tok"), "{msg}");
+}

@@ -10,7 +10,11 @@
 //!
 //! A work is identified by its resource id, a UUIDv5 of source id, consumer and work name
 //! ([`ids::resource_id`], protocol.md §9). Input files are parsed by [`manifestwork`].
+//!
+//! Both connections can carry a [`BearerToken`] ([`RestOptions::token`],
+//! [`SourceClient::connect_with_token`]).
 
+pub mod auth;
 pub mod error;
 pub mod ids;
 pub mod manifestwork;
@@ -19,6 +23,7 @@ pub mod search;
 pub mod source;
 pub mod types;
 
+pub use auth::BearerToken;
 pub use error::{ClientError, Result};
 pub use ids::resource_id;
 pub use manifestwork::ManifestWorkInput;

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use url::Url;
 
+use crate::auth::BearerToken;
 use crate::error::{ClientError, Result};
 use crate::ids::resource_id;
 use crate::search::{BundleFilter, term};
@@ -32,12 +33,36 @@ pub struct RestOptions {
     /// PEM file of the CA(s) that sign the server's certificate; when set, only these are
     /// trusted. `None` trusts the system's roots.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Bearer token sent as `Authorization: Bearer <token>` on every request (read a file
+    /// with [`BearerToken::from_file`]). Over plain `http://` to a host other than loopback it
+    /// is still sent, with a warning logged. `None` (default) sends no `Authorization`.
+    pub token: Option<BearerToken>,
 }
 
 impl Default for RestOptions {
     fn default() -> Self {
-        RestOptions { timeout: DEFAULT_TIMEOUT, ca_file: None }
+        RestOptions { timeout: DEFAULT_TIMEOUT, ca_file: None, token: None }
     }
+}
+
+/// The default headers carrying `token` (marked sensitive: never logged by the HTTP stack,
+/// never HPACK-indexed); warns when it would cross the network in clear text.
+fn token_headers(base: &Url, token: &BearerToken) -> Result<reqwest::header::HeaderMap> {
+    let loopback = match base.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if base.scheme() == "http" && !loopback {
+        tracing::warn!(endpoint = %base, "sending a bearer token over plain HTTP; use an https:// endpoint");
+    }
+    let mut value = reqwest::header::HeaderValue::from_str(&token.header_value())
+        .map_err(|_| ClientError::InvalidInput("the bearer token cannot go in an HTTP header".into()))?;
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(headers)
 }
 
 /// The certificates of a PEM CA file.
@@ -79,7 +104,7 @@ impl RestClient {
 
     /// A client for `endpoint` with `options` (timeout; for `https://` endpoints a CA file to
     /// trust instead of the system's roots, e.g. the CA of a server run with
-    /// `--enable-https`).
+    /// `--enable-https`; a bearer token sent on every request).
     ///
     /// # Errors
     /// [`ClientError::InvalidInput`] when the endpoint is not an http(s) URL, the CA file
@@ -103,6 +128,9 @@ impl RestClient {
             for cert in ca_certificates(ca)? {
                 builder = builder.add_root_certificate(cert);
             }
+        }
+        if let Some(token) = &options.token {
+            builder = builder.default_headers(token_headers(&base, token)?);
         }
         let http = builder
             .build()

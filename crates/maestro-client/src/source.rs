@@ -12,8 +12,10 @@ use maestro_api::pb::cloud_event_service_client::CloudEventServiceClient;
 use maestro_api::pb::{PublishRequest, SubscriptionRequest};
 use maestro_api::types::{Action, EventType, HEARTBEAT, MANIFEST_BUNDLES, SubResource};
 use maestro_api::{AttributesReader, codec::SpecEventBuilder, ext, grpc};
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::auth::BearerToken;
 use crate::error::{ClientError, Result};
 use crate::ids::resource_id;
 use crate::manifestwork::ManifestWorkInput;
@@ -103,6 +105,33 @@ pub struct SourceClient {
     endpoint: String,
     grpc: CloudEventServiceClient<Channel>,
     rest: RestClient,
+    /// `Bearer <token>` sent as `authorization` on every RPC (sensitive: `Debug` hides it).
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+/// The `authorization` metadata of `token`, checking that it may be sent: never with a client
+/// certificate (one way of authenticating, as Go's maestro CLI), never without TLS (as sdk-go:
+/// "setting token requires authority certificates").
+fn authorization(tls: &GrpcTls, token: Option<&BearerToken>) -> Result<Option<MetadataValue<Ascii>>> {
+    let Some(token) = token else { return Ok(None) };
+    if tls.client_cert.is_some() {
+        return Err(ClientError::InvalidInput(
+            "a bearer token and a client certificate are mutually exclusive for gRPC: \
+             authenticate with one of them"
+                .into(),
+        ));
+    }
+    if tls.ca_file.is_none() {
+        return Err(ClientError::InvalidInput(
+            "a bearer token needs TLS for gRPC (a CA file, GrpcTls::ca_file / --grpc-ca-file): \
+             it is never sent in clear text"
+                .into(),
+        ));
+    }
+    let mut value = MetadataValue::try_from(token.header_value())
+        .map_err(|_| ClientError::InvalidInput("the bearer token cannot go in gRPC metadata".into()))?;
+    value.set_sensitive(true);
+    Ok(Some(value))
 }
 
 impl SourceClient {
@@ -129,9 +158,27 @@ impl SourceClient {
         rest: RestClient,
         tls: &GrpcTls,
     ) -> Result<Self> {
+        Self::connect_with_token(grpc_endpoint, source_id, rest, tls, None).await
+    }
+
+    /// Like [`SourceClient::connect_with`], sending `token` (when given) as
+    /// `authorization: Bearer <token>` metadata on every RPC (Publish, Subscribe). A token
+    /// needs TLS (`tls.ca_file`) and excludes a client certificate (`tls.client_cert`).
+    ///
+    /// # Errors
+    /// As [`SourceClient::connect_with`]; [`ClientError::InvalidInput`] for a token without
+    /// `tls.ca_file` or with `tls.client_cert`.
+    pub async fn connect_with_token(
+        grpc_endpoint: &str,
+        source_id: &str,
+        rest: RestClient,
+        tls: &GrpcTls,
+        token: Option<&BearerToken>,
+    ) -> Result<Self> {
         if source_id.is_empty() {
             return Err(ClientError::InvalidInput("the source id must not be empty".into()));
         }
+        let authorization = authorization(tls, token)?;
         let scheme = if tls.ca_file.is_some() { "https" } else { "http" };
         let uri = match grpc_endpoint.split_once("://") {
             Some((_, rest)) if tls.ca_file.is_some() => format!("https://{rest}"),
@@ -155,7 +202,17 @@ impl SourceClient {
             endpoint: grpc_endpoint.to_owned(),
             grpc: CloudEventServiceClient::new(channel),
             rest,
+            authorization,
         })
+    }
+
+    /// `message` as a request carrying the bearer token, if any.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = &self.authorization {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        request
     }
 
     /// The source id.
@@ -245,7 +302,7 @@ impl SourceClient {
     async fn publish(&self, event: maestro_api::Event, action: Action, what: &str) -> Result<()> {
         let operation = format!("publish {}", action.as_str());
         tracing::debug!(ty = event.ty(), id = event.id(), "publishing");
-        let req = PublishRequest { event: Some(grpc::to_proto(&event)) };
+        let req = self.request(PublishRequest { event: Some(grpc::to_proto(&event)) });
         let mut client = self.grpc.clone();
         client
             .publish(req)
@@ -261,11 +318,11 @@ impl SourceClient {
     /// # Errors
     /// gRPC errors opening the stream; stream items carry later errors.
     pub async fn watch(&self) -> Result<StatusStream> {
-        let req = SubscriptionRequest {
+        let req = self.request(SubscriptionRequest {
             source: self.source_id.clone(),
             cluster_name: String::new(),
             data_type: MANIFEST_BUNDLES.to_owned(),
-        };
+        });
         let mut client = self.grpc.clone();
         let endpoint = self.endpoint.clone();
         let stream = client

@@ -192,3 +192,61 @@ async fn all_bundles_reads_every_page_in_order_once() {
         assert_eq!(requests, total.div_ceil(page), "one request per page, no extra empty page ({total})");
     }
 }
+
+/// A bearer token goes as `Authorization: Bearer` on REST and as `authorization` metadata on
+/// both gRPC RPCs (TLS); without one, nothing is sent.
+#[tokio::test]
+async fn bearer_tokens_are_sent_on_rest_and_grpc() {
+    use maestro_client::{BearerToken, GrpcTls, RestOptions};
+    use maestro_tls::testing::TestPki;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new();
+    let (cert, key) = pki.server(&["localhost"]);
+    let fake = FakeServer::start_with_grpc_tls(&cert, &key).await;
+    let path = dir.path().join("token");
+    std::fs::write(&path, "rest-token\n").unwrap();
+    let options = RestOptions { token: Some(BearerToken::from_file(&path).unwrap()), ..Default::default() };
+    let rest = RestClient::with_options(&fake.http, &options).unwrap();
+    assert!(rest.find_bundle("nope").await.unwrap().is_none());
+    assert_eq!(fake.authorizations("rest"), [Some("Bearer rest-token".to_owned())]);
+
+    let tls = GrpcTls { ca_file: Some(pki.write_ca(dir.path())), client_cert: None };
+    let token = BearerToken::new("grpc-token").unwrap();
+    let client =
+        SourceClient::connect_with_token(&fake.grpc, "maestro-cli", rest, &tls, Some(&token)).await.unwrap();
+    assert!(!format!("{client:?}").contains("grpc-token"), "Debug hides the token");
+    let work = manifestwork::parse("m.yaml", MANIFESTS, Some("web")).unwrap();
+    client.apply("c1", &work).await.unwrap();
+    let mut stream = client.watch().await.unwrap();
+    assert!(stream.next().await.is_some());
+    assert_eq!(fake.authorizations("grpc"), [Some("Bearer grpc-token".to_owned())]);
+    assert_eq!(fake.state.lock().unwrap().authorizations.iter().filter(|(k, _)| *k == "grpc").count(), 2);
+
+    let anonymous = FakeServer::start().await;
+    let plain = source(&anonymous).await;
+    plain.rest().find_bundle("nope").await.unwrap();
+    assert_eq!(anonymous.authorizations("rest"), [None]);
+}
+
+/// A token with a client certificate, or without TLS, is refused before connecting, with a
+/// message that says why (and never the token).
+#[tokio::test]
+async fn grpc_token_rules_are_enforced() {
+    use maestro_client::{BearerToken, GrpcTls};
+    let fake = FakeServer::start().await;
+    let rest = RestClient::new(&fake.http).unwrap();
+    let token = BearerToken::new("s3cr3t").unwrap();
+    let both =
+        GrpcTls { ca_file: Some("ca.crt".into()), client_cert: Some(("me.crt".into(), "me.key".into())) };
+    let err = SourceClient::connect_with_token(&fake.grpc, "s", rest.clone(), &both, Some(&token))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mutually exclusive") && !err.contains("s3cr3t"), "{err}");
+    let err = SourceClient::connect_with_token(&fake.grpc, "s", rest, &GrpcTls::default(), Some(&token))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs TLS"), "{err}");
+    assert!(fake.authorizations("grpc").is_empty(), "nothing was sent");
+}

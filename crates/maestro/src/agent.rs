@@ -17,6 +17,24 @@ pub enum ClusterKind {
     Simulated,
 }
 
+/// `maestro agent` flags choosing whose spec events the agent applies (flattened into the
+/// agent's flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentSourceArgs {
+    /// Source id(s) whose spec events (and status resync requests) this agent handles: the
+    /// server's `--source-id`, which it stamps as CloudEvent `source` on everything it sends to
+    /// agents. Events from any other source are refused: not applied, logged as a warning,
+    /// dropped. Repeat or separate with commas.
+    #[arg(
+        long = "source-id",
+        env = "MAESTRO_SOURCE_ID",
+        value_name = "ID",
+        value_delimiter = ',',
+        default_value = maestro_agent::config::DEFAULT_SOURCE_ID
+    )]
+    pub source_ids: Vec<String>,
+}
+
 /// Everything `maestro agent` needs.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
@@ -30,6 +48,9 @@ pub struct AgentSettings {
     pub cluster: ClusterKind,
     /// Status sync period.
     pub status_sync_interval: Duration,
+    /// The accepted CloudEvent `source` ids of spec events
+    /// ([`AgentConfig::accepted_sources`]); `--source-id`, default `maestro`.
+    pub accepted_sources: Vec<String>,
 }
 
 async fn cluster(kind: ClusterKind) -> anyhow::Result<Arc<dyn Cluster>> {
@@ -48,13 +69,15 @@ async fn cluster(kind: ClusterKind) -> anyhow::Result<Arc<dyn Cluster>> {
 /// # Errors
 /// Broker configuration or cluster connection failures.
 pub async fn build(s: &AgentSettings) -> anyhow::Result<Agent> {
-    let transport = agent_transport(&s.broker, &s.consumer, &s.agent_id)
-        .await
-        .with_context(|| format!("configuring the {} broker", s.broker.kind.as_str()))?;
     let mut config = AgentConfig::new(&s.consumer);
     config.agent_id = s.agent_id.clone();
     config.status_sync_interval = s.status_sync_interval;
     config.hub_host = s.broker.hub_host()?;
+    config.accepted_sources = s.accepted_sources.clone();
+    config.validate().map_err(|e| anyhow::anyhow!("invalid agent settings: {e}"))?;
+    let transport = agent_transport(&s.broker, &s.consumer, &s.agent_id)
+        .await
+        .with_context(|| format!("configuring the {} broker", s.broker.kind.as_str()))?;
     Ok(Agent::new(config, transport, cluster(s.cluster).await?))
 }
 
@@ -64,7 +87,34 @@ pub async fn build(s: &AgentSettings) -> anyhow::Result<Agent> {
 /// Start-up failures.
 pub async fn run(s: AgentSettings) -> anyhow::Result<()> {
     let agent = build(&s).await?;
-    tracing::info!(consumer = %s.consumer, agent_id = %s.agent_id, broker = s.broker.kind.as_str(), "agent starting");
+    tracing::info!(consumer = %s.consumer, agent_id = %s.agent_id, broker = s.broker.kind.as_str(),
+        accepted_sources = ?s.accepted_sources, "agent starting");
     agent.run(crate::shutdown_signal()).await.context("agent failed")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::AgentSourceArgs;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        sources: AgentSourceArgs,
+    }
+
+    fn parse(args: &[&str]) -> Vec<String> {
+        let argv = std::iter::once("maestro-agent").chain(args.iter().copied());
+        Flags::try_parse_from(argv).expect("parse").sources.source_ids
+    }
+
+    #[test]
+    fn source_ids_default_to_maestro_and_take_lists() {
+        if std::env::var_os("MAESTRO_SOURCE_ID").is_none() {
+            assert_eq!(parse(&[]), ["maestro"]);
+        }
+        assert_eq!(parse(&["--source-id", "a,b", "--source-id", "c"]), ["a", "b", "c"]);
+    }
 }

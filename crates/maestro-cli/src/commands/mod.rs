@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Context as _;
-use maestro_client::{GrpcTls, RestClient, RestOptions, SourceClient};
+use maestro_client::{BearerToken, GrpcTls, RestClient, RestOptions, SourceClient};
 
 use crate::cli::{Cli, Command, OutputFormat};
 
@@ -24,8 +24,12 @@ pub(crate) struct Context {
     pub(crate) http_endpoint: String,
     /// CA file trusted for an `https://` REST endpoint.
     pub(crate) http_ca_file: Option<std::path::PathBuf>,
+    /// File of the bearer token sent on REST requests.
+    pub(crate) http_token_file: Option<std::path::PathBuf>,
     /// TLS settings of the gRPC connection.
     pub(crate) grpc_tls: GrpcTls,
+    /// File of the bearer token sent on gRPC calls.
+    pub(crate) grpc_token_file: Option<std::path::PathBuf>,
     /// Source id.
     pub(crate) source_id: String,
     /// Output format.
@@ -35,17 +39,26 @@ pub(crate) struct Context {
 impl Context {
     /// The REST client.
     pub(crate) fn rest(&self) -> anyhow::Result<RestClient> {
-        let options = RestOptions { ca_file: self.http_ca_file.clone(), ..Default::default() };
+        let token = read_token(self.http_token_file.as_deref(), "--http-token-file")?;
+        let options = RestOptions { ca_file: self.http_ca_file.clone(), token, ..Default::default() };
         Ok(RestClient::with_options(&self.http_endpoint, &options)?)
     }
 
     /// The gRPC source client (connects now).
     pub(crate) async fn source(&self) -> anyhow::Result<SourceClient> {
         let (endpoint, tls) = (&self.grpc_endpoint, &self.grpc_tls);
-        SourceClient::connect_with(endpoint, &self.source_id, self.rest()?, tls).await.with_context(|| {
-            format!("connecting to the Maestro gRPC endpoint as source {:?}", self.source_id)
-        })
+        let token = read_token(self.grpc_token_file.as_deref(), "--grpc-token-file")?;
+        SourceClient::connect_with_token(endpoint, &self.source_id, self.rest()?, tls, token.as_ref())
+            .await
+            .with_context(|| {
+                format!("connecting to the Maestro gRPC endpoint as source {:?}", self.source_id)
+            })
     }
+}
+
+/// The token in `path`, if given; errors name the flag and the file (never the token).
+fn read_token(path: Option<&std::path::Path>, flag: &str) -> anyhow::Result<Option<BearerToken>> {
+    path.map(|p| BearerToken::from_file(p).with_context(|| format!("reading {flag}"))).transpose()
 }
 
 /// Runs the parsed command, writing results to `out`.
@@ -57,10 +70,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         grpc_endpoint: cli.grpc_endpoint,
         http_endpoint: cli.http_endpoint,
         http_ca_file: cli.http_ca_file,
+        http_token_file: cli.http_token_file,
         grpc_tls: GrpcTls {
             ca_file: cli.grpc_ca_file,
             client_cert: cli.grpc_client_cert_file.zip(cli.grpc_client_key_file),
         },
+        grpc_token_file: cli.grpc_token_file,
         source_id: cli.source_id,
         output: cli.output,
     };

@@ -22,6 +22,8 @@ pub struct Fake {
     pub consumers: BTreeMap<String, Value>,
     pub published: Vec<maestro_api::Event>,
     pub searches: Vec<String>,
+    /// The `authorization` header of every request: (`"rest"` or `"grpc"`, value).
+    pub authorizations: Vec<(&'static str, Option<String>)>,
 }
 
 pub type Shared = Arc<Mutex<Fake>>;
@@ -133,7 +135,25 @@ async fn delete_consumer(State(s): State<Shared>, Path(id): Path<String>) -> Res
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// Records the `Authorization` header of every REST request.
+async fn record_rest_auth(
+    State(s): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let value = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    s.lock().unwrap().authorizations.push(("rest", value));
+    next.run(req).await
+}
+
 struct Svc(Shared);
+
+impl Svc {
+    fn record_auth<T>(&self, req: &tonic::Request<T>) {
+        let value = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        self.0.lock().unwrap().authorizations.push(("grpc", value));
+    }
+}
 
 fn bundle_json(ev: &maestro_api::Event, version: i64, created: &str) -> Value {
     let id = ext::resource_id(ev).unwrap();
@@ -154,6 +174,7 @@ impl CloudEventService for Svc {
         &self,
         req: tonic::Request<PublishRequest>,
     ) -> Result<tonic::Response<()>, tonic::Status> {
+        self.record_auth(&req);
         let pb = req.into_inner().event.ok_or_else(|| tonic::Status::invalid_argument("no event"))?;
         let ev = grpc::from_proto(pb).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
         let id = ext::resource_id(&ev).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
@@ -185,8 +206,9 @@ impl CloudEventService for Svc {
 
     async fn subscribe(
         &self,
-        _req: tonic::Request<SubscriptionRequest>,
+        req: tonic::Request<SubscriptionRequest>,
     ) -> Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
+        self.record_auth(&req);
         use maestro_api::codec::StatusEventBuilder;
         use maestro_api::payload::{Condition, ManifestBundleStatus};
         let status = ManifestBundleStatus {
@@ -216,6 +238,16 @@ impl CloudEventService for Svc {
 
 impl FakeServer {
     pub async fn start() -> FakeServer {
+        Self::start_with(None).await
+    }
+
+    /// Serves gRPC over TLS with this PEM certificate and key (issued for `localhost`); the
+    /// gRPC endpoint is then `localhost:<port>`.
+    pub async fn start_with_grpc_tls(cert: &str, key: &str) -> FakeServer {
+        Self::start_with(Some(tonic::transport::Identity::from_pem(cert, key))).await
+    }
+
+    async fn start_with(grpc_tls: Option<tonic::transport::Identity>) -> FakeServer {
         let state: Shared = Arc::default();
         let app = Router::new()
             .route("/api/maestro/v1/resource-bundles", get(list_bundles))
@@ -225,6 +257,7 @@ impl FakeServer {
                 "/api/maestro/v1/consumers/{id}",
                 get(consumer_by_id).patch(patch_consumer).delete(delete_consumer),
             )
+            .layer(axum::middleware::from_fn_with_state(state.clone(), record_rest_auth))
             .with_state(state.clone());
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_addr = http.local_addr().unwrap();
@@ -232,14 +265,23 @@ impl FakeServer {
         let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc_addr = grpc_listener.local_addr().unwrap();
         let svc = CloudEventServiceServer::new(Svc(state.clone()));
+        let mut builder = tonic::transport::Server::builder();
+        let grpc = match grpc_tls {
+            Some(identity) => {
+                let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+                builder = builder.tls_config(tls).unwrap();
+                format!("localhost:{}", grpc_addr.port())
+            }
+            None => grpc_addr.to_string(),
+        };
         tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(svc)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener))
                 .await
                 .unwrap()
         });
-        FakeServer { state, http: format!("http://{http_addr}"), grpc: grpc_addr.to_string() }
+        FakeServer { state, http: format!("http://{http_addr}"), grpc }
     }
 
     /// Sets the status of bundle `id` as the agent would report it.
@@ -255,6 +297,17 @@ impl FakeServer {
                  "statusFeedback":{"values":[{"name":"size","fieldValue":{"type":"Integer","integer":3}}]},
                  "conditions":[{"type":"Applied","status":"True","lastTransitionTime":"2024-03-01T10:00:00Z","reason":"R","message":"m"}]}]});
         }
+    }
+
+    /// The distinct `authorization` values `kind` (`"rest"` or `"grpc"`) requests carried.
+    pub fn authorizations(&self, kind: &str) -> Vec<Option<String>> {
+        let mut seen: Vec<Option<String>> = Vec::new();
+        for (k, v) in &self.state.lock().unwrap().authorizations {
+            if *k == kind && !seen.contains(v) {
+                seen.push(v.clone());
+            }
+        }
+        seen
     }
 
     /// Removes bundle `id` (the agent confirmed deletion).
