@@ -52,7 +52,12 @@ impl MqttAgent {
             .clone()
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| format!("{agent_id}-client"));
-        let id = Identity { role: "agent", name: consumer.to_owned(), client_id: client_id.clone() };
+        let id = Identity {
+            role: "agent",
+            name: consumer.to_owned(),
+            client_id: client_id.clone(),
+            verify_agent_origin: false,
+        };
         let conn = Conn::open(&config, id, filters)?;
         Ok(Arc::new(MqttAgent {
             conn,

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use maestro_api::AttributesReader;
 use maestro_api::mqtt::{self, MqttMessage};
 use maestro_transport::deliver::{Backoff, Outcome, deliver};
 use maestro_transport::{DynHandler, Error, Result};
@@ -47,6 +48,9 @@ pub(crate) struct Identity {
     pub(crate) name: String,
     /// The MQTT client id.
     pub(crate) client_id: String,
+    /// Source role: refuse agent events whose `clustername` is not the consumer of the topic
+    /// they arrived on ([`crate::topics::check_agent_origin`]).
+    pub(crate) verify_agent_origin: bool,
 }
 
 #[derive(Default)]
@@ -398,7 +402,17 @@ impl Shared {
             payload: publish.payload.to_vec(),
         };
         match mqtt::decode(&msg) {
-            Ok(event) => deliver(handler, event, Backoff::default(), &self.closed, BACKEND).await,
+            Ok(event) => {
+                if self.id.verify_agent_origin
+                    && let Err(reason) = crate::topics::check_agent_origin(&topic, &event)
+                {
+                    let claimed = maestro_api::ext::get_str(&event, maestro_api::ext::CLUSTER_NAME);
+                    tracing::warn!(backend = BACKEND, role = self.id.role, %topic, claimed_cluster = ?claimed,
+                        id = event.id(), %reason, "agent event refused: it speaks for another consumer than its topic's; acknowledged and dropped");
+                    return Outcome::Dropped(reason);
+                }
+                deliver(handler, event, Backoff::default(), &self.closed, BACKEND).await
+            }
             Err(error) => {
                 tracing::warn!(backend = BACKEND, role = self.id.role, %topic, %error, "undecodable message dropped");
                 Outcome::Dropped(error.to_string())

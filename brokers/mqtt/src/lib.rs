@@ -23,12 +23,16 @@
 //! - `tls`: rustls client configuration (ring, TLS 1.3).
 //! - `conn`: the connection, event loop, publish tracking and in-order delivery.
 //! - `source`, `agent`: the two roles.
+//! - [`gate`]: an authentication and topic-ACL gate in front of a broker without ACLs (the
+//!   embedded rumqttd), with Mosquitto password files.
 //! - `testing` (feature `test-support`): Mosquitto / rumqttd / TCP proxy helpers for tests.
 
 pub mod config;
+pub mod gate;
 pub mod topics;
 
 mod agent;
+mod base64;
 mod conn;
 mod source;
 mod tls;

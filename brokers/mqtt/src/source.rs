@@ -53,7 +53,12 @@ impl MqttSource {
             .filter(|c| !c.is_empty())
             .or_else(|| Some(client_id.to_owned()).filter(|c| !c.is_empty()))
             .unwrap_or_else(|| DEFAULT_SOURCE_CLIENT_ID.to_owned());
-        let id = Identity { role: "source", name: source_id.to_owned(), client_id: client_id.clone() };
+        let id = Identity {
+            role: "source",
+            name: source_id.to_owned(),
+            client_id: client_id.clone(),
+            verify_agent_origin: true,
+        };
         let conn = Conn::open(&config, id, filters)?;
         Ok(Arc::new(MqttSource { conn, config, source_id: source_id.to_owned(), client_id }))
     }

@@ -21,37 +21,9 @@ fn load_pem(
     if data.starts_with("-----BEGIN") {
         return Ok(Some(data.as_bytes().to_vec()));
     }
-    base64_decode(data).map(Some).ok_or_else(|| invalid(format!("{what} data is neither PEM nor base64")))
-}
-
-/// Standard base64 (padding optional, whitespace ignored).
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= value(*c)? << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        match chunk.len() {
-            4 => out.extend_from_slice(&bytes[1..4]),
-            3 => out.extend_from_slice(&bytes[1..3]),
-            2 => out.push(bytes[1]),
-            _ => return None,
-        }
-    }
-    Some(out)
+    crate::base64::decode(data)
+        .map(Some)
+        .ok_or_else(|| invalid(format!("{what} data is neither PEM nor base64")))
 }
 
 fn certs(what: &str, pem: &[u8]) -> maestro_transport::Result<Vec<CertificateDer<'static>>> {
@@ -110,14 +82,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::MqttTopics;
-
-    #[test]
-    fn base64_round_trip() {
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGVsbG8h\n").unwrap(), b"hello!");
-        assert_eq!(base64_decode("aGk").unwrap(), b"hi");
-        assert!(base64_decode("a$==").is_none());
-    }
 
     #[test]
     fn no_ca_means_plain_tcp_and_bad_ca_is_refused() {

@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use maestro_api::types::{Action, EventType};
+use maestro_api::types::{Action, EventType, SubResource};
 use maestro_api::{AttributesReader, Event, ext};
 use regex::Regex;
 
@@ -183,6 +183,59 @@ pub fn agent_publish_topic(topics: &MqttTopics, cluster: &str, event: &Event) ->
     let topic_source = source_from_events_topic(&topics.agent_events)?;
     let topic = replace_last(&topics.agent_events, cluster);
     check_publish_topic(replace_last(&topic, topic_source))
+}
+
+/// Which consumer an agent event's topic belongs to (protocol.md §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentTopic<'a> {
+    /// `<a>/<source>/<b>/<consumer>/agentevents`: the statuses and spec resync requests of one
+    /// consumer.
+    Events(&'a str),
+    /// `<a>/<consumer>/agentbroadcast`: the spec resync requests of one consumer to every source.
+    Broadcast(&'a str),
+}
+
+/// Reads the consumer out of the topic an agent event arrived on; `None` for any other topic
+/// (or a consumer level that is empty or a wildcard).
+pub fn agent_topic(topic: &str) -> Option<AgentTopic<'_>> {
+    let levels: Vec<&str> = topic.split('/').collect();
+    let found = match levels.as_slice() {
+        [_, _, _, consumer, "agentevents"] => AgentTopic::Events(consumer),
+        [_, consumer, "agentbroadcast"] => AgentTopic::Broadcast(consumer),
+        _ => return None,
+    };
+    let (AgentTopic::Events(consumer) | AgentTopic::Broadcast(consumer)) = found;
+    check_segment("consumer", consumer).ok().map(|()| found)
+}
+
+/// Checks that the agent event `event`, received on `topic`, speaks only for the consumer that
+/// topic belongs to. A broker ACL lets each agent publish only on its own topics; this check
+/// makes the topic's consumer binding on the event: its `clustername` must be that consumer.
+/// On the agent broadcast topic only spec resync requests are accepted, so statuses arrive
+/// only on per-consumer `agentevents` topics.
+///
+/// # Errors
+/// A message naming the topic's consumer and the claimed cluster: the topic is not an agent
+/// topic; the event has no (or another) `clustername`; a broadcast that is not a spec resync.
+pub fn check_agent_origin(topic: &str, event: &Event) -> Result<(), String> {
+    let place = agent_topic(topic).ok_or_else(|| format!("{topic:?} is not an agent events topic"))?;
+    let (AgentTopic::Events(consumer) | AgentTopic::Broadcast(consumer)) = place;
+    let claimed = ext::get_str(event, ext::CLUSTER_NAME);
+    if claimed.as_deref() != Some(consumer) {
+        return Err(format!(
+            "the event claims clustername {claimed:?} but arrived on consumer {consumer:?}'s topic {topic:?}"
+        ));
+    }
+    if let AgentTopic::Broadcast(_) = place {
+        let ty = EventType::parse(event.ty()).map_err(|e| format!("unsupported event type: {e}"))?;
+        if ty.sub_resource != SubResource::Spec || ty.action != Action::ResyncRequest {
+            return Err(format!(
+                "only spec resync requests are accepted on the agent broadcast topic {topic:?}, not {:?}",
+                event.ty()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// True when `topic` matches the subscription `filter` (MQTT wildcards `+` and `#`; a
@@ -372,6 +425,43 @@ mod tests {
                 .unwrap_err()
                 .contains("originalsource")
         );
+    }
+
+    #[test]
+    fn agent_topics_name_their_consumer() {
+        assert_eq!(agent_topic("sources/maestro/consumers/c1/agentevents"), Some(AgentTopic::Events("c1")));
+        assert_eq!(agent_topic("sources/c1/agentbroadcast"), Some(AgentTopic::Broadcast("c1")));
+        for other in [
+            "sources/maestro/consumers/c1/sourceevents",
+            "sources/maestro/consumers//agentevents",
+            "sources/maestro/consumers/+/agentevents",
+            "sources/maestro/consumers/c1/x/agentevents",
+            "sources/+/agentbroadcast",
+            "sources/maestro/sourcebroadcast",
+        ] {
+            assert_eq!(agent_topic(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn agent_origin_binds_the_clustername_to_the_topic() {
+        let own = "sources/maestro/consumers/cluster-a/agentevents";
+        check_agent_origin(own, &status("cluster-a", "maestro")).unwrap();
+        let err = check_agent_origin(own, &status("cluster-b", "maestro")).unwrap_err();
+        assert!(err.contains("cluster-b") && err.contains(own), "{err}");
+        let mut none = status("cluster-a", "maestro");
+        none.remove_extension(ext::CLUSTER_NAME);
+        assert!(check_agent_origin(own, &none).unwrap_err().contains("None"));
+        assert!(check_agent_origin(own, &status("", "maestro")).is_err());
+        // The broadcast topic carries only the spec resyncs of its own consumer.
+        let resync = codec::spec_resync_request("agent", "cluster-a", &ResourceVersionList::default());
+        check_agent_origin("sources/cluster-a/agentbroadcast", &resync).unwrap();
+        check_agent_origin(own, &resync).unwrap();
+        assert!(check_agent_origin("sources/cluster-b/agentbroadcast", &resync).is_err());
+        let err = check_agent_origin("sources/cluster-a/agentbroadcast", &status("cluster-a", "maestro"))
+            .unwrap_err();
+        assert!(err.contains("only spec resync"), "{err}");
+        assert!(check_agent_origin("sources/maestro/consumers/cluster-a/sourceevents", &resync).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Wire checks against Mosquitto with the Mosquitto command-line clients standing in for Go
 //! peers: a status published in the Go agent's exact format reaches the source handler; a
-//! source publish is read back with its topic and `ce-` user properties; malformed messages
-//! are acked and dropped; size, routing and connection errors.
+//! source publish is read back with its topic and `ce-` user properties; malformed messages,
+//! and statuses without the topic's consumer as `clustername`, are acked and dropped; size,
+//! routing and connection errors.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -69,7 +70,8 @@ async fn go_agent_status_reaches_the_source_and_malformed_messages_are_dropped()
     publish(go_status_props("bad-2"), Some("application/json"), "{not json");
     publish(props("bad-3", &|p| p.push(("ce-time", "yesterday".into()))), None, STATUS_DATA);
     publish(props("bad-4", &|p| p.push(("ce-Bad Name", "x".into()))), None, STATUS_DATA);
-    // The Go agent's format, with an empty clustername kept as a real attribute.
+    // Without a clustername, or with an empty one, a status cannot say which consumer it is
+    // for: the server refuses it (it must name the consumer of its topic, cluster1).
     publish(
         props("go-1", &|p| p.retain(|(k, _)| *k != "ce-clustername")),
         Some("application/json"),
@@ -79,25 +81,28 @@ async fn go_agent_status_reaches_the_source_and_malformed_messages_are_dropped()
     with_empty.retain(|(k, _)| *k != "ce-clustername");
     with_empty.push(("ce-clustername", String::new()));
     publish(with_empty, Some("application/json"), STATUS_DATA);
-    rec.wait_for("the Go-format status", |evs| evs.iter().any(|e| e.id() == "go-2")).await;
-    assert_eq!(rec.acked_ids(), vec!["go-1", "go-2"], "malformed messages must not reach the handler");
-    for id in ["bad-1", "bad-2", "bad-3", "bad-4"] {
+    // The Go agent's format exactly.
+    publish(go_status_props("go-3"), Some("application/json"), STATUS_DATA);
+    rec.wait_for("the Go-format status", |evs| evs.iter().any(|e| e.id() == "go-3")).await;
+    assert_eq!(
+        rec.acked_ids(),
+        vec!["go-3"],
+        "malformed or unattributed messages must not reach the handler"
+    );
+    for id in ["bad-1", "bad-2", "bad-3", "bad-4", "go-1", "go-2"] {
         assert_eq!(rec.attempts(id), 0, "{id} reached the handler");
     }
-    let state = rec.acked_ids();
-    assert_eq!(state.len(), 2);
-    // go-1 lacks clustername (decode_status needs it); go-2 carries "" and decodes fully.
     let found = std::sync::Mutex::new(None);
-    rec.wait_for("go-2", |evs| {
-        *found.lock().unwrap() = evs.iter().find(|e| e.id() == "go-2").cloned();
+    rec.wait_for("go-3", |evs| {
+        *found.lock().unwrap() = evs.iter().find(|e| e.id() == "go-3").cloned();
         true
     })
     .await;
-    let ev = found.into_inner().unwrap().expect("go-2 event");
+    let ev = found.into_inner().unwrap().expect("go-3 event");
     let st = codec::decode_status(&ev).expect("decode_status");
     assert_eq!(
         (st.resource_version, st.cluster_name.as_str(), st.original_source.as_str()),
-        (1, "", "maestro")
+        (1, "cluster1", "maestro")
     );
     assert_eq!(st.status.conditions.len(), 1);
     assert_eq!(ev.datacontenttype(), Some("application/json"));

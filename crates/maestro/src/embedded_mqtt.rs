@@ -1,12 +1,33 @@
 //! The embedded MQTT 5 broker (rumqttd) for single-node setups:
-//! `maestro server --broker mqtt --embedded-mqtt ADDR`. rumqttd runs on its own thread and has
-//! no shutdown API, so it lives as long as the process.
+//! `maestro server --broker mqtt --embedded-mqtt ADDR [--embedded-mqtt-password-file FILE]`.
+//! rumqttd runs on its own thread and has no shutdown API, so it lives as long as the process.
+//!
+//! - Without a password file, rumqttd listens on `ADDR` and accepts anyone: any client can
+//!   publish specs to any agent and statuses for any consumer. A warning says so at start (an
+//!   error-level one when `ADDR` is not loopback). `maestro demo` and the tests run this way.
+//! - With a Mosquitto password file (`mosquitto_passwd`), rumqttd listens on a free loopback
+//!   port and accepts only random credentials of the gate ([`maestro_broker_mqtt::gate`]),
+//!   which listens on `ADDR`, checks every login against the file and confines every user
+//!   with [`Acl::maestro`] (the rules of `deploy/mqtt/acl`): the user named like the source
+//!   id is the server; every other user is an agent whose user name is its consumer name. The
+//!   server itself logs in with an internal credential (user = source id, random password,
+//!   see [`Embedded::server_login`]) unless its broker config file names a user.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use maestro_broker_mqtt::MqttConfig;
+use maestro_broker_mqtt::gate::{
+    self, Acl, Credentials, GateConfig, GateError, PasswordFile, PasswordFileError, acl::valid_level, passwd,
+};
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+/// Worker threads of the gate's runtime.
+const GATE_THREADS: usize = 2;
+/// The user name the gate logs in to rumqttd with.
+const GATE_USER: &str = "maestro-embedded-gate";
 
 /// An embedded broker failure.
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +44,55 @@ pub enum EmbeddedError {
     /// The broker did not accept connections in time.
     #[error("the embedded MQTT broker did not start listening on {0} within 10 s")]
     NotListening(SocketAddr),
+    /// The password file is unusable.
+    #[error(transparent)]
+    PasswordFile(#[from] PasswordFileError),
+    /// The gate could not start.
+    #[error(transparent)]
+    Gate(#[from] GateError),
 }
 
-fn config(listen: SocketAddr, max_payload_bytes: usize) -> Config {
+/// How to run the embedded broker.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Where clients connect (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// Largest packet accepted.
+    pub max_payload_bytes: usize,
+    /// Mosquitto password file: require logins and enforce the topic ACL. `None`: anyone may
+    /// connect and use any topic.
+    pub password_file: Option<PathBuf>,
+    /// The server's source id: the user with the server's rights.
+    pub source_id: String,
+}
+
+/// A running embedded broker.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    /// The address clients connect to (`127.0.0.1:<port>` when listening on all interfaces).
+    pub addr: SocketAddr,
+    /// With a password file: the server's internal login (user = source id, random password).
+    pub server_login: Option<Credentials>,
+}
+
+impl Embedded {
+    /// Lets the server log in: sets [`Embedded::server_login`] on `config` unless it already
+    /// names a user (from the broker config file, which must then be in the password file).
+    pub fn apply_server_login(&self, config: &mut MqttConfig) {
+        let has_user = config.username.as_deref().is_some_and(|u| !u.is_empty());
+        if let (Some(login), false) = (&self.server_login, has_user) {
+            config.username = Some(login.user.clone());
+            config.password = Some(login.password.clone());
+        }
+    }
+}
+
+fn config(listen: SocketAddr, max_payload_bytes: usize, auth: Option<HashMap<String, String>>) -> Config {
     let connections = ConnectionSettings {
         connection_timeout_ms: 60_000,
         max_payload_size: max_payload_bytes,
         max_inflight_count: 200,
-        auth: None,
+        auth,
         external_auth: None,
         dynamic_filters: true,
     };
@@ -57,20 +119,78 @@ fn config(listen: SocketAddr, max_payload_bytes: usize) -> Config {
     }
 }
 
-/// Starts rumqttd with an MQTT 5 listener on `addr` (port 0 picks a free port) accepting
-/// packets up to `max_payload_bytes`, and waits until it accepts connections. Returns the
-/// address it listens on.
+/// Starts the embedded broker (see the module documentation) and waits until it accepts
+/// connections.
 ///
 /// # Errors
-/// [`EmbeddedError`] when no port can be reserved or the broker does not come up.
-pub fn start(addr: SocketAddr, max_payload_bytes: usize) -> Result<SocketAddr, EmbeddedError> {
-    let listen = if addr.port() == 0 {
-        let l = TcpListener::bind(addr).map_err(|source| EmbeddedError::Port { addr, source })?;
-        l.local_addr().map_err(|source| EmbeddedError::Port { addr, source })?
+/// [`EmbeddedError`] when no port can be reserved, the password file is unusable, or the
+/// broker or the gate does not come up.
+pub fn start(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
+    match &opts.password_file {
+        None => start_open(opts),
+        Some(file) => start_gated(opts, PasswordFile::load(file)?),
+    }
+}
+
+fn start_open(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
+    let addr = opts.addr;
+    let listen = if addr.port() == 0 { reserve(addr)? } else { addr };
+    spawn_rumqttd(config(listen, opts.max_payload_bytes, None), addr)?;
+    let probe = wait_listening(listen)?;
+    warn_open(listen);
+    tracing::info!(%listen, "embedded MQTT broker listening");
+    Ok(Embedded { addr: probe, server_login: None })
+}
+
+fn warn_open(listen: SocketAddr) {
+    const WARNING: &str = "embedded MQTT broker accepts anonymous clients: any client can publish specs to any \
+        agent and statuses for any consumer; set --embedded-mqtt-password-file to require logins and per-consumer topic ACLs";
+    if listen.ip().is_loopback() {
+        tracing::warn!(%listen, "{WARNING}");
     } else {
-        addr
+        tracing::error!(%listen, "{WARNING} (and it listens on a non-loopback address)");
+    }
+}
+
+fn start_gated(opts: &EmbeddedOptions, mut users: PasswordFile) -> Result<Embedded, EmbeddedError> {
+    let strange: Vec<&str> = users.users().into_iter().filter(|u| !valid_level(u)).collect();
+    if !strange.is_empty() {
+        tracing::warn!(users = ?strange, "these MQTT users are not valid consumer names and get no agent topics");
+    }
+    let server_login = Credentials { user: opts.source_id.clone(), password: passwd::random_password()? };
+    users.add(&server_login.user, &server_login.password)?;
+    let gate_login = Credentials { user: GATE_USER.into(), password: passwd::random_password()? };
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let upstream = reserve(loopback)?;
+    let auth = HashMap::from([(gate_login.user.clone(), gate_login.password.clone())]);
+    spawn_rumqttd(config(upstream, opts.max_payload_bytes, Some(auth)), upstream)?;
+    wait_listening(upstream)?;
+    let listener =
+        TcpListener::bind(opts.addr).map_err(|source| EmbeddedError::Port { addr: opts.addr, source })?;
+    let gate_config = GateConfig {
+        upstream,
+        upstream_login: gate_login,
+        users,
+        acl: Acl::maestro(&opts.source_id),
+        max_packet_bytes: opts.max_payload_bytes.saturating_add(64 * 1024),
+        connect_timeout: gate::DEFAULT_CONNECT_TIMEOUT,
     };
-    let cfg = config(listen, max_payload_bytes);
+    let listen = gate::spawn(listener, gate_config, GATE_THREADS)?;
+    if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "the embedded MQTT broker has no TLS: passwords and events cross the network in clear text");
+    }
+    tracing::info!(%listen, server_user = %opts.source_id, "embedded MQTT broker listening; logins and topic ACLs enforced");
+    Ok(Embedded { addr: probe_addr(listen), server_login: Some(server_login) })
+}
+
+/// Binds `addr` to learn a free port, then releases it for rumqttd (a small race is accepted:
+/// rumqttd can only bind by itself).
+fn reserve(addr: SocketAddr) -> Result<SocketAddr, EmbeddedError> {
+    let l = TcpListener::bind(addr).map_err(|source| EmbeddedError::Port { addr, source })?;
+    l.local_addr().map_err(|source| EmbeddedError::Port { addr, source })
+}
+
+fn spawn_rumqttd(cfg: Config, addr: SocketAddr) -> Result<(), EmbeddedError> {
     std::thread::Builder::new()
         .name("rumqttd".into())
         .spawn(move || {
@@ -78,13 +198,20 @@ pub fn start(addr: SocketAddr, max_payload_bytes: usize) -> Result<SocketAddr, E
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }
         })
-        .map_err(|source| EmbeddedError::Port { addr, source })?;
-    let probe =
-        if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen };
+        .map(|_| ())
+        .map_err(|source| EmbeddedError::Port { addr, source })
+}
+
+fn probe_addr(listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen }
+}
+
+/// Waits until `listen` accepts connections; returns the address to reach it at.
+fn wait_listening(listen: SocketAddr) -> Result<SocketAddr, EmbeddedError> {
+    let probe = probe_addr(listen);
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
         if TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
-            tracing::info!(%listen, "embedded MQTT broker listening");
             return Ok(probe);
         }
         std::thread::sleep(Duration::from_millis(20));

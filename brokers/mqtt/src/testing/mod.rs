@@ -5,8 +5,13 @@
 //!   `set_tcp_nodelay true`, `max_queued_messages 1000000`); `kill()` and
 //!   `restart()` (same port) simulate an outage. Panics with an install hint when the binary
 //!   is missing (`apt-get install -y mosquitto mosquitto-clients`).
+//! - [`Mosquitto::start_secured`]: the same with `allow_anonymous false`, a `password_file`
+//!   (see [`mosquitto_passwd`], the real `mosquitto_passwd -b`) and an `acl_file`.
 //! - [`embedded_rumqttd`]: a rumqttd 0.20 broker (MQTT 5 listener) on a std thread. It has no
-//!   shutdown API, so it lives until the process ends.
+//!   shutdown API, so it lives until the process ends. [`gated_rumqttd`]: one behind the
+//!   authentication and ACL [`crate::gate`], as the embedded broker runs with a password file.
+//! - [`RawClient`]: a bare MQTT 5 client that reports SUBACK / PUBACK reason codes and CONNACK
+//!   refusals, for attack tests.
 //! - [`TcpProxy`]: a TCP forwarder whose `interrupt()` cuts every connection and refuses new
 //!   ones until `resume()` — the outage simulation for brokers that cannot be restarted.
 //! - [`topics_for`] / [`config_for`]: Maestro's topic layout and a test-friendly config
@@ -17,13 +22,18 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::gate::{self, Acl, Credentials, GateConfig, PasswordFile};
 use crate::{MqttConfig, MqttTopics};
+
+mod client;
+
+pub use client::{RawClient, granted};
 
 /// The Mosquitto binary looked up on `PATH` and in `/usr/sbin`.
 pub const MOSQUITTO_BIN: &str = "mosquitto";
@@ -70,6 +80,8 @@ pub struct Mosquitto {
     binary: PathBuf,
     dir: PathBuf,
     extra: String,
+    /// `password_file` and `acl_file`; `None` = anonymous clients allowed.
+    auth: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
 }
 
@@ -88,13 +100,35 @@ impl Mosquitto {
     /// # Panics
     /// As [`Mosquitto::start`].
     pub fn start_with(extra: &str) -> Mosquitto {
+        Self::launch(extra, None)
+    }
+
+    /// Like [`Mosquitto::start`] but refusing anonymous clients: users from `password_file`
+    /// (`mosquitto_passwd` format), topics restricted by `acl_file` (Mosquitto syntax, used in
+    /// place). Plain TCP on loopback, no TLS. The password file is copied, readable, into the
+    /// broker's directory: Mosquitto started as root reads it after dropping to its own user.
+    ///
+    /// # Panics
+    /// As [`Mosquitto::start`]; when the password file cannot be copied.
+    pub fn start_secured(password_file: &Path, acl_file: &Path) -> Mosquitto {
+        Self::launch("", Some((password_file.to_owned(), acl_file.to_owned())))
+    }
+
+    fn launch(extra: &str, auth: Option<(PathBuf, PathBuf)>) -> Mosquitto {
         let binary = find_mosquitto().unwrap_or_else(|| {
             panic!("the `mosquitto` binary is not installed; run `apt-get install -y mosquitto mosquitto-clients`")
         });
         let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("maestro-mosquitto-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mosquitto temp dir");
-        let mut m = Mosquitto { port: free_port(), binary, dir, extra: extra.to_owned(), child: None };
+        let auth = auth.map(|(passwords, acl)| {
+            use std::os::unix::fs::PermissionsExt;
+            let copy = dir.join("passwd");
+            std::fs::copy(&passwords, &copy).expect("copy the password file");
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            (copy, acl)
+        });
+        let mut m = Mosquitto { port: free_port(), binary, dir, extra: extra.to_owned(), auth, child: None };
         m.spawn();
         m
     }
@@ -106,8 +140,16 @@ impl Mosquitto {
 
     fn spawn(&mut self) {
         let conf = self.dir.join("mosquitto.conf");
+        let access = match &self.auth {
+            None => "allow_anonymous true".to_owned(),
+            Some((passwords, acl)) => format!(
+                "allow_anonymous false\npassword_file {}\nacl_file {}",
+                passwords.display(),
+                acl.display()
+            ),
+        };
         let text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nmax_queued_messages 1000000\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n{}\n",
+            "listener {} 127.0.0.1\n{access}\npersistence false\nset_tcp_nodelay true\nmax_queued_messages 1000000\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n{}\n",
             self.port, self.extra
         );
         std::fs::write(&conf, text).expect("mosquitto config");
@@ -162,6 +204,19 @@ impl Drop for Mosquitto {
 /// # Panics
 /// When the broker does not listen within 10 s.
 pub fn embedded_rumqttd() -> u16 {
+    rumqttd_with_auth(None)
+}
+
+/// Like [`embedded_rumqttd`], on a free loopback port, accepting only `login`.
+///
+/// # Panics
+/// As [`embedded_rumqttd`].
+pub fn embedded_rumqttd_with_login(login: &Credentials) -> u16 {
+    let users = std::collections::HashMap::from([(login.user.clone(), login.password.clone())]);
+    rumqttd_with_auth(Some(users))
+}
+
+fn rumqttd_with_auth(auth: Option<std::collections::HashMap<String, String>>) -> u16 {
     use std::collections::HashMap;
 
     use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
@@ -176,7 +231,7 @@ pub fn embedded_rumqttd() -> u16 {
             connection_timeout_ms: 60_000,
             max_payload_size: 4 * 1024 * 1024,
             max_inflight_count: 100,
-            auth: None,
+            auth,
             external_auth: None,
             dynamic_filters: true,
         },
@@ -283,6 +338,70 @@ impl TcpProxy {
 impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.interrupt();
+    }
+}
+
+/// A rumqttd broker behind the [`crate::gate`], as the embedded broker runs with a password
+/// file: clients reach the gate; the broker itself accepts only the gate's random credentials.
+#[derive(Debug, Clone, Copy)]
+pub struct GatedBroker {
+    /// The gate's port on 127.0.0.1.
+    pub port: u16,
+    /// The broker's own port on 127.0.0.1 (refuses every client but the gate).
+    pub upstream_port: u16,
+}
+
+impl GatedBroker {
+    /// `127.0.0.1:<port>` of the gate.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Starts [`embedded_rumqttd_with_login`] with random gate credentials and the gate in front
+/// of it on a free loopback port, enforcing `users` and `acl`.
+///
+/// # Panics
+/// When a broker does not come up.
+pub fn gated_rumqttd(users: PasswordFile, acl: Acl) -> GatedBroker {
+    let login = Credentials { user: "gate".into(), password: gate::passwd::random_password().unwrap() };
+    let upstream_port = embedded_rumqttd_with_login(&login);
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("gate port");
+    let config = GateConfig {
+        upstream: SocketAddr::from((Ipv4Addr::LOCALHOST, upstream_port)),
+        upstream_login: login,
+        users,
+        acl,
+        max_packet_bytes: 4 * 1024 * 1024 + 64 * 1024,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let addr = gate::spawn(listener, config, 2).expect("gate");
+    GatedBroker { port: addr.port(), upstream_port }
+}
+
+/// Writes `users` (name, password) to `file` with the real `mosquitto_passwd -b` (`-c` for the
+/// first), so the file is exactly what an operator would produce.
+///
+/// # Panics
+/// When `mosquitto_passwd` is missing or fails.
+pub fn mosquitto_passwd(file: &Path, users: &[(&str, &str)]) {
+    for (i, (user, password)) in users.iter().enumerate() {
+        let mut cmd = Command::new("mosquitto_passwd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let status = cmd
+            .arg("-b")
+            .arg(file)
+            .args([user, password])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run mosquitto_passwd ({e}); run `apt-get install -y mosquitto mosquitto-clients`"
+                )
+            });
+        assert!(status.success(), "mosquitto_passwd failed for {user}: {status}");
     }
 }
 
