@@ -25,14 +25,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use maestro_api::codec::{self, SpecEventBuilder, StatusEventBuilder};
-use maestro_api::payload::{ManifestBundleStatus, StatusHashList};
-use maestro_api::types::Action;
+use maestro_api::codec;
+use maestro_api::payload::StatusHashList;
 use maestro_api::{AttributesWriter, Event, ext};
 use maestro_broker_mqtt::gate::{Acl, PasswordFile};
 use maestro_broker_mqtt::testing::{
     GatedBroker, Mosquitto, RawClient, config_for, gated_rumqttd, granted, mosquitto_passwd,
 };
+use maestro_broker_mqtt::testing::{spec_event, status_event};
 use maestro_broker_mqtt::{MqttAgent, MqttConfig, MqttSource, MqttTopics};
 use maestro_transport::conformance::Recorder;
 use maestro_transport::{AgentTransport, SourceTransport, Subscribed};
@@ -82,29 +82,6 @@ fn agent_config(addr: &str, cluster: &str) -> MqttConfig {
         agent_broadcast: None,
     };
     with_login(c, cluster)
-}
-
-fn spec(id: &str, cluster: &str, resource: &str) -> Event {
-    let mut ev = SpecEventBuilder::new("maestro", resource, 1, cluster).build();
-    ev.set_id(id);
-    ev
-}
-
-fn status(id: &str, cluster: &str, resource: &str) -> Event {
-    let mut ev = StatusEventBuilder {
-        source: "work-agent",
-        resource_id: resource,
-        resource_version: 1,
-        cluster_name: cluster,
-        original_source: "maestro",
-        sequence_id: "1",
-        status_hash: "h",
-        metadata: None,
-        action: Action::Update,
-    }
-    .build(&ManifestBundleStatus::default());
-    ev.set_id(id);
-    ev
 }
 
 /// A status resync request to every cluster, tagged with `resource` so it shares a delivery
@@ -185,8 +162,8 @@ async fn specs_stay_with_their_consumer(addr: &str, kind: Kind, p: &Parties) {
         }
     }
     assert!(granted(&spy.subscribe(&spec_topic("cluster-a")).await.unwrap()[0]));
-    p.server.publish(&spec("spec-b", "cluster-b", "r-1")).await.unwrap();
-    p.server.publish(&spec("spec-a", "cluster-a", "r-1")).await.unwrap();
+    p.server.publish(&spec_event("spec-b", "cluster-b", "r-1")).await.unwrap();
+    p.server.publish(&spec_event("spec-a", "cluster-a", "r-1")).await.unwrap();
     spy.wait_message(&spec_topic("cluster-a")).await.unwrap();
     let topics: Vec<String> = spy.received().into_iter().map(|(t, _)| t).collect();
     assert_eq!(topics, vec![spec_topic("cluster-a")], "{kind:?}: cluster-a received another consumer's spec");
@@ -201,12 +178,12 @@ async fn specs_stay_with_their_consumer(addr: &str, kind: Kind, p: &Parties) {
 async fn statuses_come_from_their_consumer(addr: &str, kind: Kind, p: &Parties) {
     let mut forger = RawClient::connect(addr, "cluster-a-forger", Some(("cluster-a", "a-pw"))).await.unwrap();
     let reason = forger
-        .publish_event(&status_topic("cluster-b"), &status("forged", "cluster-b", "r-2"))
+        .publish_event(&status_topic("cluster-b"), &status_event("work-agent", "forged", "cluster-b", "r-2"))
         .await
         .unwrap();
     assert_eq!(reason, PubAckReason::NotAuthorized, "{kind:?}");
     let (agent_b, _) = &p.agents[1];
-    agent_b.publish(&status("legit-b", "cluster-b", "r-2")).await.unwrap();
+    agent_b.publish(&status_event("work-agent", "legit-b", "cluster-b", "r-2")).await.unwrap();
     p.server_rec
         .wait_for("cluster-b's status", |evs| {
             evs.iter().any(|e| maestro_api::AttributesReader::id(e) == "legit-b")
@@ -221,8 +198,8 @@ async fn statuses_come_from_their_consumer(addr: &str, kind: Kind, p: &Parties) 
 async fn only_the_server_sends_specs(addr: &str, kind: Kind, p: &Parties) {
     let mut rogue = RawClient::connect(addr, "cluster-a-rogue", Some(("cluster-a", "a-pw"))).await.unwrap();
     let attacks = [
-        (spec_topic("cluster-b"), spec("rogue-b", "cluster-b", "r-3")),
-        (spec_topic("cluster-a"), spec("rogue-a", "cluster-a", "r-3")),
+        (spec_topic("cluster-b"), spec_event("rogue-b", "cluster-b", "r-3")),
+        (spec_topic("cluster-a"), spec_event("rogue-a", "cluster-a", "r-3")),
         ("sources/maestro/sourcebroadcast".to_owned(), resync_all("rogue-all", "r-4")),
     ];
     for (topic, ev) in &attacks {
@@ -230,8 +207,8 @@ async fn only_the_server_sends_specs(addr: &str, kind: Kind, p: &Parties) {
         assert_eq!(reason, PubAckReason::NotAuthorized, "{kind:?}: {topic}");
     }
     for ev in [
-        spec("legit-b3", "cluster-b", "r-3"),
-        spec("legit-a3", "cluster-a", "r-3"),
+        spec_event("legit-b3", "cluster-b", "r-3"),
+        spec_event("legit-a3", "cluster-a", "r-3"),
         resync_all("legit-all", "r-4"),
     ] {
         p.server.publish(&ev).await.unwrap();
@@ -256,7 +233,7 @@ async fn the_server_may_share_its_subscription(addr: &str, p: &Parties) {
     assert!(granted(&codes[0]), "{codes:?}");
     assert!(granted(&server.subscribe("sources/+/agentbroadcast").await.unwrap()[0]));
     let (agent_a, _) = &p.agents[0];
-    agent_a.publish(&status("shared", "cluster-a", "r-5")).await.unwrap();
+    agent_a.publish(&status_event("work-agent", "shared", "cluster-a", "r-5")).await.unwrap();
     server.wait_message(&status_topic("cluster-a")).await.unwrap();
     server.disconnect().await;
 }

@@ -15,10 +15,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use maestro_api::codec::{self, StatusEventBuilder};
-use maestro_api::payload::{ManifestBundleStatus, ResourceVersionList};
-use maestro_api::types::Action;
+use maestro_api::codec;
+use maestro_api::payload::ResourceVersionList;
 use maestro_api::{AttributesReader, AttributesWriter, Event, ext};
+use maestro_broker_mqtt::testing::status_event;
 use maestro_broker_mqtt::testing::{Mosquitto, RawClient, config_for, embedded_rumqttd};
 use maestro_broker_mqtt::{MqttAgent, MqttConfig, MqttSource, MqttTopics};
 use maestro_transport::conformance::Recorder;
@@ -26,23 +26,6 @@ use maestro_transport::{AgentTransport, SourceTransport};
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
 
 const AGENT_BROADCAST: &str = "sources/+/agentbroadcast";
-
-fn status(id: &str, claimed_cluster: &str, resource: &str) -> Event {
-    let mut ev = StatusEventBuilder {
-        source: "cluster-a-work-agent",
-        resource_id: resource,
-        resource_version: 1,
-        cluster_name: claimed_cluster,
-        original_source: "maestro",
-        sequence_id: "1",
-        status_hash: "h",
-        metadata: None,
-        action: Action::Update,
-    }
-    .build(&ManifestBundleStatus::default());
-    ev.set_id(id);
-    ev
-}
 
 /// A spec resync request to every source, carrying a `resourceid` so it shares the delivery
 /// lane of the forged events about `resource` on the same topic.
@@ -94,11 +77,11 @@ async fn origin_is_checked(addr: &str) {
 
     // On cluster-a's own status topic: a status claiming cluster-b, then a correct one.
     assert_eq!(
-        agent.publish_topic(&status("x", "cluster-b", "r-1")).unwrap(),
+        agent.publish_topic(&status_event("cluster-a-work-agent", "x", "cluster-b", "r-1")).unwrap(),
         "sources/maestro/consumers/cluster-a/agentevents"
     );
-    agent.publish(&status("forged-status", "cluster-b", "r-1")).await.unwrap();
-    agent.publish(&status("legit-status", "cluster-a", "r-1")).await.unwrap();
+    agent.publish(&status_event("cluster-a-work-agent", "forged-status", "cluster-b", "r-1")).await.unwrap();
+    agent.publish(&status_event("cluster-a-work-agent", "legit-status", "cluster-a", "r-1")).await.unwrap();
     rec.wait_for("the legitimate status", |evs| evs.iter().any(|e| e.id() == "legit-status")).await;
     assert_eq!(rec.attempts("forged-status"), 0, "a status claiming another cluster reached the handler");
 
@@ -108,7 +91,10 @@ async fn origin_is_checked(addr: &str) {
     let broadcast = "sources/cluster-a/agentbroadcast";
     assert_eq!(agent.publish_topic(&resync("x", "cluster-a", "r-2")).unwrap(), broadcast);
     for (ev, what) in [
-        (status("broadcast-status", "cluster-a", "r-2"), "a status on the broadcast topic"),
+        (
+            status_event("cluster-a-work-agent", "broadcast-status", "cluster-a", "r-2"),
+            "a status on the broadcast topic",
+        ),
         (resync("forged-resync", "cluster-b", "r-2"), "a resync claiming cluster-b"),
     ] {
         let reason = raw.publish_event(broadcast, &ev).await.unwrap();

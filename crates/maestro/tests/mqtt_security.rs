@@ -16,11 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use maestro::broker::{BrokerKind, SourceBrokerSettings, source_transport};
-use maestro_api::codec::{SpecEventBuilder, StatusEventBuilder};
-use maestro_api::payload::ManifestBundleStatus;
-use maestro_api::types::Action;
-use maestro_api::{AttributesReader, AttributesWriter, Event};
+use maestro_api::AttributesReader;
 use maestro_broker_mqtt::gate::passwd::hash_password;
+use maestro_broker_mqtt::testing::{spec_event, status_event};
 use maestro_broker_mqtt::{MqttAgent, MqttConfig, MqttSource, MqttTopics};
 use maestro_transport::conformance::Recorder;
 use maestro_transport::{AgentTransport, DynSourceTransport, Error, SourceTransport};
@@ -131,29 +129,6 @@ fn agent_config(addr: SocketAddr, consumer: &str, login: Option<(&str, &str)>) -
     c
 }
 
-fn spec(id: &str, cluster: &str, resource: &str) -> Event {
-    let mut ev = SpecEventBuilder::new("maestro", resource, 1, cluster).build();
-    ev.set_id(id);
-    ev
-}
-
-fn status(id: &str, cluster: &str, resource: &str) -> Event {
-    let mut ev = StatusEventBuilder {
-        source: "work-agent",
-        resource_id: resource,
-        resource_version: 1,
-        cluster_name: cluster,
-        original_source: "maestro",
-        sequence_id: "1",
-        status_hash: "h",
-        metadata: None,
-        action: Action::Update,
-    }
-    .build(&ManifestBundleStatus::default());
-    ev.set_id(id);
-    ev
-}
-
 async fn wait_subscribed(mut sub: maestro_transport::Subscribed, who: &str) {
     tokio::time::timeout(DEADLINE, sub.wait_for(|v| *v > 0))
         .await
@@ -237,11 +212,11 @@ async fn embedded_broker_with_a_password_file_refuses_the_attacks() {
     let rogue = MqttSource::connect(rogue_config, "maestro", "rogue").await.unwrap();
     wait_connected(|| rogue.is_connected(), "the rogue source").await;
     for (id, cluster) in [("rogue-b", "cluster-b"), ("rogue-a", "cluster-a")] {
-        let err = rogue.publish(&spec(id, cluster, "r-1")).await.unwrap_err();
+        let err = rogue.publish(&spec_event(id, cluster, "r-1")).await.unwrap_err();
         assert!(refused(&err), "{id}: {err}");
     }
-    server.publish(&spec("spec-b", "cluster-b", "r-1")).await.unwrap();
-    server.publish(&spec("spec-a", "cluster-a", "r-1")).await.unwrap();
+    server.publish(&spec_event("spec-b", "cluster-b", "r-1")).await.unwrap();
+    server.publish(&spec_event("spec-a", "cluster-a", "r-1")).await.unwrap();
     for (rec, own) in [(&rec_a, "spec-a"), (&rec_b, "spec-b")] {
         rec.wait_for(own, |evs| evs.iter().any(|e| e.id() == own)).await;
         assert_eq!(rec.acked_ids(), vec![own], "only the server's spec arrives");
@@ -250,9 +225,9 @@ async fn embedded_broker_with_a_password_file_refuses_the_attacks() {
     // cluster-a cannot publish a status on cluster-b's topic, even one claiming cluster-b.
     let forger = MqttAgent::connect(agent_config(addr, "cluster-b", A), "cluster-b", "forger").await.unwrap();
     wait_connected(|| forger.is_connected(), "the forger").await;
-    let err = forger.publish(&status("forged", "cluster-b", "r-2")).await.unwrap_err();
+    let err = forger.publish(&status_event("work-agent", "forged", "cluster-b", "r-2")).await.unwrap_err();
     assert!(refused(&err), "{err}");
-    agent_b.publish(&status("legit-b", "cluster-b", "r-2")).await.unwrap();
+    agent_b.publish(&status_event("work-agent", "legit-b", "cluster-b", "r-2")).await.unwrap();
     server_rec.wait_for("cluster-b's status", |evs| evs.iter().any(|e| e.id() == "legit-b")).await;
     assert_eq!(server_rec.acked_ids(), vec!["legit-b"]);
     server.close().await;
@@ -262,7 +237,7 @@ async fn embedded_broker_with_a_password_file_refuses_the_attacks() {
 async fn embedded_broker_without_a_password_file_stays_open() {
     let (server, addr, server_rec) = started_server(None).await;
     let (agent_a, _) = agent(addr, "cluster-a", None).await;
-    agent_a.publish(&status("anonymous-status", "cluster-a", "r-1")).await.unwrap();
+    agent_a.publish(&status_event("work-agent", "anonymous-status", "cluster-a", "r-1")).await.unwrap();
     server_rec
         .wait_for("the anonymous agent's status", |evs| evs.iter().any(|e| e.id() == "anonymous-status"))
         .await;

@@ -491,3 +491,32 @@ pub fn go_status_props(s: &GoStatus<'_>) -> Vec<(&'static str, String)> {
 
 /// A `ManifestBundleStatus` with `Applied=True`, as a Go agent reports it.
 pub const GO_APPLIED_STATUS: &str = r#"{"conditions":[{"type":"Applied","status":"True","lastTransitionTime":"2024-09-13T06:11:10Z","reason":"AppliedManifestWorkComplete","message":"Apply manifest work complete"}]}"#;
+
+/// A `spec.create_request` from source `maestro` for `resource` (version 1) on `cluster`,
+/// with CloudEvent id `id` (attack tests tell forged and legitimate events apart by id).
+pub fn spec_event(id: &str, cluster: &str, resource: &str) -> maestro_api::Event {
+    use maestro_api::AttributesWriter;
+    let mut ev = maestro_api::codec::SpecEventBuilder::new("maestro", resource, 1, cluster).build();
+    ev.set_id(id);
+    ev
+}
+
+/// A `status.update_request` from agent `source` claiming `cluster` for `resource` (version 1,
+/// original source `maestro`), with CloudEvent id `id`.
+pub fn status_event(source: &str, id: &str, cluster: &str, resource: &str) -> maestro_api::Event {
+    use maestro_api::AttributesWriter;
+    let mut ev = maestro_api::codec::StatusEventBuilder {
+        source,
+        resource_id: resource,
+        resource_version: 1,
+        cluster_name: cluster,
+        original_source: "maestro",
+        sequence_id: "1",
+        status_hash: "h",
+        metadata: None,
+        action: maestro_api::types::Action::Update,
+    }
+    .build(&maestro_api::payload::ManifestBundleStatus::default());
+    ev.set_id(id);
+    ev
+}
