@@ -90,6 +90,20 @@ pub fn parse(id: &str) -> Result<Parts> {
     Ok(Parts { time: n >> (NODE_BITS + STEP_BITS), node: (n >> STEP_BITS) & NODE_MASK, step: n & STEP_MASK })
 }
 
+/// Parses `id` and checks that its time is at most `max_skew_ms` after `now_ms` (both in
+/// milliseconds since the Unix epoch): a sequence id from the future would make every later
+/// real one look stale.
+///
+/// # Errors
+/// [`Error::InvalidSequenceId`] when `id` does not parse or is too far in the future.
+pub fn check_not_future(id: &str, now_ms: i64, max_skew_ms: i64) -> Result<Parts> {
+    let parts = parse(id)?;
+    if parts.time.saturating_add(EPOCH_MS) > now_ms.saturating_add(max_skew_ms) {
+        return Err(Error::InvalidSequenceId { id: id.to_owned(), reason: "its time is in the future" });
+    }
+    Ok(parts)
+}
+
 /// True when `new` is strictly newer than `last` (protocol.md §6.2): an empty `last` is older
 /// than anything; node ids must match; compare time, then step; equal is not newer.
 ///
@@ -126,6 +140,19 @@ mod tests {
             assert_eq!(parse(&id).expect("parse").node, AGENT_NODE);
             last = id;
         }
+    }
+
+    #[test]
+    fn ids_from_the_future_are_refused() {
+        let now = now_ms();
+        let id = Generator::default().next_string();
+        assert!(check_not_future(&id, now, 0).is_ok() || check_not_future(&id, now + 1, 0).is_ok());
+        let hour = 3_600_000i64;
+        let future = ((now + hour - EPOCH_MS) << 22) | (1 << 12);
+        assert!(check_not_future(&future.to_string(), now, 600_000).is_err());
+        assert!(check_not_future(&future.to_string(), now, 2 * hour).is_ok());
+        assert!(check_not_future(&i64::MAX.to_string(), now, 600_000).is_err(), "the largest id");
+        assert!(check_not_future("12x", now, 600_000).is_err());
     }
 
     #[test]

@@ -76,8 +76,13 @@ pub(crate) enum StatusPlan {
     Store,
 }
 
-/// Applies the status acceptance rules (architecture.md §5) to the current row, if any, whose
-/// stored status event is `status` (the row's, or that of an earlier write of the same group).
+/// Applies the status acceptance rules (docs/security.md, "Bad input"; protocol §6) to the
+/// current row, if any, whose stored status event is `status` (the row's, or that of an earlier
+/// write of the same group). Every status, `Deleted` included, must be for the stored version and
+/// carry a sequence id that is a snowflake not from the future and newer than the stored one
+/// when the stored status is for the same version: a bogus `Deleted` cannot hard-delete a
+/// bundle, and a sequence id from the far future cannot freeze a bundle's status past the next
+/// spec version.
 pub(crate) fn plan_status(
     current: Option<&Resource>,
     status: Option<&Value>,
@@ -89,6 +94,15 @@ pub(crate) fn plan_status(
     if current.consumer_name != write.consumer_name {
         return StatusPlan::Skip(StatusOutcome::ConsumerMismatch { expected: current.consumer_name.clone() });
     }
+    if write.version != current.version {
+        return StatusPlan::Skip(StatusOutcome::Stale(format!(
+            "status is for version {} but the stored version is {}",
+            write.version, current.version
+        )));
+    }
+    if let Err(reason) = check_sequence(current, status, write) {
+        return StatusPlan::Skip(StatusOutcome::Stale(reason));
+    }
     if write.deleted {
         if current.deleted_at.is_none() {
             return StatusPlan::Skip(StatusOutcome::Stale(
@@ -97,27 +111,44 @@ pub(crate) fn plan_status(
         }
         return StatusPlan::HardDelete;
     }
-    if write.version != current.version {
-        return StatusPlan::Skip(StatusOutcome::Stale(format!(
-            "status is for version {} but the stored version is {}",
-            write.version, current.version
-        )));
-    }
-    match maestro_api::snowflake::is_newer(&write.sequence_id, current.sequence_id.as_deref()) {
-        Ok(true) => {}
-        Ok(false) => {
-            return StatusPlan::Skip(StatusOutcome::Stale(format!(
-                "sequence id {} is not newer than the stored {}",
-                write.sequence_id,
-                current.sequence_id.as_deref().unwrap_or("")
-            )));
-        }
-        Err(e) => return StatusPlan::Skip(StatusOutcome::Stale(e.to_string())),
-    }
     if status.and_then(|s| s.get("data")) == Some(&write.data) {
         return StatusPlan::Skip(StatusOutcome::Unchanged);
     }
     StatusPlan::Store
+}
+
+/// How far in the future a sequence id's timestamp may be (agents' clocks drift).
+pub(crate) const MAX_SEQUENCE_SKEW_MS: i64 = 10 * 60 * 1000;
+
+/// Checks `write.sequence_id`: a snowflake whose time is at most [`MAX_SEQUENCE_SKEW_MS`] ahead
+/// of now, and newer than the stored one unless the stored status names another version (a new
+/// spec version starts a new sequence). The error is the reason.
+fn check_sequence(
+    current: &Resource,
+    status: Option<&Value>,
+    write: &StatusWrite,
+) -> std::result::Result<(), String> {
+    let now_ms = Utc::now().timestamp_millis();
+    maestro_api::snowflake::check_not_future(&write.sequence_id, now_ms, MAX_SEQUENCE_SKEW_MS)
+        .map_err(|e| e.to_string())?;
+    let stored_version = status.and_then(|s| s.get("resourceversion")).and_then(version_of);
+    if stored_version.is_some_and(|v| v != write.version) {
+        return Ok(());
+    }
+    match maestro_api::snowflake::is_newer(&write.sequence_id, current.sequence_id.as_deref()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "sequence id {} is not newer than the stored {}",
+            write.sequence_id,
+            current.sequence_id.as_deref().unwrap_or("")
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A `resourceversion` attribute as stored: a JSON number or a decimal string.
+fn version_of(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 /// One status event row a status group appends, in order.

@@ -63,6 +63,8 @@ suite!(
     mark_deleting_is_idempotent,
     status_outcomes,
     confirmed_delete_removes_row_and_pending_outbox,
+    a_sequence_id_cannot_freeze_a_bundle,
+    done_spec_events_are_pruned,
     consumer_crud,
     paging_and_filters,
     status_events_cursor_and_prune,
@@ -127,7 +129,7 @@ fn status(r: &Resource, seq: &str, data: Value) -> StatusWrite {
         version: r.version,
         sequence_id: seq.to_owned(),
         status_hash: Some(format!("hash-{seq}")),
-        event: json!({"specversion": "1.0", "sequenceid": seq, "data": data}),
+        event: json!({"specversion": "1.0", "sequenceid": seq, "resourceversion": r.version, "data": data}),
         data,
         deleted: false,
     }
@@ -369,9 +371,23 @@ async fn confirmed_delete_removes_row_and_pending_outbox(store: DynStore) {
     store.create_resource(new_resource("r2", "c1")).await.expect("create other");
     store.mark_deleting("r1").await.expect("mark").expect("known");
 
-    // Version and sequence id are not checked for a confirmed deletion.
+    // A confirmed deletion passes the version and sequence checks like any status: a bogus
+    // `Deleted` (wrong version, stale or future sequence id) deletes nothing.
+    let stored = status(&r, &ids.next_string(), json!({"deleting": true}));
+    assert_eq!(store.apply_status(stored.clone()).await.expect("apply"), StatusOutcome::Stored);
+    let before = store.get_resource("r1").await.expect("get");
+    let future = ((chrono::Utc::now().timestamp_millis() + 3_600_000 - maestro_api::snowflake::EPOCH_MS)
+        << 22)
+        | (1 << 12);
+    for (version, seq) in [(99, ids.next_string()), (1, stored.sequence_id.clone()), (1, future.to_string())]
+    {
+        let mut bogus = status(&r, &seq, json!({"deleted": true}));
+        (bogus.version, bogus.deleted) = (version, true);
+        let outcome = store.apply_status(bogus).await.expect("apply");
+        assert!(matches!(outcome, StatusOutcome::Stale(_)), "version {version}, sequence {seq}: {outcome:?}");
+        assert_eq!(store.get_resource("r1").await.expect("the row stays"), before);
+    }
     let mut gone = status(&r, &ids.next_string(), json!({"deleted": true}));
-    gone.version = 99;
     gone.deleted = true;
     assert_eq!(store.apply_status(gone.clone()).await.expect("apply"), StatusOutcome::Deleted);
     assert!(matches!(store.get_resource("r1").await, Err(StoreError::NotFound { .. })));
@@ -380,13 +396,65 @@ async fn confirmed_delete_removes_row_and_pending_outbox(store: DynStore) {
     assert_eq!((all.total, all.items.len()), (1, 1), "the total follows a confirmed deletion");
 
     let events = store.status_events_after(0, 10).await.expect("events");
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].kind, StatusEventKind::StatusDelete);
-    assert_eq!(events[0].resource_id, "r1");
-    assert_eq!(parsed(&events[0].payload), r.payload);
-    assert_eq!(parsed(&events[0].status), gone.event);
+    assert_eq!(events.len(), 2, "the stored status, then the deletion");
+    assert_eq!(events[1].kind, StatusEventKind::StatusDelete);
+    assert_eq!(events[1].resource_id, "r1");
+    assert_eq!(parsed(&events[1].payload), r.payload);
+    assert_eq!(parsed(&events[1].status), gone.event);
 
     assert_eq!(store.apply_status(gone).await.expect("again"), StatusOutcome::UnknownResource);
+}
+
+async fn done_spec_events_are_pruned(store: DynStore) {
+    consumer(&store, "c1").await;
+    for i in 0..4 {
+        store.create_resource(new_resource(&format!("r{i}"), "c1")).await.expect("create");
+    }
+    let seqs: Vec<i64> = pending(&store).await.iter().map(|r| r.seq).collect();
+    store.complete_spec_events(&seqs[..3]).await.expect("complete");
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(store.prune_spec_events(past, 10).await.expect("prune"), 0, "done too recently");
+    let future = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(store.prune_spec_events(future, 2).await.expect("prune"), 2, "one batch");
+    assert_eq!(store.prune_spec_events(future, 2).await.expect("prune"), 1);
+    assert_eq!(store.prune_spec_events(future, 2).await.expect("prune"), 0);
+    assert_eq!(pending_summary(&store).await, vec![(s("r3"), SpecAction::Create, 1)], "pending rows stay");
+}
+
+async fn a_sequence_id_cannot_freeze_a_bundle(store: DynStore) {
+    let ids = Generator::default();
+    consumer(&store, "c1").await;
+    let r = store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    let first = status(&r, &ids.next_string(), json!({"a": 1}));
+    assert_eq!(store.apply_status(first.clone()).await.expect("apply"), StatusOutcome::Stored);
+    // The largest possible id, and one an hour ahead: refused, the stored status stays.
+    let hour_ahead = ((chrono::Utc::now().timestamp_millis() + 3_600_000 - maestro_api::snowflake::EPOCH_MS)
+        << 22)
+        | (1 << 12);
+    for seq in [i64::MAX.to_string(), hour_ahead.to_string()] {
+        let outcome = store.apply_status(status(&r, &seq, json!({"a": 2}))).await.expect("apply");
+        assert!(matches!(&outcome, StatusOutcome::Stale(m) if m.contains("future")), "{seq}: {outcome:?}");
+    }
+    let stored = store.get_resource("r1").await.expect("get");
+    assert_eq!(
+        (stored.status, stored.sequence_id),
+        (Some(first.event.clone()), Some(first.sequence_id.clone()))
+    );
+    // Later real statuses are still taken.
+    let next = status(&r, &ids.next_string(), json!({"a": 3}));
+    assert_eq!(store.apply_status(next).await.expect("apply"), StatusOutcome::Stored);
+    // A new spec version starts a new sequence: a status of version 2 is taken even though
+    // its id is older than the stored one of version 1.
+    let older_id = ids.next_string();
+    let newer_id = ids.next_string();
+    assert_eq!(
+        store.apply_status(status(&r, &newer_id, json!({"a": 4}))).await.expect("apply"),
+        StatusOutcome::Stored
+    );
+    let v2 = store.update_resource("r1", 1, json!({"spec": 2})).await.expect("update");
+    assert_eq!(v2.version, 2);
+    let outcome = store.apply_status(status(&v2, &older_id, json!({"a": 5}))).await.expect("apply");
+    assert_eq!(outcome, StatusOutcome::Stored);
 }
 
 async fn consumer_crud(store: DynStore) {
