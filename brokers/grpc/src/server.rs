@@ -335,6 +335,10 @@ impl SourceTransport for GrpcBroker {
         self.shared.signal.subscribe()
     }
 
+    fn max_event_bytes(&self) -> usize {
+        self.shared.config.max_event_bytes
+    }
+
     async fn close(&self) {
         self.shutdown();
     }

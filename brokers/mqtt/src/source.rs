@@ -104,6 +104,10 @@ impl SourceTransport for MqttSource {
         BACKEND
     }
 
+    fn max_event_bytes(&self) -> usize {
+        self.config.max_event_bytes
+    }
+
     /// Publishes on the derived topic and waits for the PUBACK.
     ///
     /// # Errors

@@ -89,6 +89,11 @@ fn is_resync_request(event: &Event) -> bool {
 }
 
 impl Endpoint {
+    /// The largest event published: `maxEventBytes`, at most Pub/Sub's message limit.
+    pub(crate) fn max_event_bytes(&self) -> usize {
+        self.inner.config.max_event_bytes.min(PUBSUB_MESSAGE_LIMIT)
+    }
+
     /// Builds the clients, runs one health check (so the state is known) and starts the
     /// health loop. An unreachable service is not an error: the loop keeps checking.
     pub(crate) async fn connect(config: PubSubConfig, layout: Layout) -> Result<Endpoint> {

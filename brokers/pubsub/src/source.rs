@@ -88,6 +88,10 @@ impl SourceTransport for PubSubSource {
         BACKEND
     }
 
+    fn max_event_bytes(&self) -> usize {
+        self.endpoint.max_event_bytes()
+    }
+
     /// Publishes to `sourcebroadcast` for `resync_request` events, else to `sourceevents`;
     /// returns when Pub/Sub acknowledged the publish.
     ///

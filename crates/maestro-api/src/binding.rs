@@ -64,8 +64,12 @@ pub(crate) fn apply(b: Binding, event: &mut Event, name: &str, value: &str) -> R
         "datacontenttype" => {}
         "time" => {
             let t = DateTime::parse_from_rfc3339(value)
-                .map_err(|e| (b.error)(format!("ce-time {value:?} is not RFC 3339: {e}")))?;
-            event.set_time(Some(t.with_timezone(&Utc)));
+                .map_err(|e| (b.error)(format!("ce-time {value:?} is not RFC 3339: {e}")))?
+                .with_timezone(&Utc);
+            if !storable_time(&t) {
+                return Err((b.error)(format!("ce-time {value:?} is outside the years 0000 to 9999 UTC")));
+            }
+            event.set_time(Some(t));
         }
         "subject" if !skip => {
             event.set_subject(Some(value.to_owned()));
@@ -77,14 +81,43 @@ pub(crate) fn apply(b: Binding, event: &mut Event, name: &str, value: &str) -> R
         }
         "subject" | "dataschema" => {}
         _ => {
-            if name.is_empty() || !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-                return Err((b.error)(format!(
-                    "{} {PREFIX}{name:?} is not a valid extension name ([a-z0-9]+)",
-                    b.what
-                )));
+            if let Some(problem) = extension_name_problem(name) {
+                return Err((b.error)(format!("{} {PREFIX}{name:?} {problem}", b.what)));
             }
             event.set_extension(name, ExtensionValue::String(value.to_owned()));
         }
     }
     Ok(())
+}
+
+/// Whether `t` can be written back as RFC 3339 (years 0000 to 9999 in UTC): a time outside
+/// would be stored as text no reader accepts, hiding the event (docs/security.md, "Bad input").
+pub(crate) fn storable_time(t: &DateTime<Utc>) -> bool {
+    use chrono::Datelike;
+    (0..=9999).contains(&t.year())
+}
+
+/// Why `name` cannot be an extension name, if it cannot: CloudEvents names are `[a-z0-9]+`, and
+/// `data` is the event's data in the JSON format, so an extension of that name would replace
+/// the stored bundle or status (docs/security.md, "Bad input").
+pub(crate) fn extension_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return Some("is not a valid extension name ([a-z0-9]+)");
+    }
+    (name == "data").then_some("is reserved: an extension may not be named data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_names() {
+        assert_eq!(extension_name_problem("clustername"), None);
+        assert_eq!(extension_name_problem("v2"), None);
+        assert!(extension_name_problem("data").is_some_and(|p| p.contains("reserved")));
+        for bad in ["", "Data", "data_base64", "a-b", "naïve"] {
+            assert!(extension_name_problem(bad).is_some(), "{bad:?}");
+        }
+    }
 }

@@ -171,7 +171,10 @@ fn apply_attribute(event: &mut Event, name: &str, attr: &Attr) -> Result<()> {
                     DateTime::parse_from_rfc3339(&attr_string(other)).ok().map(|t| t.with_timezone(&Utc))
                 }
             }
-            .ok_or_else(|| Error::InvalidProto("invalid ce-time".into()))?;
+            .filter(crate::binding::storable_time)
+            .ok_or_else(|| {
+                Error::InvalidProto("invalid ce-time (RFC 3339, years 0000 to 9999 UTC)".into())
+            })?;
             event.set_time(Some(t));
         }
         "subject" => {
@@ -182,7 +185,12 @@ fn apply_attribute(event: &mut Event, name: &str, attr: &Attr) -> Result<()> {
                 event.set_dataschema(Some(u));
             }
         }
-        _ => event.set_extension(name, attr_to_extension(attr)),
+        _ => {
+            if let Some(problem) = crate::binding::extension_name_problem(name) {
+                return Err(Error::InvalidProto(format!("attribute {PREFIX}{name:?} {problem}")));
+            }
+            event.set_extension(name, attr_to_extension(attr));
+        }
     }
     Ok(())
 }
@@ -200,6 +208,12 @@ fn set_data(
                 .map_err(|e| Error::InvalidProto(format!("binary_data is not JSON: {e}")))?,
         )),
         Some(pb::cloud_event::Data::BinaryData(b)) => Some(Data::Binary(b)),
+        // Text data with a JSON content type (or none, which means JSON) is JSON: taken as
+        // such, or refused, so what is stored is what was validated.
+        Some(pb::cloud_event::Data::TextData(s)) if is_json => Some(Data::Json(
+            serde_json::from_str(&s)
+                .map_err(|e| Error::InvalidProto(format!("text_data is not JSON: {e}")))?,
+        )),
         Some(pb::cloud_event::Data::TextData(s)) => Some(Data::String(s)),
     };
     match (data, content_type) {
@@ -228,6 +242,28 @@ pub fn heartbeat() -> pb::CloudEvent {
 mod tests {
     use super::*;
     use crate::codec;
+
+    /// What is validated is what is stored: an extension named `data` would replace the
+    /// bundle in the stored JSON, and text data that is not JSON would reach agents as an
+    /// unusable string.
+    #[test]
+    fn reserved_names_and_text_data_are_checked() {
+        let spec = || to_proto(&codec::SpecEventBuilder::new("maestro", "rid-1", 1, "c1").build());
+        for name in ["ce-data", "ce-Data", "ce-bad_name", "ce-"] {
+            let mut pb = spec();
+            pb.attributes
+                .insert(name.into(), pb::CloudEventAttributeValue { attr: Some(Attr::CeString("x".into())) });
+            let err = from_proto(pb).expect_err(name).to_string();
+            assert!(err.contains(name.trim_start_matches("ce-")), "{name}: {err}");
+        }
+        let mut pb = spec();
+        pb.data = Some(pb::cloud_event::Data::TextData(r#"{"manifests":[]}"#.into()));
+        let ev = from_proto(pb).expect("JSON text data");
+        assert_eq!(ev.data(), Some(&Data::Json(serde_json::json!({"manifests": []}))));
+        let mut pb = spec();
+        pb.data = Some(pb::cloud_event::Data::TextData("manifests: []".into()));
+        assert!(from_proto(pb).expect_err("not JSON").to_string().contains("text_data is not JSON"));
+    }
 
     #[test]
     fn binary_mapping_uses_ocm_keys_and_types() {

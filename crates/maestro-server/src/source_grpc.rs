@@ -31,7 +31,7 @@ use crate::spec::apply_source_spec;
 pub struct SourceService {
     store: DynStore,
     hub: StatusHub,
-    max_bundle_bytes: usize,
+    limits: crate::spec::SpecLimits,
     heartbeat: Option<Duration>,
     gate: Gate,
 }
@@ -40,17 +40,17 @@ pub struct SourceService {
 const LISTENER: &str = "source-grpc";
 
 impl SourceService {
-    /// A service over `store` and `hub`; bundles over `max_bundle_bytes` are refused;
-    /// `heartbeat` is the Subscribe heartbeat period (`None` disables); `gate` authenticates
-    /// and authorizes every call.
+    /// A service over `store` and `hub`; specs over `limits` are refused; `heartbeat` is the
+    /// Subscribe heartbeat period (`None` disables); `gate` authenticates and authorizes every
+    /// call.
     pub fn new(
         store: DynStore,
         hub: StatusHub,
-        max_bundle_bytes: usize,
+        limits: crate::spec::SpecLimits,
         heartbeat: Option<Duration>,
         gate: Gate,
     ) -> Self {
-        SourceService { store, hub, max_bundle_bytes, heartbeat, gate }
+        SourceService { store, hub, limits, heartbeat, gate }
     }
 
     /// Refuses `identity` acting as `source` for `verb` unless the gate allows it.
@@ -96,7 +96,7 @@ impl CloudEventService for SourceService {
         let result = if ty.sub_resource == SubResource::Status && ty.action == Action::ResyncRequest {
             self.status_resync(&event).await
         } else {
-            apply_source_spec(&self.store, &event, self.max_bundle_bytes).await.map(|outcome| {
+            apply_source_spec(&self.store, &event, self.limits).await.map(|outcome| {
                 tracing::info!(source = %event.source(), ty = %event.ty(), kind = outcome_kind(&outcome), "spec accepted");
             })
         };

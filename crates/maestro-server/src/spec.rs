@@ -48,6 +48,37 @@ fn required_cluster(event: &Event) -> Result<String, ServiceError> {
     }
 }
 
+/// The size limits of a spec write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecLimits {
+    /// Largest bundle: total manifest bytes (the agent's limit).
+    pub max_bundle_bytes: usize,
+    /// Largest event the broker carries, encoded ([`maestro_transport::SourceTransport::max_event_bytes`]).
+    pub max_event_bytes: usize,
+}
+
+/// Room kept for what the server changes when it sends a stored spec on (source, ids,
+/// version, metadata name).
+const RESTAMP_BYTES: usize = 4 * 1024;
+
+impl SpecLimits {
+    /// Refuses a spec event the broker could not carry once stored and restamped, so a bundle is
+    /// never accepted and then left undelivered (docs/security.md, "Bad input").
+    ///
+    /// # Errors
+    /// [`ServiceError::Validation`] naming both sizes.
+    pub fn check_event_size(&self, event: &Event) -> Result<(), ServiceError> {
+        let size = maestro_transport::event_size(event).saturating_add(RESTAMP_BYTES);
+        if size > self.max_event_bytes {
+            return Err(ServiceError::Validation(format!(
+                "the spec event would be {size} bytes encoded, over the broker's {}-byte message limit",
+                self.max_event_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Applies a source's spec event (create / update / delete request) to the store.
 ///
 /// The caller must already be authorized to publish as the event's `source`; an update or a
@@ -62,8 +93,9 @@ fn required_cluster(event: &Event) -> Result<String, ServiceError> {
 pub async fn apply_source_spec(
     store: &DynStore,
     event: &Event,
-    max_bytes: usize,
+    limits: SpecLimits,
 ) -> Result<SpecOutcome, ServiceError> {
+    let max_bytes = limits.max_bundle_bytes;
     let ty = EventType::parse(event.ty())?;
     if !ty.is_manifest_bundles() {
         return Err(ServiceError::Validation(format!("unsupported data type {:?}", ty.data_type)));
@@ -73,6 +105,9 @@ pub async fn apply_source_spec(
     }
     let id = ext::resource_id(event)?;
     let source = event.source().to_string();
+    if matches!(ty.action, Action::Create | Action::Update) {
+        limits.check_event_size(event)?;
+    }
     match ty.action {
         Action::Create => create(store, event, id, max_bytes).await,
         Action::Update => update(store, event, id, max_bytes).await,

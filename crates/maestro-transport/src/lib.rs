@@ -74,6 +74,14 @@ pub trait SourceTransport: Send + Sync + Debug + 'static {
     /// The subscribed signal.
     fn subscribed(&self) -> Subscribed;
 
+    /// The largest event this transport publishes, in encoded bytes ([`event_size`]). The server
+    /// refuses a spec whose event would be larger when it is written, rather than accepting it
+    /// and failing to deliver it (docs/security.md, "Bad input"). Default:
+    /// [`DEFAULT_MAX_EVENT_BYTES`].
+    fn max_event_bytes(&self) -> usize {
+        DEFAULT_MAX_EVENT_BYTES
+    }
+
     /// Prepares what the broker needs before agents of a newly registered consumer can
     /// receive specs (Pub/Sub: the consumer's subscriptions, protocol.md §7.3). The server calls
     /// it when a consumer is created. Default: nothing to do.

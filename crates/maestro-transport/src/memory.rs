@@ -137,6 +137,10 @@ impl SourceTransport for MemorySource {
         BACKEND
     }
 
+    fn max_event_bytes(&self) -> usize {
+        self.broker.inner.max_bytes
+    }
+
     async fn publish(&self, event: &Event) -> Result<()> {
         let inner = &self.broker.inner;
         inner.check(event)?;
