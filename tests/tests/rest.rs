@@ -78,6 +78,9 @@ async fn rest_api_behaves_like_maestro(db: Db) {
     let base = format!("{root}/api/maestro/v1");
     let http = Client::new();
     let consumer_id = consumers(&http, &base).await;
+    consumer_patches_are_objects(&http, &base, &consumer_id).await;
+    consumer_names_are_dns1123_labels(&http, &base).await;
+    bodies_over_the_limit(&http, &base, &consumer_id).await;
     bundles(&http, &base, &stack, &consumer_id).await;
     catalogue_and_document(&http, &base).await;
     errors_outside_the_document(&http, &root, &base).await;
@@ -219,4 +222,98 @@ async fn errors_outside_the_document(http: &Client, root: &str, base: &str) {
     assert_eq!((st, code(&err)), (405, Some("maestro-10")));
     assert_eq!(send_unchecked(http, http.get(format!("{root}/healthz"))).await.0, 200);
     assert_eq!(send_unchecked(http, http.get(format!("{root}/readyz"))).await.0, 200);
+}
+
+/// PATCH bodies that are not objects, or whose labels are not a string map, are refused with
+/// 400 and code 17 (Go's "Invalid request format") and leave the row as it was; an object
+/// without `labels` (or with `labels: null`) changes nothing, as in Go.
+async fn consumer_patches_are_objects(http: &Client, base: &str, id: &str) {
+    let url = format!("{base}/consumers/{id}");
+    let (_, before) = send(http, http.get(&url)).await;
+    assert_eq!(before["labels"], json!({"tier":"gold"}), "{before}");
+    for bad in [
+        "[]",
+        "\"x\"",
+        "null",
+        "42",
+        "true",
+        r#"{"labels": "x"}"#,
+        r#"{"labels": ["a"]}"#,
+        r#"{"labels": {"k": 1}}"#,
+    ] {
+        let (st, err) =
+            send(http, http.patch(&url).header("content-type", "application/json").body(bad)).await;
+        assert_eq!((st, code(&err)), (400, Some("maestro-17")), "{bad}: {err}");
+        let (_, after) = send(http, http.get(&url)).await;
+        assert_eq!(after, before, "{bad} left the row unchanged");
+    }
+    for unchanged in ["{}", r#"{"labels": null}"#, r#"{"other": 1}"#] {
+        let (st, body) =
+            send(http, http.patch(&url).header("content-type", "application/json").body(unchanged)).await;
+        assert_eq!((st, &body), (200, &before), "{unchanged}");
+        let (_, after) = send(http, http.get(&url)).await;
+        assert_eq!(after, before, "{unchanged} left the row unchanged");
+    }
+    let (st, err) = send(http, http.patch(&url).json(&json!({"name": "other"}))).await;
+    assert_eq!((st, code(&err)), (400, Some("maestro-8")));
+    let (st, err) = send(http, http.patch(format!("{base}/consumers/nope")).json(&json!({}))).await;
+    assert_eq!((st, code(&err)), (404, Some("maestro-7")), "an unchanged patch still needs the consumer");
+}
+
+/// Consumer names are DNS-1123 labels, as Go's (Kubernetes' namespace name rule); invalid
+/// ones are refused with 400 and code 8 and nothing is stored; an empty name is no name (the
+/// consumer is named by its id), as in Go.
+async fn consumer_names_are_dns1123_labels(http: &Client, base: &str) {
+    let before = consumer_total(http, base).await;
+    let long = "a".repeat(64);
+    for bad in ["Upper", "under_score", "-lead", "trail-", "dot.ted", "sp ace", "ünï", long.as_str()] {
+        let (st, err) = send(http, http.post(format!("{base}/consumers")).json(&json!({"name": bad}))).await;
+        assert_eq!((st, code(&err)), (400, Some("maestro-8")), "{bad:?}: {err}");
+        let reason = err["reason"].as_str().unwrap();
+        assert!(reason.contains("RFC 1123 label") && reason.contains(&format!("{bad:?}")), "{reason}");
+    }
+    assert_eq!(consumer_total(http, base).await, before, "no invalid name was stored");
+    let ok = "a".repeat(63);
+    let (st, c) = send(http, http.post(format!("{base}/consumers")).json(&json!({"name": ok}))).await;
+    assert_eq!((st, c["name"].as_str()), (201, Some(ok.as_str())));
+    let (st, c) = send(http, http.post(format!("{base}/consumers")).json(&json!({"name": ""}))).await;
+    assert_eq!((st, c["name"].as_str()), (201, c["id"].as_str()), "an empty name is the id: {c}");
+    assert_eq!(consumer_total(http, base).await, before + 2);
+    for c in [ok.as_str(), c["name"].as_str().unwrap()] {
+        let (_, found) =
+            send(http, http.get(format!("{base}/consumers")).query(&[("search", format!("name = '{c}'"))]))
+                .await;
+        let (st, _) = send(
+            http,
+            http.delete(format!("{base}/consumers/{}", found["items"][0]["id"].as_str().unwrap())),
+        )
+        .await;
+        assert_eq!(st, 204);
+    }
+}
+
+/// The number of consumers.
+async fn consumer_total(http: &Client, base: &str) -> i64 {
+    send(http, http.get(format!("{base}/consumers?size=0"))).await.1["total"].as_i64().unwrap()
+}
+
+/// A body over the limit (1 MiB by default) is answered 413 with code 17 and changes nothing.
+async fn bodies_over_the_limit(http: &Client, base: &str, id: &str) {
+    let url = format!("{base}/consumers/{id}");
+    let (_, before) = send(http, http.get(&url)).await;
+    let big = json!({"labels": {"k": "v".repeat(1024 * 1024)}});
+    let (st, err) = send_error(http, http.patch(&url).json(&big)).await;
+    assert_eq!((st, code(&err)), (413, Some("maestro-17")), "{err}");
+    assert!(err["reason"].as_str().unwrap().contains("1048576 bytes"), "{err}");
+    let (st, err) = send_error(
+        http,
+        http.post(format!("{base}/consumers")).json(&json!({"name": "big", "labels": big["labels"]})),
+    )
+    .await;
+    assert_eq!((st, code(&err)), (413, Some("maestro-17")), "{err}");
+    let (_, after) = send(http, http.get(&url)).await;
+    assert_eq!(after, before);
+    let (_, found) =
+        send(http, http.get(format!("{base}/consumers")).query(&[("search", "name = 'big'")])).await;
+    assert_eq!(found["total"].as_i64(), Some(0), "nothing was created");
 }

@@ -120,6 +120,11 @@ pub enum ServiceError {
     /// source's bundle): code 11 / HTTP 403, gRPC `PERMISSION_DENIED` (docs/security.md).
     #[error("{0}")]
     Unauthorized(String),
+    /// The database is unreachable or too slow (a failure that may go away): code 9 / HTTP 503,
+    /// gRPC `UNAVAILABLE`, so clients retry. The text is for the log only, as for
+    /// [`ServiceError::Internal`] (docs/security.md, "Bad input").
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The store (or anything else) failed: code 9 / HTTP 500. The text is for the log only:
     /// REST answers the generic reason of [`ErrorCode::GENERAL`] (see [`ServiceError::reason`]).
     #[error("internal error: {0}")]
@@ -140,7 +145,7 @@ impl ServiceError {
             ServiceError::NotImplemented(_) => ErrorCode::NOT_IMPLEMENTED,
             ServiceError::Unauthenticated(_) => ErrorCode::UNAUTHENTICATED,
             ServiceError::Unauthorized(_) => ErrorCode::UNAUTHORIZED,
-            ServiceError::Internal(_) => ErrorCode::GENERAL,
+            ServiceError::Internal(_) | ServiceError::Unavailable(_) => ErrorCode::GENERAL,
         }
     }
 
@@ -151,7 +156,10 @@ impl ServiceError {
 
     /// The HTTP status.
     pub fn http_status(&self) -> http::StatusCode {
-        self.error_code().status()
+        match self {
+            ServiceError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+            other => other.error_code().status(),
+        }
     }
 
     /// The reason a client is shown: the error text, except for [`ServiceError::Internal`],
@@ -160,6 +168,7 @@ impl ServiceError {
     pub fn reason(&self) -> String {
         match self {
             ServiceError::Internal(_) => ErrorCode::GENERAL.reason.to_owned(),
+            ServiceError::Unavailable(_) => "The service is unavailable for now; retry later".to_owned(),
             other => other.to_string(),
         }
     }
@@ -167,7 +176,7 @@ impl ServiceError {
     /// The gRPC status. Its message is [`ServiceError::reason`]: an internal failure's cause is
     /// logged here and never sent.
     pub fn to_status(&self) -> tonic::Status {
-        if let ServiceError::Internal(cause) = self {
+        if let ServiceError::Internal(cause) | ServiceError::Unavailable(cause) = self {
             tracing::error!(%cause, "internal error answered to a gRPC call");
         }
         let msg = self.reason();
@@ -182,7 +191,7 @@ impl ServiceError {
             ServiceError::NotImplemented(_) => tonic::Status::unimplemented(msg),
             ServiceError::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
             ServiceError::Unauthorized(_) => tonic::Status::permission_denied(msg),
-            ServiceError::Internal(_) => tonic::Status::unavailable(msg),
+            ServiceError::Internal(_) | ServiceError::Unavailable(_) => tonic::Status::unavailable(msg),
         }
     }
 }
@@ -195,6 +204,7 @@ impl From<StoreError> for ServiceError {
             StoreError::ConsumerInUse(_) => ServiceError::Forbidden(e.to_string()),
             StoreError::UnknownConsumer(_) => ServiceError::NotFound(e.to_string()),
             StoreError::Invalid(_) => ServiceError::Validation(e.to_string()),
+            other if other.is_retryable() => ServiceError::Unavailable(other.to_string()),
             other => ServiceError::Internal(other.to_string()),
         }
     }

@@ -24,6 +24,7 @@ pub mod hub;
 pub mod ingest;
 pub mod rest;
 pub mod resync;
+pub mod retention;
 pub mod source_grpc;
 pub mod spec;
 pub mod tls_listener;
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     pub heartbeat: Option<Duration>,
     /// Dispatcher settings.
     pub dispatch: dispatch::DispatchConfig,
+    /// Spec outbox retention.
+    pub retention: retention::RetentionConfig,
     /// Serve REST over TLS with this certificate and key (Go's `--enable-https`,
     /// `--https-cert-file`, `--https-key-file`), reloaded when the files change; `None` serves
     /// plain HTTP.
@@ -68,6 +71,9 @@ pub struct ServerConfig {
     /// Authenticates and authorizes source gRPC callers (docs/security.md, "Source gRPC");
     /// open by default.
     pub grpc_gate: maestro_auth::Gate,
+    /// Limits of the REST API: body size, header read, idle and request timeouts, concurrent
+    /// lists (docs/rest.md, "Limits").
+    pub rest_limits: rest::RestLimits,
 }
 
 impl Default for ServerConfig {
@@ -79,10 +85,12 @@ impl Default for ServerConfig {
             max_bundle_bytes: maestro_api::validate::MAX_BUNDLE_BYTES,
             heartbeat: Some(Duration::from_secs(10)),
             dispatch: dispatch::DispatchConfig::default(),
+            retention: retention::RetentionConfig::default(),
             http_tls: None,
             grpc_tls: None,
             http_gate: maestro_auth::Gate::open(),
             grpc_gate: maestro_auth::Gate::open(),
+            rest_limits: rest::RestLimits::default(),
         }
     }
 }
@@ -160,7 +168,10 @@ pub async fn start(
     let svc = source_grpc::SourceService::new(
         store.clone(),
         hub.clone(),
-        config.max_bundle_bytes,
+        spec::SpecLimits {
+            max_bundle_bytes: config.max_bundle_bytes,
+            max_event_bytes: transport.max_event_bytes(),
+        },
         config.heartbeat,
         config.grpc_gate.clone(),
     );
@@ -173,11 +184,13 @@ pub async fn start(
             rx.clone(),
         )),
         tokio::spawn(hub::run_fanout(store.clone(), hub, rx.clone())),
+        tokio::spawn(retention::run(store.clone(), config.retention, rx.clone())),
         tokio::spawn(resync::run(store.clone(), transport.clone(), config.source_id.clone(), rx.clone())),
         tokio::spawn(serve_rest(
             http,
             http_tls,
-            rest::router(store, transport.clone(), config.http_gate.clone()),
+            rest::router(store, transport.clone(), config.http_gate.clone(), &config.rest_limits),
+            config.rest_limits.clone(),
             rx.clone(),
         )),
         tokio::spawn(serve_grpc(grpc, grpc_tls, svc, rx)),
@@ -234,20 +247,22 @@ async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
     }
 }
 
+/// Serves the REST API on `listener` (with TLS when `tls` is given) under `limits`' connection
+/// timeouts ([`rest::serve`]) until shutdown.
 async fn serve_rest(
     listener: TcpListener,
     tls: Option<maestro_tls::ReloadingServerTls>,
     app: axum::Router,
+    limits: rest::RestLimits,
     rx: watch::Receiver<bool>,
 ) {
     // `tls` lives until serving ends: dropping it would stop its certificate file checks.
-    let res = match &tls {
+    match &tls {
         // The TLS listener sets TCP_NODELAY on every connection too.
         Some(tls) => {
             let config = tls.server_config_with_alpn(&[b"h2", b"http/1.1"]);
             let listener = tls_listener::TlsListener::new(listener, config);
-            let app = app.into_make_service_with_connect_info::<rest::auth::TlsPeer>();
-            axum::serve(listener, app).with_graceful_shutdown(wait_shutdown(rx)).await
+            rest::serve::serve(listener, app, &limits, rest::serve::tls_peer, rx).await;
         }
         None => {
             // Without TCP_NODELAY the last segment of a response can wait for the client's
@@ -257,11 +272,8 @@ async fn serve_rest(
                     tracing::debug!(error = %e, "setting TCP_NODELAY on a REST connection failed");
                 }
             });
-            axum::serve(listener, app).with_graceful_shutdown(wait_shutdown(rx)).await
+            rest::serve::serve(listener, app, &limits, |_, _| None, rx).await;
         }
-    };
-    if let Err(e) = res {
-        tracing::error!(error = %e, "REST server failed");
     }
 }
 

@@ -65,10 +65,38 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True for failures that may succeed later (database unavailable, pool timeout).
+    /// True for failures that may succeed later: the database unreachable or restarting, a pool
+    /// timeout, a serialization failure or deadlock, a busy SQLite file. An error the database
+    /// raised about the data itself (PostgreSQL SQLSTATE classes 22 "data exception" such as a
+    /// NUL byte in text, 23 integrity, 42 syntax or access; any SQLite error but BUSY and
+    /// LOCKED) is permanent: retrying the same write can never succeed, and a broker that
+    /// delivers in order would be stuck behind it (docs/security.md, "Bad input").
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Database(e) if !matches!(e, sqlx::Error::RowNotFound | sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)))
+        let StoreError::Database(e) = self else { return false };
+        match e {
+            sqlx::Error::Database(db) => retryable_database_error(db.as_ref()),
+            sqlx::Error::RowNotFound
+            | sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::TypeNotFound { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::Encode(_) => false,
+            _ => true,
+        }
     }
+}
+
+/// Whether an error the database itself reported may go away: PostgreSQL SQLSTATE classes 08
+/// (connection), 40 (transaction rollback), 53 (insufficient resources), 57 (operator
+/// intervention) and 58 (system error); SQLite BUSY (5) and LOCKED (6), with their extended
+/// codes.
+fn retryable_database_error(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return matches!(pg.code().get(..2), Some("08" | "40" | "53" | "57" | "58"));
+    }
+    code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 /// `Result` with [`StoreError`].
@@ -187,6 +215,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// ([`RawResource`]), for listing many resources without parsing them.
     async fn list_resources_raw(&self, query: &ResourceQuery) -> Result<Page<RawResource>>;
 
+    /// The ids of the same page as [`Store::list_resources`], in its order, with its total:
+    /// the cheap first half of a streamed list (the rows follow with
+    /// [`Store::get_resources_raw`] in chunks).
+    async fn list_resource_ids(&self, query: &ResourceQuery) -> Result<Page<String>>;
+
+    /// The resources with these ids as raw JSON text ([`RawResource`]), in no particular
+    /// order; unknown ids are left out.
+    async fn get_resources_raw(&self, ids: &[String]) -> Result<Vec<RawResource>>;
+
     /// Every resource of a consumer, including deleting ones (spec resync, status resync).
     async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>>;
 
@@ -234,6 +271,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Deletes status event rows with `seq <= upto`; returns how many.
     async fn prune_status_events(&self, upto: i64) -> Result<u64>;
+
+    /// Deletes up to `limit` spec outbox rows marked done before `done_before`, oldest first;
+    /// returns how many (the outbox stays bounded: docs/security.md, "Bad input"). Pending rows
+    /// are never deleted.
+    async fn prune_spec_events(&self, done_before: chrono::DateTime<chrono::Utc>, limit: i64) -> Result<u64>;
 
     /// Checks the database answers (readiness).
     async fn ping(&self) -> Result<()>;

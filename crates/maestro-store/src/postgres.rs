@@ -46,6 +46,12 @@ use crate::{
 pub const STATUS_SEQ_LOCK: i64 = 0x6d73_7461_7473_6571;
 /// Pool size.
 const POOL_SIZE: u32 = 16;
+/// How long a request waits for a pooled connection before it fails (docs/security.md, "Bad
+/// input": during a database outage requests fail fast and `/readyz` says so within 5 s).
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The server-side `statement_timeout` set on every connection unless the URL sets one
+/// (`?options=-c%20statement_timeout%3D…`): no statement holds a connection longer.
+pub const STATEMENT_TIMEOUT: &str = "30s";
 
 /// The PostgreSQL [`Store`]. Cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -59,14 +65,23 @@ pub struct PostgresStore {
 type Tx = Transaction<'static, Postgres>;
 
 impl PostgresStore {
-    /// Connects a pool (up to 16 connections) to a `postgres://` URL and starts the group
+    /// Connects a pool (up to 16 connections, [`ACQUIRE_TIMEOUT`], [`STATEMENT_TIMEOUT`]) to a
+    /// `postgres://` URL and starts the group
     /// commit writers of resource creations and statuses (on the current Tokio runtime; see
     /// the `group` module). Does not migrate.
     ///
     /// # Errors
     /// [`StoreError::Database`] for a malformed URL or when the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new().max_connections(POOL_SIZE).connect(url).await?;
+        let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        if !url.contains("statement_timeout") {
+            options = options.options([("statement_timeout", STATEMENT_TIMEOUT)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
         let signals = Signals::default();
         let ctx = (pool.clone(), signals.clone());
         let creates =
@@ -140,6 +155,22 @@ impl PostgresStore {
             q.push(format!(") AS w ON t.id = w.page_id ORDER BY {order}"));
             let rows = q.build().fetch_all(&self.pool).await?;
             items = rows.iter().map(map).collect::<Result<_>>()?;
+        }
+        Ok(Page { items, total, page: query.paging.page })
+    }
+
+    /// The ids of one page of a table, in `query`'s order, with the total of [`Self::page`]
+    /// (the window query of its deferred join, on its own).
+    async fn page_ids(&self, table: &str, query: PageQuery<'_>) -> Result<Page<String>> {
+        let (limit, offset) = rules::page_window(query.paging)?;
+        let total = self.total(table, &query).await?;
+        let mut items = Vec::new();
+        if limit > 0 {
+            let order = maestro_search::order_by_sql(query.order);
+            let mut q = QueryBuilder::<Postgres>::new(format!("SELECT id FROM {table}"));
+            push_where(&mut q, &query);
+            q.push(format!(" ORDER BY {order} LIMIT ")).push_bind(limit).push(" OFFSET ").push_bind(offset);
+            items = q.build_query_scalar().fetch_all(&self.pool).await?;
         }
         Ok(Page { items, total, page: query.paging.page })
     }
@@ -742,6 +773,21 @@ impl Store for PostgresStore {
         self.page("resources", page, raw_resource_from_row).await
     }
 
+    async fn list_resource_ids(&self, query: &ResourceQuery) -> Result<Page<String>> {
+        let filters = rules::resource_filters(query);
+        let page = PageQuery::new(query.paging, &filters, query.search.as_ref(), &query.order);
+        self.page_ids("resources", page).await
+    }
+
+    async fn get_resources_raw(&self, ids: &[String]) -> Result<Vec<RawResource>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows =
+            sqlx::query("SELECT * FROM resources WHERE id = ANY($1)").bind(ids).fetch_all(&self.pool).await?;
+        rows.iter().map(raw_resource_from_row).collect()
+    }
+
     async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>> {
         self.resources_where("consumer_name", consumer).await
     }
@@ -802,6 +848,18 @@ impl Store for PostgresStore {
     async fn prune_status_events(&self, upto: i64) -> Result<u64> {
         let done =
             sqlx::query("DELETE FROM status_events WHERE seq <= $1").bind(upto).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_spec_events(&self, done_before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM spec_events WHERE seq IN (SELECT seq FROM spec_events \
+             WHERE done_at IS NOT NULL AND done_at < $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(done_before)
+        .bind(limit.max(0))
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 

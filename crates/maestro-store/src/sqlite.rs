@@ -141,6 +141,24 @@ impl SqliteStore {
         }
         Ok(Page { items, total, page: query.paging.page })
     }
+
+    /// The ids of one page of a table, in `query`'s order, with the total of [`Self::page`]
+    /// (the window query of its deferred join, on its own).
+    async fn page_ids(&self, table: &str, query: PageQuery<'_>) -> Result<Page<String>> {
+        let (limit, offset) = rules::page_window(query.paging)?;
+        let mut count = QueryBuilder::<Sqlite>::new(format!("SELECT COUNT(*) FROM {table}"));
+        push_where(&mut count, &query);
+        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
+        let mut items = Vec::new();
+        if limit > 0 {
+            let order = maestro_search::order_by_sql(query.order);
+            let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT id FROM {table}"));
+            push_where(&mut q, &query);
+            q.push(format!(" ORDER BY {order} LIMIT ")).push_bind(limit).push(" OFFSET ").push_bind(offset);
+            items = q.build_query_scalar().fetch_all(&self.pool).await?;
+        }
+        Ok(Page { items, total, page: query.paging.page })
+    }
 }
 
 /// Appends ` WHERE …` for the exact-match filters that are set and the search, all joined
@@ -578,6 +596,23 @@ impl Store for SqliteStore {
         self.page("resources", page, raw_resource_from_row).await
     }
 
+    async fn list_resource_ids(&self, query: &ResourceQuery) -> Result<Page<String>> {
+        let filters = rules::resource_filters(query);
+        let page = PageQuery::new(query.paging, &filters, query.search.as_ref(), &query.order);
+        self.page_ids("resources", page).await
+    }
+
+    async fn get_resources_raw(&self, ids: &[String]) -> Result<Vec<RawResource>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT * FROM resources WHERE id IN (SELECT value FROM json_each($1))")
+            .bind(serde_json::to_string(ids)?)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(raw_resource_from_row).collect()
+    }
+
     async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>> {
         self.resources_where("consumer_name", consumer).await
     }
@@ -636,6 +671,18 @@ impl Store for SqliteStore {
     async fn prune_status_events(&self, upto: i64) -> Result<u64> {
         let done =
             sqlx::query("DELETE FROM status_events WHERE seq <= $1").bind(upto).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_spec_events(&self, done_before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM spec_events WHERE seq IN (SELECT seq FROM spec_events \
+             WHERE done_at IS NOT NULL AND done_at < $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(rules::sqlite_ts(done_before))
+        .bind(limit.max(0))
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 

@@ -187,6 +187,27 @@ pub struct ServerArgs {
         requires = "grpc_broker_tls_cert_file"
     )]
     grpc_broker_client_ca_file: Option<std::path::PathBuf>,
+    /// REST: largest request body in bytes; a larger one is answered 413 (docs/rest.md,
+    /// "Limits").
+    #[arg(long, env = "MAESTRO_HTTP_MAX_BODY_BYTES", value_name = "BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    http_max_body_bytes: u32,
+    /// REST: time an HTTP/1.1 client has to send a request's headers, also the longest an idle
+    /// keep-alive connection is kept (e.g. `10s`); `0s` disables.
+    #[arg(long, env = "MAESTRO_HTTP_READ_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    http_read_header_timeout: Duration,
+    /// REST: a connection with no request in progress on which nothing is read or written for
+    /// this long is closed (a client that stopped reading a response, an idle HTTP/2
+    /// connection); `0s` disables.
+    #[arg(long, env = "MAESTRO_HTTP_IDLE_TIMEOUT", value_name = "DURATION", default_value = "90s", value_parser = humantime::parse_duration)]
+    http_idle_timeout: Duration,
+    /// REST: time a request has to produce its response head (then 503); `0s` disables.
+    #[arg(long, env = "MAESTRO_HTTP_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    http_request_timeout: Duration,
+    /// REST: lists served at once; more wait for a slot within the request timeout.
+    #[arg(long, env = "MAESTRO_HTTP_MAX_CONCURRENT_LISTS", value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    http_max_concurrent_lists: u16,
     #[command(flatten)]
     security: crate::security::SecurityArgs,
 }
@@ -325,6 +346,13 @@ fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
                 a.security.https_client_ca_file.clone(),
             ),
             grpc_tls: tls_files(a.grpc_tls_cert_file, a.grpc_tls_key_file, a.grpc_client_ca_file),
+            rest_limits: maestro_server::rest::RestLimits {
+                max_body_bytes: a.http_max_body_bytes as usize,
+                header_read_timeout: Some(a.http_read_header_timeout).filter(|d| !d.is_zero()),
+                idle_timeout: Some(a.http_idle_timeout).filter(|d| !d.is_zero()),
+                request_timeout: Some(a.http_request_timeout).filter(|d| !d.is_zero()),
+                max_concurrent_lists: usize::from(a.http_max_concurrent_lists),
+            },
             ..Default::default()
         },
         security: a.security,

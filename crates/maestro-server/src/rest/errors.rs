@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::Path;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::presenters;
@@ -16,17 +16,28 @@ use crate::error::{ErrorCode, ServiceError};
 pub struct ApiError {
     err: ServiceError,
     operation_id: String,
+    /// Answered instead of the code's own status (413 for a body over the limit, 503 for a
+    /// request over its time: docs/rest.md, "Limits").
+    status: Option<StatusCode>,
+}
+
+impl ApiError {
+    /// This error answered with `status` instead of its code's.
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.err.error_code();
-        if let ServiceError::Internal(cause) = &self.err {
+        if let ServiceError::Internal(cause) | ServiceError::Unavailable(cause) = &self.err {
             // The cause stays here: the client sees the generic reason and this operation id.
             tracing::error!(operation_id = %self.operation_id, error = %cause, "request failed");
         }
         let body = presenters::error(code, &self.err.reason(), Some(&self.operation_id));
-        (code.status(), Json(body)).into_response()
+        (self.status.unwrap_or_else(|| self.err.http_status()), Json(body)).into_response()
     }
 }
 
@@ -42,7 +53,7 @@ pub(crate) fn op_id(headers: &HeaderMap) -> String {
 
 /// Wraps a [`ServiceError`] into the [`ApiError`] of the request with `headers`.
 pub(crate) fn fail(headers: &HeaderMap) -> impl Fn(ServiceError) -> ApiError + '_ {
-    move |err| ApiError { err, operation_id: op_id(headers) }
+    move |err| ApiError { err, operation_id: op_id(headers), status: None }
 }
 
 /// What handlers return.

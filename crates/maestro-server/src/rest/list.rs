@@ -1,6 +1,7 @@
 //! The list endpoints, `GET /consumers` and `GET /resource-bundles`, with Go Maestro's query
 //! parameters (docs/rest.md): `page` and `size`, `search` ("Search language"), `orderBy`
-//! ("Ordering") and `fields` ("Projection").
+//! ("Ordering") and `fields` ("Projection"). Each list takes a slot of the concurrent list
+//! limit ([`super::limits`]); the resource bundle list is streamed ([`super::stream`]).
 
 use std::collections::BTreeSet;
 
@@ -10,11 +11,12 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use maestro_search::{Filter, OrderTerm, Table};
-use maestro_store::{ConsumerQuery, Paging, ResourceQuery, StoreError};
+use maestro_store::{ConsumerQuery, Paging, ResourceQuery};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiResult, RestState, fail, presenters, raw};
+use super::errors::op_id;
+use super::{ApiResult, RestState, fail, presenters, stream};
 use crate::error::ServiceError;
 
 /// List query parameters, as Go Maestro names them.
@@ -111,18 +113,15 @@ fn fields(param: Option<&str>, known: &[&str], kind: &str) -> Result<Option<Vec<
     Ok(Some(keys))
 }
 
-/// Keeps only `keys` of each item (items that are not objects are kept whole).
-fn project(items: Vec<Value>, keys: &[String]) -> Vec<Value> {
-    items
-        .into_iter()
-        .map(|item| match item {
-            Value::Object(mut m) => {
-                m.retain(|k, _| keys.iter().any(|f| f == k));
-                Value::Object(m)
-            }
-            other => other,
-        })
-        .collect()
+/// Keeps only `keys` of an item (an item that is not an object is kept whole).
+pub(crate) fn project_one(item: Value, keys: &[String]) -> Value {
+    match item {
+        Value::Object(mut m) => {
+            m.retain(|k, _| keys.iter().any(|f| f == k));
+            Value::Object(m)
+        }
+        other => other,
+    }
 }
 
 pub(crate) async fn list_consumers(
@@ -134,14 +133,16 @@ pub(crate) async fn list_consumers(
         list_args(query, Table::Consumers, &presenters::CONSUMER_KEYS, "Consumer").map_err(fail(&headers))?;
     let q =
         ConsumerQuery { paging: args.paging, search: args.search, order: args.order, ..Default::default() };
+    let _slot = st.lists.take().await;
     let page = st.store.list_consumers(&q).await.map_err(|e| fail(&headers)(e.into()))?;
     let mut items: Vec<Value> = page.items.iter().map(presenters::consumer).collect();
     if let Some(keys) = &args.fields {
-        items = project(items, keys);
+        items = items.into_iter().map(|item| project_one(item, keys)).collect();
     }
     Ok(Json(presenters::list("ConsumerList", page.page, page.total, items)).into_response())
 }
 
+/// `GET /resource-bundles`, streamed ([`stream`]).
 pub(crate) async fn list_bundles(
     State(st): State<RestState>,
     headers: HeaderMap,
@@ -151,29 +152,6 @@ pub(crate) async fn list_bundles(
         .map_err(fail(&headers))?;
     let q =
         ResourceQuery { paging: args.paging, search: args.search, order: args.order, ..Default::default() };
-    let page = st.store.list_resources_raw(&q).await.map_err(|e| fail(&headers)(e.into()))?;
-    let corrupt = |e| fail(&headers)(StoreError::Json(e).into());
-    let items = page.items.iter().map(raw::bundle_item).collect::<Result<Vec<_>, _>>().map_err(corrupt)?;
-    if let Some(keys) = &args.fields {
-        let items = items.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>().map_err(corrupt)?;
-        let items = project(items, keys);
-        return Ok(Json(presenters::list("ResourceBundleList", page.page, page.total, items)).into_response());
-    }
-    let body = presenters::ListJson {
-        size: items.len(),
-        items,
-        kind: "ResourceBundleList",
-        page: page.page,
-        total: page.total,
-    };
-    // Written into a buffer sized from the stored text up front: growing a multi-MiB body by
-    // doubling copied it several times and touched twice the memory.
-    let stored: usize = page
-        .items
-        .iter()
-        .map(|r| r.payload.get().len() + r.status.as_ref().map_or(0, |s| s.get().len()))
-        .sum();
-    let mut out = Vec::with_capacity(stored + 512 * page.items.len() + 128);
-    serde_json::to_writer(&mut out, &body).map_err(corrupt)?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response())
+    let slot = st.lists.take().await;
+    stream::bundles(st.store.clone(), &q, args.fields, slot, op_id(&headers)).await.map_err(fail(&headers))
 }

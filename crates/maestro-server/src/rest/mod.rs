@@ -3,18 +3,26 @@
 //! `/api/maestro/v1/resource-bundles` (list, get, delete), the error catalogue
 //! (`/api/maestro/v1/errors`, `/errors/{id}`), this API's OpenAPI document
 //! (`/api/maestro/v1/openapi`), Go's JSON error bodies on every failure (unknown routes and
-//! methods included); plus `/healthz` (liveness) and `/readyz` (database reachable).
+//! methods included); plus `/healthz` (liveness) and `/readyz` (database reachable). The limits
+//! of docs/rest.md, "Limits" are [`limits`] (body size, request time, concurrent lists) and
+//! [`serve`] (the listener's connections: header read and idle timeouts).
 
 pub mod auth;
 pub mod errors;
+pub mod limits;
 pub mod list;
 pub mod openapi;
 pub mod presenters;
 pub mod raw;
+pub mod serve;
+mod stream;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,6 +35,7 @@ use serde_json::{Value, json};
 use crate::error::ServiceError;
 pub use errors::ApiError;
 pub(crate) use errors::{ApiResult, fail};
+pub use limits::RestLimits;
 use presenters::BASE;
 
 /// Shared handler state.
@@ -37,11 +46,22 @@ pub struct RestState {
     /// The broker, told about newly registered consumers
     /// ([`maestro_transport::SourceTransport::register_consumer`]).
     pub transport: DynSourceTransport,
+    /// The limits of this API.
+    limits: Arc<RestLimits>,
+    /// The slots of concurrent lists.
+    lists: limits::ListSlots,
 }
 
 /// Builds the router; `gate` authenticates and authorizes every call but the public ones
-/// ([`auth`]).
-pub fn router(store: DynStore, transport: DynSourceTransport, gate: maestro_auth::Gate) -> Router {
+/// ([`auth`]); `limits` bounds request bodies, request times and concurrent lists.
+pub fn router(
+    store: DynStore,
+    transport: DynSourceTransport,
+    gate: maestro_auth::Gate,
+    limits: &RestLimits,
+) -> Router {
+    let shared = Arc::new(limits.clone());
+    let state = RestState { store, transport, lists: limits::ListSlots::new(limits), limits: shared.clone() };
     Router::new()
         .route("/api/maestro", get(|| async { Json(json!({"id":"maestro","kind":"API","href":"/api/maestro","versions":[{"id":"v1","href":BASE}]})) }))
         .route(BASE, get(|| async { Json(json!({"id":"v1","kind":"APIVersion","href":BASE,"collections":[{"id":"consumers","href":format!("{BASE}/consumers"),"kind":"ConsumerList"},{"id":"resource-bundles","href":format!("{BASE}/resource-bundles"),"kind":"ResourceBundleList"}]})) }))
@@ -56,18 +76,22 @@ pub fn router(store: DynStore, transport: DynSourceTransport, gate: maestro_auth
         .route("/readyz", get(readyz))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
-        .with_state(RestState { store, transport })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(gate, auth::check))
+        .layer(axum::middleware::from_fn_with_state(shared, limits::guard))
 }
 
-/// `/readyz`: 200 when the database answers, else 503; the database's error text goes to the
-/// log only.
-async fn readyz(State(st): State<RestState>) -> Response {
+/// `/readyz`: 200 when the database answers, else 503 with the operation id; the database's
+/// error text goes to the log only, under that id.
+async fn readyz(State(st): State<RestState>, headers: HeaderMap) -> Response {
     match st.store.ping().await {
         Ok(()) => Json(json!({"status":"ok"})).into_response(),
         Err(e) => {
-            tracing::error!(error = %e, "readiness check: the database does not answer");
-            let body = json!({"status": "not ready", "reason": "the database does not answer"});
+            let operation_id = errors::op_id(&headers);
+            tracing::error!(%operation_id, error = %e, "readiness check: the database does not answer");
+            let body = json!({"status": "not ready", "reason": "the database does not answer",
+                              "operation_id": operation_id});
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
@@ -88,23 +112,30 @@ struct ConsumerBody {
     labels: BTreeMap<String, String>,
 }
 
+/// `POST /consumers`. As Go's, a name must be a DNS-1123 label (Kubernetes' namespace name
+/// rule: lower-case alphanumerics and '-', alphanumeric at both ends, at most 63 characters);
+/// without one (absent or empty) the consumer is named by its id.
 async fn create_consumer(
     State(st): State<RestState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let body = limits::body(&headers, body, st.limits.max_body_bytes)?;
     let body: ConsumerBody = serde_json::from_slice(&body).map_err(malformed(&headers))?;
     if body.id.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(fail(&headers)(ServiceError::Validation("id must be empty: it is generated".into())));
     }
-    if let Some(name) = body.name.as_deref().filter(|n| !maestro_api::validate::is_dns1123_label(n)) {
+    let name = body.name.filter(|n| !n.is_empty());
+    if let Some(name) = name.as_deref().filter(|n| !maestro_api::validate::is_dns1123_label(n)) {
         return Err(fail(&headers)(ServiceError::Validation(format!(
-            "consumer name {name:?} must be a DNS-1123 label (lower-case alphanumerics and '-', at most 63)"
+            "consumer.name: Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case \
+             alphanumeric characters or '-', start and end with an alphanumeric character, and be at most \
+             63 characters long"
         ))));
     }
     let c = st
         .store
-        .create_consumer(NewConsumer { name: body.name, labels: body.labels })
+        .create_consumer(NewConsumer { name, labels: body.labels })
         .await
         .map_err(|e| fail(&headers)(e.into()))?;
     // The consumer is registered either way; an agent with autoCreate (or `maestro pubsub
@@ -121,22 +152,49 @@ async fn get_consumer(State(st): State<RestState>, headers: HeaderMap, Path(id):
     Ok(Json(presenters::consumer(&c)).into_response())
 }
 
+/// `PATCH /consumers/{id}`: the body is a JSON object (else 400, code 17, as Go's decoder
+/// refuses it); its `labels` replace the consumer's (`{}` clears them); without `labels`, or
+/// with `labels: null`, the consumer is unchanged, as in Go. Naming `name` is refused (code 8).
 async fn patch_consumer(
     State(st): State<RestState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let body = limits::body(&headers, body, st.limits.max_body_bytes)?;
     let body: Value = serde_json::from_slice(&body).map_err(malformed(&headers))?;
-    if body.get("name").is_some() {
+    let Value::Object(body) = body else {
+        return Err(fail(&headers)(ServiceError::MalformedRequest(format!(
+            "Invalid request format: the body must be a JSON object (ConsumerPatchRequest), not {}",
+            json_kind(&body)
+        ))));
+    };
+    if body.contains_key("name") {
         return Err(fail(&headers)(ServiceError::Validation("the consumer name is immutable".into())));
     }
-    let labels: BTreeMap<String, String> =
-        serde_json::from_value(body.get("labels").cloned().unwrap_or(json!({}))).map_err(|e| {
+    let labels: Option<BTreeMap<String, String>> = match body.get("labels") {
+        None | Some(Value::Null) => None,
+        Some(labels) => Some(serde_json::from_value(labels.clone()).map_err(|e| {
             fail(&headers)(ServiceError::MalformedRequest(format!("labels must map strings to strings: {e}")))
-        })?;
-    let c = st.store.set_consumer_labels(&id, labels).await.map_err(|e| fail(&headers)(e.into()))?;
-    Ok(Json(presenters::consumer(&c)).into_response())
+        })?),
+    };
+    let c = match labels {
+        Some(labels) => st.store.set_consumer_labels(&id, labels).await,
+        None => st.store.get_consumer(&id).await,
+    };
+    Ok(Json(presenters::consumer(&c.map_err(|e| fail(&headers)(e.into()))?)).into_response())
+}
+
+/// The JSON type of `v`, for error reasons.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 async fn delete_consumer(

@@ -9,7 +9,6 @@ use maestro_api::codec::data_as;
 use maestro_api::{ext, json};
 use maestro_store::{Consumer, Resource};
 
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::ErrorCode;
@@ -158,34 +157,10 @@ pub fn error_list() -> Value {
     list("ErrorList", 1, total, items)
 }
 
-/// A list body serialized by reference: `{items, kind, page, size, total}` (the keys of
-/// [`list`], in the same order).
-#[derive(Debug, Serialize)]
-pub struct ListJson<T: Serialize> {
-    /// The items.
-    pub items: Vec<T>,
-    /// `ConsumerList` or `ResourceBundleList`.
-    pub kind: &'static str,
-    /// 1-based page.
-    pub page: i64,
-    /// Items on this page.
-    pub size: usize,
-    /// Items in all pages.
-    pub total: i64,
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn list_json_has_the_keys_of_list() {
-        let items = vec![json!({"a": 1})];
-        let body = ListJson { size: 1, items: items.clone(), kind: "ResourceBundleList", page: 2, total: 7 };
-        let want = serde_json::to_string(&list("ResourceBundleList", 2, 7, items)).unwrap();
-        assert_eq!(serde_json::to_string(&body).unwrap(), want);
-    }
 
     #[test]
     fn consumer_labels_show_only_when_set() {
