@@ -1,33 +1,36 @@
 //! MQTT 5 framing for the gate: the fixed header (MQTT 5 §2.1) of every packet, and the topic
 //! and packet id of a PUBLISH (§3.3.2). Everything else is forwarded as raw bytes; CONNECT and
 //! SUBSCRIBE, which are rare, are decoded with rumqttc's codec.
+//!
+//! Public so that the property tests and fuzz targets can feed it arbitrary bytes (it reads
+//! what unauthenticated clients send); not an API for other crates.
 
 use bytes::BytesMut;
 
 /// CONNECT.
-pub(crate) const CONNECT: u8 = 1;
+pub const CONNECT: u8 = 1;
 /// PUBLISH.
-pub(crate) const PUBLISH: u8 = 3;
+pub const PUBLISH: u8 = 3;
 /// PUBACK.
-pub(crate) const PUBACK: u8 = 4;
+pub const PUBACK: u8 = 4;
 /// PUBREC.
-pub(crate) const PUBREC: u8 = 5;
+pub const PUBREC: u8 = 5;
 /// PUBREL.
-pub(crate) const PUBREL: u8 = 6;
+pub const PUBREL: u8 = 6;
 /// PUBCOMP.
-pub(crate) const PUBCOMP: u8 = 7;
+pub const PUBCOMP: u8 = 7;
 /// SUBSCRIBE.
-pub(crate) const SUBSCRIBE: u8 = 8;
+pub const SUBSCRIBE: u8 = 8;
 /// UNSUBSCRIBE.
-pub(crate) const UNSUBSCRIBE: u8 = 10;
+pub const UNSUBSCRIBE: u8 = 10;
 /// PINGREQ.
-pub(crate) const PINGREQ: u8 = 12;
+pub const PINGREQ: u8 = 12;
 /// DISCONNECT.
-pub(crate) const DISCONNECT: u8 = 14;
+pub const DISCONNECT: u8 = 14;
 
 /// A byte stream that is not MQTT, or a packet over the size limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// The remaining length takes more than 4 bytes.
     #[error("malformed remaining length")]
     Length,
@@ -46,20 +49,20 @@ pub(crate) enum FrameError {
 
 /// The fixed header of one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Header {
+pub struct Header {
     /// The packet type (high nibble of the first byte).
-    pub(crate) kind: u8,
+    pub kind: u8,
     /// The flags (low nibble of the first byte).
-    pub(crate) flags: u8,
+    pub flags: u8,
     /// Bytes of the fixed header (2 to 5).
-    pub(crate) header_len: usize,
+    pub header_len: usize,
     /// Bytes of the whole packet.
-    pub(crate) len: usize,
+    pub len: usize,
 }
 
 /// Reads the fixed header at the start of `buf`; `Ok(None)` while it is incomplete. The
 /// packet itself may still be incomplete (`buf.len() < len`).
-pub(crate) fn header(buf: &[u8], max: usize) -> Result<Option<Header>, FrameError> {
+pub fn header(buf: &[u8], max: usize) -> Result<Option<Header>, FrameError> {
     let Some(&byte1) = buf.first() else { return Ok(None) };
     let mut remaining = 0usize;
     for i in 0..4 {
@@ -78,7 +81,7 @@ pub(crate) fn header(buf: &[u8], max: usize) -> Result<Option<Header>, FrameErro
 }
 
 /// Splits the next complete packet off `buf`, with its header; `Ok(None)` until one is there.
-pub(crate) fn next(buf: &mut BytesMut, max: usize) -> Result<Option<(Header, BytesMut)>, FrameError> {
+pub fn next(buf: &mut BytesMut, max: usize) -> Result<Option<(Header, BytesMut)>, FrameError> {
     match header(buf, max)? {
         Some(h) if buf.len() >= h.len => Ok(Some((h, buf.split_to(h.len)))),
         _ => Ok(None),
@@ -87,7 +90,7 @@ pub(crate) fn next(buf: &mut BytesMut, max: usize) -> Result<Option<(Header, Byt
 
 /// The number of leading bytes of `buf` that form complete packets (no size limit: used on
 /// the trusted broker side).
-pub(crate) fn complete_prefix(buf: &[u8]) -> Result<usize, FrameError> {
+pub fn complete_prefix(buf: &[u8]) -> Result<usize, FrameError> {
     let mut at = 0;
     while let Some(h) = header(&buf[at..], usize::MAX)? {
         if buf.len() - at < h.len {
@@ -100,17 +103,17 @@ pub(crate) fn complete_prefix(buf: &[u8]) -> Result<usize, FrameError> {
 
 /// What the gate needs of a PUBLISH.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PublishHead<'a> {
+pub struct PublishHead<'a> {
     /// The topic name (empty when a topic alias stands for it).
-    pub(crate) topic: &'a str,
+    pub topic: &'a str,
     /// 0, 1 or 2.
-    pub(crate) qos: u8,
+    pub qos: u8,
     /// The packet id (QoS 1 and 2).
-    pub(crate) pkid: Option<u16>,
+    pub pkid: Option<u16>,
 }
 
 /// Reads the topic, QoS and packet id of the PUBLISH `frame`.
-pub(crate) fn publish_head<'a>(h: &Header, frame: &'a [u8]) -> Result<PublishHead<'a>, FrameError> {
+pub fn publish_head<'a>(h: &Header, frame: &'a [u8]) -> Result<PublishHead<'a>, FrameError> {
     let qos = (h.flags >> 1) & 0b11;
     if qos == 3 {
         return Err(FrameError::Publish("QoS 3"));

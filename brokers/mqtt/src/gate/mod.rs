@@ -20,9 +20,9 @@
 //! meant for loopback or a trusted network; use Mosquitto with TLS elsewhere.
 
 pub mod acl;
+pub mod frame;
 pub mod passwd;
 
-mod frame;
 mod session;
 
 use std::net::SocketAddr;
