@@ -11,35 +11,25 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use maestro_auth::policy::RestRole;
 use maestro_auth::{Gate, Identity};
 
 use super::errors::fail;
 use crate::error::{ErrorCode, ServiceError};
-use crate::tls_listener::TlsListener;
 
 /// What the REST middleware knows of a TLS connection: the peer address and the client
-/// certificate (DER) the handshake verified, if any.
+/// certificate (DER) the handshake verified, if any (built by [`super::serve::tls_peer`]).
 #[derive(Debug, Clone)]
 pub struct TlsPeer {
     /// The peer's address.
     pub addr: SocketAddr,
     /// The verified client certificate (DER), when the client presented one.
     pub cert: Option<Arc<Vec<u8>>>,
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for TlsPeer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> TlsPeer {
-        let (_, conn) = stream.io().get_ref();
-        let cert = conn.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(c.as_ref().to_vec()));
-        TlsPeer { addr: *stream.remote_addr(), cert }
-    }
 }
 
 /// Paths answered without credentials.
