@@ -2,16 +2,24 @@
 //! `maestro server --broker mqtt --embedded-mqtt ADDR [--embedded-mqtt-password-file FILE]`.
 //! rumqttd runs on its own thread and has no shutdown API, so it lives as long as the process.
 //!
-//! - Without a password file, rumqttd listens on `ADDR` and accepts anyone: any client can
-//!   publish specs to any agent and statuses for any consumer. A warning says so at start (an
-//!   error-level one when `ADDR` is not loopback). `maestro demo` and the tests run this way.
-//! - With a Mosquitto password file (`mosquitto_passwd`), rumqttd listens on a free loopback
-//!   port and accepts only random credentials of the gate ([`maestro_broker_mqtt::gate`]),
-//!   which listens on `ADDR`, checks every login against the file and confines every user
-//!   with [`Acl::maestro`] (the rules of `deploy/mqtt/acl`): the user named like the source
-//!   id is the server; every other user is an agent whose user name is its consumer name. The
-//!   server itself logs in with an internal credential (user = source id, random password,
-//!   see [`Embedded::server_login`]) unless its broker config file names a user.
+//! rumqttd always listens on a free loopback port and accepts only random credentials of the
+//! gate ([`maestro_broker_mqtt::gate`]), which listens on `ADDR`. The gate forwards only packets
+//! a client may send, within the size limit and after a CONNECT in time: rumqttd 0.20 panics
+//! on some server-only packets (a CONNACK, an UNSUBACK with a body), and a client that
+//! reconnects after such a panic leaves it refusing every client (docs/security.md, "MQTT").
+//!
+//! - Without a password file the gate runs in anonymous mode: it accepts anyone, and any
+//!   client can publish specs to any agent and statuses for any consumer. A warning says so at
+//!   start (an error-level one when `ADDR` is not loopback). `maestro demo` and the tests run
+//!   this way.
+//! - With a Mosquitto password file (`mosquitto_passwd`), the gate checks every login against
+//!   the file and confines every user with [`Acl::maestro`] (the rules of `deploy/mqtt/acl`):
+//!   the user named like the source id is the server; every other user is an agent whose user
+//!   name is its consumer name. The server itself logs in with an internal credential (user =
+//!   source id, random password, see [`Embedded::server_login`]) unless its broker config file
+//!   names a user.
+//!
+//! The gate adds one loopback hop (and a fixed-header decode) to every packet.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -60,7 +68,7 @@ pub struct EmbeddedOptions {
     /// Largest packet accepted.
     pub max_payload_bytes: usize,
     /// Mosquitto password file: require logins and enforce the topic ACL. `None`: anyone may
-    /// connect and use any topic.
+    /// connect and use any topic (the gate still checks framing).
     pub password_file: Option<PathBuf>,
     /// The server's source id: the user with the server's rights.
     pub source_id: String,
@@ -87,12 +95,13 @@ impl Embedded {
     }
 }
 
-fn config(listen: SocketAddr, max_payload_bytes: usize, auth: Option<HashMap<String, String>>) -> Config {
+/// rumqttd's config: one MQTT 5 listener on `listen` accepting only the logins of `auth`.
+fn config(listen: SocketAddr, max_payload_bytes: usize, auth: HashMap<String, String>) -> Config {
     let connections = ConnectionSettings {
         connection_timeout_ms: 60_000,
         max_payload_size: max_payload_bytes,
         max_inflight_count: 200,
-        auth,
+        auth: Some(auth),
         external_auth: None,
         dynamic_filters: true,
     };
@@ -126,20 +135,39 @@ fn config(listen: SocketAddr, max_payload_bytes: usize, auth: Option<HashMap<Str
 /// [`EmbeddedError`] when no port can be reserved, the password file is unusable, or the
 /// broker or the gate does not come up.
 pub fn start(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
-    match &opts.password_file {
-        None => start_open(opts),
-        Some(file) => start_gated(opts, PasswordFile::load(file)?),
+    let (users, acl, server_login) = match &opts.password_file {
+        None => (None, Acl::allow_all(), None),
+        Some(file) => {
+            let (users, server_login) = with_server_login(opts, PasswordFile::load(file)?)?;
+            (Some(users), Acl::maestro(&opts.source_id), Some(server_login))
+        }
+    };
+    let gate_login = Credentials { user: GATE_USER.into(), password: passwd::random_password()? };
+    let upstream = reserve(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let auth = HashMap::from([(gate_login.user.clone(), gate_login.password.clone())]);
+    spawn_rumqttd(config(upstream, opts.max_payload_bytes, auth), upstream)?;
+    wait_listening(upstream)?;
+    let listener =
+        TcpListener::bind(opts.addr).map_err(|source| EmbeddedError::Port { addr: opts.addr, source })?;
+    let gate_config = GateConfig {
+        upstream,
+        upstream_login: gate_login,
+        users,
+        acl,
+        max_packet_bytes: opts.max_payload_bytes.saturating_add(64 * 1024),
+        connect_timeout: gate::DEFAULT_CONNECT_TIMEOUT,
+    };
+    let listen = gate::spawn(listener, gate_config, GATE_THREADS)?;
+    if server_login.is_some() {
+        if !listen.ip().is_loopback() {
+            tracing::warn!(%listen, "the embedded MQTT broker has no TLS: passwords and events cross the network in clear text");
+        }
+        tracing::info!(%listen, server_user = %opts.source_id, "embedded MQTT broker listening; logins and topic ACLs enforced");
+    } else {
+        warn_open(listen);
+        tracing::info!(%listen, "embedded MQTT broker listening; anonymous, framing checked by the gate");
     }
-}
-
-fn start_open(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
-    let addr = opts.addr;
-    let listen = if addr.port() == 0 { reserve(addr)? } else { addr };
-    spawn_rumqttd(config(listen, opts.max_payload_bytes, None), addr)?;
-    let probe = wait_listening(listen)?;
-    warn_open(listen);
-    tracing::info!(%listen, "embedded MQTT broker listening");
-    Ok(Embedded { addr: probe, server_login: None })
+    Ok(Embedded { addr: probe_addr(listen), server_login })
 }
 
 fn warn_open(listen: SocketAddr) {
@@ -152,35 +180,18 @@ fn warn_open(listen: SocketAddr) {
     }
 }
 
-fn start_gated(opts: &EmbeddedOptions, mut users: PasswordFile) -> Result<Embedded, EmbeddedError> {
+/// Adds the server's internal login (user = source id, random password) to `users`.
+fn with_server_login(
+    opts: &EmbeddedOptions,
+    mut users: PasswordFile,
+) -> Result<(PasswordFile, Credentials), EmbeddedError> {
     let strange: Vec<&str> = users.users().into_iter().filter(|u| !valid_level(u)).collect();
     if !strange.is_empty() {
         tracing::warn!(users = ?strange, "these MQTT users are not valid consumer names and get no agent topics");
     }
     let server_login = Credentials { user: opts.source_id.clone(), password: passwd::random_password()? };
     users.add(&server_login.user, &server_login.password)?;
-    let gate_login = Credentials { user: GATE_USER.into(), password: passwd::random_password()? };
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let upstream = reserve(loopback)?;
-    let auth = HashMap::from([(gate_login.user.clone(), gate_login.password.clone())]);
-    spawn_rumqttd(config(upstream, opts.max_payload_bytes, Some(auth)), upstream)?;
-    wait_listening(upstream)?;
-    let listener =
-        TcpListener::bind(opts.addr).map_err(|source| EmbeddedError::Port { addr: opts.addr, source })?;
-    let gate_config = GateConfig {
-        upstream,
-        upstream_login: gate_login,
-        users,
-        acl: Acl::maestro(&opts.source_id),
-        max_packet_bytes: opts.max_payload_bytes.saturating_add(64 * 1024),
-        connect_timeout: gate::DEFAULT_CONNECT_TIMEOUT,
-    };
-    let listen = gate::spawn(listener, gate_config, GATE_THREADS)?;
-    if !listen.ip().is_loopback() {
-        tracing::warn!(%listen, "the embedded MQTT broker has no TLS: passwords and events cross the network in clear text");
-    }
-    tracing::info!(%listen, server_user = %opts.source_id, "embedded MQTT broker listening; logins and topic ACLs enforced");
-    Ok(Embedded { addr: probe_addr(listen), server_login: Some(server_login) })
+    Ok((users, server_login))
 }
 
 /// Binds `addr` to learn a free port, then releases it for rumqttd (a small race is accepted:

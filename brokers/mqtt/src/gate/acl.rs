@@ -10,6 +10,9 @@
 //!
 //! `%u` is replaced only by a user name that is a valid topic level (non-empty, without `/`,
 //! `+`, `#`, NUL); for other names the pattern grants nothing.
+//!
+//! [`Acl::allow_all`] grants every well-formed topic to everyone: the gate then only checks
+//! framing (the embedded broker without a password file).
 
 /// What a rule grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +42,23 @@ struct Rule {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Acl {
     rules: Vec<Rule>,
+    /// Grants every well-formed topic and filter to everyone ([`Acl::allow_all`]).
+    allow_all: bool,
 }
 
 impl Acl {
     /// An ACL that grants nothing.
     pub fn new() -> Acl {
         Acl::default()
+    }
+
+    /// An ACL that grants every user every well-formed topic name (publish) and filter
+    /// (subscribe), `$`-topics and `$share/<group>/` filters included; only malformed ones
+    /// (a wildcard in a topic name, a misplaced `#`, NUL, empty) are refused. For a gate that
+    /// checks framing only: the embedded broker without a password file (docs/security.md,
+    /// "MQTT"). Rules added to it change nothing.
+    pub fn allow_all() -> Acl {
+        Acl { rules: Vec::new(), allow_all: true }
     }
 
     /// Grants `access` to `topic` (a topic filter) to `user`.
@@ -92,6 +106,9 @@ impl Acl {
                 _ => return false,
             },
         };
+        if self.allow_all {
+            return true;
+        }
         self.rules.iter().filter(|r| r.access == access).any(|rule| {
             let grant = match &rule.who {
                 Who::User(name) if name == user => rule.topic.clone(),
@@ -256,6 +273,26 @@ mod tests {
         }
         // Rules without %u still apply to any authenticated user.
         assert!(acl.allows("a/b", Access::Subscribe, "sources/maestro/sourcebroadcast"));
+    }
+
+    #[test]
+    fn allow_all_grants_every_well_formed_topic_and_filter() {
+        let acl = Acl::allow_all();
+        assert_ne!(acl, Acl::new());
+        for user in ["", "anyone", "a/b", "#"] {
+            for t in ["sources/maestro/consumers/c/sourceevents", "$SYS/x", "a"] {
+                assert!(acl.allows(user, Access::Publish, t), "{user} publish {t}");
+            }
+            for f in ["#", "+/+/#", "$SYS/#", "$share/g/sources/+/consumers/+/agentevents"] {
+                assert!(acl.allows(user, Access::Subscribe, f), "{user} subscribe {f}");
+            }
+            for t in ["", "a/+", "a/#", "a\0b"] {
+                assert!(!acl.allows(user, Access::Publish, t), "{user} publish {t:?}");
+            }
+            for f in ["", "a/#/b", "a/b#", "$share/g", "$share//a"] {
+                assert!(!acl.allows(user, Access::Subscribe, f), "{user} subscribe {f:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,20 +1,30 @@
-//! An MQTT 5 authentication and topic-ACL gate in front of a broker that has neither (the
-//! embedded rumqttd 0.20 checks passwords but has no topic ACL).
+//! An MQTT 5 protocol, authentication and topic-ACL gate in front of a broker that has
+//! neither a topic ACL nor a robust parser (the embedded rumqttd 0.20 checks passwords but has
+//! no topic ACL, and panics on some packets only a server may send, e.g. a CONNACK or an
+//! UNSUBACK with a body).
 //!
 //! The gate listens for clients; the broker listens on a loopback port and accepts only the
 //! gate's own credentials. For every client connection the gate:
 //!
-//! 1. reads the CONNECT (within `connect_timeout`) and checks the user name and password
-//!    against a Mosquitto password file ([`PasswordFile`]); refuses enhanced authentication,
-//!    and a will message on a topic the user may not publish to (CONNACK 0x86, 0x8C, 0x87);
-//! 2. sends the broker the same CONNECT with the gate's credentials and the client id
-//!    prefixed with `<user>:` (a client cannot take over another user's session by reusing
-//!    its client id);
+//! 1. reads the CONNECT (within `connect_timeout`); with a password file
+//!    ([`GateConfig::users`]) checks the user name and password against it ([`PasswordFile`]);
+//!    refuses enhanced authentication, and a will message on a topic the user may not publish
+//!    to (CONNACK 0x86, 0x8C, 0x87);
+//! 2. sends the broker the same CONNECT with the gate's credentials and, with a password
+//!    file, the client id prefixed with `<user>:` (a client cannot take over another user's
+//!    session by reusing its client id);
 //! 3. then forwards packets both ways as raw bytes, decoding only fixed headers, PUBLISH topics
 //!    and SUBSCRIBE packets: a PUBLISH to a topic outside the user's grant ([`Acl`]) is
 //!    answered with PUBACK (or PUBREC) 0x87 and dropped; a SUBSCRIBE with a filter outside
 //!    it is answered with SUBACK 0x87 and not forwarded; other client packets pass; packets
-//!    a client may not send close the connection with DISCONNECT 0x82.
+//!    a client may not send close the connection with DISCONNECT 0x82, and packets over
+//!    `max_packet_bytes` close it too. The broker never sees them.
+//!
+//! **Anonymous mode** (`users: None`, with [`Acl::allow_all`]): every client is admitted,
+//! whatever user name and password it gives (or none), its client id is forwarded unchanged,
+//! and every well-formed topic is allowed; only the framing checks of step 3 and the CONNECT
+//! checks apply. This is how the embedded broker runs without a password file: anyone can
+//! publish specs and statuses for any consumer (docs/security.md, "MQTT").
 //!
 //! No TLS: clients talk plain MQTT to the gate (credentials travel in clear text), so it is
 //! meant for loopback or a trusted network; use Mosquitto with TLS elsewhere.
@@ -57,8 +67,10 @@ pub struct GateConfig {
     pub upstream: SocketAddr,
     /// The credentials the gate logs in to the broker with, in place of each client's.
     pub upstream_login: Credentials,
-    /// Who may log in.
-    pub users: PasswordFile,
+    /// Who may log in. `None`: anonymous mode (see the module documentation): every client is
+    /// admitted and its client id is not prefixed; the user name it gives, if any, is not
+    /// verified, so pair it with [`Acl::allow_all`] (any other ACL would trust a claimed name).
+    pub users: Option<PasswordFile>,
     /// What each user may publish and subscribe to.
     pub acl: Acl,
     /// Largest client packet accepted (larger ones close the connection).

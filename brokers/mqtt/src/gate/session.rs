@@ -1,17 +1,18 @@
-//! One client connection through the gate: the CONNECT handshake (authentication, will topic,
-//! credential rewrite), then two pumps. Client → broker: every packet is framed; PUBLISH
-//! topics and SUBSCRIBE filters are checked against the ACL, refused ones are answered by the
-//! gate (PUBACK/PUBREC 0x87, SUBACK 0x87) and never reach the broker; the rest is forwarded
-//! byte for byte. Broker → client: forwarded byte for byte, cut at packet boundaries so the
-//! gate's own answers never land inside a broker packet.
+//! One client connection through the gate: the CONNECT handshake (authentication unless in
+//! anonymous mode, will topic, credential rewrite), then two pumps. Client → broker: every
+//! packet is framed; PUBLISH topics and SUBSCRIBE filters are checked against the ACL, refused
+//! ones are answered by the gate (PUBACK/PUBREC 0x87, SUBACK 0x87) and never reach the broker;
+//! packets a client may not send close the connection; the rest is forwarded byte for byte.
+//! Broker → client: forwarded byte for byte, cut at packet boundaries so the gate's own
+//! answers never land inside a broker packet.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, ConnectReturnCode, Disconnect, DisconnectReasonCode, Login, Packet, PubAck, PubAckReason,
-    PubRec, PubRecReason, SubAck, SubscribeReasonCode,
+    ConnAck, Connect, ConnectReturnCode, Disconnect, DisconnectReasonCode, LastWill, Login, Packet, PubAck,
+    PubAckReason, PubRec, PubRecReason, SubAck, SubscribeReasonCode,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -108,47 +109,35 @@ pub(crate) async fn run(
         .map_err(|_| SessionError::ConnectTimeout)??;
     let _ = upstream.set_nodelay(true);
     upstream.write_all(&upstream_connect).await?;
-    tracing::debug!(user = %who.user, %peer, "MQTT client authenticated by the gate");
+    let anonymous = gate.users.is_none();
+    tracing::debug!(user = %who.user, %peer, anonymous, "MQTT client admitted by the gate");
     pump(client, upstream, buf, who, gate).await
 }
 
 type Refusal = (Bytes, SessionError);
 
-/// Checks the CONNECT: user name and password, no enhanced authentication, a will topic the
-/// user may publish to. Returns the CONNECT to send upstream (the gate's own credentials, the
-/// client id prefixed with `<user>:` so no client can take over another user's session).
+/// Checks the CONNECT: user name and password (not in anonymous mode), no enhanced
+/// authentication, a will topic the user may publish to. Returns the CONNECT to send upstream
+/// (the gate's own credentials; with a password file, the client id prefixed with `<user>:`
+/// so no client can take over another user's session).
 fn handshake(
     (header, frame): (Header, BytesMut),
     peer: SocketAddr,
     gate: &GateConfig,
 ) -> Result<(Client, Bytes), Refusal> {
-    let protocol = |e: String| (disconnect(DisconnectReasonCode::ProtocolError), SessionError::Protocol(e));
     if header.kind != frame::CONNECT {
-        return Err(protocol(format!("the first packet is of type {}, not CONNECT", header.kind)));
+        return Err((
+            disconnect(DisconnectReasonCode::ProtocolError),
+            SessionError::Protocol(format!("the first packet is of type {}, not CONNECT", header.kind)),
+        ));
     }
-    let mut frame = frame;
-    let max = u32::try_from(gate.max_packet_bytes).unwrap_or(u32::MAX);
-    let (mut connect, will, login) = match Packet::read(&mut frame, Some(max)) {
-        Ok(Packet::Connect(c, w, l)) => (c, w, l),
-        Ok(_) => return Err(protocol("not a CONNECT".into())),
-        Err(e) => {
-            let code = ConnectReturnCode::UnsupportedProtocolVersion;
-            return Err((connack(code), SessionError::Protocol(format!("unreadable CONNECT: {e}"))));
-        }
-    };
+    let (mut connect, will, login) = read_connect(frame, gate)?;
     if connect.properties.as_ref().is_some_and(|p| p.authentication_method.is_some()) {
         let refusal =
             SessionError::Refused { peer, user: String::new(), why: "enhanced authentication".into() };
         return Err((connack(ConnectReturnCode::BadAuthenticationMethod), refusal));
     }
-    let user = match &login {
-        Some(l) if gate.users.verify(&l.username, l.password.as_bytes()) => l.username.clone(),
-        other => {
-            let user = other.as_ref().map(|l| l.username.clone()).unwrap_or_default();
-            let refusal = SessionError::Refused { peer, user, why: "bad user name or password".into() };
-            return Err((connack(ConnectReturnCode::BadUserNamePassword), refusal));
-        }
-    };
+    let user = authenticate(login.as_ref(), peer, gate)?;
     if let Some(w) = &will {
         let topic = String::from_utf8_lossy(&w.topic);
         if !gate.acl.allows(&user, Access::Publish, &topic) {
@@ -157,9 +146,46 @@ fn handshake(
             return Err((connack(ConnectReturnCode::NotAuthorized), refusal));
         }
     }
-    connect.client_id = format!("{user}:{}", connect.client_id);
+    if gate.users.is_some() {
+        connect.client_id = format!("{user}:{}", connect.client_id);
+    }
     let login = Some(Login::new(gate.upstream_login.user.clone(), gate.upstream_login.password.clone()));
     Ok((Client { user, peer }, encode(&Packet::Connect(connect, will, login))))
+}
+
+/// Decodes the CONNECT `frame` (size-limited by `max_packet_bytes`).
+fn read_connect(
+    mut frame: BytesMut,
+    gate: &GateConfig,
+) -> Result<(Connect, Option<LastWill>, Option<Login>), Refusal> {
+    let max = u32::try_from(gate.max_packet_bytes).unwrap_or(u32::MAX);
+    match Packet::read(&mut frame, Some(max)) {
+        Ok(Packet::Connect(c, w, l)) => Ok((c, w, l)),
+        Ok(_) => Err((
+            disconnect(DisconnectReasonCode::ProtocolError),
+            SessionError::Protocol("not a CONNECT".into()),
+        )),
+        Err(e) => Err((
+            connack(ConnectReturnCode::UnsupportedProtocolVersion),
+            SessionError::Protocol(format!("unreadable CONNECT: {e}")),
+        )),
+    }
+}
+
+/// The user a CONNECT logs in as. With a password file: its user name, once the password is
+/// verified (else CONNACK 0x86). In anonymous mode: the user name it gives, unverified (empty
+/// without one).
+fn authenticate(login: Option<&Login>, peer: SocketAddr, gate: &GateConfig) -> Result<String, Refusal> {
+    let given = login.map(|l| l.username.clone()).unwrap_or_default();
+    match (&gate.users, login) {
+        (None, _) => Ok(given),
+        (Some(users), Some(l)) if users.verify(&l.username, l.password.as_bytes()) => Ok(given),
+        (Some(_), _) => {
+            let refusal =
+                SessionError::Refused { peer, user: given, why: "bad user name or password".into() };
+            Err((connack(ConnectReturnCode::BadUserNamePassword), refusal))
+        }
+    }
 }
 
 /// Runs the two pumps and the client writer until one side ends; then lets the writer flush
@@ -319,4 +345,67 @@ fn subscribe_verdict(packet: &[u8], who: &Client, gate: &GateConfig) -> Result<V
         return_codes,
         properties: None,
     }))))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::gate::passwd::hash_password;
+    use crate::gate::{Acl, Credentials, PasswordFile};
+
+    fn gate(users: Option<PasswordFile>, acl: Acl) -> GateConfig {
+        GateConfig {
+            upstream: SocketAddr::from(([127, 0, 0, 1], 1)),
+            upstream_login: Credentials { user: "gate".into(), password: "gate-pw".into() },
+            users,
+            acl,
+            max_packet_bytes: 1 << 20,
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// Runs the handshake on a CONNECT of `client_id` with `login`; returns the upstream
+    /// CONNECT's client id and login, or the refusal's first answer byte.
+    fn shake(gate: &GateConfig, client_id: &str, login: Option<(&str, &str)>) -> Result<(String, Login), u8> {
+        let connect =
+            Connect { keep_alive: 30, client_id: client_id.into(), clean_start: true, properties: None };
+        let mut buf = BytesMut::from(
+            &encode(&Packet::Connect(connect, None, login.map(|(u, p)| Login::new(u, p))))[..],
+        );
+        let framed = frame::next(&mut buf, 1 << 20).unwrap().unwrap();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 2));
+        match handshake(framed, peer, gate) {
+            Ok((_, upstream)) => match Packet::read(&mut BytesMut::from(&upstream[..]), None) {
+                Ok(Packet::Connect(c, _, Some(l))) => Ok((c.client_id, l)),
+                other => panic!("upstream CONNECT: {other:?}"),
+            },
+            Err((answer, _)) => Err(answer[0]),
+        }
+    }
+
+    #[test]
+    fn anonymous_mode_admits_anyone_and_keeps_the_client_id() {
+        let gate = gate(None, Acl::allow_all());
+        for login in [None, Some(("cluster-a", "anything")), Some(("", ""))] {
+            let (client_id, upstream_login) = shake(&gate, "agent-1", login).unwrap();
+            assert_eq!(client_id, "agent-1");
+            assert_eq!(upstream_login, Login::new("gate", "gate-pw"));
+        }
+    }
+
+    #[test]
+    fn with_a_password_file_logins_are_checked_and_client_ids_scoped() {
+        let file = format!("cluster-a:{}\n", hash_password("a-pw").unwrap());
+        let gate = gate(Some(PasswordFile::parse(&file).unwrap()), Acl::maestro("maestro"));
+        let (client_id, upstream_login) = shake(&gate, "agent-1", Some(("cluster-a", "a-pw"))).unwrap();
+        assert_eq!(client_id, "cluster-a:agent-1");
+        assert_eq!(upstream_login, Login::new("gate", "gate-pw"));
+        // CONNACK refusals.
+        assert_eq!(shake(&gate, "agent-1", Some(("cluster-a", "wrong"))), Err(0x20));
+        assert_eq!(shake(&gate, "agent-1", None), Err(0x20));
+    }
 }

@@ -9,9 +9,11 @@
 //!   (see [`mosquitto_passwd`], the real `mosquitto_passwd -b`) and an `acl_file`.
 //! - [`embedded_rumqttd`]: a rumqttd 0.20 broker (MQTT 5 listener) on a std thread. It has no
 //!   shutdown API, so it lives until the process ends. [`gated_rumqttd`]: one behind the
-//!   authentication and ACL [`crate::gate`], as the embedded broker runs with a password file.
+//!   authentication and ACL [`crate::gate`], as the embedded broker runs with a password file;
+//!   [`open_gated_rumqttd`]: behind the gate in anonymous mode, as it runs without one.
 //! - [`RawClient`]: a bare MQTT 5 client that reports SUBACK / PUBACK reason codes and CONNACK
 //!   refusals, for attack tests.
+//! - [`forged`]: raw sessions that send packets only a server may send, for framing attacks.
 //! - [`TcpProxy`]: a TCP forwarder whose `interrupt()` cuts every connection and refuses new
 //!   ones until `resume()` — the outage simulation for brokers that cannot be restarted.
 //! - [`topics_for`] / [`config_for`]: Maestro's topic layout and a test-friendly config
@@ -32,8 +34,12 @@ use crate::gate::{self, Acl, Credentials, GateConfig, PasswordFile};
 use crate::{MqttConfig, MqttTopics};
 
 mod client;
+pub mod forged;
 
 pub use client::{RawClient, granted};
+
+/// The largest client packet the gate of [`gated_rumqttd`] and [`open_gated_rumqttd`] accepts.
+pub const GATE_MAX_PACKET_BYTES: usize = 4 * 1024 * 1024 + 64 * 1024;
 
 /// The Mosquitto binary looked up on `PATH` and in `/usr/sbin`.
 pub const MOSQUITTO_BIN: &str = "mosquitto";
@@ -364,6 +370,20 @@ impl GatedBroker {
 /// # Panics
 /// When a broker does not come up.
 pub fn gated_rumqttd(users: PasswordFile, acl: Acl) -> GatedBroker {
+    start_gated(Some(users), acl)
+}
+
+/// Like [`gated_rumqttd`] with the gate in anonymous mode, as the embedded broker runs without
+/// a password file: any client, any well-formed topic ([`Acl::allow_all`]); only framing is
+/// checked (5 s connect timeout, 4 MiB + 64 KiB packets).
+///
+/// # Panics
+/// As [`gated_rumqttd`].
+pub fn open_gated_rumqttd() -> GatedBroker {
+    start_gated(None, Acl::allow_all())
+}
+
+fn start_gated(users: Option<PasswordFile>, acl: Acl) -> GatedBroker {
     let login = Credentials { user: "gate".into(), password: gate::passwd::random_password().unwrap() };
     let upstream_port = embedded_rumqttd_with_login(&login);
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("gate port");
@@ -372,7 +392,7 @@ pub fn gated_rumqttd(users: PasswordFile, acl: Acl) -> GatedBroker {
         upstream_login: login,
         users,
         acl,
-        max_packet_bytes: 4 * 1024 * 1024 + 64 * 1024,
+        max_packet_bytes: GATE_MAX_PACKET_BYTES,
         connect_timeout: Duration::from_secs(5),
     };
     let addr = gate::spawn(listener, config, 2).expect("gate");
