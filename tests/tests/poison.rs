@@ -4,7 +4,8 @@
 //! refuses with SQLSTATE 22021) is dropped as permanent, and the next real status is stored.
 //! Before the fix it was classed retryable and retried forever on PostgreSQL, so no later status
 //! from any consumer was processed. Also: a bogus `Deleted` status (wrong version) leaves the
-//! bundle in place. Runs the real server with the embedded MQTT broker on both stores.
+//! bundle in place, and every refused status is kept as a dead letter (docs/security.md, "Dead
+//! letters"). Runs the real server with the embedded MQTT broker on both stores.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -43,6 +44,39 @@ fn status_with_hash(id: &str, version: i64, seq: &str, condition: &str, hash: &s
     ev
 }
 
+/// A running stack on the embedded MQTT broker with consumer `c1`, one bundle of it and a raw
+/// agent of `c1` (no agent runs in these tests).
+struct Setup {
+    stack: LocalStack,
+    store: maestro_store::DynStore,
+    id: String,
+    agent: std::sync::Arc<MqttAgent>,
+}
+
+/// Starts a [`Setup`] on `url`; `prepare` runs on the database after the migrations.
+async fn setup<F, Fut>(url: &str, prepare: F) -> Setup
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    logging();
+    let mut config = StackConfig::new(url);
+    config.broker = BrokerKind::Mqtt;
+    let stack = LocalStack::start(config).await.unwrap();
+    prepare(url.to_owned()).await;
+    let store = maestro_store::open(url).await.unwrap();
+    stack.rest.create_consumer("c1", &Default::default()).await.unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    let spec = SpecEventBuilder::new("poison-test", &id, 0, "c1")
+        .bundle_json(json!({"manifests": [{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm","namespace":"default"}}]}))
+        .build();
+    publish_raw(stack.grpc_addr(), &spec).await.expect("bundle");
+    let agent_config = MqttConfig::new(stack.broker_addr(), MqttTopics::maestro("maestro"));
+    let agent = MqttAgent::connect(agent_config, "c1", "c1-raw").await.expect("agent connects");
+    wait_for("the raw agent's connection", || async { agent.is_connected().then_some(()) }).await;
+    Setup { stack, store, id, agent }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_status_does_not_stop_the_pipeline_on_sqlite() {
     a_poison_status_does_not_stop_the_pipeline(Db::Sqlite).await;
@@ -54,25 +88,11 @@ async fn a_poison_status_does_not_stop_the_pipeline_on_postgres() {
 }
 
 async fn a_poison_status_does_not_stop_the_pipeline(db: Db) {
-    logging();
     let (_guard, url) = db_url(db).await;
-    let mut config = StackConfig::new(&url);
-    config.broker = BrokerKind::Mqtt;
-    let stack = LocalStack::start(config).await.unwrap();
-    let store = maestro_store::open(&url).await.unwrap();
-    stack.rest.create_consumer("c1", &Default::default()).await.unwrap();
-    let id = uuid::Uuid::new_v4().to_string();
-    let spec = SpecEventBuilder::new("poison-test", &id, 0, "c1")
-        .bundle_json(json!({"manifests": [{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm","namespace":"default"}}]}))
-        .build();
-    publish_raw(stack.grpc_addr(), &spec).await.expect("bundle");
-
-    // A raw agent of c1 on the embedded broker (no agent runs in this test).
-    let agent_config = MqttConfig::new(stack.broker_addr(), MqttTopics::maestro("maestro"));
-    let agent = MqttAgent::connect(agent_config, "c1", "c1-raw").await.expect("agent connects");
-    wait_for("the raw agent's connection", || async { agent.is_connected().then_some(()) }).await;
+    let Setup { stack, store, id, agent } = setup(&url, |_| async {}).await;
     let ids = Generator::default();
-    agent.publish(&status("bad\u{0}id", 1, &ids.next_string(), "Applied")).await.expect("poison published");
+    let bad_id_status = status("bad\u{0}id", 1, &ids.next_string(), "Applied");
+    agent.publish(&bad_id_status).await.expect("poison published");
     // The same bundle's lane: a status hash holding NUL (a text column on PostgreSQL).
     let poison = status_with_hash(&id, 1, &ids.next_string(), "Applied", "h\u{0}");
     agent.publish(&poison).await.expect("poison for the real bundle published");
@@ -89,6 +109,73 @@ async fn a_poison_status_does_not_stop_the_pipeline(db: Db) {
     .await;
     assert_eq!(stored.version, 1);
     assert!(stored.deleted_at.is_none());
+    // What was refused for good is kept as dead letters, with the event and the reason. A
+    // status of another source is refused on both stores; the NUL bytes only by PostgreSQL
+    // (SQLite stores the hash, and finds no bundle with the NUL id).
+    let mut foreign = status(&id, 1, &ids.next_string(), "Applied");
+    maestro_api::ext::set_str(&mut foreign, maestro_api::ext::ORIGINAL_SOURCE, "someone-else");
+    agent.publish(&foreign).await.expect("foreign status published");
+    let expected = if db == Db::Postgres { 3 } else { 1 };
+    let letters = wait_for("the dead letters", || async {
+        let page = store.list_dead_letters(&Default::default()).await.ok()?;
+        (page.total >= expected).then_some(page.items)
+    })
+    .await;
+    assert_eq!(letters.len() as i64, expected, "{letters:#?}");
+    assert!(letters[0].reason.contains("originalsource"), "newest first: {:?}", letters[0].reason);
+    assert_eq!(letters[0].event_id.as_deref(), Some(maestro_api::AttributesReader::id(&foreign)));
+    if db == Db::Postgres {
+        let by_event = |event: &maestro_api::Event| {
+            let id = maestro_api::AttributesReader::id(event);
+            letters
+                .iter()
+                .find(|d| d.event_id.as_deref() == Some(id))
+                .unwrap_or_else(|| panic!("no dead letter for {id}: {letters:#?}"))
+        };
+        let bad_id = by_event(&bad_id_status);
+        assert_eq!(bad_id.resource_id.as_deref(), Some("bad\\0id"), "the NUL is stored escaped");
+        assert!(bad_id.reason.contains("database refused"), "{:?}", bad_id.reason);
+        let hash = by_event(&poison);
+        assert_eq!(hash.resource_id.as_deref(), Some(id.as_str()));
+        assert!(hash.reason.contains("database refused"), "{:?}", hash.reason);
+    }
+    agent.close().await;
+    stack.shutdown().await;
+}
+
+/// A status whose write keeps failing with an error that may pass (here a trigger raising
+/// SQLSTATE 40001, serialization failure, for one status hash) while the database answers
+/// pings is a poison message too: after its bounded retries it is set aside as a dead letter
+/// and the statuses behind it are stored. Before, it was redelivered forever and held them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_that_keeps_failing_retryably_is_set_aside_on_postgres() {
+    let (_guard, url) = db_url(Db::Postgres).await;
+    let trigger = |url: String| async move {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE FUNCTION refuse_retryably() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = '40001'; END $$; \
+             CREATE TRIGGER refuse_retryably BEFORE UPDATE ON resources FOR EACH ROW \
+               WHEN (NEW.status_hash = 'retry-forever') EXECUTE FUNCTION refuse_retryably();",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+    };
+    let Setup { stack, store, id, agent } = setup(&url, trigger).await;
+    let ids = Generator::default();
+    let poison = status_with_hash(&id, 1, &ids.next_string(), "Applied", "retry-forever");
+    agent.publish(&poison).await.expect("poison published");
+    agent.publish(&status(&id, 1, &ids.next_string(), "Available")).await.expect("real status published");
+    wait_for("the real status behind the poison one", || async {
+        let r = store.get_resource(&id).await.ok()?;
+        r.status.as_ref()?.to_string().contains("Available").then_some(())
+    })
+    .await;
+    let letters = store.list_dead_letters(&Default::default()).await.unwrap().items;
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(letters[0].event_id.as_deref(), Some(maestro_api::AttributesReader::id(&poison)));
+    assert!(letters[0].reason.contains("failed 5 times while the database answers"), "{}", letters[0].reason);
     agent.close().await;
     stack.shutdown().await;
 }

@@ -710,6 +710,24 @@ mod store_wrapper {
         async fn prune_spec_events(&self, done_before: DateTime<Utc>, limit: i64) -> Result<u64> {
             self.inner.prune_spec_events(done_before, limit).await
         }
+        async fn add_dead_letter(&self, letter: maestro_store::NewDeadLetter) -> Result<i64> {
+            self.inner.add_dead_letter(letter).await
+        }
+        async fn list_dead_letters(
+            &self,
+            query: &maestro_store::DeadLetterQuery,
+        ) -> Result<Page<maestro_store::DeadLetter>> {
+            self.inner.list_dead_letters(query).await
+        }
+        async fn get_dead_letter(&self, id: i64) -> Result<maestro_store::DeadLetter> {
+            self.inner.get_dead_letter(id).await
+        }
+        async fn delete_dead_letter(&self, id: i64) -> Result<()> {
+            self.inner.delete_dead_letter(id).await
+        }
+        async fn prune_dead_letters(&self, before: DateTime<Utc>, keep: i64) -> Result<u64> {
+            self.inner.prune_dead_letters(before, keep).await
+        }
         async fn ping(&self) -> Result<()> {
             self.check()?;
             self.inner.ping().await

@@ -65,6 +65,7 @@ struct RestServer {
     client: reqwest::Client,
     pki: TestPki,
     ca_pem: String,
+    db_url: String,
     _dir: tempfile::TempDir,
     _db: tempfile::TempDir,
 }
@@ -105,7 +106,7 @@ async fn rest_server(authn: AuthnType, jwks: Option<Value>) -> RestServer {
     let started = maestro::server::start(&settings).await.expect("server starts");
     let ca_pem = pki.ca_pem();
     let client = https_client(&ca_pem, None);
-    RestServer { started, client, pki, ca_pem, _dir: dir, _db: db }
+    RestServer { started, client, pki, ca_pem, db_url, _dir: dir, _db: db }
 }
 
 fn https_client(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
@@ -209,4 +210,56 @@ async fn client_certificates_identify_rest_callers() {
     let foreign = server.pki.foreign_client("ops");
     let forged = https_client(&server.ca_pem, Some((&foreign.0, &foreign.1)));
     assert!(forged.get(&consumers).send().await.is_err(), "a certificate of another CA was accepted");
+}
+
+/// The dead letters hold other tenants' raw events and the server's reasons: every method
+/// needs the REST role admin, GET included (docs/security.md, "Dead letters").
+#[tokio::test]
+async fn dead_letters_need_the_admin_role() {
+    let key = Key::new("k1");
+    let server = rest_server(AuthnType::Token, Some(json!({"keys": [key.jwk()]}))).await;
+    let store = maestro_store::open(&server.db_url).await.expect("store");
+    let letter = maestro_store::NewDeadLetter {
+        origin: maestro_store::DeadLetterOrigin::Status,
+        broker: "mqtt".into(),
+        consumer_name: Some("c1".into()),
+        resource_id: Some("r1".into()),
+        event_id: Some("e1".into()),
+        event_type: Some("t".into()),
+        reason: "refused".into(),
+        event: r#"{"specversion":"1.0","id":"e1"}"#.into(),
+    };
+    let id = store.add_dead_letter(letter).await.expect("dead letter");
+    let list = server.url("/api/maestro/v1/dead-letters");
+    let one = server.url(&format!("/api/maestro/v1/dead-letters/{id}"));
+    let reader = key.sign(&claims("bob", &["sre"]));
+    for url in [&list, &one] {
+        let (status, body, _) = send(server.client.get(url).bearer_auth(&reader)).await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("maestro-11")), "{url}: {body}");
+    }
+    let admin = key.sign(&claims("ops", &[]));
+    let (status, body, _) = send(server.client.get(&list).bearer_auth(&admin)).await;
+    assert_eq!(
+        (status, body["kind"].as_str(), body["total"].as_i64()),
+        (200, Some("DeadLetterList"), Some(1)),
+        "{body}"
+    );
+    maestro_tests::contract::check("GET", "/api/maestro/v1/dead-letters", 200, &body);
+    let item = &body["items"][0];
+    assert_eq!(
+        (item["id"].as_str(), item["reason"].as_str()),
+        (Some(id.to_string().as_str()), Some("refused"))
+    );
+    assert_eq!(item["event"], json!({"specversion": "1.0", "id": "e1"}));
+    let (status, body, _) = send(server.client.get(&one).bearer_auth(&admin)).await;
+    assert_eq!((status, body["origin"].as_str()), (200, Some("status")), "{body}");
+    maestro_tests::contract::check("GET", "/api/maestro/v1/dead-letters/{id}", 200, &body);
+    let (status, _, _) = send(server.client.delete(&one).bearer_auth(&reader)).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = send(server.client.delete(&one).bearer_auth(&admin)).await;
+    assert_eq!(status, 204);
+    for bad in [one.clone(), server.url("/api/maestro/v1/dead-letters/not-a-number")] {
+        let (status, body, _) = send(server.client.get(&bad).bearer_auth(&admin)).await;
+        assert_eq!((status, body["code"].as_str()), (404, Some("maestro-7")), "{bad}: {body}");
+    }
 }

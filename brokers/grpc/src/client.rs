@@ -430,7 +430,7 @@ async fn subscribe(
             data_type: MANIFEST_BUNDLES.to_owned(),
         });
         inner.bearer.authorize(&mut request, true).await;
-        let response = client.subscribe(request).await.map_err(|s| format!("subscribe: {s}"))?;
+        let response = client.subscribe(request).await.map_err(|s| subscribe_refused(&s))?;
         let subscription_id = response
             .metadata()
             .get(SUBSCRIPTION_ID_HEADER)
@@ -444,6 +444,19 @@ async fn subscribe(
         Ok(r) => r,
         Err(_) => Err(format!("no subscribe response within {:?}", inner.config.connect_timeout)),
     }
+}
+
+/// Why a Subscribe was refused, for the log line before the next attempt. Every refusal is
+/// retried with backoff: a consumer registered after its agent started (`NOT_FOUND`) and a
+/// broker at its stream limit (`RESOURCE_EXHAUSTED`) both pass later (docs/security.md,
+/// "Limits").
+fn subscribe_refused(status: &tonic::Status) -> String {
+    let hint = match status.code() {
+        Code::NotFound => " (the consumer is not registered with the server yet; retrying)",
+        Code::ResourceExhausted => " (the broker is at a stream limit; retrying)",
+        _ => "",
+    };
+    format!("subscribe: {status}{hint}")
 }
 
 /// Reads the stream until it ends, fails, or stays silent past the health timeout; returns

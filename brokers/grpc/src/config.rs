@@ -3,12 +3,18 @@
 //! parser both use ([`parse_duration`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::BACKEND;
+use crate::registry::ConsumerRegistry;
 
+pub use maestro_tls::grpc_listener::{
+    DEFAULT_CLIENT_MIN_PING_INTERVAL, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_CONCURRENT_STREAMS,
+    DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, GrpcListenerLimits,
+};
 pub use maestro_transport::duration::{DurationError, format_duration, parse_duration};
 
 /// Default broker bind address: `0.0.0.0:8091` (`--grpc-broker-bindport`, protocol.md §7.1.5).
@@ -19,13 +25,19 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 /// Default per-stream buffer: 100 events (protocol.md §7.1.3).
 pub const DEFAULT_STREAM_BUFFER: usize = 100;
-
+/// Default limit of concurrent Subscribe streams of one consumer: 8. An agent holds one; the
+/// rest is room for a restarting agent whose old stream has not been noticed gone yet.
+pub const DEFAULT_MAX_STREAMS_PER_CONSUMER: usize = 8;
+/// Default limit of concurrent Subscribe streams in total: 50,000, five times the 10,000-agent
+/// fleet the broker is measured with (docs/benchmarks.md: ~25 KiB of server memory per connected
+/// agent, so ~1.2 GiB at the limit, and one file descriptor per connection).
+pub const DEFAULT_MAX_STREAMS: usize = 50_000;
 fn invalid(reason: impl Into<String>) -> maestro_transport::Error {
     maestro_transport::Error::InvalidConfig { backend: BACKEND, reason: reason.into() }
 }
 
 /// Configuration of the server-hosted agent endpoint ([`crate::GrpcBroker`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct GrpcBrokerConfig {
     /// Address to listen on. Default [`DEFAULT_BIND_ADDRESS`]; tests use `127.0.0.1:0`.
     pub bind_address: SocketAddr,
@@ -48,6 +60,19 @@ pub struct GrpcBrokerConfig {
     /// change; with a client CA (`--grpc-broker-client-ca-file`) every agent must present a
     /// certificate it signed (mutual TLS). `None` (default) serves plaintext.
     pub tls: Option<maestro_tls::ServerTlsFiles>,
+    /// Concurrent Subscribe streams of one consumer; one more is refused with
+    /// `RESOURCE_EXHAUSTED`. Default 8.
+    pub max_streams_per_consumer: usize,
+    /// Concurrent Subscribe streams in total; one more is refused with `RESOURCE_EXHAUSTED`.
+    /// Default 50,000.
+    pub max_streams: usize,
+    /// Connection settings: keepalive, connection age and timeout, streams per connection,
+    /// largest received message (docs/security.md, "Limits").
+    pub listener: GrpcListenerLimits,
+    /// The consumers that exist: a Subscribe for any other is refused with `NOT_FOUND` (a
+    /// failing registry with `UNAVAILABLE`); a positive answer is remembered for
+    /// [`crate::REGISTERED_TTL`]. `None` (default) accepts every consumer name.
+    pub consumers: Option<Arc<dyn ConsumerRegistry>>,
 }
 
 impl Default for GrpcBrokerConfig {
@@ -60,6 +85,10 @@ impl Default for GrpcBrokerConfig {
             send_timeout: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),
             tls: None,
+            max_streams_per_consumer: DEFAULT_MAX_STREAMS_PER_CONSUMER,
+            max_streams: DEFAULT_MAX_STREAMS,
+            listener: GrpcListenerLimits::default(),
+            consumers: None,
         }
     }
 }
@@ -73,8 +102,15 @@ impl GrpcBrokerConfig {
     /// Checks the values.
     ///
     /// # Errors
-    /// [`maestro_transport::Error::InvalidConfig`] when a size, buffer or timeout is zero.
+    /// [`maestro_transport::Error::InvalidConfig`] when a size, buffer, timeout or stream limit
+    /// is zero.
     pub fn validate(&self) -> maestro_transport::Result<()> {
+        if self.max_streams_per_consumer == 0 || self.max_streams == 0 {
+            return Err(invalid("max_streams_per_consumer and max_streams must be positive"));
+        }
+        if let Some(problem) = self.listener.problem() {
+            return Err(invalid(problem));
+        }
         if self.max_event_bytes == 0 {
             return Err(invalid("max_event_bytes must be positive"));
         }

@@ -23,16 +23,25 @@
 //!   §7.1.4) and the Go duration parser.
 //! - `server`: the hosted broker and the tonic service.
 //! - `client`: the agent client.
-//! - `conn`: accepted connections the broker can cut (for `pause`/`close`).
+//! - [`registry`]: [`ConsumerRegistry`], the hook telling the broker which consumers exist.
+//! - `conn`: accepted connections the broker can cut (for `pause`/`close`), and the HTTP/2
+//!   handshake deadline.
+//!
+//! Limits (docs/security.md, "Limits"): concurrent Subscribe streams per consumer and in total,
+//! Subscribe only for registered consumers, and the connection settings of
+//! [`GrpcListenerLimits`] (keepalive, connection age and timeout, streams per connection,
+//! largest received message).
 
 pub mod config;
+pub mod registry;
 
 mod client;
 mod conn;
 mod server;
 
 pub use client::GrpcAgent;
-pub use config::{GrpcAgentConfig, GrpcBrokerConfig, KeepAliveConfig, parse_duration};
+pub use config::{GrpcAgentConfig, GrpcBrokerConfig, GrpcListenerLimits, KeepAliveConfig, parse_duration};
+pub use registry::{ConsumerRegistry, REGISTERED_TTL, Registered, RegistryError};
 pub use server::GrpcBroker;
 
 /// The backend name reported by both roles.

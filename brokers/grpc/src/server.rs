@@ -6,7 +6,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -24,7 +23,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::conn::{Connections, accept_loop};
+use crate::registry::KnownConsumers;
 use crate::{BACKEND, GrpcBrokerConfig, SUBSCRIPTION_ID_HEADER};
+use maestro_tls::grpc_listener::HandshakeDeadline;
 
 /// Extra room over `max_event_bytes` for the protobuf framing of one message.
 pub(crate) const MESSAGE_OVERHEAD: usize = 64 * 1024;
@@ -53,6 +54,61 @@ struct Registry {
     paused: bool,
     next_id: u64,
     subs: HashMap<u64, Subscriber>,
+    /// Live streams per consumer (the keys of `subs` by `cluster`), for the per-consumer limit.
+    per_consumer: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// Removes subscriber `id`, freeing its consumer's slot.
+    fn take(&mut self, id: u64) -> Option<Subscriber> {
+        let sub = self.subs.remove(&id)?;
+        if let Some(n) = self.per_consumer.get_mut(&sub.cluster) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_consumer.remove(&sub.cluster);
+            }
+        }
+        Some(sub)
+    }
+
+    /// Removes every subscriber.
+    fn take_all(&mut self) -> Vec<Subscriber> {
+        self.per_consumer.clear();
+        self.subs.drain().map(|(_, sub)| sub).collect()
+    }
+
+    /// Refuses one more stream of `consumer` over the per-consumer or the total limit
+    /// (docs/security.md, "Limits").
+    fn check_limits(&self, consumer: &str, config: &GrpcBrokerConfig) -> std::result::Result<(), Status> {
+        let total = self.subs.len();
+        if total >= config.max_streams {
+            tracing::warn!(
+                backend = BACKEND,
+                consumer,
+                total,
+                limit = config.max_streams,
+                "Subscribe refused: total stream limit reached"
+            );
+            return Err(Status::resource_exhausted(format!(
+                "the broker's limit of {} concurrent Subscribe streams in total is reached",
+                config.max_streams
+            )));
+        }
+        let of_consumer = self.per_consumer.get(consumer).copied().unwrap_or(0);
+        if of_consumer >= config.max_streams_per_consumer {
+            tracing::warn!(
+                backend = BACKEND,
+                consumer,
+                streams = of_consumer,
+                limit = config.max_streams_per_consumer,
+                "Subscribe refused: per-consumer stream limit reached"
+            );
+            return Err(Status::resource_exhausted(format!(
+                "consumer {consumer:?} already has {of_consumer} Subscribe streams, the limit per consumer"
+            )));
+        }
+        Ok(())
+    }
 }
 
 struct Shared {
@@ -64,6 +120,8 @@ struct Shared {
     closed: AtomicBool,
     signal: watch::Sender<u64>,
     conns: Arc<Connections>,
+    /// Consumers `config.consumers` recently said are registered.
+    known: KnownConsumers,
 }
 
 impl Shared {
@@ -73,7 +131,7 @@ impl Shared {
 
     /// Removes a subscriber and ends its stream.
     fn remove(&self, id: u64, reason: &str) {
-        if let Some(sub) = self.registry().subs.remove(&id) {
+        if let Some(sub) = self.registry().take(id) {
             sub.kill.notify_one();
             tracing::info!(backend = BACKEND, cluster = %sub.cluster, subscription_id = %sub.subscription_id, reason, "subscriber removed");
         }
@@ -83,7 +141,7 @@ impl Shared {
     fn remove_all(&self, pause: bool) {
         let mut reg = self.registry();
         reg.paused |= pause;
-        for (_, sub) in reg.subs.drain() {
+        for sub in reg.take_all() {
             sub.kill.notify_one();
         }
     }
@@ -129,6 +187,11 @@ impl GrpcBroker {
     /// `PERMISSION_DENIED`, so an agent never receives another cluster's specs and never
     /// writes another cluster's statuses or asks for its resync.
     ///
+    /// An authorized Subscribe is then refused with `NOT_FOUND` for a consumer
+    /// `config.consumers` does not know (`UNAVAILABLE` when it cannot answer), and with
+    /// `RESOURCE_EXHAUSTED` over `config.max_streams_per_consumer` or `config.max_streams`;
+    /// connections follow `config.listener` (docs/security.md, "Limits").
+    ///
     /// # Errors
     /// As [`GrpcBroker::bind`].
     pub async fn bind_with_gate(config: GrpcBrokerConfig, gate: Gate) -> Result<Arc<GrpcBroker>> {
@@ -146,6 +209,7 @@ impl GrpcBroker {
             closed: AtomicBool::new(false),
             signal,
             conns: conns.clone(),
+            known: KnownConsumers::default(),
         });
         let tls = match &shared.config.tls {
             Some(files) => Some(
@@ -175,7 +239,10 @@ impl GrpcBroker {
         }
         shared.signal.send_replace(1);
         warn_if_exposed(local_addr, tls.is_some(), &shared.gate);
-        tracing::info!(backend = BACKEND, %local_addr, tls = tls.is_some(), authn = %shared.gate.authn(), "gRPC broker serving");
+        let c = &shared.config;
+        tracing::info!(backend = BACKEND, %local_addr, tls = tls.is_some(), authn = %shared.gate.authn(),
+            max_streams = c.max_streams, max_streams_per_consumer = c.max_streams_per_consumer,
+            registered_consumers_only = c.consumers.is_some(), listener = ?c.listener, "gRPC broker serving");
         Ok(Arc::new(GrpcBroker { shared, local_addr, stop, _tls: tls }))
     }
 
@@ -191,6 +258,11 @@ impl GrpcBroker {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// The number of live Subscribe streams, counted against `max_streams` (for metrics).
+    pub fn stream_count(&self) -> usize {
+        self.shared.registry().subs.len()
     }
 
     /// The number of open agent connections (for metrics).
@@ -270,6 +342,8 @@ impl Drop for GrpcBroker {
     }
 }
 
+/// Serves the connections of `incoming` with the listener settings of `shared.config`
+/// (docs/security.md, "Limits") until `stop`.
 async fn serve<IO>(
     shared: Arc<Shared>,
     incoming: ReceiverStream<std::io::Result<IO>>,
@@ -282,13 +356,16 @@ async fn serve<IO>(
         + Send
         + 'static,
 {
-    let limit = shared.config.max_event_bytes.saturating_add(MESSAGE_OVERHEAD);
+    let listener = shared.config.listener.clone();
+    let send_limit = shared.config.max_event_bytes.saturating_add(MESSAGE_OVERHEAD);
     let svc = CloudEventServiceServer::from_arc(Arc::new(BrokerService { shared }))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit);
-    let result = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_decoding_message_size(listener.max_receive_message_bytes)
+        .max_encoding_message_size(send_limit);
+    let timeout = listener.connection_timeout.filter(|d| !d.is_zero());
+    let incoming =
+        incoming.map(move |conn| conn.map(|io| HandshakeDeadline::new("grpc-broker", io, timeout)));
+    let result = listener
+        .server_builder()
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -373,10 +450,12 @@ impl BrokerService {
         if reg.paused || self.shared.closed.load(Ordering::Acquire) {
             return Err(Status::unavailable("the broker is not serving"));
         }
+        reg.check_limits(&req.cluster_name, &self.shared.config)?;
         let id = reg.next_id;
         reg.next_id += 1;
         let subscription_id = Uuid::new_v4();
         let kill = Arc::new(Notify::new());
+        *reg.per_consumer.entry(req.cluster_name.clone()).or_default() += 1;
         reg.subs.insert(
             id,
             Subscriber {
@@ -392,6 +471,32 @@ impl BrokerService {
 }
 
 impl BrokerService {
+    /// Refuses a Subscribe for a consumer the registry does not know (`NOT_FOUND`) or when the
+    /// registry cannot answer (`UNAVAILABLE`, the cause logged only); without a registry every
+    /// consumer passes (docs/security.md, "Limits").
+    async fn check_registered(&self, consumer: &str) -> std::result::Result<(), Status> {
+        let Some(registry) = &self.shared.config.consumers else { return Ok(()) };
+        if self.shared.known.is_fresh(consumer) {
+            return Ok(());
+        }
+        match registry.is_registered(consumer).await {
+            Ok(true) => {
+                self.shared.known.remember(consumer);
+                Ok(())
+            }
+            Ok(false) => {
+                tracing::info!(backend = BACKEND, consumer, "Subscribe refused: consumer not registered");
+                Err(Status::not_found(format!(
+                    "consumer {consumer:?} is not registered; register it with the server first"
+                )))
+            }
+            Err(error) => {
+                tracing::warn!(backend = BACKEND, consumer, %error, "Subscribe refused: cannot check the consumer's registration");
+                Err(Status::unavailable("cannot check the consumer's registration now; retry later"))
+            }
+        }
+    }
+
     /// Refuses `identity` acting for `consumer` unless the gate allows it; `what` names the
     /// refused call in the log line and the status message.
     fn authorize(
@@ -496,6 +601,7 @@ impl CloudEventService for BrokerService {
         let req = request.into_inner();
         validate_subscription(&req)?;
         self.authorize(&identity, &req.cluster_name, "subscribe")?;
+        self.check_registered(&req.cluster_name).await?;
         let (tx, rx) = mpsc::channel(self.shared.config.stream_buffer);
         let (id, subscription_id, kill) = self.register(&req, tx.clone())?;
         tokio::spawn(keep_stream(self.shared.clone(), id, tx, kill));

@@ -118,6 +118,10 @@ pub enum Command {
     /// Manage consumers (registered clusters).
     #[command(subcommand)]
     Consumer(ConsumerCommand),
+    /// Inspect and clear dead letters: events the server set aside for good, with why (needs
+    /// the REST role admin).
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLetterCommand),
 }
 
 /// `apply` arguments.
@@ -259,6 +263,30 @@ pub enum ConsumerCommand {
     Delete {
         /// Consumer id or name.
         consumer: String,
+    },
+}
+
+/// `dead-letters` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List dead letters, newest first.
+    List {
+        /// Only this consumer's.
+        #[arg(long, short = 'c')]
+        consumer: Option<String>,
+        /// Most dead letters to show (the server sends at most 500 per page).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show one dead letter with its event.
+    Get {
+        /// Dead letter id.
+        id: String,
+    },
+    /// Delete a dead letter once dealt with.
+    Delete {
+        /// Dead letter id.
+        id: String,
     },
 }
 

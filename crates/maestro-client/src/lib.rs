@@ -30,4 +30,4 @@ pub use manifestwork::ManifestWorkInput;
 pub use rest::{RestClient, RestOptions};
 pub use search::BundleFilter;
 pub use source::{ApplyOutcome, DeleteOutcome, GrpcTls, SourceClient, StatusStream, StatusUpdate};
-pub use types::{BundleStatus, Consumer, ErrorBody, FeedbackRow, List, ResourceBundle};
+pub use types::{BundleStatus, Consumer, DeadLetter, ErrorBody, FeedbackRow, List, ResourceBundle};

@@ -335,6 +335,43 @@ impl RestClient {
         list.items.into_iter().next().ok_or(ClientError::NotFound { what, detail: String::new() })
     }
 
+    /// One page of dead letters, newest first, optionally of one consumer (needs the REST
+    /// role `admin`; pages hold at most 500).
+    ///
+    /// # Errors
+    /// [`ClientError::Http`] (403) without the role; transport errors.
+    pub async fn list_dead_letters(
+        &self,
+        consumer: Option<&str>,
+        page: u32,
+        size: u32,
+    ) -> Result<List<crate::DeadLetter>> {
+        let mut query = vec![("page", page.to_string()), ("size", size.to_string())];
+        if let Some(c) = consumer {
+            query.push(("consumer", c.to_owned()));
+        }
+        self.get_json("/dead-letters", "dead letters", &query).await
+    }
+
+    /// One dead letter.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`]; transport and HTTP errors.
+    pub async fn get_dead_letter(&self, id: &str) -> Result<crate::DeadLetter> {
+        let what = format!("dead letter {id}");
+        self.get_json(&format!("/dead-letters/{}", path_segment(id)?), &what, &[]).await
+    }
+
+    /// Deletes a dead letter (204).
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`]; transport and HTTP errors.
+    pub async fn delete_dead_letter(&self, id: &str) -> Result<()> {
+        let what = format!("dead letter {id}");
+        self.send(Method::DELETE, &format!("/dead-letters/{}", path_segment(id)?), &what, |r| r).await?;
+        Ok(())
+    }
+
     /// Creates a consumer (`POST`, 201).
     ///
     /// # Errors

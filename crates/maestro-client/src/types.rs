@@ -344,3 +344,43 @@ mod tests {
         assert!(l.items.is_empty());
     }
 }
+
+/// An event the server set aside for good, with why (`GET /api/maestro/v1/dead-letters`;
+/// docs/security.md, "Dead letters").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The dead letter's id (a number, as a string).
+    #[serde(default)]
+    pub id: String,
+    /// When it was set aside.
+    #[serde(default, deserialize_with = "lenient_time", skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
+    /// `status`, `spec_resync`, `agent` (events from agents) or `spec_publish` (a spec event
+    /// the broker refused).
+    #[serde(default)]
+    pub origin: String,
+    /// The broker backend.
+    #[serde(default)]
+    pub broker: String,
+    /// The consumer, when known.
+    #[serde(default)]
+    pub consumer_name: Option<String>,
+    /// The resource id, when known.
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    /// The CloudEvent id.
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// The CloudEvent type.
+    #[serde(default)]
+    pub event_type: Option<String>,
+    /// Why it was set aside.
+    #[serde(default)]
+    pub reason: String,
+    /// The CloudEvent as JSON; `null` when it was over 64 KiB.
+    #[serde(default)]
+    pub event: Option<serde_json::Value>,
+    /// The event's size (bytes of JSON).
+    #[serde(default)]
+    pub event_bytes: u64,
+}

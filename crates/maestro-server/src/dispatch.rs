@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use maestro_api::types::Action;
-use maestro_store::{DynStore, PendingSpec, Resource, SpecAction, SpecEventRow, StoreError};
+use maestro_store::{
+    DeadLetterOrigin, DynStore, NewDeadLetter, PendingSpec, Resource, SpecAction, SpecEventRow, StoreError,
+};
 use maestro_transport::{DynSourceTransport, Error as TransportError};
 use tokio::sync::watch;
 
@@ -109,7 +111,7 @@ impl Dispatcher<'_> {
     /// Delivers a fed batch and marks what was sent done.
     async fn deliver_fed(&mut self, batch: maestro_store::SpecFeedBatch) {
         let batch = batch.into_iter().filter(|p| !self.swept.contains(&p.event.seq)).collect();
-        let done = deliver_all(self.transport, self.source_id, batch, &mut self.blocked).await;
+        let done = deliver_all(self.store, self.transport, self.source_id, batch, &mut self.blocked).await;
         if let Err(e) = self.store.complete_spec_events(&done).await {
             // The rows stay pending: the next sweep sends them again (agents ignore a version
             // they hold).
@@ -127,7 +129,7 @@ impl Dispatcher<'_> {
         self.swept.clear();
         let pending = self.store.pending_spec_deliveries(batch).await?;
         let fetched = pending.len();
-        let done = deliver_all(self.transport, self.source_id, pending, &mut self.blocked).await;
+        let done = deliver_all(self.store, self.transport, self.source_id, pending, &mut self.blocked).await;
         self.swept.extend(done.iter().copied());
         self.store.complete_spec_events(&done).await?;
         Ok(fetched)
@@ -138,6 +140,7 @@ impl Dispatcher<'_> {
 /// delivery fails (their later rows stay pending, so per-consumer order is kept); returns the
 /// seqs to mark done.
 async fn deliver_all(
+    store: &DynStore,
     transport: &DynSourceTransport,
     source_id: &str,
     rows: Vec<PendingSpec>,
@@ -153,10 +156,10 @@ async fn deliver_all(
             done.push(row.seq);
             continue;
         };
-        match deliver(transport, source_id, &row, &resource).await {
+        match deliver(store, transport, source_id, &row, &resource).await {
             Ok(()) => done.push(row.seq),
             Err(e) => {
-                tracing::debug!(consumer = %row.consumer_name, resource = %row.resource_id, error = %e, "spec publish deferred");
+                tracing::debug!(consumer = ?row.consumer_name, resource = ?row.resource_id, error = %e, "spec publish deferred");
                 blocked.insert(row.consumer_name.clone());
             }
         }
@@ -165,13 +168,17 @@ async fn deliver_all(
 }
 
 /// Publishes the resource's current state for one outbox row. `Err` only for a retryable
-/// transport failure (the row stays pending).
+/// failure (the row stays pending): a retryable transport failure, or a permanent one whose
+/// dead letter could not be stored, since a row is marked done only when the broker took its
+/// event or the failure is recorded where the source can see it (docs/security.md, "Dead
+/// letters").
 async fn deliver(
+    store: &DynStore,
     transport: &DynSourceTransport,
     source_id: &str,
     row: &SpecEventRow,
     resource: &Resource,
-) -> Result<(), TransportError> {
+) -> Result<(), String> {
     if resource.version > row.version && row.action != SpecAction::Delete && resource.deleted_at.is_none() {
         return Ok(()); // a newer outbox row carries the current state
     }
@@ -185,10 +192,31 @@ async fn deliver(
         Ok(()) => Ok(()),
         // No agent of this consumer is connected here: its spec resync on connect delivers.
         Err(TransportError::NoSubscriber { .. }) => Ok(()),
-        Err(e) if e.is_retryable() => Err(e),
+        Err(e) if e.is_retryable() => Err(e.to_string()),
         Err(e) => {
-            tracing::error!(resource = %resource.id, consumer = %resource.consumer_name, error = %e, "spec event cannot be delivered; dropped");
-            Ok(())
+            tracing::error!(resource = ?resource.id, consumer = ?resource.consumer_name, version = resource.version, error = %e, "spec event refused by the broker; set aside as a dead letter");
+            record_refused(store, transport.backend(), &event, resource, &e).await
         }
     }
+}
+
+/// Stores the dead letter of a spec event the broker refused for good.
+async fn record_refused(
+    store: &DynStore,
+    broker: &str,
+    event: &maestro_api::Event,
+    resource: &Resource,
+    error: &TransportError,
+) -> Result<(), String> {
+    let letter = NewDeadLetter {
+        origin: DeadLetterOrigin::SpecPublish,
+        broker: broker.to_owned(),
+        consumer_name: Some(resource.consumer_name.clone()),
+        resource_id: Some(resource.id.clone()),
+        event_id: Some(maestro_api::AttributesReader::id(event).to_owned()),
+        event_type: Some(maestro_api::AttributesReader::ty(event).to_owned()),
+        reason: format!("version {} refused by the broker: {error}", resource.version),
+        event: String::from_utf8_lossy(&maestro_api::json::to_vec(event)).into_owned(),
+    };
+    store.add_dead_letter(letter).await.map(|_| ()).map_err(|e| format!("storing a dead letter: {e}"))
 }

@@ -174,12 +174,15 @@ impl ServiceError {
     }
 
     /// The gRPC status. Its message is [`ServiceError::reason`]: an internal failure's cause is
-    /// logged here and never sent.
+    /// logged here under a new operation id and never sent; the message names the id, so an
+    /// operator can find the cause (docs/security.md, "Bad input").
     pub fn to_status(&self) -> tonic::Status {
+        let mut msg = self.reason();
         if let ServiceError::Internal(cause) | ServiceError::Unavailable(cause) = self {
-            tracing::error!(%cause, "internal error answered to a gRPC call");
+            let operation_id = uuid::Uuid::new_v4();
+            tracing::error!(%operation_id, %cause, "internal error answered to a gRPC call");
+            msg = format!("{msg} (operation id {operation_id})");
         }
-        let msg = self.reason();
         match self {
             ServiceError::Validation(_)
             | ServiceError::MalformedRequest(_)
@@ -253,6 +256,10 @@ mod tests {
         let e = ServiceError::Internal("password authentication failed for user \"maestro\"".into());
         assert_eq!((e.code(), e.reason().as_str()), (9, "Unspecified error"));
         assert_eq!(e.http_status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        let status = e.to_status();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().starts_with("Unspecified error (operation id "), "{}", status.message());
+        assert!(!status.message().contains("password"), "{}", status.message());
         let e = ServiceError::NotFound("consumer \"x\" not found".into());
         assert_eq!((e.code(), e.reason().as_str()), (7, "consumer \"x\" not found"));
     }

@@ -180,25 +180,28 @@ fn row_status(row: StatusEventRow) -> Option<SourceStatus> {
 /// Status event rows read per query by the fan-out.
 const FANOUT_BATCH: i64 = 500;
 
-/// How often the status event rows already fanned out are deleted.
-const PRUNE_EVERY: Duration = Duration::from_secs(30);
-
 /// How often the fan-out reads the table even while the store's status feed is quiet: rows
 /// that never come through the feed (other server instances) or a dropped feed batch.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the fan-out until `shutdown` becomes true. Starts after the newest existing row
 /// (sources get no history on Subscribe, as in Maestro). Delivered rows are pruned every
-/// [`PRUNE_EVERY`] alongside, never in the fan-out's way: a prune deletes thousands of rows
-/// under load, and statuses waiting behind it would reach their sources late.
-pub async fn run_fanout(store: DynStore, hub: StatusHub, shutdown: watch::Receiver<bool>) {
+/// `prune_every` (default 30 s, [`crate::retention::RetentionConfig`]) alongside, never in the
+/// fan-out's way: a prune deletes thousands of rows under load, and statuses waiting behind it
+/// would reach their sources late.
+pub async fn run_fanout(
+    store: DynStore,
+    hub: StatusHub,
+    prune_every: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
     // Taken before the newest seq is read: a row committed in between is in the feed and
     // skipped there, never missed.
     let feed = store.status_feed();
     let delivered = AtomicI64::new(store.last_status_event_seq().await.unwrap_or(0));
     tokio::join!(
         fanout(&store, &hub, feed, &delivered, shutdown.clone()),
-        prune(&store, &delivered, shutdown)
+        prune(&store, &delivered, prune_every, shutdown)
     );
 }
 
@@ -301,11 +304,16 @@ fn send_row(hub: &StatusHub, row: StatusEventRow) {
     }
 }
 
-/// Every [`PRUNE_EVERY`], deletes the rows up to `delivered`.
-async fn prune(store: &DynStore, delivered: &AtomicI64, mut shutdown: watch::Receiver<bool>) {
+/// Every `every`, deletes the rows up to `delivered`.
+async fn prune(
+    store: &DynStore,
+    delivered: &AtomicI64,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => {}
         }
         if *shutdown.borrow() {

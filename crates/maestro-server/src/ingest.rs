@@ -1,23 +1,36 @@
 //! Agent events arriving at the server through the broker: status updates (stored under the
 //! acceptance rules of architecture.md §5) and spec resync requests (answered per
-//! protocol.md §5.2, in the background so the handler returns at once).
+//! protocol.md §5.2, in the background so the handler returns at once; see
+//! [`crate::spec_resync`]).
+//!
+//! An event that can never be handled (malformed, not this server's, refused by a limit or by
+//! the database itself) is set aside as a dead letter with the reason and acknowledged, so it
+//! never holds the events behind it (docs/security.md, "Dead letters").
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use maestro_api::codec::{data_as, decode_status};
 use maestro_api::payload::ResourceVersionList;
 use maestro_api::types::{Action, EventType, SubResource};
 use maestro_api::{AttributesReader, Event, ext, json};
-use maestro_store::{DynStore, StatusOutcome, StatusWrite};
+use maestro_store::{DeadLetterOrigin, DynStore, NewDeadLetter, StatusOutcome, StatusWrite, StoreError};
 use maestro_transport::deliver::Backoff;
 use maestro_transport::{DynSourceTransport, EventHandler, HandlerError};
-use tokio::sync::Semaphore;
-use tokio::task::AbortHandle;
 
-use crate::spec::{outgoing_spec, unknown_resource_delete};
+use crate::spec_resync::{Answers, SpecResyncAnswer};
+pub use crate::spec_resync::{IngestLimits, MAX_CONCURRENT_RESYNC_ANSWERS, RESYNC_ANSWER_ATTEMPTS};
+
+/// Dead letters stored per second at most (burst [`DEAD_LETTER_BURST`]); beyond it a refused
+/// event is only logged, so a flood of bad events cannot fill the database.
+pub const DEAD_LETTERS_PER_SECOND: u32 = 20;
+/// Dead letters stored at once before [`DEAD_LETTERS_PER_SECOND`] applies.
+pub const DEAD_LETTER_BURST: u32 = 100;
+/// Delay between attempts at storing a status: 100 ms doubling to 2 s.
+const STATUS_RETRY: Backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
 
 /// The handler the server gives to its source transport.
 #[derive(Debug)]
@@ -25,34 +38,62 @@ pub struct Ingest {
     store: DynStore,
     transport: DynSourceTransport,
     source_id: String,
-    /// The spec resync answer being sent to each consumer.
-    resyncs: Mutex<HashMap<String, AbortHandle>>,
-    /// Bounds the answers sent at once ([`MAX_CONCURRENT_RESYNC_ANSWERS`]).
-    resync_permits: Arc<Semaphore>,
+    limits: IngestLimits,
+    answers: Answers,
+    dead_letters: DefaultDirectRateLimiter,
+}
+
+/// Why an event was not taken.
+enum Refusal {
+    /// Never: set it aside.
+    Permanent(DeadLetterOrigin, String),
+    /// Not now: deliver it again.
+    Retryable(String),
+}
+
+fn permanent(origin: DeadLetterOrigin) -> impl Fn(maestro_api::Error) -> Refusal {
+    move |e| Refusal::Permanent(origin, e.to_string())
 }
 
 impl Ingest {
-    /// A handler storing statuses in `store` and answering resyncs through `transport`.
+    /// A handler storing statuses in `store` and answering resyncs through `transport`, with
+    /// the default [`IngestLimits`].
     pub fn new(store: DynStore, transport: DynSourceTransport, source_id: &str) -> Arc<Self> {
+        Self::with_limits(store, transport, source_id, IngestLimits::default())
+    }
+
+    /// [`Ingest::new`] with explicit limits.
+    pub fn with_limits(
+        store: DynStore,
+        transport: DynSourceTransport,
+        source_id: &str,
+        limits: IngestLimits,
+    ) -> Arc<Self> {
+        let quota = Quota::per_second(NonZeroU32::new(DEAD_LETTERS_PER_SECOND).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(DEAD_LETTER_BURST).unwrap_or(NonZeroU32::MIN));
         Arc::new(Ingest {
             store,
             transport,
             source_id: source_id.to_owned(),
-            resyncs: Mutex::default(),
-            resync_permits: Arc::new(Semaphore::new(MAX_CONCURRENT_RESYNC_ANSWERS)),
+            answers: Answers::new(&limits),
+            limits,
+            dead_letters: RateLimiter::direct(quota),
         })
     }
 
-    async fn status(&self, event: &Event) -> Result<StatusOutcome, HandlerError> {
-        let st = decode_status(event).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+    async fn status(&self, event: &Event) -> Result<StatusOutcome, Refusal> {
+        let origin = DeadLetterOrigin::Status;
+        let st = decode_status(event).map_err(permanent(origin))?;
         if st.original_source != self.source_id {
-            return Err(HandlerError::Permanent(format!(
-                "status for resource {} has originalsource {:?}, not this server's {:?}",
-                st.resource_id, st.original_source, self.source_id
-            )));
+            return Err(Refusal::Permanent(
+                origin,
+                format!(
+                    "status for resource {:?} has originalsource {:?}, not this server's {:?}",
+                    st.resource_id, st.original_source, self.source_id
+                ),
+            ));
         }
-        let data = data_as::<serde_json::Value>(event, "ManifestBundleStatus")
-            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let data = data_as::<serde_json::Value>(event, "ManifestBundleStatus").map_err(permanent(origin))?;
         let write = StatusWrite {
             resource_id: st.resource_id.clone(),
             consumer_name: st.cluster_name.clone(),
@@ -63,144 +104,159 @@ impl Ingest {
             data,
             deleted: st.status.is_true("Deleted"),
         };
-        let outcome = self.store.apply_status(write).await.map_err(|e| {
-            if e.is_retryable() {
-                HandlerError::Retryable(e.to_string())
-            } else {
-                HandlerError::Permanent(e.to_string())
-            }
-        })?;
-        tracing::debug!(resource = %st.resource_id, consumer = %st.cluster_name, version = st.resource_version, ?outcome, "status");
+        let outcome = self.store_status(write).await?;
+        tracing::debug!(resource = ?st.resource_id, consumer = ?st.cluster_name, version = st.resource_version, ?outcome, "status");
         Ok(outcome)
     }
 
-    /// Takes a spec resync request (protocol.md §5.2): checks it, then answers it in the
-    /// background ([`SpecResyncAnswer`]) and returns at once. Answering inline would hold the
+    /// Stores a status, retrying a retryable failure [`IngestLimits::status_attempts`] times.
+    /// If it still fails while the database answers, the failure belongs to this status (a
+    /// poison message): it is refused for good. If the database does not answer, it is an
+    /// outage: the status waits (the broker delivers it again).
+    async fn store_status(&self, write: StatusWrite) -> Result<StatusOutcome, Refusal> {
+        let mut attempt = 0u32;
+        loop {
+            let error = match self.store.apply_status(write.clone()).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) if !e.is_retryable() => return Err(refused_by_database(DeadLetterOrigin::Status, &e)),
+                Err(e) => e,
+            };
+            attempt += 1;
+            if attempt >= self.limits.status_attempts.max(1) {
+                return match self.store.ping().await {
+                    Ok(()) => Err(Refusal::Permanent(
+                        DeadLetterOrigin::Status,
+                        format!(
+                            "storing the status failed {attempt} times while the database answers: {error}"
+                        ),
+                    )),
+                    Err(_) => Err(Refusal::Retryable(error.to_string())),
+                };
+            }
+            tokio::time::sleep(STATUS_RETRY.delay(attempt - 1)).await;
+        }
+    }
+
+    /// Takes a spec resync request (protocol.md §5.2): checks it against the limits, then
+    /// answers it in the background and returns at once. Answering inline would hold the
     /// broker acknowledgement of every later message on the server's connection (MQTT acks go
     /// in arrival order) for as long as the hundreds of answer publishes take; on the embedded
-    /// rumqttd that deadlocked once 100 statuses were waiting for their ack. A newer request
-    /// from the same consumer replaces an answer still being sent.
-    fn spec_resync(&self, event: &Event) -> Result<(), HandlerError> {
+    /// rumqttd that deadlocked once 100 statuses were waiting for their ack.
+    async fn spec_resync(&self, event: &Event) -> Result<(), Refusal> {
+        let origin = DeadLetterOrigin::SpecResync;
         let cluster = ext::get_str(event, ext::CLUSTER_NAME).unwrap_or_default();
         if cluster.is_empty() {
-            return Err(HandlerError::Permanent("spec resync request without clustername".into()));
+            return Err(Refusal::Permanent(origin, "spec resync request without clustername".into()));
         }
         let request: ResourceVersionList =
-            data_as(event, "ResourceVersionList").map_err(|e| HandlerError::Permanent(e.to_string()))?;
+            data_as(event, "ResourceVersionList").map_err(permanent(origin))?;
+        if request.resource_versions.len() > self.limits.max_resync_ids {
+            return Err(Refusal::Permanent(
+                origin,
+                format!(
+                    "spec resync request lists {} resources, over the limit of {}",
+                    request.resource_versions.len(),
+                    self.limits.max_resync_ids
+                ),
+            ));
+        }
+        match self.store.get_consumer_by_name(&cluster).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound { .. }) => {
+                return Err(Refusal::Permanent(origin, format!("consumer {cluster:?} is not registered")));
+            }
+            Err(e) if e.is_retryable() => return Err(Refusal::Retryable(e.to_string())),
+            Err(e) => return Err(refused_by_database(origin, &e)),
+        }
         let agent =
             request.resource_versions.into_iter().map(|v| (v.resource_id, v.resource_version)).collect();
-        let answer = SpecResyncAnswer {
+        self.answers.start(SpecResyncAnswer {
             store: self.store.clone(),
             transport: self.transport.clone(),
             source_id: self.source_id.clone(),
-            consumer: cluster.clone(),
+            consumer: cluster,
             agent,
-        };
-        let task = tokio::spawn(answer.run(self.resync_permits.clone()));
-        let mut running = self.resyncs.lock().unwrap_or_else(|p| p.into_inner());
-        running.retain(|_, t| !t.is_finished());
-        if let Some(previous) = running.insert(cluster, task.abort_handle()) {
-            previous.abort();
-        }
+        });
         Ok(())
     }
+
+    async fn route(&self, event: &Event) -> Result<(), Refusal> {
+        let origin = DeadLetterOrigin::Agent;
+        let ty = EventType::parse(event.ty()).map_err(permanent(origin))?;
+        if !ty.is_manifest_bundles() {
+            return Err(Refusal::Permanent(origin, format!("unsupported data type {:?}", ty.data_type)));
+        }
+        match (ty.sub_resource, ty.action) {
+            (SubResource::Spec, Action::ResyncRequest) => self.spec_resync(event).await,
+            (SubResource::Status, Action::ResyncRequest) => Ok(()), // ignored by sources (§5.2)
+            (SubResource::Status, _) => self.status(event).await.map(|_| ()),
+            _ => Err(Refusal::Permanent(
+                origin,
+                format!("unexpected event type {:?} from an agent", event.ty()),
+            )),
+        }
+    }
+
+    /// Stores `event` as a dead letter (rate limited: [`DEAD_LETTERS_PER_SECOND`]). A
+    /// retryable store failure asks for the event again (it will be refused again and stored
+    /// once the database is back); any other store failure only logs.
+    async fn set_aside(
+        &self,
+        event: &Event,
+        origin: DeadLetterOrigin,
+        reason: &str,
+    ) -> Result<(), HandlerError> {
+        let consumer = ext::get_str(event, ext::CLUSTER_NAME);
+        tracing::warn!(origin = origin.as_str(), consumer = ?consumer, id = ?event.id(), ty = ?event.ty(), reason = ?reason, "agent event refused; set aside as a dead letter");
+        if self.dead_letters.check().is_err() {
+            tracing::warn!(id = ?event.id(), "dead letter not stored: over {DEAD_LETTERS_PER_SECOND} per second");
+            return Ok(());
+        }
+        let letter = NewDeadLetter {
+            origin,
+            broker: self.transport.backend().to_owned(),
+            consumer_name: consumer,
+            resource_id: ext::get_str(event, ext::RESOURCE_ID),
+            event_id: Some(event.id().to_owned()),
+            event_type: Some(event.ty().to_owned()),
+            reason: reason.to_owned(),
+            event: String::from_utf8_lossy(&json::to_vec(event)).into_owned(),
+        };
+        match self.store.add_dead_letter(letter).await {
+            Ok(id) => {
+                tracing::info!(dead_letter = id, "dead letter stored");
+                Ok(())
+            }
+            Err(e) if e.is_retryable() => Err(HandlerError::Retryable(format!("storing a dead letter: {e}"))),
+            Err(e) => {
+                tracing::error!(error = %e, "storing a dead letter failed; the event is dropped");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A permanent refusal for a write the database refused because of the data.
+fn refused_by_database(origin: DeadLetterOrigin, e: &StoreError) -> Refusal {
+    Refusal::Permanent(origin, format!("the database refused the write: {e}"))
 }
 
 impl Drop for Ingest {
     fn drop(&mut self) {
-        let running = self.resyncs.get_mut().unwrap_or_else(|p| p.into_inner());
-        for (_, task) in running.drain() {
-            task.abort();
-        }
-    }
-}
-
-/// Most spec resync answers sent at once (a fleet reconnecting after an outage sends one
-/// request per agent; each answer reads the consumer's bundles from the store).
-pub const MAX_CONCURRENT_RESYNC_ANSWERS: usize = 16;
-/// Attempts at answering one spec resync request when the store or the broker fails.
-pub const RESYNC_ANSWER_ATTEMPTS: u32 = 8;
-/// Delay between attempts: 1 s doubling to 30 s.
-const RESYNC_ANSWER_BACKOFF: Backoff =
-    Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30) };
-
-/// The answer to one consumer's spec resync request (protocol.md §5.2), sent by a task.
-struct SpecResyncAnswer {
-    store: DynStore,
-    transport: DynSourceTransport,
-    source_id: String,
-    consumer: String,
-    /// The versions the agent holds, by resource id.
-    agent: HashMap<String, i64>,
-}
-
-impl SpecResyncAnswer {
-    /// Sends the answer; a store failure or a retryable publish failure starts it again after
-    /// a backoff, up to [`RESYNC_ANSWER_ATTEMPTS`] times (the agent ignores versions it
-    /// already holds). Gives up with an error log.
-    async fn run(self, permits: Arc<Semaphore>) {
-        let Ok(_permit) = permits.acquire_owned().await else { return };
-        for attempt in 0..RESYNC_ANSWER_ATTEMPTS {
-            match self.send().await {
-                Ok(()) => return,
-                Err((error, true)) if attempt + 1 < RESYNC_ANSWER_ATTEMPTS => {
-                    tracing::warn!(consumer = %self.consumer, %error, attempt, "spec resync answer failed; retrying");
-                    tokio::time::sleep(RESYNC_ANSWER_BACKOFF.delay(attempt)).await;
-                }
-                Err((error, _)) => {
-                    tracing::error!(consumer = %self.consumer, %error, "spec resync answer failed; giving up");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// One attempt; errors come with whether a retry may succeed.
-    async fn send(&self) -> Result<(), (String, bool)> {
-        let resources =
-            self.store.resources_for_consumer(&self.consumer).await.map_err(|e| (e.to_string(), true))?;
-        let mut agent = self.agent.clone();
-        let mut out = Vec::new();
-        for r in &resources {
-            let agent_version = agent.remove(&r.id).unwrap_or(0);
-            if r.deleted_at.is_some() || r.version == 0 || r.version > agent_version {
-                out.push(outgoing_spec(r, &self.source_id, Action::ResyncResponse));
-            }
-        }
-        for (id, version) in agent {
-            out.push(unknown_resource_delete(&self.source_id, &id, version, &self.consumer));
-        }
-        tracing::info!(consumer = %self.consumer, held = resources.len(), sending = out.len(), "spec resync");
-        // On a broker that stores messages (MQTT, Pub/Sub), a status the agent published just
-        // before a broker outage can be lost, and the server's status resync broadcast after
-        // its own resubscription can miss an agent that resubscribes later (Pub/Sub recreates
-        // the agent's subscription only then). The agent's spec resync marks its return: ask it
-        // for its statuses too (protocol.md §5.1; it resends only what differs).
-        if self.transport.backend() != "grpc" {
-            out.extend(crate::resync::batches(&self.source_id, &self.consumer, &resources));
-        }
-        for ev in &out {
-            self.transport
-                .publish(ev)
-                .await
-                .map_err(|e| (format!("resync publish: {e}"), e.is_retryable()))?;
-        }
-        Ok(())
+        self.answers.abort_all();
     }
 }
 
 #[async_trait]
 impl EventHandler for Ingest {
     async fn handle(&self, event: Event) -> Result<(), HandlerError> {
-        let ty = EventType::parse(event.ty()).map_err(|e| HandlerError::Permanent(e.to_string()))?;
-        if !ty.is_manifest_bundles() {
-            return Err(HandlerError::Permanent(format!("unsupported data type {:?}", ty.data_type)));
-        }
-        match (ty.sub_resource, ty.action) {
-            (SubResource::Spec, Action::ResyncRequest) => self.spec_resync(&event),
-            (SubResource::Status, Action::ResyncRequest) => Ok(()), // ignored by sources (§5.2)
-            (SubResource::Status, _) => self.status(&event).await.map(|_| ()),
-            _ => Err(HandlerError::Permanent(format!("unexpected event type {} from an agent", event.ty()))),
+        match self.route(&event).await {
+            Ok(()) => Ok(()),
+            Err(Refusal::Retryable(reason)) => Err(HandlerError::Retryable(reason)),
+            Err(Refusal::Permanent(origin, reason)) => {
+                self.set_aside(&event, origin, &reason).await?;
+                Err(HandlerError::Permanent(reason))
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod resync;
 pub mod retention;
 pub mod source_grpc;
 pub mod spec;
+pub mod spec_resync;
 pub mod tls_listener;
 
 use std::net::SocketAddr;
@@ -55,8 +56,10 @@ pub struct ServerConfig {
     pub heartbeat: Option<Duration>,
     /// Dispatcher settings.
     pub dispatch: dispatch::DispatchConfig,
-    /// Spec outbox retention.
+    /// Retention of done spec outbox rows, fanned-out status events and dead letters.
     pub retention: retention::RetentionConfig,
+    /// Limits on what agents may ask through the broker (spec resync requests, status retries).
+    pub ingest: ingest::IngestLimits,
     /// Serve REST over TLS with this certificate and key (Go's `--enable-https`,
     /// `--https-cert-file`, `--https-key-file`), reloaded when the files change; `None` serves
     /// plain HTTP.
@@ -74,6 +77,9 @@ pub struct ServerConfig {
     /// Limits of the REST API: body size, header read, idle and request timeouts, concurrent
     /// lists (docs/rest.md, "Limits").
     pub rest_limits: rest::RestLimits,
+    /// Limits of the source gRPC API: Subscribe streams per source and in total, and the
+    /// listener's connection settings (docs/security.md, "Limits").
+    pub grpc_limits: source_grpc::SourceGrpcLimits,
 }
 
 impl Default for ServerConfig {
@@ -86,11 +92,13 @@ impl Default for ServerConfig {
             heartbeat: Some(Duration::from_secs(10)),
             dispatch: dispatch::DispatchConfig::default(),
             retention: retention::RetentionConfig::default(),
+            ingest: ingest::IngestLimits::default(),
             http_tls: None,
             grpc_tls: None,
             http_gate: maestro_auth::Gate::open(),
             grpc_gate: maestro_auth::Gate::open(),
             rest_limits: rest::RestLimits::default(),
+            grpc_limits: source_grpc::SourceGrpcLimits::default(),
         }
     }
 }
@@ -163,7 +171,14 @@ pub async fn start(
     let grpc = bind(config.grpc_addr).await?;
     let (http_addr, grpc_addr) = (local(&http, config.http_addr), local(&grpc, config.grpc_addr));
     let (tx, rx) = watch::channel(false);
-    transport.start(ingest::Ingest::new(store.clone(), transport.clone(), &config.source_id)).await?;
+    transport
+        .start(ingest::Ingest::with_limits(
+            store.clone(),
+            transport.clone(),
+            &config.source_id,
+            config.ingest,
+        ))
+        .await?;
     let hub = hub::StatusHub::new(4096);
     let svc = source_grpc::SourceService::new(
         store.clone(),
@@ -183,7 +198,12 @@ pub async fn start(
             config.dispatch.clone(),
             rx.clone(),
         )),
-        tokio::spawn(hub::run_fanout(store.clone(), hub, rx.clone())),
+        tokio::spawn(hub::run_fanout(
+            store.clone(),
+            hub,
+            config.retention.status_events_prune_every,
+            rx.clone(),
+        )),
         tokio::spawn(retention::run(store.clone(), config.retention, rx.clone())),
         tokio::spawn(resync::run(store.clone(), transport.clone(), config.source_id.clone(), rx.clone())),
         tokio::spawn(serve_rest(
@@ -193,7 +213,7 @@ pub async fn start(
             config.rest_limits.clone(),
             rx.clone(),
         )),
-        tokio::spawn(serve_grpc(grpc, grpc_tls, svc, rx)),
+        tokio::spawn(serve_grpc(grpc, grpc_tls, svc, config.grpc_limits.clone(), rx)),
     ];
     let https = config.http_tls.is_some();
     warn_if_exposed("REST", http_addr, https, &config.http_gate);
@@ -277,25 +297,38 @@ async fn serve_rest(
     }
 }
 
+/// Serves the source gRPC API on `listener` (with TLS when `tls` is given) under `limits`
+/// (docs/security.md, "Limits") until shutdown.
 async fn serve_grpc(
     listener: TcpListener,
     tls: Option<maestro_tls::ReloadingServerTls>,
     svc: source_grpc::SourceService,
+    limits: source_grpc::SourceGrpcLimits,
     rx: watch::Receiver<bool>,
 ) {
-    let service = CloudEventServiceServer::new(svc).max_decoding_message_size(4 * 1024 * 1024);
-    let server = tonic::transport::Server::builder().add_service(service);
+    use futures::StreamExt;
+    use maestro_tls::grpc_listener::HandshakeDeadline;
+    let svc = svc.with_subscription_limits(&limits).with_shutdown(rx.clone());
+    let service = CloudEventServiceServer::new(svc)
+        .max_decoding_message_size(limits.listener.max_receive_message_bytes);
+    let server = limits.listener.server_builder().add_service(service);
+    let deadline = limits.listener.handshake_timeout();
     let res = match &tls {
         // The TLS listener sets TCP_NODELAY on every connection too.
         Some(tls) => {
             let listener = tls_listener::TlsListener::new(listener, tls.server_config_with_alpn(&[b"h2"]));
-            server.serve_with_incoming_shutdown(listener.into_incoming(), wait_shutdown(rx)).await
+            let incoming = listener
+                .into_incoming()
+                .map(move |c| c.map(|io| HandshakeDeadline::new("source-grpc", io, deadline)));
+            server.serve_with_incoming_shutdown(incoming, wait_shutdown(rx)).await
         }
         None => {
             // TCP_NODELAY: with Nagle's algorithm a status pushed to a subscribed source waits
             // for the source's delayed ACK (40 ms on Linux) whenever an earlier one is
             // unacknowledged, so the last statuses of a burst arrived ~40 ms late.
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(move |c| c.map(|io| HandshakeDeadline::new("source-grpc", io, deadline)));
             server.serve_with_incoming_shutdown(incoming, wait_shutdown(rx)).await
         }
     };

@@ -1,6 +1,8 @@
 //! Outbox retention (docs/security.md, "Bad input"): spec outbox rows marked done are deleted in
 //! batches once they are older than the retention window, so the table stays bounded however
-//! long the server runs. (Status event rows are pruned by [`crate::hub`] after fan-out.)
+//! long the server runs; dead letters are kept for [`RetentionConfig::dead_letters_max_age`]
+//! and at most [`RetentionConfig::dead_letters_keep`] of them (docs/security.md, "Dead
+//! letters"). (Status event rows are pruned by [`crate::hub`] after fan-out.)
 
 use std::time::Duration;
 
@@ -16,6 +18,13 @@ pub struct RetentionConfig {
     pub keep_done_for: Duration,
     /// Rows deleted per statement (default 10,000), so one prune never holds a long lock.
     pub batch: i64,
+    /// How long a dead letter is kept (default 7 days).
+    pub dead_letters_max_age: Duration,
+    /// Most dead letters kept; older ones beyond it are deleted (default 10,000).
+    pub dead_letters_keep: i64,
+    /// How often the status event rows already fanned out to sources are deleted (default
+    /// 30 s; [`crate::hub::run_fanout`]).
+    pub status_events_prune_every: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -24,6 +33,9 @@ impl Default for RetentionConfig {
             interval: Duration::from_secs(60),
             keep_done_for: Duration::from_secs(3600),
             batch: 10_000,
+            dead_letters_max_age: Duration::from_secs(7 * 24 * 3600),
+            dead_letters_keep: 10_000,
+            status_events_prune_every: Duration::from_secs(30),
         }
     }
 }
@@ -39,21 +51,28 @@ pub async fn run(store: DynStore, config: RetentionConfig, mut shutdown: watch::
         }
         match prune_once(&store, &config).await {
             Ok(0) => {}
-            Ok(n) => tracing::debug!(rows = n, "pruned done spec outbox rows"),
+            Ok(n) => tracing::debug!(rows = n, "pruned done spec outbox rows and old dead letters"),
             Err(e) => tracing::warn!(error = %e, "pruning the spec outbox failed; will retry"),
         }
     }
 }
 
-/// Deletes the done rows older than the window, batch by batch; returns how many.
+/// The time `age` ago (the epoch's start when out of range).
+fn ago(age: Duration) -> chrono::DateTime<chrono::Utc> {
+    let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+    chrono::Utc::now().checked_sub_signed(age).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
+
+/// Deletes the done rows older than the window, batch by batch, and the dead letters beyond
+/// their limits; returns how many rows of both.
 ///
 /// # Errors
 /// The store's error; rows deleted before it stay deleted.
 pub async fn prune_once(store: &DynStore, config: &RetentionConfig) -> maestro_store::Result<u64> {
-    let keep = chrono::Duration::from_std(config.keep_done_for).unwrap_or(chrono::Duration::MAX);
-    let cutoff =
-        chrono::Utc::now().checked_sub_signed(keep).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-    let mut total = 0;
+    let letters =
+        store.prune_dead_letters(ago(config.dead_letters_max_age), config.dead_letters_keep).await?;
+    let cutoff = ago(config.keep_done_for);
+    let mut total = letters;
     loop {
         let n = store.prune_spec_events(cutoff, config.batch).await?;
         total += n;

@@ -5,8 +5,14 @@
 //! Every call passes the listener's [`Gate`] (docs/security.md, "Source gRPC"): the caller is
 //! authenticated, publishes only as a source it may act as (`pub`), changes only bundles that
 //! source created, and subscribes only to statuses of sources it may read (`sub`).
+//!
+//! Subscribe streams are limited per source and in total ([`SourceGrpcLimits`]; a stream over
+//! a limit is refused with `RESOURCE_EXHAUSTED`), and the listener's connections by
+//! [`GrpcListenerLimits`] (docs/security.md, "Limits").
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::Stream;
@@ -18,13 +24,123 @@ use maestro_api::{AttributesReader, Event, grpc};
 use maestro_auth::policy::SourceVerb;
 use maestro_auth::{Gate, Identity};
 use maestro_store::DynStore;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::ServiceError;
 use crate::hub::{StatusHub, resource_status_event};
 use crate::spec::apply_source_spec;
+
+pub use maestro_tls::grpc_listener::GrpcListenerLimits;
+
+/// Default limit of concurrent Subscribe streams of one source: 16.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_SOURCE: usize = 16;
+/// Default limit of concurrent Subscribe streams in total: 1,000.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
+
+/// Limits of the source gRPC API (docs/security.md, "Limits").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceGrpcLimits {
+    /// Concurrent Subscribe streams of one source (the request's `source`); one more is refused
+    /// with `RESOURCE_EXHAUSTED`. Default 16.
+    pub max_subscriptions_per_source: usize,
+    /// Concurrent Subscribe streams in total; one more is refused with `RESOURCE_EXHAUSTED`.
+    /// Default 1,000.
+    pub max_subscriptions: usize,
+    /// Connection settings: keepalive, connection age and timeout, streams per connection,
+    /// largest received message.
+    pub listener: GrpcListenerLimits,
+}
+
+impl Default for SourceGrpcLimits {
+    fn default() -> Self {
+        SourceGrpcLimits {
+            max_subscriptions_per_source: DEFAULT_MAX_SUBSCRIPTIONS_PER_SOURCE,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            listener: GrpcListenerLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    per_source: HashMap<String, usize>,
+    total: usize,
+}
+
+/// The live Subscribe streams, counted against the limits.
+#[derive(Debug, Clone)]
+struct Slots {
+    counts: Arc<Mutex<Counts>>,
+    per_source: usize,
+    total: usize,
+}
+
+impl Slots {
+    fn new(per_source: usize, total: usize) -> Self {
+        Slots { counts: Arc::default(), per_source, total }
+    }
+
+    /// Takes a slot for a stream of `source`, held until the returned guard is dropped.
+    ///
+    /// # Errors
+    /// `RESOURCE_EXHAUSTED` naming the limit when `source` or the listener is at its limit.
+    fn acquire(&self, source: &str) -> Result<Slot, Status> {
+        let mut counts = lock(&self.counts);
+        if counts.total >= self.total {
+            tracing::warn!(
+                source,
+                total = counts.total,
+                limit = self.total,
+                "source Subscribe refused: total limit reached"
+            );
+            return Err(Status::resource_exhausted(format!(
+                "the server's limit of {} concurrent Subscribe streams in total is reached",
+                self.total
+            )));
+        }
+        let of_source = counts.per_source.get(source).copied().unwrap_or(0);
+        if of_source >= self.per_source {
+            tracing::warn!(
+                source,
+                streams = of_source,
+                limit = self.per_source,
+                "source Subscribe refused: per-source limit reached"
+            );
+            return Err(Status::resource_exhausted(format!(
+                "source {source:?} already has {of_source} Subscribe streams, the limit per source"
+            )));
+        }
+        counts.total += 1;
+        *counts.per_source.entry(source.to_owned()).or_default() += 1;
+        Ok(Slot { counts: self.counts.clone(), source: source.to_owned() })
+    }
+}
+
+fn lock(counts: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
+    counts.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One Subscribe stream's place under the limits; freed when the stream's task ends.
+#[derive(Debug)]
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    source: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(n) = counts.per_source.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.per_source.remove(&self.source);
+            }
+        }
+    }
+}
 
 /// The service implementation.
 #[derive(Debug, Clone)]
@@ -34,6 +150,9 @@ pub struct SourceService {
     limits: crate::spec::SpecLimits,
     heartbeat: Option<Duration>,
     gate: Gate,
+    slots: Slots,
+    /// Ends every Subscribe stream when it turns true ([`SourceService::with_shutdown`]).
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 /// The listener name in authentication log lines.
@@ -42,7 +161,8 @@ const LISTENER: &str = "source-grpc";
 impl SourceService {
     /// A service over `store` and `hub`; specs over `limits` are refused; `heartbeat` is the
     /// Subscribe heartbeat period (`None` disables); `gate` authenticates and authorizes every
-    /// call.
+    /// call. Subscribe streams are limited by [`SourceGrpcLimits::default`] until
+    /// [`SourceService::with_subscription_limits`].
     pub fn new(
         store: DynStore,
         hub: StatusHub,
@@ -50,7 +170,22 @@ impl SourceService {
         heartbeat: Option<Duration>,
         gate: Gate,
     ) -> Self {
-        SourceService { store, hub, limits, heartbeat, gate }
+        let slots = Slots::new(DEFAULT_MAX_SUBSCRIPTIONS_PER_SOURCE, DEFAULT_MAX_SUBSCRIPTIONS);
+        SourceService { store, hub, limits, heartbeat, gate, slots, shutdown: None }
+    }
+
+    /// The same service ending its Subscribe streams once `shutdown` is true (or its sender is
+    /// gone), so a graceful server shutdown does not wait for subscribed sources to leave.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// The same service with the Subscribe stream limits of `limits` (values below 1 count
+    /// as 1). Call it before serving: the streams counted so far are forgotten.
+    pub fn with_subscription_limits(mut self, limits: &SourceGrpcLimits) -> Self {
+        self.slots = Slots::new(limits.max_subscriptions_per_source.max(1), limits.max_subscriptions.max(1));
+        self
     }
 
     /// Refuses `identity` acting as `source` for `verb` unless the gate allows it.
@@ -121,10 +256,13 @@ impl CloudEventService for SourceService {
         if !req.data_type.is_empty() && req.data_type != MANIFEST_BUNDLES {
             return Err(Status::invalid_argument(format!("unsupported data type {:?}", req.data_type)));
         }
+        let slot = self.slots.acquire(&req.source)?;
         let (tx, rx) = mpsc::channel(100);
         let sub_id = uuid::Uuid::new_v4().to_string();
         tracing::info!(source = %req.source, subscription = %sub_id, "source subscribed");
-        tokio::spawn(forward(self.hub.subscribe(), tx, req.source, self.heartbeat));
+        let stream =
+            Forward { tx, source: req.source, heartbeat: self.heartbeat, shutdown: self.shutdown.clone() };
+        tokio::spawn(stream.run(self.hub.subscribe(), slot));
         let mut resp = Response::new(Box::pin(ReceiverStream::new(rx)) as EventStream);
         if let Ok(v) = sub_id.parse() {
             resp.metadata_mut().insert("subscription-id", v);
@@ -141,31 +279,55 @@ fn outcome_kind(o: &crate::spec::SpecOutcome) -> &'static str {
     }
 }
 
-async fn forward(
-    mut statuses: broadcast::Receiver<std::sync::Arc<crate::hub::SourceStatus>>,
+/// One source Subscribe stream.
+struct Forward {
     tx: mpsc::Sender<Result<pb::CloudEvent, Status>>,
     source: String,
     heartbeat: Option<Duration>,
-) {
-    let period = heartbeat.unwrap_or(Duration::from_secs(3600 * 24 * 365));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    loop {
-        let msg = tokio::select! {
-            r = statuses.recv() => match r {
-                Ok(s) if s.source == source => s.event.clone(),
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(%source, missed = n, "source subscriber lagging; statuses skipped (send a status resync)");
-                    continue;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            _ = ticker.tick(), if heartbeat.is_some() => grpc::heartbeat(),
-            _ = tx.closed() => return,
-        };
-        if tx.send(Ok(msg)).await.is_err() {
-            tracing::info!(%source, "source subscriber gone");
-            return;
+    shutdown: Option<watch::Receiver<bool>>,
+}
+
+impl Forward {
+    /// Streams the source's statuses (and heartbeats) to the subscriber until it goes away or
+    /// the server shuts down; `_slot` is its place under the Subscribe limits, freed when this
+    /// returns.
+    async fn run(mut self, mut statuses: broadcast::Receiver<Arc<crate::hub::SourceStatus>>, _slot: Slot) {
+        let source = self.source.clone();
+        let period = self.heartbeat.unwrap_or(Duration::from_secs(3600 * 24 * 365));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            let msg = tokio::select! {
+                r = statuses.recv() => match r {
+                    Ok(s) if s.source == source => s.event.clone(),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(%source, missed = n, "source subscriber lagging; statuses skipped (send a status resync)");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = ticker.tick(), if self.heartbeat.is_some() => grpc::heartbeat(),
+                _ = self.tx.closed() => return,
+                () = stopped(&mut self.shutdown) => return,
+            };
+            let sent = tokio::select! {
+                r = self.tx.send(Ok(msg)) => r.is_ok(),
+                () = stopped(&mut self.shutdown) => return,
+            };
+            if !sent {
+                tracing::info!(%source, "source subscriber gone");
+                return;
+            }
         }
+    }
+}
+
+/// Resolves once `shutdown` is true or its sender is gone; never without a receiver.
+async fn stopped(shutdown: &mut Option<watch::Receiver<bool>>) {
+    match shutdown {
+        Some(rx) => {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+        None => std::future::pending().await,
     }
 }

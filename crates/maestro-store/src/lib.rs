@@ -15,6 +15,7 @@
 //! - deletion is soft (`deleted_at`) until the agent reports `Deleted`, then the row is removed;
 //! - a failed call leaves the stored data unchanged.
 
+mod dead_letters;
 mod feed;
 mod group;
 pub mod model;
@@ -276,6 +277,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// returns how many (the outbox stays bounded: docs/security.md, "Bad input"). Pending rows
     /// are never deleted.
     async fn prune_spec_events(&self, done_before: chrono::DateTime<chrono::Utc>, limit: i64) -> Result<u64>;
+
+    // ---- dead letters (docs/security.md, "Dead letters") ----
+
+    /// Stores an event set aside for good; returns its id. Control characters in its text
+    /// fields are escaped and an event over [`MAX_DEAD_LETTER_EVENT_BYTES`] is kept as its size
+    /// only, so any input can be stored.
+    async fn add_dead_letter(&self, letter: NewDeadLetter) -> Result<i64>;
+
+    /// One page of dead letters, newest first. Errors: [`StoreError::Invalid`] for a bad page
+    /// window.
+    async fn list_dead_letters(&self, query: &DeadLetterQuery) -> Result<Page<DeadLetter>>;
+
+    /// One dead letter. Errors: [`StoreError::NotFound`].
+    async fn get_dead_letter(&self, id: i64) -> Result<DeadLetter>;
+
+    /// Deletes one dead letter (an operator dealt with it). Errors: [`StoreError::NotFound`].
+    async fn delete_dead_letter(&self, id: i64) -> Result<()>;
+
+    /// Deletes dead letters set aside before `before`, and all but the newest `keep`; returns
+    /// how many.
+    async fn prune_dead_letters(&self, before: chrono::DateTime<chrono::Utc>, keep: i64) -> Result<u64>;
 
     /// Checks the database answers (readiness).
     async fn ping(&self) -> Result<()>;

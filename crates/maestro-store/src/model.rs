@@ -347,3 +347,103 @@ pub enum StatusOutcome {
     /// resource that is not being deleted, …).
     Stale(String),
 }
+
+/// Where a dead letter was set aside (docs/security.md, "Dead letters").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterOrigin {
+    /// An agent's status event the server could not store.
+    Status,
+    /// An agent's spec resync request the server refused.
+    SpecResync,
+    /// Any other event an agent sent that the server cannot handle.
+    Agent,
+    /// A spec event the broker refused for good: the bundle's change never reached the agent.
+    SpecPublish,
+}
+
+impl DeadLetterOrigin {
+    /// The stored (and REST) name: `status`, `spec_resync`, `agent`, `spec_publish`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterOrigin::Status => "status",
+            DeadLetterOrigin::SpecResync => "spec_resync",
+            DeadLetterOrigin::Agent => "agent",
+            DeadLetterOrigin::SpecPublish => "spec_publish",
+        }
+    }
+
+    /// The inverse of [`DeadLetterOrigin::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "status" => Some(DeadLetterOrigin::Status),
+            "spec_resync" => Some(DeadLetterOrigin::SpecResync),
+            "agent" => Some(DeadLetterOrigin::Agent),
+            "spec_publish" => Some(DeadLetterOrigin::SpecPublish),
+            _ => None,
+        }
+    }
+}
+
+/// Input of [`crate::Store::add_dead_letter`]: an event set aside for good, with why. Text
+/// fields may hold anything an attacker sent (NUL bytes, newlines, megabytes): the store
+/// keeps control characters escaped and the event only up to [`MAX_DEAD_LETTER_EVENT_BYTES`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDeadLetter {
+    /// Where it was set aside.
+    pub origin: DeadLetterOrigin,
+    /// The broker backend it came through or was refused by (`grpc`, `mqtt`, `pubsub`, …).
+    pub broker: String,
+    /// The event's `clustername` (the consumer), when it has one.
+    pub consumer_name: Option<String>,
+    /// The event's `resourceid`, when it has one.
+    pub resource_id: Option<String>,
+    /// The CloudEvent `id`.
+    pub event_id: Option<String>,
+    /// The CloudEvent `type`.
+    pub event_type: Option<String>,
+    /// Why it was set aside, for the operator (never shown to the sender).
+    pub reason: String,
+    /// The whole event as CloudEvents JSON text.
+    pub event: String,
+}
+
+/// Events longer than this (bytes of CloudEvents JSON) are kept as their size only.
+pub const MAX_DEAD_LETTER_EVENT_BYTES: usize = 64 * 1024;
+
+/// A stored dead letter ([`crate::Store::list_dead_letters`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// Row id (grows with time).
+    pub id: i64,
+    /// When it was set aside.
+    pub received_at: DateTime<Utc>,
+    /// Where it was set aside.
+    pub origin: DeadLetterOrigin,
+    /// The broker backend.
+    pub broker: String,
+    /// The consumer, when known.
+    pub consumer_name: Option<String>,
+    /// The resource id, when known.
+    pub resource_id: Option<String>,
+    /// The CloudEvent `id`.
+    pub event_id: Option<String>,
+    /// The CloudEvent `type`.
+    pub event_type: Option<String>,
+    /// Why it was set aside.
+    pub reason: String,
+    /// The event as CloudEvents JSON text; `None` when it was over
+    /// [`MAX_DEAD_LETTER_EVENT_BYTES`].
+    pub event: Option<String>,
+    /// The size of the event's JSON text (bytes).
+    pub event_bytes: i64,
+}
+
+/// Filters of [`crate::Store::list_dead_letters`]; newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeadLetterQuery {
+    /// Paging (size capped at 65,500 as every list).
+    pub paging: Paging,
+    /// Exact consumer name.
+    pub consumer_name: Option<String>,
+}

@@ -863,6 +863,26 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
+    async fn add_dead_letter(&self, letter: crate::NewDeadLetter) -> Result<i64> {
+        crate::dead_letters::pg::add(&self.pool, letter).await
+    }
+
+    async fn list_dead_letters(&self, query: &crate::DeadLetterQuery) -> Result<Page<crate::DeadLetter>> {
+        crate::dead_letters::pg::list(&self.pool, query).await
+    }
+
+    async fn get_dead_letter(&self, id: i64) -> Result<crate::DeadLetter> {
+        crate::dead_letters::pg::get(&self.pool, id).await
+    }
+
+    async fn delete_dead_letter(&self, id: i64) -> Result<()> {
+        crate::dead_letters::pg::delete(&self.pool, id).await
+    }
+
+    async fn prune_dead_letters(&self, before: DateTime<Utc>, keep: i64) -> Result<u64> {
+        crate::dead_letters::pg::prune(&self.pool, before, keep).await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

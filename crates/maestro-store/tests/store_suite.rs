@@ -11,50 +11,7 @@ use maestro_store::{
 };
 use serde_json::{Value, json};
 
-/// A store plus whatever must live as long as it.
-struct Backend {
-    store: DynStore,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn sqlite_memory() -> Backend {
-    let store = maestro_store::open("sqlite::memory:").await.expect("open sqlite::memory:");
-    Backend { store, _dir: None }
-}
-
-async fn sqlite_file() -> Backend {
-    let (dir, url) = testing::sqlite_file().await;
-    let store = maestro_store::open(&url).await.expect("open sqlite file");
-    Backend { store, _dir: Some(dir) }
-}
-
-async fn postgres() -> Backend {
-    let url = testing::postgres_url().await;
-    let store = maestro_store::open(&url).await.expect("open postgres");
-    Backend { store, _dir: None }
-}
-
-macro_rules! backend {
-    ($backend:ident: $($case:ident),* $(,)?) => {
-        mod $backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let backend = super::$backend().await;
-                    super::$case(backend.store.clone()).await;
-                }
-            )*
-        }
-    };
-}
-
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        backend!(sqlite_memory: $($case),*);
-        backend!(sqlite_file: $($case),*);
-        backend!(postgres: $($case),*);
-    };
-}
+mod common;
 
 suite!(
     versions_start_bump_and_conflict,

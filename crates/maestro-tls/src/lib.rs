@@ -22,6 +22,8 @@
 mod accept;
 mod client;
 mod error;
+#[cfg(feature = "grpc")]
+pub mod grpc_listener;
 mod identity;
 mod pem;
 mod server;

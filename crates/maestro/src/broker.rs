@@ -213,12 +213,26 @@ async fn pubsub_source(s: &SourceBrokerSettings) -> Result<DynSourceTransport, B
 }
 
 /// Builds the server's source transport, with the address agents connect to when the server
-/// hosts it (the gRPC broker, or the embedded MQTT broker).
+/// hosts it (the gRPC broker, or the embedded MQTT broker). The gRPC broker gets the default
+/// limits and accepts every consumer name; `maestro server` uses [`source_transport_with`].
 ///
 /// # Errors
 /// [`BrokerError`] for a bad or missing configuration; bind and connection failures.
 pub async fn source_transport(
     s: &SourceBrokerSettings,
+) -> Result<(DynSourceTransport, Option<SocketAddr>), BrokerError> {
+    source_transport_with(s, GrpcBrokerConfig::default()).await
+}
+
+/// As [`source_transport`], with `grpc` as the base of the gRPC broker's configuration (its
+/// limits and consumer registry, docs/security.md "Limits"); its address, heartbeat and TLS
+/// come from `s`. Other backends ignore `grpc`.
+///
+/// # Errors
+/// As [`source_transport`].
+pub async fn source_transport_with(
+    s: &SourceBrokerSettings,
+    grpc: GrpcBrokerConfig,
 ) -> Result<(DynSourceTransport, Option<SocketAddr>), BrokerError> {
     match s.kind {
         BrokerKind::Grpc => {
@@ -226,7 +240,7 @@ pub async fn source_transport(
                 bind_address: s.grpc_bind,
                 heartbeat_interval: s.heartbeat,
                 tls: s.grpc_tls.clone(),
-                ..Default::default()
+                ..grpc
             };
             let broker = GrpcBroker::bind_with_gate(cfg, s.grpc_gate.clone()).await?;
             let addr = broker.local_addr();

@@ -210,6 +210,10 @@ pub struct ServerArgs {
     http_max_concurrent_lists: u16,
     #[command(flatten)]
     security: crate::security::SecurityArgs,
+    #[command(flatten)]
+    grpc_limits: crate::grpc_limits::GrpcLimitsArgs,
+    #[command(flatten)]
+    ingest: crate::ingest_args::IngestArgs,
 }
 
 /// `maestro agent` flags.
@@ -353,9 +357,13 @@ fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
                 request_timeout: Some(a.http_request_timeout).filter(|d| !d.is_zero()),
                 max_concurrent_lists: usize::from(a.http_max_concurrent_lists),
             },
+            grpc_limits: a.grpc_limits.source_grpc(),
+            ingest: a.ingest.limits(),
+            retention: a.ingest.retention(),
             ..Default::default()
         },
         security: a.security,
+        grpc_broker: a.grpc_limits.broker(),
     })
 }
 
@@ -463,6 +471,28 @@ mod tests {
         assert_eq!(s.server.http_addr.to_string(), "0.0.0.0:8080");
         let s = parse(&["--http-addr", "10.0.0.1:1234"]);
         assert_eq!(s.server.http_addr.to_string(), "10.0.0.1:1234");
+    }
+
+    /// The gRPC limit flags reach both listeners' settings (docs/security.md, "Limits").
+    #[test]
+    fn grpc_limit_flags_reach_both_listeners() {
+        let argv = [
+            "maestro",
+            "server",
+            "--grpc-max-subscriptions",
+            "5",
+            "--grpc-broker-max-streams",
+            "7",
+            "--grpc-max-receive-message-size",
+            "1000",
+            "--grpc-broker-allow-unregistered-consumers",
+        ];
+        let Command::Server(a) = Cli::try_parse_from(argv).expect("parse").command else { panic!("server") };
+        let s = server_settings(a).expect("settings");
+        assert_eq!(s.server.grpc_limits.max_subscriptions, 5);
+        assert_eq!(s.server.grpc_limits.listener.max_receive_message_bytes, 1000);
+        assert_eq!((s.grpc_broker.max_streams, s.grpc_broker.listener.max_receive_message_bytes), (7, 1000));
+        assert!(s.grpc_broker.allow_unregistered_consumers);
     }
 
     #[test]

@@ -12,19 +12,15 @@ pub mod cli;
 pub mod demo;
 pub mod dev_certs;
 pub mod embedded_mqtt;
+pub mod grpc_limits;
+pub mod ingest_args;
+pub mod logging;
 pub mod pubsub;
 pub mod security;
 pub mod server;
 pub mod stack;
 
-/// Initialises structured logging: `RUST_LOG` filter (default `info`), JSON lines when
-/// `json` is true, otherwise human-readable.
-pub fn init_logging(json: bool, default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
-}
+pub use logging::init_logging;
 
 /// Resolves when the process gets Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use maestro_server::{RunningServer, ServerConfig};
 
-use crate::broker::{BrokerKind, SourceBrokerSettings, source_transport};
+use crate::broker::{BrokerKind, SourceBrokerSettings, source_transport_with};
 
 /// Everything `maestro server` needs.
 #[derive(Debug, Clone)]
@@ -19,6 +19,9 @@ pub struct ServerSettings {
     pub server: ServerConfig,
     /// Authentication and authorization of the three listeners.
     pub security: crate::security::SecurityArgs,
+    /// The agent broker's limits and registered-consumer check (`--broker grpc`;
+    /// docs/security.md, "Limits").
+    pub grpc_broker: crate::grpc_limits::BrokerLimits,
 }
 
 /// A started server with its broker address.
@@ -52,7 +55,11 @@ pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
     let store = maestro_store::open(&s.db_url)
         .await
         .with_context(|| format!("opening database {}", maestro_store::redact(&s.db_url)))?;
-    let (transport, broker_addr) = source_transport(&s.broker)
+    let grpc = match s.broker.kind {
+        BrokerKind::Grpc => s.grpc_broker.broker_config(&store),
+        _ => Default::default(),
+    };
+    let (transport, broker_addr) = source_transport_with(&s.broker, grpc)
         .await
         .with_context(|| format!("starting the {} broker", s.broker.kind.as_str()))?;
     let server =
@@ -106,5 +113,6 @@ pub fn defaults(db_url: &str, kind: BrokerKind) -> ServerSettings {
         },
         server: ServerConfig::default(),
         security: crate::security::SecurityArgs::default(),
+        grpc_broker: crate::grpc_limits::BrokerLimits::default(),
     }
 }

@@ -10,6 +10,7 @@ use crate::cli::{Cli, Command, OutputFormat};
 
 mod apply;
 mod consumer;
+mod dead_letters;
 mod delete;
 mod get;
 mod list;
@@ -86,5 +87,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Delete(a) => delete::run(&ctx, a, out).await,
         Command::Wait(a) => wait::run(&ctx, a, out).await,
         Command::Consumer(c) => consumer::run(&ctx, c, out).await,
+        Command::DeadLetters(c) => dead_letters::run(&ctx, c, out).await,
     }
 }

@@ -1,6 +1,7 @@
 //! REST authentication and authorization (docs/security.md, "REST"): a bearer JWT
 //! (`Authorization: Bearer …`) or a client certificate, checked by the listener's [`Gate`];
-//! then the identity's REST role: `read` for GET and HEAD, `admin` for everything else.
+//! then the identity's REST role: `read` for GET and HEAD, `admin` for everything else and
+//! for the dead letters.
 //!
 //! Without credentials, or with refused ones, the answer is 401 with Go's error body (code 15)
 //! and a `WWW-Authenticate: Bearer` header; without the role, 403 (code 11). The API's
@@ -39,6 +40,12 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/api/maestro/v1/errors/")
 }
 
+/// Paths every method of which needs `admin`: the dead letters hold other tenants' raw events
+/// and the server's own reasons ([`super::dead_letters`]).
+fn admin_only(path: &str) -> bool {
+    path == "/api/maestro/v1/dead-letters" || path.starts_with("/api/maestro/v1/dead-letters/")
+}
+
 /// The middleware: authenticates the caller, checks its role, and hands the [`Identity`] to
 /// the handlers as a request extension.
 pub(crate) async fn check(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
@@ -58,8 +65,11 @@ pub(crate) async fn check(State(gate): State<Gate>, mut req: Request, next: Next
             return resp;
         }
     };
-    let needed =
-        if matches!(*req.method(), Method::GET | Method::HEAD) { RestRole::Read } else { RestRole::Admin };
+    let needed = if matches!(*req.method(), Method::GET | Method::HEAD) && !admin_only(req.uri().path()) {
+        RestRole::Read
+    } else {
+        RestRole::Admin
+    };
     if gate.rest_role(&identity).is_none_or(|role| role < needed) {
         tracing::warn!(%identity, method = %req.method(), path = req.uri().path(), "REST call refused by the authorization policy");
         let err = ServiceError::Unauthorized(format!(

@@ -22,12 +22,12 @@ use crate::error::ServiceError;
 /// List query parameters, as Go Maestro names them.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
-    page: Option<String>,
-    size: Option<String>,
-    search: Option<String>,
+    pub(crate) page: Option<String>,
+    pub(crate) size: Option<String>,
+    pub(crate) search: Option<String>,
     #[serde(rename = "orderBy")]
-    order_by: Option<String>,
-    fields: Option<String>,
+    pub(crate) order_by: Option<String>,
+    pub(crate) fields: Option<String>,
 }
 
 /// The checked list parameters.
@@ -69,7 +69,7 @@ fn list_args(
     params.check(table, known, kind)
 }
 
-fn paging(p: &ListParams) -> Result<Paging, ServiceError> {
+pub(crate) fn paging(p: &ListParams) -> Result<Paging, ServiceError> {
     let num = |v: &Option<String>, name: &str, default: i64| -> Result<i64, ServiceError> {
         match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => Ok(default),

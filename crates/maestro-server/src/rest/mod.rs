@@ -2,12 +2,14 @@
 //! `/api/maestro/v1/consumers` (list, get, create, patch labels, delete),
 //! `/api/maestro/v1/resource-bundles` (list, get, delete), the error catalogue
 //! (`/api/maestro/v1/errors`, `/errors/{id}`), this API's OpenAPI document
-//! (`/api/maestro/v1/openapi`), Go's JSON error bodies on every failure (unknown routes and
+//! (`/api/maestro/v1/openapi`), the dead letters (`/api/maestro/v1/dead-letters`,
+//! [`dead_letters`]), Go's JSON error bodies on every failure (unknown routes and
 //! methods included); plus `/healthz` (liveness) and `/readyz` (database reachable). The limits
 //! of docs/rest.md, "Limits" are [`limits`] (body size, request time, concurrent lists) and
 //! [`serve`] (the listener's connections: header read and idle timeouts).
 
 pub mod auth;
+pub mod dead_letters;
 pub mod errors;
 pub mod limits;
 pub mod list;
@@ -72,6 +74,8 @@ pub fn router(
         .route(&format!("{BASE}/consumers/{{id}}"), get(get_consumer).patch(patch_consumer).delete(delete_consumer))
         .route(&format!("{BASE}/resource-bundles"), get(list::list_bundles))
         .route(&format!("{BASE}/resource-bundles/{{id}}"), get(get_bundle).delete(delete_bundle))
+        .route(&format!("{BASE}/dead-letters"), get(dead_letters::list))
+        .route(&format!("{BASE}/dead-letters/{{id}}"), get(dead_letters::get).delete(dead_letters::delete))
         .route("/healthz", get(|| async { Json(json!({"status":"ok"})) }))
         .route("/readyz", get(readyz))
         .fallback(errors::not_found)

@@ -55,6 +55,8 @@ mod tests {
             "errors",
             "errors/{id}",
             "openapi",
+            "dead-letters",
+            "dead-letters/{id}",
         ] {
             assert!(paths.contains(&format!("/api/maestro/v1/{p}").as_str()), "{p} in {paths:?}");
         }
@@ -68,6 +70,8 @@ mod tests {
             "Consumer",
             "ConsumerList",
             "ConsumerPatchRequest",
+            "DeadLetter",
+            "DeadLetterList",
         ] {
             assert!(doc["components"]["schemas"].get(s).is_some(), "schema {s}");
         }

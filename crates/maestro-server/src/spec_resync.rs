@@ -1,0 +1,180 @@
+//! Answers to agents' spec resync requests (protocol.md §5.2, docs/security.md "Limits"): one
+//! background task per consumer, at most [`MAX_CONCURRENT_RESYNC_ANSWERS`] at once, at most
+//! one answer per consumer per [`IngestLimits::resync_min_interval`], the latest request
+//! replacing one still waiting or being sent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use maestro_api::types::Action;
+use maestro_store::DynStore;
+use maestro_transport::DynSourceTransport;
+use maestro_transport::deliver::Backoff;
+use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::spec::{outgoing_spec, unknown_resource_delete};
+
+/// Limits on what agents may ask of the server through the broker (docs/security.md,
+/// "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestLimits {
+    /// Most resource versions one spec resync request may list (default 10,000): a request
+    /// listing more is refused and set aside as a dead letter. Each listed id the server does
+    /// not hold costs one delete event in the answer.
+    pub max_resync_ids: usize,
+    /// Least time between the starts of two spec resync answers to one consumer (default
+    /// 5 s). A request arriving sooner is answered once that time has passed; a newer request
+    /// replaces it, so the agent always gets an answer to its latest one.
+    pub resync_min_interval: Duration,
+    /// Attempts at storing a status that fails with a retryable database error while the
+    /// database answers pings (default 5, 0.1 s doubling): after them the status is set aside
+    /// as a dead letter instead of holding every later status. During an outage (pings fail
+    /// too) the status waits for the database, unbounded.
+    pub status_attempts: u32,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_resync_ids: 10_000,
+            resync_min_interval: Duration::from_secs(5),
+            status_attempts: 5,
+        }
+    }
+}
+
+/// Most spec resync answers sent at once (a fleet reconnecting after an outage sends one
+/// request per agent; each answer reads the consumer's bundles from the store).
+pub const MAX_CONCURRENT_RESYNC_ANSWERS: usize = 16;
+/// Attempts at answering one spec resync request when the store or the broker fails.
+pub const RESYNC_ANSWER_ATTEMPTS: u32 = 8;
+/// Delay between attempts: 1 s doubling to 30 s.
+const RESYNC_ANSWER_BACKOFF: Backoff =
+    Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30) };
+
+/// The answers being sent or waiting, per consumer.
+#[derive(Debug)]
+pub(crate) struct Answers {
+    min_interval: Duration,
+    permits: Arc<Semaphore>,
+    consumers: Mutex<HashMap<String, Slot>>,
+}
+
+/// One consumer's latest answer task and when its answer last started.
+#[derive(Debug)]
+struct Slot {
+    task: AbortHandle,
+    started: Instant,
+}
+
+impl Answers {
+    pub(crate) fn new(limits: &IngestLimits) -> Self {
+        Answers {
+            min_interval: limits.resync_min_interval,
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_RESYNC_ANSWERS)),
+            consumers: Mutex::default(),
+        }
+    }
+
+    /// Starts `answer` in the background, after the consumer's minimum interval, replacing
+    /// (aborting) the consumer's previous answer if it is still waiting or being sent.
+    pub(crate) fn start(&self, answer: SpecResyncAnswer) {
+        let now = Instant::now();
+        let mut consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget consumers whose last answer is done and older than the interval.
+        consumers.retain(|_, s| !s.task.is_finished() || now.duration_since(s.started) < self.min_interval);
+        let start_at = match consumers.get(&answer.consumer) {
+            // The previous answer is still waiting: this one takes its place and its time.
+            Some(previous) if previous.started > now => previous.started,
+            Some(previous) => (previous.started + self.min_interval).max(now),
+            None => now,
+        };
+        if start_at > now {
+            tracing::info!(consumer = ?answer.consumer, wait_ms = (start_at - now).as_millis() as u64, "spec resync request arrived within the minimum interval; answer delayed");
+        }
+        let consumer = answer.consumer.clone();
+        let task = tokio::spawn(answer.run(self.permits.clone(), start_at));
+        if let Some(previous) =
+            consumers.insert(consumer, Slot { task: task.abort_handle(), started: start_at })
+        {
+            previous.task.abort();
+        }
+    }
+
+    /// Aborts every answer (the server stops).
+    pub(crate) fn abort_all(&mut self) {
+        let consumers = self.consumers.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (_, slot) in consumers.drain() {
+            slot.task.abort();
+        }
+    }
+}
+
+/// The answer to one consumer's spec resync request (protocol.md §5.2), sent by a task.
+pub(crate) struct SpecResyncAnswer {
+    pub(crate) store: DynStore,
+    pub(crate) transport: DynSourceTransport,
+    pub(crate) source_id: String,
+    pub(crate) consumer: String,
+    /// The versions the agent holds, by resource id.
+    pub(crate) agent: HashMap<String, i64>,
+}
+
+impl SpecResyncAnswer {
+    /// Waits until `start_at`, then sends the answer; a store failure or a retryable publish
+    /// failure starts it again after a backoff, up to [`RESYNC_ANSWER_ATTEMPTS`] times (the
+    /// agent ignores versions it already holds). Gives up with an error log.
+    async fn run(self, permits: Arc<Semaphore>, start_at: Instant) {
+        tokio::time::sleep_until(start_at).await;
+        let Ok(_permit) = permits.acquire_owned().await else { return };
+        for attempt in 0..RESYNC_ANSWER_ATTEMPTS {
+            match self.send().await {
+                Ok(()) => return,
+                Err((error, true)) if attempt + 1 < RESYNC_ANSWER_ATTEMPTS => {
+                    tracing::warn!(consumer = ?self.consumer, %error, attempt, "spec resync answer failed; retrying");
+                    tokio::time::sleep(RESYNC_ANSWER_BACKOFF.delay(attempt)).await;
+                }
+                Err((error, _)) => {
+                    tracing::error!(consumer = ?self.consumer, %error, "spec resync answer failed; giving up");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One attempt; errors come with whether a retry may succeed.
+    async fn send(&self) -> Result<(), (String, bool)> {
+        let resources =
+            self.store.resources_for_consumer(&self.consumer).await.map_err(|e| (e.to_string(), true))?;
+        let mut agent = self.agent.clone();
+        let mut out = Vec::new();
+        for r in &resources {
+            let agent_version = agent.remove(&r.id).unwrap_or(0);
+            if r.deleted_at.is_some() || r.version == 0 || r.version > agent_version {
+                out.push(outgoing_spec(r, &self.source_id, Action::ResyncResponse));
+            }
+        }
+        for (id, version) in agent {
+            out.push(unknown_resource_delete(&self.source_id, &id, version, &self.consumer));
+        }
+        tracing::info!(consumer = ?self.consumer, held = resources.len(), sending = out.len(), "spec resync");
+        // On a broker that stores messages (MQTT, Pub/Sub), a status the agent published just
+        // before a broker outage can be lost, and the server's status resync broadcast after
+        // its own resubscription can miss an agent that resubscribes later (Pub/Sub recreates
+        // the agent's subscription only then). The agent's spec resync marks its return: ask it
+        // for its statuses too (protocol.md §5.1; it resends only what differs).
+        if self.transport.backend() != "grpc" {
+            out.extend(crate::resync::batches(&self.source_id, &self.consumer, &resources));
+        }
+        for ev in &out {
+            self.transport
+                .publish(ev)
+                .await
+                .map_err(|e| (format!("resync publish: {e}"), e.is_retryable()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+//! What the store test files share: the three backends and a macro running one case on each.
+
+use maestro_store::{DynStore, testing};
+
+/// A store plus whatever must live as long as it.
+pub(crate) struct Backend {
+    pub(crate) store: DynStore,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub(crate) async fn sqlite_memory() -> Backend {
+    let store = maestro_store::open("sqlite::memory:").await.expect("open sqlite::memory:");
+    Backend { store, _dir: None }
+}
+
+pub(crate) async fn sqlite_file() -> Backend {
+    let (dir, url) = testing::sqlite_file().await;
+    let store = maestro_store::open(&url).await.expect("open sqlite file");
+    Backend { store, _dir: Some(dir) }
+}
+
+pub(crate) async fn postgres() -> Backend {
+    let url = testing::postgres_url().await;
+    let store = maestro_store::open(&url).await.expect("open postgres");
+    Backend { store, _dir: None }
+}
+
+/// `backend!(name: case, …)`: a module `name` with one test per case on that backend.
+#[macro_export]
+macro_rules! backend {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let backend = $crate::common::$backend().await;
+                    super::$case(backend.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+/// `suite!(case, …)`: every case on SQLite in memory, SQLite on a file and PostgreSQL.
+#[macro_export]
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        $crate::backend!(sqlite_memory: $($case),*);
+        $crate::backend!(sqlite_file: $($case),*);
+        $crate::backend!(postgres: $($case),*);
+    };
+}
