@@ -179,3 +179,40 @@ async fn a_status_that_keeps_failing_retryably_is_set_aside_on_postgres() {
     agent.close().await;
     stack.shutdown().await;
 }
+
+/// Messages the MQTT transport drops before the handler sees them (bytes that are no
+/// CloudEvent, an event that speaks for another consumer than its topic's) are kept as `agent`
+/// dead letters with the payload and the reason; before, they were only logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_the_transport_drops_become_dead_letters() {
+    let (_guard, url) = db_url(Db::Sqlite).await;
+    let Setup { stack, store, id, agent } = setup(&url, |_| async {}).await;
+    let addr = stack.broker_addr().to_string();
+    let mut raw = maestro_broker_mqtt::testing::RawClient::connect(&addr, "c1-rogue", None).await.unwrap();
+    let topic = "sources/maestro/consumers/c1/agentevents";
+    raw.publish(topic, "not a cloudevent").await.unwrap();
+    let ids = Generator::default();
+    let mut other = status(&id, 1, &ids.next_string(), "Applied");
+    maestro_api::ext::set_str(&mut other, maestro_api::ext::CLUSTER_NAME, "c2");
+    raw.publish_event(topic, &other).await.unwrap();
+    let letters = wait_for("two dead letters", || async {
+        let page = store.list_dead_letters(&Default::default()).await.ok()?;
+        (page.total >= 2).then_some(page.items)
+    })
+    .await;
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    let (foreign, junk) = (&letters[0], &letters[1]);
+    assert_eq!(
+        (junk.origin.as_str(), junk.consumer_name.as_deref(), junk.event.as_deref()),
+        ("agent", Some("c1"), Some("not a cloudevent"))
+    );
+    assert!(junk.reason.contains(topic), "{}", junk.reason);
+    assert_eq!(
+        (foreign.origin.as_str(), foreign.event_id.as_deref()),
+        ("agent", Some(maestro_api::AttributesReader::id(&other)))
+    );
+    assert!(foreign.reason.contains("claims clustername"), "{}", foreign.reason);
+    raw.disconnect().await;
+    agent.close().await;
+    stack.shutdown().await;
+}

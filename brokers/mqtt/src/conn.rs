@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use maestro_api::AttributesReader;
 use maestro_api::mqtt::{self, MqttMessage};
+use maestro_api::{AttributesReader, Event};
 use maestro_transport::deliver::{Backoff, Outcome, deliver};
-use maestro_transport::{DynHandler, Error, Result};
+use maestro_transport::{DynHandler, Error, Rejected, Result};
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PubAck, PubAckReason, Publish, PublishProperties, SubAck};
@@ -407,15 +407,18 @@ impl Shared {
                     && let Err(reason) = crate::topics::check_agent_origin(&topic, &event)
                 {
                     let claimed = maestro_api::ext::get_str(&event, maestro_api::ext::CLUSTER_NAME);
-                    tracing::warn!(backend = BACKEND, role = self.id.role, %topic, claimed_cluster = ?claimed,
-                        id = event.id(), %reason, "agent event refused: it speaks for another consumer than its topic's; acknowledged and dropped");
+                    tracing::warn!(backend = BACKEND, role = self.id.role, topic = ?topic, claimed_cluster = ?claimed,
+                        id = ?event.id(), %reason, "agent event refused: it speaks for another consumer than its topic's; acknowledged and dropped");
+                    handler.rejected(rejected(&topic, &publish.payload, Some(&event), &reason)).await;
                     return Outcome::Dropped(reason);
                 }
                 deliver(handler, event, Backoff::default(), &self.closed, BACKEND).await
             }
             Err(error) => {
-                tracing::warn!(backend = BACKEND, role = self.id.role, %topic, %error, "undecodable message dropped");
-                Outcome::Dropped(error.to_string())
+                tracing::warn!(backend = BACKEND, role = self.id.role, topic = ?topic, %error, "undecodable message dropped");
+                let reason = error.to_string();
+                handler.rejected(rejected(&topic, &publish.payload, None, &reason)).await;
+                Outcome::Dropped(reason)
             }
         }
     }
@@ -512,6 +515,18 @@ fn lane_of(publish: &Publish) -> usize {
     });
     resource.hash(&mut h);
     (h.finish() % LANES as u64) as usize
+}
+
+/// What the handler is told of a message dropped on `topic` ([`EventHandler::rejected`]).
+fn rejected<'a>(
+    topic: &'a str,
+    payload: &'a [u8],
+    event: Option<&'a Event>,
+    reason: &'a str,
+) -> Rejected<'a> {
+    let consumer = crate::topics::agent_topic(topic)
+        .map(|(crate::topics::AgentTopic::Events(c) | crate::topics::AgentTopic::Broadcast(c))| c);
+    Rejected { backend: BACKEND, channel: topic, consumer, payload, event, reason }
 }
 
 #[cfg(test)]

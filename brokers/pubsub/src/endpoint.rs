@@ -13,7 +13,7 @@ use google_cloud_pubsub::subscriber::handler::Handler;
 use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior, ShutdownToken};
 use maestro_api::{AttributesReader, Event, ext, pubsub};
 use maestro_transport::deliver::{Backoff, Outcome, deliver};
-use maestro_transport::{DynHandler, Error, Result, Subscribed};
+use maestro_transport::{DynHandler, Error, Rejected, Result, Subscribed};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -474,6 +474,16 @@ async fn worker(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Delivery>, ha
             Ok(event) => event,
             Err(error) => {
                 tracing::warn!(backend = BACKEND, subscription = %sub, message_id = %d.message.message_id, %error, "undecodable message acked and dropped");
+                let reason = error.to_string();
+                let message = Rejected {
+                    backend: BACKEND,
+                    channel: sub,
+                    consumer: None,
+                    payload: &msg.data,
+                    event: None,
+                    reason: &reason,
+                };
+                handler.rejected(message).await;
                 d.handler.ack();
                 continue;
             }

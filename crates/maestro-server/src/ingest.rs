@@ -19,7 +19,7 @@ use maestro_api::types::{Action, EventType, SubResource};
 use maestro_api::{AttributesReader, Event, ext, json};
 use maestro_store::{DeadLetterOrigin, DynStore, NewDeadLetter, StatusOutcome, StatusWrite, StoreError};
 use maestro_transport::deliver::Backoff;
-use maestro_transport::{DynSourceTransport, EventHandler, HandlerError};
+use maestro_transport::{DynSourceTransport, EventHandler, HandlerError, Rejected};
 
 use crate::spec_resync::{Answers, SpecResyncAnswer};
 pub use crate::spec_resync::{IngestLimits, MAX_CONCURRENT_RESYNC_ANSWERS, RESYNC_ANSWER_ATTEMPTS};
@@ -148,6 +148,16 @@ impl Ingest {
         if cluster.is_empty() {
             return Err(Refusal::Permanent(origin, "spec resync request without clustername".into()));
         }
+        let size = maestro_transport::event_size(event);
+        if size > self.limits.max_resync_request_bytes {
+            return Err(Refusal::Permanent(
+                origin,
+                format!(
+                    "spec resync request of {size} bytes, over the limit of {} bytes",
+                    self.limits.max_resync_request_bytes
+                ),
+            ));
+        }
         let request: ResourceVersionList =
             data_as(event, "ResourceVersionList").map_err(permanent(origin))?;
         if request.resource_versions.len() > self.limits.max_resync_ids {
@@ -197,9 +207,9 @@ impl Ingest {
         }
     }
 
-    /// Stores `event` as a dead letter (rate limited: [`DEAD_LETTERS_PER_SECOND`]). A
-    /// retryable store failure asks for the event again (it will be refused again and stored
-    /// once the database is back); any other store failure only logs.
+    /// Stores `event` as a dead letter ([`Ingest::store_dead_letter`]). A retryable store
+    /// failure asks for the event again (it will be refused again and stored once the database
+    /// is back).
     async fn set_aside(
         &self,
         event: &Event,
@@ -208,20 +218,17 @@ impl Ingest {
     ) -> Result<(), HandlerError> {
         let consumer = ext::get_str(event, ext::CLUSTER_NAME);
         tracing::warn!(origin = origin.as_str(), consumer = ?consumer, id = ?event.id(), ty = ?event.ty(), reason = ?reason, "agent event refused; set aside as a dead letter");
+        self.store_dead_letter(dead_letter(self.transport.backend(), origin, event, consumer, reason)).await
+    }
+
+    /// Stores a dead letter, rate limited ([`DEAD_LETTERS_PER_SECOND`]: over it the letter is
+    /// only logged). `Err(Retryable)` when the store may take it later; any other store failure
+    /// only logs.
+    async fn store_dead_letter(&self, letter: NewDeadLetter) -> Result<(), HandlerError> {
         if self.dead_letters.check().is_err() {
-            tracing::warn!(id = ?event.id(), "dead letter not stored: over {DEAD_LETTERS_PER_SECOND} per second");
+            tracing::warn!(id = ?letter.event_id, "dead letter not stored: over {DEAD_LETTERS_PER_SECOND} per second");
             return Ok(());
         }
-        let letter = NewDeadLetter {
-            origin,
-            broker: self.transport.backend().to_owned(),
-            consumer_name: consumer,
-            resource_id: ext::get_str(event, ext::RESOURCE_ID),
-            event_id: Some(event.id().to_owned()),
-            event_type: Some(event.ty().to_owned()),
-            reason: reason.to_owned(),
-            event: String::from_utf8_lossy(&json::to_vec(event)).into_owned(),
-        };
         match self.store.add_dead_letter(letter).await {
             Ok(id) => {
                 tracing::info!(dead_letter = id, "dead letter stored");
@@ -233,6 +240,26 @@ impl Ingest {
                 Ok(())
             }
         }
+    }
+}
+
+/// The dead letter of a decoded `event`.
+fn dead_letter(
+    broker: &str,
+    origin: DeadLetterOrigin,
+    event: &Event,
+    consumer: Option<String>,
+    reason: &str,
+) -> NewDeadLetter {
+    NewDeadLetter {
+        origin,
+        broker: broker.to_owned(),
+        consumer_name: consumer,
+        resource_id: ext::get_str(event, ext::RESOURCE_ID),
+        event_id: Some(event.id().to_owned()),
+        event_type: Some(event.ty().to_owned()),
+        reason: reason.to_owned(),
+        event: String::from_utf8_lossy(&json::to_vec(event)).into_owned(),
     }
 }
 
@@ -257,6 +284,32 @@ impl EventHandler for Ingest {
                 self.set_aside(&event, origin, &reason).await?;
                 Err(HandlerError::Permanent(reason))
             }
+        }
+    }
+
+    /// Keeps a message the transport dropped (undecodable bytes, an event on another
+    /// consumer's topic) as an `agent` dead letter: the decoded event when there is one, else
+    /// the payload as text (invalid UTF-8 replaced). The transport has acknowledged it
+    /// already, so a store failure only logs.
+    async fn rejected(&self, message: Rejected<'_>) {
+        let letter = match message.event {
+            Some(event) => {
+                let consumer = message.consumer.map(str::to_owned);
+                dead_letter(message.backend, DeadLetterOrigin::Agent, event, consumer, message.reason)
+            }
+            None => NewDeadLetter {
+                origin: DeadLetterOrigin::Agent,
+                broker: message.backend.to_owned(),
+                consumer_name: message.consumer.map(str::to_owned),
+                resource_id: None,
+                event_id: None,
+                event_type: None,
+                reason: format!("{} (on {:?})", message.reason, message.channel),
+                event: String::from_utf8_lossy(message.payload).into_owned(),
+            },
+        };
+        if let Err(error) = self.store_dead_letter(letter).await {
+            tracing::warn!(%error, "the dead letter of a dropped message was not stored");
         }
     }
 }

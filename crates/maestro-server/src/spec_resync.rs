@@ -25,6 +25,10 @@ pub struct IngestLimits {
     /// listing more is refused and set aside as a dead letter. Each listed id the server does
     /// not hold costs one delete event in the answer.
     pub max_resync_ids: usize,
+    /// Largest spec resync request, bytes of its CloudEvents JSON (default 1 MiB, room for
+    /// 10,000 ids): a larger one is refused and set aside as a dead letter. Each broker's
+    /// message limit applies before it.
+    pub max_resync_request_bytes: usize,
     /// Least time between the starts of two spec resync answers to one consumer (default
     /// 5 s). A request arriving sooner is answered once that time has passed; a newer request
     /// replaces it, so the agent always gets an answer to its latest one.
@@ -40,6 +44,7 @@ impl Default for IngestLimits {
     fn default() -> Self {
         IngestLimits {
             max_resync_ids: 10_000,
+            max_resync_request_bytes: 1024 * 1024,
             resync_min_interval: Duration::from_secs(5),
             status_attempts: 5,
         }
@@ -93,7 +98,7 @@ impl Answers {
             None => now,
         };
         if start_at > now {
-            tracing::info!(consumer = ?answer.consumer, wait_ms = (start_at - now).as_millis() as u64, "spec resync request arrived within the minimum interval; answer delayed");
+            tracing::debug!(consumer = ?answer.consumer, wait_ms = (start_at - now).as_millis() as u64, "spec resync request arrived within the minimum interval; answer delayed");
         }
         let consumer = answer.consumer.clone();
         let task = tokio::spawn(answer.run(self.permits.clone(), start_at));

@@ -117,7 +117,8 @@ async fn letters(store: &DynStore) -> Vec<DeadLetter> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_agent_events_become_dead_letters() {
     let fx = fixture(256 * 1024).await;
-    let limits = IngestLimits { max_resync_ids: 2, ..IngestLimits::default() };
+    let limits =
+        IngestLimits { max_resync_ids: 3, max_resync_request_bytes: 2048, ..IngestLimits::default() };
     let ingest = Ingest::with_limits(fx.store.clone(), fx.broker.source(), SOURCE, limits);
     let before = fx.store.get_resource(RID).await.expect("bundle");
     let ids = Generator::default();
@@ -131,7 +132,8 @@ async fn refused_agent_events_become_dead_letters() {
         (no_version, DeadLetterOrigin::Status, "resourceversion"),
         (status(&ids, "someone-else"), DeadLetterOrigin::Status, "originalsource"),
         (other_type, DeadLetterOrigin::Agent, "unexpected event type"),
-        (resync("c1", &["a", "b", "c"]), DeadLetterOrigin::SpecResync, "over the limit of 2"),
+        (resync("c1", &["a", "b", "c", "d"]), DeadLetterOrigin::SpecResync, "over the limit of 3"),
+        (resync("c1", &[&"x".repeat(2048)]), DeadLetterOrigin::SpecResync, "over the limit of 2048 bytes"),
         (resync("ghost", &[]), DeadLetterOrigin::SpecResync, "\"ghost\" is not registered"),
     ];
     for (i, (event, origin, reason)) in cases.iter().enumerate() {

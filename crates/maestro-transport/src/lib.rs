@@ -39,6 +39,30 @@ use maestro_api::Event;
 pub trait EventHandler: Send + Sync + 'static {
     /// Handles one event. `Ok` acknowledges it; see [`HandlerError`] for failures.
     async fn handle(&self, event: Event) -> Result<(), HandlerError>;
+
+    /// Told of a message the transport acknowledged and dropped without handing it to
+    /// [`EventHandler::handle`]: bytes that are no CloudEvent, or an event refused by a
+    /// transport check. The default does nothing (the transport logs it); the server keeps it
+    /// as a dead letter (docs/security.md, "Dead letters"). Called in delivery order, before
+    /// the next message is handled.
+    async fn rejected(&self, _message: Rejected<'_>) {}
+}
+
+/// A message a transport dropped before handling ([`EventHandler::rejected`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Rejected<'a> {
+    /// The backend (`mqtt`, `pubsub`, …).
+    pub backend: &'static str,
+    /// Where it arrived: the MQTT topic or the Pub/Sub subscription.
+    pub channel: &'a str,
+    /// The consumer the channel belongs to, when the channel names one.
+    pub consumer: Option<&'a str>,
+    /// The message's payload as received (bytes; may be anything).
+    pub payload: &'a [u8],
+    /// The decoded event, when it decoded but a transport check refused it.
+    pub event: Option<&'a Event>,
+    /// Why it was dropped.
+    pub reason: &'a str,
 }
 
 /// A shared handler.

@@ -17,6 +17,11 @@ pub struct IngestArgs {
     #[arg(long, env = "MAESTRO_MAX_RESYNC_RESOURCES", value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_resync_resources: u32,
+    /// Largest spec resync request of an agent, in bytes of CloudEvents JSON; a larger one is
+    /// refused and kept as a dead letter (the broker's own message limit applies first).
+    #[arg(long, env = "MAESTRO_MAX_RESYNC_REQUEST_BYTES", value_name = "BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    max_resync_request_bytes: u32,
     /// Least time between the starts of two spec resync answers to one consumer; a request
     /// arriving sooner is answered when that time has passed (the newest request wins). `0s`
     /// answers at once.
@@ -48,6 +53,7 @@ impl IngestArgs {
     pub fn limits(&self) -> IngestLimits {
         IngestLimits {
             max_resync_ids: self.max_resync_resources as usize,
+            max_resync_request_bytes: self.max_resync_request_bytes as usize,
             resync_min_interval: self.resync_min_interval,
             status_attempts: self.status_write_attempts,
         }
