@@ -139,7 +139,8 @@ async fn bad_input_is_refused_clearly_and_changes_nothing(db: Db) {
         .output()
         .expect("run maestro-cli");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    // Exit code 2: a validation error (README.md, "maestro-cli": exit codes).
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert!(stderr.contains("broken.yaml"), "the error names the file: {stderr}");
     assert_eq!(snapshot(&stack, &store).await, before, "the CLI sent nothing");
 

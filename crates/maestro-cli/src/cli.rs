@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::exit::EXIT_CODES_HELP;
+
 /// Parses a duration such as `30s`, `5m`, `1h30m` or `250ms`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 30s, 5m, 250ms"))
@@ -23,12 +25,16 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 /// list, wait) use the REST API. A work is identified by its name and consumer: its resource
 /// id is the UUIDv5 of the source id, consumer and name.
 #[derive(Debug, Parser)]
-#[command(name = "maestro-cli", version, propagate_version = true)]
+#[command(name = "maestro-cli", version, propagate_version = true, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
-    /// Maestro source gRPC endpoint (`host:port`), used for apply and delete.
+    /// Maestro source gRPC endpoint, used for apply and delete: `host:port` or
+    /// `http://host:port` (plaintext unless `--grpc-ca-file` is set), or `https://host:port`
+    /// (TLS, trusting the system's roots unless `--grpc-ca-file` is set).
     #[arg(long, env = "MAESTRO_GRPC_ENDPOINT", default_value = "localhost:8090", global = true)]
     pub grpc_endpoint: String,
-    /// Maestro REST endpoint (URL), used for reads and waiting.
+    /// Maestro REST endpoint, used for reads and waiting: a URL (`http://…`, `https://…`), or
+    /// `host:port`, which means `http://host:port`, or `https://host:port` when
+    /// `--http-ca-file` is set.
     #[arg(long, env = "MAESTRO_HTTP_ENDPOINT", default_value = "http://localhost:8000", global = true)]
     pub http_endpoint: String,
     /// PEM file of the CA that signs the REST endpoint's certificate (an `https://` endpoint
@@ -100,20 +106,52 @@ pub enum OutputFormat {
     Json,
     /// YAML (the REST objects as the server returns them).
     Yaml,
+    /// `list`: one `consumer/name` per line (other commands: as `table`).
+    Name,
+    /// `list`: the table plus source, id, manifest count and status (other commands: as
+    /// `table`).
+    Wide,
+}
+
+/// The status of a work in `list --status`: each work has exactly one, the first that holds
+/// of Deleting, Failed, Available, Applied, InProgress (README.md, "maestro-cli").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkStatus {
+    /// `Applied`=True at the current version, `Available` not True yet.
+    #[value(name = "Applied")]
+    Applied,
+    /// `Available`=True at the current version.
+    #[value(name = "Available")]
+    Available,
+    /// `Degraded`=True or `Applied`=False at the current version.
+    #[value(name = "Failed")]
+    Failed,
+    /// None of the others yet: no status, a stale status, or Applied not reported.
+    #[value(name = "InProgress")]
+    InProgress,
+    /// Deletion was requested and the agent has not confirmed it yet.
+    #[value(name = "Deleting")]
+    Deleting,
 }
 
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or update a work from a ManifestWork or a list of manifests.
+    #[command(after_help = EXIT_CODES_HELP)]
     Apply(ApplyArgs),
     /// Show a work: conditions, per-manifest status and feedback values.
+    #[command(after_help = EXIT_CODES_HELP)]
     Get(GetArgs),
     /// List works (all consumers and sources unless filtered).
+    #[command(after_help = EXIT_CODES_HELP)]
     List(ListArgs),
-    /// Request deletion of a work.
+    /// Request deletion of a work (a missing work is a warning, not an error), or of every work
+    /// of a consumer with `--all`.
+    #[command(after_help = EXIT_CODES_HELP)]
     Delete(DeleteArgs),
     /// Wait until a work reaches a condition at its current version, or is deleted.
+    #[command(after_help = EXIT_CODES_HELP)]
     Wait(WaitArgs),
     /// Manage consumers (registered clusters).
     #[command(subcommand)]
@@ -122,6 +160,18 @@ pub enum Command {
     /// the REST role admin).
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLetterCommand),
+    /// Print the maestro-cli version.
+    Version,
+}
+
+/// The `--results-path` flag shared by apply, delete and wait.
+#[derive(Debug, Clone, Args)]
+pub struct ResultsArgs {
+    /// Write a status result JSON file here when the command ends (success, failure or
+    /// timeout), replacing it atomically: `manifestWorkName`, `consumer`, `status`
+    /// (`Applied`, `Failed`, `InProgress`), `message`, `timestamp`, `resources`.
+    #[arg(long, env = "RESULTS_PATH", value_name = "PATH")]
+    pub results_path: Option<std::path::PathBuf>,
 }
 
 /// `apply` arguments.
@@ -148,6 +198,12 @@ pub struct ApplyArgs {
     /// How often `--watch` polls the REST API.
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// Print the work that would be published and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The results file.
+    #[command(flatten)]
+    pub results: ResultsArgs,
 }
 
 /// `get` arguments: `--name` and `--consumer`, or `--id`.
@@ -185,17 +241,30 @@ pub struct ListArgs {
     /// language").
     #[arg(long)]
     pub search: Option<String>,
+    /// Only works in this status (computed from the conditions on the client; each work has
+    /// one: Deleting, else Failed, else Available, else Applied, else InProgress).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub status: Option<WorkStatus>,
 }
 
 /// `delete` arguments.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// Work name.
-    #[arg(long, short = 'n')]
-    pub name: String,
+    /// Work name (or `--all`).
+    #[arg(long, short = 'n', required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
     /// Consumer (cluster) name.
     #[arg(long, short = 'c')]
     pub consumer: String,
+    /// Delete every work of the consumer published by this `--source-id`.
+    #[arg(long)]
+    pub all: bool,
+    /// With `--all`: every work of the consumer, whatever source published it.
+    #[arg(long, requires = "all", conflicts_with = "name")]
+    pub any_source: bool,
+    /// Print what would be deleted and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Wait until the work is gone (the agent confirmed deletion).
     #[arg(long, short = 'w')]
     pub watch: bool,
@@ -205,6 +274,9 @@ pub struct DeleteArgs {
     /// How often `--watch` polls the REST API.
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// The results file.
+    #[command(flatten)]
+    pub results: ResultsArgs,
 }
 
 /// The conditions `wait` can wait for.
@@ -239,6 +311,9 @@ pub struct WaitArgs {
     /// How often to poll the REST API.
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// The results file.
+    #[command(flatten)]
+    pub results: ResultsArgs,
 }
 
 /// `consumer` subcommands.

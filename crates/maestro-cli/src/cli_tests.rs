@@ -65,7 +65,7 @@ fn list_delete_wait() {
     let l = parse(&["list", "--consumer", "c1", "--source", "s"]).expect("parse");
     assert!(matches!(
         l.command,
-        Command::List(ListArgs { consumer: Some(_), source: Some(_), search: None })
+        Command::List(ListArgs { consumer: Some(_), source: Some(_), search: None, status: None })
     ));
     let l = parse(&["list", "--search", "name = 'a b'"]).expect("parse");
     assert!(matches!(l.command, Command::List(ListArgs { search: Some(s), .. }) if s == "name = 'a b'"));
@@ -144,8 +144,71 @@ fn help_mentions_env_and_defaults() {
         "MAESTRO_HTTP_TOKEN_FILE",
         "MAESTRO_GRPC_TOKEN_FILE",
         "--grpc-token-file",
+        "Exit codes:",
+        "3  timeout",
+        "5  server unreachable",
     ] {
         assert!(help.contains(needle), "help lacks {needle}: {help}");
     }
     assert_eq!(parse(&["--help"]).expect_err("help").kind(), ErrorKind::DisplayHelp);
+}
+
+/// The HyperFleet Job command line parses: `host:port` endpoints, `--results-path`.
+#[test]
+fn hyperfleet_command_line() {
+    let cli = parse(&[
+        "apply",
+        "--manifest-file",
+        "work.yaml",
+        "--consumer",
+        "cluster-1",
+        "--watch",
+        "--timeout=5m",
+        "--grpc-endpoint=maestro-grpc:8090",
+        "--http-endpoint=maestro-http:8000",
+        "--results-path=/results/status.json",
+    ])
+    .expect("parse");
+    assert_eq!(
+        (cli.grpc_endpoint.as_str(), cli.http_endpoint.as_str()),
+        ("maestro-grpc:8090", "maestro-http:8000")
+    );
+    let Command::Apply(a) = cli.command else { panic!("not apply") };
+    assert_eq!(a.results.results_path.as_deref(), Some(std::path::Path::new("/results/status.json")));
+    assert!(a.watch && !a.dry_run);
+    let help = Cli::command().find_subcommand_mut("apply").expect("apply").render_long_help().to_string();
+    assert!(help.contains("RESULTS_PATH") && help.contains("Exit codes:"), "{help}");
+}
+
+#[test]
+fn delete_all_and_dry_run() {
+    let d = parse(&["delete", "--all", "-c", "c1", "--any-source", "--dry-run"]).expect("parse");
+    let Command::Delete(d) = d.command else { panic!("not delete") };
+    assert!(d.all && d.any_source && d.dry_run && d.name.is_none());
+    assert_eq!(
+        parse(&["delete", "-c", "c1"]).expect_err("name or all").kind(),
+        ErrorKind::MissingRequiredArgument
+    );
+    assert_eq!(
+        parse(&["delete", "-n", "w", "-c", "c1", "--all"]).expect_err("both").kind(),
+        ErrorKind::ArgumentConflict
+    );
+    assert!(parse(&["delete", "-n", "w", "-c", "c1", "--any-source"]).is_err());
+    assert!(parse(&["delete", "--all"]).is_err());
+}
+
+#[test]
+fn list_status_and_formats_and_version() {
+    for (arg, want) in [
+        ("Applied", WorkStatus::Applied),
+        ("inprogress", WorkStatus::InProgress),
+        ("Deleting", WorkStatus::Deleting),
+    ] {
+        let l = parse(&["list", "--status", arg]).expect("parse");
+        assert!(matches!(l.command, Command::List(ListArgs { status: Some(s), .. }) if s == want));
+    }
+    assert_eq!(parse(&["list", "--status", "Ready"]).expect_err("bad").kind(), ErrorKind::InvalidValue);
+    assert_eq!(parse(&["list", "-o", "name"]).expect("name").output, OutputFormat::Name);
+    assert_eq!(parse(&["list", "-o", "wide"]).expect("wide").output, OutputFormat::Wide);
+    assert!(matches!(parse(&["version"]).expect("version").command, Command::Version));
 }

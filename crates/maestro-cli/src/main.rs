@@ -1,9 +1,10 @@
-//! `maestro-cli` entry point: parse, run, map errors to exit codes.
+//! `maestro-cli` entry point: parse, run, map errors to exit codes (clap's usage errors exit
+//! 2 itself; the others are listed in `maestro_cli::exit`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use maestro_cli::{Cli, run};
+use maestro_cli::{Cli, exit_status, run};
 
 fn init_tracing(verbose: bool) {
     let filter = if verbose { "maestro_client=debug,maestro_cli=debug,info" } else { "warn" };
@@ -22,7 +23,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_status(&e).code())
         }
     }
 }

@@ -19,7 +19,7 @@ pub(crate) fn structured<T: Serialize>(
     value: &T,
 ) -> anyhow::Result<bool> {
     match format {
-        OutputFormat::Table => return Ok(false),
+        OutputFormat::Table | OutputFormat::Name | OutputFormat::Wide => return Ok(false),
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(value)?)?,
         OutputFormat::Yaml => write!(out, "{}", serde_yaml_ng::to_string(value)?)?,
     }

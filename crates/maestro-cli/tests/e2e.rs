@@ -7,6 +7,7 @@ mod support;
 use std::io::Write;
 
 use clap::Parser;
+use maestro_cli::results::{ResultStatus, StatusResult};
 use maestro_cli::{Cli, run};
 use maestro_client::resource_id;
 use support::FakeServer;
@@ -225,8 +226,9 @@ async fn delete_watch_and_wait_deleted() {
         .await
         .unwrap();
     assert!(out.contains("is deleted"), "{out}");
-    let err = cli(&fake, &["delete", "-n", "web", "-c", "c1"]).await.unwrap_err();
-    assert!(format!("{err:#}").contains("not found"), "{err:#}");
+    // Deleting a work that is gone is not an error (retried Jobs are idempotent).
+    let out = cli(&fake, &["delete", "-n", "web", "-c", "c1", "-o", "json"]).await.unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["state"], "absent", "{out}");
 }
 
 #[tokio::test]
@@ -291,4 +293,160 @@ async fn token_files_are_sent() {
     let err = cli(&fake, &["--http-token-file", missing.to_str().unwrap(), "list"]).await.unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("--http-token-file") && msg.contains("missing.tok"), "{msg}");
+}
+
+const MANIFESTWORK: &str = "apiVersion: work.open-cluster-management.io/v1\nkind: ManifestWork\n\
+metadata: {name: web}\nspec: {workload: {manifests: [\
+{apiVersion: v1, kind: ConfigMap, metadata: {name: a, namespace: default}}, \
+{apiVersion: v1, kind: Secret, metadata: {name: b, namespace: default}}]}}\n";
+
+/// The exit code, stdout and stderr of the real `maestro-cli` binary run with `args` (and the
+/// `env` variables; `RESULTS_PATH` and the `MAESTRO_*` variables of the test's environment are
+/// removed).
+async fn binary(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_maestro-cli"));
+    cmd.args(args).env_remove("RESULTS_PATH");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MAESTRO_")) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output()).await.unwrap().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap(), text(out.stdout), text(out.stderr))
+}
+
+/// `host:port` of an `http://host:port` endpoint.
+fn host_port(url: &str) -> &str {
+    url.strip_prefix("http://").unwrap()
+}
+
+fn read_result(path: &std::path::Path) -> StatusResult {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// HyperFleet's Job command line (issue 19): `host:port` endpoints, `--watch`, and a results
+/// file that parses as a `StatusResult` with status Applied and the per-manifest status.
+#[tokio::test]
+async fn hyperfleet_job_command_line() {
+    let fake = FakeServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work.yaml");
+    std::fs::write(&work, MANIFESTWORK).unwrap();
+    let results = dir.path().join("results/status.json");
+    std::fs::create_dir(results.parent().unwrap()).unwrap();
+    let id = resource_id("maestro-cli", "cluster-1", "web");
+    when_bundle(
+        &fake,
+        id.clone(),
+        |_| true,
+        move |f| f.set_status(&id, 1, &[("Applied", "True"), ("Available", "True")]),
+    );
+    let grpc = format!("--grpc-endpoint={}", fake.grpc);
+    let http = format!("--http-endpoint={}", host_port(&fake.http));
+    let results_flag = format!("--results-path={}", results.display());
+    let args = ["apply", "--manifest-file", work.to_str().unwrap(), "--consumer", "cluster-1", "--watch"];
+    let (code, out, err) =
+        binary(&[&args[..], &["--timeout=5m", &grpc, &http, &results_flag]].concat(), &[]).await;
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("is applied and available at version 1"), "{out}");
+    let r = read_result(&results);
+    assert_eq!((r.manifest_work_name.as_str(), r.consumer.as_str()), ("web", "cluster-1"));
+    assert_eq!(r.status, ResultStatus::Applied, "{r:?}");
+    assert_eq!(r.resources.len(), 2);
+    assert_eq!((r.resources[0].kind.as_str(), r.resources[0].name.as_str()), ("ConfigMap", "a"));
+    assert_eq!(r.resources[0].conditions[0].kind, "Applied");
+    assert_eq!(r.resources[0].feedback[0].name, "size");
+    assert_eq!((r.resources[1].kind.as_str(), r.resources[1].version.as_str()), ("Secret", "v1"));
+    let leftovers: Vec<_> = std::fs::read_dir(results.parent().unwrap()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "only status.json: {leftovers:?}");
+}
+
+/// Exit codes of the binary: 0 for deleting a missing work (with a warning), 3 on a timeout
+/// (results status InProgress, path from `RESULTS_PATH`), 2 for a bad manifest file, 5 when
+/// the server cannot be reached.
+#[tokio::test]
+async fn exit_codes() {
+    let fake = FakeServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("status.json");
+    let results_env = [("RESULTS_PATH", results.to_str().unwrap())];
+    let endpoints = ["--grpc-endpoint", &fake.grpc, "--http-endpoint", host_port(&fake.http)];
+    let with = |args: &[&'static str]| [&endpoints[..], args].concat();
+
+    let (code, _, err) = binary(&with(&["delete", "-n", "nope", "-c", "c1"]), &results_env).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: resource bundle nope on consumer c1 not found"), "{err}");
+    assert_eq!(read_result(&results).status, ResultStatus::Applied);
+
+    let file = manifest_file();
+    cli(&fake, &["apply", "-f", file.path().to_str().unwrap(), "-c", "c1", "-n", "web"]).await.unwrap();
+    let wait = ["wait", "-n", "web", "-c", "c1", "--condition", "Available", "--timeout", "1s"];
+    let (code, _, err) = binary(&with(&wait), &results_env).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("timed out after 1s"), "{err}");
+    let r = read_result(&results);
+    assert_eq!((r.status, r.resources.len()), (ResultStatus::InProgress, 2), "{r:?}");
+    assert!(r.message.contains("timed out"), "{r:?}");
+
+    let (code, _, err) = binary(&with(&["apply", "-f", "/nonexistent/w.yaml", "-c", "c1"]), &[]).await;
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = binary(&with(&["list", "--status", "Ready"]), &[]).await;
+    assert_eq!(code, 2, "{err}");
+
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let (code, _, err) = binary(&["--http-endpoint", &addr, "list"], &[]).await;
+    assert_eq!(code, 5, "{err}");
+    let (code, out, _) = binary(&["version"], &[]).await;
+    assert_eq!((code, out), (0, format!("maestro-cli {}\n", env!("CARGO_PKG_VERSION"))));
+}
+
+/// `list -o name`, `-o wide` and `--status`; `delete --dry-run` sends nothing; `delete --all`.
+#[tokio::test]
+async fn list_formats_status_and_delete_all() {
+    let fake = FakeServer::start().await;
+    let file = manifest_file();
+    let path = file.path().to_str().unwrap();
+    for (consumer, name) in [("c1", "web"), ("c1", "api"), ("c2", "db")] {
+        cli(&fake, &["apply", "-f", path, "-c", consumer, "-n", name]).await.unwrap();
+    }
+    fake.set_status(
+        &resource_id("maestro-cli", "c1", "web"),
+        1,
+        &[("Applied", "True"), ("Available", "True")],
+    );
+    let out = cli(&fake, &["list", "-o", "name"]).await.unwrap();
+    let mut names: Vec<&str> = out.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["c1/api", "c1/web", "c2/db"]);
+    let out = cli(&fake, &["list", "-o", "name", "--status", "Available"]).await.unwrap();
+    assert_eq!(out, "c1/web\n");
+    let out = cli(&fake, &["list", "-o", "name", "--status", "InProgress", "-c", "c1"]).await.unwrap();
+    assert_eq!(out, "c1/api\n");
+    let out = cli(&fake, &["list", "-o", "wide", "-c", "c2"]).await.unwrap();
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header[7..], ["STATUS", "SOURCE", "ID", "MANIFESTS"]);
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[row.len() - 4..],
+        ["InProgress", "maestro-cli", &resource_id("maestro-cli", "c2", "db"), "2"]
+    );
+
+    let published = fake.state.lock().unwrap().published.len();
+    let out = cli(&fake, &["delete", "--all", "-c", "c1", "--dry-run"]).await.unwrap();
+    assert!(out.contains("2 resource bundle(s) would be deleted"), "{out}");
+    let out = cli(&fake, &["delete", "-n", "db", "-c", "c2", "--dry-run"]).await.unwrap();
+    assert!(out.contains("would be deleted"), "{out}");
+    let file_dry =
+        cli(&fake, &["apply", "-f", path, "-c", "c3", "-n", "x", "--dry-run", "-o", "json"]).await.unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&file_dry).unwrap()["dryRun"], true);
+    assert_eq!(fake.state.lock().unwrap().published.len(), published, "dry runs publish nothing");
+
+    let out = cli(&fake, &["delete", "--all", "-c", "c1"]).await.unwrap();
+    assert_eq!(out, "2 resource bundle(s) marked for deletion on consumer c1\n");
+    let out = cli(&fake, &["list", "-o", "name", "--status", "Deleting"]).await.unwrap();
+    let mut names: Vec<&str> = out.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["c1/api", "c1/web"]);
 }

@@ -11,10 +11,13 @@
 //! A work is identified by its resource id, a UUIDv5 of source id, consumer and work name
 //! ([`ids::resource_id`], protocol.md §9). Input files are parsed by [`manifestwork`].
 //!
+//! Endpoints may be written `host:port` or as URLs ([`endpoint`]).
+//!
 //! Both connections can carry a [`BearerToken`] ([`RestOptions::token`],
 //! [`SourceClient::connect_with_token`]).
 
 pub mod auth;
+pub mod endpoint;
 pub mod error;
 pub mod ids;
 pub mod manifestwork;
@@ -24,6 +27,7 @@ pub mod source;
 pub mod types;
 
 pub use auth::BearerToken;
+pub use endpoint::{GrpcEndpoint, grpc_endpoint, http_url};
 pub use error::{ClientError, Result};
 pub use ids::resource_id;
 pub use manifestwork::ManifestWorkInput;

@@ -84,7 +84,8 @@ pub struct RestClient {
 }
 
 impl RestClient {
-    /// A client for `endpoint` (e.g. `http://localhost:8000`; a path prefix is kept) with the
+    /// A client for `endpoint` (e.g. `http://localhost:8000`; a path prefix is kept; `host:port`
+    /// means `http://host:port`, see [`crate::endpoint::http_url`]) with the
     /// [`DEFAULT_TIMEOUT`] per request.
     ///
     /// # Errors
@@ -104,14 +105,16 @@ impl RestClient {
 
     /// A client for `endpoint` with `options` (timeout; for `https://` endpoints a CA file to
     /// trust instead of the system's roots, e.g. the CA of a server run with
-    /// `--enable-https`; a bearer token sent on every request).
+    /// `--enable-https`; a bearer token sent on every request). A `host:port` endpoint is
+    /// reached over `https://` when a CA file is given, else `http://`.
     ///
     /// # Errors
     /// [`ClientError::InvalidInput`] when the endpoint is not an http(s) URL, the CA file
     /// cannot be read or holds no PEM certificate (the message names the file), or the HTTP
     /// client cannot be built.
     pub fn with_options(endpoint: &str, options: &RestOptions) -> Result<Self> {
-        let mut base = Url::parse(endpoint)
+        let url = crate::endpoint::http_url(endpoint, options.ca_file.is_some())?;
+        let mut base = Url::parse(&url)
             .map_err(|e| ClientError::InvalidInput(format!("invalid HTTP endpoint {endpoint:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(ClientError::InvalidInput(format!(

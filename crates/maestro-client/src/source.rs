@@ -78,15 +78,19 @@ pub struct GrpcTls {
 }
 
 impl GrpcTls {
-    /// The tonic TLS config, `None` for plaintext.
-    fn client_config(&self) -> Result<Option<tonic::transport::ClientTlsConfig>> {
-        let Some(ca) = &self.ca_file else { return Ok(None) };
+    /// The tonic TLS config, `None` for plaintext: TLS with the CA file when one is set, else
+    /// with the system's roots for an `https://` endpoint.
+    fn client_config(&self, https: bool) -> Result<Option<tonic::transport::ClientTlsConfig>> {
         let read = |path: &std::path::Path| {
             std::fs::read(path)
                 .map_err(|e| ClientError::InvalidInput(format!("cannot read {}: {e}", path.display())))
         };
-        let mut config = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        let mut config = match &self.ca_file {
+            Some(ca) => tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?)),
+            None if https => tonic::transport::ClientTlsConfig::new().with_native_roots(),
+            None => return Ok(None),
+        };
         if let Some((cert, key)) = &self.client_cert {
             config = config.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
         }
@@ -112,7 +116,11 @@ pub struct SourceClient {
 /// The `authorization` metadata of `token`, checking that it may be sent: never with a client
 /// certificate (one way of authenticating, as Go's maestro CLI), never without TLS (as sdk-go:
 /// "setting token requires authority certificates").
-fn authorization(tls: &GrpcTls, token: Option<&BearerToken>) -> Result<Option<MetadataValue<Ascii>>> {
+fn authorization(
+    tls: &GrpcTls,
+    https: bool,
+    token: Option<&BearerToken>,
+) -> Result<Option<MetadataValue<Ascii>>> {
     let Some(token) = token else { return Ok(None) };
     if tls.client_cert.is_some() {
         return Err(ClientError::InvalidInput(
@@ -121,9 +129,9 @@ fn authorization(tls: &GrpcTls, token: Option<&BearerToken>) -> Result<Option<Me
                 .into(),
         ));
     }
-    if tls.ca_file.is_none() {
+    if tls.ca_file.is_none() && !https {
         return Err(ClientError::InvalidInput(
-            "a bearer token needs TLS for gRPC (a CA file, GrpcTls::ca_file / --grpc-ca-file): \
+            "a bearer token needs TLS for gRPC (an https:// endpoint or a CA file, GrpcTls::ca_file / --grpc-ca-file): \
              it is never sent in clear text"
                 .into(),
         ));
@@ -135,8 +143,9 @@ fn authorization(tls: &GrpcTls, token: Option<&BearerToken>) -> Result<Option<Me
 }
 
 impl SourceClient {
-    /// Connects (plaintext) to the source gRPC endpoint (`host:port` or `http://host:port`),
-    /// waiting at most [`CONNECT_TIMEOUT`]; [`SourceClient::connect_with`] connects over TLS.
+    /// Connects to the source gRPC endpoint (`host:port` or `http://host:port`: plaintext;
+    /// `https://host:port`: TLS with the system's roots; [`crate::endpoint::grpc_endpoint`]),
+    /// waiting at most [`CONNECT_TIMEOUT`]; [`SourceClient::connect_with`] sets TLS files.
     ///
     /// # Errors
     /// [`ClientError::InvalidInput`] for an empty source id or a bad endpoint;
@@ -163,7 +172,7 @@ impl SourceClient {
 
     /// Like [`SourceClient::connect_with`], sending `token` (when given) as
     /// `authorization: Bearer <token>` metadata on every RPC (Publish, Subscribe). A token
-    /// needs TLS (`tls.ca_file`) and excludes a client certificate (`tls.client_cert`).
+    /// needs TLS (`tls.ca_file` or an `https://` endpoint) and excludes a client certificate (`tls.client_cert`).
     ///
     /// # Errors
     /// As [`SourceClient::connect_with`]; [`ClientError::InvalidInput`] for a token without
@@ -178,17 +187,16 @@ impl SourceClient {
         if source_id.is_empty() {
             return Err(ClientError::InvalidInput("the source id must not be empty".into()));
         }
-        let authorization = authorization(tls, token)?;
-        let scheme = if tls.ca_file.is_some() { "https" } else { "http" };
-        let uri = match grpc_endpoint.split_once("://") {
-            Some((_, rest)) if tls.ca_file.is_some() => format!("https://{rest}"),
-            Some(_) => grpc_endpoint.to_owned(),
-            None => format!("{scheme}://{grpc_endpoint}"),
+        let parsed = crate::endpoint::grpc_endpoint(grpc_endpoint)?;
+        let authorization = authorization(tls, parsed.https, token)?;
+        let uri = match parsed.uri.strip_prefix("http://") {
+            Some(authority) if tls.ca_file.is_some() => format!("https://{authority}"),
+            _ => parsed.uri,
         };
         let mut endpoint = Endpoint::from_shared(uri)
             .map_err(|e| ClientError::InvalidInput(format!("invalid gRPC endpoint {grpc_endpoint:?}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT);
-        if let Some(config) = tls.client_config()? {
+        if let Some(config) = tls.client_config(parsed.https)? {
             endpoint = endpoint.tls_config(config).map_err(|e| {
                 ClientError::InvalidInput(format!("TLS settings for {grpc_endpoint:?}: {}", error_chain(&e)))
             })?;

@@ -81,7 +81,12 @@ async fn connect_errors_name_the_endpoint() {
     assert!(err.to_string().contains(&addr), "{err}");
     let err = SourceClient::connect(&addr, "s", rest).await.unwrap_err();
     assert!(err.to_string().starts_with(&format!("cannot reach {addr}")), "{err}");
-    assert!(RestClient::new("localhost:8000").is_err());
+    // `host:port` means http:// (README.md, "maestro-cli"); other schemes are refused.
+    let plain = RestClient::new("localhost:8000").unwrap();
+    assert!(plain.endpoint().starts_with("http://localhost:8000"), "{}", plain.endpoint());
+    assert!(RestClient::new("ftp://localhost:8000").is_err());
+    let err = SourceClient::connect("tcp://h:1", "s", plain).await.unwrap_err();
+    assert!(matches!(err, ClientError::InvalidInput(_)), "{err:?}");
 }
 
 #[tokio::test]

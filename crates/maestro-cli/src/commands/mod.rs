@@ -4,9 +4,11 @@
 use std::io::Write;
 
 use anyhow::Context as _;
-use maestro_client::{BearerToken, GrpcTls, RestClient, RestOptions, SourceClient};
+use maestro_client::{BearerToken, GrpcTls, ResourceBundle, RestClient, RestOptions, SourceClient};
 
 use crate::cli::{Cli, Command, OutputFormat};
+use crate::exit::{ExitStatus, exit_status};
+use crate::results::{ResultStatus, StatusResult, write_atomic};
 
 mod apply;
 mod consumer;
@@ -57,6 +59,62 @@ impl Context {
     }
 }
 
+/// What a command that writes a results file achieved: the status and a one-line message.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The status recorded.
+    pub(crate) status: ResultStatus,
+    /// The message recorded.
+    pub(crate) message: String,
+}
+
+impl Outcome {
+    /// An outcome with `status` and `message`.
+    pub(crate) fn new(status: ResultStatus, message: impl Into<String>) -> Self {
+        Outcome { status, message: message.into() }
+    }
+}
+
+/// Writes the `--results-path` file (when `path` is set) for work `name` on `consumer` from
+/// the command's `outcome` (a timeout is `InProgress`, any other error `Failed`), with the
+/// work's current state read over REST (best effort), then returns the outcome. Errors
+/// writing the file fail a successful command.
+pub(crate) async fn report(
+    ctx: &Context,
+    path: Option<&std::path::Path>,
+    name: &str,
+    consumer: &str,
+    outcome: anyhow::Result<Outcome>,
+) -> anyhow::Result<()> {
+    let Some(path) = path else { return outcome.map(|_| ()) };
+    let (status, message, code) = match &outcome {
+        Ok(o) => (o.status, o.message.clone(), ExitStatus::Success),
+        Err(e) => match exit_status(e) {
+            ExitStatus::Timeout => (ResultStatus::InProgress, format!("{e:#}"), ExitStatus::Timeout),
+            code => (ResultStatus::Failed, format!("{e:#}"), code),
+        },
+    };
+    let bundle = if matches!(code, ExitStatus::Unreachable | ExitStatus::Usage) || name.is_empty() {
+        None
+    } else {
+        current_bundle(ctx, consumer, name).await
+    };
+    let written = write_atomic(path, &StatusResult::new(name, consumer, status, message, bundle.as_ref()));
+    match (outcome, written) {
+        (Err(e), Err(w)) => {
+            eprintln!("warning: {w:#}");
+            Err(e)
+        }
+        (outcome, written) => outcome.and(written),
+    }
+}
+
+/// The work `name` on `consumer` of this source, `None` when missing or unreadable.
+async fn current_bundle(ctx: &Context, consumer: &str, name: &str) -> Option<ResourceBundle> {
+    let id = maestro_client::resource_id(&ctx.source_id, consumer, name);
+    ctx.rest().ok()?.find_bundle(&id).await.ok().flatten()
+}
+
 /// The token in `path`, if given; errors name the flag and the file (never the token).
 fn read_token(path: Option<&std::path::Path>, flag: &str) -> anyhow::Result<Option<BearerToken>> {
     path.map(|p| BearerToken::from_file(p).with_context(|| format!("reading {flag}"))).transpose()
@@ -88,5 +146,15 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Wait(a) => wait::run(&ctx, a, out).await,
         Command::Consumer(c) => consumer::run(&ctx, c, out).await,
         Command::DeadLetters(c) => dead_letters::run(&ctx, c, out).await,
+        Command::Version => version(&ctx, out),
     }
+}
+
+/// Runs `version`.
+fn version(ctx: &Context, out: &mut dyn Write) -> anyhow::Result<()> {
+    let v = env!("CARGO_PKG_VERSION");
+    if !crate::output::structured(out, ctx.output, &serde_json::json!({"version": v}))? {
+        writeln!(out, "maestro-cli {v}")?;
+    }
+    Ok(())
 }

@@ -8,7 +8,8 @@ use maestro_client::{ClientError, ResourceBundle, RestClient};
 use tokio::time::Instant;
 
 use crate::cli::{WaitArgs, WaitCondition};
-use crate::commands::Context;
+use crate::commands::{Context, Outcome, report};
+use crate::results::ResultStatus;
 
 /// What to wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,32 +118,38 @@ pub(crate) async fn poll(
     }
 }
 
-/// Runs `wait`.
+/// Runs `wait`, then writes the `--results-path` file.
 ///
 /// # Errors
 /// As [`poll`]; not found when waiting for a condition of a missing work.
 pub(crate) async fn run(ctx: &Context, args: &WaitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let outcome = wait(ctx, args, out).await;
+    report(ctx, args.results.results_path.as_deref(), &args.name, &args.consumer, outcome).await
+}
+
+async fn wait(ctx: &Context, args: &WaitArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let rest = ctx.rest()?;
     let target = match args.condition {
         WaitCondition::Applied => Target::Conditions(vec!["Applied"]),
         WaitCondition::Available => Target::Conditions(vec!["Available"]),
         WaitCondition::Deleted => Target::Deleted,
     };
-    let id = match rest.get_bundle_by_name(&ctx.source_id, &args.consumer, &args.name).await {
-        Ok(b) => b.id,
-        Err(e) if e.is_not_found() && target == Target::Deleted => {
-            writeln!(out, "resource bundle {} on consumer {} is deleted", args.name, args.consumer)?;
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let w = Watched { rest: &rest, id, name: &args.name, consumer: &args.consumer };
-    poll(&w, &target, args.timeout, args.poll_interval, &mut std::io::stderr()).await?;
     let what = match args.condition {
         WaitCondition::Applied => "applied",
         WaitCondition::Available => "available",
         WaitCondition::Deleted => "deleted",
     };
-    writeln!(out, "resource bundle {} on consumer {} is {what}", args.name, args.consumer)?;
-    Ok(())
+    let message = format!("resource bundle {} on consumer {} is {what}", args.name, args.consumer);
+    let id = match rest.get_bundle_by_name(&ctx.source_id, &args.consumer, &args.name).await {
+        Ok(b) => b.id,
+        Err(e) if e.is_not_found() && target == Target::Deleted => {
+            writeln!(out, "{message}")?;
+            return Ok(Outcome::new(ResultStatus::Applied, message));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let w = Watched { rest: &rest, id, name: &args.name, consumer: &args.consumer };
+    poll(&w, &target, args.timeout, args.poll_interval, &mut std::io::stderr()).await?;
+    writeln!(out, "{message}")?;
+    Ok(Outcome::new(ResultStatus::Applied, message))
 }
