@@ -76,3 +76,16 @@ pub async fn publish_proto(
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     client.publish(PublishRequest { event: Some(event) }).await.map(|_| ())
 }
+
+/// The `maestro-cli` binary built by the same `cargo test --workspace` / `nextest` run (next to
+/// the test binary's directory).
+///
+/// # Panics
+/// When it was not built.
+pub fn cli_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
+    let bin = dir.join("maestro-cli");
+    assert!(bin.exists(), "{} not built: run the workspace tests (scripts/test.sh)", bin.display());
+    bin
+}

@@ -6,15 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-
 use maestro::stack::{LocalStack, StackConfig};
 use maestro_api::AttributesWriter;
 use maestro_api::codec::SpecEventBuilder;
 use maestro_api::pb;
 use maestro_client::BundleFilter;
 use maestro_store::DynStore;
-use maestro_tests::{Db, db_url, logging, publish_proto, publish_raw};
+use maestro_tests::{Db, cli_binary, db_url, logging, publish_proto, publish_raw};
 use serde_json::json;
 
 async fn snapshot(stack: &LocalStack, store: &DynStore) -> (usize, usize) {
@@ -160,13 +158,4 @@ async fn bad_input_is_refused_clearly_and_changes_nothing(db: Db) {
         assert_eq!(found.len(), want, "{search}");
     }
     stack.shutdown().await;
-}
-
-/// The `maestro-cli` binary built by the same `cargo test --workspace` / `nextest` run.
-fn cli_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
-    let bin = dir.join("maestro-cli");
-    assert!(bin.exists(), "{} not built: run the workspace tests (scripts/test.sh)", bin.display());
-    bin
 }

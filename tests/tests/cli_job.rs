@@ -5,21 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use maestro::stack::{LocalStack, StackConfig};
-use maestro_tests::{Db, db_url, logging};
+use maestro_tests::{Db, cli_binary, db_url, logging};
 use serde_json::Value;
-
-/// The `maestro-cli` binary built by the same `cargo test --workspace` / `nextest` run.
-fn cli_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
-    let bin = dir.join("maestro-cli");
-    assert!(bin.exists(), "{} not built: run the workspace tests (scripts/test.sh)", bin.display());
-    bin
-}
 
 /// Runs `maestro-cli` with the endpoints of `stack` as `host:port` (no scheme, as the Job
 /// template passes them) in a blocking thread; returns the exit code and stderr.
