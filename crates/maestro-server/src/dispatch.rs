@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use maestro_api::types::Action;
 use maestro_store::{
-    DeadLetterOrigin, DynStore, NewDeadLetter, PendingSpec, Resource, SpecAction, SpecEventRow, StoreError,
+    DeadLetterOrigin, DynStore, PendingSpec, Resource, SpecAction, SpecEventRow, StoreError,
 };
 use maestro_transport::{DynSourceTransport, Error as TransportError};
 use tokio::sync::watch;
@@ -208,15 +208,8 @@ async fn record_refused(
     resource: &Resource,
     error: &TransportError,
 ) -> Result<(), String> {
-    let letter = NewDeadLetter {
-        origin: DeadLetterOrigin::SpecPublish,
-        broker: broker.to_owned(),
-        consumer_name: Some(resource.consumer_name.clone()),
-        resource_id: Some(resource.id.clone()),
-        event_id: Some(maestro_api::AttributesReader::id(event).to_owned()),
-        event_type: Some(maestro_api::AttributesReader::ty(event).to_owned()),
-        reason: format!("version {} refused by the broker: {error}", resource.version),
-        event: String::from_utf8_lossy(&maestro_api::json::to_vec(event)).into_owned(),
-    };
+    let reason = format!("version {} refused by the broker: {error}", resource.version);
+    let consumer = Some(resource.consumer_name.clone());
+    let letter = crate::ingest::dead_letter(broker, DeadLetterOrigin::SpecPublish, event, consumer, &reason);
     store.add_dead_letter(letter).await.map(|_| ()).map_err(|e| format!("storing a dead letter: {e}"))
 }

@@ -243,8 +243,8 @@ impl Ingest {
     }
 }
 
-/// The dead letter of a decoded `event`.
-fn dead_letter(
+/// The dead letter of a decoded `event` (also the spec dispatcher's, [`crate::dispatch`]).
+pub(crate) fn dead_letter(
     broker: &str,
     origin: DeadLetterOrigin,
     event: &Event,

@@ -99,6 +99,14 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// The resource rows with these ids (one query; none for no ids).
+    async fn rows_with_ids(&self, ids: &[String]) -> Result<Vec<PgRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query("SELECT * FROM resources WHERE id = ANY($1)").bind(ids).fetch_all(&self.pool).await?)
+    }
+
     async fn consumer_where(&self, column: &'static str, key: &str) -> Result<Consumer> {
         let sql = match column {
             "id" => "SELECT * FROM consumers WHERE id = $1",
@@ -753,11 +761,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_resources(&self, ids: &[String]) -> Result<Vec<Resource>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows =
-            sqlx::query("SELECT * FROM resources WHERE id = ANY($1)").bind(ids).fetch_all(&self.pool).await?;
+        let rows = self.rows_with_ids(ids).await?;
         rows.iter().map(resource_from_row).collect()
     }
 
@@ -780,11 +784,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_resources_raw(&self, ids: &[String]) -> Result<Vec<RawResource>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows =
-            sqlx::query("SELECT * FROM resources WHERE id = ANY($1)").bind(ids).fetch_all(&self.pool).await?;
+        let rows = self.rows_with_ids(ids).await?;
         rows.iter().map(raw_resource_from_row).collect()
     }
 

@@ -92,6 +92,17 @@ impl SqliteStore {
         write_tx(&self.pool).await
     }
 
+    /// The resource rows with these ids (one query; none for no ids).
+    async fn rows_with_ids(&self, ids: &[String]) -> Result<Vec<SqliteRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query("SELECT * FROM resources WHERE id IN (SELECT value FROM json_each($1))")
+            .bind(serde_json::to_string(ids)?)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn consumer_where(&self, column: &'static str, key: &str) -> Result<Consumer> {
         let sql = match column {
             "id" => "SELECT * FROM consumers WHERE id = $1",
@@ -574,13 +585,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_resources(&self, ids: &[String]) -> Result<Vec<Resource>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query("SELECT * FROM resources WHERE id IN (SELECT value FROM json_each($1))")
-            .bind(serde_json::to_string(ids)?)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.rows_with_ids(ids).await?;
         rows.iter().map(resource_from_row).collect()
     }
 
@@ -603,13 +608,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_resources_raw(&self, ids: &[String]) -> Result<Vec<RawResource>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query("SELECT * FROM resources WHERE id IN (SELECT value FROM json_each($1))")
-            .bind(serde_json::to_string(ids)?)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.rows_with_ids(ids).await?;
         rows.iter().map(raw_resource_from_row).collect()
     }
 
