@@ -43,9 +43,30 @@ pub struct Cli {
     #[arg(long, env = "MAESTRO_HTTP_CA_FILE", value_name = "PATH", global = true)]
     pub http_ca_file: Option<std::path::PathBuf>,
     /// PEM file of the CA that signs the gRPC endpoint's certificate (a server run with
-    /// `--grpc-tls-cert-file`); setting it connects over TLS.
-    #[arg(long, env = "MAESTRO_GRPC_CA_FILE", value_name = "PATH", global = true)]
+    /// `--grpc-tls-cert-file`); setting it connects over TLS. `--grpc-server-ca-file` is the
+    /// HyperFleet CLI's name for it.
+    #[arg(
+        long,
+        visible_alias = "grpc-server-ca-file",
+        env = "MAESTRO_GRPC_CA_FILE",
+        value_name = "PATH",
+        global = true
+    )]
     pub grpc_ca_file: Option<std::path::PathBuf>,
+    /// Connect to the gRPC endpoint in plaintext, as the HyperFleet CLI's flag: refused with any
+    /// TLS or token flag and with an `https://` endpoint (a `host:port` endpoint without
+    /// `--grpc-ca-file` is plaintext anyway).
+    #[arg(
+        long,
+        env = "MAESTRO_GRPC_INSECURE",
+        global = true,
+        conflicts_with_all = ["grpc_ca_file", "grpc_client_cert_file", "grpc_token_file", "grpc_client_token"]
+    )]
+    pub grpc_insecure: bool,
+    /// Accepted for the HyperFleet CLI's command lines and ignored (with a warning):
+    /// maestro-cli talks to the server's source API only, never to the agent broker.
+    #[arg(long, env = "MAESTRO_GRPC_BROKER_CA_FILE", value_name = "PATH", global = true)]
+    pub grpc_broker_ca_file: Option<std::path::PathBuf>,
     /// PEM client certificate for a gRPC server that requires mutual TLS
     /// (`--grpc-client-ca-file`); with `--grpc-client-key-file` and `--grpc-ca-file`.
     #[arg(
@@ -73,8 +94,10 @@ pub struct Cli {
     /// File holding a bearer token sent as `authorization: Bearer <token>` metadata on every
     /// gRPC call (read once; whitespace trimmed). Needs `--grpc-ca-file` (a token is never
     /// sent in clear text); a token and a client certificate are mutually exclusive.
+    /// `--grpc-client-token-file` is the HyperFleet CLI's name for it.
     #[arg(
         long,
+        visible_alias = "grpc-client-token-file",
         env = "MAESTRO_GRPC_TOKEN_FILE",
         value_name = "PATH",
         global = true,
@@ -82,6 +105,19 @@ pub struct Cli {
         conflicts_with_all = ["grpc_client_cert_file", "grpc_client_key_file"]
     )]
     pub grpc_token_file: Option<std::path::PathBuf>,
+    /// A bearer token given inline, as the HyperFleet CLI's flag (prefer
+    /// `--grpc-token-file`: a command line is visible to other processes). Same rules as
+    /// `--grpc-token-file`, and not both.
+    #[arg(
+        long,
+        env = "MAESTRO_GRPC_CLIENT_TOKEN",
+        value_name = "TOKEN",
+        global = true,
+        hide_env_values = true,
+        requires = "grpc_ca_file",
+        conflicts_with_all = ["grpc_client_cert_file", "grpc_client_key_file", "grpc_token_file"]
+    )]
+    pub grpc_client_token: Option<String>,
     /// Source id the works are published under; it is part of every resource id, so use the
     /// same value to find works again.
     #[arg(long, env = "MAESTRO_SOURCE_ID", default_value = "maestro-cli", global = true)]

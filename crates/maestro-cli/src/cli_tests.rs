@@ -154,6 +154,32 @@ fn help_mentions_env_and_defaults() {
 }
 
 /// The HyperFleet Job command line parses: `host:port` endpoints, `--results-path`.
+/// The HyperFleet CLI's spellings of the TLS and token flags are accepted; `--grpc-insecure`
+/// refuses TLS and token flags, and an inline token and a token file exclude each other.
+#[test]
+fn hyperfleet_flag_spellings() {
+    let cli = parse(&[
+        "list",
+        "--grpc-server-ca-file=ca.crt",
+        "--grpc-client-token-file=token",
+        "--grpc-broker-ca-file=broker-ca.crt",
+    ])
+    .expect("parse");
+    assert_eq!(cli.grpc_ca_file.as_deref(), Some(std::path::Path::new("ca.crt")));
+    assert_eq!(cli.grpc_token_file.as_deref(), Some(std::path::Path::new("token")));
+    assert_eq!(cli.grpc_broker_ca_file.as_deref(), Some(std::path::Path::new("broker-ca.crt")));
+    let cli = parse(&["list", "--grpc-server-ca-file=ca.crt", "--grpc-client-token=t0k3n"]).expect("parse");
+    assert_eq!(cli.grpc_client_token.as_deref(), Some("t0k3n"));
+    assert!(parse(&["list", "--grpc-insecure"]).expect("parse").grpc_insecure);
+    for bad in [
+        &["list", "--grpc-insecure", "--grpc-ca-file=ca.crt"][..],
+        &["list", "--grpc-client-token=t"],
+        &["list", "--grpc-ca-file=ca.crt", "--grpc-client-token=t", "--grpc-token-file=f"],
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?} parsed");
+    }
+}
+
 #[test]
 fn hyperfleet_command_line() {
     let cli = parse(&[

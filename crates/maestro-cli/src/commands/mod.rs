@@ -33,6 +33,8 @@ pub(crate) struct Context {
     pub(crate) grpc_tls: GrpcTls,
     /// File of the bearer token sent on gRPC calls.
     pub(crate) grpc_token_file: Option<std::path::PathBuf>,
+    /// The bearer token sent on gRPC calls, given inline.
+    pub(crate) grpc_client_token: Option<String>,
     /// Source id.
     pub(crate) source_id: String,
     /// Output format.
@@ -50,7 +52,10 @@ impl Context {
     /// The gRPC source client (connects now).
     pub(crate) async fn source(&self) -> anyhow::Result<SourceClient> {
         let (endpoint, tls) = (&self.grpc_endpoint, &self.grpc_tls);
-        let token = read_token(self.grpc_token_file.as_deref(), "--grpc-token-file")?;
+        let token = match &self.grpc_client_token {
+            Some(inline) => Some(BearerToken::new(inline).context("reading --grpc-client-token")?),
+            None => read_token(self.grpc_token_file.as_deref(), "--grpc-token-file")?,
+        };
         SourceClient::connect_with_token(endpoint, &self.source_id, self.rest()?, tls, token.as_ref())
             .await
             .with_context(|| {
@@ -125,6 +130,16 @@ fn read_token(path: Option<&std::path::Path>, flag: &str) -> anyhow::Result<Opti
 /// # Errors
 /// Any failure, as a message naming what failed.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
+    if cli.grpc_insecure && cli.grpc_endpoint.trim_start().to_ascii_lowercase().starts_with("https://") {
+        return Err(
+            crate::exit::CliError::usage("--grpc-insecure contradicts an https:// --grpc-endpoint").into()
+        );
+    }
+    if cli.grpc_broker_ca_file.is_some() {
+        eprintln!(
+            "warning: --grpc-broker-ca-file is ignored: maestro-cli talks to the server's source API only"
+        );
+    }
     let ctx = Context {
         grpc_endpoint: cli.grpc_endpoint,
         http_endpoint: cli.http_endpoint,
@@ -135,6 +150,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             client_cert: cli.grpc_client_cert_file.zip(cli.grpc_client_key_file),
         },
         grpc_token_file: cli.grpc_token_file,
+        grpc_client_token: cli.grpc_client_token,
         source_id: cli.source_id,
         output: cli.output,
     };
