@@ -19,6 +19,7 @@
 //! - [`mqtt`]: the MQTT 5 CloudEvents binding (user properties `ce-*`, protocol.md §7.2).
 //! - [`pubsub`]: the GCP Pub/Sub CloudEvents binding (attributes `ce-*`, protocol.md §7.3).
 //! - [`json`]: structured-mode CloudEvent JSON (used for storage and by structured transports).
+//! - [`merge`]: manifest identity and the merge apply of several writers sharing a bundle.
 //!
 //! The in-memory event model is `cloudevents::Event` (re-exported as [`Event`]).
 
@@ -29,6 +30,7 @@ pub mod ext;
 pub mod grpc;
 pub mod grpc_codec;
 pub mod json;
+pub mod merge;
 pub mod mqtt;
 pub mod payload;
 pub mod pubsub;

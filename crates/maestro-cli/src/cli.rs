@@ -189,6 +189,27 @@ pub enum Command {
     /// Wait until a work reaches a condition at its current version, or is deleted.
     #[command(after_help = EXIT_CODES_HELP)]
     Wait(WaitArgs),
+    /// Show a work like `kubectl describe`: metadata, version, conditions, per-manifest
+    /// conditions and feedback, and an events timeline from the condition transitions.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Describe(DescribeArgs),
+    /// Check a ManifestWork or manifest list offline (schema, names, manifestConfigs); with
+    /// `--consumer` also check that the consumer exists.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Validate(ValidateArgs),
+    /// Compare a desired file with the stored work: a unified diff per manifest; exit 1 when
+    /// they differ (as `kubectl diff`), 0 when equal.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Diff(DiffArgs),
+    /// Fetch the stored work and merge the given manifests into it by identity (group,
+    /// version, kind, namespace, name); print the result, or publish it with `--apply` at the
+    /// version read (a concurrent change is a conflict, exit 4).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Build(BuildArgs),
+    /// Stream status changes of one work, of a consumer's works, or of all works of this
+    /// source, over the source gRPC subscription (with a REST resync on every reconnect).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Watch(WatchArgs),
     /// Manage consumers (registered clusters).
     #[command(subcommand)]
     Consumer(ConsumerCommand),
@@ -237,9 +258,101 @@ pub struct ApplyArgs {
     /// Print the work that would be published and send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Merge apply: add or replace only this writer's manifests (by identity) in the stored
+    /// work, and remove only those this `--manager` applied before and no longer lists; the
+    /// server does the read-modify-write under the work's version and retries on conflict, so
+    /// several writers can share one work safely. Needs `--manager`.
+    #[arg(long, requires = "manager")]
+    pub merge: bool,
+    /// The writer's name recorded per manifest by a merge apply (like a Kubernetes field
+    /// manager), e.g. the adapter's name.
+    #[arg(long, value_name = "NAME", requires = "merge")]
+    pub manager: Option<String>,
+    /// Without `--merge`: replace the work even when that removes manifests recorded as
+    /// applied by a merge-apply manager (refused otherwise, exit 4).
+    #[arg(long, conflicts_with = "merge")]
+    pub force: bool,
     /// The results file.
     #[command(flatten)]
     pub results: ResultsArgs,
+}
+
+/// `describe` arguments: `--name` and `--consumer`, or `--id`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// Work name (with `--consumer`).
+    #[arg(long, short = 'n', required_unless_present = "id", requires = "consumer")]
+    pub name: Option<String>,
+    /// Consumer (cluster) name (with `--name`).
+    #[arg(long, short = 'c', required_unless_present = "id", requires = "name")]
+    pub consumer: Option<String>,
+    /// Resource id (instead of `--name`/`--consumer`).
+    #[arg(long, conflicts_with_all = ["name", "consumer"])]
+    pub id: Option<String>,
+}
+
+/// `validate` arguments.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// ManifestWork YAML/JSON or manifest list to check; `-` reads stdin.
+    #[arg(long, short = 'f')]
+    pub manifest_file: String,
+    /// Work name, required for a plain manifest list (as for `apply`).
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+    /// Also check over REST that this consumer exists.
+    #[arg(long, short = 'c')]
+    pub consumer: Option<String>,
+}
+
+/// `diff` arguments.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The desired ManifestWork or manifest list; `-` reads stdin.
+    #[arg(long, short = 'f')]
+    pub manifest_file: String,
+    /// Consumer (cluster) name.
+    #[arg(long, short = 'c')]
+    pub consumer: String,
+    /// Work name; overrides the ManifestWork's `metadata.name`.
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+}
+
+/// `build` arguments.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Manifests to merge into the stored work (a ManifestWork or a manifest list); `-`
+    /// reads stdin.
+    #[arg(long, short = 'f')]
+    pub manifest_file: String,
+    /// Consumer (cluster) name.
+    #[arg(long, short = 'c')]
+    pub consumer: String,
+    /// Work name; overrides the ManifestWork's `metadata.name`.
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+    /// Publish the merged work at the version read instead of printing it.
+    #[arg(long)]
+    pub apply: bool,
+    /// The results file (with `--apply`).
+    #[command(flatten)]
+    pub results: ResultsArgs,
+}
+
+/// `watch` arguments: one work (`--name` and `--consumer`), a consumer's works
+/// (`--consumer`), or every work of this source (neither).
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only this work (needs `--consumer`).
+    #[arg(long, short = 'n', requires = "consumer")]
+    pub name: Option<String>,
+    /// Only this consumer's works.
+    #[arg(long, short = 'c')]
+    pub consumer: Option<String>,
+    /// Stop after this long (default: until interrupted), exit 0.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 /// `get` arguments: `--name` and `--consumer`, or `--id`.
@@ -315,20 +428,6 @@ pub struct DeleteArgs {
     pub results: ResultsArgs,
 }
 
-/// The conditions `wait` can wait for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WaitCondition {
-    /// `Applied`=True at the current version.
-    #[value(name = "Applied")]
-    Applied,
-    /// `Available`=True at the current version.
-    #[value(name = "Available")]
-    Available,
-    /// The work is gone (REST 404).
-    #[value(name = "Deleted")]
-    Deleted,
-}
-
 /// `wait` arguments.
 #[derive(Debug, Args)]
 pub struct WaitArgs {
@@ -338,9 +437,16 @@ pub struct WaitArgs {
     /// Consumer (cluster) name.
     #[arg(long, short = 'c')]
     pub consumer: String,
-    /// Condition to wait for (case-insensitive).
-    #[arg(long, value_enum, ignore_case = true)]
-    pub condition: WaitCondition,
+    /// Condition expression to wait for: `Applied`, `Available`, `Deleted` (work conditions
+    /// at the current version), or a manifest condition `<Kind>:<Condition>` (every manifest
+    /// of that kind, e.g. `Job:Complete`) or `<Kind>/<name>:<Condition>` (one manifest; also
+    /// `<Kind>/<namespace>/<name>:<Condition>`), combined with `AND` / `OR` (AND binds
+    /// tighter), e.g. `"Applied AND Job:Complete"`. Condition names are case-insensitive.
+    #[arg(long, visible_alias = "for")]
+    pub condition: String,
+    /// Print every status change to stdout while waiting (not only the result).
+    #[arg(long, short = 'w')]
+    pub watch: bool,
     /// How long to wait before failing (e.g. `30s`, `5m`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,

@@ -11,12 +11,17 @@ use crate::exit::{ExitStatus, exit_status};
 use crate::results::{ResultStatus, StatusResult, write_atomic};
 
 mod apply;
+mod build;
 mod consumer;
 mod dead_letters;
 mod delete;
+mod describe;
+mod diff;
 mod get;
 mod list;
+mod validate;
 mod wait;
+mod watch;
 
 /// Global settings shared by the commands.
 #[derive(Debug, Clone)]
@@ -160,6 +165,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::List(a) => list::run(&ctx, a, out).await,
         Command::Delete(a) => delete::run(&ctx, a, out).await,
         Command::Wait(a) => wait::run(&ctx, a, out).await,
+        Command::Describe(a) => describe::run(&ctx, a, out).await,
+        Command::Validate(a) => validate::run(&ctx, a, out).await,
+        Command::Diff(a) => diff::run(&ctx, a, out).await,
+        Command::Build(a) => build::run(&ctx, a, out).await,
+        Command::Watch(a) => watch::run(&ctx, a, out).await,
         Command::Consumer(c) => consumer::run(&ctx, c, out).await,
         Command::DeadLetters(c) => dead_letters::run(&ctx, c, out).await,
         Command::Version => version(&ctx, out),

@@ -7,7 +7,7 @@ use anyhow::bail;
 use maestro_client::{ClientError, ResourceBundle, RestClient};
 use tokio::time::Instant;
 
-use crate::cli::{WaitArgs, WaitCondition};
+use crate::cli::WaitArgs;
 use crate::commands::{Context, Outcome, report};
 use crate::results::ResultStatus;
 
@@ -129,15 +129,13 @@ pub(crate) async fn run(ctx: &Context, args: &WaitArgs, out: &mut dyn Write) -> 
 
 async fn wait(ctx: &Context, args: &WaitArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let rest = ctx.rest()?;
-    let target = match args.condition {
-        WaitCondition::Applied => Target::Conditions(vec!["Applied"]),
-        WaitCondition::Available => Target::Conditions(vec!["Available"]),
-        WaitCondition::Deleted => Target::Deleted,
-    };
-    let what = match args.condition {
-        WaitCondition::Applied => "applied",
-        WaitCondition::Available => "available",
-        WaitCondition::Deleted => "deleted",
+    let (target, what) = match args.condition.to_ascii_lowercase().as_str() {
+        "applied" => (Target::Conditions(vec!["Applied"]), "applied"),
+        "available" => (Target::Conditions(vec!["Available"]), "available"),
+        "deleted" => (Target::Deleted, "deleted"),
+        other => {
+            return Err(crate::exit::CliError::usage(format!("unsupported condition {other:?}")).into());
+        }
     };
     let message = format!("resource bundle {} on consumer {} is {what}", args.name, args.consumer);
     let id = match rest.get_bundle_by_name(&ctx.source_id, &args.consumer, &args.name).await {
