@@ -6,6 +6,7 @@
 //! stderr): 0 success, 1 failed condition, 2 usage, 3 timeout, 4 conflict, 5 unreachable.
 
 pub mod cli;
+pub mod condition;
 mod commands;
 pub mod exit;
 mod output;

@@ -1,0 +1,1 @@
+//! `wait --condition` expressions (not implemented yet).
