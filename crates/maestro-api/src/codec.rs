@@ -55,6 +55,7 @@ pub struct SpecEventBuilder {
     metadata: Option<Map<String, Value>>,
     bundle: Option<Value>,
     deletion: Option<DateTime<Utc>>,
+    field_manager: Option<String>,
 }
 
 impl SpecEventBuilder {
@@ -69,7 +70,16 @@ impl SpecEventBuilder {
             metadata: None,
             bundle: None,
             deletion: None,
+            field_manager: None,
         }
+    }
+
+    /// Sets the `fieldmanager` extension: the event asks for a merge apply by `manager`
+    /// ([`crate::merge`]).
+    #[must_use]
+    pub fn field_manager(mut self, manager: &str) -> Self {
+        self.field_manager = Some(manager.to_owned());
+        self
     }
 
     /// Sets the action.
@@ -121,6 +131,9 @@ impl SpecEventBuilder {
         }
         if let Some(t) = self.deletion {
             ext::set_deletion_timestamp(&mut ev, &t);
+        }
+        if let Some(m) = self.field_manager {
+            ext::set_str(&mut ev, ext::FIELD_MANAGER, m);
         }
         if let Some(b) = self.bundle {
             set_json_data(&mut ev, b);

@@ -27,6 +27,10 @@ pub const SEQUENCE_ID: &str = "sequenceid";
 pub const STATUS_HASH: &str = "statushash";
 /// `logtracing`: a JSON object as a string (`{}` when empty).
 pub const LOG_TRACING: &str = "logtracing";
+/// `fieldmanager`: this project's addition on a source's spec `create_request` /
+/// `update_request`: present and non-empty, it asks for a **merge apply** by that manager
+/// ([`crate::merge`], docs/cli.md "Merge apply"). String. Go Maestro ignores it.
+pub const FIELD_MANAGER: &str = "fieldmanager";
 
 /// Returns a string extension, or `None` when absent. Integers and booleans are rendered as
 /// strings (string-only transports and Go's `ToString` accept either).

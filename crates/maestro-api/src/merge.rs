@@ -196,7 +196,7 @@ pub fn merge(
     for (key, manifest) in keys_of(&current.manifests).into_iter().zip(&current.manifests) {
         let owner = recorded.get(&key);
         if let Some(new) = mine.get(&key) {
-            claim(owner, &key, manager, new.1)?;
+            not_owned_by_other(owner, &key, manager, new.1)?;
             manifests.push(new.1.clone());
             managers.insert(key.clone(), manager.to_owned());
             placed.insert(key);
@@ -225,6 +225,18 @@ pub fn merge(
     Ok(Merged { bundle, managers })
 }
 
+/// The managers of every manifest and config of `bundle` when one writer, `manager`, applies
+/// all of it (a plain apply with a manager). Manifests without identity are not recorded.
+pub fn claim(bundle: &ManifestBundle, manager: &str) -> BTreeMap<String, String> {
+    let mut managers: BTreeMap<String, String> = keys_of(&bundle.manifests)
+        .into_iter()
+        .filter(|k| !k.starts_with('#'))
+        .map(|k| (k, manager.to_owned()))
+        .collect();
+    managers.extend(bundle.manifest_configs.iter().map(|c| (config_key(c), manager.to_owned())));
+    managers
+}
+
 /// The writer's manifests by identity key, with their positions.
 fn writer_manifests(incoming: &ManifestBundle) -> Result<BTreeMap<String, (usize, &Value)>, MergeError> {
     let mut mine = BTreeMap::new();
@@ -238,7 +250,12 @@ fn writer_manifests(incoming: &ManifestBundle) -> Result<BTreeMap<String, (usize
 }
 
 /// Refuses to replace what another manager recorded.
-fn claim(owner: Option<&String>, key: &str, manager: &str, manifest: &Value) -> Result<(), MergeError> {
+fn not_owned_by_other(
+    owner: Option<&String>,
+    key: &str,
+    manager: &str,
+    manifest: &Value,
+) -> Result<(), MergeError> {
     match owner {
         Some(o) if o != manager => Err(MergeError::OwnedByOther {
             what: ManifestIdentity::of(manifest)

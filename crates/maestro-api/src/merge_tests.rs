@@ -90,3 +90,23 @@ fn overlay_replaces_by_identity_and_appends() {
     let out = overlay(&current, &bundle(vec![cm("b", "2"), cm("c", "1")]));
     assert_eq!(names(&out), ["a=\"1\"", "b=\"2\"", "c=\"1\""]);
 }
+
+#[test]
+fn claim_records_every_manifest_and_config() {
+    let mut b = bundle(vec![cm("a", "1"), json!({"kind": "NoIdentity"})]);
+    b.manifest_configs.push(ManifestConfigOption {
+        resource_identifier: crate::payload::ResourceIdentifier {
+            resource: "configmaps".into(),
+            name: "a".into(),
+            namespace: "ns".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let m = claim(&b, "w");
+    assert_eq!(
+        m.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["/v1/ConfigMap/ns/a", "config:/configmaps/ns/a"]
+    );
+    assert!(m.values().all(|v| v == "w"));
+}

@@ -264,12 +264,14 @@ pub struct ApplyArgs {
     /// several writers can share one work safely. Needs `--manager`.
     #[arg(long, requires = "manager")]
     pub merge: bool,
-    /// The writer's name recorded per manifest by a merge apply (like a Kubernetes field
-    /// manager), e.g. the adapter's name.
-    #[arg(long, value_name = "NAME", requires = "merge")]
+    /// The writer's name (like a Kubernetes field manager, e.g. the adapter's name),
+    /// recorded for each manifest it applies. Without `--merge` the apply still replaces the
+    /// whole work, but is refused (exit 4) when that would remove manifests recorded for
+    /// another manager.
+    #[arg(long, value_name = "NAME")]
     pub manager: Option<String>,
-    /// Without `--merge`: replace the work even when that removes manifests recorded as
-    /// applied by a merge-apply manager (refused otherwise, exit 4).
+    /// Without `--merge`: replace the work even when that removes manifests recorded for
+    /// another manager (refused otherwise, exit 4).
     #[arg(long, conflicts_with = "merge")]
     pub force: bool,
     /// The results file.

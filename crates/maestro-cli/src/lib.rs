@@ -6,8 +6,8 @@
 //! stderr): 0 success, 1 failed condition, 2 usage, 3 timeout, 4 conflict, 5 unreachable.
 
 pub mod cli;
-pub mod condition;
 mod commands;
+pub mod condition;
 pub mod exit;
 mod output;
 pub mod results;

@@ -33,5 +33,7 @@ pub use ids::resource_id;
 pub use manifestwork::ManifestWorkInput;
 pub use rest::{RestClient, RestOptions};
 pub use search::BundleFilter;
-pub use source::{ApplyOutcome, DeleteOutcome, GrpcTls, SourceClient, StatusStream, StatusUpdate};
+pub use source::{
+    ApplyOptions, ApplyOutcome, DeleteOutcome, GrpcTls, SourceClient, StatusStream, StatusUpdate,
+};
 pub use types::{BundleStatus, Consumer, DeadLetter, ErrorBody, FeedbackRow, List, ResourceBundle};

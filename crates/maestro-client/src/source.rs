@@ -20,6 +20,7 @@ use crate::error::{ClientError, Result};
 use crate::ids::resource_id;
 use crate::manifestwork::ManifestWorkInput;
 use crate::rest::RestClient;
+use crate::types::ResourceBundle;
 
 /// Default gRPC connect timeout: 10 s.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,6 +35,64 @@ pub struct ApplyOutcome {
     pub created: bool,
     /// The bundle version read back over REST after publishing (`None` if that read failed).
     pub version: Option<i64>,
+}
+
+/// Options of [`SourceClient::apply_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// The writer's name (like a Kubernetes field manager), recorded for each manifest it
+    /// applies (docs/cli.md, "Merge apply"). On a plain apply it also exempts this writer's
+    /// own recorded manifests from the removal check (see `force`).
+    pub manager: Option<String>,
+    /// Merge apply as `manager` instead of replacing the stored bundle; needs `manager`.
+    pub merge: bool,
+    /// A plain apply that would remove manifests recorded for another manager (or for any
+    /// manager, without `manager`) is refused as a conflict unless this is set.
+    pub force: bool,
+    /// Update only if the stored bundle is still at this version (the version a caller read
+    /// before building `work`); otherwise [`ClientError::Conflict`]. `None`: the version read
+    /// by the apply itself.
+    pub expected_version: Option<i64>,
+}
+
+/// Refuses a plain apply of `work` by `manager` over `stored` that would drop manifests
+/// recorded for another manager.
+fn refuse_removing_managed(
+    stored: &ResourceBundle,
+    work: &ManifestWorkInput,
+    manager: Option<&str>,
+    what: &str,
+) -> Result<()> {
+    let managers = maestro_api::merge::managers(&stored.metadata);
+    if managers.is_empty() {
+        return Ok(());
+    }
+    let kept: std::collections::BTreeSet<String> = work
+        .bundle
+        .manifests
+        .iter()
+        .filter_map(|m| maestro_api::merge::ManifestIdentity::of(m).ok())
+        .map(|id| id.key())
+        .collect();
+    let dropped: Vec<String> = stored
+        .manifests
+        .iter()
+        .filter_map(|m| maestro_api::merge::ManifestIdentity::of(m).ok())
+        .filter(|id| !kept.contains(&id.key()))
+        .filter_map(|id| managers.get(&id.key()).map(|m| (id, m)))
+        .filter(|(_, m)| Some(m.as_str()) != manager)
+        .map(|(id, m)| format!("{id} (manager {m:?})"))
+        .collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    Err(ClientError::Conflict {
+        what: what.to_owned(),
+        message: format!(
+            "this apply would remove manifests other writers applied: {}; merge-apply with your own manager instead, or force",
+            dropped.join(", ")
+        ),
+    })
 }
 
 /// The result of [`SourceClient::delete`].
@@ -238,30 +297,68 @@ impl SourceClient {
         resource_id(&self.source_id, consumer, name)
     }
 
-    /// Creates or updates `work` on `consumer`: GETs the bundle by its resource id (404 ⇒
-    /// `create_request`, else `update_request` with version 0 = latest), publishes, then
-    /// reads the bundle back for its version.
+    /// Creates or updates `work` on `consumer` (a plain apply: the work replaces the stored
+    /// one): as [`SourceClient::apply_with`] with default options.
     ///
     /// # Errors
-    /// [`ClientError::InvalidInput`] (server rejected the bundle), [`ClientError::Conflict`],
-    /// REST and gRPC transport errors.
+    /// As [`SourceClient::apply_with`].
     pub async fn apply(&self, consumer: &str, work: &ManifestWorkInput) -> Result<ApplyOutcome> {
+        self.apply_with(consumer, work, &ApplyOptions::default()).await
+    }
+
+    /// Creates or updates `work` on `consumer`. GETs the bundle by its resource id first:
+    /// missing ⇒ `create_request`, else `update_request` at the version read, so a change made
+    /// by someone else in between is a conflict, never silently overwritten. With
+    /// [`ApplyOptions::manager`] the request is a merge apply instead (docs/cli.md, "Merge
+    /// apply"): the server merges this writer's manifests into the stored bundle, retrying on
+    /// concurrent writes. Finally reads the bundle back for its version.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidInput`] (server rejected the bundle); [`ClientError::Conflict`]
+    /// when the bundle is being deleted, changed since it was read, a plain apply would remove
+    /// manifests a merge-apply manager recorded (unless [`ApplyOptions::force`]), or a merge
+    /// lists another manager's manifest; REST and gRPC transport errors.
+    pub async fn apply_with(
+        &self,
+        consumer: &str,
+        work: &ManifestWorkInput,
+        options: &ApplyOptions,
+    ) -> Result<ApplyOutcome> {
         let rid = self.resource_id(consumer, &work.name);
+        let what = format!("resource bundle {} ({rid}) on consumer {consumer}", work.name);
         let existing = self.rest.find_bundle(&rid).await?;
         if existing.as_ref().is_some_and(|b| b.is_deleting()) {
             return Err(ClientError::Conflict {
-                what: format!("resource bundle {} ({rid})", work.name),
+                what,
                 message: "it is being deleted; wait for the deletion to finish and apply again".into(),
             });
         }
+        let manager = options.manager.as_deref().filter(|m| !m.is_empty());
+        if options.merge && manager.is_none() {
+            return Err(ClientError::InvalidInput("a merge apply needs a manager name".into()));
+        }
+        if let (Some(b), false, false) = (&existing, options.merge, options.force) {
+            refuse_removing_managed(b, work, manager, &what)?;
+        }
         let action = if existing.is_some() { Action::Update } else { Action::Create };
-        let event = SpecEventBuilder::new(&self.source_id, &rid, 0, consumer)
-            .action(action)
-            .metadata(work.metadata(consumer, &rid))
-            .bundle(&work.bundle)
-            .build();
-        let what = format!("resource bundle {} ({rid}) on consumer {consumer}", work.name);
-        self.publish(event, action, &what).await?;
+        let version = existing.as_ref().map_or(0, |b| b.version);
+        if let Some(expected) = options.expected_version.filter(|e| *e != version) {
+            return Err(ClientError::Conflict {
+                what,
+                message: format!("it is at version {version} now, not {expected} as read; read it again"),
+            });
+        }
+        let mut metadata = work.metadata(consumer, &rid);
+        let mut builder = SpecEventBuilder::new(&self.source_id, &rid, version, consumer).action(action);
+        match manager {
+            Some(m) if options.merge => builder = builder.field_manager(m),
+            Some(m) => {
+                maestro_api::merge::set_managers(&mut metadata, &maestro_api::merge::claim(&work.bundle, m))
+            }
+            None => {}
+        }
+        let builder = builder.metadata(metadata).bundle(&work.bundle);
+        self.publish(builder.build(), action, &what).await?;
         let version = self.rest.find_bundle(&rid).await.ok().flatten().map(|b| b.version);
         Ok(ApplyOutcome { resource_id: rid, created: existing.is_none(), version })
     }

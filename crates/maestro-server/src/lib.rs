@@ -27,6 +27,7 @@ pub mod resync;
 pub mod retention;
 pub mod source_grpc;
 pub mod spec;
+mod spec_merge;
 pub mod spec_resync;
 pub mod tls_listener;
 

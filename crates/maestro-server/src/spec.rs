@@ -26,7 +26,7 @@ pub enum SpecOutcome {
 
 /// Validates a source spec event's bundle: a ManifestBundle passing the server-side manifest
 /// validation, at most `max_bytes` of manifests.
-fn validated_bundle(event: &Event, max_bytes: usize) -> Result<ManifestBundle, ServiceError> {
+pub(crate) fn validated_bundle(event: &Event, max_bytes: usize) -> Result<ManifestBundle, ServiceError> {
     let bundle: ManifestBundle = data_as(event, "ManifestBundle")?;
     maestro_api::validate::validate_manifests(&bundle.manifests)?;
     let size: usize =
@@ -39,7 +39,7 @@ fn validated_bundle(event: &Event, max_bytes: usize) -> Result<ManifestBundle, S
     Ok(bundle)
 }
 
-fn required_cluster(event: &Event) -> Result<String, ServiceError> {
+pub(crate) fn required_cluster(event: &Event) -> Result<String, ServiceError> {
     match ext::get_str(event, ext::CLUSTER_NAME) {
         Some(c) if !c.is_empty() => Ok(c),
         _ => {
@@ -79,7 +79,8 @@ impl SpecLimits {
     }
 }
 
-/// Applies a source's spec event (create / update / delete request) to the store.
+/// Applies a source's spec event (create / update / delete request) to the store. A create
+/// or update with the `fieldmanager` extension is a merge apply (docs/cli.md, "Merge apply").
 ///
 /// The caller must already be authorized to publish as the event's `source`; an update or a
 /// delete is then refused unless the **stored** bundle was created by that same source, so one
@@ -107,6 +108,11 @@ pub async fn apply_source_spec(
     let source = event.source().to_string();
     if matches!(ty.action, Action::Create | Action::Update) {
         limits.check_event_size(event)?;
+    }
+    if matches!(ty.action, Action::Create | Action::Update)
+        && let Some(manager) = crate::spec_merge::field_manager(event)
+    {
+        return crate::spec_merge::merge_apply(store, event, &id, &manager, limits).await;
     }
     match ty.action {
         Action::Create => create(store, event, id, max_bytes).await,
@@ -145,7 +151,9 @@ async fn create(
 ///
 /// # Errors
 /// [`ServiceError::Validation`] naming the problem.
-fn validated_metadata(event: &Event) -> Result<Option<serde_json::Map<String, Value>>, ServiceError> {
+pub(crate) fn validated_metadata(
+    event: &Event,
+) -> Result<Option<serde_json::Map<String, Value>>, ServiceError> {
     let metadata = ext::metadata(event)?;
     if metadata.as_ref().is_some_and(|m| m.iter().any(|(k, v)| k.contains('\0') || holds_nul(v))) {
         return Err(ServiceError::Validation(
@@ -199,7 +207,7 @@ async fn delete(store: &DynStore, source: &str, id: &str) -> Result<SpecOutcome,
 }
 
 /// Refuses a change to `current` claimed by another source than the one that created it.
-fn owned_by(current: &Resource, source: &str) -> Result<(), ServiceError> {
+pub(crate) fn owned_by(current: &Resource, source: &str) -> Result<(), ServiceError> {
     if current.source == source {
         return Ok(());
     }
@@ -210,11 +218,11 @@ fn owned_by(current: &Resource, source: &str) -> Result<(), ServiceError> {
 }
 
 /// What the server resends of a stored spec event.
-struct StoredSpec {
+pub(crate) struct StoredSpec {
     /// The `metadata` extension's object (empty when absent or unreadable).
-    metadata: Map<String, Value>,
+    pub(crate) metadata: Map<String, Value>,
     /// The bundle (`data`).
-    bundle: Option<Value>,
+    pub(crate) bundle: Option<Value>,
     /// The event id and time; `None` when the payload is not a CloudEvent.
     id_time: Option<(String, Option<DateTime<Utc>>)>,
 }
@@ -222,7 +230,7 @@ struct StoredSpec {
 /// Reads a stored spec event: this server's own form (JSON object `data`, string `id`,
 /// RFC 3339 `time`, string `metadata`) straight from the tree, copying only the bundle;
 /// anything else through the CloudEvent decoder.
-fn stored_spec(payload: &Value) -> StoredSpec {
+pub(crate) fn stored_spec(payload: &Value) -> StoredSpec {
     if let Some(fast) = stored_spec_fast(payload) {
         return fast;
     }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use maestro_client::{ManifestWorkInput, manifestwork, resource_id};
+use maestro_client::{ApplyOptions, ManifestWorkInput, manifestwork, resource_id};
 use serde_json::json;
 
 use crate::cli::ApplyArgs;
@@ -63,8 +63,19 @@ async fn apply(
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
     let client = ctx.source().await?;
-    let outcome = client.apply(&args.consumer, work).await?;
-    let verb = if outcome.created { "created" } else { "updated" };
+    let options = ApplyOptions {
+        manager: args.manager.clone(),
+        merge: args.merge,
+        force: args.force,
+        ..Default::default()
+    };
+    let outcome = client.apply_with(&args.consumer, work, &options).await?;
+    let verb = match (options.merge, outcome.created) {
+        (true, true) => "created (merge apply)",
+        (true, false) => "merged",
+        (false, true) => "created",
+        (false, false) => "updated",
+    };
     let version = outcome.version.map_or_else(|| "unknown".to_owned(), |v| v.to_string());
     let mut bundle = None;
     if args.watch {
