@@ -144,3 +144,66 @@ async fn plain_writers_conflict_but_never_lose_sqlite() {
 async fn plain_writers_conflict_but_never_lose_postgres() {
     plain_writers_conflict_but_never_lose(Db::Postgres).await;
 }
+
+/// Runs `maestro-cli` with `args` against `stack`; returns the exit code, stdout and stderr.
+fn cli(stack: &LocalStack, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(cli_binary())
+        .arg(format!("--grpc-endpoint=localhost:{}", stack.grpc_addr().port()))
+        .arg(format!("--http-endpoint=localhost:{}", stack.http_addr().port()))
+        .args(args)
+        .env_remove("RESULTS_PATH")
+        .output()
+        .expect("maestro-cli runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// `build` merges manifests into the stored work by identity (printing or applying it at the
+/// version read); a plain apply that would drop another manager's manifests is a conflict
+/// unless forced; a library apply at a stale version is a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_and_plain_apply_never_drop_silently() {
+    let (_guard, stack) = start(Db::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (manifests(dir.path(), 0, 0), manifests(dir.path(), 1, 0));
+    let base = ["--consumer", CONSUMER, "--name", WORK];
+    let (code, _, err) =
+        cli(&stack, &[&["apply", "--manifest-file", &a, "--manager", "w0"][..], &base].concat());
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(&stack, &[&["build", "--manifest-file", &b][..], &base].concat());
+    assert_eq!(code, 0, "{err}");
+    let built: serde_json::Value = serde_yaml_ng::from_str(&out).unwrap();
+    let names: Vec<&str> = built["spec"]["workload"]["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!((built["kind"].as_str(), names), (Some("ManifestWork"), vec!["w0-0", "w1-0"]));
+    assert_eq!(stored(&stack).await.2, 1, "build without --apply changes nothing");
+
+    let (code, _, err) = cli(&stack, &[&["build", "--apply", "--manifest-file", &b][..], &base].concat());
+    assert_eq!(code, 0, "{err}");
+    let (names, _, version) = stored(&stack).await;
+    assert_eq!(
+        (names.into_iter().collect::<Vec<_>>(), version),
+        (vec!["w0-0".to_owned(), "w1-0".to_owned()], 2)
+    );
+
+    // A plain apply of b alone would drop w0's manifest: refused, then forced.
+    let (code, _, err) = cli(&stack, &[&["apply", "--manifest-file", &b][..], &base].concat());
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("w0-0") && err.contains("\"w0\""), "{err}");
+    let (code, _, err) = cli(&stack, &[&["apply", "--manifest-file", &b, "--force"][..], &base].concat());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(stored(&stack).await.0.into_iter().collect::<Vec<_>>(), ["w1-0"]);
+
+    // The library refuses to write over a version other than the one the caller read.
+    let work = maestro_client::manifestwork::read(&a, Some("stale")).unwrap();
+    stack.source.apply(CONSUMER, &work).await.unwrap();
+    stack.source.apply(CONSUMER, &work).await.unwrap();
+    let options = maestro_client::ApplyOptions { expected_version: Some(1), ..Default::default() };
+    let err = stack.source.apply_with(CONSUMER, &work, &options).await.unwrap_err();
+    assert!(matches!(err, maestro_client::ClientError::Conflict { .. }), "{err}");
+    stack.shutdown().await;
+}

@@ -59,7 +59,7 @@ pub(crate) async fn merge_apply(
         id,
         manager,
         consumer: required_cluster(event)?,
-        bundle: validated_bundle(event, limits.max_bundle_bytes)?,
+        bundle: writer_bundle(event, limits.max_bundle_bytes)?,
         metadata: validated_metadata(event)?.unwrap_or_default(),
         limits,
     };
@@ -82,6 +82,16 @@ pub(crate) async fn merge_apply(
     Err(ServiceError::Conflict(format!(
         "resource {id}: other writes kept changing it; the merge apply gave up after {MAX_ATTEMPTS} tries"
     )))
+}
+
+/// The writer's bundle, validated like any spec except that it may be empty (a writer
+/// withdrawing all its manifests); the merged bundle is validated again before it is stored.
+fn writer_bundle(event: &Event, max_bytes: usize) -> Result<ManifestBundle, ServiceError> {
+    let bundle: ManifestBundle = maestro_api::codec::data_as(event, "ManifestBundle")?;
+    if bundle.manifests.is_empty() {
+        return Ok(bundle);
+    }
+    validated_bundle(event, max_bytes)
 }
 
 /// Creates the bundle with the writer's manifests; `None` when another writer created it
@@ -133,7 +143,10 @@ async fn update(
     };
     let merged = merge::merge(&stored_bundle, &merge::managers(&stored.metadata), &r.bundle, r.manager)
         .map_err(merge_error)?;
-    let metadata = merged_metadata(stored.metadata, &r.metadata, &merged.managers);
+    let metadata = merged_metadata(stored.metadata.clone(), &r.metadata, &merged.managers);
+    if merged.bundle == stored_bundle && metadata == stored.metadata {
+        return Ok(Some(SpecOutcome::Updated(current.clone())));
+    }
     let payload = stored_event(r, Action::Update, current.version, metadata, &merged.bundle)?;
     match store.update_resource(r.id, current.version, payload).await {
         Ok(updated) => Ok(Some(SpecOutcome::Updated(updated))),
@@ -187,6 +200,11 @@ fn stored_event(
         .field_manager(r.manager)
         .build();
     r.limits.check_event_size(&event)?;
+    if bundle.manifests.is_empty() {
+        return Err(ServiceError::Validation(
+            "the merge would leave the resource bundle without manifests; delete it instead".into(),
+        ));
+    }
     validated_bundle(&event, r.limits.max_bundle_bytes)?;
     Ok(json::to_value(&event))
 }
