@@ -69,3 +69,48 @@ async fn the_hyperfleet_job_command_line_works_against_the_real_server() {
     assert!(stderr.contains("warning"), "{stderr}");
     stack.shutdown().await;
 }
+
+/// `delete --all` removes only this source's works of the consumer; `--any-source` removes the
+/// other sources' works too (through REST), and other consumers' works stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_all_keeps_to_its_source_unless_any_source() {
+    logging();
+    let (_guard, url) = db_url(Db::Sqlite).await;
+    let stack = LocalStack::start(StackConfig::new(&url)).await.unwrap();
+    for c in ["cluster-1", "cluster-2"] {
+        stack.rest.create_consumer(c, &Default::default()).await.unwrap();
+    }
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/web-app.yaml");
+    let apply = |consumer: &str| {
+        ["apply".to_owned(), format!("--manifest-file={manifest}"), format!("--consumer={consumer}")]
+    };
+    for c in ["cluster-1", "cluster-2"] {
+        let (code, stderr) = cli(&stack, &apply(c)).await;
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let other = maestro_client::manifestwork::read(manifest, Some("other-source")).unwrap();
+    assert_ne!(stack.source.source_id(), "maestro-cli");
+    stack.source.apply("cluster-1", &other).await.unwrap();
+    let live = |consumer: &'static str| {
+        let rest = stack.rest.clone();
+        async move {
+            let filter =
+                maestro_client::BundleFilter { consumer: Some(consumer.into()), ..Default::default() };
+            let all = rest.all_bundles(&filter).await.unwrap();
+            all.into_iter().filter(|b| !b.is_deleting()).map(|b| b.name).collect::<Vec<_>>()
+        }
+    };
+    let all = |extra: &str| {
+        let mut args = vec!["delete".to_owned(), "--all".to_owned(), "--consumer=cluster-1".to_owned()];
+        args.extend((!extra.is_empty()).then(|| extra.to_owned()));
+        args
+    };
+    let (code, stderr) = cli(&stack, &all("")).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(live("cluster-1").await, ["other-source"], "only maestro-cli's work is deleted");
+    let (code, stderr) = cli(&stack, &all("--any-source")).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(live("cluster-1").await.is_empty(), "every source's work is deleted");
+    assert_eq!(live("cluster-2").await, ["web-app"], "another consumer's work stays");
+    stack.shutdown().await;
+}
