@@ -40,6 +40,13 @@ pub(crate) async fn run(ctx: &Context, args: &DescribeArgs, out: &mut dyn Write)
     if structured(out, ctx.output, &bundle)? {
         return Ok(());
     }
+    let mut bundle = bundle;
+    // The REST view carries no source; a work whose id derives from our source id is ours.
+    if !bundle.extra.contains_key("source")
+        && bundle.id == maestro_client::resource_id(&ctx.source_id, &bundle.consumer_name, &bundle.name)
+    {
+        bundle.extra.insert("source".into(), Value::String(ctx.source_id.clone()));
+    }
     render(&bundle, Utc::now(), out).context("writing output")
 }
 
@@ -95,7 +102,7 @@ fn annotations(b: &ResourceBundle) -> BTreeMap<String, String> {
 /// The header lines: identity, version, times, labels, annotations, delete option, status.
 fn header(b: &ResourceBundle, now: DateTime<Utc>, out: &mut dyn Write) -> std::io::Result<()> {
     let namespace = b.metadata.get("namespace").and_then(Value::as_str).unwrap_or(&b.consumer_name);
-    let source = b.extra.get("source").and_then(Value::as_str).unwrap_or("<unknown>");
+    let source = b.extra.get("source").and_then(Value::as_str).unwrap_or("<another source>");
     field(out, "Name", &b.name)?;
     field(out, "Namespace", namespace)?;
     field(out, "Consumer", &b.consumer_name)?;
@@ -317,13 +324,15 @@ fn timeline(b: &ResourceBundle) -> Vec<Event> {
             events.extend(mc.conditions.iter().filter_map(|c| Event::of_condition(&object, c)));
         }
     }
-    if let Some(t) = b.updated_at.filter(|t| Some(*t) != b.created_at) {
+    if let Some(t) = b.updated_at.filter(|t| Some(*t) != b.created_at && b.version > 1) {
         events.push(Event::lifecycle(t, "Updated", format!("last change; now at version {}", b.version)));
     }
     if let Some(t) = b.deleted_at {
         events.push(Event::lifecycle(t, "DeletionRequested", "waiting for the agent to confirm".into()));
     }
-    events.sort_by_key(|e| e.at);
+    // Transition times have whole seconds: compare at that precision so that, within a
+    // second, lifecycle events stay before the conditions they caused.
+    events.sort_by_key(|e| e.at.timestamp());
     events
 }
 
