@@ -25,7 +25,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "error: PostgreSQL
 command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || { echo "error: mosquitto (the MQTT broker the MQTT tests run) is missing" >&2; exit 1; }
 export PATH="$PATH:/usr/sbin"
 # The official Pub/Sub emulator is preinstalled in this machine image and cannot be installed from
-# any registry this machine reaches (environment.md): fail clearly when it is absent.
+# any registry this machine reaches: fail clearly when it is absent.
 if [[ -z "${MAESTRO_PUBSUB_EMULATOR:-}" ]] && ! command -v cloud-pubsub-emulator >/dev/null; then
   launcher=$(dpkg -L google-cloud-cli-pubsub-emulator 2>/dev/null | grep 'bin/cloud-pubsub-emulator$' | head -n1 || true)
   if [[ -z "$launcher" || ! -x "$launcher" ]]; then

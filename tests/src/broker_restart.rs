@@ -35,12 +35,12 @@ impl Restartable for maestro_broker_mqtt::testing::Mosquitto {
     }
 }
 
-impl Restartable for maestro_broker_pubsub::testing::Emulator {
+impl Restartable for maestro_broker_pubsub::emulator::Emulator {
     fn kill(&mut self) {
-        maestro_broker_pubsub::testing::Emulator::kill(self);
+        maestro_broker_pubsub::emulator::Emulator::kill(self);
     }
     async fn restart(&mut self) {
-        maestro_broker_pubsub::testing::Emulator::restart(self).await;
+        maestro_broker_pubsub::emulator::Emulator::restart(self).await;
     }
 }
 

@@ -98,7 +98,7 @@ fn mosquitto_sub(port: u16, client_id: &str, topic: &str, exit_on_subscribe: boo
 
 /// The server against Go-format peers on Mosquitto, with no Rust agent: the spec event the
 /// server publishes is read off the broker with `mosquitto_sub -V mqttv5` and has the topic and
-/// user properties of protocol.md §7.2; a status published with `mosquitto_pub -V mqttv5` in
+/// user properties of docs/protocol.md §7.2; a status published with `mosquitto_pub -V mqttv5` in
 /// the Go work agent's format is accepted and stored by the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_server_speaks_the_go_wire_format_on_mosquitto() {

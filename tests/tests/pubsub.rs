@@ -11,7 +11,7 @@ use maestro::broker::BrokerKind;
 use maestro::cli::{PubSubArgs, PubSubInitArgs};
 use maestro::stack::{LocalStack, StackConfig};
 use maestro_api::payload::ManifestBundle;
-use maestro_broker_pubsub::testing::Emulator;
+use maestro_broker_pubsub::emulator::Emulator;
 use maestro_broker_pubsub::{Admin, PubSubConfig, cluster_filter, source_filter};
 use maestro_client::ManifestWorkInput;
 use maestro_tests::broker_restart::restart_with_bundles_in_flight;

@@ -1,5 +1,5 @@
 //! The agent-side client ([`GrpcAgent`], the agent role): subscribes to the broker for its
-//! consumer, delivers spec events in order, publishes status events (protocol.md §7.1.3,
+//! consumer, delivers spec events in order, publishes status events (docs/protocol.md §7.1.3,
 //! reconnect rules §7.6).
 
 use std::fmt;
@@ -30,15 +30,52 @@ type Client = CloudEventServiceClient<Channel>;
 /// per-RPC credentials send it).
 const AUTHORIZATION: &str = "authorization";
 
+/// Why a token cannot be sent (the message never holds the token).
+#[derive(Debug, thiserror::Error)]
+enum TokenError {
+    /// Nothing but white space.
+    #[error("the token is empty")]
+    Empty,
+    /// Characters a gRPC header value cannot carry.
+    #[error("the token holds characters not allowed in a gRPC header")]
+    NotAHeaderValue,
+}
+
+/// Why the configured bearer token cannot be used; names the field or file, never the token.
+#[derive(Debug, thiserror::Error)]
+enum BearerError {
+    /// The `token` value.
+    #[error("token: {0}")]
+    Token(#[source] TokenError),
+    /// The `tokenFile` cannot be read.
+    #[error("cannot read tokenFile {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token in the `tokenFile`.
+    #[error("tokenFile {path}: {source}")]
+    FileToken {
+        /// The file.
+        path: String,
+        /// What is wrong with its token.
+        #[source]
+        source: TokenError,
+    },
+}
+
 /// `Bearer <token>` as a sensitive metadata value (never indexed by HPACK). The token is
 /// trimmed; the error never contains it.
-fn bearer_value(token: &str) -> std::result::Result<MetadataValue<Ascii>, String> {
+fn bearer_value(token: &str) -> std::result::Result<MetadataValue<Ascii>, TokenError> {
     let token = token.trim();
     if token.is_empty() {
-        return Err("the token is empty".into());
+        return Err(TokenError::Empty);
     }
-    let mut value = MetadataValue::try_from(format!("Bearer {token}"))
-        .map_err(|_| "the token holds characters not allowed in a gRPC header".to_owned())?;
+    let mut value =
+        MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| TokenError::NotAHeaderValue)?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -54,9 +91,11 @@ struct TokenFile {
 
 impl TokenFile {
     /// Reads `path` once (synchronously: at construction).
-    fn open(path: &str, recheck: Duration) -> std::result::Result<TokenFile, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read tokenFile {path}: {e}"))?;
-        let value = bearer_value(&text).map_err(|e| format!("tokenFile {path}: {e}"))?;
+    fn open(path: &str, recheck: Duration) -> std::result::Result<TokenFile, BearerError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| BearerError::ReadFile { path: path.to_owned(), source })?;
+        let value =
+            bearer_value(&text).map_err(|source| BearerError::FileToken { path: path.to_owned(), source })?;
         let cached = Mutex::new((value, Some(Instant::now())));
         Ok(TokenFile { path: PathBuf::from(path), recheck, cached })
     }
@@ -74,8 +113,11 @@ impl TokenFile {
                 return cached.0.clone();
             }
         }
-        let read = tokio::fs::read_to_string(&self.path).await.map_err(|e| e.to_string());
-        let fresh = read.and_then(|text| bearer_value(&text));
+        let path = || self.path.display().to_string();
+        let fresh = match tokio::fs::read_to_string(&self.path).await {
+            Ok(text) => bearer_value(&text).map_err(|source| BearerError::FileToken { path: path(), source }),
+            Err(source) => Err(BearerError::ReadFile { path: path(), source }),
+        };
         let mut cached = self.cached();
         match fresh {
             Ok(value) if value != cached.0 => {
@@ -106,7 +148,7 @@ enum Bearer {
 impl Bearer {
     /// From `token` (preferred, as sdk-go) or `tokenFile`; errors name the field, never the
     /// token.
-    fn from_config(config: &GrpcAgentConfig, recheck: Duration) -> std::result::Result<Bearer, String> {
+    fn from_config(config: &GrpcAgentConfig, recheck: Duration) -> std::result::Result<Bearer, BearerError> {
         let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         match (set(&config.token), set(&config.token_file)) {
             (Some(token), file) => {
@@ -116,7 +158,7 @@ impl Bearer {
                         "both token and tokenFile are set; using token (as sdk-go)"
                     );
                 }
-                Ok(Bearer::Static(bearer_value(&token).map_err(|e| format!("token: {e}"))?))
+                Ok(Bearer::Static(bearer_value(&token).map_err(BearerError::Token)?))
             }
             (None, Some(path)) => Ok(Bearer::File(TokenFile::open(&path, recheck)?)),
             (None, None) => Ok(Bearer::None),
@@ -181,13 +223,25 @@ impl fmt::Debug for GrpcAgent {
     }
 }
 
+/// A TLS file of the agent's configuration that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {source}")]
+struct TlsFileError {
+    /// The file.
+    path: String,
+    /// The cause.
+    #[source]
+    source: std::io::Error,
+}
+
 /// The tonic TLS settings of `config` (`caFile`, and `clientCertFile`/`clientKeyFile` for
 /// mutual TLS); `None` for plaintext. Errors name a file that cannot be read.
 fn client_tls(
     config: &GrpcAgentConfig,
-) -> std::result::Result<Option<tonic::transport::ClientTlsConfig>, String> {
+) -> std::result::Result<Option<tonic::transport::ClientTlsConfig>, TlsFileError> {
     let Some(ca) = config.ca_file.as_deref().filter(|s| !s.is_empty()) else { return Ok(None) };
-    let read = |path: &str| std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"));
+    let read =
+        |path: &str| std::fs::read(path).map_err(|source| TlsFileError { path: path.to_owned(), source });
     let mut tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
     if let (Some(cert), Some(key)) = (&config.client_cert_file, &config.client_key_file) {
@@ -224,16 +278,19 @@ impl GrpcAgent {
         recheck: Duration,
     ) -> Result<Arc<GrpcAgent>> {
         config.validate()?;
-        let invalid = |reason: String| Error::InvalidConfig { backend: BACKEND, reason };
         if consumer.is_empty() {
-            return Err(invalid("the consumer name is required".into()));
+            return Err(Error::invalid_config(BACKEND, "the consumer name is required"));
         }
         let mut endpoint = Endpoint::from_shared(config.endpoint_uri())
-            .map_err(|e| invalid(format!("invalid url {:?}: {e}", config.url)))?
+            .map_err(|e| {
+                Error::invalid_config_from(BACKEND, format_args!("invalid url {:?}", config.url), e)
+            })?
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true);
-        if let Some(tls) = client_tls(&config).map_err(invalid)? {
-            endpoint = endpoint.tls_config(tls).map_err(|e| invalid(format!("TLS settings: {e}")))?;
+        if let Some(tls) = client_tls(&config).map_err(invalid_because)? {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| Error::invalid_config_from(BACKEND, "TLS settings", e))?;
         }
         let ka = &config.keep_alive_config;
         if ka.enable {
@@ -242,7 +299,7 @@ impl GrpcAgent {
                 .keep_alive_timeout(ka.timeout)
                 .keep_alive_while_idle(ka.permit_without_stream);
         }
-        let bearer = Bearer::from_config(&config, recheck).map_err(invalid)?;
+        let bearer = Bearer::from_config(&config, recheck).map_err(invalid_because)?;
         let (signal, _) = watch::channel(0);
         let inner = Inner {
             config,
@@ -272,20 +329,55 @@ impl GrpcAgent {
     }
 }
 
-/// Maps a failed Publish RPC to a transport error: refusals of the event itself are final,
-/// everything else (the broker or the connection failing) is retryable.
-fn map_status(status: &tonic::Status) -> Error {
-    let reason = format!("{:?}: {}", status.code(), status.message());
-    match status.code() {
+/// [`Error::InvalidConfig`] caused by `source`, whose message is the reason.
+fn invalid_because(source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::InvalidConfig { backend: BACKEND, reason: source.to_string(), source: Some(Box::new(source)) }
+}
+
+/// Whether a Publish RPC that failed with `code` can succeed when sent again:
+///
+/// | code | retryable | why |
+/// |---|---|---|
+/// | `InvalidArgument`, `OutOfRange`, `FailedPrecondition` | no | the broker refuses the event itself (undecodable, wrong type, dropped by its handler) |
+/// | `ResourceExhausted` | no | on a unary call the event exceeds the broker's message limit |
+/// | `PermissionDenied`, `Unauthenticated` | no | this identity may not publish for the consumer |
+/// | `NotFound`, `AlreadyExists`, `Unimplemented`, `DataLoss` | no | nothing changes by sending again |
+/// | `Unavailable`, `DeadlineExceeded`, `Aborted`, `Internal`, `Unknown`, `Cancelled` | yes | the broker or the connection failed on the way |
+pub(crate) fn status_is_retryable(code: Code) -> bool {
+    match code {
         Code::InvalidArgument
+        | Code::OutOfRange
         | Code::FailedPrecondition
         | Code::ResourceExhausted
-        | Code::OutOfRange
-        | Code::Unimplemented
         | Code::PermissionDenied
-        | Code::Unauthenticated => Error::Rejected { backend: BACKEND, reason, retryable: false },
-        Code::Unavailable => Error::Disconnected { backend: BACKEND },
-        _ => Error::Rejected { backend: BACKEND, reason, retryable: true },
+        | Code::Unauthenticated
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::Unimplemented
+        | Code::DataLoss => false,
+        Code::Ok
+        | Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::Internal
+        | Code::Unknown
+        | Code::Cancelled => true,
+    }
+}
+
+/// Maps a failed Publish RPC to a transport error classified by [`status_is_retryable`],
+/// with the status as its source; `Unavailable` is [`Error::Disconnected`].
+pub(crate) fn map_status(status: tonic::Status) -> Error {
+    let code = status.code();
+    if code == Code::Unavailable {
+        return Error::Disconnected { backend: BACKEND };
+    }
+    let reason = format!("{code:?}: {}", status.message());
+    Error::Rejected {
+        backend: BACKEND,
+        reason,
+        retryable: status_is_retryable(code),
+        source: Some(Box::new(status)),
     }
 }
 
@@ -315,8 +407,9 @@ impl AgentTransport for GrpcAgent {
     /// # Errors
     /// [`Error::Closed`]; [`Error::TooLarge`] over `max_event_bytes`; [`Error::Disconnected`]
     /// at once while not subscribed or when the broker is unavailable; [`Error::Rejected`]
-    /// (`retryable: false` for `InvalidArgument`/`FailedPrecondition`, `true` for timeouts
-    /// and other failures).
+    /// with the status as its source, retryable as the status code says
+    /// (`status_is_retryable`: e.g. not for `InvalidArgument`, `FailedPrecondition`,
+    /// `PermissionDenied`), and retryable for a timeout.
     async fn publish(&self, event: &Event) -> Result<()> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
@@ -341,13 +434,9 @@ impl AgentTransport for GrpcAgent {
                 if status.code() == Code::Unauthenticated {
                     inner.bearer.mark_stale();
                 }
-                Err(map_status(&status))
+                Err(map_status(status))
             }
-            Err(_) => Err(Error::Rejected {
-                backend: BACKEND,
-                reason: format!("publish timed out after {timeout:?}"),
-                retryable: true,
-            }),
+            Err(_) => Err(Error::rejected(BACKEND, format!("publish timed out after {timeout:?}"), true)),
         }
     }
 
@@ -414,13 +503,37 @@ async fn run(inner: Arc<Inner>, handler: DynHandler) {
     }
 }
 
+/// Why a Subscribe attempt failed (logged before the next attempt; every failure is retried
+/// with backoff).
+#[derive(Debug, thiserror::Error)]
+enum SubscribeError {
+    /// The connection could not be established.
+    #[error("connect: {0}")]
+    Connect(#[source] tonic::transport::Error),
+    /// The broker refused the Subscribe; the hint says why it passes later.
+    #[error("subscribe: {status}{hint}")]
+    Refused {
+        /// The broker's status.
+        #[source]
+        status: tonic::Status,
+        /// What the code means here (may be empty).
+        hint: &'static str,
+    },
+    /// The response lacks the `subscription-id` header.
+    #[error("the response has no {SUBSCRIPTION_ID_HEADER} header")]
+    NoSubscriptionId,
+    /// No response within `connectTimeout`.
+    #[error("no subscribe response within {0:?}")]
+    Timeout(Duration),
+}
+
 /// Connects and subscribes; requires the `subscription-id` response header.
 async fn subscribe(
     inner: &Inner,
-) -> std::result::Result<(Client, Streaming<maestro_api::pb::CloudEvent>, String), String> {
+) -> std::result::Result<(Client, Streaming<maestro_api::pb::CloudEvent>, String), SubscribeError> {
     let limit = inner.config.max_event_bytes.saturating_add(MESSAGE_OVERHEAD);
     let attempt = async {
-        let channel = inner.endpoint.connect().await.map_err(|e| format!("connect: {e}"))?;
+        let channel = inner.endpoint.connect().await.map_err(SubscribeError::Connect)?;
         let mut client = CloudEventServiceClient::new(channel)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
@@ -430,19 +543,19 @@ async fn subscribe(
             data_type: MANIFEST_BUNDLES.to_owned(),
         });
         inner.bearer.authorize(&mut request, true).await;
-        let response = client.subscribe(request).await.map_err(|s| subscribe_refused(&s))?;
+        let response = client.subscribe(request).await.map_err(subscribe_refused)?;
         let subscription_id = response
             .metadata()
             .get(SUBSCRIPTION_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
-            .ok_or_else(|| format!("the response has no {SUBSCRIPTION_ID_HEADER} header"))?;
+            .ok_or(SubscribeError::NoSubscriptionId)?;
         Ok((client, response.into_inner(), subscription_id))
     };
     match tokio::time::timeout(inner.config.connect_timeout, attempt).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no subscribe response within {:?}", inner.config.connect_timeout)),
+        Err(_) => Err(SubscribeError::Timeout(inner.config.connect_timeout)),
     }
 }
 
@@ -450,13 +563,30 @@ async fn subscribe(
 /// retried with backoff: a consumer registered after its agent started (`NOT_FOUND`) and a
 /// broker at its stream limit (`RESOURCE_EXHAUSTED`) both pass later (docs/security.md,
 /// "Limits").
-fn subscribe_refused(status: &tonic::Status) -> String {
+fn subscribe_refused(status: tonic::Status) -> SubscribeError {
     let hint = match status.code() {
         Code::NotFound => " (the consumer is not registered with the server yet; retrying)",
         Code::ResourceExhausted => " (the broker is at a stream limit; retrying)",
         _ => "",
     };
-    format!("subscribe: {status}{hint}")
+    SubscribeError::Refused { status, hint }
+}
+
+/// Why a Subscribe stream stopped (logged before reconnecting).
+#[derive(Debug, thiserror::Error)]
+enum StreamStop {
+    /// No message (not even a heartbeat) within the health timeout.
+    #[error("no message from the server for {0:?} (unhealthy)")]
+    Silent(Duration),
+    /// The server ended the stream.
+    #[error("the server ended the stream")]
+    Ended,
+    /// The stream failed with a status.
+    #[error("stream error: {0}")]
+    Failed(#[source] tonic::Status),
+    /// The transport was closed.
+    #[error("closed")]
+    Closed,
 }
 
 /// Reads the stream until it ends, fails, or stays silent past the health timeout; returns
@@ -465,20 +595,20 @@ async fn read_stream(
     inner: &Inner,
     mut stream: Streaming<maestro_api::pb::CloudEvent>,
     handler: &DynHandler,
-) -> String {
+) -> StreamStop {
     let health = inner.config.healthiness_timeout();
     loop {
         let next = match health {
             Some(t) => match tokio::time::timeout(t, stream.message()).await {
                 Ok(next) => next,
-                Err(_) => return format!("no message from the server for {t:?} (unhealthy)"),
+                Err(_) => return StreamStop::Silent(t),
             },
             None => stream.message().await,
         };
         let msg = match next {
             Ok(Some(msg)) => msg,
-            Ok(None) => return "the server ended the stream".into(),
-            Err(status) => return format!("stream error: {status}"),
+            Ok(None) => return StreamStop::Ended,
+            Err(status) => return StreamStop::Failed(status),
         };
         if msg.r#type == HEARTBEAT {
             continue;
@@ -491,7 +621,7 @@ async fn read_stream(
             }
         };
         if deliver(handler, event, Backoff::default(), &inner.closed, BACKEND).await == Outcome::Closed {
-            return "closed".into();
+            return StreamStop::Closed;
         }
     }
 }
@@ -690,6 +820,36 @@ mod tests {
         agent.publish(&event()).await.unwrap();
         assert_eq!(fake.seen().publishes.last(), Some(&Some("Bearer tok-2".into())));
         agent.close().await;
+    }
+
+    /// Publish refusals that cannot pass later are permanent, with the status as the source;
+    /// failures on the way are retryable; `Unavailable` is `Disconnected`.
+    #[test]
+    fn publish_statuses_are_classified_by_code() {
+        for code in [
+            Code::InvalidArgument,
+            Code::OutOfRange,
+            Code::FailedPrecondition,
+            Code::ResourceExhausted,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::Unimplemented,
+            Code::DataLoss,
+        ] {
+            let err = map_status(Status::new(code, "refused"));
+            assert!(!err.is_retryable(), "{code:?} must be permanent: {err}");
+            assert!(matches!(err, Error::Rejected { .. }), "{err}");
+            let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<Status>());
+            assert_eq!(source.map(Status::code), Some(code), "the status is kept as the source");
+        }
+        for code in [Code::DeadlineExceeded, Code::Aborted, Code::Internal, Code::Unknown, Code::Cancelled] {
+            let err = map_status(Status::new(code, "on the way"));
+            assert!(err.is_retryable() && matches!(err, Error::Rejected { .. }), "{code:?}: {err}");
+        }
+        let err = map_status(Status::unavailable("down"));
+        assert!(matches!(err, Error::Disconnected { .. }) && err.is_retryable(), "{err}");
     }
 
     #[test]

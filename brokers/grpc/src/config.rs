@@ -1,5 +1,5 @@
 //! Configuration of the hosted broker ([`GrpcBrokerConfig`]) and of the agent client
-//! ([`GrpcAgentConfig`], the sdk-go YAML of protocol.md §7.1.4), plus the Go-style duration
+//! ([`GrpcAgentConfig`], the sdk-go YAML of docs/protocol.md §7.1.4), plus the Go-style duration
 //! parser both use ([`parse_duration`]).
 
 use std::net::SocketAddr;
@@ -17,13 +17,13 @@ pub use maestro_tls::grpc_listener::{
 };
 pub use maestro_transport::duration::{DurationError, format_duration, parse_duration};
 
-/// Default broker bind address: `0.0.0.0:8091` (`--grpc-broker-bindport`, protocol.md §7.1.5).
+/// Default broker bind address: `0.0.0.0:8091` (`--grpc-broker-bindport`, docs/protocol.md §7.1.5).
 pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0:8091";
-/// Default heartbeat interval on every Subscribe stream: 10 s (protocol.md §7.1.3).
+/// Default heartbeat interval on every Subscribe stream: 10 s (docs/protocol.md §7.1.3).
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
-/// Default maximum event size: 4 MiB, the gRPC max receive message size (protocol.md §7.1.5).
+/// Default maximum event size: 4 MiB, the gRPC max receive message size (docs/protocol.md §7.1.5).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
-/// Default per-stream buffer: 100 events (protocol.md §7.1.3).
+/// Default per-stream buffer: 100 events (docs/protocol.md §7.1.3).
 pub const DEFAULT_STREAM_BUFFER: usize = 100;
 /// Default limit of concurrent Subscribe streams of one consumer: 8. An agent holds one; the
 /// rest is room for a restarting agent whose old stream has not been noticed gone yet.
@@ -33,7 +33,7 @@ pub const DEFAULT_MAX_STREAMS_PER_CONSUMER: usize = 8;
 /// agent, so ~1.2 GiB at the limit, and one file descriptor per connection).
 pub const DEFAULT_MAX_STREAMS: usize = 50_000;
 fn invalid(reason: impl Into<String>) -> maestro_transport::Error {
-    maestro_transport::Error::InvalidConfig { backend: BACKEND, reason: reason.into() }
+    maestro_transport::Error::invalid_config(BACKEND, reason)
 }
 
 /// Configuration of the server-hosted agent endpoint ([`crate::GrpcBroker`]).
@@ -41,7 +41,7 @@ fn invalid(reason: impl Into<String>) -> maestro_transport::Error {
 pub struct GrpcBrokerConfig {
     /// Address to listen on. Default [`DEFAULT_BIND_ADDRESS`]; tests use `127.0.0.1:0`.
     pub bind_address: SocketAddr,
-    /// Interval of heartbeat events on every Subscribe stream (protocol.md §7.1.3). Default
+    /// Interval of heartbeat events on every Subscribe stream (docs/protocol.md §7.1.3). Default
     /// 10 s; `None` or zero disables heartbeats.
     pub heartbeat_interval: Option<Duration>,
     /// Largest accepted event, in bytes of structured JSON
@@ -124,7 +124,7 @@ impl GrpcBrokerConfig {
     }
 }
 
-/// gRPC client keepalive (`keepAliveConfig`, protocol.md §7.1.4). Go defaults: disabled,
+/// gRPC client keepalive (`keepAliveConfig`, docs/protocol.md §7.1.4). Go defaults: disabled,
 /// `time` 30 s, `timeout` 10 s, `permitWithoutStream` false.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -152,7 +152,7 @@ impl Default for KeepAliveConfig {
     }
 }
 
-/// The agent's gRPC client configuration: the sdk-go YAML keys of protocol.md §7.1.4 plus our
+/// The agent's gRPC client configuration: the sdk-go YAML keys of docs/protocol.md §7.1.4 plus our
 /// own reconnect/limit settings. Durations accept Go strings (`"10s"`, `"1m30s"`, `"500ms"`)
 /// or numbers (seconds).
 ///
@@ -197,11 +197,11 @@ pub struct GrpcAgentConfig {
     /// HTTP/2 keepalive.
     #[serde(default)]
     pub keep_alive_config: KeepAliveConfig,
-    /// Heartbeat watchdog (protocol.md §7.1.3): reconnect when no message (heartbeat or
+    /// Heartbeat watchdog (docs/protocol.md §7.1.3): reconnect when no message (heartbeat or
     /// event) arrived for this long. `None` (default) or zero disables it.
     #[serde(default, with = "maestro_transport::duration::go_opt", skip_serializing_if = "Option::is_none")]
     pub server_healthiness_timeout: Option<Duration>,
-    /// First reconnect delay; doubled per failed attempt, with jitter (protocol.md §7.6).
+    /// First reconnect delay; doubled per failed attempt, with jitter (docs/protocol.md §7.6).
     /// Default 500 ms.
     #[serde(default = "default_initial_backoff", with = "maestro_transport::duration::go")]
     pub reconnect_initial_backoff: Duration,

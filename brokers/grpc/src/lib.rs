@@ -1,6 +1,6 @@
 //! # maestro-broker-grpc: the gRPC broker
 //!
-//! The OCM `io.cloudevents.v1.CloudEventService` transport (protocol.md §7.1) in both roles:
+//! The OCM `io.cloudevents.v1.CloudEventService` transport (docs/protocol.md §7.1) in both roles:
 //!
 //! - [`GrpcBroker`] — the **server-hosted agent endpoint** (Go Maestro's `--grpc-broker-bindport`,
 //!   default 8091). Agents `Subscribe` for their cluster and receive spec events (plus a
@@ -14,12 +14,12 @@
 //!   reconnects with jittered exponential backoff, and publishes with the Publish RPC.
 //!
 //! Events are mapped with [`maestro_api::grpc::to_proto`] / [`maestro_api::grpc::from_proto`]
-//! (the OCM, non-standard attribute mapping of protocol.md §7.1.2). The broker serves TLS and
+//! (the OCM, non-standard attribute mapping of docs/protocol.md §7.1.2). The broker serves TLS and
 //! mutual TLS and, through a [`maestro_auth::Gate`], confines every agent to its own consumer;
 //! the agent connects over TLS with a client certificate or a bearer token (docs/security.md).
 //!
 //! ## Modules
-//! - [`config`]: [`GrpcBrokerConfig`], [`GrpcAgentConfig`] (sdk-go YAML keys, protocol.md
+//! - [`config`]: [`GrpcBrokerConfig`], [`GrpcAgentConfig`] (sdk-go YAML keys, docs/protocol.md
 //!   §7.1.4) and the Go duration parser.
 //! - `server`: the hosted broker and the tonic service.
 //! - `client`: the agent client.
@@ -47,6 +47,6 @@ pub use server::GrpcBroker;
 /// The backend name reported by both roles.
 pub const BACKEND: &str = "grpc";
 
-/// Response header carrying the subscription id on Subscribe (protocol.md §7.1.3,
+/// Response header carrying the subscription id on Subscribe (docs/protocol.md §7.1.3,
 /// sdk-go `GRPCSubscriptionIDKey`).
 pub const SUBSCRIPTION_ID_HEADER: &str = "subscription-id";

@@ -1,5 +1,5 @@
 //! The server-hosted agent endpoint ([`GrpcBroker`], the source role): a tonic server for the
-//! OCM `CloudEventService` (protocol.md §7.1.3) that agents subscribe to and publish to.
+//! OCM `CloudEventService` (docs/protocol.md §7.1.3) that agents subscribe to and publish to.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -152,7 +152,7 @@ impl Shared {
 }
 
 /// The hosted gRPC broker: serves `Subscribe`/`Publish` for agents and implements
-/// [`SourceTransport`] for the server (protocol.md §7.1.3).
+/// [`SourceTransport`] for the server (docs/protocol.md §7.1.3).
 ///
 /// Created with [`GrpcBroker::bind`]; stopped with [`SourceTransport::close`] (also on drop).
 pub struct GrpcBroker {
@@ -196,7 +196,9 @@ impl GrpcBroker {
     /// As [`GrpcBroker::bind`].
     pub async fn bind_with_gate(config: GrpcBrokerConfig, gate: Gate) -> Result<Arc<GrpcBroker>> {
         config.validate()?;
-        let io_err = |e: std::io::Error| Error::Other { backend: BACKEND, source: Box::new(e) };
+        // Not retryable: nothing binds again by itself; an address in use or not allowed needs
+        // the operator.
+        let io_err = |e: std::io::Error| Error::other(BACKEND, false, e);
         let listener = TcpListener::bind(config.bind_address).await.map_err(io_err)?;
         let local_addr = listener.local_addr().map_err(io_err)?;
         let conns = Arc::new(Connections::default());
@@ -219,7 +221,7 @@ impl GrpcBroker {
                     maestro_tls::RELOAD_INTERVAL,
                 )
                 .await
-                .map_err(|e| Error::InvalidConfig { backend: BACKEND, reason: format!("TLS: {e}") })?,
+                .map_err(|e| Error::invalid_config_from(BACKEND, "TLS", e))?,
             ),
             None => None,
         };
@@ -305,9 +307,7 @@ impl GrpcBroker {
     async fn route(&self, event: &Event) -> Result<()> {
         let shared = &self.shared;
         let cluster = ext::get_str(event, ext::CLUSTER_NAME).unwrap_or_default();
-        let data_type = EventType::parse(event.ty())
-            .map_err(|e| Error::Encode { backend: BACKEND, reason: e.to_string() })?
-            .data_type;
+        let data_type = EventType::parse(event.ty()).map_err(|e| Error::encode_from(BACKEND, e))?.data_type;
         let targets: Vec<(u64, mpsc::Sender<Queued>)> = shared
             .registry()
             .subs
@@ -380,6 +380,10 @@ async fn serve<IO>(
 impl SourceTransport for GrpcBroker {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    fn capabilities(&self) -> maestro_transport::Capabilities {
+        maestro_transport::Capabilities::SERVER_HOSTED
     }
 
     /// Queues `event` on every Subscribe stream of its `clustername` (all streams when it is

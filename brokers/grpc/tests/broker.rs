@@ -1,4 +1,4 @@
-//! Hosted broker and agent client behaviour over real sockets (protocol.md §7.1.3).
+//! Hosted broker and agent client behaviour over real sockets (docs/protocol.md §7.1.3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 

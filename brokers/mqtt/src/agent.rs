@@ -1,6 +1,6 @@
 //! The agent role ([`MqttAgent`]): receives spec events (and status resync requests) from
 //! `sourceEvents` with its cluster substituted (+ `sourceBroadcast`), publishes status events
-//! and spec resync requests (protocol.md §7.2).
+//! and spec resync requests (docs/protocol.md §7.2).
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use maestro_api::{Event, mqtt};
 use maestro_transport::{AgentTransport, DynHandler, Error, Result, Subscribed};
 
-use crate::config::{MqttConfig, invalid};
+use crate::config::{MqttConfig, invalid, invalid_because};
 use crate::conn::{Conn, Identity};
 use crate::source::check_size;
 use crate::{BACKEND, topics};
@@ -36,7 +36,7 @@ impl fmt::Debug for MqttAgent {
 impl MqttAgent {
     /// Validates `config` and starts connecting in the background for `consumer` (the cluster
     /// name). The MQTT client id is `config.clientId`, else `<agent_id>-client` (Go agent,
-    /// protocol.md §7.2). Must be called inside a tokio runtime.
+    /// docs/protocol.md §7.2). Must be called inside a tokio runtime.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for an invalid configuration, an empty agent id, a consumer
@@ -46,7 +46,7 @@ impl MqttAgent {
         if agent_id.is_empty() {
             return Err(invalid("the agent id is required"));
         }
-        let filters = topics::agent_subscriptions(&config.topics, consumer).map_err(invalid)?;
+        let filters = topics::agent_subscriptions(&config.topics, consumer).map_err(invalid_because)?;
         let client_id = config
             .client_id
             .clone()
@@ -83,13 +83,13 @@ impl MqttAgent {
         self.conn.is_connected()
     }
 
-    /// The topic `event` would be published on (protocol.md §7.2).
+    /// The topic `event` would be published on (docs/protocol.md §7.2).
     ///
     /// # Errors
     /// [`Error::Encode`] when no topic can be derived (see [`topics::agent_publish_topic`]).
     pub fn publish_topic(&self, event: &Event) -> Result<String> {
         topics::agent_publish_topic(&self.config.topics, &self.consumer, event)
-            .map_err(|reason| Error::Encode { backend: BACKEND, reason })
+            .map_err(|e| Error::encode_from(BACKEND, e))
     }
 }
 

@@ -1,4 +1,4 @@
-//! [`MqttConfig`]: the sdk-go MQTT config file keys (protocol.md §7.2) plus our own reconnect,
+//! [`MqttConfig`]: the sdk-go MQTT config file keys (docs/protocol.md §7.2) plus our own reconnect,
 //! size and timeout settings, with a pure [`MqttConfig::validate`] and a YAML/JSON file loader
 //! ([`MqttConfig::from_file`]) so an existing Maestro `--workload-source-config` /
 //! `--mqtt-config` file works as is. Also the Go duration parser ([`parse_duration`]).
@@ -14,22 +14,42 @@ use crate::topics;
 
 pub use maestro_transport::duration::{DurationError, format_duration, parse_duration};
 
-/// Default keepalive: 60 s (protocol.md §7.2).
+/// Default keepalive: 60 s (docs/protocol.md §7.2).
 pub const DEFAULT_KEEP_ALIVE_SECS: u16 = 60;
-/// Default dial (connect + CONNACK) timeout: 60 s (protocol.md §7.2).
+/// Default dial (connect + CONNACK) timeout: 60 s (docs/protocol.md §7.2).
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default maximum event size: 512 KiB, the broker limit Maestro assumes (protocol.md §7.2).
+/// Default maximum event size: 512 KiB, the broker limit Maestro assumes (docs/protocol.md §7.2).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = maestro_transport::DEFAULT_MAX_EVENT_BYTES;
 /// Default publish acknowledgement timeout: 10 s.
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
-/// The source client id Maestro uses when none is configured (`--client-id`, protocol.md §7.2).
+/// The source client id Maestro uses when none is configured (`--client-id`, docs/protocol.md §7.2).
 pub const DEFAULT_SOURCE_CLIENT_ID: &str = "maestro";
 
 pub(crate) fn invalid(reason: impl Into<String>) -> maestro_transport::Error {
-    maestro_transport::Error::InvalidConfig { backend: BACKEND, reason: reason.into() }
+    maestro_transport::Error::invalid_config(BACKEND, reason)
 }
 
-/// The four topic patterns (`topics.*`, protocol.md §7.2). `sourceEvents` and `agentEvents`
+/// [`maestro_transport::Error::InvalidConfig`] caused by `source`, whose message is the reason.
+pub(crate) fn invalid_because(
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> maestro_transport::Error {
+    maestro_transport::Error::InvalidConfig {
+        backend: BACKEND,
+        reason: source.to_string(),
+        source: Some(Box::new(source)),
+    }
+}
+
+/// Why a config document cannot be parsed ([`MqttConfig::from_yaml`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigParseError {
+    /// The text is not YAML/JSON, or a key has a value of the wrong type.
+    #[error("{0}")]
+    Yaml(#[source] serde_yaml_ng::Error),
+}
+
+/// The four topic patterns (`topics.*`, docs/protocol.md §7.2). `sourceEvents` and `agentEvents`
 /// are required; the broadcast topics are optional (empty string = not set, as in Go).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -232,9 +252,15 @@ impl MqttConfig {
     /// or [`MqttConfig::validate`] fails.
     pub fn from_file(path: impl AsRef<Path>) -> maestro_transport::Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
-        let config = Self::from_yaml(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            maestro_transport::Error::invalid_config_from(
+                BACKEND,
+                format_args!("cannot read {}", path.display()),
+                e,
+            )
+        })?;
+        let config = Self::from_yaml(&text)
+            .map_err(|e| maestro_transport::Error::invalid_config_from(BACKEND, path.display(), e))?;
         config.validate()?;
         Ok(config)
     }
@@ -242,9 +268,10 @@ impl MqttConfig {
     /// Parses YAML/JSON text (no validation).
     ///
     /// # Errors
-    /// The parser's message when the text is not a valid config document.
-    pub fn from_yaml(text: &str) -> Result<Self, String> {
-        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    /// [`ConfigParseError::Yaml`] (the parser's error) when the text is not a valid config
+    /// document.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigParseError> {
+        serde_yaml_ng::from_str(text).map_err(ConfigParseError::Yaml)
     }
 
     /// The broker host and port.
@@ -273,7 +300,7 @@ impl MqttConfig {
     /// # Errors
     /// [`maestro_transport::Error::InvalidConfig`] naming the first problem: `brokerHost`
     /// not `host:port`; `keepAlive` under 5; a zero timeout, backoff or size; a QoS other
-    /// than 0/1 (2 is "not supported"); a topic not matching its protocol.md §7.2 pattern;
+    /// than 0/1 (2 is "not supported"); a topic not matching its docs/protocol.md §7.2 pattern;
     /// only one of client cert / key; a client cert without a CA (as Go); both the file and
     /// the data form of one TLS item.
     pub fn validate(&self) -> maestro_transport::Result<()> {
@@ -297,7 +324,7 @@ impl MqttConfig {
         if self.max_event_bytes == 0 || self.max_event_bytes > (u32::MAX as usize) / 4 {
             return Err(invalid("maxEventBytes must be positive and below 1 GiB"));
         }
-        topics::validate(&self.topics).map_err(invalid)?;
+        topics::validate(&self.topics).map_err(invalid_because)?;
         self.validate_tls()
     }
 

@@ -2,7 +2,7 @@
 //! `EventLoop` task that (re)connects with `CleanStart=true`, subscribes after every CONNACK,
 //! bumps the subscribed signal on SUBACK, completes publishes on PUBACK, and feeds incoming
 //! messages, in order per topic, to delivery lanes; each message is acknowledged only after the
-//! handler accepted it, in arrival order (manual acks; protocol.md §7.2, §7.6).
+//! handler accepted it, in arrival order (manual acks; docs/protocol.md §7.2, §7.6).
 //!
 //! Publish tracking: requests go through rumqttc's FIFO request channel, so the n-th
 //! `Outgoing::Publish(pkid)` event belongs to the n-th accepted publish. Publishes are only
@@ -56,6 +56,8 @@ pub(crate) struct Identity {
 #[derive(Default)]
 struct State {
     connected: bool,
+    /// The largest packet the broker accepts (CONNACK `Maximum Packet Size`), if it said.
+    broker_max_packet: Option<u32>,
     /// Incremented on every CONNACK; acks are only sent on the connection a message came from.
     generation: u64,
     deliveries: Option<mpsc::UnboundedSender<Delivery>>,
@@ -194,13 +196,20 @@ impl Conn {
                 user_properties: msg.user_properties,
                 ..PublishProperties::default()
             };
+            let payload = bytes::Bytes::from(msg.payload);
+            if let Some(limit) = st.broker_max_packet {
+                check_packet_size(&topic, self.shared.pub_qos, &payload, &props, limit)?;
+            }
             self.shared
                 .client
-                .try_publish_with_properties(topic.as_str(), self.shared.pub_qos, false, msg.payload, props)
-                .map_err(|e| Error::Rejected {
-                    backend: BACKEND,
-                    reason: format!("cannot queue the publish on {topic:?}: {e}"),
-                    retryable: true,
+                .try_publish_with_properties(topic.as_str(), self.shared.pub_qos, false, payload, props)
+                .map_err(|e| {
+                    Error::rejected_from(
+                        BACKEND,
+                        true,
+                        format_args!("cannot queue the publish on {topic:?}"),
+                        e,
+                    )
                 })?;
             let (tx, rx) = oneshot::channel();
             st.waiters.push_back(tx);
@@ -210,11 +219,9 @@ impl Conn {
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Disconnected { backend: BACKEND }),
-            Err(_) => Err(Error::Rejected {
-                backend: BACKEND,
-                reason: format!("no PUBACK for {topic:?} within {timeout:?}"),
-                retryable: true,
-            }),
+            Err(_) => {
+                Err(Error::rejected(BACKEND, format!("no PUBACK for {topic:?} within {timeout:?}"), true))
+            }
         }
     }
 
@@ -274,9 +281,10 @@ impl Shared {
     /// Handles one event-loop event; returns true on CONNACK.
     fn on_event(&self, event: MqttEvent) -> bool {
         match event {
-            MqttEvent::Incoming(Packet::ConnAck(_)) => {
+            MqttEvent::Incoming(Packet::ConnAck(ack)) => {
                 let mut st = self.state();
                 st.connected = true;
+                st.broker_max_packet = ack.properties.as_ref().and_then(|p| p.max_packet_size);
                 st.generation += 1;
                 if st.deliveries.is_some() {
                     self.subscribe();
@@ -319,20 +327,7 @@ impl Shared {
 
     fn on_puback(&self, ack: &PubAck) {
         let Some(w) = self.state().inflight.remove(&ack.pkid) else { return };
-        let result = match ack.reason {
-            PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Ok(()),
-            reason => Err(Error::Rejected {
-                backend: BACKEND,
-                reason: format!("the broker refused the publish: {reason:?}"),
-                retryable: matches!(
-                    reason,
-                    PubAckReason::QuotaExceeded
-                        | PubAckReason::UnspecifiedError
-                        | PubAckReason::ImplementationSpecificError
-                ),
-            }),
-        };
-        let _ = w.send(result);
+        let _ = w.send(puback_result(ack.reason));
     }
 
     fn on_publish(&self, publish: Publish) {
@@ -404,8 +399,9 @@ impl Shared {
         match mqtt::decode(&msg) {
             Ok(event) => {
                 if self.id.verify_agent_origin
-                    && let Err(reason) = crate::topics::check_agent_origin(&topic, &event)
+                    && let Err(error) = crate::topics::check_agent_origin(&topic, &event)
                 {
+                    let reason = error.to_string();
                     let claimed = maestro_api::ext::get_str(&event, maestro_api::ext::CLUSTER_NAME);
                     tracing::warn!(backend = BACKEND, role = self.id.role, topic = ?topic, claimed_cluster = ?claimed,
                         id = ?event.id(), %reason, "agent event refused: it speaks for another consumer than its topic's; acknowledged and dropped");
@@ -422,6 +418,80 @@ impl Shared {
             }
         }
     }
+}
+
+/// A refusal the MQTT broker answered with, kept as the source of [`Error::Rejected`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MqttRefusal {
+    /// The PUBACK of a QoS 1 publish carried a failure reason code (MQTT 5 §3.4.2.1).
+    #[error("the broker refused the publish: {0:?}")]
+    PubAck(PubAckReason),
+}
+
+/// Whether a publish the broker refused with PUBACK `reason` can succeed when sent again:
+///
+/// | reason code | retryable | why |
+/// |---|---|---|
+/// | `NotAuthorized` (0x87) | no | the broker's ACL refuses this client on this topic |
+/// | `TopicNameInvalid` (0x90) | no | the topic is refused by this broker |
+/// | `PayloadFormatInvalid` (0x99) | no | the payload is refused as it is |
+/// | `QuotaExceeded` (0x97) | yes | a rate or administrative limit, which clears |
+/// | `PacketIdentifierInUse` (0x91) | yes | client session state; a new attempt gets a new id |
+/// | `UnspecifiedError` (0x80), `ImplementationSpecificError` (0x83) | yes | the broker does not say what is wrong, so nothing shows that it will not pass later |
+///
+/// `Success` and `NoMatchingSubscribers` are not refusals (true).
+pub(crate) fn puback_is_retryable(reason: PubAckReason) -> bool {
+    match reason {
+        PubAckReason::NotAuthorized | PubAckReason::TopicNameInvalid | PubAckReason::PayloadFormatInvalid => {
+            false
+        }
+        PubAckReason::Success
+        | PubAckReason::NoMatchingSubscribers
+        | PubAckReason::QuotaExceeded
+        | PubAckReason::PacketIdentifierInUse
+        | PubAckReason::UnspecifiedError
+        | PubAckReason::ImplementationSpecificError => true,
+    }
+}
+
+/// The outcome of a publish the broker answered with PUBACK `reason`: `Ok` for `Success` and
+/// `NoMatchingSubscribers`, else [`Error::Rejected`] classified by [`puback_is_retryable`]
+/// with the [`MqttRefusal`] as its source.
+pub(crate) fn puback_result(reason: PubAckReason) -> Result<()> {
+    match reason {
+        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Ok(()),
+        reason => {
+            let refusal = MqttRefusal::PubAck(reason);
+            Err(Error::Rejected {
+                backend: BACKEND,
+                reason: refusal.to_string(),
+                retryable: puback_is_retryable(reason),
+                source: Some(Box::new(refusal)),
+            })
+        }
+    }
+}
+
+/// Refuses, as [`Error::TooLarge`] (permanent), a PUBLISH larger than the `limit` the broker
+/// announced in its CONNACK: rumqttc would fail the whole connection on it, and every attempt
+/// again.
+fn check_packet_size(
+    topic: &str,
+    qos: QoS,
+    payload: &bytes::Bytes,
+    props: &PublishProperties,
+    limit: u32,
+) -> Result<()> {
+    let mut packet = Publish::new(topic, qos, payload.clone(), Some(props.clone()));
+    if qos != QoS::AtMostOnce {
+        packet.pkid = 1; // counted in the size like the id the packet will carry
+    }
+    let size = packet.size();
+    if size > limit as usize {
+        return Err(Error::TooLarge { backend: BACKEND, size, limit: limit as usize });
+    }
+    Ok(())
 }
 
 /// The event loop: poll, dispatch, and on errors back off and poll again (rumqttc
@@ -451,7 +521,7 @@ async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
 /// Delivery lanes per connection. Messages of one topic about one resource (same
 /// `ce-resourceid` user property, or none) always take the same lane, so they reach the handler
 /// in the order they were published: status ordering is per resource (`sequenceid`,
-/// protocol.md §6.2) and spec ordering per resource (`resourceversion`, §6.1). Messages about
+/// docs/protocol.md §6.2) and spec ordering per resource (`resourceversion`, §6.1). Messages about
 /// different resources or consumers are handled concurrently, so the server can write the
 /// statuses of many resources of one consumer in one group commit instead of one commit each.
 const LANES: usize = 16;
@@ -501,7 +571,7 @@ async fn delivery_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Deli
     }
 }
 
-/// The user property naming the resource an event is about (binary mode, protocol.md §7.2).
+/// The user property naming the resource an event is about (binary mode, docs/protocol.md §7.2).
 const RESOURCE_ID_PROPERTY: &str = "ce-resourceid";
 
 /// The lane of a message: a hash of its topic and its `ce-resourceid` user property (if any)
@@ -546,6 +616,42 @@ mod tests {
             ..PublishProperties::default()
         };
         Publish::new(topic, QoS::AtLeastOnce, "{}", Some(props))
+    }
+
+    /// The PUBACK reason codes that cannot pass later are permanent; the others retryable.
+    #[test]
+    fn puback_refusals_are_classified_by_reason_code() {
+        for reason in
+            [PubAckReason::NotAuthorized, PubAckReason::TopicNameInvalid, PubAckReason::PayloadFormatInvalid]
+        {
+            let err = puback_result(reason).expect_err("a refusal");
+            assert!(!err.is_retryable(), "{reason:?} must be permanent: {err}");
+            assert!(err.to_string().contains(&format!("{reason:?}")), "{err}");
+            let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<MqttRefusal>());
+            assert_eq!(source, Some(&MqttRefusal::PubAck(reason)));
+        }
+        for reason in [
+            PubAckReason::QuotaExceeded,
+            PubAckReason::PacketIdentifierInUse,
+            PubAckReason::UnspecifiedError,
+            PubAckReason::ImplementationSpecificError,
+        ] {
+            let err = puback_result(reason).expect_err("a refusal");
+            assert!(err.is_retryable(), "{reason:?} must be retryable: {err}");
+        }
+        assert!(puback_result(PubAckReason::Success).is_ok());
+        assert!(puback_result(PubAckReason::NoMatchingSubscribers).is_ok());
+    }
+
+    /// A PUBLISH over the broker's announced maximum packet size is refused before it is sent,
+    /// permanently; one that fits passes.
+    #[test]
+    fn packets_over_the_brokers_maximum_are_too_large() {
+        let props = PublishProperties::default();
+        let payload = bytes::Bytes::from(vec![b'x'; 100]);
+        let err = check_packet_size("a/b", QoS::AtLeastOnce, &payload, &props, 64).expect_err("too large");
+        assert!(matches!(err, Error::TooLarge { limit: 64, .. }) && !err.is_retryable(), "{err}");
+        check_packet_size("a/b", QoS::AtLeastOnce, &payload, &props, 1024).expect("fits");
     }
 
     /// Messages about one resource keep one lane (so they stay in order); the resources of one

@@ -1,6 +1,6 @@
 //! # maestro-broker-mqtt: the MQTT 5 broker backend
 //!
-//! Maestro's MQTT transport (protocol.md §7.2) in both roles over rumqttc's v5 client:
+//! Maestro's MQTT transport (docs/protocol.md §7.2) in both roles over rumqttc's v5 client:
 //!
 //! - [`MqttSource`] ([`maestro_transport::SourceTransport`], the server): publishes spec events
 //!   on `sourceEvents` (first `+` → `clustername`) and status resyncs for all clusters on
@@ -15,7 +15,10 @@
 //! were dropped as undecodable / on an unexpected topic / permanently rejected). Connection
 //! loss: publishes fail with `Disconnected` at once, the client reconnects with jittered
 //! exponential backoff, resubscribes, and bumps the subscribed signal on SUBACK.
-//! `publish` returns after the broker's PUBACK.
+//! `publish` returns after the broker's PUBACK. A PUBACK refusal is an `Error::Rejected` whose
+//! retryability follows its MQTT 5 reason code ([`MqttRefusal`], the source of the error):
+//! `NotAuthorized`, `TopicNameInvalid` and `PayloadFormatInvalid` are permanent, the others
+//! retryable; a PUBLISH over the maximum packet size the broker announced is `TooLarge`.
 //!
 //! ## Modules
 //! - [`config`]: [`MqttConfig`] / [`MqttTopics`] (sdk-go keys), validation, the file loader.
@@ -41,8 +44,10 @@ mod tls;
 pub mod testing;
 
 pub use agent::MqttAgent;
-pub use config::{MqttConfig, MqttTopics, parse_duration};
+pub use config::{ConfigParseError, MqttConfig, MqttTopics, parse_duration};
+pub use conn::MqttRefusal;
 pub use source::MqttSource;
+pub use topics::TopicError;
 
 /// The backend name reported by both roles.
 pub const BACKEND: &str = "mqtt";

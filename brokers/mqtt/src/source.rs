@@ -1,5 +1,5 @@
 //! The source role ([`MqttSource`], the Maestro server side): publishes spec events and status
-//! resync requests on the topics of protocol.md §7.2, receives status events and spec resync
+//! resync requests on the topics of docs/protocol.md §7.2, receives status events and spec resync
 //! requests from `agentEvents` (+ `agentBroadcast`).
 
 use std::fmt;
@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use maestro_api::{Event, mqtt};
 use maestro_transport::{DynHandler, Error, Result, SourceTransport, Subscribed};
 
-use crate::config::{DEFAULT_SOURCE_CLIENT_ID, MqttConfig, invalid};
+use crate::config::{DEFAULT_SOURCE_CLIENT_ID, MqttConfig, invalid, invalid_because};
 use crate::conn::{Conn, Identity};
 use crate::{BACKEND, topics};
 
@@ -36,7 +36,7 @@ impl MqttSource {
     /// for ever; `publish` fails with [`Error::Disconnected`] until connected). `source_id` is
     /// the CloudEvents source (Maestro: `maestro`) and must be the source segment of
     /// `topics.agentEvents`. The MQTT client id is `config.clientId`, else `client_id`, else
-    /// `maestro` (protocol.md §7.2). Must be called inside a tokio runtime.
+    /// `maestro` (docs/protocol.md §7.2). Must be called inside a tokio runtime.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for an invalid configuration, an empty source id, an
@@ -46,7 +46,7 @@ impl MqttSource {
         if source_id.is_empty() {
             return Err(invalid("the source id is required"));
         }
-        let filters = topics::source_subscriptions(&config.topics, source_id).map_err(invalid)?;
+        let filters = topics::source_subscriptions(&config.topics, source_id).map_err(invalid_because)?;
         let client_id = config
             .client_id
             .clone()
@@ -78,13 +78,13 @@ impl MqttSource {
         self.conn.is_connected()
     }
 
-    /// The topic `event` would be published on (protocol.md §7.2).
+    /// The topic `event` would be published on (docs/protocol.md §7.2).
     ///
     /// # Errors
     /// [`Error::Encode`] when no topic can be derived (see [`topics::source_publish_topic`]).
     pub fn publish_topic(&self, event: &Event) -> Result<String> {
         topics::source_publish_topic(&self.config.topics, &self.source_id, event)
-            .map_err(|reason| Error::Encode { backend: BACKEND, reason })
+            .map_err(|e| Error::encode_from(BACKEND, e))
     }
 }
 

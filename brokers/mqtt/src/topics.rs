@@ -1,4 +1,4 @@
-//! Topic validation and derivation, exactly as sdk-go does it (protocol.md §7.2,
+//! Topic validation and derivation, exactly as sdk-go does it (docs/protocol.md §7.2,
 //! `generic/options/mqtt/{options,sourceoptions,agentoptions}.go`).
 //!
 //! Wildcard substitution is textual, like Go's `strings.Replace(t, "+", v, 1)` (first `+`) and
@@ -40,18 +40,127 @@ static EVENTS: LazyLock<Regex> = LazyLock::new(|| re(EVENTS_PATTERN));
 static SOURCE_BROADCAST: LazyLock<Regex> = LazyLock::new(|| re(SOURCE_BROADCAST_PATTERN));
 static AGENT_BROADCAST: LazyLock<Regex> = LazyLock::new(|| re(AGENT_BROADCAST_PATTERN));
 
+/// One configured topic that does not match its pattern ([`validate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidTopic {
+    /// Which topic: `source events`, `agent events`, `source broadcast` or `agent broadcast`.
+    pub what: &'static str,
+    /// The configured value.
+    pub topic: String,
+    /// The pattern it must match.
+    pub pattern: &'static str,
+}
+
+impl std::fmt::Display for InvalidTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid {} topic {:?}, it should match `{}`", self.what, self.topic, self.pattern)
+    }
+}
+
+/// Why a topic cannot be validated, derived or trusted (docs/protocol.md §7.2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// Neither `topics.sourceEvents` nor `topics.agentEvents` is set.
+    #[error("the topics must be set (topics.sourceEvents and topics.agentEvents)")]
+    NotSet,
+    /// Configured topics do not match their patterns (every one is listed).
+    #[error("{}", join(.0))]
+    Invalid(Vec<InvalidTopic>),
+    /// The topic is not an events topic ([`EVENTS_PATTERN`]), so it names no source.
+    #[error("failed to get source from topic: {topic:?}")]
+    NoSourceSegment {
+        /// The topic.
+        topic: String,
+    },
+    /// A value to put into a topic level is empty or holds `/`, `+`, `#` or NUL.
+    #[error("{what} {value:?} cannot be used as a topic segment")]
+    InvalidSegment {
+        /// What the value is (`clustername`, `cluster name`, `source id`, `consumer`).
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// The derived publish topic still has a wildcard or a `$share/` prefix.
+    #[error("derived publish topic {topic:?} still has a wildcard or a $share prefix")]
+    NotAPublishTopic {
+        /// The derived topic.
+        topic: String,
+    },
+    /// The event's type cannot be parsed.
+    #[error("unsupported event type: {source}")]
+    UnsupportedType {
+        /// The parse error.
+        #[source]
+        source: maestro_api::Error,
+    },
+    /// The event lacks an extension the routing needs.
+    #[error("the event has no {extension} extension")]
+    MissingExtension {
+        /// The extension (`clustername`, `originalsource`).
+        extension: &'static str,
+    },
+    /// A status resync to every cluster, without `topics.sourceBroadcast`.
+    #[error("the source broadcast topic not set (needed for a resync to all clusters)")]
+    NoSourceBroadcast,
+    /// The source segment of `agentEvents` is not the client's source id (sdk-go refuses it
+    /// too).
+    #[error(
+        "the topic source {topic_source:?} of {topic:?} does not match the client sourceID {source_id:?}"
+    )]
+    SourceMismatch {
+        /// The source segment of the topic.
+        topic_source: String,
+        /// The `agentEvents` topic.
+        topic: String,
+        /// The client's source id.
+        source_id: String,
+    },
+    /// An agent event arrived on a topic that is not an agent topic.
+    #[error("{topic:?} is not an agent events topic")]
+    NotAnAgentTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// An agent event whose `clustername` is not the consumer of the topic it arrived on.
+    #[error(
+        "the event claims clustername {claimed:?} but arrived on consumer {consumer:?}'s topic {topic:?}"
+    )]
+    ForeignCluster {
+        /// The event's `clustername`, if any.
+        claimed: Option<String>,
+        /// The topic's consumer.
+        consumer: String,
+        /// The topic.
+        topic: String,
+    },
+    /// Something other than a spec resync request on the agent broadcast topic.
+    #[error("only spec resync requests are accepted on the agent broadcast topic {topic:?}, not {ty:?}")]
+    NotASpecResync {
+        /// The topic.
+        topic: String,
+        /// The event's type.
+        ty: String,
+    },
+}
+
+fn join(invalid: &[InvalidTopic]) -> String {
+    invalid.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
 /// Checks every configured topic against its pattern (sdk-go `validateTopics`).
 ///
 /// # Errors
-/// A message listing every invalid topic and the pattern it must match.
-pub fn validate(topics: &MqttTopics) -> Result<(), String> {
+/// [`TopicError::NotSet`]; [`TopicError::Invalid`] listing every invalid topic and the pattern
+/// it must match.
+pub fn validate(topics: &MqttTopics) -> Result<(), TopicError> {
     if topics.source_events.is_empty() && topics.agent_events.is_empty() {
-        return Err("the topics must be set (topics.sourceEvents and topics.agentEvents)".into());
+        return Err(TopicError::NotSet);
     }
     let mut errs = Vec::new();
-    let mut check = |what: &str, topic: &str, re: &Regex, pattern: &str| {
+    let mut check = |what: &'static str, topic: &str, re: &Regex, pattern: &'static str| {
         if !re.is_match(topic) {
-            errs.push(format!("invalid {what} topic {topic:?}, it should match `{pattern}`"));
+            errs.push(InvalidTopic { what, topic: topic.to_owned(), pattern });
         }
     };
     check("source events", &topics.source_events, &SOURCE_EVENTS, SOURCE_EVENTS_PATTERN);
@@ -62,20 +171,21 @@ pub fn validate(topics: &MqttTopics) -> Result<(), String> {
     if let Some(t) = topics.agent_broadcast() {
         check("agent broadcast", t, &AGENT_BROADCAST, AGENT_BROADCAST_PATTERN);
     }
-    if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
+    if errs.is_empty() { Ok(()) } else { Err(TopicError::Invalid(errs)) }
 }
 
 /// The source segment of an events topic: index 1, or 3 after `$share/<group>/` (sdk-go
 /// `getSourceFromEventsTopic`). May be `+`.
 ///
 /// # Errors
-/// When the topic does not match [`EVENTS_PATTERN`].
-pub fn source_from_events_topic(topic: &str) -> Result<&str, String> {
+/// [`TopicError::NoSourceSegment`] when the topic does not match [`EVENTS_PATTERN`].
+pub fn source_from_events_topic(topic: &str) -> Result<&str, TopicError> {
+    let none = || TopicError::NoSourceSegment { topic: topic.to_owned() };
     if !EVENTS.is_match(topic) {
-        return Err(format!("failed to get source from topic: {topic:?}"));
+        return Err(none());
     }
     let index = if topic.starts_with("$share") { 3 } else { 1 };
-    topic.split('/').nth(index).ok_or_else(|| format!("failed to get source from topic: {topic:?}"))
+    topic.split('/').nth(index).ok_or_else(none)
 }
 
 /// Go's `strings.Replace(s, "+", v, 1)`.
@@ -91,39 +201,46 @@ fn replace_last(s: &str, value: &str) -> String {
     }
 }
 
-fn check_segment(what: &str, value: &str) -> Result<(), String> {
+fn check_segment(what: &'static str, value: &str) -> Result<(), TopicError> {
     if value.is_empty() || value.contains(['/', '+', '#', '\0']) {
-        return Err(format!("{what} {value:?} cannot be used as a topic segment"));
+        return Err(TopicError::InvalidSegment { what, value: value.to_owned() });
     }
     Ok(())
 }
 
-fn check_publish_topic(topic: String) -> Result<String, String> {
+fn check_publish_topic(topic: String) -> Result<String, TopicError> {
     if topic.contains(['+', '#']) || topic.starts_with("$share/") {
-        return Err(format!("derived publish topic {topic:?} still has a wildcard or a $share prefix"));
+        return Err(TopicError::NotAPublishTopic { topic });
     }
     Ok(topic)
 }
 
-fn action(event: &Event) -> Result<Action, String> {
-    EventType::parse(event.ty()).map(|t| t.action).map_err(|e| format!("unsupported event type: {e}"))
+fn action(event: &Event) -> Result<Action, TopicError> {
+    EventType::parse(event.ty()).map(|t| t.action).map_err(|source| TopicError::UnsupportedType { source })
 }
 
-/// Where a source publishes `event` (protocol.md §7.2): a `resync_request` with
+fn extension(event: &Event, extension: &'static str) -> Result<String, TopicError> {
+    ext::get_str(event, extension).ok_or(TopicError::MissingExtension { extension })
+}
+
+/// Where a source publishes `event` (docs/protocol.md §7.2): a `resync_request` with
 /// `clustername == ""` goes to `sourceBroadcast` with its first `+` replaced by `source_id`;
 /// everything else to `sourceEvents` with the first `+` replaced by the event's `clustername`.
 ///
 /// # Errors
-/// An unparsable type; no `clustername`; a broadcast without `sourceBroadcast`; an empty or
-/// invalid cluster name; a result that is not a valid publish topic.
-pub fn source_publish_topic(topics: &MqttTopics, source_id: &str, event: &Event) -> Result<String, String> {
+/// [`TopicError::UnsupportedType`]; [`TopicError::MissingExtension`] without `clustername`;
+/// [`TopicError::NoSourceBroadcast`] for a broadcast without `sourceBroadcast`;
+/// [`TopicError::InvalidSegment`] for an empty or invalid cluster name;
+/// [`TopicError::NotAPublishTopic`] when the result is not a valid publish topic.
+pub fn source_publish_topic(
+    topics: &MqttTopics,
+    source_id: &str,
+    event: &Event,
+) -> Result<String, TopicError> {
     let action = action(event)?;
-    let cluster = ext::get_str(event, ext::CLUSTER_NAME)
-        .ok_or_else(|| "the event has no clustername extension".to_owned())?;
+    let cluster = extension(event, ext::CLUSTER_NAME)?;
     if action == Action::ResyncRequest && cluster.is_empty() {
-        let broadcast = topics.source_broadcast().ok_or_else(|| {
-            "the source broadcast topic not set (needed for a resync to all clusters)".to_owned()
-        })?;
+        let broadcast = topics.source_broadcast().ok_or(TopicError::NoSourceBroadcast)?;
         check_segment("source id", source_id)?;
         return check_publish_topic(replace_first(broadcast, source_id));
     }
@@ -134,14 +251,17 @@ pub fn source_publish_topic(topics: &MqttTopics, source_id: &str, event: &Event)
 /// What a source subscribes to: `agentEvents` as configured (+ `agentBroadcast` if set).
 ///
 /// # Errors
-/// When the source segment of `agentEvents` is not `source_id` (sdk-go refuses this too).
-pub fn source_subscriptions(topics: &MqttTopics, source_id: &str) -> Result<Vec<String>, String> {
+/// [`TopicError::NoSourceSegment`] when `agentEvents` is not an events topic;
+/// [`TopicError::SourceMismatch`] when its source segment is not `source_id` (sdk-go refuses
+/// this too).
+pub fn source_subscriptions(topics: &MqttTopics, source_id: &str) -> Result<Vec<String>, TopicError> {
     let topic_source = source_from_events_topic(&topics.agent_events)?;
     if topic_source != source_id {
-        return Err(format!(
-            "the topic source {:?} of {:?} does not match the client sourceID {source_id:?}",
-            topic_source, topics.agent_events
-        ));
+        return Err(TopicError::SourceMismatch {
+            topic_source: topic_source.to_owned(),
+            topic: topics.agent_events.clone(),
+            source_id: source_id.to_owned(),
+        });
     }
     let mut subs = vec![topics.agent_events.clone()];
     subs.extend(topics.agent_broadcast().map(str::to_owned));
@@ -152,27 +272,28 @@ pub fn source_subscriptions(topics: &MqttTopics, source_id: &str) -> Result<Vec<
 /// (+ `sourceBroadcast` as configured, if set).
 ///
 /// # Errors
-/// When `cluster` is not a valid topic segment.
-pub fn agent_subscriptions(topics: &MqttTopics, cluster: &str) -> Result<Vec<String>, String> {
+/// [`TopicError::InvalidSegment`] when `cluster` is not a valid topic segment.
+pub fn agent_subscriptions(topics: &MqttTopics, cluster: &str) -> Result<Vec<String>, TopicError> {
     check_segment("cluster name", cluster)?;
     let mut subs = vec![replace_last(&topics.source_events, cluster)];
     subs.extend(topics.source_broadcast().map(str::to_owned));
     Ok(subs)
 }
 
-/// Where an agent publishes `event` (protocol.md §7.2): a `resync_request` with
+/// Where an agent publishes `event` (docs/protocol.md §7.2): a `resync_request` with
 /// `originalsource == ""` goes to `agentBroadcast` (first `+` → cluster) if set, else to
 /// `agentEvents` (last `+` → cluster); everything else to `agentEvents` with the last `+`
 /// replaced by the cluster and then the (new) last `+` replaced by the source segment of
 /// `agentEvents`.
 ///
 /// # Errors
-/// An unparsable type; no `originalsource`; a result that is not a valid publish topic (e.g.
+/// [`TopicError::UnsupportedType`]; [`TopicError::MissingExtension`] without
+/// `originalsource`; [`TopicError::InvalidSegment`] for an invalid cluster;
+/// [`TopicError::NotAPublishTopic`] when the result is not a valid publish topic (e.g.
 /// `agentEvents` names no source: `sources/+/consumers/+/agentevents`).
-pub fn agent_publish_topic(topics: &MqttTopics, cluster: &str, event: &Event) -> Result<String, String> {
+pub fn agent_publish_topic(topics: &MqttTopics, cluster: &str, event: &Event) -> Result<String, TopicError> {
     let action = action(event)?;
-    let original_source = ext::get_str(event, ext::ORIGINAL_SOURCE)
-        .ok_or_else(|| "the event has no originalsource extension".to_owned())?;
+    let original_source = extension(event, ext::ORIGINAL_SOURCE)?;
     check_segment("cluster name", cluster)?;
     if action == Action::ResyncRequest && original_source.is_empty() {
         return check_publish_topic(match topics.agent_broadcast() {
@@ -185,7 +306,7 @@ pub fn agent_publish_topic(topics: &MqttTopics, cluster: &str, event: &Event) ->
     check_publish_topic(replace_last(&topic, topic_source))
 }
 
-/// Which consumer an agent event's topic belongs to (protocol.md §7.2).
+/// Which consumer an agent event's topic belongs to (docs/protocol.md §7.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentTopic<'a> {
     /// `<a>/<source>/<b>/<consumer>/agentevents`: the statuses and spec resync requests of one
@@ -215,24 +336,25 @@ pub fn agent_topic(topic: &str) -> Option<AgentTopic<'_>> {
 /// only on per-consumer `agentevents` topics.
 ///
 /// # Errors
-/// A message naming the topic's consumer and the claimed cluster: the topic is not an agent
-/// topic; the event has no (or another) `clustername`; a broadcast that is not a spec resync.
-pub fn check_agent_origin(topic: &str, event: &Event) -> Result<(), String> {
-    let place = agent_topic(topic).ok_or_else(|| format!("{topic:?} is not an agent events topic"))?;
+/// [`TopicError::NotAnAgentTopic`]; [`TopicError::ForeignCluster`] naming the topic's
+/// consumer and the claimed cluster when the event has no (or another) `clustername`;
+/// [`TopicError::UnsupportedType`] or [`TopicError::NotASpecResync`] for a broadcast that is
+/// not a spec resync request.
+pub fn check_agent_origin(topic: &str, event: &Event) -> Result<(), TopicError> {
+    let place = agent_topic(topic).ok_or_else(|| TopicError::NotAnAgentTopic { topic: topic.to_owned() })?;
     let (AgentTopic::Events(consumer) | AgentTopic::Broadcast(consumer)) = place;
     let claimed = ext::get_str(event, ext::CLUSTER_NAME);
     if claimed.as_deref() != Some(consumer) {
-        return Err(format!(
-            "the event claims clustername {claimed:?} but arrived on consumer {consumer:?}'s topic {topic:?}"
-        ));
+        return Err(TopicError::ForeignCluster {
+            claimed,
+            consumer: consumer.to_owned(),
+            topic: topic.to_owned(),
+        });
     }
     if let AgentTopic::Broadcast(_) = place {
-        let ty = EventType::parse(event.ty()).map_err(|e| format!("unsupported event type: {e}"))?;
+        let ty = EventType::parse(event.ty()).map_err(|source| TopicError::UnsupportedType { source })?;
         if ty.sub_resource != SubResource::Spec || ty.action != Action::ResyncRequest {
-            return Err(format!(
-                "only spec resync requests are accepted on the agent broadcast topic {topic:?}, not {:?}",
-                event.ty()
-            ));
+            return Err(TopicError::NotASpecResync { topic: topic.to_owned(), ty: event.ty().to_owned() });
         }
     }
     Ok(())
@@ -309,10 +431,10 @@ mod tests {
             validate(&t).unwrap();
         }
         let bad = MqttTopics { source_events: "sources/maestro/consumers/+/agentevents".into(), ..server() };
-        assert!(validate(&bad).unwrap_err().contains("source events"));
-        assert!(validate(&MqttTopics::default()).unwrap_err().contains("must be set"));
+        assert!(validate(&bad).unwrap_err().to_string().contains("source events"));
+        assert!(validate(&MqttTopics::default()).unwrap_err().to_string().contains("must be set"));
         let bad = MqttTopics { agent_broadcast: Some("sources/+/sourcebroadcast".into()), ..server() };
-        assert!(validate(&bad).unwrap_err().contains("agent broadcast"));
+        assert!(validate(&bad).unwrap_err().to_string().contains("agent broadcast"));
     }
 
     #[test]
@@ -354,14 +476,20 @@ mod tests {
             source_publish_topic(&with_plus, "maestro", &all).unwrap(),
             "sources/maestro/sourcebroadcast"
         );
-        let err = source_publish_topic(&MqttTopics::maestro("maestro"), "maestro", &all).unwrap_err();
+        let err =
+            source_publish_topic(&MqttTopics::maestro("maestro"), "maestro", &all).unwrap_err().to_string();
         assert!(err.contains("broadcast topic not set"), "{err}");
         // An empty clustername on a spec event cannot be routed.
         let no_cluster = SpecEventBuilder::new("maestro", "r", 1, "").build();
-        assert!(source_publish_topic(&server(), "maestro", &no_cluster).unwrap_err().contains("clustername"));
+        assert!(
+            source_publish_topic(&server(), "maestro", &no_cluster)
+                .unwrap_err()
+                .to_string()
+                .contains("clustername")
+        );
         // First `+` is replaced (Go quirk): a source-wildcard layout leaves a `+` behind.
         let two = MqttTopics { source_events: "sources/+/consumers/+/sourceevents".into(), ..server() };
-        assert!(source_publish_topic(&two, "maestro", &spec).unwrap_err().contains("wildcard"));
+        assert!(source_publish_topic(&two, "maestro", &spec).unwrap_err().to_string().contains("wildcard"));
     }
 
     #[test]
@@ -376,7 +504,7 @@ mod tests {
         );
         let with_bc = MqttTopics { agent_broadcast: Some("sources/+/agentbroadcast".into()), ..server() };
         assert_eq!(source_subscriptions(&with_bc, "maestro").unwrap()[1], "sources/+/agentbroadcast");
-        assert!(source_subscriptions(&server(), "other").unwrap_err().contains("does not match"));
+        assert!(source_subscriptions(&server(), "other").unwrap_err().to_string().contains("does not match"));
     }
 
     #[test]
@@ -415,14 +543,22 @@ mod tests {
             "sources/maestro/consumers/cluster1/agentevents"
         );
         // A `$share` agentEvents cannot be published to; a source wildcard cannot be resolved.
-        assert!(agent_publish_topic(&shared_server(), "cluster1", &st).unwrap_err().contains("$share"));
+        assert!(
+            agent_publish_topic(&shared_server(), "cluster1", &st)
+                .unwrap_err()
+                .to_string()
+                .contains("$share")
+        );
         let any_source = MqttTopics { agent_events: "sources/+/consumers/+/agentevents".into(), ..server() };
-        assert!(agent_publish_topic(&any_source, "cluster1", &st).unwrap_err().contains("wildcard"));
+        assert!(
+            agent_publish_topic(&any_source, "cluster1", &st).unwrap_err().to_string().contains("wildcard")
+        );
         let mut no_os = st.clone();
         no_os.remove_extension(ext::ORIGINAL_SOURCE);
         assert!(
             agent_publish_topic(&agent("cluster1"), "cluster1", &no_os)
                 .unwrap_err()
+                .to_string()
                 .contains("originalsource")
         );
     }
@@ -447,11 +583,11 @@ mod tests {
     fn agent_origin_binds_the_clustername_to_the_topic() {
         let own = "sources/maestro/consumers/cluster-a/agentevents";
         check_agent_origin(own, &status("cluster-a", "maestro")).unwrap();
-        let err = check_agent_origin(own, &status("cluster-b", "maestro")).unwrap_err();
+        let err = check_agent_origin(own, &status("cluster-b", "maestro")).unwrap_err().to_string();
         assert!(err.contains("cluster-b") && err.contains(own), "{err}");
         let mut none = status("cluster-a", "maestro");
         none.remove_extension(ext::CLUSTER_NAME);
-        assert!(check_agent_origin(own, &none).unwrap_err().contains("None"));
+        assert!(check_agent_origin(own, &none).unwrap_err().to_string().contains("None"));
         assert!(check_agent_origin(own, &status("", "maestro")).is_err());
         // The broadcast topic carries only the spec resyncs of its own consumer.
         let resync = codec::spec_resync_request("agent", "cluster-a", &ResourceVersionList::default());
@@ -459,9 +595,31 @@ mod tests {
         check_agent_origin(own, &resync).unwrap();
         assert!(check_agent_origin("sources/cluster-b/agentbroadcast", &resync).is_err());
         let err = check_agent_origin("sources/cluster-a/agentbroadcast", &status("cluster-a", "maestro"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("only spec resync"), "{err}");
         assert!(check_agent_origin("sources/maestro/consumers/cluster-a/sourceevents", &resync).is_err());
+    }
+
+    /// Each refusal is its own variant; an unparsable type keeps the parser's error as source.
+    #[test]
+    fn errors_name_what_was_wrong() {
+        assert!(matches!(validate(&MqttTopics::default()), Err(TopicError::NotSet)));
+        let bad = MqttTopics { source_events: "a/b".into(), agent_events: "c/d".into(), ..server() };
+        let Err(TopicError::Invalid(list)) = validate(&bad) else { panic!("two invalid topics") };
+        assert_eq!(list.iter().map(|t| t.what).collect::<Vec<_>>(), ["source events", "agent events"]);
+        let mut odd = SpecEventBuilder::new("maestro", "r", 1, "cluster1").build();
+        maestro_api::AttributesWriter::set_type(&mut odd, "not.a.maestro.type");
+        let err = source_publish_topic(&server(), "maestro", &odd).unwrap_err();
+        assert!(matches!(err, TopicError::UnsupportedType { .. }), "{err}");
+        assert!(std::error::Error::source(&err).is_some(), "the parse error is kept");
+        let bad_cluster = SpecEventBuilder::new("maestro", "r", 1, "a/b").build();
+        let err = source_publish_topic(&server(), "maestro", &bad_cluster).unwrap_err();
+        assert!(matches!(err, TopicError::InvalidSegment { what: "clustername", .. }), "{err}");
+        let err = source_subscriptions(&server(), "other").unwrap_err();
+        assert!(matches!(err, TopicError::SourceMismatch { .. }), "{err}");
+        let err = check_agent_origin("a/b", &status("c1", "maestro")).unwrap_err();
+        assert!(matches!(err, TopicError::NotAnAgentTopic { .. }), "{err}");
     }
 
     #[test]

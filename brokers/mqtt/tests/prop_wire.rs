@@ -363,17 +363,19 @@ proptest! {
         };
         let mut own = ev.clone();
         own.set_extension(ext::CLUSTER_NAME, cluster.clone());
-        let topic = topics::agent_publish_topic(&t, &cluster, &own).map_err(TestCaseError::fail)?;
-        let subs = topics::source_subscriptions(&t, "maestro").map_err(TestCaseError::fail)?;
+        let topic = topics::agent_publish_topic(&t, &cluster, &own).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let subs = topics::source_subscriptions(&t, "maestro").map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(subs.iter().any(|f| topics::matches_filter(f, &topic)), "{topic} not in {subs:?}");
-        prop_assert_eq!(topics::check_agent_origin(&topic, &own), Ok(()));
+        let own_check = topics::check_agent_origin(&topic, &own);
+        prop_assert!(own_check.is_ok(), "{:?}", own_check);
         let mut theirs = own.clone();
         theirs.set_extension(ext::CLUSTER_NAME, format!("{cluster}{other}"));
         prop_assert!(topics::check_agent_origin(&topic, &theirs).is_err());
         let resync = spec_resync_request("agent", &cluster, &ResourceVersionList::default());
-        let topic = topics::agent_publish_topic(&t, &cluster, &resync).map_err(TestCaseError::fail)?;
+        let topic = topics::agent_publish_topic(&t, &cluster, &resync).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(subs.iter().any(|f| topics::matches_filter(f, &topic)), "{topic} not in {subs:?}");
-        prop_assert_eq!(topics::check_agent_origin(&topic, &resync), Ok(()));
+        let resync_check = topics::check_agent_origin(&topic, &resync);
+        prop_assert!(resync_check.is_ok(), "{:?}", resync_check);
     }
 
     /// The topic readers take any topic and filter.

@@ -1,4 +1,4 @@
-//! Creating Maestro's topics and subscriptions (protocol.md §7.3; Go Maestro does this with
+//! Creating Maestro's topics and subscriptions (docs/protocol.md §7.3; Go Maestro does this with
 //! `hack/init-pubsub-emulator.sh` or its cloud chart). Every call is idempotent:
 //! `AlreadyExists` counts as success, and existing resources are left unchanged (a filter
 //! cannot be changed after creation in Pub/Sub).
@@ -7,18 +7,11 @@ use maestro_transport::{Error, Result};
 
 use crate::config::{cluster_filter, source_filter};
 use crate::conn::{Clients, is_already_exists, is_not_found};
+use crate::error::call_error as other;
 use crate::{BACKEND, PubSubConfig};
 
-fn other(what: String, e: impl std::fmt::Display) -> Error {
-    Error::Other { backend: BACKEND, source: format!("{what}: {e}").into() }
-}
-
 fn required<'a>(key: &str, v: &'a str) -> Result<&'a str> {
-    if v.is_empty() {
-        Err(Error::InvalidConfig { backend: BACKEND, reason: format!("{key} is required") })
-    } else {
-        Ok(v)
-    }
+    if v.is_empty() { Err(Error::invalid_config(BACKEND, format!("{key} is required"))) } else { Ok(v) }
 }
 
 /// Admin operations on one project (REST `TopicAdmin` / `SubscriptionAdmin`).
@@ -64,7 +57,8 @@ impl Admin {
     /// Creates topic `name` (`projects/<p>/topics/<t>`) unless it exists.
     ///
     /// # Errors
-    /// [`Error::Other`] when the service refuses or is unreachable.
+    /// [`Error::Other`] (holding a [`crate::error::PubSubError::Call`], retryable as its
+    /// status says) when the service refuses or is unreachable.
     pub async fn create_topic(&self, name: &str) -> Result<()> {
         match self.clients.topics.create_topic().set_name(name).send().await {
             Ok(_) => {
@@ -146,7 +140,8 @@ impl Admin {
     /// The filter of subscription `name`; `Ok(None)` when it does not exist.
     ///
     /// # Errors
-    /// [`Error::Other`] when the service refuses or is unreachable.
+    /// [`Error::Other`] (holding a [`crate::error::PubSubError::Call`], retryable as its
+    /// status says) when the service refuses or is unreachable.
     pub async fn subscription_filter(&self, name: &str) -> Result<Option<String>> {
         match self.clients.subscriptions.get_subscription().set_subscription(name).send().await {
             Ok(s) => Ok(Some(s.filter)),
@@ -158,7 +153,8 @@ impl Admin {
     /// Whether topic `name` exists.
     ///
     /// # Errors
-    /// [`Error::Other`] when the service refuses or is unreachable.
+    /// [`Error::Other`] (holding a [`crate::error::PubSubError::Call`], retryable as its
+    /// status says) when the service refuses or is unreachable.
     pub async fn topic_exists(&self, name: &str) -> Result<bool> {
         match self.clients.topics.get_topic().set_topic(name).send().await {
             Ok(_) => Ok(true),
@@ -168,7 +164,7 @@ impl Admin {
     }
 }
 
-/// Creates Maestro's layout (protocol.md §7.3): the four topics of `config.topics`, the
+/// Creates Maestro's layout (docs/protocol.md §7.3): the four topics of `config.topics`, the
 /// source's subscriptions for `source_id` and every consumer's subscriptions. Idempotent. Used
 /// by `maestro pubsub init` and the tests.
 ///

@@ -1,4 +1,4 @@
-//! [`PubSubAgent`]: the agent role (protocol.md §7.3). Publishes status events to
+//! [`PubSubAgent`]: the agent role (docs/protocol.md §7.3). Publishes status events to
 //! `topics.agentEvents` and spec resync requests to `topics.agentBroadcast`; receives spec
 //! events on `subscriptions.sourceEvents` and status resync requests on
 //! `subscriptions.sourceBroadcast`.
@@ -16,7 +16,7 @@ use crate::{BACKEND, PubSubConfig};
 /// The agent side of the Pub/Sub broker.
 ///
 /// Client-side check: events whose `ce-clustername` is not this consumer are acked and
-/// dropped, except resync requests (broadcast to every agent, protocol.md §7.3), since the
+/// dropped, except resync requests (broadcast to every agent, docs/protocol.md §7.3), since the
 /// emulator ignores subscription filters and production should not rely on one check alone.
 #[derive(Debug)]
 pub struct PubSubAgent {
@@ -36,10 +36,7 @@ impl PubSubAgent {
     pub async fn connect(config: PubSubConfig, consumer: &str, agent_id: &str) -> Result<Arc<PubSubAgent>> {
         config.validate_agent()?;
         if consumer.is_empty() {
-            return Err(Error::InvalidConfig {
-                backend: BACKEND,
-                reason: "the consumer name is required".into(),
-            });
+            return Err(Error::invalid_config(BACKEND, "the consumer name is required"));
         }
         let t = &config.topics;
         let s = &config.subscriptions;
@@ -90,7 +87,7 @@ impl AgentTransport for PubSubAgent {
     ///
     /// # Errors
     /// As [`crate::PubSubSource`]'s publish: [`Error::Closed`], [`Error::TooLarge`],
-    /// [`Error::Disconnected`] (fast), [`Error::Rejected`] (retryable).
+    /// [`Error::Disconnected`] (fast), [`Error::Rejected`] (retryable as its status says).
     async fn publish(&self, event: &Event) -> Result<()> {
         self.endpoint.publish(event).await
     }

@@ -1,4 +1,4 @@
-//! [`PubSubConfig`]: the sdk-go Pub/Sub client configuration (protocol.md §7.3 "Config keys",
+//! [`PubSubConfig`]: the sdk-go Pub/Sub client configuration (docs/protocol.md §7.3 "Config keys",
 //! serde camelCase like the Go YAML) plus our own limits, health checking and reconnect
 //! settings; and [`PubSubConfig::maestro_defaults`], Maestro's topic/subscription layout.
 //!
@@ -25,7 +25,16 @@ pub const PUBSUB_MESSAGE_LIMIT: usize = 10_000_000;
 pub const DEFAULT_MAX_EVENT_BYTES: usize = PUBSUB_MESSAGE_LIMIT - 64 * 1024;
 
 fn invalid(reason: impl Into<String>) -> maestro_transport::Error {
-    maestro_transport::Error::InvalidConfig { backend: BACKEND, reason: reason.into() }
+    maestro_transport::Error::invalid_config(BACKEND, reason)
+}
+
+/// Why a config document cannot be parsed ([`PubSubConfig::from_yaml`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigParseError {
+    /// The text is not YAML/JSON, or a key has a value of the wrong type.
+    #[error("{0}")]
+    Yaml(#[source] serde_yaml_ng::Error),
 }
 
 /// Topic names (full resource names `projects/<p>/topics/<name>`). Empty = not configured.
@@ -115,7 +124,7 @@ pub struct ReceiveSettings {
     pub num_goroutines: Option<i64>,
 }
 
-/// The Pub/Sub client configuration (sdk-go keys, protocol.md §7.3) and our own settings.
+/// The Pub/Sub client configuration (sdk-go keys, docs/protocol.md §7.3) and our own settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PubSubConfig {
@@ -249,7 +258,7 @@ impl PubSubConfig {
         format!("projects/{}/subscriptions/{name}", self.project_id)
     }
 
-    /// Maestro's layout (protocol.md §7.3) on `project`: the four topics `sourceevents`,
+    /// Maestro's layout (docs/protocol.md §7.3) on `project`: the four topics `sourceevents`,
     /// `sourcebroadcast`, `agentevents`, `agentbroadcast`. Subscriptions are per client:
     /// complete them with [`PubSubConfig::for_source`] / [`PubSubConfig::for_agent`].
     /// `endpoint` (`host:port`), when given, is the emulator: plain text, auto-create on.
@@ -313,7 +322,7 @@ impl PubSubConfig {
     }
 
     /// Reads an sdk-go style YAML (or JSON) Pub/Sub config file, e.g. Go Maestro's
-    /// `--message-broker-config-file` / `--workload-source-config` (protocol.md §7.3 "Config
+    /// `--message-broker-config-file` / `--workload-source-config` (docs/protocol.md §7.3 "Config
     /// keys"), and checks it with [`PubSubConfig::validate`].
     ///
     /// # Errors
@@ -321,19 +330,35 @@ impl PubSubConfig {
     /// not a config document, or an invalid value).
     pub fn from_file(path: impl AsRef<std::path::Path>) -> maestro_transport::Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
-        let config = Self::from_yaml(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-        config.validate().map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            maestro_transport::Error::invalid_config_from(
+                BACKEND,
+                format_args!("cannot read {}", path.display()),
+                e,
+            )
+        })?;
+        let config = Self::from_yaml(&text)
+            .map_err(|e| maestro_transport::Error::invalid_config_from(BACKEND, path.display(), e))?;
+        config.validate().map_err(|e| match e {
+            maestro_transport::Error::InvalidConfig { backend, reason, source } => {
+                maestro_transport::Error::InvalidConfig {
+                    backend,
+                    reason: format!("{}: {reason}", path.display()),
+                    source,
+                }
+            }
+            other => other,
+        })?;
         Ok(config)
     }
 
     /// Parses YAML/JSON text (no validation).
     ///
     /// # Errors
-    /// The parser's message when the text is not a valid config document.
-    pub fn from_yaml(text: &str) -> Result<Self, String> {
-        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    /// [`ConfigParseError::Yaml`] (the parser's error) when the text is not a valid config
+    /// document.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigParseError> {
+        serde_yaml_ng::from_str(text).map_err(ConfigParseError::Yaml)
     }
 
     /// Whether the server creates a consumer's subscriptions when it is registered
@@ -392,7 +417,7 @@ impl PubSubConfig {
     }
 
     /// Checks the keys a source needs: topics `sourceEvents`, `sourceBroadcast`, subscriptions
-    /// `agentEvents`, `agentBroadcast` (protocol.md §7.3).
+    /// `agentEvents`, `agentBroadcast` (docs/protocol.md §7.3).
     ///
     /// # Errors
     /// [`maestro_transport::Error::InvalidConfig`] naming the first missing key.
@@ -407,7 +432,7 @@ impl PubSubConfig {
     }
 
     /// Checks the keys an agent needs: topics `agentEvents`, `agentBroadcast`, subscriptions
-    /// `sourceEvents`, `sourceBroadcast` (protocol.md §7.3).
+    /// `sourceEvents`, `sourceBroadcast` (docs/protocol.md §7.3).
     ///
     /// # Errors
     /// [`maestro_transport::Error::InvalidConfig`] naming the first missing key.

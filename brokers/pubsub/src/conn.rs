@@ -1,11 +1,12 @@
 //! Building the google-cloud-pubsub clients from a [`PubSubConfig`]: endpoint, TLS and
 //! credentials (anonymous for the emulator, a key file, or application default credentials),
-//! plus error classification helpers.
+//! plus "not found" / "already exists" tests on the library's errors.
 
 use google_cloud_auth::credentials::{self, Credentials};
 use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
 use maestro_transport::{Error, Result};
 
+use crate::error::PubSubError;
 use crate::{BACKEND, PubSubConfig};
 
 /// Installs rustls' `ring` provider as the process default (ignored when one is already
@@ -14,8 +15,8 @@ pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn other(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Other { backend: BACKEND, source: format!("{what}: {e}").into() }
+fn client_error(client: &'static str) -> impl FnOnce(google_cloud_gax::client_builder::Error) -> Error {
+    move |source| PubSubError::Client { client, source }.into()
 }
 
 /// Builds the credentials: anonymous when plain text (emulator), else the key file, else ADC.
@@ -26,24 +27,25 @@ pub(crate) fn credentials(config: &PubSubConfig) -> Result<Credentials> {
     let Some(path) = config.credentials_file.as_deref().filter(|p| !p.is_empty()) else {
         return credentials::Builder::default()
             .build()
-            .map_err(|e| other("application default credentials", e));
+            .map_err(|source| PubSubError::Credentials { source }.into());
     };
-    let invalid = |reason: String| Error::InvalidConfig { backend: BACKEND, reason };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| invalid(format!("credentialsFile {path:?}: {e}")))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| invalid(format!("credentialsFile {path:?} is not JSON: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::invalid_config_from(BACKEND, format_args!("credentialsFile {path:?}"), e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::invalid_config_from(BACKEND, format_args!("credentialsFile {path:?} is not JSON"), e)
+    })?;
     let built = match json.get("type").and_then(|t| t.as_str()) {
         Some("service_account") => credentials::service_account::Builder::new(json).build(),
         Some("authorized_user") => credentials::user_account::Builder::new(json).build(),
         Some("external_account") => credentials::external_account::Builder::new(json).build(),
         other_type => {
-            return Err(invalid(format!(
-                "credentialsFile {path:?}: unsupported credentials type {other_type:?}"
-            )));
+            return Err(Error::invalid_config(
+                BACKEND,
+                format!("credentialsFile {path:?}: unsupported credentials type {other_type:?}"),
+            ));
         }
     };
-    built.map_err(|e| invalid(format!("credentialsFile {path:?}: {e}")))
+    built.map_err(|e| Error::invalid_config_from(BACKEND, format_args!("credentialsFile {path:?}"), e))
 }
 
 /// The clients one endpoint uses.
@@ -71,9 +73,9 @@ impl Clients {
             subscriber = subscriber.with_endpoint(url);
         }
         Ok(Clients {
-            topics: topics.build().await.map_err(|e| other("topic admin client", e))?,
-            subscriptions: subscriptions.build().await.map_err(|e| other("subscription admin client", e))?,
-            subscriber: subscriber.build().await.map_err(|e| other("subscriber client", e))?,
+            topics: topics.build().await.map_err(client_error("topic admin client"))?,
+            subscriptions: subscriptions.build().await.map_err(client_error("subscription admin client"))?,
+            subscriber: subscriber.build().await.map_err(client_error("subscriber client"))?,
             creds,
             url,
         })
@@ -88,7 +90,7 @@ impl Clients {
         if let Some(url) = &self.url {
             b = b.with_endpoint(url);
         }
-        b.build().await.map_err(|e| other("publisher client", e))
+        b.build().await.map_err(client_error("publisher client"))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The machinery both roles share (protocol.md §7.3, §7.6): a health loop that checks (and,
+//! The machinery both roles share (docs/protocol.md §7.3, §7.6): a health loop that checks (and,
 //! with `autoCreate`, recreates) the topics and subscriptions and holds the connected state;
 //! publishing with routing by action; and the receive loop — StreamingPull on both
 //! subscriptions feeding one sequential worker that acks only after the handler succeeded.
@@ -65,6 +65,8 @@ struct Inner {
     resets: watch::Sender<u64>,
     closed: AtomicBool,
     signal: watch::Sender<u64>,
+    /// The permanent cause of being down last logged (as an error, once per cause).
+    last_permanent: Mutex<Option<String>>,
 }
 
 /// A connected endpoint (either role).
@@ -113,6 +115,7 @@ impl Endpoint {
             resets: watch::channel(0).0,
             closed: AtomicBool::new(false),
             signal: watch::channel(0).0,
+            last_permanent: Mutex::new(None),
         });
         let first = inner.check().await;
         inner.set_up(first.map(|_| ()));
@@ -159,16 +162,15 @@ impl Endpoint {
         let timeout = inner.config.publish_timeout;
         tokio::select! {
             res = fut => res.map(|_| ()).map_err(|e| {
-                tracing::debug!(backend = BACKEND, id = event.id(), error = %e, "publish failed");
+                let err = crate::error::publish_error(e);
+                tracing::debug!(backend = BACKEND, id = event.id(), error = %err, retryable = err.is_retryable(), "publish failed");
                 inner.poke.notify_one();
-                Error::Rejected { backend: BACKEND, reason: e.to_string(), retryable: true }
+                err
             }),
             _ = up.wait_for(|u| !*u) => Err(Error::Disconnected { backend: BACKEND }),
-            _ = tokio::time::sleep(timeout) => Err(Error::Rejected {
-                backend: BACKEND,
-                reason: format!("publish timed out after {timeout:?}"),
-                retryable: true,
-            }),
+            _ = tokio::time::sleep(timeout) => {
+                Err(Error::rejected(BACKEND, format!("publish timed out after {timeout:?}"), true))
+            }
         }
     }
 
@@ -230,17 +232,96 @@ impl Drop for Endpoint {
     }
 }
 
+/// Why the endpoint counts as down (publishes fail with [`Error::Disconnected`] and the
+/// health loop keeps checking).
+#[derive(Debug, thiserror::Error)]
+enum Down {
+    /// A publish topic is missing and `autoCreate` is off.
+    #[error("topic {0} does not exist (autoCreate is off)")]
+    MissingTopic(String),
+    /// A subscription is missing and cannot be recreated.
+    #[error("subscription {0} does not exist (autoCreate is off or its topic is not configured)")]
+    MissingSubscription(String),
+    /// An admin call failed.
+    #[error("{0}")]
+    Call(#[source] Error),
+    /// An admin call did not answer within `healthCheckTimeout`.
+    #[error("admin call timed out after {0:?}")]
+    Timeout(Duration),
+    /// A receive stream stopped.
+    #[error("{0}")]
+    Stream(#[source] StreamStop),
+}
+
+impl Down {
+    /// True when the cause can go away without anyone changing the project or the
+    /// configuration (an outage), false when it cannot (a missing resource, a refused
+    /// permission): then the health loop still checks, but the cause is logged as an error.
+    fn is_retryable(&self) -> bool {
+        match self {
+            Down::MissingTopic(_) | Down::MissingSubscription(_) => false,
+            Down::Call(e) => e.is_retryable(),
+            Down::Timeout(_) => true,
+            Down::Stream(stop) => stop.is_retryable(),
+        }
+    }
+}
+
+/// Why a StreamingPull reader stopped.
+#[derive(Debug, thiserror::Error)]
+enum StreamStop {
+    /// The worker that handles the messages is gone.
+    #[error("the worker stopped")]
+    WorkerStopped,
+    /// The stream failed.
+    #[error("subscription {subscription}: {source}")]
+    Failed {
+        /// The subscription.
+        subscription: String,
+        /// The library's error.
+        #[source]
+        source: google_cloud_pubsub::Error,
+    },
+    /// The stream ended.
+    #[error("subscription {0}: stream ended")]
+    Ended(String),
+}
+
+impl StreamStop {
+    /// True unless the stream failed with a permanent status (e.g. `PERMISSION_DENIED` on the
+    /// subscription, see [`crate::error::is_retryable`]).
+    fn is_retryable(&self) -> bool {
+        match self {
+            StreamStop::Failed { source, .. } => crate::error::is_retryable(source),
+            StreamStop::WorkerStopped | StreamStop::Ended(_) => true,
+        }
+    }
+}
+
 impl Inner {
-    fn set_up(&self, ok: std::result::Result<(), String>) {
+    fn set_up(&self, ok: std::result::Result<(), Down>) {
         let role = &self.layout.role;
+        let mut last_permanent = self.last_permanent.lock().unwrap_or_else(|p| p.into_inner());
         match ok {
             Ok(()) => {
+                *last_permanent = None;
                 if !self.up.send_replace(true) {
                     tracing::info!(
                         backend = BACKEND,
                         ?role,
                         "Pub/Sub reachable; topics and subscriptions present"
                     );
+                }
+            }
+            Err(reason) if !reason.is_retryable() => {
+                self.up.send_replace(false);
+                let text = reason.to_string();
+                if last_permanent.as_deref() == Some(text.as_str()) {
+                    tracing::debug!(backend = BACKEND, ?role, %reason, "Pub/Sub still unusable");
+                } else {
+                    tracing::error!(backend = BACKEND, ?role, %reason,
+                        "Pub/Sub unusable until the project or the configuration changes; still checking");
+                    *last_permanent = Some(text);
                 }
             }
             Err(reason) => {
@@ -258,11 +339,11 @@ impl Inner {
             .jittered(attempt)
     }
 
-    async fn bounded<T>(&self, fut: impl Future<Output = Result<T>>) -> std::result::Result<T, String> {
+    async fn bounded<T>(&self, fut: impl Future<Output = Result<T>>) -> std::result::Result<T, Down> {
         let t = self.config.health_check_timeout;
         match tokio::time::timeout(t, fut).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("admin call timed out after {t:?}")),
+            Ok(r) => r.map_err(Down::Call),
+            Err(_) => Err(Down::Timeout(t)),
         }
     }
 
@@ -270,14 +351,14 @@ impl Inner {
     /// recreated when `autoCreate` is on. Returns whether anything was recreated. Every admin
     /// call is bounded by `healthCheckTimeout` (a slow but progressing recreation is not cut
     /// short, while a dead service fails fast).
-    async fn check(&self) -> std::result::Result<bool, String> {
+    async fn check(&self) -> std::result::Result<bool, Down> {
         let mut created = false;
         let auto = self.config.auto_create_enabled();
         let admin = &self.admin;
         for topic in [&self.layout.events_topic, &self.layout.broadcast_topic] {
             if !self.bounded(admin.topic_exists(topic)).await? {
                 if !auto {
-                    return Err(format!("topic {topic} does not exist (autoCreate is off)"));
+                    return Err(Down::MissingTopic(topic.clone()));
                 }
                 self.bounded(admin.create_topic(topic)).await?;
                 created = true;
@@ -288,10 +369,7 @@ impl Inner {
                 continue;
             }
             if !auto || sub.topic.is_empty() {
-                return Err(format!(
-                    "subscription {} does not exist (autoCreate is off or its topic is not configured)",
-                    sub.name
-                ));
+                return Err(Down::MissingSubscription(sub.name.clone()));
             }
             self.bounded(admin.create_topic(&sub.topic)).await?;
             self.bounded(admin.create_subscription(&sub.name, &sub.topic, &sub.filter)).await?;
@@ -321,7 +399,7 @@ async fn health_loop(inner: Arc<Inner>) {
             return;
         }
         let result = inner.check().await;
-        if result == Ok(true) {
+        if matches!(result, Ok(true)) {
             inner.resets.send_modify(|n| *n += 1);
         }
         inner.set_up(result.map(|_| ()));
@@ -350,7 +428,7 @@ async fn receive_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Delivery>) {
             return;
         }
         resets.borrow_and_update();
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<StreamStop>();
         let mut pumps = Pumps::default();
         for i in 0..inner.layout.subs.len() {
             let stream = open_stream(&inner, i);
@@ -360,26 +438,42 @@ async fn receive_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Delivery>) {
         inner.signal.send_modify(|n| *n += 1);
         tracing::info!(backend = BACKEND, role = ?inner.layout.role, "subscribed");
         let opened = tokio::time::Instant::now();
-        let (reason, stream_failed) = tokio::select! {
-            _ = up.wait_for(|u| !*u) => ("the service became unavailable".to_owned(), false),
-            r = done_rx.recv() => (r.unwrap_or_else(|| "stream ended".to_owned()), true),
-            _ = resets.changed() => ("topics or subscriptions were recreated".to_owned(), false),
+        let stopped = tokio::select! {
+            _ = up.wait_for(|u| !*u) => Stopped::Unavailable,
+            r = done_rx.recv() => Stopped::Stream(r.unwrap_or(StreamStop::WorkerStopped)),
+            _ = resets.changed() => Stopped::Recreated,
         };
         pumps.shutdown().await;
         if inner.closed.load(Ordering::Acquire) {
             return;
         }
-        tracing::warn!(backend = BACKEND, role = ?inner.layout.role, %reason, "receive streams stopped; resubscribing");
-        if stream_failed && *up.borrow() {
+        tracing::warn!(backend = BACKEND, role = ?inner.layout.role, reason = %stopped, "receive streams stopped; resubscribing");
+        if let Stopped::Stream(stop) = stopped
+            && *up.borrow()
+        {
             // A stream failed while the last check passed: treat the service as down until a
             // fresh check passes (so the subscribed signal never bumps during an outage).
-            inner.set_up(Err(reason));
+            inner.set_up(Err(Down::Stream(stop)));
             inner.poke.notify_one();
             failures =
                 if opened.elapsed() > Duration::from_secs(60) { 0 } else { failures.saturating_add(1) };
             tokio::time::sleep(inner.backoff(failures)).await;
         }
     }
+}
+
+/// Why a round of receive streams ended.
+#[derive(Debug, thiserror::Error)]
+enum Stopped {
+    /// The health check failed.
+    #[error("the service became unavailable")]
+    Unavailable,
+    /// A stream stopped.
+    #[error("{0}")]
+    Stream(StreamStop),
+    /// The health check recreated a topic or subscription.
+    #[error("topics or subscriptions were recreated")]
+    Recreated,
 }
 
 /// The StreamingPull readers of one subscription round. Dropping it (the receive loop was
@@ -444,18 +538,18 @@ async fn pump(
     sub: usize,
     mut stream: MessageStream,
     tx: mpsc::UnboundedSender<Delivery>,
-    done: mpsc::UnboundedSender<String>,
+    done: mpsc::UnboundedSender<StreamStop>,
 ) {
     let name = &inner.layout.subs[sub].name;
     let reason = loop {
         match stream.next().await {
             Some(Ok((message, handler))) => {
                 if tx.send(Delivery { sub, message, handler }).is_err() {
-                    break "the worker stopped".to_owned();
+                    break StreamStop::WorkerStopped;
                 }
             }
-            Some(Err(e)) => break format!("subscription {name}: {e}"),
-            None => break format!("subscription {name}: stream ended"),
+            Some(Err(source)) => break StreamStop::Failed { subscription: name.clone(), source },
+            None => break StreamStop::Ended(name.clone()),
         }
     };
     let _ = done.send(reason);

@@ -1,6 +1,6 @@
 //! # maestro-broker-pubsub: the GCP Pub/Sub broker
 //!
-//! Maestro's Pub/Sub transport (protocol.md §7.3) over the official `google-cloud-pubsub`
+//! Maestro's Pub/Sub transport (docs/protocol.md §7.3) over the official `google-cloud-pubsub`
 //! client, in both roles:
 //!
 //! - [`PubSubSource`] ([`maestro_transport::SourceTransport`]) publishes spec events to
@@ -24,13 +24,18 @@
 //! - [`config`]: [`PubSubConfig`] (sdk-go keys) and Maestro's layout
 //!   ([`PubSubConfig::maestro_defaults`]).
 //! - [`admin`]: idempotent topic/subscription creation ([`init`], [`init_consumer`], [`Admin`]).
+//! - [`error`]: [`PubSubError`] and whether a failure is retryable, from the gRPC (or HTTP)
+//!   status of the Google API error: e.g. `PERMISSION_DENIED` and `NOT_FOUND` are permanent,
+//!   `UNAVAILABLE` and `DEADLINE_EXCEEDED` retryable.
 //! - `source` / `agent`: the two roles; `endpoint`: their shared machinery; `conn`: client
 //!   and credential construction.
-//! - [`testing`]: the Pub/Sub emulator for tests ([`testing::Emulator`]).
+//! - [`emulator`]: a launcher of the official Pub/Sub emulator on a free local port
+//!   ([`emulator::Emulator`]), used by `maestro demo --broker pubsub` and by the tests.
 
 pub mod admin;
 pub mod config;
-pub mod testing;
+pub mod emulator;
+pub mod error;
 
 mod agent;
 mod conn;
@@ -40,9 +45,10 @@ mod source;
 pub use admin::{Admin, init, init_consumer};
 pub use agent::PubSubAgent;
 pub use config::{
-    KeepaliveSettings, PubSubConfig, ReceiveSettings, ResolvedEndpoint, Subscriptions, Topics,
-    cluster_filter, source_filter,
+    ConfigParseError, KeepaliveSettings, PubSubConfig, ReceiveSettings, ResolvedEndpoint, Subscriptions,
+    Topics, cluster_filter, source_filter,
 };
+pub use error::PubSubError;
 pub use source::PubSubSource;
 
 /// The backend name reported by both roles.

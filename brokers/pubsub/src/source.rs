@@ -1,4 +1,4 @@
-//! [`PubSubSource`]: the source role (protocol.md §7.3). Publishes spec events to
+//! [`PubSubSource`]: the source role (docs/protocol.md §7.3). Publishes spec events to
 //! `topics.sourceEvents` and status resync requests to `topics.sourceBroadcast`; receives
 //! status events on `subscriptions.agentEvents` and spec resync requests on
 //! `subscriptions.agentBroadcast`.
@@ -37,10 +37,7 @@ impl PubSubSource {
     pub async fn connect(config: PubSubConfig, source_id: &str) -> Result<Arc<PubSubSource>> {
         config.validate_source()?;
         if source_id.is_empty() {
-            return Err(Error::InvalidConfig {
-                backend: BACKEND,
-                reason: "the source id is required".into(),
-            });
+            return Err(Error::invalid_config(BACKEND, "the source id is required"));
         }
         let t = &config.topics;
         let s = &config.subscriptions;
@@ -98,8 +95,10 @@ impl SourceTransport for PubSubSource {
     /// # Errors
     /// [`Error::Closed`]; [`Error::TooLarge`] over `maxEventBytes` (or Pub/Sub's 10 MB);
     /// [`Error::Disconnected`] at once while the health check fails (or when it starts
-    /// failing during the publish); [`Error::Rejected`] (retryable) when the publish fails or
-    /// exceeds `publishTimeout`.
+    /// failing during the publish); [`Error::Rejected`] when the publish fails, with the
+    /// library's error as its source and retryable as its status says
+    /// ([`crate::error::publish_is_retryable`]: e.g. not for `PERMISSION_DENIED` or
+    /// `NOT_FOUND`), or (retryable) when it exceeds `publishTimeout`.
     async fn publish(&self, event: &Event) -> Result<()> {
         self.endpoint.publish(event).await
     }

@@ -13,7 +13,7 @@ use maestro_api::codec::{SpecEventBuilder, StatusEventBuilder};
 use maestro_api::payload::{ManifestBundleStatus, ResourceVersionList, StatusHashList};
 use maestro_api::types::Action;
 use maestro_api::{AttributesReader, AttributesWriter, Event, codec};
-use maestro_broker_pubsub::testing::Emulator;
+use maestro_broker_pubsub::emulator::Emulator;
 use maestro_broker_pubsub::{Admin, PubSubAgent, PubSubConfig, PubSubSource, init};
 use maestro_transport::conformance::{self, Harness, Recorder};
 use maestro_transport::{AgentTransport, DynAgentTransport, DynSourceTransport, SourceTransport};
@@ -278,5 +278,45 @@ async fn a_restarted_agent_gets_what_was_published_while_it_was_away() {
     // "before" may come back too: Pub/Sub is at-least-once and an ack still in flight when the
     // first agent closed can be lost; agents ignore a spec version they already hold.
     second.close().await;
+    source.close().await;
+}
+
+/// A publish to a topic that no longer exists is refused for good: `NOT_FOUND` is a
+/// permanent `Rejected` holding the library's error (before, every publish failure was
+/// retryable, so the server retried such an event for ever instead of setting it aside as a
+/// dead letter). The failed publish wakes the health check, which recreates the topic
+/// (autoCreate), and publishing works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_to_a_missing_topic_is_permanent() {
+    let emu = Emulator::start().await;
+    let mut cfg = base_config(&emu).for_source(SOURCE_ID);
+    // No periodic check between the deletion and the publish: only the failed publish wakes it.
+    cfg.health_check_interval = Duration::from_secs(600);
+    init(&cfg, SOURCE_ID, &["c1".to_owned()]).await.unwrap();
+    let source = PubSubSource::connect(cfg.clone(), SOURCE_ID).await.unwrap();
+    assert!(source.is_connected(), "the first health check passed");
+    let topics = google_cloud_pubsub::client::TopicAdmin::builder()
+        .with_endpoint(emu.url())
+        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
+        .build()
+        .await
+        .unwrap();
+    topics.delete_topic().set_topic(cfg.topic_name("sourceevents")).send().await.unwrap();
+
+    let err = source.publish(&spec("to-a-missing-topic", "c1")).await.expect_err("the topic is gone");
+    assert!(matches!(err, maestro_transport::Error::Rejected { .. }), "{err}");
+    assert!(!err.is_retryable(), "NOT_FOUND must be permanent: {err}");
+    let cause = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<google_cloud_pubsub::error::PublishError>());
+    assert!(cause.is_some(), "the library's error is the source: {err:?}");
+
+    let admin = Admin::new(&cfg).await.unwrap();
+    let deadline = tokio::time::Instant::now() + conformance::DEADLINE;
+    while !admin.topic_exists(&cfg.topic_name("sourceevents")).await.unwrap() {
+        assert!(tokio::time::Instant::now() < deadline, "the health check did not recreate the topic");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ev = spec("after-recreation", "c1");
+    publish(|| source.publish(&ev)).await;
     source.close().await;
 }

@@ -31,7 +31,7 @@ pub(crate) struct Shared {
     /// Ids of the works whose status may be unpublished: the publisher looks at these only,
     /// not at every work (an agent can hold thousands).
     pub(crate) unpublished: Mutex<HashSet<String>>,
-    /// Sequence ids for status events (node 1, protocol.md §6.2).
+    /// Sequence ids for status events (node 1, docs/protocol.md §6.2).
     pub(crate) sequence: Generator,
     pub(crate) hub_hash: String,
 }
@@ -73,7 +73,7 @@ impl Shared {
     }
 }
 
-/// The work agent of one consumer (protocol.md §8): receives spec events through an
+/// The work agent of one consumer (docs/protocol.md §8): receives spec events through an
 /// [`maestro_transport::AgentTransport`], applies the bundles on a [`Cluster`] and publishes
 /// their status.
 #[derive(Debug)]

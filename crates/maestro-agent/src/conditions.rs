@@ -1,4 +1,4 @@
-//! Condition types, reasons and messages (protocol.md §8.4, exact strings) and the helpers that
+//! Condition types, reasons and messages (docs/protocol.md §8.4, exact strings) and the helpers that
 //! keep `lastTransitionTime` stable while a condition's status does not flip.
 
 use chrono::{SecondsFormat, Utc};
@@ -10,7 +10,7 @@ pub const APPLIED: &str = "Applied";
 pub const AVAILABLE: &str = "Available";
 /// Condition type `StatusFeedbackSynced` (per manifest).
 pub const STATUS_FEEDBACK_SYNCED: &str = "StatusFeedbackSynced";
-/// Condition type `Deleted` (work-level, final event; protocol.md §6.3).
+/// Condition type `Deleted` (work-level, final event; docs/protocol.md §6.3).
 pub const DELETED: &str = "Deleted";
 
 /// `True`.
@@ -169,7 +169,7 @@ pub fn feedback_synced(has_rules: bool, error: Option<&str>, generation: i64) ->
 }
 
 /// Work-level `Deleted`: True `ManifestsDeleted` "The manifests are deleted from the cluster
-/// <consumer>" (protocol.md §6.3).
+/// <consumer>" (docs/protocol.md §6.3).
 pub fn deleted(consumer: &str, generation: i64) -> Condition {
     condition(
         DELETED,

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-/// The default field manager of server-side apply (protocol.md §4.1).
+/// The default field manager of server-side apply (docs/protocol.md §4.1).
 pub const DEFAULT_FIELD_MANAGER: &str = "work-agent";
 
-/// The default status sync interval: 10 s (protocol.md §8.1 `--status-sync-interval`).
+/// The default status sync interval: 10 s (docs/protocol.md §8.1 `--status-sync-interval`).
 pub const DEFAULT_STATUS_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The default re-apply interval: 5 min (the Go agent requeues every 4–6 min, protocol.md §8.1).
+/// The default re-apply interval: 5 min (the Go agent requeues every 4–6 min, docs/protocol.md §8.1).
 pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The default limit of a `JsonRaw` feedback value: 1 MiB (Maestro's `MaxJSONRawLength`).
@@ -16,7 +16,7 @@ pub const DEFAULT_MAX_JSON_RAW_BYTES: usize = 1024 * 1024;
 
 /// The source id whose spec events an agent accepts by default: `maestro`, the default
 /// `--source-id` of the server, which stamps it as CloudEvent `source` on every spec event and
-/// status resync request it sends to agents, on every broker (protocol.md §1).
+/// status resync request it sends to agents, on every broker (docs/protocol.md §1).
 pub const DEFAULT_SOURCE_ID: &str = "maestro";
 
 /// Configuration of an [`crate::Agent`]. Build with [`AgentConfig::new`] and adjust fields.
@@ -35,7 +35,7 @@ pub struct AgentConfig {
     /// Default `Some(`[`DEFAULT_RESYNC_INTERVAL`]`)`.
     pub resync_interval: Option<Duration>,
     /// The hub host (MQTT broker host, gRPC URL; `""` for Pub/Sub), hashed into the
-    /// AppliedManifestWork name (protocol.md §8.3). Default `""`.
+    /// AppliedManifestWork name (docs/protocol.md §8.3). Default `""`.
     pub hub_host: String,
     /// Number of concurrent reconcile workers (one work is reconciled by one worker at a
     /// time). Default 4; at least 1 is used.

@@ -1,4 +1,4 @@
-//! Work deletion (protocol.md §6.3, §8.3): delete the applied resources the delete option lets
+//! Work deletion (docs/protocol.md §6.3, §8.3): delete the applied resources the delete option lets
 //! the work own, remove the AppliedManifestWork, then set the `Deleted` condition; the status
 //! publisher drops the work once that status is published.
 

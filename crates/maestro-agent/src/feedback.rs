@@ -1,4 +1,4 @@
-//! Status feedback (protocol.md §8.5): `WellKnownStatus` fields per kind and `JSONPaths`
+//! Status feedback (docs/protocol.md §8.5): `WellKnownStatus` fields per kind and `JSONPaths`
 //! rules, evaluated against the live object.
 //!
 //! Paths are kubectl-style JSONPath (`.status.readyReplicas`, `{.status.phase}`), converted to
@@ -9,7 +9,32 @@
 use maestro_api::payload::{FeedbackRule, FeedbackRuleType, FeedbackValue, FieldValue};
 use serde_json::Value;
 
-/// The well-known status fields of a kind: `(name, kubectl path)` (protocol.md §8.5).
+/// Why one feedback path gives no value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FeedbackError {
+    /// The path is not a JSONPath (after [`to_rfc9535`]).
+    #[error("invalid JSONPath {path:?}: {source}")]
+    InvalidPath {
+        /// The path as configured.
+        path: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json_path::ParseError,
+    },
+    /// The `JsonRaw` value is over the configured limit.
+    #[error("the length of the raw JSON of {path:?} ({size} bytes) is larger than the limit {limit}")]
+    RawTooLarge {
+        /// The path as configured.
+        path: String,
+        /// The size of the raw JSON in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
+
+/// The well-known status fields of a kind: `(name, kubectl path)` (docs/protocol.md §8.5).
 pub fn well_known_paths(group: &str, kind: &str) -> &'static [(&'static str, &'static str)] {
     match (group, kind) {
         ("apps", "Deployment") => &[
@@ -50,10 +75,15 @@ pub fn to_rfc9535(path: &str) -> String {
 /// Evaluates one path against `object`; `Ok(None)` when nothing matches.
 ///
 /// # Errors
-/// A message when the path does not parse or a `JsonRaw` value exceeds `max_raw` bytes.
-pub fn evaluate_path(object: &Value, path: &str, max_raw: usize) -> Result<Option<FieldValue>, String> {
+/// [`FeedbackError::InvalidPath`] when the path does not parse; [`FeedbackError::RawTooLarge`]
+/// when a `JsonRaw` value exceeds `max_raw` bytes.
+pub fn evaluate_path(
+    object: &Value,
+    path: &str,
+    max_raw: usize,
+) -> Result<Option<FieldValue>, FeedbackError> {
     let compiled = serde_json_path::JsonPath::parse(&to_rfc9535(path))
-        .map_err(|e| format!("invalid JSONPath {path:?}: {e}"))?;
+        .map_err(|source| FeedbackError::InvalidPath { path: path.to_owned(), source })?;
     let nodes = compiled.query(object).all();
     let value = match nodes.as_slice() {
         [] | [Value::Null] => return Ok(None),
@@ -67,10 +97,11 @@ pub fn evaluate_path(object: &Value, path: &str, max_raw: usize) -> Result<Optio
         other => {
             let raw = other.to_string();
             if raw.len() > max_raw {
-                return Err(format!(
-                    "the length of the raw JSON of {path:?} ({} bytes) is larger than the limit {max_raw}",
-                    raw.len()
-                ));
+                return Err(FeedbackError::RawTooLarge {
+                    path: path.to_owned(),
+                    size: raw.len(),
+                    limit: max_raw,
+                });
             }
             FieldValue::JsonRaw { json_raw: raw }
         }
@@ -78,8 +109,9 @@ pub fn evaluate_path(object: &Value, path: &str, max_raw: usize) -> Result<Optio
 }
 
 /// Evaluates `rules` against the live object of kind `group`/`kind` served in `version`.
-/// Returns the values found and, when some rule failed, the joined error messages (the values
-/// of the rules that worked are still returned).
+/// Returns the values found and, when some rule failed, the messages of the
+/// [`FeedbackError`]s joined with `; ` (the `StatusFeedbackSynced` condition message, so the
+/// values of the rules that worked are still returned).
 pub fn evaluate(
     rules: &[FeedbackRule],
     object: &Value,
@@ -93,7 +125,7 @@ pub fn evaluate(
     let mut push = |name: &str, path: &str| match evaluate_path(object, path, max_raw) {
         Ok(Some(field_value)) => values.push(FeedbackValue { name: name.to_owned(), field_value }),
         Ok(None) => {}
-        Err(e) => errors.push(e),
+        Err(e) => errors.push(e.to_string()),
     };
     for rule in rules {
         match rule.kind {
@@ -148,8 +180,12 @@ mod tests {
             v(".status.conditions[*].type"),
             Some(FieldValue::JsonRaw { json_raw: r#"["Complete","Failed"]"#.into() })
         );
-        assert!(evaluate_path(&o, ".status.conditions", 10).is_err(), "raw limit");
-        assert!(evaluate_path(&o, ".status[", 10).is_err());
+        let err = evaluate_path(&o, ".status.conditions", 10).expect_err("raw limit");
+        assert!(matches!(err, FeedbackError::RawTooLarge { limit: 10, .. }), "{err}");
+        assert!(err.to_string().contains("larger than the limit 10"), "{err}");
+        let err = evaluate_path(&o, ".status[", 10).expect_err("not a path");
+        assert!(matches!(err, FeedbackError::InvalidPath { .. }), "{err}");
+        assert!(std::error::Error::source(&err).is_some(), "the parser's error is kept");
     }
 
     #[test]

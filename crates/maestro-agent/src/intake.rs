@@ -1,7 +1,7 @@
 //! Intake: the [`EventHandler`] given to the transport. Refuses events whose CloudEvent
 //! `source` is not one of [`crate::AgentConfig::accepted_sources`]; applies the upsert rules of
-//! protocol.md §6.1 to the work store and queues the work; answers status resync requests
-//! (protocol.md §5.3). Returns quickly: applying happens in the reconcile workers.
+//! docs/protocol.md §6.1 to the work store and queues the work; answers status resync requests
+//! (docs/protocol.md §5.3). Returns quickly: applying happens in the reconcile workers.
 
 use std::sync::Arc;
 
@@ -124,7 +124,7 @@ async fn publish_resync_responses(shared: Arc<Shared>, events: Vec<(String, Even
     }
 }
 
-/// Applies one decoded spec event to the store (protocol.md §6.1). Returns true when the work
+/// Applies one decoded spec event to the store (docs/protocol.md §6.1). Returns true when the work
 /// must be reconciled.
 pub(crate) fn upsert(works: &mut std::collections::HashMap<String, Work>, spec: SpecEvent) -> bool {
     let id = spec.resource_id.clone();

@@ -2,7 +2,7 @@
 //!
 //! Receives resource bundles (ManifestWorks) for one consumer through an
 //! [`maestro_transport::AgentTransport`], applies them on a [`Cluster`] and publishes their
-//! status, following the OCM work agent (`shared/docs/protocol.md` §5, §6, §8): update
+//! status, following the OCM work agent (`docs/protocol.md` §5, §6, §8): update
 //! strategies, AppliedManifestWork ownership and garbage collection, delete options, the exact
 //! condition types/reasons/messages, status feedback, status and spec resync.
 //!

@@ -1,4 +1,4 @@
-//! Ownership of applied resources by the AppliedManifestWork (protocol.md §8.2, §8.3): which
+//! Ownership of applied resources by the AppliedManifestWork (docs/protocol.md §8.2, §8.3): which
 //! resources the delete option lets the work own, how the owner is recorded on an object,
 //! and whether a live object is owned.
 

@@ -1,6 +1,6 @@
 //! Reconcile: apply a work's manifests with their update strategies, garbage-collect resources
 //! that left the bundle, read every resource back for conditions and feedback, and store the
-//! new status (protocol.md §8.2–§8.5). One work is reconciled by one worker at a time.
+//! new status (docs/protocol.md §8.2–§8.5). One work is reconciled by one worker at a time.
 
 use std::sync::Arc;
 
@@ -303,7 +303,7 @@ async fn apply_one(shared: &Shared, bundle: &ManifestBundle, r: &Resolved, owner
 }
 
 /// The new applied-resources list after an apply pass, garbage-collecting resources that
-/// left the bundle (protocol.md §8.3). Returns the list and whether a deletion must be retried.
+/// left the bundle (docs/protocol.md §8.3). Returns the list and whether a deletion must be retried.
 async fn track_and_collect(
     shared: &Shared,
     snap: &Snapshot,

@@ -1,5 +1,5 @@
-//! Publishing: status events (protocol.md §3.2, §4.3, §6.2), the status publisher with retry,
-//! and the spec resync request on every (re)subscription (protocol.md §5.1).
+//! Publishing: status events (docs/protocol.md §3.2, §4.3, §6.2), the status publisher with retry,
+//! and the spec resync request on every (re)subscription (docs/protocol.md §5.1).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,7 +115,7 @@ async fn publish_works(shared: &Shared, ids: &[String]) -> bool {
     while let Some((id, hash, status, result)) = sent.next().await {
         if let Err(e) = result {
             // Publishes still in flight may have been delivered; resending them is harmless
-            // (the server drops a status that is not newer, architecture.md §5).
+            // (the server drops a status that is not newer, docs/architecture.md §5).
             tracing::warn!(resource_id = %id, error = %e, "status publish failed; will retry");
             return true;
         }

@@ -1,4 +1,4 @@
-//! The string attribute binding shared by the MQTT and Pub/Sub codecs (protocol.md §7.2, §7.3):
+//! The string attribute binding shared by the MQTT and Pub/Sub codecs (docs/protocol.md §7.2, §7.3):
 //! CloudEvent attributes carried as `ce-<name>` strings next to the data. The two codecs differ
 //! only in their error variant, what they call an attribute, and whether an empty `ce-subject` /
 //! `ce-dataschema` counts as absent ([`Binding`]).

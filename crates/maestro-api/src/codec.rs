@@ -1,5 +1,5 @@
 //! Building and decoding the events of the work protocol: spec events (source → agent),
-//! status events (agent → source) and resync requests (protocol.md §2–§5).
+//! status events (agent → source) and resync requests (docs/protocol.md §2–§5).
 
 use chrono::{DateTime, Utc};
 use cloudevents::{AttributesReader, AttributesWriter};
@@ -44,7 +44,7 @@ fn set_json_data(ev: &mut Event, v: Value) {
 /// Builds a spec event (`spec.create_request`, `update_request`, `delete_request` or
 /// `resync_response`) with every extension Go always sends: `resourceid`, `resourceversion`
 /// (integer), `clustername`, `originalsource` (`""`), `logtracing` (`{}`), and `metadata` /
-/// `deletiontimestamp` when given (protocol.md §3.2, §4.1, §4.2).
+/// `deletiontimestamp` when given (docs/protocol.md §3.2, §4.1, §4.2).
 #[derive(Debug, Clone)]
 pub struct SpecEventBuilder {
     source: String,
@@ -200,7 +200,7 @@ pub fn decode_spec(event: &Event) -> Result<SpecEvent> {
 
 /// Builds a `status.update_request` (or `status.resync_response`) event with `resourceid`,
 /// `resourceversion`, `clustername`, `originalsource`, `sequenceid`, `statushash` and the
-/// ManifestBundleStatus data (protocol.md §3.2, §4.3).
+/// ManifestBundleStatus data (docs/protocol.md §3.2, §4.3).
 #[derive(Debug, Clone)]
 pub struct StatusEventBuilder<'a> {
     /// CloudEvent `source`: the agent id.
@@ -268,7 +268,7 @@ pub struct StatusEvent {
 
 /// Decodes a status event as a source does: a `manifestbundles` `status` event other than
 /// `resync_request`, with `resourceid`, `resourceversion`, `clustername`, `originalsource`,
-/// `sequenceid` (required, protocol.md §3.2) and a ManifestBundleStatus.
+/// `sequenceid` (required, docs/protocol.md §3.2) and a ManifestBundleStatus.
 ///
 /// # Errors
 /// Any [`Error`] naming the first problem.
@@ -295,7 +295,7 @@ pub fn decode_status(event: &Event) -> Result<StatusEvent> {
     })
 }
 
-/// A `spec.resync_request` from an agent (protocol.md §5.1): `clustername` = its cluster,
+/// A `spec.resync_request` from an agent (docs/protocol.md §5.1): `clustername` = its cluster,
 /// `originalsource` = `""` (all sources), data = the versions it holds.
 pub fn spec_resync_request(agent_id: &str, cluster: &str, versions: &ResourceVersionList) -> Event {
     let ty = EventType::manifest_bundles(SubResource::Spec, Action::ResyncRequest);
@@ -306,7 +306,7 @@ pub fn spec_resync_request(agent_id: &str, cluster: &str, versions: &ResourceVer
     ev
 }
 
-/// A `status.resync_request` from a source (protocol.md §5.1): `clustername` = the consumer
+/// A `status.resync_request` from a source (docs/protocol.md §5.1): `clustername` = the consumer
 /// (or `""` for all), data = the status hashes it holds.
 pub fn status_resync_request(source: &str, cluster: &str, hashes: &StatusHashList) -> Event {
     let ty = EventType::manifest_bundles(SubResource::Status, Action::ResyncRequest);

@@ -5,7 +5,7 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The CloudEvent `type` attribute does not follow protocol.md §2.
+    /// The CloudEvent `type` attribute does not follow docs/protocol.md §2.
     #[error("invalid event type {ty:?}: {reason}")]
     InvalidType {
         /// The offending type string.
@@ -16,7 +16,7 @@ pub enum Error {
     /// The event's data type is not one this implementation handles.
     #[error("unsupported data type {0:?} (expected {expected})", expected = crate::types::MANIFEST_BUNDLES)]
     UnsupportedDataType(String),
-    /// A required extension attribute is missing (protocol.md §3.2).
+    /// A required extension attribute is missing (docs/protocol.md §3.2).
     #[error("missing extension attribute {0:?}")]
     MissingExtension(&'static str),
     /// An extension attribute has a value of the wrong type or format.
@@ -42,23 +42,23 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// A resource bundle failed validation (protocol.md §4.1, maestro-reference.md §2.3).
+    /// A resource bundle failed validation (docs/protocol.md §4.1, docs/protocol.md §12.3).
     #[error("invalid resource bundle: {0}")]
     InvalidBundle(String),
-    /// A protobuf CloudEvent could not be mapped (protocol.md §7.1.2).
+    /// A protobuf CloudEvent could not be mapped (docs/protocol.md §7.1.2).
     #[error("invalid protobuf CloudEvent: {0}")]
     InvalidProto(String),
-    /// An MQTT 5 message could not be mapped to a CloudEvent (protocol.md §7.2, [`crate::mqtt`]).
+    /// An MQTT 5 message could not be mapped to a CloudEvent (docs/protocol.md §7.2, [`crate::mqtt`]).
     #[error("invalid MQTT CloudEvent: {0}")]
     InvalidMqtt(String),
-    /// A Pub/Sub message could not be mapped to a CloudEvent (protocol.md §7.3,
+    /// A Pub/Sub message could not be mapped to a CloudEvent (docs/protocol.md §7.3,
     /// [`crate::pubsub`]).
     #[error("invalid Pub/Sub CloudEvent: {0}")]
     InvalidPubSub(String),
     /// A structured-mode JSON CloudEvent could not be parsed.
     #[error("invalid structured CloudEvent JSON: {0}")]
     InvalidJson(#[source] serde_json::Error),
-    /// A sequence id is not a valid snowflake id (protocol.md §6.2).
+    /// A sequence id is not a valid snowflake id (docs/protocol.md §6.2).
     #[error("invalid sequence id {id:?}: {reason}")]
     InvalidSequenceId {
         /// The offending id.

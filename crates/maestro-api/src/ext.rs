@@ -1,4 +1,4 @@
-//! Extension attributes (protocol.md §3.2) and their typing rules.
+//! Extension attributes (docs/protocol.md §3.2) and their typing rules.
 //!
 //! `cloudevents::ExtensionValue` has only string, boolean and integer variants, so
 //! `deletiontimestamp` is held as an RFC 3339 string in memory and re-typed as a timestamp
@@ -62,7 +62,7 @@ pub fn resource_id(event: &Event) -> Result<String> {
 }
 
 /// The `resourceversion` extension, accepted as an integer or a decimal string and checked to
-/// be in int32 range (protocol.md §3.2).
+/// be in int32 range (docs/protocol.md §3.2).
 ///
 /// # Errors
 /// [`Error::MissingExtension`] when absent; [`Error::InvalidExtension`] when not a number or out

@@ -1,4 +1,4 @@
-//! The OCM gRPC attribute mapping (protocol.md §7.1.2) between `cloudevents::Event` and the
+//! The OCM gRPC attribute mapping (docs/protocol.md §7.1.2) between `cloudevents::Event` and the
 //! `io.cloudevents.v1.CloudEvent` protobuf message. This is NOT the standard CloudEvents
 //! protobuf mapping:
 //!
@@ -228,7 +228,7 @@ fn set_data(
     Ok(())
 }
 
-/// A heartbeat event (protocol.md §7.1.3): only `spec_version`, a random `id` and the type.
+/// A heartbeat event (docs/protocol.md §7.1.3): only `spec_version`, a random `id` and the type.
 pub fn heartbeat() -> pb::CloudEvent {
     pb::CloudEvent {
         id: uuid::Uuid::new_v4().to_string(),

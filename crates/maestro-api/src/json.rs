@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn round_trips_a_stored_status_event() {
-        // Shape of a stored status event (maestro docs/resources/resource-status-in-db.md).
+        // Shape of a stored status event (Go Maestro's stored form, docs/protocol.md §10).
         let raw = serde_json::json!({
             "specversion": "1.0",
             "id": "1f21fcbe-3e41-4639-ab8d-1713c578e4cd",

@@ -1,5 +1,5 @@
 //! The MQTT 5 CloudEvents binding as Go's `cloudevents/sdk-go/protocol/mqtt_paho/v2` speaks it
-//! (protocol.md §7.2, §7.5). Pure: no I/O and no MQTT client types — a message is plain
+//! (docs/protocol.md §7.2, §7.5). Pure: no I/O and no MQTT client types — a message is plain
 //! user-property pairs, an optional `Content-Type` property and payload bytes ([`MqttMessage`]).
 //!
 //! **Binary mode** (what Go sends, what [`encode`] produces):

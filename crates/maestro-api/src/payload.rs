@@ -1,4 +1,4 @@
-//! CloudEvent data payloads (protocol.md §4), with the exact JSON field names of sdk-go and the
+//! CloudEvent data payloads (docs/protocol.md §4), with the exact JSON field names of sdk-go and the
 //! OCM `work/v1` API (including the `executer` spelling and the flat `resourceStatus` list).
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -13,7 +13,7 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// Spec payload: `ManifestBundle` (protocol.md §4.1). Maps 1:1 onto `ManifestWork.spec`.
+/// Spec payload: `ManifestBundle` (docs/protocol.md §4.1). Maps 1:1 onto `ManifestWork.spec`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ManifestBundle {
     /// Raw Kubernetes objects. Required; always serialized.
@@ -35,7 +35,7 @@ pub struct ManifestBundle {
     pub executor: Option<Value>,
 }
 
-/// `DeleteOption` (protocol.md §4.1).
+/// `DeleteOption` (docs/protocol.md §4.1).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DeleteOption {
     /// `Foreground` (default), `Orphan` or `SelectivelyOrphan`.
@@ -87,7 +87,7 @@ pub struct ResourceIdentifier {
     pub namespace: String,
 }
 
-/// `ManifestConfigOption` (protocol.md §4.1).
+/// `ManifestConfigOption` (docs/protocol.md §4.1).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ManifestConfigOption {
     /// Which manifest this configures.
@@ -128,7 +128,7 @@ pub struct UpdateStrategy {
     pub server_side_apply: Option<ServerSideApplyConfig>,
 }
 
-/// The update strategy type (protocol.md §8.2).
+/// The update strategy type (docs/protocol.md §8.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum UpdateStrategyType {
     /// Create or update (default).
@@ -180,7 +180,7 @@ pub struct FeedbackRule {
 /// The feedback rule type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum FeedbackRuleType {
-    /// The per-kind well-known status fields (protocol.md §8.5).
+    /// The per-kind well-known status fields (docs/protocol.md §8.5).
     #[default]
     WellKnownStatus,
     /// Explicit kubectl-style JSON paths.
@@ -200,7 +200,7 @@ pub struct JsonPath {
     pub path: String,
 }
 
-/// Status payload: `ManifestBundleStatus` (protocol.md §4.3).
+/// Status payload: `ManifestBundleStatus` (docs/protocol.md §4.3).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ManifestBundleStatus {
     /// The spec, filled by Maestro's source-facing gRPC server.
@@ -315,7 +315,7 @@ pub struct FeedbackValue {
     pub field_value: FieldValue,
 }
 
-/// A typed feedback value: `{"type":"Integer","integer":3}` etc. (protocol.md §4.3).
+/// A typed feedback value: `{"type":"Integer","integer":3}` etc. (docs/protocol.md §4.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum FieldValue {
@@ -353,7 +353,7 @@ impl std::fmt::Display for FieldValue {
     }
 }
 
-/// Spec resync request payload: `{"resourceVersions":[…]}` (protocol.md §4.4).
+/// Spec resync request payload: `{"resourceVersions":[…]}` (docs/protocol.md §4.4).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ResourceVersionList {
     /// The versions the agent holds (always an array, `[]` when empty).
@@ -372,7 +372,7 @@ pub struct ResourceVersion {
     pub resource_version: i64,
 }
 
-/// Status resync request payload: `{"statusHashes":[…]}` (protocol.md §4.4).
+/// Status resync request payload: `{"statusHashes":[…]}` (docs/protocol.md §4.4).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StatusHashList {
     /// The hashes the source holds (always an array).

@@ -1,5 +1,5 @@
 //! The GCP Pub/Sub CloudEvents binding as Go's sdk-go `generic/options/v2/pubsub/codec.go`
-//! speaks it (protocol.md §7.3 "Message encoding", §7.5). Pure: no I/O and no Pub/Sub client
+//! speaks it (docs/protocol.md §7.3 "Message encoding", §7.5). Pure: no I/O and no Pub/Sub client
 //! types — a message is an attribute map plus data bytes ([`PubSubMessage`]).
 //!
 //! **Encoding** ([`encode`], "binary-like"):

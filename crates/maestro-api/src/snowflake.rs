@@ -1,4 +1,4 @@
-//! Snowflake sequence ids (protocol.md §6.2): `bwmarrin/snowflake` layout, epoch
+//! Snowflake sequence ids (docs/protocol.md §6.2): `bwmarrin/snowflake` layout, epoch
 //! 1288834974657 ms, 41-bit milliseconds | 10-bit node | 12-bit step, sent as a decimal string.
 
 use std::cmp::Ordering;
@@ -104,7 +104,7 @@ pub fn check_not_future(id: &str, now_ms: i64, max_skew_ms: i64) -> Result<Parts
     Ok(parts)
 }
 
-/// True when `new` is strictly newer than `last` (protocol.md §6.2): an empty `last` is older
+/// True when `new` is strictly newer than `last` (docs/protocol.md §6.2): an empty `last` is older
 /// than anything; node ids must match; compare time, then step; equal is not newer.
 ///
 /// # Errors

@@ -1,4 +1,4 @@
-//! The status hash (protocol.md §5.4): lower-case hex SHA-256 over the compact JSON of the
+//! The status hash (docs/protocol.md §5.4): lower-case hex SHA-256 over the compact JSON of the
 //! work's `status` object with object keys sorted alphabetically (as Go marshals an
 //! unstructured map). Sources treat it as opaque and echo it back in status resync requests.
 

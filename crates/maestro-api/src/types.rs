@@ -1,4 +1,4 @@
-//! CloudEvent `type` strings (protocol.md §2).
+//! CloudEvent `type` strings (docs/protocol.md §2).
 //!
 //! Format: `<group>.<version>.<resource>.<subresource>.<action>`. Parsing splits on `.`, needs at
 //! least five segments; the last is the action, the one before the subresource (`spec` or
@@ -11,7 +11,7 @@ use crate::{Error, Result};
 /// The only data type used for works: `io.open-cluster-management.works.v1alpha1.manifestbundles`.
 pub const MANIFEST_BUNDLES: &str = "io.open-cluster-management.works.v1alpha1.manifestbundles";
 
-/// The gRPC heartbeat event type (protocol.md §7.1.3).
+/// The gRPC heartbeat event type (docs/protocol.md §7.1.3).
 pub const HEARTBEAT: &str = "io.open-cluster-management.cloudevents.heartbeat";
 
 /// Subresource of an event type.
@@ -33,7 +33,7 @@ impl SubResource {
     }
 }
 
-/// Action of an event type (protocol.md §2).
+/// Action of an event type (docs/protocol.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     /// `create_request`

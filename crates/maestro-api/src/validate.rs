@@ -1,10 +1,10 @@
 //! Bundle validation.
 //!
-//! - [`validate_bundle`]: the agent-side check of protocol.md §4.1 (sdk-go validator): manifests
+//! - [`validate_bundle`]: the agent-side check of docs/protocol.md §4.1 (sdk-go validator): manifests
 //!   non-empty, total size ≤ [`MAX_BUNDLE_BYTES`], every manifest an object with a non-empty
 //!   `metadata.name` and no `generateName`.
 //! - [`validate_manifests`]: the stricter server-side check Maestro applies on create/update
-//!   (maestro-reference.md §2.3).
+//!   (docs/protocol.md §12.3).
 
 use std::collections::HashSet;
 
@@ -13,14 +13,14 @@ use serde_json::Value;
 use crate::payload::ManifestBundle;
 use crate::{Error, Result};
 
-/// Maximum total manifest size accepted by the agent: 500 KiB (protocol.md §4.1).
+/// Maximum total manifest size accepted by the agent: 500 KiB (docs/protocol.md §4.1).
 pub const MAX_BUNDLE_BYTES: usize = 500 * 1024;
 
 fn bad(msg: String) -> Error {
     Error::InvalidBundle(msg)
 }
 
-/// The agent-side validation of protocol.md §4.1.
+/// The agent-side validation of docs/protocol.md §4.1.
 ///
 /// # Errors
 /// [`Error::InvalidBundle`] naming the first problem found.
@@ -68,7 +68,7 @@ pub fn is_dns1035_label(s: &str) -> bool {
     is_dns1123_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
-/// The server-side validation of maestro-reference.md §2.3: non-empty; each manifest has an
+/// The server-side validation of docs/protocol.md §12.3: non-empty; each manifest has an
 /// `apiVersion` (group a DNS-1123 subdomain, version a DNS-1035 label), a `kind` and a
 /// `metadata.name`; a namespace, if given, is a DNS-1123 label; `generateName`,
 /// `resourceVersion` and `deletionGracePeriodSeconds` are forbidden; no two manifests share

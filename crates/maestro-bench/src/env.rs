@@ -6,7 +6,7 @@ use std::fmt;
 
 use anyhow::Context;
 use maestro_broker_mqtt::testing::Mosquitto;
-use maestro_broker_pubsub::testing::Emulator;
+use maestro_broker_pubsub::emulator::Emulator;
 
 /// A broker set-up measured by the harness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]

@@ -1,4 +1,4 @@
-//! Resource ids (protocol.md §9).
+//! Resource ids (docs/protocol.md §9).
 
 use uuid::Uuid;
 

@@ -1,7 +1,7 @@
 //! # maestro-client: a Maestro source client
 //!
 //! Talks to a Maestro server the way the Go `grpcsource` work client does
-//! (maestro-reference.md §3.6):
+//! (docs/protocol.md §12.5):
 //! - **writes** (create, update, delete of works) are CloudEvents `Publish`ed to the
 //!   source-facing gRPC service ([`SourceClient`]);
 //! - **reads** go to the REST API ([`RestClient`]);
@@ -9,7 +9,7 @@
 //!   REST.
 //!
 //! A work is identified by its resource id, a UUIDv5 of source id, consumer and work name
-//! ([`ids::resource_id`], protocol.md §9). Input files are parsed by [`manifestwork`].
+//! ([`ids::resource_id`], docs/protocol.md §9). Input files are parsed by [`manifestwork`].
 //!
 //! Endpoints may be written `host:port` or as URLs ([`endpoint`]).
 //!

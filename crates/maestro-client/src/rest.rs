@@ -1,4 +1,4 @@
-//! The REST client (maestro-reference.md §2): reads of resource bundles, bundle deletion and
+//! The REST client (docs/protocol.md §12.2): reads of resource bundles, bundle deletion and
 //! consumer management.
 
 use std::collections::BTreeMap;

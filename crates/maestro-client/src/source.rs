@@ -1,4 +1,4 @@
-//! The gRPC source client (maestro-reference.md §3.3, §3.6): writes as CloudEvents over
+//! The gRPC source client (docs/protocol.md §12.4, §12.5): writes as CloudEvents over
 //! `Publish`, status updates over `Subscribe`, reads over REST.
 
 use std::pin::Pin;

@@ -1,4 +1,4 @@
-//! REST object shapes (maestro-reference.md §2.3) and condition helpers.
+//! REST object shapes (docs/protocol.md §12.3) and condition helpers.
 //!
 //! Deserialization is lenient: unknown fields are kept (in `extra`) so JSON/YAML output shows
 //! everything the server sent, `null` lists read as empty, and unparsable timestamps read as

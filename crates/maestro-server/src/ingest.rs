@@ -1,6 +1,6 @@
 //! Agent events arriving at the server through the broker: status updates (stored under the
-//! acceptance rules of architecture.md §5) and spec resync requests (answered per
-//! protocol.md §5.2, in the background so the handler returns at once; see
+//! acceptance rules of docs/architecture.md §5) and spec resync requests (answered per
+//! docs/protocol.md §5.2, in the background so the handler returns at once; see
 //! [`crate::spec_resync`]).
 //!
 //! An event that can never be handled (malformed, not this server's, refused by a limit or by
@@ -137,7 +137,7 @@ impl Ingest {
         }
     }
 
-    /// Takes a spec resync request (protocol.md §5.2): checks it against the limits, then
+    /// Takes a spec resync request (docs/protocol.md §5.2): checks it against the limits, then
     /// answers it in the background and returns at once. Answering inline would hold the
     /// broker acknowledgement of every later message on the server's connection (MQTT acks go
     /// in arrival order) for as long as the hundreds of answer publishes take; on the embedded

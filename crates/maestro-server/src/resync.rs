@@ -1,4 +1,4 @@
-//! Status resync from the server (protocol.md §5.1, §5.4; maestro-reference.md §6.6): after
+//! Status resync from the server (docs/protocol.md §5.1, §5.4; docs/protocol.md §12.7): after
 //! every (re)subscription of a broker that can lose messages while the server is away (MQTT,
 //! Pub/Sub), the server sends each consumer a `status.resync_request` listing the status hash
 //! it holds per resource, in batches of at most [`MAX_IDS_PER_EVENT`] ids and
@@ -95,14 +95,14 @@ pub async fn resync_all(
 }
 
 /// Runs a status resync after every (re)subscription of `transport`, until `shutdown`.
-/// Does nothing for the server-hosted gRPC broker.
+/// Does nothing when the server hosts the agents' endpoint (`Capabilities::server_hosts_agents`).
 pub async fn run(
     store: DynStore,
     transport: DynSourceTransport,
     source_id: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if transport.backend() == "grpc" {
+    if transport.capabilities().server_hosts_agents {
         return;
     }
     let mut subscribed = transport.subscribed();

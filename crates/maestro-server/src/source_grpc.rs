@@ -1,5 +1,5 @@
 //! The source-facing gRPC service (`io.cloudevents.v1.CloudEventService`, default port 8090;
-//! protocol.md §7.1.3, maestro-reference.md §3.3): sources Publish spec create/update/delete
+//! docs/protocol.md §7.1.3, docs/protocol.md §12.4): sources Publish spec create/update/delete
 //! requests and status resync requests, and Subscribe to the statuses of their bundles.
 //!
 //! Every call passes the listener's [`Gate`] (docs/security.md, "Source gRPC"): the caller is

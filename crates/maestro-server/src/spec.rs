@@ -1,7 +1,7 @@
-//! Spec writes from sources (protocol.md §7.1.3 "Publish handling", maestro-reference.md
+//! Spec writes from sources (docs/protocol.md §7.1.3 "Publish handling", docs/protocol.md §12
 //! §3.3): create, update and delete requests become store writes, each with its outbox row in
 //! the same transaction; and the spec events the dispatcher sends to agents are built from
-//! the stored rows (restamped with the server's source id, protocol.md §1).
+//! the stored rows (restamped with the server's source id, docs/protocol.md §1).
 
 use chrono::{DateTime, Utc};
 use maestro_api::codec::{SpecEventBuilder, data_as};
@@ -276,7 +276,7 @@ fn stored_spec_fast(payload: &Value) -> Option<StoredSpec> {
 
 /// Builds the spec event the server sends to the agent for a stored resource: the stored
 /// event restamped with `source_id`, the current version, the consumer, and the metadata name
-/// reset to the resource id (maestro-reference.md §3.6). A deleting resource becomes a
+/// reset to the resource id (docs/protocol.md §12.5). A deleting resource becomes a
 /// `delete_request` (or `resync_response`) with `deletiontimestamp` and the stored bundle.
 pub fn outgoing_spec(resource: &Resource, source_id: &str, action: Action) -> Event {
     let StoredSpec { mut metadata, bundle, id_time } = stored_spec(&resource.payload);
@@ -289,21 +289,21 @@ pub fn outgoing_spec(resource: &Resource, source_id: &str, action: Action) -> Ev
         builder = builder.bundle_json(data);
     }
     if let Some(deleted_at) = resource.deleted_at {
-        // Like Maestro, a delete carries the stored bundle too (protocol.md §4.2): an agent that
+        // Like Maestro, a delete carries the stored bundle too (docs/protocol.md §4.2): an agent that
         // lost its records (restart) still knows what to remove and with which delete option.
         let action = if action == Action::ResyncResponse { action } else { Action::Delete };
         return builder.action(action).deletion(deleted_at).build();
     }
     let mut ev = builder.build();
     if let Some((id, time)) = id_time {
-        // Maestro resends the stored event: same id and time (protocol.md §3.1).
+        // Maestro resends the stored event: same id and time (docs/protocol.md §3.1).
         maestro_api::AttributesWriter::set_id(&mut ev, id);
         maestro_api::AttributesWriter::set_time(&mut ev, time);
     }
     ev
 }
 
-/// A `spec.resync_response` deleting an id the server does not know (protocol.md §5.2 step
+/// A `spec.resync_response` deleting an id the server does not know (docs/protocol.md §5.2 step
 /// 4): `resourceversion` = the agent's version, `deletiontimestamp` = now, no data.
 pub fn unknown_resource_delete(source_id: &str, id: &str, agent_version: i64, cluster: &str) -> Event {
     SpecEventBuilder::new(source_id, id, agent_version, cluster)
@@ -345,7 +345,7 @@ mod tests {
     }
 
     /// The resent event keeps the stored id, time and bundle, and names the work after the
-    /// resource (maestro-reference.md §3.6), whether the stored event's data is a JSON object
+    /// resource (docs/protocol.md §12.5), whether the stored event's data is a JSON object
     /// (read straight from the tree) or base64 (through the CloudEvent decoder).
     #[test]
     fn outgoing_spec_reads_the_stored_event_in_either_form() {

@@ -1,4 +1,4 @@
-//! Answers to agents' spec resync requests (protocol.md §5.2, docs/security.md "Limits"): one
+//! Answers to agents' spec resync requests (docs/protocol.md §5.2, docs/security.md "Limits"): one
 //! background task per consumer, at most [`MAX_CONCURRENT_RESYNC_ANSWERS`] at once, at most
 //! one answer per consumer per [`IngestLimits::resync_min_interval`], the latest request
 //! replacing one still waiting or being sent.
@@ -118,7 +118,7 @@ impl Answers {
     }
 }
 
-/// The answer to one consumer's spec resync request (protocol.md §5.2), sent by a task.
+/// The answer to one consumer's spec resync request (docs/protocol.md §5.2), sent by a task.
 pub(crate) struct SpecResyncAnswer {
     pub(crate) store: DynStore,
     pub(crate) transport: DynSourceTransport,
@@ -170,8 +170,8 @@ impl SpecResyncAnswer {
         // before a broker outage can be lost, and the server's status resync broadcast after
         // its own resubscription can miss an agent that resubscribes later (Pub/Sub recreates
         // the agent's subscription only then). The agent's spec resync marks its return: ask it
-        // for its statuses too (protocol.md §5.1; it resends only what differs).
-        if self.transport.backend() != "grpc" {
+        // for its statuses too (docs/protocol.md §5.1; it resends only what differs).
+        if !self.transport.capabilities().server_hosts_agents {
             out.extend(crate::resync::batches(&self.source_id, &self.consumer, &resources));
         }
         for ev in &out {

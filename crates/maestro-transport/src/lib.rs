@@ -1,12 +1,12 @@
 //! # maestro-transport: the broker contract
 //!
-//! Two roles (architecture.md §4):
+//! Two roles (docs/architecture.md §4):
 //! - the **source side** ([`SourceTransport`], the server): publishes spec events and status
 //!   resync requests to consumers, receives status events and spec resync requests;
 //! - the **agent side** ([`AgentTransport`]): receives spec events (and status resync requests)
 //!   for its own consumer, publishes status events and spec resync requests.
 //!
-//! ## Contract (checked by [`conformance`])
+//! ## Contract (checked by the `conformance` suite, Cargo feature `conformance`)
 //! - at-least-once delivery while both ends are up;
 //! - per-consumer order preserved for one publisher;
 //! - a delivery is acknowledged only after the [`EventHandler`] returned `Ok`; a handler that
@@ -20,6 +20,7 @@
 //! Backends live in `brokers/*` and depend only on this crate and `maestro-api`. The in-memory
 //! broker ([`memory`]) is a complete backend for tests and single-process setups.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod deliver;
 pub mod duration;
@@ -30,7 +31,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-pub use error::{Error, HandlerError, Result};
+pub use error::{BoxError, Error, HandlerError, Result};
 use maestro_api::Event;
 
 /// Receives the events a transport delivers. Implementations must be cheap to call
@@ -72,11 +73,38 @@ pub type DynHandler = Arc<dyn EventHandler>;
 /// `changed()`; the initial value is 0 (not yet subscribed).
 pub type Subscribed = tokio::sync::watch::Receiver<u64>;
 
+/// What a backend does that the server's behaviour depends on, so the server decides by
+/// capability and never by backend name (docs/architecture.md, "Where to add things").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The server itself hosts the endpoint agents connect to (the gRPC broker): nothing is
+    /// held for an absent agent and an agent's connection is its subscription, so the agent's
+    /// spec resync on (re)connect covers everything. False for brokers that hold messages
+    /// between the parties (MQTT, Pub/Sub): a status published while the server was away can be
+    /// lost, so after every (re)subscription, and with every spec resync answer, the server asks
+    /// agents to resend their statuses (docs/protocol.md §5.1).
+    pub server_hosts_agents: bool,
+}
+
+impl Capabilities {
+    /// A broker between server and agents (MQTT, Pub/Sub, the in-memory test broker).
+    pub const BROKERED: Capabilities = Capabilities { server_hosts_agents: false };
+    /// The server hosts the agents' endpoint (the gRPC broker).
+    pub const SERVER_HOSTED: Capabilities = Capabilities { server_hosts_agents: true };
+}
+
 /// The source role (the server side of the broker).
 #[async_trait]
 pub trait SourceTransport: Send + Sync + Debug + 'static {
-    /// Backend name (`memory`, `grpc`, `mqtt`, `pubsub`).
+    /// Backend name (`memory`, `grpc`, `mqtt`, `pubsub`), for logs and dead letters only: the
+    /// server's behaviour follows [`SourceTransport::capabilities`].
     fn backend(&self) -> &'static str;
+
+    /// What this backend does. Default: [`Capabilities::BROKERED`].
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::BROKERED
+    }
 
     /// Publishes a spec event or a status resync request, routed by its `clustername`
     /// extension. Returns once the backend accepted it (broker ack; for the server-hosted
@@ -107,7 +135,7 @@ pub trait SourceTransport: Send + Sync + Debug + 'static {
     }
 
     /// Prepares what the broker needs before agents of a newly registered consumer can
-    /// receive specs (Pub/Sub: the consumer's subscriptions, protocol.md §7.3). The server calls
+    /// receive specs (Pub/Sub: the consumer's subscriptions, docs/protocol.md §7.3). The server calls
     /// it when a consumer is created. Default: nothing to do.
     ///
     /// # Errors
@@ -166,7 +194,7 @@ pub type DynSourceTransport = Arc<dyn SourceTransport>;
 pub type DynAgentTransport = Arc<dyn AgentTransport>;
 
 /// Default maximum encoded event size: 512 KiB, the MQTT broker limit Maestro assumes
-/// (protocol.md §7.2).
+/// (docs/protocol.md §7.2).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 512 * 1024;
 
 /// The encoded size of an event (structured JSON), bytes, used for size limits; counted

@@ -269,7 +269,7 @@ pub struct PubSubArgs {
 #[derive(Debug, Subcommand)]
 pub enum PubSubCommand {
     /// Create Maestro's topics and the subscriptions of a source and of consumers
-    /// (protocol.md §7.3), idempotently: what exists is kept.
+    /// (docs/protocol.md §7.3), idempotently: what exists is kept.
     Init(PubSubInitArgs),
 }
 

@@ -44,16 +44,32 @@ pub struct DemoArgs {
     pub pubsub_endpoint: Option<String>,
 }
 
+/// A running Pub/Sub emulator the demo started (kept alive by holding it).
+#[cfg(feature = "pubsub")]
+type Emulator = maestro_broker_pubsub::emulator::Emulator;
+/// Without the `pubsub` feature the demo never starts an emulator.
+#[cfg(not(feature = "pubsub"))]
+type Emulator = ();
+
 /// Resolves the Pub/Sub emulator: the given endpoint, or one started here (kept alive by the
 /// returned handle).
-async fn pubsub_emulator(
-    endpoint: Option<String>,
-) -> anyhow::Result<(Option<String>, Option<maestro_broker_pubsub::testing::Emulator>)> {
+#[cfg(not(feature = "pubsub"))]
+async fn pubsub_emulator(endpoint: Option<String>) -> anyhow::Result<(Option<String>, Option<Emulator>)> {
+    match endpoint {
+        Some(ep) => Ok((Some(ep), None)),
+        None => Err(crate::broker::BrokerError::NotBuilt("pubsub").into()),
+    }
+}
+
+/// Resolves the Pub/Sub emulator: the given endpoint, or one started here (kept alive by the
+/// returned handle).
+#[cfg(feature = "pubsub")]
+async fn pubsub_emulator(endpoint: Option<String>) -> anyhow::Result<(Option<String>, Option<Emulator>)> {
     if let Some(ep) = endpoint {
         return Ok((Some(ep), None));
     }
     println!("==> starting the Pub/Sub emulator (no --pubsub-endpoint given; takes a few seconds)");
-    let emulator = maestro_broker_pubsub::testing::Emulator::try_start()
+    let emulator = maestro_broker_pubsub::emulator::Emulator::try_start()
         .await
         .map_err(|e| anyhow::anyhow!("{e}; or pass --pubsub-endpoint HOST:PORT of a running emulator"))?;
     Ok((Some(emulator.endpoint()), Some(emulator)))
@@ -64,7 +80,7 @@ async fn pubsub_emulator(
 /// # Errors
 /// Any failed step, naming it.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let dir = crate::scratch::ScratchDir::new("maestro-demo").context("creating a temporary directory")?;
     let db_url = args
         .db_url
         .clone()

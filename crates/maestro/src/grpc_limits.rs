@@ -7,12 +7,14 @@
 use std::time::Duration;
 
 use clap::Args;
-use maestro_broker_grpc::config as grpc;
-use maestro_broker_grpc::{
-    ConsumerRegistry, GrpcBrokerConfig, GrpcListenerLimits, Registered, RegistryError,
-};
+#[cfg(feature = "grpc")]
+use maestro_broker_grpc::{ConsumerRegistry, GrpcBrokerConfig, Registered, RegistryError};
 use maestro_server::source_grpc::SourceGrpcLimits;
-use maestro_store::{DynStore, StoreError};
+use maestro_store::DynStore;
+#[cfg(feature = "grpc")]
+use maestro_store::StoreError;
+use maestro_tls::grpc_listener as grpc;
+use maestro_tls::grpc_listener::GrpcListenerLimits;
 
 /// The gRPC limit flags of `maestro server`.
 #[derive(Debug, Clone, Args)]
@@ -185,6 +187,7 @@ impl BrokerLimits {
     /// The base of the agent broker's configuration: these limits, and unless
     /// `allow_unregistered_consumers` the consumers of `store` as its registry (warned about
     /// loudly otherwise). Address, heartbeat and TLS are set by `broker::source_transport_with`.
+    #[cfg(feature = "grpc")]
     pub fn broker_config(&self, store: &DynStore) -> GrpcBrokerConfig {
         let consumers = if self.allow_unregistered_consumers {
             tracing::warn!(
@@ -206,14 +209,25 @@ impl BrokerLimits {
     }
 }
 
+/// Without the `grpc` feature there is no agent broker to configure.
+#[cfg(not(feature = "grpc"))]
+impl BrokerLimits {
+    /// Nothing: this binary was built without the gRPC broker.
+    pub fn broker_config(&self, _store: &DynStore) -> crate::broker::GrpcBase {
+        crate::broker::GrpcBase::default()
+    }
+}
+
 /// The store as the agent broker's consumer registry: a consumer is registered when the store
 /// has a consumer of that name.
+#[cfg(feature = "grpc")]
 #[derive(Debug, Clone)]
 pub struct StoreConsumers {
     /// The server's store.
     pub store: DynStore,
 }
 
+#[cfg(feature = "grpc")]
 impl ConsumerRegistry for StoreConsumers {
     /// `get_consumer_by_name`: found → registered, `NotFound` → not registered.
     ///
@@ -246,6 +260,7 @@ mod tests {
         Cli::try_parse_from([&["maestro"], args].concat()).map(|c| c.limits)
     }
 
+    #[cfg(feature = "grpc")]
     #[test]
     fn defaults_match_the_library_defaults() {
         let a = parse(&[]).unwrap_or_else(|e| panic!("{e}"));

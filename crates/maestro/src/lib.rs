@@ -11,11 +11,13 @@ pub mod broker;
 pub mod cli;
 pub mod demo;
 pub mod dev_certs;
+#[cfg(feature = "mqtt")]
 pub mod embedded_mqtt;
 pub mod grpc_limits;
 pub mod ingest_args;
 pub mod logging;
 pub mod pubsub;
+pub mod scratch;
 pub mod security;
 pub mod server;
 pub mod stack;

@@ -1,9 +1,6 @@
-//! `maestro pubsub init`: creates Maestro's Pub/Sub topics and subscriptions (protocol.md
+//! `maestro pubsub init`: creates Maestro's Pub/Sub topics and subscriptions (docs/protocol.md
 //! §7.3), what Go Maestro does with `hack/init-pubsub-emulator.sh` or its cloud chart.
 
-use anyhow::Context;
-
-use crate::broker::{PubSubRole, pubsub_config};
 use crate::cli::PubSubInitArgs;
 
 /// Runs `maestro pubsub init`: the four topics, the source's subscriptions and those of every
@@ -11,7 +8,19 @@ use crate::cli::PubSubInitArgs;
 ///
 /// # Errors
 /// A bad or missing configuration, an invalid consumer name, or the service refusing.
+#[cfg(not(feature = "pubsub"))]
+pub async fn init(_a: PubSubInitArgs) -> anyhow::Result<()> {
+    Err(crate::broker::BrokerError::NotBuilt("pubsub").into())
+}
+
+/// Runs `maestro pubsub init` (see above).
+///
+/// # Errors
+/// As above.
+#[cfg(feature = "pubsub")]
 pub async fn init(a: PubSubInitArgs) -> anyhow::Result<()> {
+    use crate::broker::{PubSubRole, pubsub_config};
+    use anyhow::Context;
     for c in &a.consumers {
         anyhow::ensure!(
             maestro_api::validate::is_dns1123_label(c),

@@ -14,9 +14,7 @@ use maestro_client::{RestClient, SourceClient};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::broker::{
-    AgentBrokerSettings, BrokerKind, PubSubRole, SourceBrokerSettings, agent_transport, pubsub_config,
-};
+use crate::broker::{AgentBrokerSettings, BrokerKind, PubSubRole, SourceBrokerSettings, agent_transport};
 use crate::server::{ServerSettings, Started};
 
 /// Stack settings.
@@ -141,7 +139,7 @@ impl SimulatedAgents {
 pub struct LocalStack {
     config: StackConfig,
     /// Holds the generated Pub/Sub config files.
-    config_dir: tempfile::TempDir,
+    config_dir: crate::scratch::ScratchDir,
     settings: ServerSettings,
     server: Option<Started>,
     /// REST client for the server.
@@ -167,7 +165,8 @@ impl LocalStack {
     /// # Errors
     /// Database, bind or client connection failures.
     pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
-        let config_dir = tempfile::tempdir().context("creating a directory for broker configs")?;
+        let config_dir = crate::scratch::ScratchDir::new("maestro-stack")
+            .context("creating a directory for broker configs")?;
         let mut settings = crate::server::defaults(&config.db_url, config.broker);
         settings.broker = SourceBrokerSettings {
             kind: config.broker,
@@ -314,19 +313,16 @@ impl LocalStack {
 /// the same config-file path as a deployment.
 fn write_pubsub_config(
     config: &StackConfig,
-    dir: &tempfile::TempDir,
+    dir: &crate::scratch::ScratchDir,
     role: PubSubRole<'_>,
 ) -> anyhow::Result<String> {
     let endpoint =
         config.pubsub_endpoint.as_deref().context("--broker pubsub needs the emulator endpoint")?;
-    let mut cfg = pubsub_config(None, Some(endpoint), Some(&config.pubsub_project), role)?;
-    cfg.health_check_interval = config.pubsub_health_interval;
-    let name = match role {
-        PubSubRole::Source(id) => format!("source-{id}.yaml"),
-        PubSubRole::Agent(c) => format!("agent-{c}.yaml"),
-    };
-    let path = dir.path().join(name);
-    std::fs::write(&path, serde_yaml_ng::to_string(&cfg)?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path.to_string_lossy().into_owned())
+    Ok(crate::broker::write_pubsub_config(
+        dir.path(),
+        endpoint,
+        &config.pubsub_project,
+        config.pubsub_health_interval,
+        role,
+    )?)
 }

@@ -9,6 +9,7 @@
 //! Run with the test helpers: `cargo test -p maestro -p maestro-broker-mqtt --test
 //! embedded_mqtt_framing`.
 
+#![cfg(feature = "mqtt")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::net::SocketAddr;

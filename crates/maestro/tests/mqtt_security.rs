@@ -9,6 +9,7 @@
 //!
 //! The broker has no TLS; the tests use loopback.
 
+#![cfg(feature = "mqtt")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::net::SocketAddr;

@@ -76,7 +76,7 @@ impl Acl {
         self
     }
 
-    /// Maestro's topic layout for source `source_id` (protocol.md §7.2), the rules of
+    /// Maestro's topic layout for source `source_id` (docs/protocol.md §7.2), the rules of
     /// `deploy/mqtt/acl`. The user named `source_id` is the server: it publishes specs and
     /// status resync requests to every consumer and reads every agent's events. Every other
     /// user is an agent whose user name is its consumer name: it reads its own spec topic (of

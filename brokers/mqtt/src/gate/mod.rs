@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use acl::{Access, Acl};
-pub use passwd::{PasswordFile, PasswordFileError};
+pub use passwd::{EntryError, PasswordFile, PasswordFileError};
 
 /// How long a client has to send its CONNECT (also bounds the broker connect), by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,6 +105,9 @@ pub(crate) enum SessionError {
     /// The client broke the protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The CONNECT packet cannot be decoded.
+    #[error("protocol violation: unreadable CONNECT: {0}")]
+    UnreadableConnect(#[source] rumqttc::v5::mqttbytes::Error),
     /// The CONNECT was refused.
     #[error("connection of user {user:?} from {peer} refused: {why}")]
     Refused {

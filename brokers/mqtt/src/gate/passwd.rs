@@ -42,11 +42,42 @@ pub enum PasswordFileError {
         /// 1-based line number.
         line: usize,
         /// What is wrong.
-        reason: String,
+        #[source]
+        reason: EntryError,
     },
     /// No random bytes for a salt or a generated password.
     #[error("the system random number generator failed")]
     Random,
+}
+
+/// Why one entry of a password file is refused (the entry itself is never part of the
+/// message: it holds a password hash).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// The line has no `user:` prefix.
+    #[error("no `user:` prefix")]
+    NoUser,
+    /// The user name before `:` is empty.
+    #[error("empty user name")]
+    EmptyUser,
+    /// A base64 field (`salt` or `hash`) does not decode, or is empty.
+    #[error("the {0} is not base64")]
+    NotBase64(&'static str),
+    /// The `$7$` iteration count is not a positive 32-bit number.
+    #[error("invalid iteration count {0:?}")]
+    IterationCount(String),
+    /// The hash has the wrong length for its scheme.
+    #[error("a ${scheme}$ hash has {HASH_BYTES} bytes, not {len}")]
+    HashLength {
+        /// The scheme: 7 (PBKDF2) or 6 (SHA-512).
+        scheme: u8,
+        /// The decoded length.
+        len: usize,
+    },
+    /// Not a `$7$` or `$6$` hash (e.g. a plain-text password).
+    #[error("not a hashed password ($7$… or $6$…); create it with mosquitto_passwd")]
+    NotHashed,
 }
 
 /// One stored password hash.
@@ -59,11 +90,9 @@ enum Hash {
 }
 
 impl Hash {
-    fn parse(text: &str) -> Result<Hash, String> {
-        let b64 = |what: &str, s: &str| {
-            crate::base64::decode(s)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("the {what} is not base64"))
+    fn parse(text: &str) -> Result<Hash, EntryError> {
+        let b64 = |what: &'static str, s: &str| {
+            crate::base64::decode(s).filter(|v| !v.is_empty()).ok_or(EntryError::NotBase64(what))
         };
         let fields: Vec<&str> = text.split('$').collect();
         match fields.as_slice() {
@@ -72,11 +101,11 @@ impl Hash {
                     .parse::<u32>()
                     .ok()
                     .and_then(NonZeroU32::new)
-                    .ok_or_else(|| format!("invalid iteration count {iterations:?}"))?;
+                    .ok_or_else(|| EntryError::IterationCount((*iterations).to_owned()))?;
                 let salt = b64("salt", salt)?;
                 let hash = b64("hash", hash)?;
                 if hash.len() != HASH_BYTES {
-                    return Err(format!("a $7$ hash has {HASH_BYTES} bytes, not {}", hash.len()));
+                    return Err(EntryError::HashLength { scheme: 7, len: hash.len() });
                 }
                 Ok(Hash::Pbkdf2 { iterations, salt, hash })
             }
@@ -84,11 +113,11 @@ impl Hash {
                 let salt = b64("salt", salt)?;
                 let hash = b64("hash", hash)?;
                 if hash.len() != HASH_BYTES {
-                    return Err(format!("a $6$ hash has {HASH_BYTES} bytes, not {}", hash.len()));
+                    return Err(EntryError::HashLength { scheme: 6, len: hash.len() });
                 }
                 Ok(Hash::Sha512 { salt, hash })
             }
-            _ => Err("not a hashed password ($7$… or $6$…); create it with mosquitto_passwd".into()),
+            _ => Err(EntryError::NotHashed),
         }
     }
 
@@ -149,10 +178,10 @@ impl PasswordFile {
             if line.trim().is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |reason: String| PasswordFileError::Line { line: i + 1, reason };
-            let (user, hash) = line.split_once(':').ok_or_else(|| bad("no `user:` prefix".into()))?;
+            let bad = |reason: EntryError| PasswordFileError::Line { line: i + 1, reason };
+            let (user, hash) = line.split_once(':').ok_or_else(|| bad(EntryError::NoUser))?;
             if user.is_empty() {
-                return Err(bad("empty user name".into()));
+                return Err(bad(EntryError::EmptyUser));
             }
             file.users.entry(user.to_owned()).or_default().push(Hash::parse(hash).map_err(bad)?);
         }

@@ -165,10 +165,9 @@ fn read_connect(
             disconnect(DisconnectReasonCode::ProtocolError),
             SessionError::Protocol("not a CONNECT".into()),
         )),
-        Err(e) => Err((
-            connack(ConnectReturnCode::UnsupportedProtocolVersion),
-            SessionError::Protocol(format!("unreadable CONNECT: {e}")),
-        )),
+        Err(e) => {
+            Err((connack(ConnectReturnCode::UnsupportedProtocolVersion), SessionError::UnreadableConnect(e)))
+        }
     }
 }
 

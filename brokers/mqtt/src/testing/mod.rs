@@ -490,7 +490,7 @@ pub struct GoStatus<'a> {
 }
 
 /// User properties exactly as the Go work agent (sdk-go + cloudevents mqtt_paho) sends them
-/// on a `status.update_request` (protocol.md §7.2).
+/// on a `status.update_request` (docs/protocol.md §7.2).
 pub fn go_status_props(s: &GoStatus<'_>) -> Vec<(&'static str, String)> {
     vec![
         ("ce-specversion", "1.0".into()),

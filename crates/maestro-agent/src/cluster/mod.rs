@@ -1,4 +1,4 @@
-//! The target cluster as the agent sees it (architecture.md §8).
+//! The target cluster as the agent sees it (docs/architecture.md §8).
 //!
 //! [`Cluster`] is the narrow interface the reconciler needs: resolve a kind to its resource,
 //! get an object, apply one with an [`ApplyMode`], delete one with a UID precondition, and
@@ -68,7 +68,7 @@ impl std::fmt::Display for ObjectRef {
     }
 }
 
-/// How an object is written (protocol.md §8.2). `ReadOnly` manifests are never written, so
+/// How an object is written (docs/protocol.md §8.2). `ReadOnly` manifests are never written, so
 /// the reconciler only calls [`Cluster::get`] for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyMode {
@@ -87,7 +87,7 @@ pub enum ApplyMode {
     },
 }
 
-/// The AppliedManifestWork that owns a work's resources (protocol.md §8.3).
+/// The AppliedManifestWork that owns a work's resources (docs/protocol.md §8.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedWorkRef {
     /// `<hubHash>-<workName>`.

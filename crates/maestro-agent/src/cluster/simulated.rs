@@ -1,4 +1,4 @@
-//! The simulated cluster (architecture.md §8): an in-process store of Kubernetes objects that
+//! The simulated cluster (docs/architecture.md §8): an in-process store of Kubernetes objects that
 //! behaves enough like an API server for the agent (UIDs, resourceVersion, generation, owner
 //! references, server-side apply conflicts, UID delete preconditions) and fabricates the
 //! status a healthy cluster would report: Deployments become ready, Jobs complete, Pods run.

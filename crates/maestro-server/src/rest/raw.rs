@@ -118,7 +118,7 @@ impl<'a> Field<'a> {
     }
 }
 
-/// The keys of a stored structured-mode event the list reads (protocol.md §5.2: extensions
+/// The keys of a stored structured-mode event the list reads (docs/protocol.md §5.2: extensions
 /// are top-level keys).
 #[derive(Deserialize)]
 struct StoredEvent<'a> {

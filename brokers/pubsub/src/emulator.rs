@@ -1,5 +1,7 @@
-//! Test support: the official Pub/Sub emulator (Debian package
-//! `google-cloud-cli-pubsub-emulator`, environment.md) on a free local port.
+//! The official Pub/Sub emulator (Debian package `google-cloud-cli-pubsub-emulator`, see
+//! README.md "Set-up on a fresh machine") on a free local port, for `maestro demo --broker
+//! pubsub` and the tests. The demo uses [`Emulator::try_start`]; [`Emulator::start`] panics on
+//! failure and is meant for tests.
 //!
 //! [`Emulator::start`] launches `cloud-pubsub-emulator --host=127.0.0.1 --port=PORT` and waits
 //! for its `Server started, listening on PORT` log line (≈ 4 s). The process is killed on
@@ -26,6 +28,48 @@ pub const PACKAGE: &str = "google-cloud-cli-pubsub-emulator";
 /// How long to wait for the emulator to start.
 pub const START_DEADLINE: Duration = Duration::from_secs(90);
 
+/// Why the emulator cannot be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmulatorError {
+    /// No launcher was found.
+    #[error(
+        "the Pub/Sub emulator launcher cloud-pubsub-emulator was not found: install the Debian package \
+         {PACKAGE} (it provides {DEFAULT_LAUNCHER}) or set MAESTRO_PUBSUB_EMULATOR"
+    )]
+    NoLauncher,
+    /// The launcher cannot be run.
+    #[error("cannot run {}: {source} (package {PACKAGE})", launcher.display())]
+    Spawn {
+        /// The launcher.
+        launcher: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The emulator did not report that it listens within [`START_DEADLINE`].
+    #[error(
+        "the Pub/Sub emulator did not report \"Server started, listening on {port}\" within {START_DEADLINE:?} ({source})"
+    )]
+    NotReady {
+        /// The port it was started on.
+        port: u16,
+        /// Why the wait ended.
+        #[source]
+        source: mpsc::RecvTimeoutError,
+    },
+    /// The blocking task that starts the emulator failed.
+    #[error("the task starting the Pub/Sub emulator failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl EmulatorError {
+    /// True when trying again cannot help: the launcher is missing or cannot be run.
+    pub fn is_installation(&self) -> bool {
+        matches!(self, EmulatorError::NoLauncher | EmulatorError::Spawn { .. })
+    }
+}
+
 /// A running emulator process (killed on drop).
 #[derive(Debug)]
 pub struct Emulator {
@@ -38,8 +82,8 @@ pub struct Emulator {
 /// `dpkg -L google-cloud-cli-pubsub-emulator` lists, or `cloud-pubsub-emulator` on `PATH`.
 ///
 /// # Errors
-/// A message naming the package when none is found.
-pub fn find_launcher() -> Result<PathBuf, String> {
+/// [`EmulatorError::NoLauncher`] (naming the package) when none is found.
+pub fn find_launcher() -> Result<PathBuf, EmulatorError> {
     if let Some(p) = std::env::var_os("MAESTRO_PUBSUB_EMULATOR") {
         return Ok(PathBuf::from(p));
     }
@@ -54,12 +98,7 @@ pub fn find_launcher() -> Result<PathBuf, String> {
     }
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join("cloud-pubsub-emulator")).find(|f| f.is_file()));
-    on_path.flatten().ok_or_else(|| {
-        format!(
-            "the Pub/Sub emulator launcher cloud-pubsub-emulator was not found: install the Debian package \
-             {PACKAGE} (it provides {DEFAULT_LAUNCHER}) or set MAESTRO_PUBSUB_EMULATOR"
-        )
-    })
+    on_path.flatten().ok_or(EmulatorError::NoLauncher)
 }
 
 /// A free local TCP port (bound to 0 and released).
@@ -70,7 +109,7 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
 }
 
-fn spawn(port: u16) -> Result<Child, String> {
+fn spawn(port: u16) -> Result<Child, EmulatorError> {
     let launcher = find_launcher()?;
     let mut child = Command::new(&launcher)
         .args(["--host=127.0.0.1", &format!("--port={port}")])
@@ -78,7 +117,7 @@ fn spawn(port: u16) -> Result<Child, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e} (package {PACKAGE})", launcher.display()))?;
+        .map_err(|source| EmulatorError::Spawn { launcher: launcher.clone(), source })?;
     let (tx, rx) = mpsc::channel::<()>();
     let ready = format!("Server started, listening on {port}");
     let echo = std::env::var_os("MAESTRO_PUBSUB_EMULATOR_LOG").is_some();
@@ -106,10 +145,10 @@ fn spawn(port: u16) -> Result<Child, String> {
     drop(tx);
     match rx.recv_timeout(START_DEADLINE) {
         Ok(()) => Ok(child),
-        Err(e) => {
+        Err(source) => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(format!("the Pub/Sub emulator did not report \"{ready}\" within {START_DEADLINE:?} ({e})"))
+            Err(EmulatorError::NotReady { port, source })
         }
     }
 }
@@ -130,20 +169,23 @@ impl Emulator {
     /// As [`Emulator::start`], returning the failure instead of panicking.
     ///
     /// # Errors
-    /// A message when the launcher is missing or the emulator does not start in time.
-    pub async fn try_start() -> Result<Emulator, String> {
-        let mut last = String::new();
+    /// [`EmulatorError`]: the launcher is missing or cannot be run, or (after three ports) the
+    /// emulator does not start in time.
+    pub async fn try_start() -> Result<Emulator, EmulatorError> {
         // A port found free can be taken before the emulator binds it: try a few.
-        for _ in 0..3 {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let port = free_port();
-            match tokio::task::spawn_blocking(move || spawn(port)).await {
+            let error = match tokio::task::spawn_blocking(move || spawn(port)).await {
                 Ok(Ok(child)) => return Ok(Emulator { port, child: Some(child) }),
-                Ok(Err(e)) if e.contains(PACKAGE) => return Err(e),
-                Ok(Err(e)) => last = e,
-                Err(e) => last = e.to_string(),
+                Ok(Err(e)) => e,
+                Err(e) => EmulatorError::Task(e),
+            };
+            if error.is_installation() || attempt >= 3 {
+                return Err(error);
             }
         }
-        Err(last)
     }
 
     /// `127.0.0.1:PORT` (for `endpoint` / `PUBSUB_EMULATOR_HOST`).
@@ -183,7 +225,7 @@ impl Emulator {
                     self.child = Some(child);
                     return;
                 }
-                Ok(Err(e)) if tokio::time::Instant::now() >= deadline || e.contains(PACKAGE) => {
+                Ok(Err(e)) if tokio::time::Instant::now() >= deadline || e.is_installation() => {
                     panic!("restarting the Pub/Sub emulator on port {port}: {e}")
                 }
                 Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
