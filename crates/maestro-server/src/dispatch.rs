@@ -1,16 +1,17 @@
-//! The spec dispatcher: publishes pending spec outbox rows to agents (architecture.md §5).
-//! Creations arrive through the store's spec feed as they commit (PostgreSQL); everything else
-//! is read from the outbox on the store's commit signal and on a periodic sweep. Rows go
-//! oldest first, each publishing the resource's CURRENT state (so a burst of updates
-//! coalesces), and are marked done. A consumer whose publish fails with a retryable error keeps
-//! its rows pending and is skipped until the next sweep, so per-consumer order is kept.
+//! The spec dispatcher: publishes pending spec outbox rows to agents (docs/architecture.md §5).
+//! Creations arrive through the store's change feed as they commit; everything else is read
+//! from the outbox when the feed says so (updates, deletions, other server instances' rows)
+//! and on a periodic sweep. Rows go oldest first, each publishing the resource's CURRENT state
+//! (so a burst of updates coalesces), and are marked done. A consumer whose publish fails with
+//! a retryable error keeps its rows pending and is skipped until the next sweep, so
+//! per-consumer order is kept.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use maestro_api::types::Action;
 use maestro_store::{
-    DeadLetterOrigin, DynStore, PendingSpec, Resource, SpecAction, SpecEventRow, StoreError,
+    Change, DeadLetterOrigin, DynStore, PendingSpec, Resource, SpecAction, SpecEventRow, StoreError,
 };
 use maestro_transport::{DynSourceTransport, Error as TransportError};
 use tokio::sync::watch;
@@ -22,7 +23,7 @@ use crate::spec::outgoing_spec;
 pub struct DispatchConfig {
     /// Rows fetched per pass.
     pub batch: i64,
-    /// Sweep period when no commit signal arrives (default 2 s).
+    /// Sweep period when the change feed is quiet (default 2 s).
     pub sweep: Duration,
 }
 
@@ -34,12 +35,12 @@ impl Default for DispatchConfig {
 
 /// Runs the dispatcher until `shutdown` becomes true.
 ///
-/// Creations come from the store's spec feed when it has one ([`maestro_store::Store::spec_feed`]):
+/// Creations come from the store's change feed ([`maestro_store::Store::spec_changes`]):
 /// delivered as they commit, without reading them back. The outbox is read (a sweep) at
-/// start, on every commit signal (updates, deletions, creations that were not fed), when the
-/// feed closes, and every [`DispatchConfig::sweep`]; fed batches already queued are delivered
-/// before each sweep, and a fed row the previous sweep already sent is skipped, so a row is
-/// sent once.
+/// start, whenever the feed says so ([`Change::Read`]: updates, deletions, creations that were
+/// not fed, other server instances' rows), and every [`DispatchConfig::sweep`]; fed batches
+/// already queued are delivered before each sweep, and a fed row the previous sweep already
+/// sent is skipped, so a row is sent once.
 pub async fn run(
     store: DynStore,
     transport: DynSourceTransport,
@@ -47,8 +48,7 @@ pub async fn run(
     config: DispatchConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let signal = store.spec_signal();
-    let mut feed = store.spec_feed();
+    let mut changes = store.spec_changes();
     let mut sweep = tokio::time::interval(config.sweep);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut state = Dispatcher {
@@ -61,7 +61,7 @@ pub async fn run(
     let mut read = true;
     loop {
         if read {
-            while let Some(batch) = feed.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            while let Some(batch) = changes.try_rows() {
                 state.deliver_fed(batch).await;
             }
             read = match state.sweep(config.batch).await {
@@ -76,15 +76,10 @@ pub async fn run(
             }
         }
         tokio::select! {
-            batch = crate::next_fed(&mut feed) => match batch {
-                Some(batch) => state.deliver_fed(batch).await,
-                None => {
-                    tracing::warn!("spec feed closed; reading the outbox only");
-                    feed = None;
-                    read = true;
-                }
+            change = changes.next() => match change {
+                Change::Rows(batch) => state.deliver_fed(batch).await,
+                Change::Read => read = true,
             },
-            _ = signal.notified() => read = true,
             _ = sweep.tick() => read = true,
             _ = shutdown.changed() => {}
         }
@@ -109,7 +104,7 @@ struct Dispatcher<'a> {
 
 impl Dispatcher<'_> {
     /// Delivers a fed batch and marks what was sent done.
-    async fn deliver_fed(&mut self, batch: maestro_store::SpecFeedBatch) {
+    async fn deliver_fed(&mut self, batch: Vec<PendingSpec>) {
         let batch = batch.into_iter().filter(|p| !self.swept.contains(&p.event.seq)).collect();
         let done = deliver_all(self.store, self.transport, self.source_id, batch, &mut self.blocked).await;
         if let Err(e) = self.store.complete_spec_events(&done).await {

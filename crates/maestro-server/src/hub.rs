@@ -1,8 +1,9 @@
 //! Status fan-out to gRPC source subscribers. Accepted statuses are appended to the store's
-//! status event table in the same transaction as the status (architecture.md §5); the fan-out
-//! task reads new rows after each commit signal (and on a sweep), turns each into the event
-//! Maestro pushes to sources (protocol.md §7.1.3: the agent's status event with the spec's
-//! `metadata` and `data.manifestBundle` filled from the spec), and broadcasts it in-process.
+//! status event table in the same transaction as the status (docs/architecture.md §5); the fan-out
+//! task takes new rows from the store's change feed (reading them when it says so, and on a
+//! sweep), turns each into the event Maestro pushes to sources (docs/protocol.md §7.1.3: the
+//! agent's status event with the spec's `metadata` and `data.manifestBundle` filled from the
+//! spec), and broadcasts it in-process.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -11,7 +12,7 @@ use std::time::Duration;
 use maestro_api::codec::data_as;
 use maestro_api::types::{Action, EventType, SubResource};
 use maestro_api::{AttributesWriter, Data, Event, ext, json};
-use maestro_store::{DynStore, Resource, StatusEventRow};
+use maestro_store::{Change, DynStore, Feed, Resource, StatusEventRow};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::{broadcast, watch};
@@ -60,7 +61,7 @@ impl StatusHub {
 }
 
 /// Builds the source-facing status event from a stored agent status event and the spec
-/// (protocol.md §7.1.3): the status event, typed `status.update_request`, with the spec's
+/// (docs/protocol.md §7.1.3): the status event, typed `status.update_request`, with the spec's
 /// `metadata` extension and its bundle as `data.manifestBundle`. `None` when the status is not
 /// a CloudEvent.
 pub fn source_status_event(status: &Value, spec_payload: &Value) -> Option<Event> {
@@ -180,8 +181,8 @@ fn row_status(row: StatusEventRow) -> Option<SourceStatus> {
 /// Status event rows read per query by the fan-out.
 const FANOUT_BATCH: i64 = 500;
 
-/// How often the fan-out reads the table even while the store's status feed is quiet: rows
-/// that never come through the feed (other server instances) or a dropped feed batch.
+/// How often the fan-out reads the table even while the store's change feed is quiet: rows
+/// whose wake-up was lost (another server instance's announcement missed).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the fan-out until `shutdown` becomes true. Starts after the newest existing row
@@ -197,7 +198,7 @@ pub async fn run_fanout(
 ) {
     // Taken before the newest seq is read: a row committed in between is in the feed and
     // skipped there, never missed.
-    let feed = store.status_feed();
+    let feed = store.status_changes();
     let delivered = AtomicI64::new(store.last_status_event_seq().await.unwrap_or(0));
     tokio::join!(
         fanout(&store, &hub, feed, &delivered, shutdown.clone()),
@@ -207,18 +208,17 @@ pub async fn run_fanout(
 
 /// Sends new status event rows to the hub in `seq` order; `delivered` follows the last seq.
 ///
-/// Rows come from the store's status feed ([`maestro_store::Store::status_feed`]) when it has
-/// one: the rows this instance commits, handed over without a read. The table is read from
-/// the last delivered seq instead at a gap in the fed seqs, when the feed lags, every
-/// [`SWEEP_EVERY`], and on every commit signal for a store without a feed.
+/// Rows come from the store's change feed ([`maestro_store::Store::status_changes`]): the rows
+/// this instance commits, handed over without a read. The table is read from the last
+/// delivered seq instead at a gap in the fed seqs, whenever the feed says so
+/// ([`Change::Read`]: rows not fed, other server instances' rows), and every [`SWEEP_EVERY`].
 async fn fanout(
     store: &DynStore,
     hub: &StatusHub,
-    mut feed: Option<StatusFeed>,
+    mut feed: Feed<StatusEventRow>,
     delivered: &AtomicI64,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let signal = store.status_signal();
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = delivered.load(Ordering::Acquire);
@@ -233,20 +233,13 @@ async fn fanout(
             }
         }
         tokio::select! {
-            batch = crate::next_fed(&mut feed) => match batch {
-                Some(rows) => {
+            change = feed.next() => match change {
+                Change::Rows(rows) => {
                     read = !send_fed(hub, rows, &mut last);
                     delivered.store(last, Ordering::Release);
                 }
-                None => {
-                    tracing::warn!("status feed closed; reading status events from the store");
-                    feed = None;
-                    read = true;
-                }
+                Change::Read => read = true,
             },
-            // Without a feed a commit signal means new rows (a commit after the read leaves a
-            // wake, `Store::status_signal`); with one, the feed brings them.
-            _ = signal.notified(), if feed.is_none() => read = true,
             _ = sweep.tick() => read = true,
             _ = shutdown.changed() => {}
         }
@@ -256,12 +249,9 @@ async fn fanout(
     }
 }
 
-/// The receiving side of the store's status feed.
-type StatusFeed = tokio::sync::mpsc::Receiver<maestro_store::StatusFeedBatch>;
-
 /// Sends the fed rows after `last`, in order, while their seqs follow on; false at a gap (the
 /// rows from there are read from the table, where they are committed).
-fn send_fed(hub: &StatusHub, rows: maestro_store::StatusFeedBatch, last: &mut i64) -> bool {
+fn send_fed(hub: &StatusHub, rows: Vec<StatusEventRow>, last: &mut i64) -> bool {
     for row in rows {
         if row.seq <= *last {
             continue;
@@ -364,7 +354,7 @@ mod tests {
     }
 
     /// The fan-out's event: the status event typed `status.update_request`, with the spec's
-    /// `metadata` extension and bundle (protocol.md §7.1.3), everything else of the status kept.
+    /// `metadata` extension and bundle (docs/protocol.md §7.1.3), everything else of the status kept.
     #[test]
     fn the_source_status_event_carries_the_spec_metadata_and_bundle() {
         let (status, spec) = stored_pair();

@@ -1,7 +1,7 @@
 //! # maestro-server: the Maestro control-plane server
 //!
 //! Stores resource bundles, delivers them to agents through a broker, and streams their
-//! status back to sources (architecture.md §5, §7).
+//! status back to sources (docs/architecture.md §5, §7).
 //!
 //! Module map:
 //! - [`rest`]: the REST API (axum) on `/api/maestro/v1`, plus `/healthz` and `/readyz`;
@@ -42,7 +42,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Server settings. Defaults follow Go Maestro (maestro-reference.md §1.3, §1.4).
+/// Server settings. Defaults follow Go Maestro (docs/protocol.md §12.1, §12.1).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Source id stamped on spec events sent to agents (default `maestro`).
@@ -245,15 +245,6 @@ async fn reloading(
     let Some(files) = files else { return Ok(None) };
     let auth = maestro_tls::ClientAuth::Required;
     Ok(Some(maestro_tls::ReloadingServerTls::start(files.clone(), auth, maestro_tls::RELOAD_INTERVAL).await?))
-}
-
-/// The next batch of a store feed (`Store::status_feed`, `Store::spec_feed`): pending
-/// forever without a feed, `None` once it is closed.
-pub(crate) async fn next_fed<T>(feed: &mut Option<tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
-    match feed {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 fn local(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {

@@ -1,96 +1,159 @@
-//! The sending side of a store's feeds ([`crate::Store::status_feed`],
-//! [`crate::Store::spec_feed`]): what a commit wrote, handed to the in-process reader (the
-//! status fan-out, the spec dispatcher) so it need not read it back.
+//! Change feeds: how the store's readers (the spec dispatcher, the status fan-out) learn of new
+//! spec outbox rows and status event rows (docs/architecture.md §5.7), the same way on every backend.
+//!
+//! A commit hands its rows to the feed's one reader in process ([`Change::Rows`]), so the
+//! reader need not read them back. Rows it does not hand over wake the reader instead
+//! ([`Change::Read`]: read the store): spec updates and deletions, a batch the reader was too
+//! far behind to take, every commit while nobody reads the feed, and (PostgreSQL,
+//! `crate::postgres`) the commits of other server instances, announced with `NOTIFY`.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
-use crate::FEED_CAPACITY;
+use crate::{FEED_CAPACITY, PendingSpec, StatusEventRow};
 
-/// A bounded single-reader channel of committed batches, and whether its reader took it.
-#[derive(Debug)]
-pub(crate) struct Feed<T> {
-    tx: mpsc::Sender<Vec<T>>,
-    rx: Mutex<Option<mpsc::Receiver<Vec<T>>>>,
-    taken: AtomicBool,
+/// What [`Feed::next`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<T> {
+    /// One committed transaction's rows, in `seq` order, handed over by this process.
+    Rows(Vec<T>),
+    /// Rows may have been committed that were not handed over: read them from the store
+    /// (spurious wakes are possible; never skip the read).
+    Read,
 }
 
-impl<T> Default for Feed<T> {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::channel(FEED_CAPACITY);
-        Feed { tx, rx: Mutex::new(Some(rx)), taken: AtomicBool::new(false) }
-    }
+/// The reading side of a store's feed of one kind of row: spec outbox rows with their
+/// resources ([`crate::Store::spec_changes`]) or status event rows
+/// ([`crate::Store::status_changes`]).
+#[derive(Debug)]
+pub struct Feed<T> {
+    rows: Option<mpsc::Receiver<Vec<T>>>,
+    wake: Arc<Notify>,
 }
 
 impl<T> Feed<T> {
-    /// The receiver, on the first call only.
+    /// A feed of the batches `rows` brings (`None`: wake-ups only) and the wake-ups of `wake`
+    /// (fired with `notify_waiters()` then `notify_one()`, so a wake is never lost).
+    pub fn new(rows: Option<mpsc::Receiver<Vec<T>>>, wake: Arc<Notify>) -> Self {
+        Feed { rows, wake }
+    }
+
+    /// Waits for the next change; queued rows come first. Once the rows' channel is closed
+    /// the feed reports [`Change::Read`] once, then wake-ups only. Cancel safe.
+    pub async fn next(&mut self) -> Change<T> {
+        let rows = async {
+            match &mut self.rows {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let fed = tokio::select! {
+            biased;
+            batch = rows => batch,
+            () = self.wake.notified() => return Change::Read,
+        };
+        match fed {
+            Some(rows) => Change::Rows(rows),
+            None => {
+                tracing::warn!("a store feed closed; reading the store only");
+                self.rows = None;
+                Change::Read
+            }
+        }
+    }
+
+    /// A batch already queued, without waiting.
+    pub fn try_rows(&mut self) -> Option<Vec<T>> {
+        self.rows.as_mut()?.try_recv().ok()
+    }
+}
+
+/// Wakes every task waiting on `notify` now and leaves one permit for the next `notified()`,
+/// so a wake between two checks is not lost.
+pub(crate) fn fire(notify: &Notify) {
+    notify.notify_waiters();
+    notify.notify_one();
+}
+
+/// The sending side of one feed: a bounded single-reader channel of committed batches, the
+/// readers' wake, and whether other server instances have yet to hear of a commit.
+#[derive(Debug)]
+pub(crate) struct Channel<T> {
+    tx: mpsc::Sender<Vec<T>>,
+    rx: Mutex<Option<mpsc::Receiver<Vec<T>>>>,
+    taken: AtomicBool,
+    wake: Arc<Notify>,
+    unannounced: AtomicBool,
+    /// Shared by a store's channels: fired after every commit, for the announcer.
+    outbound: Arc<Notify>,
+}
+
+impl<T> Channel<T> {
+    fn new(outbound: Arc<Notify>) -> Self {
+        let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+        let (rx, taken, unannounced) = (Mutex::new(Some(rx)), AtomicBool::new(false), AtomicBool::new(false));
+        Channel { tx, rx, taken, wake: Arc::default(), unannounced, outbound }
+    }
+
+    /// The batches' receiver, on the first call only.
     pub(crate) fn take(&self) -> Option<mpsc::Receiver<Vec<T>>> {
         let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if rx.is_some() {
-            self.taken.store(true, Ordering::Release);
-        }
+        self.taken.fetch_or(rx.is_some(), Ordering::AcqRel);
         rx
     }
 
-    /// True while a reader holds the feed: only then are its batches worth building (a store
+    /// The readers' wake.
+    pub(crate) fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// True while a reader holds the channel: only then are batches worth building (a store
     /// nobody reads the feeds of, e.g. the benchmark's store alone, does no extra work).
     pub(crate) fn wanted(&self) -> bool {
         self.taken.load(Ordering::Acquire) && !self.tx.is_closed()
     }
 
-    /// Hands over one committed batch; true when the reader will get it, false when it was
-    /// dropped because the reader is [`FEED_CAPACITY`] batches behind or gone (the reader
-    /// then finds the rows in the database).
-    pub(crate) fn send(&self, batch: Vec<T>) -> bool {
-        if batch.is_empty() {
-            return true;
+    /// After a commit that appended rows: hands `batch` to the reader, or wakes the readers
+    /// when there is none, it was not built, or the reader is [`FEED_CAPACITY`] batches behind
+    /// (the rows are then read from the store). Other instances are told either way.
+    pub(crate) fn committed(&self, batch: Option<Vec<T>>) {
+        if batch.is_none_or(|b| self.tx.try_send(b).is_err()) {
+            fire(&self.wake);
         }
-        match self.tx.try_send(batch) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(error = %e, "feed batch dropped; the reader will read these rows back");
-                false
-            }
-        }
+        self.unannounced.store(true, Ordering::Release);
+        self.outbound.notify_one();
+    }
+
+    /// True, and cleared, when a commit has not been announced to other instances yet.
+    pub(crate) fn take_unannounced(&self) -> bool {
+        self.unannounced.swap(false, Ordering::AcqRel)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{StatusEventKind, StatusEventRow};
+/// A store's two feeds, and the wake of the announcer (PostgreSQL `NOTIFY`).
+#[derive(Debug)]
+pub(crate) struct Signals {
+    /// Spec outbox rows: creations are fed with their resources, updates and deletions wake.
+    pub(crate) spec: Channel<PendingSpec>,
+    /// Status event rows.
+    pub(crate) status: Channel<StatusEventRow>,
+    /// Fired after every commit of either kind.
+    pub(crate) outbound: Arc<Notify>,
+}
 
-    fn row(seq: i64) -> StatusEventRow {
-        StatusEventRow {
-            seq,
-            resource_id: format!("r{seq}"),
-            source: "s".into(),
-            consumer_name: "c".into(),
-            kind: StatusEventKind::StatusUpdate,
-            payload: "{}".into(),
-            status: "{}".into(),
-            created_at: chrono::Utc::now(),
-        }
+impl Default for Signals {
+    fn default() -> Self {
+        let outbound = Arc::new(Notify::new());
+        Signals { spec: Channel::new(outbound.clone()), status: Channel::new(outbound.clone()), outbound }
     }
+}
 
-    #[tokio::test]
-    async fn one_reader_gets_batches_in_order_and_a_full_feed_drops() {
-        let feed = Feed::<StatusEventRow>::default();
-        assert!(!feed.wanted(), "nobody reads it yet");
-        let mut rx = feed.take().expect("first take");
-        assert!(feed.take().is_none(), "one reader only");
-        assert!(feed.wanted());
-        for seq in 1..=(FEED_CAPACITY as i64 + 5) {
-            assert_eq!(feed.send(vec![row(seq)]), seq <= FEED_CAPACITY as i64);
-        }
-        let mut got = Vec::new();
-        while let Ok(batch) = rx.try_recv() {
-            got.extend(batch.into_iter().map(|r| r.seq));
-        }
-        assert_eq!(got, (1..=FEED_CAPACITY as i64).collect::<Vec<_>>());
-        drop(rx);
-        assert!(!feed.wanted(), "the reader is gone");
+impl Signals {
+    /// Wakes the readers of both feeds (another instance may have committed rows unseen).
+    pub(crate) fn wake_all(&self) {
+        fire(&self.spec.wake);
+        fire(&self.status.wake);
     }
 }

@@ -1,19 +1,28 @@
 //! # maestro-store: persistence with a transactional outbox
 //!
-//! The [`Store`] trait and its two implementations: [`sqlite::SqliteStore`] (embedded
-//! default: one file, or in-memory) and [`postgres::PostgresStore`] (production, HA).
-//! Migrations live in `migrations/sqlite` and `migrations/postgres` at the workspace root and
-//! are embedded with `sqlx::migrate!`.
+//! The [`Store`] trait and its implementation, the SQL store [`sql::SqlStore`], in two dialects:
+//! [`sqlite::SqliteStore`] (embedded default: one file, or in-memory) and
+//! [`postgres::PostgresStore`] (production, HA). Readers learn of new rows through the store's
+//! change feeds ([`Store::spec_changes`], [`Store::status_changes`]): in process, and on
+//! PostgreSQL from other server instances too. Migrations live in `migrations/sqlite` and
+//! `migrations/postgres` at the workspace root and are embedded with `sqlx::migrate!`.
 //!
-//! Rules every implementation keeps (architecture.md §5, §6):
+//! Rules every implementation keeps (docs/architecture.md §5, §6):
 //! - every spec write (create, update, mark deleting) appends a spec outbox row
 //!   ([`SpecEventRow`]) **in the same transaction** as the resource change;
 //! - every accepted status write appends a status event row ([`StatusEventRow`]) in the same
 //!   transaction;
 //! - versions start at 1 and grow by one per spec change; an update naming another version
-//!   is a [`StoreError::Conflict`] (0 means "latest", protocol.md §6.1);
+//!   is a [`StoreError::Conflict`] (0 means "latest", docs/protocol.md §6.1);
 //! - deletion is soft (`deleted_at`) until the agent reports `Deleted`, then the row is removed;
 //! - a failed call leaves the stored data unchanged.
+
+/// `bind!(query, a, b, …)`: `query.bind(a).bind(b)…`, the values in parameter order.
+macro_rules! bind {
+    ($query:expr $(, $value:expr)* $(,)?) => {
+        $query$(.bind($value))*
+    };
+}
 
 mod dead_letters;
 mod feed;
@@ -21,12 +30,15 @@ mod group;
 pub mod model;
 pub mod postgres;
 mod rules;
+pub mod sql;
 pub mod sqlite;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use feed::{Change, Feed};
 pub use model::*;
 
 /// A store failure.
@@ -113,42 +125,52 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
 
-    /// A signal fired after every commit that appended spec outbox rows.
+    // ---- change feeds (docs/architecture.md §5) ----
+
+    /// The feed of new spec outbox rows: the rows of this server's resource creations, each
+    /// with the created resource, as [`Change::Rows`] (one committed transaction each, rows in
+    /// `seq` order); [`Change::Read`] for rows to read with
+    /// [`Store::pending_spec_deliveries`] instead: updates and deletions, creations not fed,
+    /// and (PostgreSQL) any other server instance's. Fed rows stay pending in the outbox until
+    /// [`Store::complete_spec_events`], as any other row.
     ///
-    /// Implementations call `notify_waiters()` then `notify_one()`: every task waiting at
-    /// commit time wakes, and the next `notified()` after that returns at once, so a wake is
-    /// never lost (spurious wakes are possible; always re-check the outbox).
+    /// Only the first feed a store gives gets rows; later ones only wake-ups. Built from
+    /// [`Store::spec_feed`] and [`Store::spec_signal`], which a wrapping store forwards.
+    fn spec_changes(&self) -> Feed<PendingSpec> {
+        Feed::new(self.spec_feed(), self.spec_signal())
+    }
+
+    /// The feed of new status event rows: this server's as [`Change::Rows`] (one committed
+    /// transaction each, in `seq` and commit order), [`Change::Read`] for rows to read with
+    /// [`Store::status_events_after`] instead. A reader also reads when fed `seq`s jump (a
+    /// rolled-back transaction leaves a gap; another instance's rows) and now and then (a
+    /// lost wake-up). Only the first feed gets rows. Built from [`Store::status_feed`] and
+    /// [`Store::status_signal`].
+    fn status_changes(&self) -> Feed<StatusEventRow> {
+        Feed::new(self.status_feed(), self.status_signal())
+    }
+
+    /// The wake of [`Store::spec_changes`]: fired after every commit that appended spec outbox
+    /// rows not handed to the feed's reader (updates and deletions; creations while nobody
+    /// reads the feed or its reader is [`FEED_CAPACITY`] batches behind) and, on PostgreSQL,
+    /// when another server instance committed some.
+    ///
+    /// Fired with `notify_waiters()` then `notify_one()`: every task waiting then wakes, and
+    /// the next `notified()` after that returns at once, so a wake is never lost (spurious
+    /// wakes are possible; always re-check the outbox).
     fn spec_signal(&self) -> Arc<tokio::sync::Notify>;
 
-    /// A signal fired after every commit that appended status event rows; same semantics as
-    /// [`Store::spec_signal`].
+    /// The wake of [`Store::status_changes`]; as [`Store::spec_signal`], for status event rows.
     fn status_signal(&self) -> Arc<tokio::sync::Notify>;
 
-    /// The in-process feed of the status event rows this store's own status writes commit:
-    /// one message per committed transaction, its rows in `seq` order, messages in commit
-    /// order (architecture.md §5). The status fan-out reads it instead of reading the rows
-    /// back from the database.
-    ///
-    /// `Some` only on the first call (the feed has one reader); `None` after that and for
-    /// stores without a feed (SQLite), whose readers use [`Store::status_events_after`] on
-    /// [`Store::status_signal`]. The feed is best effort: a message is dropped when the reader
-    /// is [`FEED_CAPACITY`] transactions behind, so a reader must fall back to
-    /// [`Store::status_events_after`] when `seq`s jump (a rolled-back transaction also leaves
-    /// a gap) and now and then (rows of other server instances never come through it).
+    /// The rows of [`Store::status_changes`]: one message per committed transaction, bounded
+    /// to [`FEED_CAPACITY`] messages (a batch that does not fit fires the signal instead).
+    /// `Some` on the first call only; `None` after that, and for a store without feeds.
     fn status_feed(&self) -> Option<tokio::sync::mpsc::Receiver<StatusFeedBatch>> {
         None
     }
 
-    /// The in-process feed of the spec outbox rows this store's resource creations commit,
-    /// each with the created resource: one message per committed transaction, rows in `seq`
-    /// order (architecture.md §5). The spec dispatcher delivers them instead of reading them
-    /// back with [`Store::pending_spec_deliveries`]; they stay pending in the outbox until
-    /// [`Store::complete_spec_events`] as any other row.
-    ///
-    /// `Some` only on the first call; `None` after that and for stores without one (SQLite).
-    /// While a reader holds it, a creation whose rows were fed does not fire
-    /// [`Store::spec_signal`]; one whose batch was dropped ([`FEED_CAPACITY`] behind) does, and
-    /// its rows are found pending. Updates and deletions are never fed and always signal.
+    /// The rows of [`Store::spec_changes`]; as [`Store::status_feed`].
     fn spec_feed(&self) -> Option<tokio::sync::mpsc::Receiver<SpecFeedBatch>> {
         None
     }
@@ -233,7 +255,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     // ---- status side ----
 
-    /// Applies an agent status under the acceptance rules of architecture.md §5 in one
+    /// Applies an agent status under the acceptance rules of docs/architecture.md §5 in one
     /// transaction; see [`StatusOutcome`]. Accepted writes append a status event row.
     async fn apply_status(&self, write: StatusWrite) -> Result<StatusOutcome>;
 
@@ -244,7 +266,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Up to `limit` pending spec outbox rows, oldest first, each with its resource's
     /// current state (`None` once the resource row is gone): two queries per batch instead of
-    /// one resource read per row (the spec dispatcher, architecture.md §5).
+    /// one resource read per row (the spec dispatcher, docs/architecture.md §5).
     async fn pending_spec_deliveries(&self, limit: i64) -> Result<Vec<PendingSpec>> {
         let events = self.pending_spec_events(limit).await?;
         let mut ids: Vec<String> = events.iter().map(|e| e.resource_id.clone()).collect();
@@ -304,7 +326,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// Committed transactions a feed holds for its reader ([`Store::status_feed`],
-/// [`Store::spec_feed`]) before it drops the next.
+/// [`Store::spec_feed`]) before it wakes it instead of handing over the next.
 pub const FEED_CAPACITY: usize = 32;
 
 /// One committed transaction's status event rows, in `seq` order ([`Store::status_feed`]).

@@ -9,14 +9,47 @@ use serde_json::Value;
 /// Consumer labels.
 pub type Labels = BTreeMap<String, String>;
 
+/// `as_str`, `parse` and `TryFrom<String>` of a unit enum stored as text, from its
+/// `Variant => "text"` pairs.
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        impl $name {
+            /// The stored text.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),*
+                }
+            }
+
+            /// The inverse of `as_str`; `None` for any other text.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            /// [`Self::parse`]; the error names the unknown text.
+            fn try_from(s: String) -> Result<Self, String> {
+                Self::parse(&s).ok_or_else(|| format!("unknown {} {s:?}", stringify!($name)))
+            }
+        }
+    };
+}
+
 /// A consumer (target cluster).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Consumer {
     /// UUID v4.
     pub id: String,
     /// Unique name (the `clustername` on the wire).
     pub name: String,
     /// Labels.
+    #[sqlx(json)]
     pub labels: Labels,
     /// Creation time.
     pub created_at: DateTime<Utc>,
@@ -34,7 +67,7 @@ pub struct NewConsumer {
 }
 
 /// A resource bundle row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Resource {
     /// Resource id (the `resourceid` extension).
     pub id: String,
@@ -46,7 +79,8 @@ pub struct Resource {
     pub source: String,
     /// Spec version: 1, +1 per spec change.
     pub version: i64,
-    /// The spec CloudEvent as structured JSON.
+    /// The spec CloudEvent as structured JSON (`null` when a query did not read it).
+    #[sqlx(default)]
     pub payload: Value,
     /// The latest accepted status CloudEvent as structured JSON.
     pub status: Option<Value>,
@@ -66,7 +100,7 @@ pub struct Resource {
 /// parsed into trees): what [`crate::Store::list_resources_raw`] reads for the REST list,
 /// where parsing thousands of events dominated the time (docs/benchmarks.md). The text may
 /// hold insignificant whitespace (rows written while PostgreSQL's columns were `jsonb` do).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RawResource {
     /// Resource id.
     pub id: String,
@@ -79,8 +113,10 @@ pub struct RawResource {
     /// Spec version.
     pub version: i64,
     /// The spec CloudEvent as structured JSON text.
+    #[sqlx(json)]
     pub payload: Box<serde_json::value::RawValue>,
     /// The latest accepted status CloudEvent as structured JSON text.
+    #[sqlx(json(nullable))]
     pub status: Option<Box<serde_json::value::RawValue>>,
     /// Set while the resource is being deleted.
     pub deleted_at: Option<DateTime<Utc>>,
@@ -205,29 +241,10 @@ pub enum SpecAction {
     Delete,
 }
 
-impl SpecAction {
-    /// Stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SpecAction::Create => "Create",
-            SpecAction::Update => "Update",
-            SpecAction::Delete => "Delete",
-        }
-    }
-
-    /// Parses stored text.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "Create" => SpecAction::Create,
-            "Update" => SpecAction::Update,
-            "Delete" => SpecAction::Delete,
-            _ => return None,
-        })
-    }
-}
+text_enum!(SpecAction { Create => "Create", Update => "Update", Delete => "Delete" });
 
 /// A spec outbox row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SpecEventRow {
     /// Monotonic sequence number.
     pub seq: i64,
@@ -236,6 +253,7 @@ pub struct SpecEventRow {
     /// Its consumer.
     pub consumer_name: String,
     /// What happened.
+    #[sqlx(try_from = "String")]
     pub action: SpecAction,
     /// The resource version written by that change.
     pub version: i64,
@@ -263,27 +281,10 @@ pub enum StatusEventKind {
     StatusDelete,
 }
 
-impl StatusEventKind {
-    /// Stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StatusEventKind::StatusUpdate => "StatusUpdate",
-            StatusEventKind::StatusDelete => "StatusDelete",
-        }
-    }
-
-    /// Parses stored text.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "StatusUpdate" => StatusEventKind::StatusUpdate,
-            "StatusDelete" => StatusEventKind::StatusDelete,
-            _ => return None,
-        })
-    }
-}
+text_enum!(StatusEventKind { StatusUpdate => "StatusUpdate", StatusDelete => "StatusDelete" });
 
 /// A status event row: what to stream to sources.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct StatusEventRow {
     /// Monotonic sequence number.
     pub seq: i64,
@@ -294,6 +295,7 @@ pub struct StatusEventRow {
     /// Its consumer.
     pub consumer_name: String,
     /// Update or delete.
+    #[sqlx(try_from = "String")]
     pub kind: StatusEventKind,
     /// The resource's spec CloudEvent at the time, as its stored JSON text (not parsed: the
     /// fan-out splices its bundle into the source's event as text).
@@ -314,7 +316,7 @@ pub struct StatusWrite {
     pub consumer_name: String,
     /// `resourceversion`: must equal the stored version (ignored for a deletion).
     pub version: i64,
-    /// `sequenceid`: must be newer than the stored one (protocol.md §6.2).
+    /// `sequenceid`: must be newer than the stored one (docs/protocol.md §6.2).
     pub sequence_id: String,
     /// `statushash`.
     pub status_hash: Option<String>,
@@ -322,7 +324,7 @@ pub struct StatusWrite {
     pub event: Value,
     /// The event's `data` (ManifestBundleStatus JSON), compared to detect unchanged statuses.
     pub data: Value,
-    /// True when the status carries `Deleted=True` (protocol.md §6.3).
+    /// True when the status carries `Deleted=True` (docs/protocol.md §6.3).
     pub deleted: bool,
 }
 
@@ -362,28 +364,13 @@ pub enum DeadLetterOrigin {
     SpecPublish,
 }
 
-impl DeadLetterOrigin {
-    /// The stored (and REST) name: `status`, `spec_resync`, `agent`, `spec_publish`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadLetterOrigin::Status => "status",
-            DeadLetterOrigin::SpecResync => "spec_resync",
-            DeadLetterOrigin::Agent => "agent",
-            DeadLetterOrigin::SpecPublish => "spec_publish",
-        }
-    }
-
-    /// The inverse of [`DeadLetterOrigin::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "status" => Some(DeadLetterOrigin::Status),
-            "spec_resync" => Some(DeadLetterOrigin::SpecResync),
-            "agent" => Some(DeadLetterOrigin::Agent),
-            "spec_publish" => Some(DeadLetterOrigin::SpecPublish),
-            _ => None,
-        }
-    }
-}
+// The stored (and REST) names.
+text_enum!(DeadLetterOrigin {
+    Status => "status",
+    SpecResync => "spec_resync",
+    Agent => "agent",
+    SpecPublish => "spec_publish",
+});
 
 /// Input of [`crate::Store::add_dead_letter`]: an event set aside for good, with why. Text
 /// fields may hold anything an attacker sent (NUL bytes, newlines, megabytes): the store

@@ -1,45 +1,48 @@
-//! The PostgreSQL store (production, HA).
+//! The PostgreSQL store (production, HA): [`PostgresStore`], the SQL store of [`crate::sql`]
+//! in PostgreSQL's dialect.
 //!
 //! Spec and status writes lock the resource row (`SELECT … FOR UPDATE`), so concurrent writers
 //! of one resource serialize; resource creation holds a key-share lock on the consumer row so a
-//! concurrent consumer delete cannot slip in between.
-//!
-//! Commits wake this process's dispatcher and fan-out in process only. No `NOTIFY` is sent:
-//! nothing LISTENs yet (cross-instance wake-ups, architecture.md §5, come with HA), and a
-//! transaction that notified takes PostgreSQL's notification queue lock at commit and holds it
-//! through its WAL flush, so every such commit would wait for the one before it and none
-//! could share a flush.
+//! concurrent consumer delete cannot slip in between. Lists are bound as arrays (`= ANY($1)`);
+//! a status group writes its rows with one `UNNEST` statement per table.
 //!
 //! Status event rows are read with a cursor (`status_events_after`), so their `seq`s must
 //! become visible in order: appends take a transaction-scoped advisory lock
 //! ([`STATUS_SEQ_LOCK`]) right before the insert and hold it through commit. Spec outbox rows
 //! are read as "pending", not by cursor, and need no such lock.
 //!
-//! While the server's fan-out holds the status feed ([`Store::status_feed`]), the status event
-//! insert returns each row's `seq` and spec payload, and the committed rows are fed to it, so
-//! it does not read them back. Likewise, while the spec dispatcher holds the spec feed
-//! ([`Store::spec_feed`]), resource creations hand it their outbox rows and resources.
+//! Commits wake this process's feed readers in process (`crate::feed`). Other server instances
+//! sharing the database (HA) hear of them through `LISTEN`/`NOTIFY` on [`SPEC_CHANNEL`] and
+//! [`STATUS_CHANNEL`], the payload naming the notifying store (a store ignores its own): a task
+//! per store LISTENs on a connection of its own and wakes the feeds; another NOTIFYs after
+//! commits, at most once per channel per [`ANNOUNCE_EVERY`], in a transaction of its own with
+//! asynchronous commit. The data transactions never NOTIFY themselves: a transaction that
+//! notifies takes PostgreSQL's notification queue lock at commit and holds it through its WAL
+//! flush, so every such commit would wait for the one before it and none could share a flush;
+//! and no write waits for the announcement. A lost announcement (a crash right after a commit,
+//! the database unreachable) delays the other instances' readers until their periodic sweep.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use maestro_search::{Dialect, Param, Piece};
-use serde_json::Value;
-use serde_json::value::RawValue;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::types::Json;
-use sqlx::{Postgres, QueryBuilder, Row, Transaction};
-use tokio::sync::Notify;
-
-use crate::group::{GroupCommit, group_fn};
-use crate::rules::{self, PageQuery, Signals, UpdatePlan};
-use crate::{
-    Consumer, ConsumerQuery, Labels, NewConsumer, NewResource, Page, PendingSpec, RawResource, Resource,
-    ResourceQuery, Result, SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store,
-    StoreError,
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgConnection, PgHasArrayType, PgListener, PgPoolOptions, PgQueryResult, PgTypeInfo,
 };
+use sqlx::{Encode, PgPool, Postgres, Type};
+use tokio::sync::watch;
+
+use crate::Result;
+use crate::feed::{Signals, fire};
+use crate::sql::{List, Returned, SqlStore, StatusRows, sealed};
+
+/// The PostgreSQL [`crate::Store`]. Cheap to share behind an `Arc`; [`SqlStore::connect`]
+/// connects a pool (up to 16 connections, [`ACQUIRE_TIMEOUT`], [`STATEMENT_TIMEOUT`]) to a
+/// `postgres://` URL.
+pub type PostgresStore = SqlStore<Postgres>;
 
 /// Advisory lock key (transaction scope) serializing status event appends, so `seq` order is
 /// commit order (ASCII "mstatseq").
@@ -48,843 +51,224 @@ pub const STATUS_SEQ_LOCK: i64 = 0x6d73_7461_7473_6571;
 const POOL_SIZE: u32 = 16;
 /// How long a request waits for a pooled connection before it fails (docs/security.md, "Bad
 /// input": during a database outage requests fail fast and `/readyz` says so within 5 s).
-pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The server-side `statement_timeout` set on every connection unless the URL sets one
 /// (`?options=-c%20statement_timeout%3D…`): no statement holds a connection longer.
 pub const STATEMENT_TIMEOUT: &str = "30s";
+/// The channel announcing new spec outbox rows to other server instances.
+pub const SPEC_CHANNEL: &str = "maestro_spec_events";
+/// The channel announcing new status event rows to other server instances.
+pub const STATUS_CHANNEL: &str = "maestro_status_events";
+/// The shortest time between two announcements of one store (commits in between share one).
+pub const ANNOUNCE_EVERY: Duration = Duration::from_millis(10);
+/// How long the listener waits before connecting again after its connection failed.
+const RELISTEN_AFTER: Duration = Duration::from_secs(1);
+/// The type `json` (`pg_type.oid`).
+const JSON_OID: Oid = Oid(114);
 
-/// The PostgreSQL [`Store`]. Cheap to share behind an `Arc`.
-#[derive(Debug)]
-pub struct PostgresStore {
-    pool: PgPool,
-    signals: Signals,
-    creates: GroupCommit<NewResource, Resource>,
-    statuses: GroupCommit<StatusWrite, StatusOutcome>,
-}
+// The trait is sealed: its crate-private argument types never reach another crate.
+#[allow(private_interfaces)]
+impl sealed::Backend for Postgres {
+    type Stamp = DateTime<Utc>;
+    type Json<'a> = JsonText<'a>;
+    const KIND: &'static str = "postgres";
+    const SEARCH: maestro_search::Dialect = maestro_search::Dialect::Postgres;
+    const ROW_LOCKS: bool = true;
+    const STATUS_EVENT: &'static str = "seq, resource_id, source, consumer_name, kind, \
+         payload::text AS payload, \
+         status::text AS status, created_at";
+    const IN_LIST: &'static str = "= ANY($1)";
+    // Asynchronous commit (`synchronous_commit` off for this statement's transaction only, set
+    // before the update runs): the dispatcher does not wait for a WAL flush per batch. A crash
+    // may lose the last few hundred ms of marks; those rows are sent again after the restart,
+    // and agents ignore a version they hold (docs/protocol.md §6.1).
+    const COMPLETE_SPEC_EVENTS: &'static str = "WITH async AS \
+         (SELECT set_config('synchronous_commit', 'off', true)) \
+         UPDATE spec_events SET done_at = $2 FROM async WHERE done_at IS NULL AND seq = ANY($1)";
+    const RESOURCE_TOTALS: bool = true;
 
-type Tx = Transaction<'static, Postgres>;
+    fn stamp(t: DateTime<Utc>) -> DateTime<Utc> {
+        t
+    }
 
-impl PostgresStore {
-    /// Connects a pool (up to 16 connections, [`ACQUIRE_TIMEOUT`], [`STATEMENT_TIMEOUT`]) to a
-    /// `postgres://` URL and starts the group
-    /// commit writers of resource creations and statuses (on the current Tokio runtime; see
-    /// the `group` module). Does not migrate.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`] for a malformed URL or when the server cannot be reached.
-    pub async fn connect(url: &str) -> Result<Self> {
+    fn json(text: &str) -> JsonText<'_> {
+        JsonText(text)
+    }
+
+    async fn connect(url: &str) -> Result<PgPool> {
         let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
         if !url.contains("statement_timeout") {
             options = options.options([("statement_timeout", STATEMENT_TIMEOUT)]);
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await?;
-        let signals = Signals::default();
-        let ctx = (pool.clone(), signals.clone());
-        let creates =
-            GroupCommit::start(group_fn(ctx.clone(), |(p, sig), ops: Arc<Vec<NewResource>>| async move {
-                create_group(&p, &sig, &ops).await
-            }));
-        let statuses = GroupCommit::start(group_fn(ctx, |(p, sig), ops: Arc<Vec<StatusWrite>>| async move {
-            status_group(&p, &sig, &ops).await
-        }));
-        Ok(PostgresStore { pool, signals, creates, statuses })
+        let pool = PgPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(ACQUIRE_TIMEOUT);
+        Ok(pool.connect_with(options).await?)
     }
 
-    /// The connection pool (for tests and diagnostics).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    async fn migrate(pool: &PgPool) -> Result<()> {
+        Ok(sqlx::migrate!("../../migrations/postgres").run(pool).await?)
     }
 
-    /// The resource rows with these ids (one query; none for no ids).
-    async fn rows_with_ids(&self, ids: &[String]) -> Result<Vec<PgRow>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+    fn affected(done: PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    fn share_commits(pool: &PgPool, signals: &Arc<Signals>) -> Option<watch::Sender<()>> {
+        let (stop, stopped) = watch::channel(());
+        let me = uuid::Uuid::new_v4().simple().to_string();
+        // One connection of its own: the listener holds it for good.
+        let own = PgPoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None);
+        let own = own.acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with((*pool.connect_options()).clone());
+        tokio::spawn(listen(own, me.clone(), signals.clone(), stopped.clone()));
+        tokio::spawn(announce(pool.clone(), me, signals.clone(), stopped));
+        Some(stop)
+    }
+
+    /// One statement per table for the whole group, the columns bound as parallel arrays. The
+    /// event rows are appended under [`STATUS_SEQ_LOCK`], held until the transaction ends, so
+    /// status event `seq`s become visible in increasing order and a reader's
+    /// `status_events_after(cursor)` never skips a row that commits late with a smaller `seq`
+    /// (only the deletions of confirmed resources follow in the transaction).
+    async fn write_statuses<'a>(conn: &'a mut PgConnection, rows: &'a StatusRows<'a>) -> Result<Returned> {
+        let StatusRows { plan, texts, now, fed } = *rows;
+        if !plan.updated.is_empty() {
+            let (ids, statuses, hashes, sequences): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = plan
+                .updated
+                .iter()
+                .map(|(r, w)| {
+                    (r.id.as_str(), texts[*w].as_deref(), r.status_hash.as_deref(), r.sequence_id.as_deref())
+                })
+                .collect();
+            let sql = "UPDATE resources AS r SET status = u.status, status_hash = u.status_hash, \
+                       sequence_id = u.sequence_id, updated_at = $5 \
+                       FROM UNNEST($1::text[], $2::text[]::json[], \
+                       $3::text[], $4::text[]) AS u(id, status, status_hash, sequence_id) WHERE r.id = u.id";
+            bind!(sqlx::query(sql), &ids, &statuses, &hashes, &sequences, now).execute(&mut *conn).await?;
         }
-        Ok(sqlx::query("SELECT * FROM resources WHERE id = ANY($1)").bind(ids).fetch_all(&self.pool).await?)
-    }
-
-    async fn consumer_where(&self, column: &'static str, key: &str) -> Result<Consumer> {
-        let sql = match column {
-            "id" => "SELECT * FROM consumers WHERE id = $1",
-            _ => "SELECT * FROM consumers WHERE name = $1",
-        };
-        let row = sqlx::query(sql).bind(key).fetch_optional(&self.pool).await?;
-        let row = row.ok_or_else(|| StoreError::NotFound { kind: "consumer", key: key.to_owned() })?;
-        consumer_from_row(&row)
-    }
-
-    async fn resources_where(&self, column: &'static str, key: &str) -> Result<Vec<Resource>> {
-        let sql = match column {
-            "consumer_name" => "SELECT * FROM resources WHERE consumer_name = $1 ORDER BY created_at, id",
-            _ => "SELECT * FROM resources WHERE source = $1 ORDER BY created_at, id",
-        };
-        let rows = sqlx::query(sql).bind(key).fetch_all(&self.pool).await?;
-        rows.iter().map(resource_from_row).collect()
-    }
-
-    /// The number of rows `query` matches: for an unfiltered list of resources the count the
-    /// triggers of migration 0004 keep in `resource_totals` (one row read instead of a scan of
-    /// every row), else `COUNT(*)`.
-    async fn total(&self, table: &str, query: &PageQuery<'_>) -> Result<i64> {
-        if table == "resources" && query.is_unfiltered() {
-            return Ok(sqlx::query_scalar("SELECT total FROM resource_totals").fetch_one(&self.pool).await?);
-        }
-        let mut count = QueryBuilder::<Postgres>::new(format!("SELECT COUNT(*) FROM {table}"));
-        push_where(&mut count, query);
-        Ok(count.build().fetch_one(&self.pool).await?.try_get(0)?)
-    }
-
-    /// One page of a table: exact-match filters and a checked search, in `query`'s order
-    /// (default `created_at, id`; `id` always breaks ties so pages never overlap).
-    async fn page<T>(
-        &self,
-        table: &str,
-        query: PageQuery<'_>,
-        map: fn(&PgRow) -> Result<T>,
-    ) -> Result<Page<T>> {
-        let (limit, offset) = rules::page_window(query.paging)?;
-        let total = self.total(table, &query).await?;
-        let mut items = Vec::new();
-        if limit > 0 {
-            // A deferred join: the window is found on a narrow index where one fits the order
-            // (docs/rest.md, "Ordering"), so the rows skipped by OFFSET are never read whole;
-            // only the page's rows are. The window's ids are renamed so the outer ORDER BY's
-            // bare column names all name the table's columns.
-            let order = maestro_search::order_by_sql(query.order);
-            let mut q = QueryBuilder::<Postgres>::new(format!(
-                "SELECT t.* FROM {table} AS t JOIN (SELECT id AS page_id FROM {table}"
-            ));
-            push_where(&mut q, &query);
-            q.push(format!(" ORDER BY {order} LIMIT ")).push_bind(limit).push(" OFFSET ").push_bind(offset);
-            q.push(format!(") AS w ON t.id = w.page_id ORDER BY {order}"));
-            let rows = q.build().fetch_all(&self.pool).await?;
-            items = rows.iter().map(map).collect::<Result<_>>()?;
-        }
-        Ok(Page { items, total, page: query.paging.page })
-    }
-
-    /// The ids of one page of a table, in `query`'s order, with the total of [`Self::page`]
-    /// (the window query of its deferred join, on its own).
-    async fn page_ids(&self, table: &str, query: PageQuery<'_>) -> Result<Page<String>> {
-        let (limit, offset) = rules::page_window(query.paging)?;
-        let total = self.total(table, &query).await?;
-        let mut items = Vec::new();
-        if limit > 0 {
-            let order = maestro_search::order_by_sql(query.order);
-            let mut q = QueryBuilder::<Postgres>::new(format!("SELECT id FROM {table}"));
-            push_where(&mut q, &query);
-            q.push(format!(" ORDER BY {order} LIMIT ")).push_bind(limit).push(" OFFSET ").push_bind(offset);
-            items = q.build_query_scalar().fetch_all(&self.pool).await?;
-        }
-        Ok(Page { items, total, page: query.paging.page })
-    }
-}
-
-/// Commits `tx`, then fires `signal`.
-async fn commit_and_signal(tx: Tx, signal: &Notify) -> Result<()> {
-    tx.commit().await?;
-    Signals::fire(signal);
-    Ok(())
-}
-
-/// Creates a group of resources in one transaction (group commit): one consumer lookup, one
-/// multi-row insert (`ON CONFLICT (id) DO NOTHING`: an existing id is a conflict for that
-/// write only), one multi-row spec outbox insert.
-async fn create_group(
-    pool: &PgPool,
-    signals: &Signals,
-    ops: &[NewResource],
-) -> Result<Vec<Result<Resource>>> {
-    let mut tx = pool.begin().await?;
-    let mut names: Vec<&str> = ops.iter().map(|op| op.consumer_name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let known: HashSet<String> =
-        sqlx::query_scalar("SELECT name FROM consumers WHERE name = ANY($1) ORDER BY name FOR KEY SHARE")
-            .bind(&names)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut *conn).await?;
+        let (ids, kinds, statuses): (Vec<_>, Vec<_>, Vec<_>) = plan
+            .events
+            .iter()
+            .map(|e| (e.resource.id.as_str(), e.kind.as_str(), texts[e.write].as_deref()))
             .collect();
-    let (answers, insert) = rules::screen_creates(ops, &known);
-    if insert.is_empty() {
-        return Ok(rules::answer_creates(ops, answers, &insert, HashMap::new()));
+        // The payload text only when it is fed: otherwise every row would carry it back.
+        let sql = "INSERT INTO status_events \
+                   (resource_id, source, consumer_name, kind, payload, status, created_at) \
+                   SELECT r.id, r.source, r.consumer_name, u.kind, r.payload, u.status, $4 \
+                   FROM UNNEST($1::text[], $2::text[], $3::text[]::json[]) \
+                   WITH ORDINALITY AS u(id, kind, status, ord) \
+                   JOIN resources r ON r.id = u.id ORDER BY u.ord \
+                   RETURNING seq, resource_id, CASE WHEN $5 THEN payload::text ELSE '' END";
+        Ok(bind!(sqlx::query_as(sql), &ids, &kinds, &statuses, now, fed).fetch_all(conn).await?)
     }
-    let now = rules::now();
-    let mut q = QueryBuilder::<Postgres>::new(
-        "INSERT INTO resources (id, name, consumer_name, source, version, payload, created_at, updated_at) ",
-    );
-    q.push_values(insert.iter().filter_map(|&i| ops.get(i)), |mut b, op| {
-        b.push_bind(&op.id)
-            .push_bind(&op.name)
-            .push_bind(&op.consumer_name)
-            .push_bind(&op.source)
-            .push_bind(1_i64)
-            .push_bind(json_text(&op.payload))
-            .push_unseparated("::json")
-            .push_bind(now)
-            .push_bind(now);
-    });
-    q.push(
-        " ON CONFLICT (id) DO NOTHING RETURNING id, name, consumer_name, source, version, \
-         'null'::json AS payload, status, status_hash, sequence_id, deleted_at, created_at, updated_at",
-    );
-    let rows = q.build().fetch_all(&mut *tx).await?;
-    // The payloads are the ones just written: copied, not read back and parsed.
-    let payloads: HashMap<&str, &Value> = ops.iter().map(|op| (op.id.as_str(), &op.payload)).collect();
-    let created = rows
-        .iter()
-        .map(|row| {
-            let r = resource_from_row(row)?;
-            let payload = payloads.get(r.id.as_str()).map_or(Value::Null, |p| (*p).clone());
-            Ok(Resource { payload, ..r })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if !created.is_empty() {
-        let fed = signals.spec_feed.wanted();
-        let seqs = push_create_events(&mut tx, &created, now, fed).await?;
-        tx.commit().await?;
-        // Fed rows need no wake; anything not fed is found pending after the signal.
-        let sent = fed && feed_creations(&created, seqs, now).is_some_and(|b| signals.spec_feed.send(b));
-        if !sent {
-            Signals::fire(&signals.spec);
+}
+
+/// Listens for the other instances' announcements until `stop` (the store dropped), waking
+/// the feeds on each. After a lost connection it listens again [`RELISTEN_AFTER`] later (not
+/// at once: a database being dropped would wait for the new connection), then wakes the feeds
+/// once for the announcements it missed.
+async fn listen(pool: PgPool, me: String, signals: Arc<Signals>, mut stop: watch::Receiver<()>) {
+    let mut again = false;
+    loop {
+        let lost = tokio::select! {
+            _ = stop.changed() => return,
+            lost = listen_until_lost(&pool, &me, &signals, again) => lost,
+        };
+        tracing::debug!(error = ?lost, "LISTEN connection lost; listening again soon");
+        again = true;
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(RELISTEN_AFTER) => {}
         }
     }
-    let created = created.into_iter().map(|r| (r.id.clone(), r)).collect();
-    Ok(rules::answer_creates(ops, answers, &insert, created))
 }
 
-/// Appends the `Create` outbox rows of `created`; with `returning`, gives each row's
-/// `(seq, resource_id)` (in no particular order), otherwise nothing.
-async fn push_create_events(
-    tx: &mut Tx,
-    created: &[Resource],
-    now: DateTime<Utc>,
-    returning: bool,
-) -> Result<Vec<(i64, String)>> {
-    let mut q = QueryBuilder::<Postgres>::new(
-        "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) ",
-    );
-    q.push_values(created, |mut b, r| {
-        b.push_bind(&r.id)
-            .push_bind(&r.consumer_name)
-            .push_bind(SpecAction::Create.as_str())
-            .push_bind(r.version)
-            .push_bind(now);
-    });
-    if !returning {
-        q.build().execute(&mut **tx).await?;
-        return Ok(Vec::new());
+/// One LISTEN connection's life; returns why it ended (`None`: the connection closed).
+async fn listen_until_lost(pool: &PgPool, me: &str, signals: &Signals, again: bool) -> Option<sqlx::Error> {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(listener) => listener,
+        Err(e) => return Some(e),
+    };
+    listener.eager_reconnect(false);
+    if let Err(e) = listener.listen_all([SPEC_CHANNEL, STATUS_CHANNEL]).await {
+        return Some(e);
     }
-    q.push(" RETURNING seq, resource_id");
-    Ok(q.build_query_as::<(i64, String)>().fetch_all(&mut **tx).await?)
-}
-
-/// The spec feed's batch of a committed creation group: each outbox row with its resource, in
-/// `seq` order. `None` (not fed: the rows are found pending) if the returned rows do not match
-/// the created resources one to one, which cannot happen.
-fn feed_creations(
-    created: &[Resource],
-    mut seqs: Vec<(i64, String)>,
-    now: DateTime<Utc>,
-) -> Option<Vec<PendingSpec>> {
-    if seqs.len() != created.len() {
-        return None;
+    if again {
+        signals.wake_all();
     }
-    seqs.sort_unstable_by_key(|(seq, _)| *seq);
-    let by_id: HashMap<&str, &Resource> = created.iter().map(|r| (r.id.as_str(), r)).collect();
-    seqs.into_iter()
-        .map(|(seq, resource_id)| {
-            let r = *by_id.get(resource_id.as_str())?;
-            let event = SpecEventRow {
-                seq,
-                consumer_name: r.consumer_name.clone(),
-                action: SpecAction::Create,
-                version: r.version,
-                created_at: now,
-                resource_id,
-            };
-            Some(PendingSpec { event, resource: Some(Arc::new(r.clone())) })
-        })
-        .collect()
-}
-
-/// Applies a group of statuses in one transaction (group commit): the named rows are locked
-/// in id order (two groups never deadlock), the acceptance rules run as if the writes came one
-/// by one ([`rules::plan_status_group`]), then the changed rows are written, the status event
-/// rows appended under [`STATUS_SEQ_LOCK`], and confirmed deletions removed (after the append,
-/// which copies their spec payload).
-async fn status_group(
-    pool: &PgPool,
-    signals: &Signals,
-    writes: &[StatusWrite],
-) -> Result<Vec<Result<StatusOutcome>>> {
-    let mut tx = pool.begin().await?;
-    let mut ids: Vec<&str> = writes.iter().map(|w| w.resource_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    // Every column but the spec payload, which the rules do not read: the status event rows
-    // copy it inside the database (`push_status_events`).
-    let rows = sqlx::query(
-        "SELECT id, name, consumer_name, source, version, 'null'::json AS payload, status, \
-         status_hash, sequence_id, deleted_at, created_at, updated_at \
-         FROM resources WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    let current =
-        rows.iter().map(|row| resource_from_row(row).map(|r| (r.id.clone(), r))).collect::<Result<_>>()?;
-    let plan = rules::plan_status_group(current, writes);
-    if plan.events.is_empty() {
-        return Ok(plan.outcomes.into_iter().map(Ok).collect());
-    }
-    let now = rules::now();
-    let texts = plan.status_texts(writes, |v| Ok::<_, StoreError>(json_text(v)))?;
-    if !plan.updated.is_empty() {
-        // One statement for the whole group: the new columns as parallel arrays.
-        let ids: Vec<&str> = plan.updated.iter().map(|(r, _)| r.id.as_str()).collect();
-        let statuses: Vec<Option<&str>> = plan.updated.iter().map(|(_, w)| texts[*w].as_deref()).collect();
-        let hashes: Vec<Option<&str>> = plan.updated.iter().map(|(r, _)| r.status_hash.as_deref()).collect();
-        let sequences: Vec<Option<&str>> =
-            plan.updated.iter().map(|(r, _)| r.sequence_id.as_deref()).collect();
-        sqlx::query(
-            "UPDATE resources AS r SET status = u.status, status_hash = u.status_hash, \
-             sequence_id = u.sequence_id, updated_at = $5 \
-             FROM UNNEST($1::text[], $2::text[]::json[], $3::text[], $4::text[]) AS u(id, status, status_hash, sequence_id) \
-             WHERE r.id = u.id",
-        )
-        .bind(&ids)
-        .bind(&statuses)
-        .bind(&hashes)
-        .bind(&sequences)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let fed = signals.status_feed.wanted();
-    let returned = push_status_events(&mut tx, &plan.events, &texts, now, fed).await?;
-    if !plan.deleted.is_empty() {
-        sqlx::query("DELETE FROM spec_events WHERE resource_id = ANY($1) AND done_at IS NULL")
-            .bind(&plan.deleted)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM resources WHERE id = ANY($1)").bind(&plan.deleted).execute(&mut *tx).await?;
-    }
-    commit_and_signal(tx, &signals.status).await?;
-    if fed {
-        signals.status_feed.send(feed_rows(&plan.events, &texts, returned, now));
-    }
-    Ok(plan.outcomes.into_iter().map(Ok).collect())
-}
-
-/// The status feed's rows of a committed group: the planned events with the `seq` and spec
-/// payload the insert returned. Empty (nothing fed: the fan-out reads the rows back) if the
-/// returned rows do not match the events one to one, which cannot happen.
-fn feed_rows(
-    events: &[rules::PlannedEvent],
-    texts: &[Option<String>],
-    mut returned: Vec<(i64, String, String)>,
-    now: DateTime<Utc>,
-) -> Vec<StatusEventRow> {
-    // Inserted in event order under the sequence lock: `seq` order is event order.
-    returned.sort_unstable_by_key(|(seq, _, _)| *seq);
-    if returned.len() != events.len()
-        || returned.iter().zip(events).any(|((_, id, _), e)| *id != e.resource.id)
-    {
-        tracing::error!(
-            events = events.len(),
-            returned = returned.len(),
-            "status feed rows do not match; not fed"
-        );
-        return Vec::new();
-    }
-    let mut rows = Vec::with_capacity(events.len());
-    for ((seq, resource_id, payload), e) in returned.into_iter().zip(events) {
-        let Some(status) = texts.get(e.write).cloned().flatten() else { return Vec::new() };
-        rows.push(StatusEventRow {
-            seq,
-            resource_id,
-            source: e.resource.source.clone(),
-            consumer_name: e.resource.consumer_name.clone(),
-            kind: e.kind,
-            payload,
-            status,
-            created_at: now,
-        });
-    }
-    rows
-}
-
-/// `v` as JSON text, for a `json` column: bound as text and cast with `::json`, PostgreSQL only
-/// validates it and stores it as is (a `jsonb` parameter would be parsed into `jsonb` first).
-fn json_text(v: &Value) -> String {
-    v.to_string()
-}
-
-/// Appends ` WHERE …` for the exact-match filters that are set and the search, all joined
-/// by `AND`; nothing when neither is set. Every value is a bound parameter.
-fn push_where(q: &mut QueryBuilder<Postgres>, query: &PageQuery<'_>) {
-    let mut first = true;
-    for (column, value) in query.filters {
-        if let Some(value) = value {
-            q.push(if first { " WHERE " } else { " AND " })
-                .push(column)
-                .push(" = ")
-                .push_bind((*value).clone());
-            first = false;
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(n)) if n.payload() == me => {}
+            Ok(Some(n)) if n.channel() == SPEC_CHANNEL => fire(&signals.spec.wake()),
+            Ok(Some(_)) => fire(&signals.status.wake()),
+            Ok(None) => return None,
+            Err(e) => return Some(e),
         }
     }
-    if let Some(search) = query.search {
-        q.push(if first { " WHERE " } else { " AND " });
-        for piece in search.to_fragment(Dialect::Postgres).pieces {
-            match piece {
-                Piece::Sql(sql) => {
-                    q.push(sql);
-                }
-                Piece::Bind(param) => push_param(q, param),
+}
+
+/// Until `stop`, NOTIFYs the channels of the kinds this store committed since the last
+/// announcement, at most once per [`ANNOUNCE_EVERY`].
+async fn announce(pool: PgPool, me: String, signals: Arc<Signals>, mut stop: watch::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = signals.outbound.notified() => {}
+        }
+        let due = [
+            (SPEC_CHANNEL, signals.spec.take_unannounced()),
+            (STATUS_CHANNEL, signals.status.take_unannounced()),
+        ];
+        let channels: Vec<&str> =
+            due.into_iter().filter_map(|(channel, due)| due.then_some(channel)).collect();
+        if !channels.is_empty() {
+            let sent = sqlx::query(
+                "SELECT set_config('synchronous_commit', 'off', true), pg_notify(c, $2) \
+                 FROM UNNEST($1::text[]) AS c",
+            )
+            .bind(&channels)
+            .bind(&me)
+            .execute(&pool)
+            .await;
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "announcing commits to other server instances failed");
             }
         }
-    }
-}
-
-/// Binds one search parameter (docs/rest.md, "Search language").
-fn push_param(q: &mut QueryBuilder<Postgres>, param: Param) {
-    match param {
-        Param::Text(s) | Param::Json(s) => q.push_bind(s),
-        Param::Int(i) => q.push_bind(i),
-        Param::Real(r) => q.push_bind(r),
-        Param::Time(t) => q.push_bind(t),
-    };
-}
-
-fn consumer_from_row(row: &PgRow) -> Result<Consumer> {
-    let labels: Value = row.try_get("labels")?;
-    Ok(Consumer {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        labels: serde_json::from_value(labels)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn resource_from_row(row: &PgRow) -> Result<Resource> {
-    Ok(Resource {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        consumer_name: row.try_get("consumer_name")?,
-        source: row.try_get("source")?,
-        version: row.try_get("version")?,
-        payload: row.try_get("payload")?,
-        status: row.try_get("status")?,
-        status_hash: row.try_get("status_hash")?,
-        sequence_id: row.try_get("sequence_id")?,
-        deleted_at: row.try_get("deleted_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-/// `json` columns decode straight into raw text (no tree is built).
-fn raw_resource_from_row(row: &PgRow) -> Result<RawResource> {
-    let payload: Json<Box<RawValue>> = row.try_get("payload")?;
-    let status: Option<Json<Box<RawValue>>> = row.try_get("status")?;
-    Ok(RawResource {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        consumer_name: row.try_get("consumer_name")?,
-        source: row.try_get("source")?,
-        version: row.try_get("version")?,
-        payload: payload.0,
-        status: status.map(|s| s.0),
-        deleted_at: row.try_get("deleted_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn spec_event_from_row(row: &PgRow) -> Result<SpecEventRow> {
-    let action: String = row.try_get("action")?;
-    Ok(SpecEventRow {
-        seq: row.try_get("seq")?,
-        resource_id: row.try_get("resource_id")?,
-        consumer_name: row.try_get("consumer_name")?,
-        action: rules::parse_action(&action)?,
-        version: row.try_get("version")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn status_event_from_row(row: &PgRow) -> Result<StatusEventRow> {
-    let kind: String = row.try_get("kind")?;
-    Ok(StatusEventRow {
-        seq: row.try_get("seq")?,
-        resource_id: row.try_get("resource_id")?,
-        source: row.try_get("source")?,
-        consumer_name: row.try_get("consumer_name")?,
-        kind: rules::parse_kind(&kind)?,
-        payload: row.try_get("payload")?,
-        status: row.try_get("status")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-/// The resource row, locked until the transaction ends.
-async fn lock_resource(tx: &mut Tx, id: &str) -> Result<Option<Resource>> {
-    let row = sqlx::query("SELECT * FROM resources WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    row.as_ref().map(resource_from_row).transpose()
-}
-
-async fn push_spec_event(tx: &mut Tx, r: &Resource, action: SpecAction, now: DateTime<Utc>) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&r.id)
-    .bind(&r.consumer_name)
-    .bind(action.as_str())
-    .bind(r.version)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Appends status event rows, in order, each with its resource's spec payload, source and
-/// consumer copied from the (locked, not yet deleted) resource row inside the database. It
-/// first takes [`STATUS_SEQ_LOCK`] until the transaction ends, so status event `seq`s become
-/// visible in increasing order and a reader's `status_events_after(cursor)` never skips a row
-/// that commits late with a smaller `seq`; only the deletions of confirmed resources follow it.
-///
-/// With `returning`, gives each inserted row's `(seq, resource_id, spec payload text)` for the
-/// status feed (in no particular order); otherwise nothing.
-async fn push_status_events(
-    tx: &mut Tx,
-    events: &[rules::PlannedEvent],
-    texts: &[Option<String>],
-    now: DateTime<Utc>,
-    returning: bool,
-) -> Result<Vec<(i64, String, String)>> {
-    macro_rules! insert {
-        () => {
-            "INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at) \
-             SELECT r.id, r.source, r.consumer_name, u.kind, r.payload, u.status, $4 \
-             FROM UNNEST($1::text[], $2::text[], $3::text[]::json[]) WITH ORDINALITY AS u(id, kind, status, ord) \
-             JOIN resources r ON r.id = u.id ORDER BY u.ord"
-        };
-    }
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut **tx).await?;
-    let ids: Vec<&str> = events.iter().map(|e| e.resource.id.as_str()).collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let statuses: Vec<Option<&str>> = events.iter().map(|e| texts[e.write].as_deref()).collect();
-    let (inserted, returned) = if returning {
-        let returned: Vec<(i64, String, String)> =
-            sqlx::query_as(concat!(insert!(), " RETURNING seq, resource_id, payload::text"))
-                .bind(&ids)
-                .bind(&kinds)
-                .bind(&statuses)
-                .bind(now)
-                .fetch_all(&mut **tx)
-                .await?;
-        (returned.len() as u64, returned)
-    } else {
-        let done = sqlx::query(insert!())
-            .bind(&ids)
-            .bind(&kinds)
-            .bind(&statuses)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        (done.rows_affected(), Vec::new())
-    };
-    if inserted != events.len() as u64 {
-        // Cannot happen: every event's row is locked by this transaction.
-        return Err(StoreError::Conflict(format!(
-            "{inserted} of {} status events found their resource row",
-            events.len()
-        )));
-    }
-    Ok(returned)
-}
-
-#[async_trait]
-impl Store for PostgresStore {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("../../migrations/postgres").run(&self.pool).await?;
-        Ok(())
-    }
-
-    fn spec_signal(&self) -> Arc<Notify> {
-        self.signals.spec.clone()
-    }
-
-    fn status_signal(&self) -> Arc<Notify> {
-        self.signals.status.clone()
-    }
-
-    fn status_feed(&self) -> Option<tokio::sync::mpsc::Receiver<crate::StatusFeedBatch>> {
-        self.signals.status_feed.take()
-    }
-
-    fn spec_feed(&self) -> Option<tokio::sync::mpsc::Receiver<crate::SpecFeedBatch>> {
-        self.signals.spec_feed.take()
-    }
-
-    async fn create_consumer(&self, new: NewConsumer) -> Result<Consumer> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let name = new.name.unwrap_or_else(|| id.clone());
-        let row = sqlx::query(
-            "INSERT INTO consumers (id, name, labels, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
-             ON CONFLICT DO NOTHING RETURNING *",
-        )
-        .bind(&id)
-        .bind(&name)
-        .bind(Json(&new.labels))
-        .bind(rules::now())
-        .fetch_optional(&self.pool)
-        .await?;
-        let row =
-            row.ok_or_else(|| StoreError::Conflict(format!("consumer name {name:?} is already taken")))?;
-        consumer_from_row(&row)
-    }
-
-    async fn get_consumer(&self, id: &str) -> Result<Consumer> {
-        self.consumer_where("id", id).await
-    }
-
-    async fn get_consumer_by_name(&self, name: &str) -> Result<Consumer> {
-        self.consumer_where("name", name).await
-    }
-
-    async fn list_consumers(&self, query: &ConsumerQuery) -> Result<Page<Consumer>> {
-        let filters = [("name", query.name.as_ref()), ("id", query.id.as_ref())];
-        let page = PageQuery::new(query.paging, &filters, query.search.as_ref(), &query.order);
-        self.page("consumers", page, consumer_from_row).await
-    }
-
-    async fn set_consumer_labels(&self, id: &str, labels: Labels) -> Result<Consumer> {
-        let row = sqlx::query("UPDATE consumers SET labels = $2, updated_at = $3 WHERE id = $1 RETURNING *")
-            .bind(id)
-            .bind(Json(&labels))
-            .bind(rules::now())
-            .fetch_optional(&self.pool)
-            .await?;
-        let row = row.ok_or_else(|| StoreError::NotFound { kind: "consumer", key: id.to_owned() })?;
-        consumer_from_row(&row)
-    }
-
-    async fn delete_consumer(&self, id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let name: Option<String> = sqlx::query_scalar("SELECT name FROM consumers WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let name = name.ok_or_else(|| StoreError::NotFound { kind: "consumer", key: id.to_owned() })?;
-        let in_use: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM resources WHERE consumer_name = $1)")
-                .bind(&name)
-                .fetch_one(&mut *tx)
-                .await?;
-        if in_use {
-            return Err(StoreError::ConsumerInUse(name));
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(ANNOUNCE_EVERY) => {}
         }
-        sqlx::query("DELETE FROM consumers WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
     }
+}
 
-    async fn create_resource(&self, new: NewResource) -> Result<Resource> {
-        self.creates.submit(new).await
+/// JSON text bound as `json` (the dialect's `Json`).
+#[derive(Debug, Clone, Copy)]
+pub struct JsonText<'a>(&'a str);
+
+impl Type<Postgres> for JsonText<'_> {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(JSON_OID)
     }
+}
 
-    async fn update_resource(&self, id: &str, expected_version: i64, payload: Value) -> Result<Resource> {
-        let mut tx = self.pool.begin().await?;
-        let current = lock_resource(&mut tx, id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound { kind: "resource", key: id.to_owned() })?;
-        let UpdatePlan::Bump(version) = rules::plan_update(&current, expected_version, &payload)? else {
-            return Ok(current);
-        };
-        let now = rules::now();
-        let row = sqlx::query(
-            "UPDATE resources SET version = $2, payload = $3::json, updated_at = $4 WHERE id = $1 RETURNING *",
-        )
-        .bind(id)
-        .bind(version)
-        .bind(json_text(&payload))
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let updated = resource_from_row(&row)?;
-        push_spec_event(&mut tx, &updated, SpecAction::Update, now).await?;
-        commit_and_signal(tx, &self.signals.spec).await?;
-        Ok(updated)
+impl Encode<'_, Postgres> for JsonText<'_> {
+    /// `json`'s binary form is its text: PostgreSQL validates it and stores it as sent.
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
     }
+}
 
-    async fn mark_deleting(&self, id: &str) -> Result<Option<Resource>> {
-        let mut tx = self.pool.begin().await?;
-        let Some(current) = lock_resource(&mut tx, id).await? else {
-            return Ok(None);
-        };
-        if current.deleted_at.is_some() {
-            return Ok(Some(current));
-        }
-        let now = rules::now();
-        let row =
-            sqlx::query("UPDATE resources SET deleted_at = $2, updated_at = $2 WHERE id = $1 RETURNING *")
-                .bind(id)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-        let deleting = resource_from_row(&row)?;
-        push_spec_event(&mut tx, &deleting, SpecAction::Delete, now).await?;
-        commit_and_signal(tx, &self.signals.spec).await?;
-        Ok(Some(deleting))
+impl<T: PgHasArrayType> Type<Postgres> for List<'_, T> {
+    fn type_info() -> PgTypeInfo {
+        T::array_type_info()
     }
+}
 
-    async fn get_resource(&self, id: &str) -> Result<Resource> {
-        let row =
-            sqlx::query("SELECT * FROM resources WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
-        let row = row.ok_or_else(|| StoreError::NotFound { kind: "resource", key: id.to_owned() })?;
-        resource_from_row(&row)
-    }
-
-    async fn get_resources(&self, ids: &[String]) -> Result<Vec<Resource>> {
-        let rows = self.rows_with_ids(ids).await?;
-        rows.iter().map(resource_from_row).collect()
-    }
-
-    async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>> {
-        let filters = rules::resource_filters(query);
-        let page = PageQuery::new(query.paging, &filters, query.search.as_ref(), &query.order);
-        self.page("resources", page, resource_from_row).await
-    }
-
-    async fn list_resources_raw(&self, query: &ResourceQuery) -> Result<Page<RawResource>> {
-        let filters = rules::resource_filters(query);
-        let page = PageQuery::new(query.paging, &filters, query.search.as_ref(), &query.order);
-        self.page("resources", page, raw_resource_from_row).await
-    }
-
-    async fn list_resource_ids(&self, query: &ResourceQuery) -> Result<Page<String>> {
-        let filters = rules::resource_filters(query);
-        let page = PageQuery::new(query.paging, &filters, query.search.as_ref(), &query.order);
-        self.page_ids("resources", page).await
-    }
-
-    async fn get_resources_raw(&self, ids: &[String]) -> Result<Vec<RawResource>> {
-        let rows = self.rows_with_ids(ids).await?;
-        rows.iter().map(raw_resource_from_row).collect()
-    }
-
-    async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>> {
-        self.resources_where("consumer_name", consumer).await
-    }
-
-    async fn resources_for_source(&self, source: &str) -> Result<Vec<Resource>> {
-        self.resources_where("source", source).await
-    }
-
-    async fn apply_status(&self, write: StatusWrite) -> Result<StatusOutcome> {
-        self.statuses.submit(write).await
-    }
-
-    async fn pending_spec_events(&self, limit: i64) -> Result<Vec<SpecEventRow>> {
-        let rows = sqlx::query("SELECT * FROM spec_events WHERE done_at IS NULL ORDER BY seq LIMIT $1")
-            .bind(limit.max(0))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(spec_event_from_row).collect()
-    }
-
-    async fn complete_spec_events(&self, seqs: &[i64]) -> Result<()> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        // Asynchronous commit (`synchronous_commit` off for this statement's transaction only,
-        // set before the update runs): the dispatcher does not wait for a WAL flush per batch.
-        // A crash may lose the last few hundred ms of marks; those rows are sent again after
-        // the restart, and agents ignore a version they hold (protocol.md §6.1).
-        sqlx::query(
-            "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) \
-             UPDATE spec_events SET done_at = $1 FROM async WHERE done_at IS NULL AND seq = ANY($2)",
-        )
-        .bind(rules::now())
-        .bind(seqs.to_vec())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn status_events_after(&self, after: i64, limit: i64) -> Result<Vec<StatusEventRow>> {
-        let rows = sqlx::query(
-            "SELECT seq, resource_id, source, consumer_name, kind, payload::text AS payload, \
-             status::text AS status, created_at FROM status_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit.max(0))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(status_event_from_row).collect()
-    }
-
-    async fn last_status_event_seq(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM status_events")
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    async fn prune_status_events(&self, upto: i64) -> Result<u64> {
-        let done =
-            sqlx::query("DELETE FROM status_events WHERE seq <= $1").bind(upto).execute(&self.pool).await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn prune_spec_events(&self, done_before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM spec_events WHERE seq IN (SELECT seq FROM spec_events \
-             WHERE done_at IS NOT NULL AND done_at < $1 ORDER BY seq LIMIT $2)",
-        )
-        .bind(done_before)
-        .bind(limit.max(0))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn add_dead_letter(&self, letter: crate::NewDeadLetter) -> Result<i64> {
-        crate::dead_letters::pg::add(&self.pool, letter).await
-    }
-
-    async fn list_dead_letters(&self, query: &crate::DeadLetterQuery) -> Result<Page<crate::DeadLetter>> {
-        crate::dead_letters::pg::list(&self.pool, query).await
-    }
-
-    async fn get_dead_letter(&self, id: i64) -> Result<crate::DeadLetter> {
-        crate::dead_letters::pg::get(&self.pool, id).await
-    }
-
-    async fn delete_dead_letter(&self, id: i64) -> Result<()> {
-        crate::dead_letters::pg::delete(&self.pool, id).await
-    }
-
-    async fn prune_dead_letters(&self, before: DateTime<Utc>, keep: i64) -> Result<u64> {
-        crate::dead_letters::pg::prune(&self.pool, before, keep).await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+impl<'q, T> Encode<'q, Postgres> for List<'_, T>
+where
+    for<'a> &'a [T]: Encode<'q, Postgres>,
+{
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        self.0.encode_by_ref(buf)
     }
 }

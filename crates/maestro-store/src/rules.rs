@@ -1,13 +1,10 @@
-//! Backend-independent pieces shared by the SQLite and PostgreSQL stores: the acceptance rules
-//! of spec updates and statuses (architecture.md §5), paging, timestamps and commit signals.
-
-use std::sync::Arc;
+//! The store's rules, apart from SQL: the acceptance rules of spec updates and statuses
+//! (docs/architecture.md §5), group planning, paging and timestamps.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
-use tokio::sync::Notify;
 
-use crate::{Paging, Resource, Result, SpecAction, StatusEventKind, StatusOutcome, StatusWrite, StoreError};
+use crate::{Paging, Resource, Result, StatusEventKind, StatusOutcome, StatusWrite, StoreError};
 
 /// Largest page size served; bigger sizes are clamped (Maestro's limit).
 pub(crate) const MAX_PAGE_SIZE: i64 = 65_500;
@@ -16,12 +13,6 @@ pub(crate) const MAX_PAGE_SIZE: i64 = 65_500;
 /// returned row equals the same row read back.
 pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
-}
-
-/// SQLite text form of a timestamp: RFC 3339 UTC with fixed-width microseconds, so text order
-/// is time order.
-pub(crate) fn sqlite_ts(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// `(limit, offset)` of a page. Errors: [`StoreError::Invalid`] for page < 1 or size < 0.
@@ -47,7 +38,7 @@ pub(crate) enum UpdatePlan {
     Bump(i64),
 }
 
-/// Applies the spec update rules to the current row (maestro-reference.md §5.1).
+/// Applies the spec update rules to the current row (docs/protocol.md §12.6).
 /// Errors: [`StoreError::Conflict`] when deleting or on a stale expected version.
 pub(crate) fn plan_update(current: &Resource, expected_version: i64, payload: &Value) -> Result<UpdatePlan> {
     if current.deleted_at.is_some() {
@@ -164,7 +155,7 @@ pub(crate) struct PlannedEvent {
 }
 
 /// What a group of status writes does to its locked rows, as if applied one by one in order
-/// (architecture.md §5): a later write of the same resource sees the earlier one's effect.
+/// (docs/architecture.md §5): a later write of the same resource sees the earlier one's effect.
 #[derive(Debug, Default)]
 pub(crate) struct StatusGroupPlan {
     /// One outcome per write, in order.
@@ -180,21 +171,15 @@ pub(crate) struct StatusGroupPlan {
 }
 
 impl StatusGroupPlan {
-    /// The status event of each write the plan stores, as JSON text made by `text` (once per
-    /// write, however many rows hold it); `None` for the writes it does not store. Every write
-    /// an updated row holds also has its event row, so the events name them all.
-    pub(crate) fn status_texts<E>(
-        &self,
-        writes: &[StatusWrite],
-        text: impl Fn(&Value) -> std::result::Result<String, E>,
-    ) -> std::result::Result<Vec<Option<String>>, E> {
+    /// The status event of each write the plan stores, as JSON text (made once per write,
+    /// however many rows hold it); `None` for the writes it does not store. Every write an
+    /// updated row holds also has its event row, so the events name them all.
+    pub(crate) fn status_texts(&self, writes: &[StatusWrite]) -> Vec<Option<String>> {
         let mut texts = vec![None; writes.len()];
         for i in self.events.iter().map(|e| e.write) {
-            if texts[i].is_none() {
-                texts[i] = Some(text(&writes[i].event)?);
-            }
+            texts[i].get_or_insert_with(|| writes[i].event.to_string());
         }
-        Ok(texts)
+        texts
     }
 }
 
@@ -299,45 +284,8 @@ pub(crate) fn answer_creates(
         .collect()
 }
 
-/// Parses a stored spec action. Errors: a decode error naming the bad value.
-pub(crate) fn parse_action(s: &str) -> Result<SpecAction> {
-    SpecAction::parse(s).ok_or_else(|| decode_error(format!("unknown spec event action {s:?}")))
-}
-
-/// Parses a stored status event kind. Errors: a decode error naming the bad value.
-pub(crate) fn parse_kind(s: &str) -> Result<StatusEventKind> {
-    StatusEventKind::parse(s).ok_or_else(|| decode_error(format!("unknown status event kind {s:?}")))
-}
-
-/// A [`StoreError::Database`] decode error with a message.
-pub(crate) fn decode_error(msg: String) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(msg.into()))
-}
-
-/// The in-process commit signals of a store.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Signals {
-    /// Fired after commits that appended spec outbox rows.
-    pub(crate) spec: Arc<Notify>,
-    /// Fired after commits that appended status event rows.
-    pub(crate) status: Arc<Notify>,
-    /// The committed status event rows, for the in-process fan-out (PostgreSQL only).
-    pub(crate) status_feed: Arc<crate::feed::Feed<crate::StatusEventRow>>,
-    /// The committed creations' outbox rows, for the in-process dispatcher (PostgreSQL only).
-    pub(crate) spec_feed: Arc<crate::feed::Feed<crate::PendingSpec>>,
-}
-
-impl Signals {
-    /// Wakes every task waiting now and leaves one permit for the next `notified()` so a wake
-    /// between two checks is not lost.
-    pub(crate) fn fire(notify: &Notify) {
-        notify.notify_waiters();
-        notify.notify_one();
-    }
-}
-
-/// What one list page asks a store for (both stores' `page` helpers): paging, exact-match
-/// `(column, value)` filters (unset ones skipped), a checked search, and the order.
+/// What one list page asks the store for: paging, exact-match `(column, value)` filters (unset
+/// ones skipped), a checked search, and the order.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PageQuery<'a> {
     /// The page window.
@@ -350,17 +298,7 @@ pub(crate) struct PageQuery<'a> {
     pub(crate) order: &'a [maestro_search::OrderTerm],
 }
 
-impl<'a> PageQuery<'a> {
-    /// A page query from its parts.
-    pub(crate) fn new(
-        paging: Paging,
-        filters: &'a [(&'static str, Option<&'a String>)],
-        search: Option<&'a maestro_search::Filter>,
-        order: &'a [maestro_search::OrderTerm],
-    ) -> Self {
-        PageQuery { paging, filters, search, order }
-    }
-
+impl PageQuery<'_> {
     /// True when nothing filters the rows (no exact filter set, no search): the page's total
     /// is the table's row count.
     pub(crate) fn is_unfiltered(&self) -> bool {
@@ -389,13 +327,5 @@ mod tests {
         assert_eq!(page_window(Paging { page: 2, size: 100_000 }).expect("ok"), (65_500, 65_500));
         assert!(page_window(Paging { page: 0, size: 10 }).is_err());
         assert!(page_window(Paging { page: 1, size: -1 }).is_err());
-    }
-
-    #[test]
-    fn sqlite_timestamps_sort_as_text() {
-        let a = DateTime::parse_from_rfc3339("2024-01-02T03:04:05Z").expect("ts").to_utc();
-        let b = DateTime::parse_from_rfc3339("2024-01-02T03:04:05.5Z").expect("ts").to_utc();
-        assert_eq!(sqlite_ts(a), "2024-01-02T03:04:05.000000Z");
-        assert!(sqlite_ts(a) < sqlite_ts(b));
     }
 }

@@ -1,0 +1,800 @@
+//! The SQL store: ONE implementation of [`Store`] for both databases, [`SqlStore<D>`] over a
+//! sqlx database `D` that is a [`Dialect`]: [`sqlx::Postgres`] ([`crate::postgres`], production,
+//! HA) or [`sqlx::Sqlite`] ([`crate::sqlite`], embedded default).
+//!
+//! Why generic over sqlx's database types rather than one macro-made copy per backend (or
+//! sqlx `Any`): the code is type-checked and formatted once, and each backend keeps its native
+//! types and statement caches. The SQL both databases read alike is written once, here.
+//! Values whose encoding differs are bound as the dialect's types (a timestamp: `timestamptz`
+//! or fixed-width RFC 3339 text; JSON text: `json` or text; a [`List`]: an array or JSON array
+//! text), so those statements are the same text on both. What really differs is the
+//! dialect's (`sealed::Backend`): a few fragments (row locks or `BEGIN IMMEDIATE`, matching a
+//! bound list), the batched statements of a status group (PostgreSQL binds arrays and
+//! `UNNEST`s them in one round trip; SQLite runs one statement per row in process),
+//! connecting, migrating, and the cross-instance wake-ups of the feeds. The price of generics:
+//! what `D` must bind and decode is listed twice, on the helpers' impl and on the `Store` impl
+//! (Rust does not carry such bounds over from a trait).
+//!
+//! Writes keep the rules of the crate doc: the resource change and its spec outbox row (or the
+//! status and its status event row) commit in one transaction; resource creations and statuses
+//! go through group commit (`crate::group`). After a commit the rows go to the feeds
+//! (`crate::feed`): handed to their reader in process, else its wake fires, and other instances
+//! are told (PostgreSQL `NOTIFY`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use maestro_search::{Param, Piece};
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder, Transaction, Type};
+use tokio::sync::Notify;
+
+use crate::feed::Signals;
+use crate::group::{GroupCommit, group_fn};
+use crate::rules::{self, PageQuery, PlannedEvent, UpdatePlan};
+use crate::{
+    Consumer, ConsumerQuery, DeadLetter, DeadLetterQuery, NewConsumer, NewDeadLetter, NewResource, Page,
+    PendingSpec, RawResource, Resource, ResourceQuery, Result, SpecAction, SpecEventRow, StatusEventRow,
+    StatusOutcome, StatusWrite, Store, StoreError,
+};
+
+/// A SQL dialect the store runs on. Sealed: implemented for [`sqlx::Postgres`] and
+/// [`sqlx::Sqlite`] only.
+pub trait Dialect: sealed::Backend {}
+
+impl<D: sealed::Backend> Dialect for D {}
+
+pub(crate) mod sealed {
+    //! What a dialect provides: crate-internal, so the trait is sealed (and its crate-private
+    //! argument types never reach another crate).
+    #![allow(unreachable_pub, private_interfaces)]
+
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Utc};
+
+    use crate::Result;
+    use crate::feed::Signals;
+
+    /// The SQL differences between the databases, and their set-up.
+    pub trait Backend: sqlx::Database {
+        /// [`crate::Store::kind`].
+        const KIND: &'static str;
+        /// The dialect of compiled searches (docs/rest.md, "Search language").
+        const SEARCH: maestro_search::Dialect;
+        /// A timestamp as bound: PostgreSQL `timestamptz`; SQLite RFC 3339 UTC text with
+        /// fixed-width microseconds, so text order is time order.
+        type Stamp: for<'q> sqlx::Encode<'q, Self> + sqlx::Type<Self> + Send;
+        /// JSON text as bound for a JSON column: PostgreSQL `json` (validated and stored as
+        /// sent, never parsed into `jsonb`); SQLite text.
+        type Json<'a>: sqlx::Encode<'a, Self> + sqlx::Type<Self> + Send
+        where
+            Self: 'a;
+        /// `t` as bound.
+        fn stamp(t: DateTime<Utc>) -> Self::Stamp;
+        /// `text` as bound.
+        fn json(text: &str) -> Self::Json<'_>;
+        /// Whether writers lock rows (`SELECT … FOR UPDATE`, PostgreSQL); otherwise a write
+        /// transaction takes the database's write lock up front (`BEGIN IMMEDIATE`, SQLite).
+        const ROW_LOCKS: bool;
+        /// The columns of `status_events`, the JSON ones as text.
+        const STATUS_EVENT: &'static str;
+        /// Tests a column against the [`super::List`] bound as `$1`.
+        const IN_LIST: &'static str;
+        /// Marks done at `$2` the pending spec outbox rows whose seqs are the list `$1`.
+        const COMPLETE_SPEC_EVENTS: &'static str;
+        /// Whether the table `resource_totals` keeps the number of resources.
+        const RESOURCE_TOTALS: bool;
+
+        /// Connects a pool to `url`. Errors: a malformed URL, an unreachable database.
+        fn connect(url: &str) -> impl Future<Output = Result<sqlx::Pool<Self>>> + Send;
+
+        /// Applies the pending migrations.
+        fn migrate(pool: &sqlx::Pool<Self>) -> impl Future<Output = Result<()>> + Send;
+
+        /// The number of rows a statement changed.
+        fn affected(done: Self::QueryResult) -> u64;
+
+        /// Starts telling other server instances of this store's commits and waking its feeds
+        /// on theirs, until the returned sender is dropped; `None` when no other process
+        /// writes the database.
+        fn share_commits(
+            pool: &sqlx::Pool<Self>,
+            signals: &Arc<Signals>,
+        ) -> Option<tokio::sync::watch::Sender<()>>;
+
+        /// Writes a status group's rows: the changed rows' status columns, then the event rows
+        /// in order, each copying its resource's spec payload, source and consumer inside the
+        /// database. Returns each event row's `(seq, resource_id, payload text)` in any order,
+        /// the payload empty unless the rows are fed.
+        fn write_statuses<'a>(
+            conn: &'a mut Self::Connection,
+            rows: &'a super::StatusRows<'a>,
+        ) -> impl Future<Output = Result<super::Returned>> + Send + 'a;
+    }
+}
+
+/// A list bound as one parameter, matched with the dialect's `IN_LIST`: a PostgreSQL array
+/// (`= ANY($1)`); SQLite JSON array text (`IN (SELECT value FROM json_each($1))`).
+#[derive(Debug, Clone, Copy)]
+pub struct List<'a, T>(pub &'a [T]);
+
+/// The `(seq, resource_id, payload text)` of each status event row a group appended.
+pub(crate) type Returned = Vec<(i64, String, String)>;
+
+/// A planned status group to write ([`sealed::Backend::write_statuses`]).
+#[derive(Debug)]
+pub(crate) struct StatusRows<'a> {
+    /// The plan.
+    pub(crate) plan: &'a rules::StatusGroupPlan,
+    /// The status event text of each write the plan stores.
+    pub(crate) texts: &'a [Option<String>],
+    /// The time written.
+    pub(crate) now: DateTime<Utc>,
+    /// Whether the event rows are fed (their payload text is returned).
+    pub(crate) fed: bool,
+}
+
+/// The columns of a resource row but its spec payload (read back as `null`).
+const NO_PAYLOAD: &str = "id, name, consumer_name, source, version, status, status_hash, sequence_id, \
+                          deleted_at, created_at, \
+     updated_at";
+
+/// What the group commit writers share with the store: the pool and the feeds.
+type Db<D> = (Pool<D>, Arc<Signals>);
+
+/// The [`Store`] on dialect `D`. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct SqlStore<D: Dialect> {
+    pool: Pool<D>,
+    signals: Arc<Signals>,
+    creates: GroupCommit<NewResource, Resource>,
+    statuses: GroupCommit<StatusWrite, StatusOutcome>,
+    /// Stops the tasks sharing commits with other instances when the store is dropped.
+    _shared: Option<tokio::sync::watch::Sender<()>>,
+}
+
+type Tx<D> = Transaction<'static, D>;
+
+/// `select` locking its rows in `mode` (`UPDATE`, `KEY SHARE`) until the transaction ends, on a
+/// dialect with row locks; as is on the others (their write transactions hold the database).
+fn locked<D: Dialect>(select: &str, mode: &str) -> String {
+    if D::ROW_LOCKS { format!("{select} FOR {mode}") } else { select.to_owned() }
+}
+
+fn not_found(kind: &'static str, key: impl ToString) -> StoreError {
+    StoreError::NotFound { kind, key: key.to_string() }
+}
+
+// The bounds (repeated on the `Store` impl): `D` binds and reads what the store does; both
+// dialects meet them.
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    D::Arguments: IntoArguments<D>,
+    for<'q> &'q str: Encode<'q, D> + Type<D>,
+    for<'q> Option<&'q str>: Encode<'q, D> + Type<D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> f64: Encode<'q, D> + Type<D>,
+    for<'q> List<'q, &'q str>: Encode<'q, D> + Type<D>,
+    for<'q> List<'q, String>: Encode<'q, D> + Type<D>,
+    for<'q> List<'q, i64>: Encode<'q, D> + Type<D>,
+    for<'q> Json<&'q crate::Labels>: Encode<'q, D> + Type<D>,
+    for<'r> Consumer: FromRow<'r, D::Row>,
+    for<'r> Resource: FromRow<'r, D::Row>,
+    for<'r> RawResource: FromRow<'r, D::Row>,
+    for<'r> SpecEventRow: FromRow<'r, D::Row>,
+    for<'r> StatusEventRow: FromRow<'r, D::Row>,
+    for<'r> DeadLetter: FromRow<'r, D::Row>,
+    for<'r> (i64,): FromRow<'r, D::Row>,
+    for<'r> (String,): FromRow<'r, D::Row>,
+    for<'r> (bool,): FromRow<'r, D::Row>,
+    for<'r> (i64, String): FromRow<'r, D::Row>,
+{
+    /// Connects to `url` (the dialect's pool and settings: [`crate::postgres`],
+    /// [`crate::sqlite`]), starts the group commit writers of resource creations and statuses
+    /// on the current Tokio runtime (see the `group` module) and, on PostgreSQL, the
+    /// cross-instance wake-ups. Does not migrate.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] for a malformed URL or when the database cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let (pool, signals) = (D::connect(url).await?, Arc::<Signals>::default());
+        let _shared = D::share_commits(&pool, &signals);
+        let db: Db<D> = (pool.clone(), signals.clone());
+        let creates = GroupCommit::start(group_fn(db.clone(), Self::create_group));
+        let statuses = GroupCommit::start(group_fn(db, Self::status_group));
+        Ok(SqlStore { pool, signals, creates, statuses, _shared })
+    }
+
+    /// The connection pool (for tests and diagnostics).
+    pub fn pool(&self) -> &Pool<D> {
+        &self.pool
+    }
+
+    /// Starts a write transaction.
+    async fn begin(pool: &Pool<D>) -> Result<Tx<D>> {
+        Ok(pool.begin_with(if D::ROW_LOCKS { "BEGIN" } else { "BEGIN IMMEDIATE" }).await?)
+    }
+
+    /// The rows `select` (one parameter, `key`) reads.
+    async fn rows<T>(&self, select: &'static str, key: &str) -> Result<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, D::Row> + Send + Unpin,
+    {
+        Ok(sqlx::query_as(select).bind(key).fetch_all(&self.pool).await?)
+    }
+
+    /// The row `select` (one parameter, `key`) reads. Errors: [`StoreError::NotFound`] naming
+    /// `kind` and `key`.
+    async fn one<T>(&self, kind: &'static str, select: &'static str, key: &str) -> Result<T>
+    where
+        T: for<'r> FromRow<'r, D::Row> + Send + Unpin,
+    {
+        sqlx::query_as(select).bind(key).fetch_optional(&self.pool).await?.ok_or_else(|| not_found(kind, key))
+    }
+
+    /// The resource rows with these ids (one query; none for no ids).
+    async fn with_ids<T: for<'r> FromRow<'r, D::Row> + Send + Unpin>(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<T>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT * FROM resources WHERE id {}", D::IN_LIST);
+        Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(List(ids)).fetch_all(&self.pool).await?)
+    }
+
+    /// Starts a write transaction and reads the resource row `id`, locked until it ends.
+    async fn lock_resource(&self, id: &str) -> Result<(Tx<D>, Option<Resource>)> {
+        let mut tx = Self::begin(&self.pool).await?;
+        let sql = locked::<D>("SELECT * FROM resources WHERE id = $1", "UPDATE");
+        let row = sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *tx).await?;
+        Ok((tx, row))
+    }
+
+    /// Appends the spec outbox row of the change `action` that made `r` (at its `updated_at`),
+    /// commits, and wakes the dispatcher (such rows are never fed).
+    async fn commit_spec_event(&self, mut tx: Tx<D>, r: &Resource, action: SpecAction) -> Result<()> {
+        let sql = "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) \
+                   VALUES ($1, $2, $3, $4, $5)";
+        let q = bind!(
+            sqlx::query(sql),
+            r.id.as_str(),
+            r.consumer_name.as_str(),
+            action.as_str(),
+            r.version,
+            D::stamp(r.updated_at)
+        );
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.signals.spec.committed(None);
+        Ok(())
+    }
+
+    /// Appends ` WHERE …` for the exact-match filters that are set and the search, all joined
+    /// by `AND`; nothing when neither is set. Every value is a bound parameter.
+    fn push_where(q: &mut QueryBuilder<D>, query: &PageQuery<'_>) {
+        let mut first = true;
+        for (column, value) in query.filters {
+            if let Some(value) = value {
+                q.push(if first { " WHERE " } else { " AND " })
+                    .push(column)
+                    .push(" = ")
+                    .push_bind(value.as_str());
+                first = false;
+            }
+        }
+        let Some(search) = query.search else { return };
+        q.push(if first { " WHERE " } else { " AND " });
+        for piece in search.to_fragment(D::SEARCH).pieces {
+            // Search parameters (docs/rest.md, "Search language").
+            match piece {
+                Piece::Sql(sql) => q.push(sql),
+                Piece::Bind(Param::Text(s) | Param::Json(s)) => q.push_bind(s.as_str()),
+                Piece::Bind(Param::Int(i)) => q.push_bind(i),
+                Piece::Bind(Param::Real(r)) => q.push_bind(r),
+                Piece::Bind(Param::Time(t)) => q.push_bind(D::stamp(t)),
+            };
+        }
+    }
+
+    /// The number of rows `query` matches: for an unfiltered list of resources the count the
+    /// triggers of PostgreSQL's migration 0004 keep in `resource_totals` (one row read instead
+    /// of a scan of every row), else `COUNT(*)`.
+    async fn total(&self, table: &str, query: &PageQuery<'_>) -> Result<i64> {
+        if D::RESOURCE_TOTALS && table == "resources" && query.is_unfiltered() {
+            return Ok(sqlx::query_scalar("SELECT total FROM resource_totals").fetch_one(&self.pool).await?);
+        }
+        let mut count = QueryBuilder::<D>::new(format!("SELECT COUNT(*) FROM {table}"));
+        Self::push_where(&mut count, query);
+        Ok(count.build_query_scalar().fetch_one(&self.pool).await?)
+    }
+
+    /// One page of a table: exact-match filters and a checked search, in `query`'s order
+    /// (default `created_at, id`; `id` always breaks ties so pages never overlap). With
+    /// `ids_only` the rows are `(id,)`: the window query alone.
+    async fn page<T: for<'r> FromRow<'r, D::Row> + Send + Unpin>(
+        &self,
+        table: &str,
+        query: PageQuery<'_>,
+        ids_only: bool,
+    ) -> Result<Page<T>> {
+        let (limit, offset) = rules::page_window(query.paging)?;
+        let total = self.total(table, &query).await?;
+        let mut items = Vec::new();
+        if limit > 0 {
+            // A deferred join: the window is found on a narrow index where one fits the order
+            // (docs/rest.md, "Ordering"), so the rows skipped by OFFSET are never read whole;
+            // only the page's rows are. The window's ids are renamed so the outer ORDER BY's
+            // bare column names all name the table's columns.
+            let order = maestro_search::order_by_sql(query.order);
+            let mut q = QueryBuilder::<D>::new(match ids_only {
+                true => format!("SELECT id FROM {table}"),
+                false => format!("SELECT t.* FROM {table} AS t JOIN (SELECT id AS page_id FROM {table}"),
+            });
+            Self::push_where(&mut q, &query);
+            q.push(format!(" ORDER BY {order} LIMIT ")).push_bind(limit).push(" OFFSET ").push_bind(offset);
+            if !ids_only {
+                q.push(format!(") AS w ON t.id = w.page_id ORDER BY {order}"));
+            }
+            items = q.build_query_as().fetch_all(&self.pool).await?;
+        }
+        Ok(Page { items, total, page: query.paging.page })
+    }
+
+    /// A page of resources ([`Self::page`]).
+    async fn resource_page<T>(&self, query: &ResourceQuery, ids_only: bool) -> Result<Page<T>>
+    where
+        T: for<'r> FromRow<'r, D::Row> + Send + Unpin,
+    {
+        let (paging, filters, search, order) =
+            (query.paging, &rules::resource_filters(query), query.search.as_ref(), &query.order[..]);
+        self.page("resources", PageQuery { paging, filters, search, order }, ids_only).await
+    }
+
+    /// Creates a group of resources in one transaction (group commit): one consumer lookup
+    /// (PostgreSQL: key-share locked, so a concurrent consumer delete cannot slip in between),
+    /// one multi-row insert (`ON CONFLICT (id) DO NOTHING`: an existing id is a conflict for
+    /// that write only), one multi-row spec outbox insert.
+    async fn create_group(
+        (pool, signals): Db<D>,
+        ops: Arc<Vec<NewResource>>,
+    ) -> Result<Vec<Result<Resource>>> {
+        let mut tx = Self::begin(&pool).await?;
+        let mut names: Vec<&str> = ops.iter().map(|op| op.consumer_name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let sql = locked::<D>(
+            &format!("SELECT name FROM consumers WHERE name {} ORDER BY name", D::IN_LIST),
+            "KEY SHARE",
+        );
+        let known: Vec<String> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).bind(List(&names)).fetch_all(&mut *tx).await?;
+        let (answers, insert) = rules::screen_creates(&ops, &known.into_iter().collect());
+        let mut created = HashMap::new();
+        if !insert.is_empty() {
+            let todo: Vec<&NewResource> = insert.iter().filter_map(|&i| ops.get(i)).collect();
+            let rows = Self::insert_resources(&mut tx, &todo).await?;
+            if !rows.is_empty() {
+                let fed = signals.spec.wanted();
+                let seqs = Self::push_create_events(&mut tx, &rows, fed).await?;
+                tx.commit().await?;
+                // Fed rows need no wake; anything not fed is found pending after the wake.
+                signals.spec.committed(if fed { feed_creations(&rows, seqs) } else { None });
+            }
+            created = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+        }
+        Ok(rules::answer_creates(&ops, answers, &insert, created))
+    }
+
+    /// Inserts `ops` at version 1 (one statement); returns the rows inserted (an id that
+    /// exists already is skipped), with the payloads just written: copied, not read back.
+    async fn insert_resources(conn: &mut D::Connection, ops: &[&NewResource]) -> Result<Vec<Resource>> {
+        let now = rules::now();
+        let payloads: HashMap<&str, (&Value, String)> =
+            ops.iter().map(|op| (op.id.as_str(), (&op.payload, op.payload.to_string()))).collect();
+        let mut q = QueryBuilder::<D>::new(
+            "INSERT INTO resources \
+             (id, name, consumer_name, source, version, payload, created_at, updated_at) ",
+        );
+        q.push_values(ops, |mut b, op| {
+            let payload = payloads.get(op.id.as_str()).map_or("null", |(_, text)| text.as_str());
+            b.push_bind(op.id.as_str()).push_bind(op.name.as_str()).push_bind(op.consumer_name.as_str());
+            b.push_bind(op.source.as_str()).push_bind(1_i64).push_bind(D::json(payload));
+            b.push_bind(D::stamp(now)).push_bind(D::stamp(now));
+        });
+        q.push(format!(" ON CONFLICT (id) DO NOTHING RETURNING {NO_PAYLOAD}"));
+        let rows: Vec<Resource> = q.build_query_as().fetch_all(conn).await?;
+        let payload = |r: &Resource| payloads.get(r.id.as_str()).map_or(Value::Null, |(v, _)| (*v).clone());
+        Ok(rows.into_iter().map(|r| Resource { payload: payload(&r), ..r }).collect())
+    }
+
+    /// Appends the `Create` outbox rows of `created` (one statement); with `returning`, gives
+    /// each row's `(seq, resource_id)` (in no particular order), otherwise nothing.
+    async fn push_create_events(
+        conn: &mut D::Connection,
+        created: &[Resource],
+        returning: bool,
+    ) -> Result<Vec<(i64, String)>> {
+        let mut q = QueryBuilder::<D>::new(
+            "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) ",
+        );
+        q.push_values(created, |mut b, r| {
+            b.push_bind(r.id.as_str())
+                .push_bind(r.consumer_name.as_str())
+                .push_bind(SpecAction::Create.as_str());
+            b.push_bind(r.version).push_bind(D::stamp(r.created_at));
+        });
+        if !returning {
+            q.build().execute(conn).await?;
+            return Ok(Vec::new());
+        }
+        q.push(" RETURNING seq, resource_id");
+        Ok(q.build_query_as().fetch_all(conn).await?)
+    }
+
+    /// Applies a group of statuses in one transaction (group commit): the named rows are read
+    /// (PostgreSQL: locked, in id order, so two groups never deadlock), the acceptance rules
+    /// run as if the writes came one by one ([`rules::plan_status_group`]), then the changed
+    /// rows are written, the status event rows appended, and confirmed deletions removed
+    /// (after the append, which copies their spec payload).
+    async fn status_group(
+        (pool, signals): Db<D>,
+        writes: Arc<Vec<StatusWrite>>,
+    ) -> Result<Vec<Result<StatusOutcome>>> {
+        let mut tx = Self::begin(&pool).await?;
+        let mut ids: Vec<&str> = writes.iter().map(|w| w.resource_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let list = D::IN_LIST;
+        let sql =
+            locked::<D>(&format!("SELECT {NO_PAYLOAD} FROM resources WHERE id {list} ORDER BY id"), "UPDATE");
+        let rows: Vec<Resource> =
+            sqlx::query_as(AssertSqlSafe(sql)).bind(List(&ids)).fetch_all(&mut *tx).await?;
+        let plan = rules::plan_status_group(rows.into_iter().map(|r| (r.id.clone(), r)).collect(), &writes);
+        if plan.events.is_empty() {
+            return Ok(plan.outcomes.into_iter().map(Ok).collect());
+        }
+        let (texts, now, fed) = (plan.status_texts(&writes), rules::now(), signals.status.wanted());
+        let returned =
+            D::write_statuses(&mut tx, &StatusRows { plan: &plan, texts: &texts, now, fed }).await?;
+        if returned.len() != plan.events.len() {
+            // Cannot happen: every event's row was read by this transaction.
+            let (inserted, n) = (returned.len(), plan.events.len());
+            return Err(StoreError::Conflict(format!(
+                "{inserted} of {n} status events found their resource row"
+            )));
+        }
+        if !plan.deleted.is_empty() {
+            let pending = format!("DELETE FROM spec_events WHERE resource_id {list} AND done_at IS NULL");
+            sqlx::query(AssertSqlSafe(pending)).bind(List(&plan.deleted)).execute(&mut *tx).await?;
+            let rows = format!("DELETE FROM resources WHERE id {list}");
+            sqlx::query(AssertSqlSafe(rows)).bind(List(&plan.deleted)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        signals.status.committed(if fed { feed_rows(&plan.events, &texts, returned, now) } else { None });
+        Ok(plan.outcomes.into_iter().map(Ok).collect())
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Store for SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    D::Arguments: IntoArguments<D>,
+    for<'q> &'q str: Encode<'q, D> + Type<D>,
+    for<'q> Option<&'q str>: Encode<'q, D> + Type<D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> f64: Encode<'q, D> + Type<D>,
+    for<'q> List<'q, &'q str>: Encode<'q, D> + Type<D>,
+    for<'q> List<'q, String>: Encode<'q, D> + Type<D>,
+    for<'q> List<'q, i64>: Encode<'q, D> + Type<D>,
+    for<'q> Json<&'q crate::Labels>: Encode<'q, D> + Type<D>,
+    for<'r> Consumer: FromRow<'r, D::Row>,
+    for<'r> Resource: FromRow<'r, D::Row>,
+    for<'r> RawResource: FromRow<'r, D::Row>,
+    for<'r> SpecEventRow: FromRow<'r, D::Row>,
+    for<'r> StatusEventRow: FromRow<'r, D::Row>,
+    for<'r> DeadLetter: FromRow<'r, D::Row>,
+    for<'r> (i64,): FromRow<'r, D::Row>,
+    for<'r> (String,): FromRow<'r, D::Row>,
+    for<'r> (bool,): FromRow<'r, D::Row>,
+    for<'r> (i64, String): FromRow<'r, D::Row>,
+{
+    fn kind(&self) -> &'static str {
+        D::KIND
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        D::migrate(&self.pool).await
+    }
+
+    fn spec_signal(&self) -> Arc<Notify> {
+        self.signals.spec.wake()
+    }
+
+    fn status_signal(&self) -> Arc<Notify> {
+        self.signals.status.wake()
+    }
+
+    fn status_feed(&self) -> Option<tokio::sync::mpsc::Receiver<crate::StatusFeedBatch>> {
+        self.signals.status.take()
+    }
+
+    fn spec_feed(&self) -> Option<tokio::sync::mpsc::Receiver<crate::SpecFeedBatch>> {
+        self.signals.spec.take()
+    }
+
+    async fn create_consumer(&self, new: NewConsumer) -> Result<Consumer> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let name = new.name.unwrap_or_else(|| id.clone());
+        let sql = "INSERT INTO consumers (id, name, labels, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $4) \
+                   ON CONFLICT DO NOTHING RETURNING *";
+        let q =
+            bind!(sqlx::query_as(sql), id.as_str(), name.as_str(), Json(&new.labels), D::stamp(rules::now()));
+        let row = q.fetch_optional(&self.pool).await?;
+        row.ok_or_else(|| StoreError::Conflict(format!("consumer name {name:?} is already taken")))
+    }
+
+    async fn get_consumer(&self, id: &str) -> Result<Consumer> {
+        self.one("consumer", "SELECT * FROM consumers WHERE id = $1", id).await
+    }
+
+    async fn get_consumer_by_name(&self, name: &str) -> Result<Consumer> {
+        self.one("consumer", "SELECT * FROM consumers WHERE name = $1", name).await
+    }
+
+    async fn list_consumers(&self, query: &ConsumerQuery) -> Result<Page<Consumer>> {
+        let filters = &[("name", query.name.as_ref()), ("id", query.id.as_ref())];
+        let (paging, search, order) = (query.paging, query.search.as_ref(), &query.order[..]);
+        self.page("consumers", PageQuery { paging, filters, search, order }, false).await
+    }
+
+    async fn set_consumer_labels(&self, id: &str, labels: crate::Labels) -> Result<Consumer> {
+        let sql = "UPDATE consumers SET labels = $2, updated_at = $3 WHERE id = $1 RETURNING *";
+        let q = bind!(sqlx::query_as(sql), id, Json(&labels), D::stamp(rules::now()));
+        q.fetch_optional(&self.pool).await?.ok_or_else(|| not_found("consumer", id))
+    }
+
+    async fn delete_consumer(&self, id: &str) -> Result<()> {
+        let mut tx = Self::begin(&self.pool).await?;
+        let sql = locked::<D>("SELECT name FROM consumers WHERE id = $1", "UPDATE");
+        let name: Option<String> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *tx).await?;
+        let name = name.ok_or_else(|| not_found("consumer", id))?;
+        let sql = "SELECT EXISTS (SELECT 1 FROM resources WHERE consumer_name = $1)";
+        if sqlx::query_scalar(sql).bind(name.as_str()).fetch_one(&mut *tx).await? {
+            return Err(StoreError::ConsumerInUse(name));
+        }
+        sqlx::query("DELETE FROM consumers WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn create_resource(&self, new: NewResource) -> Result<Resource> {
+        self.creates.submit(new).await
+    }
+
+    async fn update_resource(&self, id: &str, expected_version: i64, payload: Value) -> Result<Resource> {
+        let (mut tx, current) = self.lock_resource(id).await?;
+        let current = current.ok_or_else(|| not_found("resource", id))?;
+        let UpdatePlan::Bump(version) = rules::plan_update(&current, expected_version, &payload)? else {
+            return Ok(current);
+        };
+        let (text, now) = (payload.to_string(), D::stamp(rules::now()));
+        let sql =
+            "UPDATE resources SET version = $2, payload = $3, updated_at = $4 WHERE id = $1 RETURNING *";
+        let updated =
+            bind!(sqlx::query_as(sql), id, version, D::json(&text), now).fetch_one(&mut *tx).await?;
+        self.commit_spec_event(tx, &updated, SpecAction::Update).await?;
+        Ok(updated)
+    }
+
+    async fn mark_deleting(&self, id: &str) -> Result<Option<Resource>> {
+        let (mut tx, current) = self.lock_resource(id).await?;
+        let Some(current) = current else { return Ok(None) };
+        if current.deleted_at.is_some() {
+            return Ok(Some(current));
+        }
+        let sql = "UPDATE resources SET deleted_at = $2, updated_at = $2 WHERE id = $1 RETURNING *";
+        let deleting = bind!(sqlx::query_as(sql), id, D::stamp(rules::now())).fetch_one(&mut *tx).await?;
+        self.commit_spec_event(tx, &deleting, SpecAction::Delete).await?;
+        Ok(Some(deleting))
+    }
+
+    async fn get_resource(&self, id: &str) -> Result<Resource> {
+        self.one("resource", "SELECT * FROM resources WHERE id = $1", id).await
+    }
+
+    async fn get_resources(&self, ids: &[String]) -> Result<Vec<Resource>> {
+        self.with_ids(ids).await
+    }
+
+    async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>> {
+        self.resource_page(query, false).await
+    }
+
+    async fn list_resources_raw(&self, query: &ResourceQuery) -> Result<Page<RawResource>> {
+        self.resource_page(query, false).await
+    }
+
+    async fn list_resource_ids(&self, query: &ResourceQuery) -> Result<Page<String>> {
+        let Page { items, total, page } = self.resource_page::<(String,)>(query, true).await?;
+        Ok(Page { items: items.into_iter().map(|(id,)| id).collect(), total, page })
+    }
+
+    async fn get_resources_raw(&self, ids: &[String]) -> Result<Vec<RawResource>> {
+        self.with_ids(ids).await
+    }
+
+    async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>> {
+        self.rows("SELECT * FROM resources WHERE consumer_name = $1 ORDER BY created_at, id", consumer).await
+    }
+
+    async fn resources_for_source(&self, source: &str) -> Result<Vec<Resource>> {
+        self.rows("SELECT * FROM resources WHERE source = $1 ORDER BY created_at, id", source).await
+    }
+
+    async fn apply_status(&self, write: StatusWrite) -> Result<StatusOutcome> {
+        self.statuses.submit(write).await
+    }
+
+    async fn pending_spec_events(&self, limit: i64) -> Result<Vec<SpecEventRow>> {
+        let sql = "SELECT * FROM spec_events WHERE done_at IS NULL ORDER BY seq LIMIT $1";
+        Ok(sqlx::query_as(sql).bind(limit.max(0)).fetch_all(&self.pool).await?)
+    }
+
+    async fn complete_spec_events(&self, seqs: &[i64]) -> Result<()> {
+        if !seqs.is_empty() {
+            let q = bind!(sqlx::query(D::COMPLETE_SPEC_EVENTS), List(seqs), D::stamp(rules::now()));
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn status_events_after(&self, after: i64, limit: i64) -> Result<Vec<StatusEventRow>> {
+        let sql =
+            format!("SELECT {} FROM status_events WHERE seq > $1 ORDER BY seq LIMIT $2", D::STATUS_EVENT);
+        Ok(bind!(sqlx::query_as(AssertSqlSafe(sql)), after, limit.max(0)).fetch_all(&self.pool).await?)
+    }
+
+    async fn last_status_event_seq(&self) -> Result<i64> {
+        let sql = "SELECT COALESCE(MAX(seq), 0) FROM status_events";
+        Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
+    }
+
+    async fn prune_status_events(&self, upto: i64) -> Result<u64> {
+        let sql = "DELETE FROM status_events WHERE seq <= $1";
+        Ok(D::affected(sqlx::query(sql).bind(upto).execute(&self.pool).await?))
+    }
+
+    async fn prune_spec_events(&self, done_before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let sql = "DELETE FROM spec_events WHERE seq IN (SELECT seq FROM spec_events \
+                   WHERE done_at IS NOT NULL AND done_at < $1 ORDER BY seq LIMIT $2)";
+        let q = bind!(sqlx::query(sql), D::stamp(done_before), limit.max(0));
+        Ok(D::affected(q.execute(&self.pool).await?))
+    }
+
+    // Dead letters: times are milliseconds since the epoch, so every statement is plain SQL.
+
+    async fn add_dead_letter(&self, letter: NewDeadLetter) -> Result<i64> {
+        let r = crate::dead_letters::Row::new(letter);
+        let sql = "INSERT INTO dead_letters (received_at_ms, origin, broker, consumer_name, resource_id, \
+                   event_id, event_type, reason, event, event_bytes) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
+        let q = bind!(
+            sqlx::query_scalar(sql),
+            r.received_at_ms,
+            r.origin,
+            r.broker.as_str(),
+            r.consumer_name.as_deref(),
+            r.resource_id.as_deref(),
+            r.event_id.as_deref(),
+            r.event_type.as_deref(),
+            r.reason.as_str(),
+            r.event.as_deref(),
+            r.event_bytes,
+        );
+        Ok(q.fetch_one(&self.pool).await?)
+    }
+
+    async fn list_dead_letters(&self, query: &DeadLetterQuery) -> Result<Page<DeadLetter>> {
+        let (limit, offset) = rules::page_window(query.paging)?;
+        let consumer = query.consumer_name.as_deref();
+        let sql = "SELECT COUNT(*) FROM dead_letters WHERE ($1 IS NULL OR consumer_name = $1)";
+        let total = sqlx::query_scalar(sql).bind(consumer).fetch_one(&self.pool).await?;
+        let sql = "SELECT * FROM dead_letters WHERE ($1 IS NULL OR consumer_name = $1) \
+                   ORDER BY id DESC LIMIT $2 OFFSET $3";
+        let items = bind!(sqlx::query_as(sql), consumer, limit, offset).fetch_all(&self.pool).await?;
+        Ok(Page { items, total, page: query.paging.page })
+    }
+
+    async fn get_dead_letter(&self, id: i64) -> Result<DeadLetter> {
+        let sql = "SELECT * FROM dead_letters WHERE id = $1";
+        sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("dead letter", id))
+    }
+
+    async fn delete_dead_letter(&self, id: i64) -> Result<()> {
+        let done = sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id).execute(&self.pool).await?;
+        match D::affected(done) {
+            0 => Err(not_found("dead letter", id)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn prune_dead_letters(&self, before: DateTime<Utc>, keep: i64) -> Result<u64> {
+        let sql = "DELETE FROM dead_letters WHERE received_at_ms < $1 OR id <= \
+                   (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET $2)";
+        let q = bind!(sqlx::query(sql), before.timestamp_millis(), keep.max(0));
+        Ok(D::affected(q.execute(&self.pool).await?))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// The spec feed's batch of a committed creation group: each outbox row with its resource, in
+/// `seq` order. `None` (not fed: the rows are found pending) if the returned rows do not match
+/// the created resources one to one, which cannot happen.
+fn feed_creations(created: &[Resource], mut seqs: Vec<(i64, String)>) -> Option<Vec<PendingSpec>> {
+    if seqs.len() != created.len() {
+        return None;
+    }
+    seqs.sort_unstable_by_key(|(seq, _)| *seq);
+    let by_id: HashMap<&str, &Resource> = created.iter().map(|r| (r.id.as_str(), r)).collect();
+    let pending = |(seq, resource_id): (i64, String)| {
+        let r = *by_id.get(resource_id.as_str())?;
+        let (consumer_name, action, version, created_at) =
+            (r.consumer_name.clone(), SpecAction::Create, r.version, r.created_at);
+        let event = SpecEventRow { seq, resource_id, consumer_name, action, version, created_at };
+        Some(PendingSpec { event, resource: Some(Arc::new(r.clone())) })
+    };
+    seqs.into_iter().map(pending).collect()
+}
+
+/// The status feed's rows of a committed group: the planned events with the `seq` and spec
+/// payload the insert returned. `None` (not fed: the fan-out is woken to read the rows) if the
+/// returned rows do not match the events one to one, which cannot happen.
+fn feed_rows(
+    events: &[PlannedEvent],
+    texts: &[Option<String>],
+    mut returned: Returned,
+    now: DateTime<Utc>,
+) -> Option<Vec<StatusEventRow>> {
+    // Inserted in event order (PostgreSQL: under the sequence lock): `seq` order is event order.
+    returned.sort_unstable_by_key(|(seq, _, _)| *seq);
+    if returned.len() != events.len()
+        || returned.iter().zip(events).any(|((_, id, _), e)| *id != e.resource.id)
+    {
+        tracing::error!(events = events.len(), "status feed rows do not match; not fed");
+        return None;
+    }
+    let mut rows = Vec::with_capacity(events.len());
+    for ((seq, resource_id, payload), e) in returned.into_iter().zip(events) {
+        let status = texts.get(e.write).cloned().flatten()?;
+        let (source, consumer_name) = (e.resource.source.clone(), e.resource.consumer_name.clone());
+        rows.push(StatusEventRow {
+            seq,
+            resource_id,
+            source,
+            consumer_name,
+            kind: e.kind,
+            payload,
+            status,
+            created_at: now,
+        });
+    }
+    Some(rows)
+}
