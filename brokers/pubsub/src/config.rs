@@ -330,13 +330,7 @@ impl PubSubConfig {
     /// not a config document, or an invalid value).
     pub fn from_file(path: impl AsRef<std::path::Path>) -> maestro_transport::Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            maestro_transport::Error::invalid_config_from(
-                BACKEND,
-                format_args!("cannot read {}", path.display()),
-                e,
-            )
-        })?;
+        let text = maestro_transport::Error::read_config_file(BACKEND, path)?;
         let config = Self::from_yaml(&text)
             .map_err(|e| maestro_transport::Error::invalid_config_from(BACKEND, path.display(), e))?;
         config.validate().map_err(|e| match e {

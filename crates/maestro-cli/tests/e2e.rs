@@ -1,14 +1,13 @@
 //! End-to-end command tests against the in-process fake Maestro server.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 #[path = "../../maestro-client/tests/support/mod.rs"]
 mod support;
 
 use std::io::Write;
 
-use clap::Parser;
 use maestro_cli::results::{ResultStatus, StatusResult};
-use maestro_cli::{Cli, run};
 use maestro_client::resource_id;
 use support::FakeServer;
 
@@ -16,20 +15,8 @@ const MANIFESTS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, na
 apiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: default}\n";
 
 async fn cli(fake: &FakeServer, args: &[&str]) -> anyhow::Result<String> {
-    let mut argv = vec![
-        "maestro-cli",
-        "--http-endpoint",
-        &fake.http,
-        "--grpc-endpoint",
-        &fake.grpc,
-        "--source-id",
-        "maestro-cli",
-    ];
-    argv.extend_from_slice(args);
-    let parsed = Cli::try_parse_from(argv)?;
-    let mut out = Vec::new();
-    run(parsed, &mut out).await?;
-    Ok(String::from_utf8(out)?)
+    let (out, result) = common::run_cli(&fake.http, &fake.grpc, args).await;
+    result.map(|()| out)
 }
 
 fn manifest_file() -> tempfile::NamedTempFile {

@@ -8,15 +8,15 @@
 //! (then review the change).
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
 #[path = "../../maestro-client/tests/support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
 use maestro_api::merge::MANAGERS_ANNOTATION;
-use maestro_cli::{Cli, ExitStatus, exit_status, run};
+use maestro_cli::{ExitStatus, exit_status};
 use maestro_client::resource_id;
 use serde_json::{Value, json};
 use support::FakeServer;
@@ -99,23 +99,7 @@ spec:
 
 /// Runs the CLI in-process with the fake's endpoints; returns what it wrote and its result.
 async fn cli(fake: &FakeServer, args: &[&str]) -> (String, anyhow::Result<()>) {
-    let mut argv = vec![
-        "maestro-cli",
-        "--http-endpoint",
-        &fake.http,
-        "--grpc-endpoint",
-        &fake.grpc,
-        "--source-id",
-        "maestro-cli",
-    ];
-    argv.extend_from_slice(args);
-    let parsed = match Cli::try_parse_from(argv) {
-        Ok(p) => p,
-        Err(e) => return (String::new(), Err(e.into())),
-    };
-    let mut out = Vec::new();
-    let result = run(parsed, &mut out).await;
-    (String::from_utf8(out).unwrap(), result)
+    common::run_cli(&fake.http, &fake.grpc, args).await
 }
 
 /// Like [`cli`], failing the test when the command fails.

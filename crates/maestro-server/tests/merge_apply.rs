@@ -4,44 +4,22 @@
 //! and a merged bundle the broker could not carry are refused and leave the stored bundle as
 //! it was. Real server over gRPC, SQLite store, the in-memory broker.
 
+mod common;
+
 use maestro_api::codec::SpecEventBuilder;
 use maestro_api::grpc;
 use maestro_api::merge::{MANAGERS_ANNOTATION, managers};
-use maestro_api::pb::cloud_event_service_client::CloudEventServiceClient;
-use maestro_api::pb::{PublishRequest, cloud_event_service_client};
+use maestro_api::pb::PublishRequest;
 use maestro_api::types::Action;
-use maestro_server::ServerConfig;
-use maestro_store::{DynStore, NewConsumer};
-use maestro_transport::DynSourceTransport;
-use maestro_transport::memory::MemoryBroker;
 use serde_json::{Map, Value, json};
 use tonic::Code;
-use tonic::transport::Channel;
 
 const LIMIT: usize = 64 * 1024;
 
-struct Setup {
-    store: DynStore,
-    client: cloud_event_service_client::CloudEventServiceClient<Channel>,
-    _server: maestro_server::RunningServer,
-}
+type Setup = common::Server;
 
 async fn setup() -> Setup {
-    let store: DynStore = maestro_store::open("sqlite::memory:").await.expect("store");
-    store
-        .create_consumer(NewConsumer { name: Some("c1".into()), labels: Default::default() })
-        .await
-        .expect("consumer");
-    let transport: DynSourceTransport = MemoryBroker::with_max_event_bytes(LIMIT).source();
-    let config = ServerConfig {
-        http_addr: "127.0.0.1:0".parse().expect("addr"),
-        grpc_addr: "127.0.0.1:0".parse().expect("addr"),
-        ..Default::default()
-    };
-    let server = maestro_server::start(config, store.clone(), transport).await.expect("server");
-    let client =
-        CloudEventServiceClient::connect(format!("http://{}", server.grpc_addr)).await.expect("connect");
-    Setup { store, client, _server: server }
+    common::server(LIMIT).await
 }
 
 fn cm(name: &str, blob: usize) -> Value {
@@ -69,7 +47,13 @@ fn merge_event(
         .build()
 }
 
-impl Setup {
+/// The calls the test makes on its server.
+trait SetupExt {
+    async fn publish(&mut self, event: &maestro_api::Event) -> Result<(), tonic::Status>;
+    async fn stored(&self, id: &str) -> (Vec<String>, Vec<(String, String)>, Value, i64);
+}
+
+impl SetupExt for Setup {
     async fn publish(&mut self, event: &maestro_api::Event) -> Result<(), tonic::Status> {
         self.client.publish(PublishRequest { event: Some(grpc::to_proto(event)) }).await.map(|_| ())
     }

@@ -4,15 +4,12 @@
 //! not JSON are refused. Real server and SQLite store; broker: the in-memory one with a 64 KiB
 //! message limit.
 
+mod common;
+
 use maestro_api::codec::SpecEventBuilder;
 use maestro_api::grpc;
 use maestro_api::pb::cloud_event_attribute_value::Attr;
-use maestro_api::pb::cloud_event_service_client::CloudEventServiceClient;
 use maestro_api::pb::{self, PublishRequest};
-use maestro_server::ServerConfig;
-use maestro_store::{DynStore, NewConsumer};
-use maestro_transport::DynSourceTransport;
-use maestro_transport::memory::MemoryBroker;
 use serde_json::json;
 use tonic::Code;
 
@@ -26,20 +23,7 @@ fn spec(id: &str, filler: usize) -> maestro_api::Event {
 
 #[tokio::test]
 async fn specs_the_broker_cannot_carry_are_refused_when_written() {
-    let store: DynStore = maestro_store::open("sqlite::memory:").await.expect("store");
-    store
-        .create_consumer(NewConsumer { name: Some("c1".into()), labels: Default::default() })
-        .await
-        .expect("consumer");
-    let transport: DynSourceTransport = MemoryBroker::with_max_event_bytes(LIMIT).source();
-    let config = ServerConfig {
-        http_addr: "127.0.0.1:0".parse().expect("addr"),
-        grpc_addr: "127.0.0.1:0".parse().expect("addr"),
-        ..Default::default()
-    };
-    let server = maestro_server::start(config, store.clone(), transport).await.expect("server");
-    let mut client =
-        CloudEventServiceClient::connect(format!("http://{}", server.grpc_addr)).await.expect("connect");
+    let common::Server { store, mut client, _server: server } = common::server(LIMIT).await;
     let publish = |event: pb::CloudEvent| PublishRequest { event: Some(event) };
 
     // 100 KB of manifests: under the 500 KiB bundle limit, over the broker's 64 KiB.

@@ -134,6 +134,16 @@ impl Error {
         Error::InvalidConfig { backend, reason: format!("{context}: {source}"), source: Some(source) }
     }
 
+    /// Reads a broker config file of `backend` as text.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the file when it cannot be read.
+    pub fn read_config_file(backend: &'static str, path: &std::path::Path) -> Result<String, Error> {
+        std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid_config_from(backend, format_args!("cannot read {}", path.display()), e)
+        })
+    }
+
     /// [`Error::Encode`] without an underlying error.
     pub fn encode(backend: &'static str, reason: impl Into<String>) -> Error {
         Error::Encode { backend, reason: reason.into(), source: None }
