@@ -512,7 +512,6 @@ async fn four_maximum_pages_stay_under_100_mb() {
 
 /// A store wrapper that can hold or fail the calls the REST API makes.
 mod store_wrapper {
-    use std::sync::Arc;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -601,17 +600,11 @@ mod store_wrapper {
         async fn migrate(&self) -> Result<()> {
             self.inner.migrate().await
         }
-        fn spec_signal(&self) -> Arc<Notify> {
-            self.inner.spec_signal()
+        fn spec_changes(&self) -> maestro_store::Feed<maestro_store::PendingSpec> {
+            self.inner.spec_changes()
         }
-        fn status_signal(&self) -> Arc<Notify> {
-            self.inner.status_signal()
-        }
-        fn status_feed(&self) -> Option<tokio::sync::mpsc::Receiver<StatusFeedBatch>> {
-            self.inner.status_feed()
-        }
-        fn spec_feed(&self) -> Option<tokio::sync::mpsc::Receiver<SpecFeedBatch>> {
-            self.inner.spec_feed()
+        fn status_changes(&self) -> maestro_store::Feed<maestro_store::StatusEventRow> {
+            self.inner.status_changes()
         }
         async fn create_consumer(&self, new: NewConsumer) -> Result<Consumer> {
             self.check()?;

@@ -207,7 +207,7 @@ async fn create(store: &maestro_store::DynStore, i: usize) -> anyhow::Result<()>
 /// Completes outbox rows in batches as they appear and writes one status per completed row,
 /// until `count` statuses are stored.
 async fn complete_and_report(store: &maestro_store::DynStore, count: usize) -> anyhow::Result<()> {
-    let signal = store.spec_signal();
+    let mut changes = store.spec_changes();
     let mut writes = Vec::with_capacity(count);
     let mut completed = 0;
     while completed < count {
@@ -215,7 +215,7 @@ async fn complete_and_report(store: &maestro_store::DynStore, count: usize) -> a
         let rows = store.pending_spec_deliveries(500).await?;
         if rows.is_empty() {
             tokio::select! {
-                () = signal.notified() => {}
+                _ = changes.next() => {}
                 () = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
             continue;

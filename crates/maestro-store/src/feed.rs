@@ -64,6 +64,12 @@ impl<T> Feed<T> {
         }
     }
 
+    /// Whether this feed hands over rows (the store's first feed of its kind) or only
+    /// wake-ups.
+    pub fn has_rows(&self) -> bool {
+        self.rows.is_some()
+    }
+
     /// A batch already queued, without waiting.
     pub fn try_rows(&mut self) -> Option<Vec<T>> {
         self.rows.as_mut()?.try_recv().ok()

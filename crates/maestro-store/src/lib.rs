@@ -134,46 +134,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// and (PostgreSQL) any other server instance's. Fed rows stay pending in the outbox until
     /// [`Store::complete_spec_events`], as any other row.
     ///
-    /// Only the first feed a store gives gets rows; later ones only wake-ups. Built from
-    /// [`Store::spec_feed`] and [`Store::spec_signal`], which a wrapping store forwards.
-    fn spec_changes(&self) -> Feed<PendingSpec> {
-        Feed::new(self.spec_feed(), self.spec_signal())
-    }
+    /// Only the first feed a store gives gets rows; later ones only wake-ups (a wrapping
+    /// store forwards the call).
+    fn spec_changes(&self) -> Feed<PendingSpec>;
 
     /// The feed of new status event rows: this server's as [`Change::Rows`] (one committed
     /// transaction each, in `seq` and commit order), [`Change::Read`] for rows to read with
     /// [`Store::status_events_after`] instead. A reader also reads when fed `seq`s jump (a
     /// rolled-back transaction leaves a gap; another instance's rows) and now and then (a
-    /// lost wake-up). Only the first feed gets rows. Built from [`Store::status_feed`] and
-    /// [`Store::status_signal`].
-    fn status_changes(&self) -> Feed<StatusEventRow> {
-        Feed::new(self.status_feed(), self.status_signal())
-    }
-
-    /// The wake of [`Store::spec_changes`]: fired after every commit that appended spec outbox
-    /// rows not handed to the feed's reader (updates and deletions; creations while nobody
-    /// reads the feed or its reader is [`FEED_CAPACITY`] batches behind) and, on PostgreSQL,
-    /// when another server instance committed some.
-    ///
-    /// Fired with `notify_waiters()` then `notify_one()`: every task waiting then wakes, and
-    /// the next `notified()` after that returns at once, so a wake is never lost (spurious
-    /// wakes are possible; always re-check the outbox).
-    fn spec_signal(&self) -> Arc<tokio::sync::Notify>;
-
-    /// The wake of [`Store::status_changes`]; as [`Store::spec_signal`], for status event rows.
-    fn status_signal(&self) -> Arc<tokio::sync::Notify>;
-
-    /// The rows of [`Store::status_changes`]: one message per committed transaction, bounded
-    /// to [`FEED_CAPACITY`] messages (a batch that does not fit fires the signal instead).
-    /// `Some` on the first call only; `None` after that, and for a store without feeds.
-    fn status_feed(&self) -> Option<tokio::sync::mpsc::Receiver<StatusFeedBatch>> {
-        None
-    }
-
-    /// The rows of [`Store::spec_changes`]; as [`Store::status_feed`].
-    fn spec_feed(&self) -> Option<tokio::sync::mpsc::Receiver<SpecFeedBatch>> {
-        None
-    }
+    /// lost wake-up). Only the first feed gets rows.
+    fn status_changes(&self) -> Feed<StatusEventRow>;
 
     // ---- consumers ----
 
@@ -325,15 +295,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn ping(&self) -> Result<()>;
 }
 
-/// Committed transactions a feed holds for its reader ([`Store::status_feed`],
-/// [`Store::spec_feed`]) before it wakes it instead of handing over the next.
+/// Committed transactions a feed holds for its reader ([`Store::status_changes`],
+/// [`Store::spec_changes`]) before it wakes it instead of handing over the next.
 pub const FEED_CAPACITY: usize = 32;
 
-/// One committed transaction's status event rows, in `seq` order ([`Store::status_feed`]).
+/// One committed transaction's status event rows, in `seq` order ([`Store::status_changes`]).
 pub type StatusFeedBatch = Vec<StatusEventRow>;
 
 /// One committed transaction's spec outbox rows with their resources, in `seq` order
-/// ([`Store::spec_feed`]).
+/// ([`Store::spec_changes`]).
 pub type SpecFeedBatch = Vec<PendingSpec>;
 
 /// A shared store.

@@ -30,9 +30,8 @@ use maestro_search::{Param, Piece};
 use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder, Transaction, Type};
-use tokio::sync::Notify;
 
-use crate::feed::Signals;
+use crate::feed::{Feed, Signals};
 use crate::group::{GroupCommit, group_fn};
 use crate::rules::{self, PageQuery, PlannedEvent, UpdatePlan};
 use crate::{
@@ -515,20 +514,12 @@ where
         D::migrate(&self.pool).await
     }
 
-    fn spec_signal(&self) -> Arc<Notify> {
-        self.signals.spec.wake()
+    fn spec_changes(&self) -> Feed<PendingSpec> {
+        Feed::new(self.signals.spec.take(), self.signals.spec.wake())
     }
 
-    fn status_signal(&self) -> Arc<Notify> {
-        self.signals.status.wake()
-    }
-
-    fn status_feed(&self) -> Option<tokio::sync::mpsc::Receiver<crate::StatusFeedBatch>> {
-        self.signals.status.take()
-    }
-
-    fn spec_feed(&self) -> Option<tokio::sync::mpsc::Receiver<crate::SpecFeedBatch>> {
-        self.signals.spec.take()
+    fn status_changes(&self) -> Feed<StatusEventRow> {
+        Feed::new(self.signals.status.take(), self.signals.status.wake())
     }
 
     async fn create_consumer(&self, new: NewConsumer) -> Result<Consumer> {
