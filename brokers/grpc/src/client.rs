@@ -13,16 +13,17 @@ use maestro_api::pb::cloud_event_service_client::CloudEventServiceClient;
 use maestro_api::pb::{PublishRequest, SubscriptionRequest};
 use maestro_api::types::{HEARTBEAT, MANIFEST_BUNDLES};
 use maestro_api::{AttributesReader, Event, grpc};
-use maestro_transport::deliver::{Backoff, Outcome, deliver};
+use maestro_transport::deliver::{DELIVERY_BACKOFF, Outcome, deliver};
+use maestro_transport::retry::{CancellationToken, delays, exponential, pause};
 use maestro_transport::{AgentTransport, DynHandler, Error, Result, Subscribed};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Streaming};
 
 use crate::server::MESSAGE_OVERHEAD;
 use crate::{BACKEND, GrpcAgentConfig, SUBSCRIPTION_ID_HEADER};
+use maestro_transport::tasks::Tasks;
 
 type Client = CloudEventServiceClient<Channel>;
 
@@ -191,7 +192,8 @@ struct Inner {
     bearer: Bearer,
     /// `Some` while subscribed (connected); publish uses it.
     client: Mutex<Option<Client>>,
-    closed: AtomicBool,
+    /// Cancelled by `close` (or drop): ends the connection loop and every wait in it.
+    cancel: CancellationToken,
     signal: watch::Sender<u64>,
 }
 
@@ -200,9 +202,11 @@ impl Inner {
         self.client.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        Backoff { initial: self.config.reconnect_initial_backoff, max: self.config.reconnect_max_backoff }
-            .jittered(attempt)
+    /// The waits between Subscribe attempts, from the first (`reconnectInitialBackoff`,
+    /// doubling to `reconnectMaxBackoff`, jittered).
+    fn reconnect_delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        let (initial, max) = (self.config.reconnect_initial_backoff, self.config.reconnect_max_backoff);
+        delays(exponential(initial, max), max)
     }
 }
 
@@ -210,7 +214,9 @@ impl Inner {
 /// backoff; `publish` sends status events with the Publish RPC.
 pub struct GrpcAgent {
     inner: Arc<Inner>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// The connection loop, once started.
+    tasks: Tasks,
+    started: AtomicBool,
 }
 
 impl fmt::Debug for GrpcAgent {
@@ -308,10 +314,14 @@ impl GrpcAgent {
             endpoint,
             bearer,
             client: Mutex::new(None),
-            closed: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
             signal,
         };
-        Ok(Arc::new(GrpcAgent { inner: Arc::new(inner), task: Mutex::new(None) }))
+        Ok(Arc::new(GrpcAgent {
+            inner: Arc::new(inner),
+            tasks: Tasks::default(),
+            started: AtomicBool::new(false),
+        }))
     }
 
     /// The agent id given to [`GrpcAgent::new`].
@@ -322,10 +332,6 @@ impl GrpcAgent {
     /// True while a Subscribe stream is established.
     pub fn is_connected(&self) -> bool {
         self.inner.client().is_some()
-    }
-
-    fn task(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
-        self.task.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -412,7 +418,7 @@ impl AgentTransport for GrpcAgent {
     /// `PermissionDenied`), and retryable for a timeout.
     async fn publish(&self, event: &Event) -> Result<()> {
         let inner = &self.inner;
-        if inner.closed.load(Ordering::Acquire) {
+        if inner.cancel.is_cancelled() {
             return Err(Error::Closed { backend: BACKEND });
         }
         let size = maestro_transport::event_size(event);
@@ -441,14 +447,13 @@ impl AgentTransport for GrpcAgent {
     }
 
     async fn start(&self, handler: DynHandler) -> Result<()> {
-        if self.inner.closed.load(Ordering::Acquire) {
+        if self.inner.cancel.is_cancelled() {
             return Err(Error::Closed { backend: BACKEND });
         }
-        let mut task = self.task();
-        if task.is_some() {
+        if self.started.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyStarted { backend: BACKEND });
         }
-        *task = Some(tokio::spawn(run(self.inner.clone(), handler)));
+        self.tasks.spawn("subscribe loop", run(self.inner.clone(), handler));
         Ok(())
     }
 
@@ -456,50 +461,56 @@ impl AgentTransport for GrpcAgent {
         self.inner.signal.subscribe()
     }
 
+    /// Cancels the connection loop (also a wait between attempts or a delivery in progress)
+    /// and waits for it to end. Idempotent.
     async fn close(&self) {
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if let Some(task) = self.task().take() {
-            task.abort();
-        }
+        let first = !self.inner.cancel.is_cancelled();
+        self.inner.cancel.cancel();
         *self.inner.client() = None;
-        tracing::info!(backend = BACKEND, consumer = %self.inner.consumer, "gRPC agent closed");
+        self.tasks.drain(BACKEND, "gRPC agent").await;
+        if first {
+            tracing::info!(backend = BACKEND, consumer = %self.inner.consumer, "gRPC agent closed");
+        }
     }
 }
 
 impl Drop for GrpcAgent {
+    /// Cancels the connection loop, which then ends by itself.
     fn drop(&mut self) {
-        self.inner.closed.store(true, Ordering::Release);
-        if let Some(task) = self.task().take() {
-            task.abort();
-        }
+        self.inner.cancel.cancel();
     }
 }
 
-/// The connection loop: subscribe, read until the stream fails, back off, repeat.
+/// The connection loop ([`connect_loop`]) until the agent is closed.
 async fn run(inner: Arc<Inner>, handler: DynHandler) {
-    let mut attempt = 0u32;
-    while !inner.closed.load(Ordering::Acquire) {
-        match subscribe(&inner).await {
+    inner.cancel.run_until_cancelled(connect_loop(&inner, &handler)).await;
+    *inner.client() = None;
+}
+
+/// Subscribes, reads until the stream fails, waits the next reconnect delay (the delays start
+/// over after every successful Subscribe), repeats; returns when cancelled during a wait.
+async fn connect_loop(inner: &Inner, handler: &DynHandler) {
+    let mut delays = inner.reconnect_delays();
+    loop {
+        match subscribe(inner).await {
             Ok((client, stream, subscription_id)) => {
-                attempt = 0;
+                delays = inner.reconnect_delays();
                 *inner.client() = Some(client);
                 inner.signal.send_modify(|n| *n += 1);
                 tracing::info!(backend = BACKEND, consumer = %inner.consumer, %subscription_id, "subscribed");
-                let reason = read_stream(&inner, stream, &handler).await;
+                let reason = read_stream(inner, stream, handler).await;
                 *inner.client() = None;
                 tracing::warn!(backend = BACKEND, consumer = %inner.consumer, %reason, "disconnected");
             }
             Err(reason) => {
-                tracing::warn!(backend = BACKEND, consumer = %inner.consumer, %reason, attempt, "subscribe failed");
+                tracing::warn!(backend = BACKEND, consumer = %inner.consumer, %reason, "subscribe failed");
             }
         }
-        if inner.closed.load(Ordering::Acquire) {
-            break;
+        let delay = delays.next().unwrap_or(inner.config.reconnect_max_backoff);
+        tracing::debug!(backend = BACKEND, consumer = %inner.consumer, ?delay, "waiting before the next Subscribe");
+        if !pause(delay, &inner.cancel).await {
+            return;
         }
-        tokio::time::sleep(inner.backoff(attempt)).await;
-        attempt = attempt.saturating_add(1);
     }
 }
 
@@ -620,7 +631,7 @@ async fn read_stream(
                 continue;
             }
         };
-        if deliver(handler, event, Backoff::default(), &inner.closed, BACKEND).await == Outcome::Closed {
+        if deliver(handler, event, DELIVERY_BACKOFF, &inner.cancel, BACKEND).await == Outcome::Closed {
             return StreamStop::Closed;
         }
     }
@@ -820,6 +831,32 @@ mod tests {
         agent.publish(&event()).await.unwrap();
         assert_eq!(fake.seen().publishes.last(), Some(&Some("Bearer tok-2".into())));
         agent.close().await;
+    }
+
+    /// A port on 127.0.0.1 where nothing listens (bound, then released).
+    fn dead_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    /// `close` interrupts the wait between Subscribe attempts: with a 1 h reconnect backoff and
+    /// nothing listening, the agent is waiting out its first delay when `close` is called;
+    /// `close` returns in time and the connection loop has ended (not merely the drain timing
+    /// out, which would log that tasks did not finish).
+    #[tokio::test]
+    async fn close_interrupts_the_reconnect_backoff() {
+        let (logs, _capture) = maestro_transport::test_logs::Logs::capture();
+        let mut config = GrpcAgentConfig::new(format!("127.0.0.1:{}", dead_port()));
+        config.reconnect_initial_backoff = Duration::from_secs(3600);
+        config.reconnect_max_backoff = Duration::from_secs(3600);
+        let agent = GrpcAgent::new(config, "c1", "c1-agent").unwrap();
+        agent.start(Arc::new(Ignore)).await.unwrap();
+        logs.wait_for("waiting before the next Subscribe").await;
+        assert!(logs.contains("subscribe failed"), "the first attempt failed");
+        tokio::time::timeout(DEADLINE, agent.close()).await.expect("close returns during the backoff");
+        assert_eq!(agent.tasks.len(), 0, "the connection loop ended");
+        assert!(!logs.contains("did not finish"), "close waited for nothing");
+        assert!(matches!(agent.publish(&event()).await, Err(Error::Closed { .. })));
     }
 
     /// Publish refusals that cannot pass later are permanent, with the status as the source;

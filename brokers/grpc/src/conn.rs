@@ -14,20 +14,30 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
+use maestro_transport::retry::{CancellationToken, delays, exponential, pause};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use maestro_transport::tasks::Tasks;
+
+/// The first wait after a failed `accept` (e.g. out of file descriptors), instead of spinning.
+const ACCEPT_RETRY_INITIAL: Duration = Duration::from_millis(50);
+/// The longest wait between failed `accept`s.
+const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct State {
+    /// Set by [`Connections::pause`], cleared by [`Connections::resume`]: a fault-injection
+    /// switch, not the end of the broker (that is [`Connections::closed`]).
     paused: bool,
-    closed: bool,
     next_id: u64,
     open: HashMap<u64, Arc<KillSwitch>>,
 }
 
-/// Flipped to end a connection; wakes the task driving it.
+/// Flipped to end one connection; wakes the task driving it. A per-connection switch polled
+/// from `poll_read`/`poll_write` (a future cannot be awaited there), not a shutdown signal.
 #[derive(Default)]
 struct KillSwitch {
     killed: AtomicBool,
@@ -51,12 +61,19 @@ impl KillSwitch {
 }
 
 /// The registry of live connections.
-#[derive(Default)]
 pub(crate) struct Connections {
     state: Mutex<State>,
+    /// Cancelled by [`Connections::close`] (and with the broker's token, its parent): no
+    /// connection is admitted any more.
+    closed: CancellationToken,
 }
 
 impl Connections {
+    /// An empty registry that refuses connections for good once `closed` is cancelled.
+    pub(crate) fn new(closed: CancellationToken) -> Connections {
+        Connections { state: Mutex::new(State::default()), closed }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -64,7 +81,7 @@ impl Connections {
     /// Registers an accepted socket, or drops it (refusing the peer) while paused or closed.
     fn admit(self: &Arc<Self>, stream: TcpStream) -> io::Result<Option<KillableConn>> {
         let mut st = self.lock();
-        if st.paused || st.closed {
+        if st.paused || self.closed.is_cancelled() {
             return Ok(None);
         }
         let _ = stream.set_nodelay(true);
@@ -96,7 +113,7 @@ impl Connections {
     /// Refuses new connections for good and shuts every live one down.
     pub(crate) fn close(&self) {
         let mut st = self.lock();
-        st.closed = true;
+        self.closed.cancel();
         Self::kill_all(&mut st);
     }
 
@@ -167,34 +184,40 @@ impl AsyncWrite for KillableConn {
     }
 }
 
-/// Accepts connections until `stop` becomes true, handing admitted ones to the tonic server.
+/// Accepts connections until `cancel` is cancelled, handing admitted ones to the tonic
+/// server. A failed `accept` is retried after an exponential backoff
+/// ([`ACCEPT_RETRY_INITIAL`] to [`ACCEPT_RETRY_MAX`], starting over after a success).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     conns: Arc<Connections>,
     out: mpsc::Sender<io::Result<KillableConn>>,
-    mut stop: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => match conns.admit(stream) {
-                Ok(Some(conn)) => {
-                    tracing::debug!(backend = crate::BACKEND, %peer, "connection accepted");
-                    if out.send(Ok(conn)).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => tracing::debug!(backend = crate::BACKEND, %peer, "connection refused (paused)"),
-                Err(error) => {
-                    tracing::warn!(backend = crate::BACKEND, %peer, %error, "cannot register connection")
-                }
-            },
+    let retries = || delays(exponential(ACCEPT_RETRY_INITIAL, ACCEPT_RETRY_MAX), ACCEPT_RETRY_MAX);
+    let mut waits = retries();
+    while let Some(accepted) = cancel.run_until_cancelled(listener.accept()).await {
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(backend = crate::BACKEND, %error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let delay = waits.next().unwrap_or(ACCEPT_RETRY_MAX);
+                tracing::warn!(backend = crate::BACKEND, %error, ?delay, "accept failed");
+                if !pause(delay, &cancel).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        waits = retries();
+        match conns.admit(stream) {
+            Ok(Some(conn)) => {
+                tracing::debug!(backend = crate::BACKEND, %peer, "connection accepted");
+                if !matches!(cancel.run_until_cancelled(out.send(Ok(conn))).await, Some(Ok(()))) {
+                    break;
+                }
+            }
+            Ok(None) => tracing::debug!(backend = crate::BACKEND, %peer, "connection refused (paused)"),
+            Err(error) => {
+                tracing::warn!(backend = crate::BACKEND, %peer, %error, "cannot register connection")
             }
         }
     }
@@ -202,21 +225,25 @@ pub(crate) async fn accept_loop(
 }
 
 /// The TLS stage between [`accept_loop`] and the tonic server: every admitted connection is
-/// handshaken in its own task (a slow or silent client never holds up the others; one that
-/// does not finish within [`maestro_tls::HANDSHAKE_TIMEOUT`] is dropped, which also drops it
-/// from the registry) and handed on once secured.
+/// handshaken in its own task of `tasks` (a slow or silent client never holds up the others;
+/// one that does not finish within [`maestro_tls::HANDSHAKE_TIMEOUT`] is dropped, which also
+/// drops it from the registry) and handed on once secured. Everything ends when `cancel` is
+/// cancelled.
 pub(crate) async fn handshakes(
     mut accepted: mpsc::Receiver<io::Result<KillableConn>>,
     acceptor: tokio_rustls::TlsAcceptor,
     out: mpsc::Sender<io::Result<tokio_rustls::server::TlsStream<KillableConn>>>,
+    tasks: Tasks,
+    cancel: CancellationToken,
 ) {
-    while let Some(conn) = accepted.recv().await {
+    while let Some(conn) = cancel.run_until_cancelled(accepted.recv()).await.flatten() {
         let Ok(conn) = conn else { continue };
         let (acceptor, out) = (acceptor.clone(), out.clone());
-        tokio::spawn(async move {
+        let handshake = async move {
             if let Some(tls) = maestro_tls::handshake(&acceptor, conn, None).await {
                 let _ = out.send(Ok(tls)).await;
             }
-        });
+        };
+        tasks.spawn("TLS handshake", cancel.clone().run_until_cancelled_owned(handshake));
     }
 }

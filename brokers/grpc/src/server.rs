@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
@@ -14,7 +13,8 @@ use maestro_api::pb::{self, PublishRequest, SubscriptionRequest};
 use maestro_api::types::{EventType, HEARTBEAT, MANIFEST_BUNDLES};
 use maestro_api::{AttributesReader, Event, ext, grpc};
 use maestro_auth::Gate;
-use maestro_transport::deliver::{Backoff, Outcome, deliver};
+use maestro_transport::deliver::{DELIVERY_BACKOFF, Outcome, deliver};
+use maestro_transport::retry::CancellationToken;
 use maestro_transport::{DynHandler, Error, Result, SourceTransport, Subscribed};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
@@ -26,6 +26,7 @@ use crate::conn::{Connections, accept_loop};
 use crate::registry::KnownConsumers;
 use crate::{BACKEND, GrpcBrokerConfig, SUBSCRIPTION_ID_HEADER};
 use maestro_tls::grpc_listener::HandshakeDeadline;
+use maestro_transport::tasks::Tasks;
 
 /// Extra room over `max_event_bytes` for the protobuf framing of one message.
 pub(crate) const MESSAGE_OVERHEAD: usize = 64 * 1024;
@@ -117,7 +118,11 @@ struct Shared {
     gate: Gate,
     registry: Mutex<Registry>,
     handler: OnceLock<DynHandler>,
-    closed: AtomicBool,
+    /// Cancelled when the broker closes: stops accepting and serving, ends every stream and
+    /// every delivery in progress.
+    cancel: CancellationToken,
+    /// The accept loop, the TLS handshakes, the server and one task per Subscribe stream.
+    tasks: Tasks,
     signal: watch::Sender<u64>,
     conns: Arc<Connections>,
     /// Consumers `config.consumers` recently said are registered.
@@ -158,7 +163,6 @@ impl Shared {
 pub struct GrpcBroker {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
     /// The TLS identity while it serves TLS (kept alive: dropping it stops its file checks).
     _tls: Option<maestro_tls::ReloadingServerTls>,
 }
@@ -201,14 +205,16 @@ impl GrpcBroker {
         let io_err = |e: std::io::Error| Error::other(BACKEND, false, e);
         let listener = TcpListener::bind(config.bind_address).await.map_err(io_err)?;
         let local_addr = listener.local_addr().map_err(io_err)?;
-        let conns = Arc::new(Connections::default());
+        let cancel = CancellationToken::new();
+        let conns = Arc::new(Connections::new(cancel.child_token()));
         let (signal, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             config,
             gate,
             registry: Mutex::new(Registry::default()),
             handler: OnceLock::new(),
-            closed: AtomicBool::new(false),
+            cancel,
+            tasks: Tasks::default(),
             signal,
             conns: conns.clone(),
             known: KnownConsumers::default(),
@@ -225,27 +231,14 @@ impl GrpcBroker {
             ),
             None => None,
         };
-        let (stop, stop_rx) = watch::channel(false);
-        let (conn_tx, conn_rx) = mpsc::channel(16);
-        tokio::spawn(accept_loop(listener, conns, conn_tx, stop_rx.clone()));
-        match &tls {
-            Some(tls) => {
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config_with_alpn(&[b"h2"]));
-                let (tls_tx, tls_rx) = mpsc::channel(16);
-                tokio::spawn(crate::conn::handshakes(conn_rx, acceptor, tls_tx));
-                tokio::spawn(serve(shared.clone(), ReceiverStream::new(tls_rx), stop_rx));
-            }
-            None => {
-                tokio::spawn(serve(shared.clone(), ReceiverStream::new(conn_rx), stop_rx));
-            }
-        }
+        spawn_serving(&shared, listener, conns, tls.as_ref());
         shared.signal.send_replace(1);
         warn_if_exposed(local_addr, tls.is_some(), &shared.gate);
         let c = &shared.config;
         tracing::info!(backend = BACKEND, %local_addr, tls = tls.is_some(), authn = %shared.gate.authn(),
             max_streams = c.max_streams, max_streams_per_consumer = c.max_streams_per_consumer,
             registered_consumers_only = c.consumers.is_some(), listener = ?c.listener, "gRPC broker serving");
-        Ok(Arc::new(GrpcBroker { shared, local_addr, stop, _tls: tls }))
+        Ok(Arc::new(GrpcBroker { shared, local_addr, _tls: tls }))
     }
 
     /// The bound address (useful with port 0).
@@ -284,7 +277,7 @@ impl GrpcBroker {
     /// Test/operations hook: serves again on the same address after [`GrpcBroker::pause`] and
     /// bumps the subscribed signal.
     pub fn resume(&self) {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if self.shared.cancel.is_cancelled() {
             return;
         }
         self.shared.unpause();
@@ -293,11 +286,13 @@ impl GrpcBroker {
         tracing::info!(backend = BACKEND, addr = %self.local_addr, "gRPC broker resumed");
     }
 
+    /// Cancels every task of the broker (they end by themselves), ends every Subscribe stream
+    /// and cuts every connection. Idempotent.
     fn shutdown(&self) {
-        if self.shared.closed.swap(true, Ordering::AcqRel) {
+        if self.shared.cancel.is_cancelled() {
             return;
         }
-        self.stop.send_replace(true);
+        self.shared.cancel.cancel();
         self.shared.remove_all(true);
         self.shared.conns.close();
         tracing::info!(backend = BACKEND, addr = %self.local_addr, "gRPC broker closed");
@@ -342,13 +337,36 @@ impl Drop for GrpcBroker {
     }
 }
 
+/// Spawns the accept loop, the TLS handshakes (with `tls`) and the server on the broker's
+/// tasks; all of them end when the broker's token is cancelled.
+fn spawn_serving(
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    conns: Arc<Connections>,
+    tls: Option<&maestro_tls::ReloadingServerTls>,
+) {
+    let (conn_tx, conn_rx) = mpsc::channel(16);
+    let (tasks, cancel) = (&shared.tasks, &shared.cancel);
+    tasks.spawn("accept loop", accept_loop(listener, conns, conn_tx, cancel.clone()));
+    match tls {
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config_with_alpn(&[b"h2"]));
+            let (tls_tx, tls_rx) = mpsc::channel(16);
+            let handshakes =
+                crate::conn::handshakes(conn_rx, acceptor, tls_tx, tasks.clone(), cancel.clone());
+            tasks.spawn("TLS handshakes", handshakes);
+            tasks.spawn("server", serve(shared.clone(), ReceiverStream::new(tls_rx)));
+        }
+        None => {
+            tasks.spawn("server", serve(shared.clone(), ReceiverStream::new(conn_rx)));
+        }
+    }
+}
+
 /// Serves the connections of `incoming` with the listener settings of `shared.config`
-/// (docs/security.md, "Limits") until `stop`.
-async fn serve<IO>(
-    shared: Arc<Shared>,
-    incoming: ReceiverStream<std::io::Result<IO>>,
-    mut stop: watch::Receiver<bool>,
-) where
+/// (docs/security.md, "Limits") until the broker's token is cancelled.
+async fn serve<IO>(shared: Arc<Shared>, incoming: ReceiverStream<std::io::Result<IO>>)
+where
     IO: tonic::transport::server::Connected
         + tokio::io::AsyncRead
         + tokio::io::AsyncWrite
@@ -357,6 +375,7 @@ async fn serve<IO>(
         + 'static,
 {
     let listener = shared.config.listener.clone();
+    let stop = shared.cancel.clone().cancelled_owned();
     let send_limit = shared.config.max_event_bytes.saturating_add(MESSAGE_OVERHEAD);
     let svc = CloudEventServiceServer::from_arc(Arc::new(BrokerService { shared }))
         .max_decoding_message_size(listener.max_receive_message_bytes)
@@ -364,13 +383,8 @@ async fn serve<IO>(
     let timeout = listener.connection_timeout.filter(|d| !d.is_zero());
     let incoming =
         incoming.map(move |conn| conn.map(|io| HandshakeDeadline::new("grpc-broker", io, timeout)));
-    let result = listener
-        .server_builder()
-        .add_service(svc)
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
+    let result =
+        listener.server_builder().add_service(svc).serve_with_incoming_shutdown(incoming, stop).await;
     if let Err(error) = result {
         tracing::error!(backend = BACKEND, %error, "gRPC broker server failed");
     }
@@ -394,7 +408,7 @@ impl SourceTransport for GrpcBroker {
     /// [`Error::Closed`]; [`Error::TooLarge`] over `max_event_bytes`; [`Error::Encode`] for an
     /// unparseable type; [`Error::NoSubscriber`] when no stream of that consumer took it.
     async fn publish(&self, event: &Event) -> Result<()> {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if self.shared.cancel.is_cancelled() {
             return Err(Error::Closed { backend: BACKEND });
         }
         let size = maestro_transport::event_size(event);
@@ -406,7 +420,7 @@ impl SourceTransport for GrpcBroker {
     }
 
     async fn start(&self, handler: DynHandler) -> Result<()> {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if self.shared.cancel.is_cancelled() {
             return Err(Error::Closed { backend: BACKEND });
         }
         self.shared.handler.set(handler).map_err(|_| Error::AlreadyStarted { backend: BACKEND })
@@ -420,8 +434,11 @@ impl SourceTransport for GrpcBroker {
         self.shared.config.max_event_bytes
     }
 
+    /// Stops serving (see [`GrpcBroker::pause`]: streams end, connections are cut) for good,
+    /// then waits for the broker's tasks to end. Idempotent.
     async fn close(&self) {
         self.shutdown();
+        self.shared.tasks.drain(BACKEND, "gRPC broker").await;
     }
 }
 
@@ -451,7 +468,7 @@ impl BrokerService {
         tx: mpsc::Sender<Queued>,
     ) -> Result<(u64, Uuid, Arc<Notify>), Status> {
         let mut reg = self.shared.registry();
-        if reg.paused || self.shared.closed.load(Ordering::Acquire) {
+        if reg.paused || self.shared.cancel.is_cancelled() {
             return Err(Status::unavailable("the broker is not serving"));
         }
         reg.check_limits(&req.cluster_name, &self.shared.config)?;
@@ -531,7 +548,7 @@ fn validate_subscription(req: &SubscriptionRequest) -> Result<(), Status> {
 }
 
 /// Keeps one Subscribe stream: sends heartbeats, and unregisters it when the client goes
-/// away, a send fails, or the broker removed it.
+/// away, a send fails, the broker removed it, or the broker closes.
 async fn keep_stream(shared: Arc<Shared>, id: u64, tx: mpsc::Sender<Queued>, kill: Arc<Notify>) {
     let mut ticker = shared.config.heartbeat().map(|every| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -542,8 +559,10 @@ async fn keep_stream(shared: Arc<Shared>, id: u64, tx: mpsc::Sender<Queued>, kil
         tokio::select! {
             _ = tx.closed() => break "client went away",
             _ = kill.notified() => break "removed",
+            _ = shared.cancel.cancelled() => break "broker closed",
             _ = tick(&mut ticker) => {
-                if tx.send_timeout(Arc::new(grpc::heartbeat()), shared.config.send_timeout).await.is_err() {
+                let sent = tx.send_timeout(Arc::new(grpc::heartbeat()), shared.config.send_timeout);
+                if !matches!(shared.cancel.run_until_cancelled(sent).await, Some(Ok(()))) {
                     break "heartbeat send failed";
                 }
             }
@@ -608,7 +627,7 @@ impl CloudEventService for BrokerService {
         self.check_registered(&req.cluster_name).await?;
         let (tx, rx) = mpsc::channel(self.shared.config.stream_buffer);
         let (id, subscription_id, kill) = self.register(&req, tx.clone())?;
-        tokio::spawn(keep_stream(self.shared.clone(), id, tx, kill));
+        self.shared.tasks.spawn("Subscribe stream", keep_stream(self.shared.clone(), id, tx, kill));
         tracing::info!(backend = BACKEND, cluster = %req.cluster_name, %subscription_id, "agent subscribed");
         let mut response = Response::new(ReceiverStream::new(rx).map(dequeue as fn(Queued) -> StreamItem));
         let value = subscription_id
@@ -633,7 +652,7 @@ impl CloudEventService for BrokerService {
             .cloned()
             .ok_or_else(|| Status::unavailable("the broker is not started"))?;
         let (id, timeout) = (event.id().to_owned(), self.shared.config.handler_timeout);
-        let delivery = deliver(&handler, event, Backoff::default(), &self.shared.closed, BACKEND);
+        let delivery = deliver(&handler, event, DELIVERY_BACKOFF, &self.shared.cancel, BACKEND);
         match tokio::time::timeout(timeout, delivery).await {
             Ok(Outcome::Acked) => Ok(Response::new(())),
             Ok(Outcome::Dropped(reason)) => Err(Status::failed_precondition(publish_error_json(&reason))),
@@ -643,5 +662,55 @@ impl CloudEventService for BrokerService {
                 Err(Status::unavailable(format!("the event was not handled within {timeout:?}")))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use maestro_api::codec::SpecEventBuilder;
+    use maestro_transport::AgentTransport;
+    use maestro_transport::conformance::Recorder;
+
+    use super::*;
+    use crate::{GrpcAgent, GrpcAgentConfig};
+    use maestro_transport::test_logs::Logs;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// `close` ends every task of the broker (accept loop, server, the Subscribe stream of a
+    /// connected agent with its heartbeat interval) and returns in time; the agent, cut off,
+    /// waits out a 1 h reconnect backoff, which its own `close` interrupts.
+    #[tokio::test]
+    async fn close_ends_the_brokers_tasks_and_the_agents_backoff() {
+        let (logs, _capture) = Logs::capture();
+        let config = GrpcBrokerConfig {
+            bind_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            heartbeat_interval: Some(Duration::from_secs(3600)),
+            ..GrpcBrokerConfig::default()
+        };
+        let broker = GrpcBroker::bind(config).await.unwrap();
+        broker.start(Recorder::new()).await.unwrap();
+        let mut agent_config = GrpcAgentConfig::new(broker.local_addr().to_string());
+        agent_config.reconnect_initial_backoff = Duration::from_secs(3600);
+        agent_config.reconnect_max_backoff = Duration::from_secs(3600);
+        let agent = GrpcAgent::new(agent_config, "c1", "c1-agent").unwrap();
+        agent.start(Recorder::new()).await.unwrap();
+        let mut subscribed = agent.subscribed();
+        tokio::time::timeout(DEADLINE, subscribed.wait_for(|n| *n >= 1)).await.unwrap().unwrap();
+        broker.publish(&SpecEventBuilder::new("maestro", "r1", 1, "c1").build()).await.unwrap();
+
+        tokio::time::timeout(DEADLINE, broker.close()).await.expect("the broker closes in time");
+        assert_eq!(broker.shared.tasks.len(), 0, "every task of the broker ended");
+        assert!(matches!(
+            broker.publish(&SpecEventBuilder::new("m", "r", 1, "c1").build()).await,
+            Err(Error::Closed { .. })
+        ));
+
+        logs.wait_for("waiting before the next Subscribe").await;
+        tokio::time::timeout(DEADLINE, agent.close()).await.expect("the agent closes during its backoff");
+        assert!(!logs.contains("did not finish"), "close waited for nothing");
     }
 }

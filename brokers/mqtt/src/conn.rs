@@ -11,23 +11,23 @@
 //! resumed with `CleanStart=true`), so the FIFO of waiters stays aligned.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use maestro_api::mqtt::{self, MqttMessage};
 use maestro_api::{AttributesReader, Event};
-use maestro_transport::deliver::{Backoff, Outcome, deliver};
+use maestro_transport::deliver::{DELIVERY_BACKOFF, Outcome, deliver};
+use maestro_transport::retry::{CancellationToken, delays, exponential, pause};
 use maestro_transport::{DynHandler, Error, Rejected, Result};
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PubAck, PubAckReason, Publish, PublishProperties, SubAck};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, MqttOptions};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::BACKEND;
 use crate::config::{MqttConfig, invalid};
+use maestro_transport::tasks::Tasks;
 
 /// Capacity of rumqttc's request channel (publishes, acks, subscribes).
 const REQUEST_CHANNEL_CAPACITY: usize = 1024;
@@ -35,6 +35,9 @@ const REQUEST_CHANNEL_CAPACITY: usize = 1024;
 /// turn). rumqttc sizes a table by this bound up front: its default (65,535) costs ~16 MiB per
 /// connection, which a fleet simulator with thousands of agents cannot afford.
 const MAX_INFLIGHT: u16 = 128;
+/// How long the event loop, once cancelled while connected, keeps going to send the DISCONNECT
+/// that `close` queued (so the broker sees a clean disconnect, not a lost client).
+const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
 
 type Waiter = oneshot::Sender<Result<()>>;
 type Delivery = (Publish, u64);
@@ -70,18 +73,21 @@ struct Shared {
     client: AsyncClient,
     state: Mutex<State>,
     signal: watch::Sender<u64>,
-    closed: Arc<AtomicBool>,
+    /// Cancelled by `close` (or drop): ends the event loop, the delivery tasks and every wait
+    /// in them (reconnect delays, redeliveries).
+    cancel: CancellationToken,
     filters: Vec<String>,
     sub_qos: QoS,
     pub_qos: QoS,
     publish_timeout: Duration,
-    backoff: Backoff,
+    reconnect_initial_backoff: Duration,
+    reconnect_max_backoff: Duration,
 }
 
 /// A connection with its event-loop and delivery tasks.
 pub(crate) struct Conn {
     shared: Arc<Shared>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Tasks,
 }
 
 fn qos(level: u8) -> QoS {
@@ -128,21 +134,19 @@ impl Conn {
             client,
             state: Mutex::new(State::default()),
             signal,
-            closed: Arc::new(AtomicBool::new(false)),
+            cancel: CancellationToken::new(),
             filters,
             sub_qos: qos(config.sub_qos),
             pub_qos: qos(config.pub_qos),
             publish_timeout: config.publish_timeout,
-            backoff: Backoff { initial: config.reconnect_initial_backoff, max: config.reconnect_max_backoff },
+            reconnect_initial_backoff: config.reconnect_initial_backoff,
+            reconnect_max_backoff: config.reconnect_max_backoff,
         });
         tracing::info!(backend = BACKEND, role = shared.id.role, name = %shared.id.name,
             client_id = %shared.id.client_id, broker = %config.broker_host, tls = config.uses_tls(), "MQTT connecting");
-        let task = tokio::spawn(run(shared.clone(), eventloop));
-        Ok(Conn { shared, tasks: Mutex::new(vec![task]) })
-    }
-
-    fn tasks(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+        let tasks = Tasks::default();
+        tasks.spawn("event loop", run(shared.clone(), eventloop));
+        Ok(Conn { shared, tasks })
     }
 
     /// True after CONNACK until the connection fails.
@@ -152,7 +156,7 @@ impl Conn {
 
     /// True once [`Conn::close`] ran.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.cancel.is_cancelled()
     }
 
     /// The subscribed signal.
@@ -176,7 +180,8 @@ impl Conn {
                 self.shared.subscribe();
             }
         }
-        self.tasks().push(tokio::spawn(delivery_loop(self.shared.clone(), rx, handler)));
+        let delivery = delivery_loop(self.shared.clone(), rx, handler, self.tasks.clone());
+        self.tasks.spawn("delivery loop", delivery);
         Ok(())
     }
 
@@ -225,35 +230,42 @@ impl Conn {
         }
     }
 
-    /// Disconnects and stops both tasks. Idempotent.
+    /// Fails the publishes in flight with [`Error::Closed`], queues a DISCONNECT, cancels
+    /// every task (also a reconnect wait or a redelivery in progress) and waits for them to
+    /// end. Idempotent.
     pub(crate) async fn close(&self) {
-        if self.shared.closed.swap(true, Ordering::AcqRel) {
-            return;
+        let first = !self.is_closed();
+        self.shared.shut_down();
+        self.tasks.drain(BACKEND, "MQTT connection").await;
+        if first {
+            tracing::info!(backend = BACKEND, role = self.shared.id.role, name = %self.shared.id.name, "MQTT connection closed");
         }
-        self.shared.fail_all(|| Error::Closed { backend: BACKEND });
-        let _ = self.shared.client.try_disconnect();
-        let tasks: Vec<_> = self.tasks().drain(..).collect();
-        for mut task in tasks {
-            if tokio::time::timeout(Duration::from_millis(500), &mut task).await.is_err() {
-                task.abort();
-            }
-        }
-        tracing::info!(backend = BACKEND, role = self.shared.id.role, name = %self.shared.id.name, "MQTT connection closed");
     }
 }
 
 impl Drop for Conn {
+    /// As [`Conn::close`] without waiting: the tasks end by themselves.
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
-        for task in self.tasks().drain(..) {
-            task.abort();
-        }
+        self.shared.shut_down();
     }
 }
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fails the publishes in flight with [`Error::Closed`], queues a DISCONNECT (sent by the
+    /// event loop within [`DISCONNECT_GRACE`]) and cancels every task.
+    fn shut_down(&self) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        // Cancelled first, so that no publish is accepted after `fail_all` and the event loop
+        // does not log the DISCONNECT's end of the connection as a loss.
+        self.cancel.cancel();
+        self.fail_all(|| Error::Closed { backend: BACKEND });
+        let _ = self.client.try_disconnect();
     }
 
     /// Sends SUBSCRIBE for every filter (caller holds the state lock).
@@ -274,8 +286,11 @@ impl Shared {
         }
     }
 
-    fn reconnect_delay(&self, attempt: u32) -> Duration {
-        self.backoff.jittered(attempt)
+    /// The waits between connection attempts, from the first (`reconnectInitialBackoff`,
+    /// doubling to `reconnectMaxBackoff`, jittered).
+    fn reconnect_delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        let (initial, max) = (self.reconnect_initial_backoff, self.reconnect_max_backoff);
+        delays(exponential(initial, max), max)
     }
 
     /// Handles one event-loop event; returns true on CONNACK.
@@ -347,7 +362,9 @@ impl Shared {
         }
     }
 
-    fn on_error(&self, eventloop: &mut EventLoop, error: &ConnectionError, attempt: u32) {
+    /// Fails the publishes in flight with [`Error::Disconnected`], drops the queued requests and
+    /// logs the failure; `delay` is the wait before the next attempt.
+    fn on_error(&self, eventloop: &mut EventLoop, error: &ConnectionError, delay: Duration) {
         let mut st = self.state();
         let was_connected = std::mem::replace(&mut st.connected, false);
         for w in st.waiters.drain(..) {
@@ -361,13 +378,13 @@ impl Shared {
         eventloop.clean();
         eventloop.pending.clear();
         drop(st);
-        if self.closed.load(Ordering::Acquire) {
+        if self.cancel.is_cancelled() {
             return;
         }
         if was_connected {
-            tracing::warn!(backend = BACKEND, role = self.id.role, name = %self.id.name, %error, "MQTT connection lost");
+            tracing::warn!(backend = BACKEND, role = self.id.role, name = %self.id.name, %error, ?delay, "MQTT connection lost; reconnecting");
         } else {
-            tracing::debug!(backend = BACKEND, role = self.id.role, name = %self.id.name, %error, attempt, "MQTT connect failed");
+            tracing::debug!(backend = BACKEND, role = self.id.role, name = %self.id.name, %error, ?delay, "MQTT connect failed; retrying");
         }
     }
 
@@ -408,7 +425,7 @@ impl Shared {
                     handler.rejected(rejected(&topic, &publish.payload, Some(&event), &reason)).await;
                     return Outcome::Dropped(reason);
                 }
-                deliver(handler, event, Backoff::default(), &self.closed, BACKEND).await
+                deliver(handler, event, DELIVERY_BACKOFF, &self.cancel, BACKEND).await
             }
             Err(error) => {
                 tracing::warn!(backend = BACKEND, role = self.id.role, topic = ?topic, %error, "undecodable message dropped");
@@ -494,28 +511,47 @@ fn check_packet_size(
     Ok(())
 }
 
-/// The event loop: poll, dispatch, and on errors back off and poll again (rumqttc
-/// reconnects on the next poll).
+/// The event loop: poll, dispatch, and on errors wait the next reconnect delay and poll again
+/// (rumqttc reconnects on the next poll; the delays start over after every CONNACK). Ends when
+/// cancelled, after sending the DISCONNECT `close` queued.
 async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
-    let mut attempt = 0u32;
-    while !shared.closed.load(Ordering::Acquire) {
-        match eventloop.poll().await {
+    let mut delays = shared.reconnect_delays();
+    while let Some(polled) = shared.cancel.run_until_cancelled(eventloop.poll()).await {
+        match polled {
             Ok(event) => {
                 if shared.on_event(event) {
-                    attempt = 0;
+                    delays = shared.reconnect_delays();
                 }
             }
             Err(error) => {
-                shared.on_error(&mut eventloop, &error, attempt);
-                if shared.closed.load(Ordering::Acquire) {
+                let delay = delays.next().unwrap_or(shared.reconnect_max_backoff);
+                shared.on_error(&mut eventloop, &error, delay);
+                if !pause(delay, &shared.cancel).await {
                     break;
                 }
-                tokio::time::sleep(shared.reconnect_delay(attempt)).await;
-                attempt = attempt.saturating_add(1);
             }
         }
     }
+    say_goodbye(&shared, &mut eventloop).await;
     shared.fail_all(|| Error::Closed { backend: BACKEND });
+}
+
+/// While connected, polls `eventloop` (at most [`DISCONNECT_GRACE`]) until the queued
+/// DISCONNECT went out. Never polls a disconnected event loop, which would reconnect.
+async fn say_goodbye(shared: &Shared, eventloop: &mut EventLoop) {
+    if !shared.state().connected {
+        return;
+    }
+    let sent = async {
+        while let Ok(event) = eventloop.poll().await {
+            if matches!(event, MqttEvent::Outgoing(Outgoing::Disconnect)) {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(DISCONNECT_GRACE, sent).await.is_err() {
+        tracing::debug!(backend = BACKEND, role = shared.id.role, "DISCONNECT not sent in time");
+    }
 }
 
 /// Delivery lanes per connection. Messages of one topic about one resource (same
@@ -528,38 +564,35 @@ const LANES: usize = 16;
 
 type LaneJob = (Arc<Publish>, oneshot::Sender<Outcome>);
 
+/// A message handed to a lane, with the connection generation it came on and where its
+/// outcome goes.
+type AckJob = (Arc<Publish>, u64, oneshot::Receiver<Outcome>);
+
 /// Feeds received messages to the handler (in order per topic, see [`LANES`]) and acks each
 /// one after it was handled, in arrival order (MQTT 5 §4.6: PUBACKs go out in the order the
-/// PUBLISHes came).
-async fn delivery_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Delivery>, handler: DynHandler) {
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<(Arc<Publish>, u64, oneshot::Receiver<Outcome>)>();
+/// PUBLISHes came). The lanes and the acker are tasks of `tasks`; everything ends when the
+/// connection's token is cancelled.
+async fn delivery_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Delivery>,
+    handler: DynHandler,
+    tasks: Tasks,
+) {
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<AckJob>();
     let lanes: Vec<mpsc::UnboundedSender<LaneJob>> = (0..LANES)
         .map(|_| {
-            let (tx, mut lane) = mpsc::unbounded_channel::<LaneJob>();
-            let (shared, handler) = (shared.clone(), handler.clone());
-            tokio::spawn(async move {
-                while let Some((publish, done)) = lane.recv().await {
-                    let outcome = shared.handle(&handler, &publish).await;
-                    let closed = outcome == Outcome::Closed;
-                    let _ = done.send(outcome);
-                    if closed {
-                        break;
-                    }
-                }
-            });
+            let (tx, lane) = mpsc::unbounded_channel::<LaneJob>();
+            let run = shared.cancel.clone().run_until_cancelled_owned(run_lane(
+                shared.clone(),
+                lane,
+                handler.clone(),
+            ));
+            tasks.spawn("delivery lane", run);
             tx
         })
         .collect();
-    let acker = shared.clone();
-    tokio::spawn(async move {
-        while let Some((publish, generation, done)) = ack_rx.recv().await {
-            match done.await {
-                Ok(Outcome::Closed) | Err(_) => break,
-                Ok(_) => acker.ack(&publish, generation),
-            }
-        }
-    });
-    while let Some((publish, generation)) = rx.recv().await {
+    tasks.spawn("acker", shared.cancel.clone().run_until_cancelled_owned(run_acker(shared.clone(), ack_rx)));
+    while let Some((publish, generation)) = shared.cancel.run_until_cancelled(rx.recv()).await.flatten() {
         let publish = Arc::new(publish);
         let (done_tx, done_rx) = oneshot::channel();
         let lane = &lanes[lane_of(&publish)];
@@ -567,6 +600,29 @@ async fn delivery_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Deli
             || ack_tx.send((publish, generation, done_rx)).is_err()
         {
             break;
+        }
+    }
+}
+
+/// Handles the messages of one lane in order; stops after one that found the connection
+/// closed.
+async fn run_lane(shared: Arc<Shared>, mut lane: mpsc::UnboundedReceiver<LaneJob>, handler: DynHandler) {
+    while let Some((publish, done)) = lane.recv().await {
+        let outcome = shared.handle(&handler, &publish).await;
+        let closed = outcome == Outcome::Closed;
+        let _ = done.send(outcome);
+        if closed {
+            break;
+        }
+    }
+}
+
+/// Acks the messages in arrival order, each once its lane handled it.
+async fn run_acker(shared: Arc<Shared>, mut ack_rx: mpsc::UnboundedReceiver<AckJob>) {
+    while let Some((publish, generation, done)) = ack_rx.recv().await {
+        match done.await {
+            Ok(Outcome::Closed) | Err(_) => break,
+            Ok(_) => shared.ack(&publish, generation),
         }
     }
 }
@@ -616,6 +672,37 @@ mod tests {
             ..PublishProperties::default()
         };
         Publish::new(topic, QoS::AtLeastOnce, "{}", Some(props))
+    }
+
+    /// `close` interrupts the wait between connection attempts: with a 1 h reconnect backoff
+    /// and nothing listening, the event loop is waiting out its first delay when `close` is
+    /// called; `close` returns in time and every task (event loop, delivery loop, lanes, acker)
+    /// has ended (not merely the drain timing out, which would log that tasks did not finish).
+    #[tokio::test]
+    async fn close_interrupts_the_reconnect_backoff() {
+        let (logs, _capture) = maestro_transport::test_logs::Logs::capture();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        drop(listener); // nothing listens there any more
+        let mut config = MqttConfig::new(format!("127.0.0.1:{port}"), crate::MqttTopics::maestro("maestro"));
+        config.reconnect_initial_backoff = Duration::from_secs(3600);
+        config.reconnect_max_backoff = Duration::from_secs(3600);
+        let id = Identity {
+            role: "agent",
+            name: "c1".into(),
+            client_id: "c1-client".into(),
+            verify_agent_origin: false,
+        };
+        let filters = vec!["sources/maestro/consumers/c1/sourceevents".into()];
+        let conn = Conn::open(&config, id, filters).expect("open");
+        conn.start(maestro_transport::conformance::Recorder::new()).expect("start");
+        logs.wait_for("MQTT connect failed; retrying").await;
+        let closing = tokio::time::timeout(Duration::from_secs(10), conn.close()).await;
+        closing.expect("close returns during the backoff");
+        assert_eq!(conn.tasks.len(), 0, "every task of the connection ended");
+        assert!(!logs.contains("did not finish"), "close waited for nothing");
+        let msg = MqttMessage { content_type: None, user_properties: Vec::new(), payload: Vec::new() };
+        assert!(matches!(conn.publish("a/b".into(), msg).await, Err(Error::Closed { .. })));
     }
 
     /// The PUBACK reason codes that cannot pass later are permanent; the others retryable.

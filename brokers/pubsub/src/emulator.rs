@@ -20,6 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use maestro_transport::retry::{delays, exponential};
+
 /// The launcher's usual location.
 pub const DEFAULT_LAUNCHER: &str =
     "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator";
@@ -27,6 +29,11 @@ pub const DEFAULT_LAUNCHER: &str =
 pub const PACKAGE: &str = "google-cloud-cli-pubsub-emulator";
 /// How long to wait for the emulator to start.
 pub const START_DEADLINE: Duration = Duration::from_secs(90);
+/// The first wait before [`Emulator::restart`] tries the port again (the old socket may not be
+/// released yet); doubled per attempt up to [`RESTART_RETRY_MAX`].
+const RESTART_RETRY_INITIAL: Duration = Duration::from_millis(200);
+/// The longest wait between two attempts of [`Emulator::restart`].
+const RESTART_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Why the emulator cannot be started.
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +226,7 @@ impl Emulator {
         self.kill();
         let port = self.port;
         let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        let mut waits = delays(exponential(RESTART_RETRY_INITIAL, RESTART_RETRY_MAX), RESTART_RETRY_MAX);
         loop {
             match tokio::task::spawn_blocking(move || spawn(port)).await {
                 Ok(Ok(child)) => {
@@ -228,7 +236,8 @@ impl Emulator {
                 Ok(Err(e)) if tokio::time::Instant::now() >= deadline || e.is_installation() => {
                     panic!("restarting the Pub/Sub emulator on port {port}: {e}")
                 }
-                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                // Nothing cancels a restart but its deadline.
+                Ok(Err(_)) => tokio::time::sleep(waits.next().unwrap_or(RESTART_RETRY_MAX)).await,
                 Err(e) => panic!("restarting the Pub/Sub emulator on port {port}: {e}"),
             }
         }

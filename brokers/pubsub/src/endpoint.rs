@@ -4,7 +4,7 @@
 //! subscriptions feeding one sequential worker that acks only after the handler succeeded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use google_cloud_pubsub::client::Publisher;
@@ -12,7 +12,8 @@ use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler;
 use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior, ShutdownToken};
 use maestro_api::{AttributesReader, Event, ext, pubsub};
-use maestro_transport::deliver::{Backoff, Outcome, deliver};
+use maestro_transport::deliver::{DELIVERY_BACKOFF, Outcome, deliver};
+use maestro_transport::retry::{CancellationToken, delays, exponential, pause};
 use maestro_transport::{DynHandler, Error, Rejected, Result, Subscribed};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -21,6 +22,7 @@ use crate::admin::Admin;
 use crate::config::{DEFAULT_STREAM_ACK_DEADLINE, PUBSUB_MESSAGE_LIMIT};
 use crate::conn::Clients;
 use crate::{BACKEND, PubSubConfig};
+use maestro_transport::tasks::Tasks;
 
 /// Which side this endpoint is, with the identity the client-side check uses.
 #[derive(Debug, Clone)]
@@ -63,7 +65,11 @@ struct Inner {
     /// Bumped when a check had to recreate a topic or subscription (the service lost them,
     /// e.g. an emulator restart the checks did not see as an outage): resubscribe.
     resets: watch::Sender<u64>,
-    closed: AtomicBool,
+    /// Cancelled by `close` (or drop): ends the health loop, the receive loop (after it shut
+    /// its streams down), the worker, and every wait in them.
+    cancel: CancellationToken,
+    /// The health loop, the receive loop, the StreamingPull readers and the worker.
+    tasks: Tasks,
     signal: watch::Sender<u64>,
     /// The permanent cause of being down last logged (as an error, once per cause).
     last_permanent: Mutex<Option<String>>,
@@ -72,7 +78,6 @@ struct Inner {
 /// A connected endpoint (either role).
 pub(crate) struct Endpoint {
     inner: Arc<Inner>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
     started: AtomicBool,
 }
 
@@ -113,18 +118,15 @@ impl Endpoint {
             up: watch::channel(false).0,
             poke: Notify::new(),
             resets: watch::channel(0).0,
-            closed: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+            tasks: Tasks::default(),
             signal: watch::channel(0).0,
             last_permanent: Mutex::new(None),
         });
         let first = inner.check().await;
         inner.set_up(first.map(|_| ()));
-        let health = tokio::spawn(health_loop(inner.clone()));
-        Ok(Endpoint { inner, tasks: Mutex::new(vec![health]), started: AtomicBool::new(false) })
-    }
-
-    fn tasks(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+        inner.tasks.spawn("health loop", health_loop(inner.clone()));
+        Ok(Endpoint { inner, started: AtomicBool::new(false) })
     }
 
     /// The admin client (same endpoint and credentials).
@@ -140,7 +142,7 @@ impl Endpoint {
     /// Publishes with routing by action (resync requests to the broadcast topic).
     pub(crate) async fn publish(&self, event: &Event) -> Result<()> {
         let inner = &self.inner;
-        if inner.closed.load(Ordering::Acquire) {
+        if inner.cancel.is_cancelled() {
             return Err(Error::Closed { backend: BACKEND });
         }
         let limit = inner.config.max_event_bytes;
@@ -176,17 +178,16 @@ impl Endpoint {
 
     /// Starts the receive loop.
     pub(crate) fn start(&self, handler: DynHandler) -> Result<()> {
-        if self.inner.closed.load(Ordering::Acquire) {
+        if self.inner.cancel.is_cancelled() {
             return Err(Error::Closed { backend: BACKEND });
         }
         if self.started.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyStarted { backend: BACKEND });
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut tasks = self.tasks();
-        tasks.push(tokio::spawn(worker(self.inner.clone(), rx, handler)));
-        // Last, so that `close` finds it at the end.
-        tasks.push(tokio::spawn(receive_loop(self.inner.clone(), tx)));
+        let tasks = &self.inner.tasks;
+        tasks.spawn("delivery worker", worker(self.inner.clone(), rx, handler));
+        tasks.spawn("receive loop", receive_loop(self.inner.clone(), tx));
         Ok(())
     }
 
@@ -194,41 +195,30 @@ impl Endpoint {
         self.inner.signal.subscribe()
     }
 
-    /// Stops every task. The receive loop is given [`CLOSE_GRACE`] to shut its streams down,
-    /// which nacks every message received but not handled, so the service redelivers them at
-    /// once (to the next client of the subscription) instead of after the ack deadline.
-    /// Idempotent.
+    /// Cancels every task (also a wait between health checks or before resubscribing, and a
+    /// delivery in progress, whose message is nacked) and waits for them to end. The receive
+    /// loop is given [`CLOSE_GRACE`] to shut its streams down, which nacks every message
+    /// received but not handled, so the service redelivers them at once (to the next client of
+    /// the subscription) instead of after the ack deadline. Idempotent.
     pub(crate) async fn close(&self) {
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        // The receive loop sees `up` fall, shuts its streams down and returns.
+        let first = !self.inner.cancel.is_cancelled();
+        self.inner.cancel.cancel();
         self.inner.up.send_replace(false);
-        let receive = self.tasks().pop_if(|_| self.started.load(Ordering::Acquire));
-        if let Some(mut receive) = receive
-            && tokio::time::timeout(CLOSE_GRACE, &mut receive).await.is_err()
-        {
-            receive.abort();
-        }
-        self.abort_all();
-        tracing::info!(backend = BACKEND, role = ?self.inner.layout.role, "Pub/Sub endpoint closed");
-    }
-
-    fn abort_all(&self) {
-        for task in self.tasks().drain(..) {
-            task.abort();
+        self.inner.tasks.drain(BACKEND, "Pub/Sub endpoint").await;
+        if first {
+            tracing::info!(backend = BACKEND, role = ?self.inner.layout.role, "Pub/Sub endpoint closed");
         }
     }
 }
 
-/// How long [`Endpoint::close`] waits for the streams to nack what they hold.
+/// How long the receive loop, once cancelled, waits for its streams to nack what they hold.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
 impl Drop for Endpoint {
+    /// As [`Endpoint::close`] without waiting: the tasks end by themselves.
     fn drop(&mut self) {
-        self.inner.closed.store(true, Ordering::Release);
+        self.inner.cancel.cancel();
         self.inner.up.send_replace(false);
-        self.abort_all();
     }
 }
 
@@ -334,9 +324,11 @@ impl Inner {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        Backoff { initial: self.config.reconnect_initial_backoff, max: self.config.reconnect_max_backoff }
-            .jittered(attempt)
+    /// The waits between attempts while down, from the first (`reconnectInitialBackoff`,
+    /// doubling to `reconnectMaxBackoff`, jittered).
+    fn reconnect_delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        let (initial, max) = (self.config.reconnect_initial_backoff, self.config.reconnect_max_backoff);
+        delays(exponential(initial, max), max)
     }
 
     async fn bounded<T>(&self, fut: impl Future<Output = Result<T>>) -> std::result::Result<T, Down> {
@@ -379,24 +371,28 @@ impl Inner {
     }
 }
 
-/// Checks every `healthCheckInterval` while up, with backoff while down, and at once when
-/// poked (a failed publish or stream).
+/// Runs [`check_forever`] until the endpoint is closed.
 async fn health_loop(inner: Arc<Inner>) {
-    let mut attempt = 0u32;
+    inner.cancel.run_until_cancelled(check_forever(&inner)).await;
+}
+
+/// Checks every `healthCheckInterval` while up, with backoff while down (the delays start over
+/// once up), and at once when poked (a failed publish or stream).
+async fn check_forever(inner: &Inner) {
+    let interval = inner.config.health_check_interval;
+    let mut delays = inner.reconnect_delays();
     loop {
         let wait = if *inner.up.borrow() {
-            attempt = 0;
-            inner.config.health_check_interval
+            delays = inner.reconnect_delays();
+            interval
         } else {
-            attempt = attempt.saturating_add(1);
-            inner.backoff(attempt - 1).min(inner.config.health_check_interval)
+            let wait = delays.next().unwrap_or(interval).min(interval);
+            tracing::debug!(backend = BACKEND, role = ?inner.layout.role, ?wait, "down; next health check");
+            wait
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = inner.poke.notified() => {}
-        }
-        if inner.closed.load(Ordering::Acquire) {
-            return;
         }
         let result = inner.check().await;
         if matches!(result, Ok(true)) {
@@ -413,40 +409,21 @@ struct Delivery {
     handler: Handler,
 }
 
-/// While up: open StreamingPull on both subscriptions, bump the subscribed signal, and pump
-/// messages to the worker until the service goes down or a stream ends; then reopen.
+/// While up: runs a [`receive_round`] until the service goes down or a stream ends, then
+/// another. A stream that failed while the service looked up is followed by the next reconnect
+/// delay (the delays start over after a round that lasted a minute). Ends when the endpoint is
+/// closed, also during a wait.
 async fn receive_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Delivery>) {
     let mut up = inner.up.subscribe();
     let mut resets = inner.resets.subscribe();
-    let mut failures = 0u32;
-    while !inner.closed.load(Ordering::Acquire) {
-        // `close` sets `closed` before it lowers `up`, which wakes this wait.
-        if up.wait_for(|u| *u || inner.closed.load(Ordering::Acquire)).await.is_err() {
-            return;
-        }
-        if inner.closed.load(Ordering::Acquire) {
+    let mut delays = inner.reconnect_delays();
+    loop {
+        if !matches!(inner.cancel.run_until_cancelled(up.wait_for(|u| *u)).await, Some(Ok(_))) {
             return;
         }
         resets.borrow_and_update();
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<StreamStop>();
-        let mut pumps = Pumps::default();
-        for i in 0..inner.layout.subs.len() {
-            let stream = open_stream(&inner, i);
-            pumps.tokens.push(stream.shutdown_token());
-            pumps.tasks.push(tokio::spawn(pump(inner.clone(), i, stream, tx.clone(), done_tx.clone())));
-        }
-        inner.signal.send_modify(|n| *n += 1);
-        tracing::info!(backend = BACKEND, role = ?inner.layout.role, "subscribed");
         let opened = tokio::time::Instant::now();
-        let stopped = tokio::select! {
-            _ = up.wait_for(|u| !*u) => Stopped::Unavailable,
-            r = done_rx.recv() => Stopped::Stream(r.unwrap_or(StreamStop::WorkerStopped)),
-            _ = resets.changed() => Stopped::Recreated,
-        };
-        pumps.shutdown().await;
-        if inner.closed.load(Ordering::Acquire) {
-            return;
-        }
+        let Some(stopped) = receive_round(&inner, &tx, &mut up, &mut resets).await else { return };
         tracing::warn!(backend = BACKEND, role = ?inner.layout.role, reason = %stopped, "receive streams stopped; resubscribing");
         if let Stopped::Stream(stop) = stopped
             && *up.borrow()
@@ -455,11 +432,45 @@ async fn receive_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Delivery>) {
             // fresh check passes (so the subscribed signal never bumps during an outage).
             inner.set_up(Err(Down::Stream(stop)));
             inner.poke.notify_one();
-            failures =
-                if opened.elapsed() > Duration::from_secs(60) { 0 } else { failures.saturating_add(1) };
-            tokio::time::sleep(inner.backoff(failures)).await;
+            if opened.elapsed() > Duration::from_secs(60) {
+                delays = inner.reconnect_delays();
+            }
+            let delay = delays.next().unwrap_or(inner.config.reconnect_max_backoff);
+            if !pause(delay, &inner.cancel).await {
+                return;
+            }
         }
     }
+}
+
+/// One round of receive streams: opens StreamingPull on both subscriptions, bumps the
+/// subscribed signal and pumps messages to the worker until the service goes down, a stream
+/// stops or the layout was recreated; then shuts the streams down. `None` when the endpoint was
+/// closed.
+async fn receive_round(
+    inner: &Arc<Inner>,
+    tx: &mpsc::UnboundedSender<Delivery>,
+    up: &mut watch::Receiver<bool>,
+    resets: &mut watch::Receiver<u64>,
+) -> Option<Stopped> {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<StreamStop>();
+    let mut pumps = Pumps::default();
+    for i in 0..inner.layout.subs.len() {
+        let stream = open_stream(inner, i);
+        pumps.tokens.push(stream.shutdown_token());
+        let reader = pump(inner.clone(), i, stream, tx.clone(), done_tx.clone());
+        pumps.tasks.push(inner.tasks.spawn("StreamingPull reader", reader));
+    }
+    inner.signal.send_modify(|n| *n += 1);
+    tracing::info!(backend = BACKEND, role = ?inner.layout.role, "subscribed");
+    let stopped = tokio::select! {
+        _ = inner.cancel.cancelled() => None,
+        _ = up.wait_for(|u| !*u) => Some(Stopped::Unavailable),
+        r = done_rx.recv() => Some(Stopped::Stream(r.unwrap_or(StreamStop::WorkerStopped))),
+        _ = resets.changed() => Some(Stopped::Recreated),
+    };
+    pumps.shutdown().await;
+    stopped.filter(|_| !inner.cancel.is_cancelled())
 }
 
 /// Why a round of receive streams ended.
@@ -477,7 +488,7 @@ enum Stopped {
 }
 
 /// The StreamingPull readers of one subscription round. Dropping it (the receive loop was
-/// aborted) aborts the readers, which drops their streams: the library then nacks what they
+/// dropped) aborts the readers, which drops their streams: the library then nacks what they
 /// held ([`ShutdownBehavior::NackImmediately`]).
 #[derive(Default)]
 struct Pumps {
@@ -558,7 +569,7 @@ async fn pump(
 /// Decodes, checks and delivers messages one at a time; acks after the handler accepted or
 /// permanently rejected the event, nacks on close.
 async fn worker(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Delivery>, handler: DynHandler) {
-    while let Some(d) = rx.recv().await {
+    while let Some(d) = inner.cancel.run_until_cancelled(rx.recv()).await.flatten() {
         let sub = &inner.layout.subs[d.sub].name;
         let msg = pubsub::PubSubMessage {
             attributes: d.message.attributes.into_iter().collect(),
@@ -587,7 +598,7 @@ async fn worker(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Delivery>, ha
             d.handler.ack();
             continue;
         }
-        match deliver(&handler, event, Backoff::default(), &inner.closed, BACKEND).await {
+        match deliver(&handler, event, DELIVERY_BACKOFF, &inner.cancel, BACKEND).await {
             Outcome::Acked | Outcome::Dropped(_) => d.handler.ack(),
             Outcome::Closed => {
                 d.handler.nack();
@@ -623,6 +634,47 @@ mod tests {
     use super::*;
     use maestro_api::codec::{SpecEventBuilder, spec_resync_request, status_resync_request};
     use maestro_api::payload::{ResourceVersionList, StatusHashList};
+
+    /// `close` interrupts the waits of an endpoint that cannot reach the service: with a 1 h
+    /// reconnect backoff and health-check interval and nothing listening, the health loop is
+    /// waiting for its next check (and the receive loop for the service to come up) when
+    /// `close` is called; `close` returns in time and every task has ended (not merely the
+    /// drain timing out, which would log that tasks did not finish).
+    #[tokio::test]
+    async fn close_interrupts_the_reconnect_backoff() {
+        let (logs, _capture) = maestro_transport::test_logs::Logs::capture();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        drop(listener); // nothing listens there any more
+        let endpoint = format!("127.0.0.1:{port}");
+        let mut config = PubSubConfig::maestro_defaults("maestro-test", Some(&endpoint)).for_agent("c1");
+        config.health_check_interval = Duration::from_secs(3600);
+        config.health_check_timeout = Duration::from_secs(1);
+        config.reconnect_initial_backoff = Duration::from_secs(3600);
+        config.reconnect_max_backoff = Duration::from_secs(3600);
+        let sub = |name: &str, topic: &str| SubSpec {
+            name: name.into(),
+            topic: topic.into(),
+            filter: String::new(),
+        };
+        let (t, s) = (&config.topics, &config.subscriptions);
+        let layout = Layout {
+            role: Role::Agent("c1".into()),
+            events_topic: t.agent_events.clone(),
+            broadcast_topic: t.agent_broadcast.clone(),
+            subs: [sub(&s.source_events, &t.source_events), sub(&s.source_broadcast, &t.source_broadcast)],
+        };
+        let endpoint = Endpoint::connect(config, layout).await.expect("connect");
+        assert!(!endpoint.is_connected());
+        endpoint.start(maestro_transport::conformance::Recorder::new()).expect("start");
+        logs.wait_for("down; next health check").await;
+        let closing = tokio::time::timeout(Duration::from_secs(10), endpoint.close()).await;
+        closing.expect("close returns during the backoff");
+        assert_eq!(endpoint.inner.tasks.len(), 0, "every task of the endpoint ended");
+        assert!(!logs.contains("did not finish"), "close waited for nothing");
+        let event = SpecEventBuilder::new("maestro", "r", 1, "c1").build();
+        assert!(matches!(endpoint.publish(&event).await, Err(Error::Closed { .. })));
+    }
 
     #[test]
     fn client_side_check() {

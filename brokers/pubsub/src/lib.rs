@@ -28,7 +28,8 @@
 //!   status of the Google API error: e.g. `PERMISSION_DENIED` and `NOT_FOUND` are permanent,
 //!   `UNAVAILABLE` and `DEADLINE_EXCEEDED` retryable.
 //! - `source` / `agent`: the two roles; `endpoint`: their shared machinery; `conn`: client
-//!   and credential construction.
+//!   and credential construction. An endpoint's tasks run on a `maestro_transport::tasks::Tasks`
+//!   that `close` cancels and then waits for.
 //! - [`emulator`]: a launcher of the official Pub/Sub emulator on a free local port
 //!   ([`emulator::Emulator`]), used by `maestro demo --broker pubsub` and by the tests.
 

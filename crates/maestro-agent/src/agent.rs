@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use maestro_api::snowflake::Generator;
 use maestro_transport::DynAgentTransport;
+use maestro_transport::retry::{CancellationToken, TaskTracker};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 
 use crate::cluster::Cluster;
 use crate::config::AgentConfig;
@@ -34,6 +34,10 @@ pub(crate) struct Shared {
     /// Sequence ids for status events (node 1, docs/protocol.md §6.2).
     pub(crate) sequence: Generator,
     pub(crate) hub_hash: String,
+    /// Cancelled when the agent stops: every task of the agent ends at its next wait.
+    pub(crate) cancel: CancellationToken,
+    /// Every task of the agent, waited for on shutdown.
+    pub(crate) tasks: TaskTracker,
 }
 
 impl Shared {
@@ -103,6 +107,8 @@ impl Agent {
                 unpublished: Mutex::default(),
                 sequence: Generator::default(),
                 hub_hash,
+                cancel: CancellationToken::new(),
+                tasks: TaskTracker::new(),
             }),
         }
     }
@@ -112,8 +118,9 @@ impl Agent {
         AgentHandle { shared: self.shared.clone() }
     }
 
-    /// Starts the transport and runs the agent until `shutdown` completes; then stops every
-    /// background task and closes the transport.
+    /// Starts the transport and runs the agent until `shutdown` completes; then stops taking
+    /// new work, lets the applies and publishes in flight finish (at most
+    /// [`AgentConfig::shutdown_timeout`]), and closes the transport.
     ///
     /// # Errors
     /// [`AgentError::Config`] for an invalid configuration ([`AgentConfig::validate`]: an
@@ -122,7 +129,7 @@ impl Agent {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
         let shared = self.shared;
         shared.config.validate().map_err(AgentError::Config)?;
-        let mut tasks = JoinSet::new();
+        let tasks = &shared.tasks;
         for _ in 0..shared.config.workers.max(1) {
             tasks.spawn(reconcile::run_worker(shared.clone()));
         }
@@ -135,15 +142,14 @@ impl Agent {
         }
         let started = shared.transport.start(Arc::new(Intake::new(shared.clone()))).await;
         if let Err(e) = started {
-            tasks.abort_all();
+            shared.stop_tasks().await;
             return Err(e.into());
         }
         tracing::info!(consumer = %shared.config.consumer, agent_id = %shared.config.agent_id,
             backend = shared.transport.backend(), accepted_sources = ?shared.config.accepted_sources,
             "work agent started");
         shutdown.await;
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
+        shared.stop_tasks().await;
         shared.transport.close().await;
         tracing::info!(consumer = %shared.config.consumer, "work agent stopped");
         Ok(())
@@ -154,9 +160,22 @@ async fn run_ticker(shared: Arc<Shared>, every: std::time::Duration, reapply: bo
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
-    loop {
-        ticker.tick().await;
+    while shared.cancel.run_until_cancelled(ticker.tick()).await.is_some() {
         shared.enqueue_all(reapply);
+    }
+}
+
+impl Shared {
+    /// Cancels every task of the agent and waits for them, at most the shutdown timeout: the
+    /// applies and publishes in flight finish, nothing new starts.
+    async fn stop_tasks(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        let limit = self.config.shutdown_timeout;
+        if tokio::time::timeout(limit, self.tasks.wait()).await.is_err() {
+            tracing::warn!(consumer = %self.config.consumer, tasks = self.tasks.len(), timeout = ?limit,
+                "agent tasks still running after the shutdown timeout; abandoning them");
+        }
     }
 }
 

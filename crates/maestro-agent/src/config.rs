@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use maestro_transport::retry;
+
 /// The default field manager of server-side apply (docs/protocol.md §4.1).
 pub const DEFAULT_FIELD_MANAGER: &str = "work-agent";
 
@@ -18,6 +20,9 @@ pub const DEFAULT_MAX_JSON_RAW_BYTES: usize = 1024 * 1024;
 /// `--source-id` of the server, which stamps it as CloudEvent `source` on every spec event and
 /// status resync request it sends to agents, on every broker (docs/protocol.md §1).
 pub const DEFAULT_SOURCE_ID: &str = "maestro";
+
+/// [`AgentConfig::shutdown_timeout`]'s default: 10 s.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Configuration of an [`crate::Agent`]. Build with [`AgentConfig::new`] and adjust fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +50,12 @@ pub struct AgentConfig {
     /// First delay of the retry backoff for failed publishes and failed applies; doubled per
     /// attempt up to [`AgentConfig::max_retry_delay`]. Default 200 ms.
     pub retry_delay: Duration,
-    /// Upper bound of the retry backoff. Default 30 s.
+    /// Upper bound of the retry backoff before jitter (each delay is stretched by a random
+    /// factor in `[1, 2)`, [`maestro_transport::retry::exponential`]). Default 30 s.
     pub max_retry_delay: Duration,
+    /// How long [`crate::Agent::run`] lets the applies and status publishes in flight finish
+    /// after its shutdown signal before it stops them. Default [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub shutdown_timeout: Duration,
     /// The CloudEvent `source` values whose spec events and status resync requests are
     /// handled (the server's `--source-id`). Events from any other source are refused: not
     /// applied, logged at `warn`, and dropped (acknowledged, never redelivered). Compared
@@ -68,6 +77,7 @@ impl AgentConfig {
             max_json_raw_bytes: DEFAULT_MAX_JSON_RAW_BYTES,
             retry_delay: Duration::from_millis(200),
             max_retry_delay: Duration::from_secs(30),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             accepted_sources: vec![DEFAULT_SOURCE_ID.to_owned()],
         }
     }
@@ -95,10 +105,15 @@ impl AgentConfig {
         Ok(())
     }
 
-    /// The retry delay before attempt `attempt` (0-based).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-        self.retry_delay.saturating_mul(factor).min(self.max_retry_delay)
+    /// The retry backoff of failed publishes and applies: [`AgentConfig::retry_delay`]
+    /// doubling to [`AgentConfig::max_retry_delay`], jittered, endless.
+    pub fn retry_backoff(&self) -> impl Iterator<Item = Duration> + use<> {
+        retry::delays(retry::exponential(self.retry_delay, self.max_retry_delay), self.max_retry_delay)
+    }
+
+    /// The delay before retry `n` (0-based) of [`AgentConfig::retry_backoff`].
+    pub fn retry_delay_at(&self, n: u32) -> Duration {
+        retry::nth_delay(retry::exponential(self.retry_delay, self.max_retry_delay), n, self.max_retry_delay)
     }
 
     /// The hub hash: lower-case hex SHA-256 of [`AgentConfig::hub_host`].

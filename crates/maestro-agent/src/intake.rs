@@ -105,7 +105,7 @@ impl Intake {
         // Published by a task, not here: the broker acknowledgement of every later message
         // (spec events included) waits for this handler on MQTT, and a broker that holds its
         // own acks while the agent's are outstanding (rumqttd) would never ack these publishes.
-        tokio::spawn(publish_resync_responses(self.shared.clone(), events));
+        self.shared.tasks.spawn(publish_resync_responses(self.shared.clone(), events));
         Ok(())
     }
 }

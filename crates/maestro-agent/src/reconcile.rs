@@ -8,6 +8,7 @@ use maestro_api::payload::{
     FeedbackRule, ManifestBundle, ManifestBundleStatus, ManifestCondition, ManifestConfigOption,
     ManifestResourceMeta, StatusFeedback, UpdateStrategyType,
 };
+use maestro_transport::retry;
 use serde_json::Value;
 
 use crate::agent::Shared;
@@ -56,8 +57,7 @@ struct Applied {
 /// thousands of unchanged works never awaits anything, and would otherwise hold a runtime
 /// thread for its whole length, starving the transport (and, in one process, other agents).
 pub(crate) async fn run_worker(shared: Arc<Shared>) {
-    loop {
-        let id = shared.queue.get().await;
+    while let Some(id) = shared.cancel.run_until_cancelled(shared.queue.get()).await {
         let retry = reconcile(&shared, &id).await;
         shared.queue.done(&id);
         if retry {
@@ -69,11 +69,12 @@ pub(crate) async fn run_worker(shared: Arc<Shared>) {
 
 fn schedule_retry(shared: &Arc<Shared>, id: &str) {
     let attempts = shared.works().get(id).map(|w| w.attempts).unwrap_or_default();
-    let delay = shared.config.backoff(attempts.saturating_sub(1));
-    let (shared, id) = (Arc::downgrade(shared), id.to_owned());
-    tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        if let Some(shared) = shared.upgrade() {
+    let delay = shared.config.retry_delay_at(attempts.saturating_sub(1));
+    let (cancel, weak, id) = (shared.cancel.clone(), Arc::downgrade(shared), id.to_owned());
+    shared.tasks.spawn(async move {
+        if retry::pause(delay, &cancel).await
+            && let Some(shared) = weak.upgrade()
+        {
             shared.queue.add(&id);
         }
     });

@@ -2,7 +2,6 @@
 //! and the spec resync request on every (re)subscription (docs/protocol.md §5.1).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use maestro_api::Event;
@@ -60,20 +59,25 @@ pub(crate) fn status_event(
 /// until woken) and tries again, so the latest status is never lost. Works whose `Deleted`
 /// status was published are dropped from the store.
 pub(crate) async fn run_publisher(shared: Arc<Shared>) {
-    let mut attempt = 0u32;
-    loop {
+    let mut backoff = shared.config.retry_backoff();
+    while !shared.cancel.is_cancelled() {
         let notified = shared.publish.notified();
         let failed = publish_pending(&shared).await;
-        if failed {
-            let delay = shared.config.backoff(attempt);
-            attempt = attempt.saturating_add(1);
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = notified => {}
+        let delay = if failed { backoff.next() } else { None };
+        if !failed {
+            backoff = shared.config.retry_backoff();
+        }
+        let wait = async {
+            match delay {
+                Some(delay) => tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = notified => {}
+                },
+                None => notified.await,
             }
-        } else {
-            attempt = 0;
-            notified.await;
+        };
+        if shared.cancel.run_until_cancelled(wait).await.is_none() {
+            return;
         }
     }
 }
@@ -145,15 +149,16 @@ pub(crate) async fn run_spec_resync(shared: Arc<Shared>, mut subscribed: Subscri
             send_spec_resync(&shared, &mut subscribed).await;
             continue;
         }
-        if subscribed.changed().await.is_err() {
-            return;
+        match shared.cancel.run_until_cancelled(subscribed.changed()).await {
+            Some(Ok(())) => {}
+            Some(Err(_)) | None => return,
         }
     }
 }
 
 async fn send_spec_resync(shared: &Shared, subscribed: &mut Subscribed) {
-    let mut attempt = 0u32;
-    loop {
+    let mut backoff = shared.config.retry_backoff();
+    while !shared.cancel.is_cancelled() {
         let versions = ResourceVersionList {
             resource_versions: {
                 let works = shared.works();
@@ -173,12 +178,12 @@ async fn send_spec_resync(shared: &Shared, subscribed: &mut Subscribed) {
                 return;
             }
             Err(e) => {
-                let delay: Duration = shared.config.backoff(attempt);
-                attempt = attempt.saturating_add(1);
+                let delay = backoff.next().unwrap_or(shared.config.max_retry_delay);
                 tracing::warn!(error = %e, ?delay, "spec resync request failed; will retry");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     r = subscribed.changed() => if r.is_err() { return },
+                    () = shared.cancel.cancelled() => return,
                 }
             }
         }

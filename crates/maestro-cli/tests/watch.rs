@@ -399,7 +399,17 @@ async fn watch_binary_times_out_with_success_and_announces_reconnects() {
     assert_eq!(lines, ["c1/web version 1: no status reported"], "{stdout}");
     let reconnects = stderr.matches("watch: status stream ended; reconnecting in").count();
     assert!(reconnects >= 2, "{stderr}");
-    assert!(stderr.contains("reconnecting in 200ms") && stderr.contains("reconnecting in 400ms"), "{stderr}");
+    // 200 ms doubling, each stretched by a jitter factor in [1, 2).
+    let delays: Vec<Duration> = stderr
+        .lines()
+        .filter_map(|l| {
+            l.split_once("reconnecting in ")?.1.split_once(" (")?.0.parse::<humantime::Duration>().ok()
+        })
+        .map(Into::into)
+        .collect();
+    let ms = Duration::from_millis;
+    assert!(delays.len() >= 2 && (ms(200)..ms(400)).contains(&delays[0]), "{stderr}");
+    assert!((ms(400)..ms(800)).contains(&delays[1]), "{stderr}");
 }
 
 /// Sets work `id`'s status at `observed` with work conditions `work` and per-manifest

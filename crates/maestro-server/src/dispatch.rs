@@ -13,8 +13,8 @@ use maestro_api::types::Action;
 use maestro_store::{
     Change, DeadLetterOrigin, DynStore, PendingSpec, Resource, SpecAction, SpecEventRow, StoreError,
 };
+use maestro_transport::retry::CancellationToken;
 use maestro_transport::{DynSourceTransport, Error as TransportError};
-use tokio::sync::watch;
 
 use crate::spec::outgoing_spec;
 
@@ -33,7 +33,7 @@ impl Default for DispatchConfig {
     }
 }
 
-/// Runs the dispatcher until `shutdown` becomes true.
+/// Runs the dispatcher until `cancel` is cancelled.
 ///
 /// Creations come from the store's change feed ([`maestro_store::Store::spec_changes`]):
 /// delivered as they commit, without reading them back. The outbox is read (a sweep) at
@@ -46,7 +46,7 @@ pub async fn run(
     transport: DynSourceTransport,
     source_id: String,
     config: DispatchConfig,
-    mut shutdown: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) {
     let mut changes = store.spec_changes();
     let mut sweep = tokio::time::interval(config.sweep);
@@ -81,10 +81,7 @@ pub async fn run(
                 Change::Read => read = true,
             },
             _ = sweep.tick() => read = true,
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
+            () = cancel.cancelled() => return,
         }
     }
 }

@@ -13,9 +13,10 @@ use maestro_api::codec::data_as;
 use maestro_api::types::{Action, EventType, SubResource};
 use maestro_api::{AttributesWriter, Data, Event, ext, json};
 use maestro_store::{Change, DynStore, Feed, Resource, StatusEventRow};
+use maestro_transport::retry::{CancellationToken, pause};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use crate::spec::own_spec_form;
 
@@ -185,24 +186,19 @@ const FANOUT_BATCH: i64 = 500;
 /// whose wake-up was lost (another server instance's announcement missed).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs the fan-out until `shutdown` becomes true. Starts after the newest existing row
+/// Runs the fan-out until `cancel` is cancelled. Starts after the newest existing row
 /// (sources get no history on Subscribe, as in Maestro). Delivered rows are pruned every
 /// `prune_every` (default 30 s, [`crate::retention::RetentionConfig`]) alongside, never in the
 /// fan-out's way: a prune deletes thousands of rows under load, and statuses waiting behind it
 /// would reach their sources late.
-pub async fn run_fanout(
-    store: DynStore,
-    hub: StatusHub,
-    prune_every: Duration,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn run_fanout(store: DynStore, hub: StatusHub, prune_every: Duration, cancel: CancellationToken) {
     // Taken before the newest seq is read: a row committed in between is in the feed and
     // skipped there, never missed.
     let feed = store.status_changes();
     let delivered = AtomicI64::new(store.last_status_event_seq().await.unwrap_or(0));
     tokio::join!(
-        fanout(&store, &hub, feed, &delivered, shutdown.clone()),
-        prune(&store, &delivered, prune_every, shutdown)
+        fanout(&store, &hub, feed, &delivered, &cancel),
+        prune(&store, &delivered, prune_every, &cancel)
     );
 }
 
@@ -217,7 +213,7 @@ async fn fanout(
     hub: &StatusHub,
     mut feed: Feed<StatusEventRow>,
     delivered: &AtomicI64,
-    mut shutdown: watch::Receiver<bool>,
+    cancel: &CancellationToken,
 ) {
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -241,10 +237,7 @@ async fn fanout(
                 Change::Read => read = true,
             },
             _ = sweep.tick() => read = true,
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
+            () = cancel.cancelled() => return,
         }
     }
 }
@@ -295,20 +288,8 @@ fn send_row(hub: &StatusHub, row: StatusEventRow) {
 }
 
 /// Every `every`, deletes the rows up to `delivered`.
-async fn prune(
-    store: &DynStore,
-    delivered: &AtomicI64,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+async fn prune(store: &DynStore, delivered: &AtomicI64, every: Duration, cancel: &CancellationToken) {
+    while pause(every, cancel).await {
         if let Err(e) = store.prune_status_events(delivered.load(Ordering::Acquire)).await {
             tracing::warn!(error = %e, "pruning status events failed");
         }

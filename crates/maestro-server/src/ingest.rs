@@ -18,7 +18,7 @@ use maestro_api::payload::ResourceVersionList;
 use maestro_api::types::{Action, EventType, SubResource};
 use maestro_api::{AttributesReader, Event, ext, json};
 use maestro_store::{DeadLetterOrigin, DynStore, NewDeadLetter, StatusOutcome, StatusWrite, StoreError};
-use maestro_transport::deliver::Backoff;
+use maestro_transport::retry::{ExponentialBuilder, delays, exponential};
 use maestro_transport::{DynSourceTransport, EventHandler, HandlerError, Rejected};
 
 use crate::spec_resync::{Answers, SpecResyncAnswer};
@@ -29,8 +29,9 @@ pub use crate::spec_resync::{IngestLimits, MAX_CONCURRENT_RESYNC_ANSWERS, RESYNC
 pub const DEAD_LETTERS_PER_SECOND: u32 = 20;
 /// Dead letters stored at once before [`DEAD_LETTERS_PER_SECOND`] applies.
 pub const DEAD_LETTER_BURST: u32 = 100;
-/// Delay between attempts at storing a status: 100 ms doubling to 2 s.
-const STATUS_RETRY: Backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
+/// Delay between attempts at storing a status: 100 ms doubling to 2 s (jittered).
+const STATUS_RETRY: ExponentialBuilder = exponential(Duration::from_millis(100), STATUS_RETRY_MAX);
+const STATUS_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// The handler the server gives to its source transport.
 #[derive(Debug)]
@@ -114,7 +115,7 @@ impl Ingest {
     /// poison message): it is refused for good. If the database does not answer, it is an
     /// outage: the status waits (the broker delivers it again).
     async fn store_status(&self, write: StatusWrite) -> Result<StatusOutcome, Refusal> {
-        let mut attempt = 0u32;
+        let (mut attempt, mut delays) = (0u32, delays(STATUS_RETRY, STATUS_RETRY_MAX));
         loop {
             let error = match self.store.apply_status(write.clone()).await {
                 Ok(outcome) => return Ok(outcome),
@@ -133,7 +134,7 @@ impl Ingest {
                     Err(_) => Err(Refusal::Retryable(error.to_string())),
                 };
             }
-            tokio::time::sleep(STATUS_RETRY.delay(attempt - 1)).await;
+            tokio::time::sleep(delays.next().unwrap_or(STATUS_RETRY_MAX)).await;
         }
     }
 

@@ -38,11 +38,10 @@ use axum::serve::ListenerExt;
 use maestro_api::pb::cloud_event_service_server::CloudEventServiceServer;
 use maestro_store::DynStore;
 use maestro_transport::DynSourceTransport;
+use maestro_transport::retry::{CancellationToken, DropGuard, TaskTracker};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-/// Server settings. Defaults follow Go Maestro (docs/protocol.md §12.1, §12.1).
+/// Server settings. Defaults follow Go Maestro (docs/protocol.md §12.1).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Source id stamped on spec events sent to agents (default `maestro`).
@@ -81,6 +80,10 @@ pub struct ServerConfig {
     /// Limits of the source gRPC API: Subscribe streams per source and in total, and the
     /// listener's connection settings (docs/security.md, "Limits").
     pub grpc_limits: source_grpc::SourceGrpcLimits,
+    /// How long [`RunningServer::shutdown`] waits for in-flight work to drain (REST requests,
+    /// spec deliveries, status writes) before it gives up on it (default 20 s, under
+    /// Kubernetes' default 30 s termination grace period).
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -100,9 +103,13 @@ impl Default for ServerConfig {
             grpc_gate: maestro_auth::Gate::open(),
             rest_limits: rest::RestLimits::default(),
             grpc_limits: source_grpc::SourceGrpcLimits::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
+
+/// [`ServerConfig::shutdown_timeout`]'s default: 20 s.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A server start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -134,19 +141,31 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     /// The bound source gRPC address.
     pub grpc_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Cancels every task of the server when dropped (also without [`RunningServer::shutdown`]).
+    cancel: DropGuard,
+    tasks: TaskTracker,
+    shutdown_timeout: Duration,
     transport: DynSourceTransport,
 }
 
 impl RunningServer {
-    /// Stops every task and the transport, and waits for them.
+    /// Graceful shutdown: stops accepting REST and gRPC connections and ends source Subscribe
+    /// streams, lets the requests, spec deliveries and status writes in flight finish, waiting
+    /// at most [`ServerConfig::shutdown_timeout`] for them (then logs what was left and
+    /// returns), and closes the broker transport.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        let RunningServer { cancel, tasks, shutdown_timeout, transport, .. } = self;
+        drop(cancel);
+        tasks.close();
+        if tokio::time::timeout(shutdown_timeout, tasks.wait()).await.is_err() {
+            tracing::warn!(
+                tasks = tasks.len(),
+                timeout = ?shutdown_timeout,
+                "shutdown: tasks still running after the shutdown timeout; abandoning them"
+            );
         }
-        self.transport.close().await;
+        transport.close().await;
+        tracing::info!("maestro server stopped");
     }
 }
 
@@ -171,7 +190,7 @@ pub async fn start(
     let http = bind(config.http_addr).await?;
     let grpc = bind(config.grpc_addr).await?;
     let (http_addr, grpc_addr) = (local(&http, config.http_addr), local(&grpc, config.grpc_addr));
-    let (tx, rx) = watch::channel(false);
+    let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
     transport
         .start(ingest::Ingest::with_limits(
             store.clone(),
@@ -191,36 +210,27 @@ pub async fn start(
         config.heartbeat,
         config.grpc_gate.clone(),
     );
-    let tasks = vec![
-        tokio::spawn(dispatch::run(
-            store.clone(),
-            transport.clone(),
-            config.source_id.clone(),
-            config.dispatch.clone(),
-            rx.clone(),
-        )),
-        tokio::spawn(hub::run_fanout(
-            store.clone(),
-            hub,
-            config.retention.status_events_prune_every,
-            rx.clone(),
-        )),
-        tokio::spawn(retention::run(store.clone(), config.retention, rx.clone())),
-        tokio::spawn(resync::run(store.clone(), transport.clone(), config.source_id.clone(), rx.clone())),
-        tokio::spawn(serve_rest(
-            http,
-            http_tls,
-            rest::router(store, transport.clone(), config.http_gate.clone(), &config.rest_limits),
-            config.rest_limits.clone(),
-            rx.clone(),
-        )),
-        tokio::spawn(serve_grpc(grpc, grpc_tls, svc, config.grpc_limits.clone(), rx)),
-    ];
+    let c = &cancel;
+    tasks.spawn(dispatch::run(
+        store.clone(),
+        transport.clone(),
+        config.source_id.clone(),
+        config.dispatch.clone(),
+        c.clone(),
+    ));
+    tasks.spawn(hub::run_fanout(store.clone(), hub, config.retention.status_events_prune_every, c.clone()));
+    tasks.spawn(retention::run(store.clone(), config.retention, c.clone()));
+    tasks.spawn(resync::run(store.clone(), transport.clone(), config.source_id.clone(), c.clone()));
+    let app = rest::router(store, transport.clone(), config.http_gate.clone(), &config.rest_limits);
+    tasks.spawn(serve_rest(http, http_tls, app, config.rest_limits.clone(), c.clone()));
+    let svc = svc.with_shutdown(c.clone(), tasks.clone());
+    tasks.spawn(serve_grpc(grpc, grpc_tls, svc, config.grpc_limits.clone(), c.clone()));
     let https = config.http_tls.is_some();
     warn_if_exposed("REST", http_addr, https, &config.http_gate);
     warn_if_exposed("source gRPC", grpc_addr, config.grpc_tls.is_some(), &config.grpc_gate);
     tracing::info!(%http_addr, https, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
-    Ok(RunningServer { http_addr, grpc_addr, shutdown: tx, tasks, transport })
+    let (cancel, shutdown_timeout) = (cancel.drop_guard(), config.shutdown_timeout);
+    Ok(RunningServer { http_addr, grpc_addr, cancel, tasks, shutdown_timeout, transport })
 }
 
 /// Logs a loud warning when a listener reachable from other hosts runs without TLS or without
@@ -251,14 +261,6 @@ fn local(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {
     l.local_addr().unwrap_or(fallback)
 }
 
-async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// Serves the REST API on `listener` (with TLS when `tls` is given) under `limits`' connection
 /// timeouts ([`rest::serve`]) until shutdown.
 async fn serve_rest(
@@ -266,7 +268,7 @@ async fn serve_rest(
     tls: Option<maestro_tls::ReloadingServerTls>,
     app: axum::Router,
     limits: rest::RestLimits,
-    rx: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) {
     // `tls` lives until serving ends: dropping it would stop its certificate file checks.
     match &tls {
@@ -274,7 +276,7 @@ async fn serve_rest(
         Some(tls) => {
             let config = tls.server_config_with_alpn(&[b"h2", b"http/1.1"]);
             let listener = tls_listener::TlsListener::new(listener, config);
-            rest::serve::serve(listener, app, &limits, rest::serve::tls_peer, rx).await;
+            rest::serve::serve(listener, app, &limits, rest::serve::tls_peer, cancel).await;
         }
         None => {
             // Without TCP_NODELAY the last segment of a response can wait for the client's
@@ -284,7 +286,7 @@ async fn serve_rest(
                     tracing::debug!(error = %e, "setting TCP_NODELAY on a REST connection failed");
                 }
             });
-            rest::serve::serve(listener, app, &limits, |_, _| None, rx).await;
+            rest::serve::serve(listener, app, &limits, |_, _| None, cancel).await;
         }
     }
 }
@@ -296,11 +298,11 @@ async fn serve_grpc(
     tls: Option<maestro_tls::ReloadingServerTls>,
     svc: source_grpc::SourceService,
     limits: source_grpc::SourceGrpcLimits,
-    rx: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) {
     use futures::StreamExt;
     use maestro_tls::grpc_listener::HandshakeDeadline;
-    let svc = svc.with_subscription_limits(&limits).with_shutdown(rx.clone());
+    let svc = svc.with_subscription_limits(&limits);
     let service = CloudEventServiceServer::new(svc)
         .max_decoding_message_size(limits.listener.max_receive_message_bytes);
     let server = limits.listener.server_builder().add_service(service);
@@ -312,7 +314,7 @@ async fn serve_grpc(
             let incoming = listener
                 .into_incoming()
                 .map(move |c| c.map(|io| HandshakeDeadline::new("source-grpc", io, deadline)));
-            server.serve_with_incoming_shutdown(incoming, wait_shutdown(rx)).await
+            server.serve_with_incoming_shutdown(incoming, cancel.cancelled_owned()).await
         }
         None => {
             // TCP_NODELAY: with Nagle's algorithm a status pushed to a subscribed source waits
@@ -321,7 +323,7 @@ async fn serve_grpc(
             let incoming = tonic::transport::server::TcpIncoming::from(listener)
                 .with_nodelay(Some(true))
                 .map(move |c| c.map(|io| HandshakeDeadline::new("source-grpc", io, deadline)));
-            server.serve_with_incoming_shutdown(incoming, wait_shutdown(rx)).await
+            server.serve_with_incoming_shutdown(incoming, cancel.cancelled_owned()).await
         }
     };
     if let Err(e) = res {

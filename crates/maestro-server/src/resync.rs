@@ -15,7 +15,7 @@ use maestro_api::statushash::sha256_hex;
 use maestro_api::types::Action;
 use maestro_store::{ConsumerQuery, DynStore, Paging, Resource, StoreError};
 use maestro_transport::DynSourceTransport;
-use tokio::sync::watch;
+use maestro_transport::retry::CancellationToken;
 
 /// Most resource ids per status resync request.
 pub const MAX_IDS_PER_EVENT: usize = 1000;
@@ -94,13 +94,13 @@ pub async fn resync_all(
     Ok(sent)
 }
 
-/// Runs a status resync after every (re)subscription of `transport`, until `shutdown`.
+/// Runs a status resync after every (re)subscription of `transport`, until `cancel` is cancelled.
 /// Does nothing when the server hosts the agents' endpoint (`Capabilities::server_hosts_agents`).
 pub async fn run(
     store: DynStore,
     transport: DynSourceTransport,
     source_id: String,
-    mut shutdown: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) {
     if transport.capabilities().server_hosts_agents {
         return;
@@ -109,7 +109,7 @@ pub async fn run(
     loop {
         tokio::select! {
             r = subscribed.changed() => if r.is_err() { return },
-            _ = shutdown.changed() => return,
+            () = cancel.cancelled() => return,
         }
         let n = *subscribed.borrow_and_update();
         if n == 0 {

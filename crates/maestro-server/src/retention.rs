@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use maestro_store::DynStore;
-use tokio::sync::watch;
+use maestro_transport::retry::CancellationToken;
 
 /// Retention settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,13 +41,13 @@ impl Default for RetentionConfig {
 }
 
 /// Prunes every `config.interval` until shutdown.
-pub async fn run(store: DynStore, config: RetentionConfig, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(store: DynStore, config: RetentionConfig, cancel: CancellationToken) {
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.changed() => return,
+            () = cancel.cancelled() => return,
         }
         match prune_once(&store, &config).await {
             Ok(0) => {}

@@ -24,7 +24,8 @@ use maestro_api::{AttributesReader, Event, grpc};
 use maestro_auth::policy::SourceVerb;
 use maestro_auth::{Gate, Identity};
 use maestro_store::DynStore;
-use tokio::sync::{broadcast, mpsc, watch};
+use maestro_transport::retry::{CancellationToken, TaskTracker};
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -151,8 +152,10 @@ pub struct SourceService {
     heartbeat: Option<Duration>,
     gate: Gate,
     slots: Slots,
-    /// Ends every Subscribe stream when it turns true ([`SourceService::with_shutdown`]).
-    shutdown: Option<watch::Receiver<bool>>,
+    /// Ends every Subscribe stream when cancelled ([`SourceService::with_shutdown`]).
+    cancel: CancellationToken,
+    /// Where the Subscribe stream tasks run.
+    tasks: TaskTracker,
 }
 
 /// The listener name in authentication log lines.
@@ -171,13 +174,15 @@ impl SourceService {
         gate: Gate,
     ) -> Self {
         let slots = Slots::new(DEFAULT_MAX_SUBSCRIPTIONS_PER_SOURCE, DEFAULT_MAX_SUBSCRIPTIONS);
-        SourceService { store, hub, limits, heartbeat, gate, slots, shutdown: None }
+        let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
+        SourceService { store, hub, limits, heartbeat, gate, slots, cancel, tasks }
     }
 
-    /// The same service ending its Subscribe streams once `shutdown` is true (or its sender is
-    /// gone), so a graceful server shutdown does not wait for subscribed sources to leave.
-    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
-        self.shutdown = Some(shutdown);
+    /// The same service running its Subscribe stream tasks on `tasks` and ending them once
+    /// `cancel` is cancelled, so a graceful server shutdown does not wait for subscribed
+    /// sources to leave.
+    pub fn with_shutdown(mut self, cancel: CancellationToken, tasks: TaskTracker) -> Self {
+        (self.cancel, self.tasks) = (cancel, tasks);
         self
     }
 
@@ -261,8 +266,8 @@ impl CloudEventService for SourceService {
         let sub_id = uuid::Uuid::new_v4().to_string();
         tracing::info!(source = %req.source, subscription = %sub_id, "source subscribed");
         let stream =
-            Forward { tx, source: req.source, heartbeat: self.heartbeat, shutdown: self.shutdown.clone() };
-        tokio::spawn(stream.run(self.hub.subscribe(), slot));
+            Forward { tx, source: req.source, heartbeat: self.heartbeat, cancel: self.cancel.clone() };
+        self.tasks.spawn(stream.run(self.hub.subscribe(), slot));
         let mut resp = Response::new(Box::pin(ReceiverStream::new(rx)) as EventStream);
         if let Ok(v) = sub_id.parse() {
             resp.metadata_mut().insert("subscription-id", v);
@@ -284,14 +289,14 @@ struct Forward {
     tx: mpsc::Sender<Result<pb::CloudEvent, Status>>,
     source: String,
     heartbeat: Option<Duration>,
-    shutdown: Option<watch::Receiver<bool>>,
+    cancel: CancellationToken,
 }
 
 impl Forward {
     /// Streams the source's statuses (and heartbeats) to the subscriber until it goes away or
     /// the server shuts down; `_slot` is its place under the Subscribe limits, freed when this
     /// returns.
-    async fn run(mut self, mut statuses: broadcast::Receiver<Arc<crate::hub::SourceStatus>>, _slot: Slot) {
+    async fn run(self, mut statuses: broadcast::Receiver<Arc<crate::hub::SourceStatus>>, _slot: Slot) {
         let source = self.source.clone();
         let period = self.heartbeat.unwrap_or(Duration::from_secs(3600 * 24 * 365));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -308,26 +313,16 @@ impl Forward {
                 },
                 _ = ticker.tick(), if self.heartbeat.is_some() => grpc::heartbeat(),
                 _ = self.tx.closed() => return,
-                () = stopped(&mut self.shutdown) => return,
+                () = self.cancel.cancelled() => return,
             };
             let sent = tokio::select! {
                 r = self.tx.send(Ok(msg)) => r.is_ok(),
-                () = stopped(&mut self.shutdown) => return,
+                () = self.cancel.cancelled() => return,
             };
             if !sent {
                 tracing::info!(%source, "source subscriber gone");
                 return;
             }
         }
-    }
-}
-
-/// Resolves once `shutdown` is true or its sender is gone; never without a receiver.
-async fn stopped(shutdown: &mut Option<watch::Receiver<bool>>) {
-    match shutdown {
-        Some(rx) => {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-        None => std::future::pending().await,
     }
 }

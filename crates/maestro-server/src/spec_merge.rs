@@ -12,6 +12,7 @@ use maestro_api::payload::ManifestBundle;
 use maestro_api::types::Action;
 use maestro_api::{AttributesReader, Event, ext, json};
 use maestro_store::{DynStore, NewResource, Resource, StoreError};
+use maestro_transport::retry::{ExponentialBuilder, delays, exponential};
 use serde_json::{Map, Value};
 
 use crate::error::ServiceError;
@@ -21,6 +22,9 @@ use crate::spec::{
 
 /// How many times a merge is tried when other writes keep getting in between.
 const MAX_ATTEMPTS: u32 = 32;
+/// The pause after a lost race: 2 ms doubling to 128 ms, jittered so racing writers spread out.
+const RACE_BACKOFF: ExponentialBuilder = exponential(Duration::from_millis(2), RACE_MAX_DELAY);
+const RACE_MAX_DELAY: Duration = Duration::from_millis(128);
 
 /// The manager named by the event's `fieldmanager` extension; `None` when absent or empty.
 pub(crate) fn field_manager(event: &Event) -> Option<String> {
@@ -63,6 +67,7 @@ pub(crate) async fn merge_apply(
         metadata: validated_metadata(event)?.unwrap_or_default(),
         limits,
     };
+    let mut delays = delays(RACE_BACKOFF, RACE_MAX_DELAY);
     for attempt in 0..MAX_ATTEMPTS {
         let step = match store.get_resource(id).await {
             Err(StoreError::NotFound { .. }) => create(store, &request).await,
@@ -72,9 +77,8 @@ pub(crate) async fn merge_apply(
         match step {
             Ok(Some(outcome)) => return Ok(outcome),
             Ok(None) => {
-                let pause = Duration::from_millis(2u64 << attempt.min(6));
                 tracing::debug!(resource_id = id, attempt, "merge apply raced another write; retrying");
-                tokio::time::sleep(pause.mul_f64(rand::random_range(0.5..1.5))).await;
+                tokio::time::sleep(delays.next().unwrap_or(RACE_MAX_DELAY)).await;
             }
             Err(e) => return Err(e),
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use maestro_api::types::Action;
 use maestro_store::DynStore;
 use maestro_transport::DynSourceTransport;
-use maestro_transport::deliver::Backoff;
+use maestro_transport::retry::{ExponentialBuilder, delays, exponential};
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -56,9 +56,10 @@ impl Default for IngestLimits {
 pub const MAX_CONCURRENT_RESYNC_ANSWERS: usize = 16;
 /// Attempts at answering one spec resync request when the store or the broker fails.
 pub const RESYNC_ANSWER_ATTEMPTS: u32 = 8;
-/// Delay between attempts: 1 s doubling to 30 s.
-const RESYNC_ANSWER_BACKOFF: Backoff =
-    Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30) };
+/// Delay between attempts: 1 s doubling to 30 s (jittered).
+const RESYNC_ANSWER_BACKOFF: ExponentialBuilder =
+    exponential(Duration::from_secs(1), RESYNC_ANSWER_MAX_DELAY);
+const RESYNC_ANSWER_MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// The answers being sent or waiting, per consumer.
 #[derive(Debug)]
@@ -135,12 +136,13 @@ impl SpecResyncAnswer {
     async fn run(self, permits: Arc<Semaphore>, start_at: Instant) {
         tokio::time::sleep_until(start_at).await;
         let Ok(_permit) = permits.acquire_owned().await else { return };
+        let mut delays = delays(RESYNC_ANSWER_BACKOFF, RESYNC_ANSWER_MAX_DELAY);
         for attempt in 0..RESYNC_ANSWER_ATTEMPTS {
             match self.send().await {
                 Ok(()) => return,
                 Err((error, true)) if attempt + 1 < RESYNC_ANSWER_ATTEMPTS => {
                     tracing::warn!(consumer = ?self.consumer, %error, attempt, "spec resync answer failed; retrying");
-                    tokio::time::sleep(RESYNC_ANSWER_BACKOFF.delay(attempt)).await;
+                    tokio::time::sleep(delays.next().unwrap_or(RESYNC_ANSWER_MAX_DELAY)).await;
                 }
                 Err((error, _)) => {
                     tracing::error!(consumer = ?self.consumer, %error, "spec resync answer failed; giving up");

@@ -206,13 +206,13 @@ async fn resync_answers_are_spaced_and_coalesced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spec_the_broker_refuses_is_recorded_before_it_is_marked_done() {
     let fx = fixture(64).await; // smaller than any spec event
-    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = maestro_transport::retry::CancellationToken::new();
     let dispatcher = tokio::spawn(maestro_server::dispatch::run(
         fx.store.clone(),
         fx.broker.source(),
         SOURCE.into(),
         maestro_server::dispatch::DispatchConfig::default(),
-        rx,
+        stop.clone(),
     ));
     let d = wait(|| async { letters(&fx.store).await.into_iter().next() }).await;
     assert_eq!(
@@ -222,7 +222,7 @@ async fn a_spec_the_broker_refuses_is_recorded_before_it_is_marked_done() {
     assert!(d.reason.contains("version 1 refused by the broker"), "{}", d.reason);
     wait(|| async { fx.store.pending_spec_events(10).await.unwrap().is_empty().then_some(()) }).await;
     assert!(fx.agent.events().is_empty());
-    tx.send(true).unwrap();
+    stop.cancel();
     dispatcher.await.unwrap();
 }
 

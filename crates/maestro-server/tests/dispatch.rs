@@ -13,9 +13,10 @@ use maestro_api::{Event, ext};
 use maestro_server::dispatch::{self, DispatchConfig};
 use maestro_store::{DynStore, NewConsumer, NewResource, testing};
 use maestro_transport::memory::MemoryBroker;
+use maestro_transport::retry::CancellationToken;
 use maestro_transport::{AgentTransport, DynSourceTransport, EventHandler, HandlerError};
 use serde_json::json;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 /// Counts the spec events the agent receives per (resource id, version).
 #[derive(Default)]
@@ -98,9 +99,9 @@ async fn every_version_once(store: DynStore) {
     let (early, racing, outage) = (ids("p", 10), ids("r", 60), ids("q", 10));
     create_all(&store, &early).await;
 
-    let (stop, stopped) = watch::channel(false);
+    let stop = CancellationToken::new();
     let config = DispatchConfig { batch: 7, sweep: Duration::from_millis(50) };
-    let task = tokio::spawn(dispatch::run(store.clone(), source, "maestro".into(), config, stopped));
+    let task = tokio::spawn(dispatch::run(store.clone(), source, "maestro".into(), config, stop.clone()));
     // Creations race with updates, whose commit signals make the dispatcher read the outbox.
     let updates = {
         let store = store.clone();
@@ -126,7 +127,7 @@ async fn every_version_once(store: DynStore) {
         assert!(tokio::time::Instant::now() < deadline, "outbox rows still pending after 20 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.send(true).expect("stop");
+    stop.cancel();
     task.await.expect("dispatcher");
     let seen = received.snapshot();
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();

@@ -33,7 +33,7 @@ use sqlx::postgres::{
     PgArgumentBuffer, PgConnection, PgHasArrayType, PgListener, PgPoolOptions, PgQueryResult, PgTypeInfo,
 };
 use sqlx::{Encode, PgPool, Postgres, Type};
-use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::Result;
 use crate::feed::{Signals, fire};
@@ -112,15 +112,15 @@ impl sealed::Backend for Postgres {
         done.rows_affected()
     }
 
-    fn share_commits(pool: &PgPool, signals: &Arc<Signals>) -> Option<watch::Sender<()>> {
-        let (stop, stopped) = watch::channel(());
+    fn share_commits(pool: &PgPool, signals: &Arc<Signals>) -> Option<DropGuard> {
+        let stop = CancellationToken::new();
         let me = uuid::Uuid::new_v4().simple().to_string();
         // One connection of its own: the listener holds it for good.
         let own = PgPoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None);
         let own = own.acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with((*pool.connect_options()).clone());
-        tokio::spawn(listen(own, me.clone(), signals.clone(), stopped.clone()));
-        tokio::spawn(announce(pool.clone(), me, signals.clone(), stopped));
-        Some(stop)
+        tokio::spawn(listen(own, me.clone(), signals.clone(), stop.clone()));
+        tokio::spawn(announce(pool.clone(), me, signals.clone(), stop.clone()));
+        Some(stop.drop_guard())
     }
 
     /// One statement per table for the whole group, the columns bound as parallel arrays. The
@@ -166,18 +166,17 @@ impl sealed::Backend for Postgres {
 /// the feeds on each. After a lost connection it listens again [`RELISTEN_AFTER`] later (not
 /// at once: a database being dropped would wait for the new connection), then wakes the feeds
 /// once for the announcements it missed.
-async fn listen(pool: PgPool, me: String, signals: Arc<Signals>, mut stop: watch::Receiver<()>) {
+async fn listen(pool: PgPool, me: String, signals: Arc<Signals>, stop: CancellationToken) {
     let mut again = false;
     loop {
-        let lost = tokio::select! {
-            _ = stop.changed() => return,
-            lost = listen_until_lost(&pool, &me, &signals, again) => lost,
+        let Some(lost) = stop.run_until_cancelled(listen_until_lost(&pool, &me, &signals, again)).await
+        else {
+            return;
         };
         tracing::debug!(error = ?lost, "LISTEN connection lost; listening again soon");
         again = true;
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep(RELISTEN_AFTER) => {}
+        if stop.run_until_cancelled(tokio::time::sleep(RELISTEN_AFTER)).await.is_none() {
+            return;
         }
     }
 }
@@ -208,12 +207,8 @@ async fn listen_until_lost(pool: &PgPool, me: &str, signals: &Signals, again: bo
 
 /// Until `stop`, NOTIFYs the channels of the kinds this store committed since the last
 /// announcement, at most once per [`ANNOUNCE_EVERY`].
-async fn announce(pool: PgPool, me: String, signals: Arc<Signals>, mut stop: watch::Receiver<()>) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = signals.outbound.notified() => {}
-        }
+async fn announce(pool: PgPool, me: String, signals: Arc<Signals>, stop: CancellationToken) {
+    while stop.run_until_cancelled(signals.outbound.notified()).await.is_some() {
         let due = [
             (SPEC_CHANNEL, signals.spec.take_unannounced()),
             (STATUS_CHANNEL, signals.status.take_unannounced()),
@@ -233,9 +228,8 @@ async fn announce(pool: PgPool, me: String, signals: Arc<Signals>, mut stop: wat
                 tracing::debug!(error = %e, "announcing commits to other server instances failed");
             }
         }
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+        if stop.run_until_cancelled(tokio::time::sleep(ANNOUNCE_EVERY)).await.is_none() {
+            return;
         }
     }
 }

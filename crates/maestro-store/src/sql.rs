@@ -104,7 +104,7 @@ pub(crate) mod sealed {
         fn share_commits(
             pool: &sqlx::Pool<Self>,
             signals: &Arc<Signals>,
-        ) -> Option<tokio::sync::watch::Sender<()>>;
+        ) -> Option<tokio_util::sync::DropGuard>;
 
         /// Writes a status group's rows: the changed rows' status columns, then the event rows
         /// in order, each copying its resource's spec payload, source and consumer inside the
@@ -154,7 +154,7 @@ pub struct SqlStore<D: Dialect> {
     creates: GroupCommit<NewResource, Resource>,
     statuses: GroupCommit<StatusWrite, StatusOutcome>,
     /// Stops the tasks sharing commits with other instances when the store is dropped.
-    _shared: Option<tokio::sync::watch::Sender<()>>,
+    _shared: Option<tokio_util::sync::DropGuard>,
 }
 
 type Tx<D> = Transaction<'static, D>;

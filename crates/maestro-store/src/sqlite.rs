@@ -88,7 +88,7 @@ impl sealed::Backend for Sqlite {
         done.rows_affected()
     }
 
-    fn share_commits(_: &SqlitePool, _: &Arc<Signals>) -> Option<tokio::sync::watch::Sender<()>> {
+    fn share_commits(_: &SqlitePool, _: &Arc<Signals>) -> Option<tokio_util::sync::DropGuard> {
         None
     }
 

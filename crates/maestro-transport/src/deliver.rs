@@ -1,46 +1,23 @@
 //! Sequential delivery with redelivery on handler failure: the part of the contract every
 //! backend shares. A backend that receives events in order feeds them to [`deliver`] one at a
 //! time; a [`HandlerError::Retryable`] failure is retried with exponential backoff
-//! ([`Backoff`]) before the next event is looked at, so per-consumer order is kept.
+//! ([`DELIVERY_BACKOFF`], the project's retry model in [`crate::retry`]) before the next event
+//! is looked at, so per-consumer order is kept.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use maestro_api::{AttributesReader, Event};
 use tokio::sync::mpsc;
 
+use crate::retry::{CancellationToken, ExponentialBuilder, delays, exponential};
 use crate::{DynHandler, HandlerError};
 
-/// Exponential backoff: `initial`, doubled per attempt, capped at `max`.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// First delay.
-    pub initial: Duration,
-    /// Upper bound.
-    pub max: Duration,
-}
+/// The redelivery backoff of a handler's temporary failures: 50 ms doubling to 5 s (each
+/// stretched by up to 2× jitter), never giving up.
+pub const DELIVERY_BACKOFF: ExponentialBuilder = exponential(Duration::from_millis(50), MAX_DELIVERY_DELAY);
 
-impl Default for Backoff {
-    /// 50 ms doubling to 5 s.
-    fn default() -> Self {
-        Backoff { initial: Duration::from_millis(50), max: Duration::from_secs(5) }
-    }
-}
-
-impl Backoff {
-    /// The delay before attempt `attempt` (0-based retry count).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-        self.initial.saturating_mul(factor).min(self.max)
-    }
-
-    /// [`Backoff::delay`] with jitter: a random delay in `[delay/2, delay]`, so that many
-    /// clients cut off together do not reconnect together.
-    pub fn jittered(&self, attempt: u32) -> Duration {
-        self.delay(attempt).mul_f64(0.5 + rand::random::<f64>() / 2.0)
-    }
-}
+/// The longest wait between two deliveries of one event, before jitter: 5 s.
+const MAX_DELIVERY_DELAY: Duration = Duration::from_secs(5);
 
 /// What happened to one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,51 +26,56 @@ pub enum Outcome {
     Acked,
     /// The handler rejected it permanently; it was dropped.
     Dropped(String),
-    /// The transport closed before the handler accepted it.
+    /// The transport closed (`cancel` was cancelled) before the handler accepted it. An attempt
+    /// in progress is abandoned, as if the process had stopped: the event is not acknowledged,
+    /// so the broker delivers it again.
     Closed,
 }
 
 /// Delivers `event` to `handler`, retrying retryable failures with `backoff` until it is
-/// accepted, permanently rejected, or `closed` becomes true.
+/// accepted, permanently rejected, or `cancel` is cancelled (also during a wait between
+/// attempts).
 pub async fn deliver(
     handler: &DynHandler,
     event: Event,
-    backoff: Backoff,
-    closed: &AtomicBool,
+    backoff: ExponentialBuilder,
+    cancel: &CancellationToken,
     backend: &'static str,
 ) -> Outcome {
-    let mut attempt = 0u32;
-    loop {
-        if closed.load(Ordering::Acquire) {
-            return Outcome::Closed;
+    let mut delays = delays(backoff, MAX_DELIVERY_DELAY);
+    let attempts = async {
+        loop {
+            match handler.handle(event.clone()).await {
+                Err(HandlerError::Retryable(reason)) => {
+                    let delay = delays.next().unwrap_or(MAX_DELIVERY_DELAY);
+                    tracing::debug!(backend, id = event.id(), %reason, ?delay, "handler failed; redelivering");
+                    tokio::time::sleep(delay).await;
+                }
+                done => return done,
+            }
         }
-        match handler.handle(event.clone()).await {
-            Ok(()) => return Outcome::Acked,
-            Err(HandlerError::Permanent(reason)) => {
-                tracing::warn!(backend, id = event.id(), ty = event.ty(), %reason, "event dropped");
-                return Outcome::Dropped(reason);
-            }
-            Err(HandlerError::Retryable(reason)) => {
-                let delay = backoff.delay(attempt);
-                tracing::debug!(backend, id = event.id(), %reason, ?delay, attempt, "handler failed; redelivering");
-                attempt = attempt.saturating_add(1);
-                tokio::time::sleep(delay).await;
-            }
+    };
+    match cancel.run_until_cancelled(attempts).await {
+        None => Outcome::Closed,
+        Some(Ok(())) => Outcome::Acked,
+        Some(Err(HandlerError::Permanent(reason) | HandlerError::Retryable(reason))) => {
+            tracing::warn!(backend, id = event.id(), ty = event.ty(), %reason, "event dropped");
+            Outcome::Dropped(reason)
         }
     }
 }
 
 /// Spawns a task that feeds the events of `rx`, in order, to `handler` through [`deliver`].
-/// The task ends when `rx` closes or `closed` becomes true.
+/// The task ends when `rx` closes or `cancel` is cancelled.
 pub fn spawn_sequential(
     mut rx: mpsc::UnboundedReceiver<Event>,
     handler: DynHandler,
-    closed: Arc<AtomicBool>,
+    cancel: CancellationToken,
     backend: &'static str,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            if deliver(&handler, event, Backoff::default(), &closed, backend).await == Outcome::Closed {
+        while let Some(event) = cancel.run_until_cancelled(rx.recv()).await.flatten() {
+            if deliver(&handler, event, DELIVERY_BACKOFF, &cancel, backend).await == Outcome::Closed {
                 break;
             }
         }
@@ -102,14 +84,51 @@ pub fn spawn_sequential(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let b = Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(70) };
-        assert_eq!(b.delay(0), Duration::from_millis(10));
-        assert_eq!(b.delay(2), Duration::from_millis(40));
-        assert_eq!(b.delay(3), Duration::from_millis(70));
-        assert_eq!(b.delay(40), Duration::from_millis(70));
+    use async_trait::async_trait;
+    use maestro_api::codec::SpecEventBuilder;
+
+    use super::*;
+    use crate::EventHandler;
+
+    /// Fails every event with a temporary error, counting the attempts.
+    #[derive(Default)]
+    struct AlwaysBusy(AtomicU32);
+
+    #[async_trait]
+    impl EventHandler for AlwaysBusy {
+        async fn handle(&self, _event: Event) -> Result<(), HandlerError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(HandlerError::Retryable("busy".into()))
+        }
+    }
+
+    fn event() -> Event {
+        SpecEventBuilder::new("source", "r1", 1, "cluster1").build()
+    }
+
+    /// Cancelling ends a delivery waiting between attempts at once, not when the (here 1 h)
+    /// backoff delay runs out.
+    #[tokio::test]
+    async fn cancel_ends_the_wait_between_attempts() {
+        let busy = Arc::new(AlwaysBusy::default());
+        let handler: DynHandler = busy.clone();
+        let cancel = CancellationToken::new();
+        let hour = Duration::from_secs(3600);
+        let delivery = tokio::spawn({
+            let cancel = cancel.clone();
+            async move { deliver(&handler, event(), exponential(hour, hour), &cancel, "test").await }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while busy.0.load(Ordering::SeqCst) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the handler was never called");
+            tokio::task::yield_now().await;
+        }
+        cancel.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), delivery).await;
+        assert_eq!(outcome.expect("deliver ended on cancel").expect("task"), Outcome::Closed);
+        assert_eq!(busy.0.load(Ordering::SeqCst), 1, "no attempt after the cancel");
     }
 }

@@ -26,6 +26,10 @@ pub mod deliver;
 pub mod duration;
 pub mod error;
 pub mod memory;
+pub mod retry;
+pub mod tasks;
+#[cfg(feature = "conformance")]
+pub mod test_logs;
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -12,6 +12,7 @@ use maestro_api::{Event, ext};
 use tokio::sync::{mpsc, watch};
 
 use crate::deliver::spawn_sequential;
+use crate::retry::CancellationToken;
 use crate::{
     AgentTransport, DEFAULT_MAX_EVENT_BYTES, DynHandler, Error, Result, SourceTransport, Subscribed,
 };
@@ -27,7 +28,7 @@ struct Routes {
 
 struct Inner {
     up: AtomicBool,
-    closed: Arc<AtomicBool>,
+    closed: CancellationToken,
     max_bytes: usize,
     routes: Mutex<Routes>,
 }
@@ -78,7 +79,7 @@ impl MemoryBroker {
         MemoryBroker {
             inner: Arc::new(Inner {
                 up: AtomicBool::new(true),
-                closed: Arc::new(AtomicBool::new(false)),
+                closed: CancellationToken::new(),
                 max_bytes,
                 routes: Mutex::new(Routes::default()),
             }),
@@ -177,7 +178,7 @@ impl SourceTransport for MemorySource {
     }
 
     async fn close(&self) {
-        self.broker.inner.closed.store(true, Ordering::Release);
+        self.broker.inner.closed.cancel();
         self.broker.inner.routes().source = None;
     }
 }

@@ -48,6 +48,8 @@ pub struct AgentSettings {
     pub cluster: ClusterKind,
     /// Status sync period.
     pub status_sync_interval: Duration,
+    /// [`AgentConfig::shutdown_timeout`]; `--shutdown-timeout`, default 10 s.
+    pub shutdown_timeout: Duration,
     /// The accepted CloudEvent `source` ids of spec events
     /// ([`AgentConfig::accepted_sources`]); `--source-id`, default `maestro`.
     pub accepted_sources: Vec<String>,
@@ -72,6 +74,7 @@ pub async fn build(s: &AgentSettings) -> anyhow::Result<Agent> {
     let mut config = AgentConfig::new(&s.consumer);
     config.agent_id = s.agent_id.clone();
     config.status_sync_interval = s.status_sync_interval;
+    config.shutdown_timeout = s.shutdown_timeout;
     config.hub_host = s.broker.hub_host()?;
     config.accepted_sources = s.accepted_sources.clone();
     config.validate().map_err(|e| anyhow::anyhow!("invalid agent settings: {e}"))?;

@@ -139,6 +139,10 @@ pub struct ServerArgs {
     /// Largest accepted resource bundle, in bytes of manifests.
     #[arg(long, env = "MAESTRO_MAX_BUNDLE_BYTES", default_value_t = maestro_api::validate::MAX_BUNDLE_BYTES)]
     max_bundle_bytes: usize,
+    /// On SIGTERM or Ctrl-C: how long the requests, spec deliveries and status writes in
+    /// flight may take to finish before the server stops anyway (e.g. `20s`).
+    #[arg(long, env = "MAESTRO_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
     /// Serve the REST API over HTTPS (TLS 1.2 and 1.3) with `--https-cert-file` and
     /// `--https-key-file`, as Go Maestro's flag; the files are re-read when they change, so a
     /// rotated certificate needs no restart.
@@ -252,6 +256,10 @@ pub struct AgentArgs {
     /// How often applied resources are re-read for Available and feedback (e.g. `10s`).
     #[arg(long, env = "MAESTRO_STATUS_SYNC_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     status_sync_interval: Duration,
+    /// On SIGTERM or Ctrl-C: how long the applies and status publishes in flight may take to
+    /// finish before the agent stops anyway (e.g. `10s`).
+    #[arg(long, env = "MAESTRO_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
     #[command(flatten)]
     sources: crate::agent::AgentSourceArgs,
 }
@@ -358,6 +366,7 @@ fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
                 max_concurrent_lists: usize::from(a.http_max_concurrent_lists),
             },
             grpc_limits: a.grpc_limits.source_grpc(),
+            shutdown_timeout: a.shutdown_timeout,
             ingest: a.ingest.limits(),
             retention: a.ingest.retention(),
             ..Default::default()
@@ -430,6 +439,7 @@ fn agent_settings(a: AgentArgs) -> AgentSettings {
         },
         cluster: a.cluster,
         status_sync_interval: a.status_sync_interval,
+        shutdown_timeout: a.shutdown_timeout,
         accepted_sources: a.sources.source_ids,
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use maestro_agent::{Agent, AgentConfig, SimulatedCluster};
 use maestro_client::{RestClient, SourceClient};
-use tokio::sync::oneshot;
+use maestro_transport::retry::CancellationToken;
 use tokio::task::JoinHandle;
 
 use crate::broker::{AgentBrokerSettings, BrokerKind, PubSubRole, SourceBrokerSettings, agent_transport};
@@ -62,7 +62,7 @@ impl StackConfig {
 }
 
 struct RunningAgent {
-    stop: oneshot::Sender<()>,
+    stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
@@ -98,12 +98,10 @@ impl SimulatedAgents {
     pub fn spawn(&mut self, config: AgentConfig, transport: maestro_transport::DynAgentTransport) {
         let name = config.consumer.clone();
         let agent = Agent::new(config, transport, self.cluster(&name));
-        let (stop, rx) = oneshot::channel::<()>();
+        let stop = CancellationToken::new();
         let consumer = name.clone();
+        let shutdown = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = rx.await;
-            };
             if let Err(e) = agent.run(shutdown).await {
                 tracing::error!(%consumer, error = %e, "agent stopped with an error");
             }
@@ -115,7 +113,7 @@ impl SimulatedAgents {
     /// objects).
     pub async fn stop(&mut self, consumer: &str) {
         if let Some(a) = self.agents.remove(consumer) {
-            let _ = a.stop.send(());
+            a.stop.cancel();
             let _ = a.task.await;
         }
     }
@@ -125,7 +123,7 @@ impl SimulatedAgents {
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.agents)
             .into_values()
             .map(|a| {
-                let _ = a.stop.send(());
+                a.stop.cancel();
                 a.task
             })
             .collect();

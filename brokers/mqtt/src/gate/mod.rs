@@ -39,6 +39,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use maestro_transport::retry::{delays, exponential};
+
 pub use acl::{Access, Acl};
 pub use passwd::{EntryError, PasswordFile, PasswordFileError};
 
@@ -131,18 +133,29 @@ fn log_end(peer: SocketAddr, result: Result<(), SessionError>) {
     }
 }
 
-/// Accepts clients on `listener` for ever, one task each.
+/// The first wait after a failed `accept` (out of file descriptors and the like).
+const ACCEPT_RETRY_INITIAL: Duration = Duration::from_millis(50);
+/// The longest wait between failed `accept`s.
+const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Accepts clients on `listener` for ever, one task each. A failed `accept` is retried after
+/// an exponential backoff ([`ACCEPT_RETRY_INITIAL`] to [`ACCEPT_RETRY_MAX`], starting over
+/// after a success) instead of spinning.
 pub async fn serve(listener: tokio::net::TcpListener, config: Arc<GateConfig>) {
+    let retries = || delays(exponential(ACCEPT_RETRY_INITIAL, ACCEPT_RETRY_MAX), ACCEPT_RETRY_MAX);
+    let mut waits = retries();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                waits = retries();
                 let config = config.clone();
                 tokio::spawn(async move { log_end(peer, session::run(stream, peer, config).await) });
             }
             Err(error) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(%error, "MQTT gate cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let delay = waits.next().unwrap_or(ACCEPT_RETRY_MAX);
+                tracing::warn!(%error, ?delay, "MQTT gate cannot accept a connection");
+                // Nothing cancels the gate: it serves for the life of the process (`spawn`).
+                tokio::time::sleep(delay).await;
             }
         }
     }

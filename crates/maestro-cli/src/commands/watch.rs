@@ -17,6 +17,7 @@ use maestro_client::types::condition_text;
 use maestro_client::{
     BundleFilter, ClientError, ResourceBundle, SourceClient, StatusStream, StatusUpdate, resource_id,
 };
+use maestro_transport::retry;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -300,25 +301,10 @@ impl Watcher<'_> {
     }
 }
 
-/// A capped exponential reconnect delay.
-#[derive(Debug)]
-struct Backoff {
-    /// The next delay.
-    next: Duration,
-}
-
-impl Backoff {
-    /// Starts at [`BACKOFF_MIN`].
-    fn new() -> Self {
-        Backoff { next: BACKOFF_MIN }
-    }
-
-    /// The delay to wait now; doubles the next one, up to [`BACKOFF_MAX`].
-    fn delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(BACKOFF_MAX);
-        d
-    }
+/// The reconnect delays: [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`], jittered (the project's
+/// one backoff, [`maestro_transport::retry::exponential`]).
+fn reconnect_delays() -> impl Iterator<Item = Duration> {
+    retry::delays(retry::exponential(BACKOFF_MIN, BACKOFF_MAX), BACKOFF_MAX)
 }
 
 /// Subscribes, resyncs and follows, reconnecting forever.
@@ -328,7 +314,7 @@ async fn watch(ctx: &Context, args: &WatchArgs, out: &mut dyn Write) -> anyhow::
         Scope { source: ctx.source_id.clone(), consumer: args.consumer.clone(), name: args.name.clone() };
     let mut w =
         Watcher { client, scope, printed: HashMap::new(), ignored: HashSet::new(), format: ctx.output, out };
-    let mut backoff = Backoff::new();
+    let mut backoff = reconnect_delays();
     let mut first = true;
     loop {
         let opened = Instant::now();
@@ -349,9 +335,11 @@ async fn watch(ctx: &Context, args: &WatchArgs, out: &mut dyn Write) -> anyhow::
             Err(e) => format!("could not be opened: {e}"),
         };
         if opened.elapsed() >= HEALTHY_AFTER {
-            backoff = Backoff::new();
+            backoff = reconnect_delays();
         }
-        let delay = backoff.delay();
+        // Whole milliseconds: what the message shows is what is waited.
+        let next = backoff.next().unwrap_or(BACKOFF_MAX);
+        let delay = Duration::from_millis(u64::try_from(next.as_millis()).unwrap_or(u64::MAX));
         eprintln!(
             "watch: status stream {ended}; reconnecting in {} (with a REST resync)",
             humantime::format_duration(delay)

@@ -28,8 +28,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use maestro_transport::retry::{CancellationToken, TaskTracker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
@@ -51,31 +51,27 @@ pub fn tls_peer(
     Some(TlsPeer { addr: *addr, cert })
 }
 
-/// Serves `app` on the connections of `listener` under `limits` until `shutdown` turns true,
-/// then waits for the open connections to finish.
+/// Serves `app` on the connections of `listener` under `limits` until `cancel` is cancelled,
+/// then waits for the open connections to finish their requests in flight.
 pub async fn serve<L>(
     mut listener: L,
     app: Router,
     limits: &RestLimits,
     peer: PeerInfo<L>,
-    shutdown: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) where
     L: Listener,
     L::Io: Unpin,
 {
-    // Every connection holds a receiver; `closed()` resolves once all are gone.
-    let (open_tx, open_rx) = watch::channel(());
-    loop {
-        let (io, addr) = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = crate::wait_shutdown(shutdown.clone()) => break,
-        };
+    let connections = TaskTracker::new();
+    while let Some((io, addr)) = cancel.run_until_cancelled(listener.accept()).await {
         let io = IdleIo::new(io, limits.idle_timeout);
         let service = connection_service(app.clone(), peer(io.get_ref(), &addr), io.requests());
-        tokio::spawn(connection(io, service, limits.clone(), shutdown.clone(), open_rx.clone()));
+        connections.spawn(connection(io, service, limits.clone(), cancel.clone()));
     }
-    drop((listener, open_rx));
-    open_tx.closed().await;
+    drop(listener);
+    connections.close();
+    connections.wait().await;
 }
 
 /// The service of one connection: `app`, with the connection's [`TlsPeer`] in every
@@ -116,13 +112,12 @@ impl Drop for InFlight {
     }
 }
 
-/// Serves one connection; starts a graceful shutdown when `shutdown` turns true.
+/// Serves one connection; starts a graceful shutdown when `cancel` is cancelled.
 async fn connection<I>(
     io: IdleIo<I>,
     service: ConnectionService,
     limits: RestLimits,
-    shutdown: watch::Receiver<bool>,
-    _open: watch::Receiver<()>,
+    cancel: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -139,7 +134,7 @@ async fn connection<I>(
                 }
                 return;
             }
-            () = crate::wait_shutdown(shutdown.clone()), if !shutting_down => {
+            () = cancel.cancelled(), if !shutting_down => {
                 shutting_down = true;
                 conn.as_mut().graceful_shutdown();
             }
