@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use maestro_transport::retry;
 
+use crate::error::ConfigError;
+
 /// The default field manager of server-side apply (docs/protocol.md §4.1).
 pub const DEFAULT_FIELD_MANAGER: &str = "work-agent";
 
@@ -90,17 +92,17 @@ impl AgentConfig {
     /// Checks the values [`crate::Agent::run`] depends on.
     ///
     /// # Errors
-    /// A message naming the field: an empty `consumer`, an empty `accepted_sources`, or an
-    /// empty source id in it.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`ConfigError::EmptyConsumer`], [`ConfigError::NoAcceptedSource`],
+    /// [`ConfigError::EmptyAcceptedSource`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.consumer.is_empty() {
-            return Err("consumer must not be empty".into());
+            return Err(ConfigError::EmptyConsumer);
         }
         if self.accepted_sources.is_empty() {
-            return Err("accepted_sources must name at least one source id (the server's --source-id)".into());
+            return Err(ConfigError::NoAcceptedSource);
         }
         if self.accepted_sources.iter().any(|s| s.trim().is_empty()) {
-            return Err("accepted_sources must not contain an empty source id".into());
+            return Err(ConfigError::EmptyAcceptedSource);
         }
         Ok(())
     }

@@ -8,8 +8,23 @@ pub enum AgentError {
     #[error("transport: {0}")]
     Transport(#[from] maestro_transport::Error),
     /// The configuration is invalid.
-    #[error("invalid agent configuration: {0}")]
-    Config(String),
+    #[error("invalid agent configuration")]
+    Config(#[from] ConfigError),
+}
+
+/// What is wrong with an [`crate::AgentConfig`] ([`crate::AgentConfig::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `consumer` is empty.
+    #[error("consumer must not be empty")]
+    EmptyConsumer,
+    /// `accepted_sources` is empty.
+    #[error("accepted_sources must name at least one source id (the server's --source-id)")]
+    NoAcceptedSource,
+    /// `accepted_sources` holds an empty (or blank) source id.
+    #[error("accepted_sources must not contain an empty source id")]
+    EmptyAcceptedSource,
 }
 
 /// A failure talking to the target cluster ([`crate::Cluster`]).

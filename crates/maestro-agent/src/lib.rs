@@ -40,6 +40,6 @@ pub use cluster::{
     AppliedWorkRef, ApplyMode, Cluster, ObjectKey, ObjectRef, ResourceMapping, SimulatedCluster,
 };
 pub use config::AgentConfig;
-pub use error::{AgentError, ClusterError};
+pub use error::{AgentError, ClusterError, ConfigError};
 pub use ownership::OWNER_ANNOTATION;
 pub use work::{AppliedResource, WorkSnapshot};

@@ -2,7 +2,7 @@
 //!
 //! The [`Store`] trait and its implementation, the SQL store [`sql::SqlStore`], in two dialects:
 //! [`sqlite::SqliteStore`] (embedded default: one file, or in-memory) and
-//! [`postgres::PostgresStore`] (production, HA). Readers learn of new rows through the store's
+//! [`postgres::PostgresStore`] (production). Readers learn of new rows through the store's
 //! change feeds ([`Store::spec_changes`], [`Store::status_changes`]): in process, and on
 //! PostgreSQL from other server instances too. Migrations live in `migrations/sqlite` and
 //! `migrations/postgres` at the workspace root and are embedded with `sqlx::migrate!`.

@@ -1,5 +1,6 @@
-//! The PostgreSQL store (production, HA): [`PostgresStore`], the SQL store of [`crate::sql`]
-//! in PostgreSQL's dialect.
+//! The PostgreSQL store (production): [`PostgresStore`], the SQL store of [`crate::sql`] in
+//! PostgreSQL's dialect. One server instance per database until high availability lands
+//! (docs/architecture.md §9); the cross-instance wake-ups below are its first part.
 //!
 //! Spec and status writes lock the resource row (`SELECT … FOR UPDATE`), so concurrent writers
 //! of one resource serialize; resource creation holds a key-share lock on the consumer row so a
