@@ -128,7 +128,7 @@ impl Agent {
     /// cannot be started.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
         let shared = self.shared;
-        shared.config.validate()?;
+        shared.config.validate().map_err(AgentError::Config)?;
         let tasks = &shared.tasks;
         for _ in 0..shared.config.workers.max(1) {
             tasks.spawn(reconcile::run_worker(shared.clone()));

@@ -7,9 +7,10 @@ pub enum AgentError {
     /// The transport could not be started.
     #[error("transport: {0}")]
     Transport(#[from] maestro_transport::Error),
-    /// The configuration is invalid.
-    #[error("invalid agent configuration")]
-    Config(#[from] ConfigError),
+    /// The configuration is invalid (the cause is in the message, not a source, so a cause
+    /// chain prints it once).
+    #[error("invalid agent configuration: {0}")]
+    Config(ConfigError),
 }
 
 /// What is wrong with an [`crate::AgentConfig`] ([`crate::AgentConfig::validate`]).
