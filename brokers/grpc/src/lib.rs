@@ -22,6 +22,7 @@
 //! - [`config`]: [`GrpcBrokerConfig`], [`GrpcAgentConfig`] (sdk-go YAML keys, docs/protocol.md
 //!   §7.1.4) and the Go duration parser.
 //! - `server`: the hosted broker and the tonic service.
+//! - `stream`: a Subscribe stream (its queue and heartbeats, no task of its own).
 //! - `client`: the agent client.
 //! - [`registry`]: [`ConsumerRegistry`], the hook telling the broker which consumers exist.
 //! - `conn`: accepted connections the broker can cut (for `pause`/`close`), and the HTTP/2
@@ -38,6 +39,7 @@ pub mod registry;
 mod client;
 mod conn;
 mod server;
+mod stream;
 
 pub use client::GrpcAgent;
 pub use config::{GrpcAgentConfig, GrpcBrokerConfig, GrpcListenerLimits, KeepAliveConfig, parse_duration};

@@ -17,13 +17,14 @@ use maestro_transport::deliver::{DELIVERY_BACKOFF, Outcome, deliver};
 use maestro_transport::retry::CancellationToken;
 use maestro_transport::{DynHandler, Error, Result, SourceTransport, Subscribed};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::conn::{Connections, accept_loop};
 use crate::registry::KnownConsumers;
+use crate::stream::SubscribeStream;
 use crate::{BACKEND, GrpcBrokerConfig, SUBSCRIPTION_ID_HEADER};
 use maestro_tls::grpc_listener::HandshakeDeadline;
 use maestro_transport::tasks::Tasks;
@@ -34,20 +35,14 @@ pub(crate) const MESSAGE_OVERHEAD: usize = 64 * 1024;
 /// What a Subscribe stream's queue holds: one pointer per event (an event routed to several
 /// subscribers is encoded once and shared), so the queue's first block, allocated when the
 /// stream opens, is 32 pointers rather than 32 events (~6 KiB per connected agent).
-type Queued = Arc<pb::CloudEvent>;
-type StreamItem = std::result::Result<pb::CloudEvent, Status>;
-
-/// Takes an event off a Subscribe queue (copying it only when other streams still share it).
-fn dequeue(event: Queued) -> StreamItem {
-    Ok(Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone()))
-}
+pub(crate) type Queued = Arc<pb::CloudEvent>;
 
 struct Subscriber {
     cluster: String,
     data_type: String,
     subscription_id: Uuid,
+    /// Dropped to end the stream (after the events already queued).
     tx: mpsc::Sender<Queued>,
-    kill: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -112,8 +107,8 @@ impl Registry {
     }
 }
 
-struct Shared {
-    config: GrpcBrokerConfig,
+pub(crate) struct Shared {
+    pub(crate) config: GrpcBrokerConfig,
     /// Who may subscribe and publish as which consumer (docs/security.md).
     gate: Gate,
     registry: Mutex<Registry>,
@@ -121,7 +116,8 @@ struct Shared {
     /// Cancelled when the broker closes: stops accepting and serving, ends every stream and
     /// every delivery in progress.
     cancel: CancellationToken,
-    /// The accept loop, the TLS handshakes, the server and one task per Subscribe stream.
+    /// The accept loop, the TLS handshakes and the server (Subscribe streams have no task:
+    /// `crate::stream`).
     tasks: Tasks,
     signal: watch::Sender<u64>,
     conns: Arc<Connections>,
@@ -134,10 +130,9 @@ impl Shared {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Removes a subscriber and ends its stream.
-    fn remove(&self, id: u64, reason: &str) {
+    /// Removes a subscriber: its stream ends once the events already queued are sent.
+    pub(crate) fn remove(&self, id: u64, reason: &str) {
         if let Some(sub) = self.registry().take(id) {
-            sub.kill.notify_one();
             tracing::info!(backend = BACKEND, cluster = %sub.cluster, subscription_id = %sub.subscription_id, reason, "subscriber removed");
         }
     }
@@ -146,9 +141,7 @@ impl Shared {
     fn remove_all(&self, pause: bool) {
         let mut reg = self.registry();
         reg.paused |= pause;
-        for sub in reg.take_all() {
-            sub.kill.notify_one();
-        }
+        drop(reg.take_all());
     }
 
     fn unpause(&self) {
@@ -462,11 +455,7 @@ struct BrokerService {
 }
 
 impl BrokerService {
-    fn register(
-        &self,
-        req: &SubscriptionRequest,
-        tx: mpsc::Sender<Queued>,
-    ) -> Result<(u64, Uuid, Arc<Notify>), Status> {
+    fn register(&self, req: &SubscriptionRequest, tx: mpsc::Sender<Queued>) -> Result<(u64, Uuid), Status> {
         let mut reg = self.shared.registry();
         if reg.paused || self.shared.cancel.is_cancelled() {
             return Err(Status::unavailable("the broker is not serving"));
@@ -475,7 +464,6 @@ impl BrokerService {
         let id = reg.next_id;
         reg.next_id += 1;
         let subscription_id = Uuid::new_v4();
-        let kill = Arc::new(Notify::new());
         *reg.per_consumer.entry(req.cluster_name.clone()).or_default() += 1;
         reg.subs.insert(
             id,
@@ -484,10 +472,9 @@ impl BrokerService {
                 data_type: req.data_type.clone(),
                 subscription_id,
                 tx,
-                kill: kill.clone(),
             },
         );
-        Ok((id, subscription_id, kill))
+        Ok((id, subscription_id))
     }
 }
 
@@ -547,39 +534,6 @@ fn validate_subscription(req: &SubscriptionRequest) -> Result<(), Status> {
     Ok(())
 }
 
-/// Keeps one Subscribe stream: sends heartbeats, and unregisters it when the client goes
-/// away, a send fails, the broker removed it, or the broker closes.
-async fn keep_stream(shared: Arc<Shared>, id: u64, tx: mpsc::Sender<Queued>, kill: Arc<Notify>) {
-    let mut ticker = shared.config.heartbeat().map(|every| {
-        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
-    let reason = loop {
-        tokio::select! {
-            _ = tx.closed() => break "client went away",
-            _ = kill.notified() => break "removed",
-            _ = shared.cancel.cancelled() => break "broker closed",
-            _ = tick(&mut ticker) => {
-                let sent = tx.send_timeout(Arc::new(grpc::heartbeat()), shared.config.send_timeout);
-                if !matches!(shared.cancel.run_until_cancelled(sent).await, Some(Ok(()))) {
-                    break "heartbeat send failed";
-                }
-            }
-        }
-    };
-    shared.remove(id, reason);
-}
-
-async fn tick(ticker: &mut Option<tokio::time::Interval>) {
-    match ticker {
-        Some(t) => {
-            t.tick().await;
-        }
-        None => std::future::pending::<()>().await,
-    }
-}
-
 fn publish_error_json(reason: &str) -> String {
     serde_json::json!({ "error": reason }).to_string()
 }
@@ -614,7 +568,7 @@ fn decode_publish(req: PublishRequest, limit: usize) -> std::result::Result<Opti
 
 #[async_trait]
 impl CloudEventService for BrokerService {
-    type SubscribeStream = futures::stream::Map<ReceiverStream<Queued>, fn(Queued) -> StreamItem>;
+    type SubscribeStream = SubscribeStream;
 
     async fn subscribe(
         &self,
@@ -626,10 +580,10 @@ impl CloudEventService for BrokerService {
         self.authorize(&identity, &req.cluster_name, "subscribe")?;
         self.check_registered(&req.cluster_name).await?;
         let (tx, rx) = mpsc::channel(self.shared.config.stream_buffer);
-        let (id, subscription_id, kill) = self.register(&req, tx.clone())?;
-        self.shared.tasks.spawn("Subscribe stream", keep_stream(self.shared.clone(), id, tx, kill));
+        let (id, subscription_id) = self.register(&req, tx)?;
+        let stream = SubscribeStream::new(self.shared.clone(), id, rx);
         tracing::info!(backend = BACKEND, cluster = %req.cluster_name, %subscription_id, "agent subscribed");
-        let mut response = Response::new(ReceiverStream::new(rx).map(dequeue as fn(Queued) -> StreamItem));
+        let mut response = Response::new(stream);
         let value = subscription_id
             .to_string()
             .parse()
