@@ -343,10 +343,10 @@ impl EventHandler for Keeping {
     }
 }
 
-/// Events far larger than the HTTP/2 codec's initial buffers (4 KiB read and write, 512-byte
-/// HPACK scratch in the patched h2, vendor/h2/PATCHED.md) cross both ways intact: the buffers
-/// grow on demand: megabytes of DATA frames each way, and 8 KiB of request metadata (HEADERS
-/// that the server's HPACK decoder unpacks).
+/// Events far larger than the HTTP/2 codec's initial buffers (h2's 8 KiB read and 16 KiB write
+/// buffers, 4 KiB HPACK scratch) cross both ways intact: the buffers grow on demand: megabytes
+/// of DATA frames each way, and 8 KiB of request metadata (HEADERS that the server's HPACK
+/// decoder unpacks).
 #[tokio::test]
 async fn events_larger_than_the_codec_buffers_cross_both_ways_intact() {
     let broker = broker(None).await;
