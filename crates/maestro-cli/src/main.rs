@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
     match run(cli, &mut stdout).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", maestro_client::error_chain(e.as_ref()));
             ExitCode::from(exit_status(&e).code())
         }
     }

@@ -144,6 +144,27 @@ impl ClientError {
 /// `Result` with [`ClientError`].
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// `error`'s message followed by those of its causes (`source()` chain) that add something,
+/// joined by `": "`, for the one line a command prints when it fails. A cause whose text the
+/// line already holds is left out: many errors (ours, std's, sqlx's, rustls') put their
+/// cause's message in their own and also return it as `source()`, which `{:#}` would print
+/// two or three times.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +186,31 @@ mod tests {
         let e = ClientError::Timeout { after: Duration::from_secs(300), what: "x".into() };
         assert_eq!(e.to_string(), "timed out after 300s waiting for x");
         assert!(ClientError::Connect { endpoint: "e".into(), message: "m".into() }.is_transient());
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{context}: {source}")]
+    struct Repeats {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("starting the server")]
+    struct Outer(#[source] Repeats);
+
+    /// A cause already spelled out by the error above it is printed once; one that adds
+    /// something is kept.
+    #[test]
+    fn error_chain_prints_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let err = Outer(Repeats { context: "cannot read /x.pem", source: io });
+        assert_eq!(error_chain(&err), "starting the server: cannot read /x.pem: No such file or directory");
+        let plain = std::io::Error::other(Outer(Repeats {
+            context: "REST TLS",
+            source: std::io::Error::other("bad key"),
+        }));
+        assert_eq!(error_chain(&plain), "starting the server: REST TLS: bad key");
     }
 }

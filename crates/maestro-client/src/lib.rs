@@ -28,7 +28,7 @@ pub mod types;
 
 pub use auth::BearerToken;
 pub use endpoint::{GrpcEndpoint, grpc_endpoint, http_url};
-pub use error::{ClientError, Result};
+pub use error::{ClientError, Result, error_chain};
 pub use ids::resource_id;
 pub use manifestwork::ManifestWorkInput;
 pub use rest::{RestClient, RestOptions};

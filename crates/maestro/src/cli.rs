@@ -318,7 +318,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Refuses `--embedded-mqtt` with a broker other than MQTT, and warns about the broker
+/// connection flags given with `--broker grpc`, which connects to no broker (the server hosts
+/// the agents' endpoint itself).
+fn check_broker_flags(a: &ServerArgs) -> anyhow::Result<()> {
+    if a.embedded_mqtt.is_some() && a.broker != BrokerKind::Mqtt {
+        anyhow::bail!("--embedded-mqtt needs --broker mqtt (the broker is {})", a.broker.as_str());
+    }
+    if a.broker == BrokerKind::Grpc {
+        let given =
+            [("--broker-config", a.broker_config.is_some()), ("--broker-url", a.broker_url.is_some())];
+        for (flag, _) in given.into_iter().filter(|(_, set)| *set) {
+            tracing::warn!(flag, "ignored with --broker grpc: the server hosts the agent broker itself");
+        }
+    }
+    Ok(())
+}
+
 fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
+    check_broker_flags(&a)?;
     let heartbeat = Some(a.heartbeat_interval).filter(|d| !d.is_zero());
     let host = a.server_hostname.as_deref();
     let http_addr = listen_addr(a.http_addr, host, a.enable_https, a.http_server_bindport)?;
@@ -503,6 +521,24 @@ mod tests {
         assert_eq!(s.server.grpc_limits.listener.max_receive_message_bytes, 1000);
         assert_eq!((s.grpc_broker.max_streams, s.grpc_broker.listener.max_receive_message_bytes), (7, 1000));
         assert!(s.grpc_broker.allow_unregistered_consumers);
+    }
+
+    /// `--embedded-mqtt` starts a broker only with `--broker mqtt`; with another broker it
+    /// was silently ignored.
+    #[test]
+    fn embedded_mqtt_needs_the_mqtt_broker() {
+        let settings = |broker: &str| {
+            let argv = ["maestro", "server", "--broker", broker, "--embedded-mqtt", "127.0.0.1:0"];
+            let Command::Server(a) = Cli::try_parse_from(argv).expect("parse").command else {
+                panic!("server")
+            };
+            server_settings(a)
+        };
+        for broker in ["grpc", "pubsub"] {
+            let err = settings(broker).expect_err(broker).to_string();
+            assert_eq!(err, format!("--embedded-mqtt needs --broker mqtt (the broker is {broker})"));
+        }
+        assert!(settings("mqtt").is_ok());
     }
 
     #[test]

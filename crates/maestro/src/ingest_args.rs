@@ -43,8 +43,9 @@ pub struct IngestArgs {
     #[arg(long, env = "MAESTRO_DEAD_LETTER_RETENTION", value_name = "DURATION", default_value = "7d",
           value_parser = humantime::parse_duration)]
     dead_letter_retention: Duration,
-    /// Most dead letters kept; the oldest beyond it are deleted every minute.
-    #[arg(long, env = "MAESTRO_DEAD_LETTER_MAX_COUNT", value_name = "N", default_value_t = 10_000)]
+    /// Most dead letters kept (at least 1); the oldest beyond it are deleted every minute.
+    #[arg(long, env = "MAESTRO_DEAD_LETTER_MAX_COUNT", value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
     dead_letter_max_count: u32,
 }
 
@@ -108,5 +109,7 @@ mod tests {
         let r = cli.args.retention();
         assert_eq!((r.dead_letters_max_age, r.dead_letters_keep), (Duration::from_secs(3600), 7));
         assert!(Cli::try_parse_from(["maestro", "--status-write-attempts=0"]).is_err());
+        // 0 would delete every dead letter each minute: refused, not taken silently.
+        assert!(Cli::try_parse_from(["maestro", "--dead-letter-max-count=0"]).is_err());
     }
 }

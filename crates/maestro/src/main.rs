@@ -28,7 +28,7 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(maestro::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", maestro_client::error_chain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

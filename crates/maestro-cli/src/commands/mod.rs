@@ -4,7 +4,9 @@
 use std::io::Write;
 
 use anyhow::Context as _;
-use maestro_client::{BearerToken, GrpcTls, ResourceBundle, RestClient, RestOptions, SourceClient};
+use maestro_client::{
+    BearerToken, GrpcTls, ResourceBundle, RestClient, RestOptions, SourceClient, error_chain,
+};
 
 use crate::cli::{Cli, Command, OutputFormat};
 use crate::exit::{ExitStatus, exit_status};
@@ -100,8 +102,8 @@ pub(crate) async fn report(
     let (status, message, code) = match &outcome {
         Ok(o) => (o.status, o.message.clone(), ExitStatus::Success),
         Err(e) => match exit_status(e) {
-            ExitStatus::Timeout => (ResultStatus::InProgress, format!("{e:#}"), ExitStatus::Timeout),
-            code => (ResultStatus::Failed, format!("{e:#}"), code),
+            ExitStatus::Timeout => (ResultStatus::InProgress, error_chain(e.as_ref()), ExitStatus::Timeout),
+            code => (ResultStatus::Failed, error_chain(e.as_ref()), code),
         },
     };
     let bundle = if matches!(code, ExitStatus::Unreachable | ExitStatus::Usage) || name.is_empty() {
