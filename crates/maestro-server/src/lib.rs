@@ -146,15 +146,25 @@ pub struct RunningServer {
     tasks: TaskTracker,
     shutdown_timeout: Duration,
     transport: DynSourceTransport,
+    /// Kept alive until the server has stopped ([`RunningServer::hold`]).
+    held: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl RunningServer {
+    /// Keeps `guard` alive as long as the server: it is dropped at the end of
+    /// [`RunningServer::shutdown`] (after the transport closed), or with the server. For what
+    /// the server's process holds on its behalf, e.g. the lock that keeps a second server off
+    /// a SQLite file.
+    pub fn hold(&mut self, guard: impl std::any::Any + Send + Sync) {
+        self.held.push(Box::new(guard));
+    }
+
     /// Graceful shutdown: stops accepting REST and gRPC connections and ends source Subscribe
     /// streams, lets the requests, spec deliveries and status writes in flight finish, waiting
     /// at most [`ServerConfig::shutdown_timeout`] for them (then logs what was left and
     /// returns), and closes the broker transport.
     pub async fn shutdown(self) {
-        let RunningServer { cancel, tasks, shutdown_timeout, transport, .. } = self;
+        let RunningServer { cancel, tasks, shutdown_timeout, transport, held, .. } = self;
         drop(cancel);
         tasks.close();
         if tokio::time::timeout(shutdown_timeout, tasks.wait()).await.is_err() {
@@ -165,6 +175,7 @@ impl RunningServer {
             );
         }
         transport.close().await;
+        drop(held);
         tracing::info!("maestro server stopped");
     }
 }
@@ -230,7 +241,7 @@ pub async fn start(
     warn_if_exposed("source gRPC", grpc_addr, config.grpc_tls.is_some(), &config.grpc_gate);
     tracing::info!(%http_addr, https, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
     let (cancel, shutdown_timeout) = (cancel.drop_guard(), config.shutdown_timeout);
-    Ok(RunningServer { http_addr, grpc_addr, cancel, tasks, shutdown_timeout, transport })
+    Ok(RunningServer { http_addr, grpc_addr, cancel, tasks, shutdown_timeout, transport, held: Vec::new() })
 }
 
 /// Logs a loud warning when a listener reachable from other hosts runs without TLS or without

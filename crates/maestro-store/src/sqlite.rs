@@ -33,6 +33,17 @@ use crate::sql::{List, Returned, SqlStore, StatusRows, sealed};
 /// FULL). Foreign keys are on; the busy timeout is 30 s.
 pub type SqliteStore = SqlStore<Sqlite>;
 
+/// The database file a `sqlite:` URL names, as sqlx reads the URL; `None` for an in-memory
+/// database, another scheme, or a URL sqlx cannot parse (opening it fails later, with the
+/// reason).
+pub fn database_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
+}
+
 /// How long a connection waits for the write lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pool size for a file database (readers run in parallel under WAL; writers queue). Each

@@ -15,6 +15,7 @@ pub mod dev_certs;
 pub mod embedded_mqtt;
 pub mod grpc_limits;
 pub mod ingest_args;
+pub mod instance_lock;
 pub mod logging;
 pub mod pubsub;
 pub mod scratch;

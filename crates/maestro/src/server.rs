@@ -33,10 +33,12 @@ pub struct Started {
     pub broker_addr: Option<SocketAddr>,
 }
 
-/// Opens the store (running migrations), builds the broker and starts the server.
+/// Claims a SQLite file for this server (`crate::instance_lock`), opens the store (running
+/// migrations), builds the broker and starts the server.
 ///
 /// # Errors
-/// Database, broker and bind failures, with context naming what failed.
+/// Another server on the same SQLite file; database, broker and bind failures, with context
+/// naming what failed.
 pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
     let cas = crate::security::ClientCas {
         http: s.server.http_tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
@@ -52,6 +54,7 @@ pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
     s.server.grpc_gate = gates.grpc;
     s.broker.grpc_gate = gates.broker;
     let s = &s;
+    let lock = crate::instance_lock::claim(&s.db_url)?;
     let store = maestro_store::open(&s.db_url)
         .await
         .with_context(|| format!("opening database {}", maestro_store::redact(&s.db_url)))?;
@@ -62,8 +65,9 @@ pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
     let (transport, broker_addr) = source_transport_with(&s.broker, grpc)
         .await
         .with_context(|| format!("starting the {} broker", s.broker.kind.as_str()))?;
-    let server =
+    let mut server =
         maestro_server::start(s.server.clone(), store, transport).await.context("starting the server")?;
+    server.hold(lock);
     if let Some(addr) = broker_addr {
         tracing::info!(%addr, broker = s.broker.kind.as_str(), "agent broker listening");
     }
