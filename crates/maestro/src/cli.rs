@@ -326,10 +326,12 @@ fn check_broker_flags(a: &ServerArgs) -> anyhow::Result<()> {
         anyhow::bail!("--embedded-mqtt needs --broker mqtt (the broker is {})", a.broker.as_str());
     }
     if a.broker == BrokerKind::Grpc {
-        let given =
-            [("--broker-config", a.broker_config.is_some()), ("--broker-url", a.broker_url.is_some())];
-        for (flag, _) in given.into_iter().filter(|(_, set)| *set) {
-            tracing::warn!(flag, "ignored with --broker grpc: the server hosts the agent broker itself");
+        for (flag, set) in
+            [("--broker-config", a.broker_config.is_some()), ("--broker-url", a.broker_url.is_some())]
+        {
+            if set {
+                tracing::warn!(flag, "ignored with --broker grpc: the server hosts the agent broker itself");
+            }
         }
     }
     Ok(())

@@ -67,7 +67,9 @@ pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
         .with_context(|| format!("starting the {} broker", s.broker.kind.as_str()))?;
     let mut server =
         maestro_server::start(s.server.clone(), store, transport).await.context("starting the server")?;
-    server.hold(lock);
+    if let Some(lock) = lock {
+        server.hold(lock);
+    }
     if let Some(addr) = broker_addr {
         tracing::info!(%addr, broker = s.broker.kind.as_str(), "agent broker listening");
     }
