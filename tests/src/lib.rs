@@ -83,9 +83,21 @@ pub async fn publish_proto(
 /// # Panics
 /// When it was not built.
 pub fn cli_binary() -> std::path::PathBuf {
+    workspace_binary("maestro-cli")
+}
+
+/// The `maestro` binary built by the same run, as [`cli_binary`].
+///
+/// # Panics
+/// When it was not built.
+pub fn maestro_binary() -> std::path::PathBuf {
+    workspace_binary("maestro")
+}
+
+fn workspace_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
-    let bin = dir.join("maestro-cli");
+    let bin = dir.join(name);
     assert!(bin.exists(), "{} not built: run the workspace tests (scripts/test.sh)", bin.display());
     bin
 }

@@ -393,6 +393,10 @@ impl SourceTransport for GrpcBroker {
         maestro_transport::Capabilities::SERVER_HOSTED
     }
 
+    fn connected_consumers(&self) -> Option<Vec<String>> {
+        Some(GrpcBroker::connected_consumers(self))
+    }
+
     /// Queues `event` on every Subscribe stream of its `clustername` (all streams when it is
     /// empty). Waits up to `send_timeout` for room in a full stream buffer; a stream that stays
     /// full is dropped as dead.

@@ -5,6 +5,14 @@
 //! (so a burst of updates coalesces), and are marked done. A consumer whose publish fails with
 //! a retryable error keeps its rows pending and is skipped until the next sweep, so
 //! per-consumer order is kept.
+//!
+//! On a database several server instances share (docs/architecture.md §9) each instance
+//! dispatches only the rows it claimed (its own fed creations, and what its sweeps claim),
+//! so one instance sends each row. With the gRPC broker, hosted by the server itself, only the
+//! instance holding a consumer's agent stream can deliver: sweeps claim only rows of consumers
+//! held here, a row for an agent not connected here is released for the instance that holds
+//! it, and rows of consumers nobody holds are completed (the agent's spec resync on connect
+//! delivers).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -51,10 +59,15 @@ pub async fn run(
     let mut changes = store.spec_changes();
     let mut sweep = tokio::time::interval(config.sweep);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Claims need a registered instance (the server registers before it starts the
+    // dispatcher); a store used without one dispatches as the only instance.
+    let shared = store.is_shared() && store.instance_id().is_some();
     let mut state = Dispatcher {
         store: &store,
         transport: &transport,
         source_id: &source_id,
+        shared,
+        held_only: shared && transport.capabilities().server_hosts_agents,
         blocked: HashSet::new(),
         swept: HashSet::new(),
     };
@@ -91,6 +104,11 @@ struct Dispatcher<'a> {
     store: &'a DynStore,
     transport: &'a DynSourceTransport,
     source_id: &'a str,
+    /// Other server instances may share the store: rows are claimed, and a row for an agent
+    /// not connected here is released, not done.
+    shared: bool,
+    /// Claim only rows of consumers whose agents are connected here (gRPC broker, shared).
+    held_only: bool,
     /// Consumers whose delivery failed since the last sweep: their later fed rows wait
     /// (pending) for the next sweep, which sends them in order.
     blocked: HashSet<String>,
@@ -103,12 +121,18 @@ impl Dispatcher<'_> {
     /// Delivers a fed batch and marks what was sent done.
     async fn deliver_fed(&mut self, batch: Vec<PendingSpec>) {
         let batch = batch.into_iter().filter(|p| !self.swept.contains(&p.event.seq)).collect();
-        let done = deliver_all(self.store, self.transport, self.source_id, batch, &mut self.blocked).await;
-        if let Err(e) = self.store.complete_spec_events(&done).await {
+        let passed = self.deliver_all(batch).await;
+        if let Err(e) = self.settle(&passed).await {
             // The rows stay pending: the next sweep sends them again (agents ignore a version
             // they hold).
-            tracing::warn!(error = %e, rows = done.len(), "marking fed spec rows done failed");
+            tracing::warn!(error = %e, rows = passed.done.len(), "marking fed spec rows done failed");
         }
+    }
+
+    /// Marks the sent rows done and releases those for agents connected elsewhere.
+    async fn settle(&self, passed: &Passed) -> Result<(), StoreError> {
+        self.store.release_spec_events(&passed.elsewhere).await?;
+        self.store.complete_spec_events(&passed.done).await
     }
 
     /// One pass over the pending outbox rows (read with their resources in one batch); returns
@@ -119,44 +143,64 @@ impl Dispatcher<'_> {
     async fn sweep(&mut self, batch: i64) -> Result<usize, StoreError> {
         self.blocked.clear();
         self.swept.clear();
-        let pending = self.store.pending_spec_deliveries(batch).await?;
+        let pending = if self.shared {
+            self.store.claim_spec_deliveries(batch, self.held_only).await?
+        } else {
+            self.store.pending_spec_deliveries(batch).await?
+        };
         let fetched = pending.len();
-        let done = deliver_all(self.store, self.transport, self.source_id, pending, &mut self.blocked).await;
-        self.swept.extend(done.iter().copied());
-        self.store.complete_spec_events(&done).await?;
+        let passed = self.deliver_all(pending).await;
+        self.swept.extend(passed.done.iter().copied());
+        self.settle(&passed).await?;
+        if self.held_only {
+            self.store.complete_unheld_spec_events().await?;
+        }
         Ok(fetched)
+    }
+
+    /// Delivers rows in order, skipping the consumers in `blocked` and adding those whose
+    /// delivery fails (their later rows stay pending, so per-consumer order is kept).
+    async fn deliver_all(&mut self, rows: Vec<PendingSpec>) -> Passed {
+        let mut passed = Passed { done: Vec::with_capacity(rows.len()), elsewhere: Vec::new() };
+        for PendingSpec { event: row, resource } in rows {
+            if self.blocked.contains(&row.consumer_name) {
+                continue;
+            }
+            // No resource row: its deletion is already confirmed, nothing to send.
+            let Some(resource) = resource else {
+                passed.done.push(row.seq);
+                continue;
+            };
+            match deliver(self.store, self.transport, self.source_id, &row, &resource).await {
+                Ok(Delivered::Sent) => passed.done.push(row.seq),
+                // Another instance may hold the agent: it takes the row once released.
+                Ok(Delivered::NotHere) if self.shared => passed.elsewhere.push(row.seq),
+                // No other instance: the agent's spec resync on connect delivers.
+                Ok(Delivered::NotHere) => passed.done.push(row.seq),
+                Err(e) => {
+                    tracing::debug!(consumer = ?row.consumer_name, resource = ?row.resource_id, error = %e, "spec publish deferred");
+                    self.blocked.insert(row.consumer_name.clone());
+                }
+            }
+        }
+        passed
     }
 }
 
-/// Delivers rows in order, skipping the consumers in `blocked` and adding those whose
-/// delivery fails (their later rows stay pending, so per-consumer order is kept); returns the
-/// seqs to mark done.
-async fn deliver_all(
-    store: &DynStore,
-    transport: &DynSourceTransport,
-    source_id: &str,
-    rows: Vec<PendingSpec>,
-    blocked: &mut HashSet<String>,
-) -> Vec<i64> {
-    let mut done = Vec::with_capacity(rows.len());
-    for PendingSpec { event: row, resource } in rows {
-        if blocked.contains(&row.consumer_name) {
-            continue;
-        }
-        // No resource row: its deletion is already confirmed, nothing to send.
-        let Some(resource) = resource else {
-            done.push(row.seq);
-            continue;
-        };
-        match deliver(store, transport, source_id, &row, &resource).await {
-            Ok(()) => done.push(row.seq),
-            Err(e) => {
-                tracing::debug!(consumer = ?row.consumer_name, resource = ?row.resource_id, error = %e, "spec publish deferred");
-                blocked.insert(row.consumer_name.clone());
-            }
-        }
-    }
-    done
+/// What a pass did with its rows.
+struct Passed {
+    /// Rows to mark done: sent, set aside as dead letters, or with nothing to send.
+    done: Vec<i64>,
+    /// Rows whose consumer has no agent connected here (gRPC broker): released.
+    elsewhere: Vec<i64>,
+}
+
+/// How a row left [`deliver`].
+enum Delivered {
+    /// Sent (or stale, or set aside as a dead letter): done.
+    Sent,
+    /// The broker has no agent of the consumer here.
+    NotHere,
 }
 
 /// Publishes the resource's current state for one outbox row. `Err` only for a retryable
@@ -170,9 +214,9 @@ async fn deliver(
     source_id: &str,
     row: &SpecEventRow,
     resource: &Resource,
-) -> Result<(), String> {
+) -> Result<Delivered, String> {
     if resource.version > row.version && row.action != SpecAction::Delete && resource.deleted_at.is_none() {
-        return Ok(()); // a newer outbox row carries the current state
+        return Ok(Delivered::Sent); // a newer outbox row carries the current state
     }
     let action = match (row.action, resource.version) {
         (_, _) if resource.deleted_at.is_some() => Action::Delete,
@@ -181,13 +225,12 @@ async fn deliver(
     };
     let event = outgoing_spec(resource, source_id, action);
     match transport.publish(&event).await {
-        Ok(()) => Ok(()),
-        // No agent of this consumer is connected here: its spec resync on connect delivers.
-        Err(TransportError::NoSubscriber { .. }) => Ok(()),
+        Ok(()) => Ok(Delivered::Sent),
+        Err(TransportError::NoSubscriber { .. }) => Ok(Delivered::NotHere),
         Err(e) if e.is_retryable() => Err(e.to_string()),
         Err(e) => {
             tracing::error!(resource = ?resource.id, consumer = ?resource.consumer_name, version = resource.version, error = %e, "spec event refused by the broker; set aside as a dead letter");
-            record_refused(store, transport.backend(), &event, resource, &e).await
+            record_refused(store, transport.backend(), &event, resource, &e).await.map(|()| Delivered::Sent)
         }
     }
 }

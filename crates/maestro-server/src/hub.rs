@@ -186,20 +186,49 @@ const FANOUT_BATCH: i64 = 500;
 /// whose wake-up was lost (another server instance's announcement missed).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs the fan-out until `cancel` is cancelled. Starts after the newest existing row
-/// (sources get no history on Subscribe, as in Maestro). Delivered rows are pruned every
-/// `prune_every` (default 30 s, [`crate::retention::RetentionConfig`]) alongside, never in the
-/// fan-out's way: a prune deletes thousands of rows under load, and statuses waiting behind it
-/// would reach their sources late.
-pub async fn run_fanout(store: DynStore, hub: StatusHub, prune_every: Duration, cancel: CancellationToken) {
-    // Taken before the newest seq is read: a row committed in between is in the feed and
-    // skipped there, never missed.
-    let feed = store.status_changes();
-    let delivered = AtomicI64::new(store.last_status_event_seq().await.unwrap_or(0));
-    tokio::join!(
-        fanout(&store, &hub, feed, &delivered, &cancel),
-        prune(&store, &delivered, prune_every, &cancel)
-    );
+/// The status fan-out before it runs: its place in the status event table, taken at start-up
+/// (sources get no history on Subscribe, as in Maestro).
+#[derive(Debug)]
+pub struct Fanout {
+    feed: Feed<StatusEventRow>,
+    delivered: Arc<AtomicI64>,
+}
+
+impl Fanout {
+    /// Takes the store's status feed, then reads the newest status event: the fan-out starts
+    /// after it.
+    pub async fn prepare(store: &DynStore) -> Fanout {
+        // Taken before the newest seq is read: a row committed in between is in the feed and
+        // skipped there, never missed.
+        let feed = store.status_changes();
+        let delivered = Arc::new(AtomicI64::new(store.last_status_event_seq().await.unwrap_or(0)));
+        Fanout { feed, delivered }
+    }
+
+    /// The last status event `seq` delivered, kept up to date while [`Fanout::run`] runs (the
+    /// instance registry records it: rows are pruned only once every live instance delivered
+    /// them, docs/architecture.md §9).
+    pub fn cursor(&self) -> Arc<AtomicI64> {
+        self.delivered.clone()
+    }
+
+    /// Runs the fan-out until `cancel` is cancelled. Delivered rows are pruned every
+    /// `prune_every` (default 30 s, [`crate::retention::RetentionConfig`]) alongside, never in
+    /// the fan-out's way: a prune deletes thousands of rows under load, and statuses waiting
+    /// behind it would reach their sources late.
+    pub async fn run(
+        self,
+        store: DynStore,
+        hub: StatusHub,
+        prune_every: Duration,
+        cancel: CancellationToken,
+    ) {
+        let Fanout { feed, delivered } = self;
+        tokio::join!(
+            fanout(&store, &hub, feed, &delivered, &cancel),
+            prune(&store, &delivered, prune_every, &cancel)
+        );
+    }
 }
 
 /// Sends new status event rows to the hub in `seq` order; `delivered` follows the last seq.

@@ -42,6 +42,11 @@ pub struct Ingest {
     limits: IngestLimits,
     answers: Answers,
     dead_letters: DefaultDirectRateLimiter,
+    /// Several instances with the gRPC broker: where agents connected here are recorded.
+    holders: Option<crate::instances::AgentHolders>,
+    /// `--subscription-type broadcast`: events of consumers another instance owns are left to
+    /// it.
+    owner_only: Option<crate::ownership::Membership>,
 }
 
 /// Why an event was not taken.
@@ -70,6 +75,22 @@ impl Ingest {
         source_id: &str,
         limits: IngestLimits,
     ) -> Arc<Self> {
+        Self::for_instance(store, transport, source_id, limits, None, None)
+    }
+
+    /// [`Ingest::with_limits`] for one of several server instances on a shared database
+    /// (docs/architecture.md §9): with the gRPC broker, before answering a consumer's spec
+    /// resync its agent is recorded in `holders` as connected here; with `owner_only`
+    /// (`--subscription-type broadcast`) the events of consumers another live instance owns are
+    /// acknowledged and left to it.
+    pub fn for_instance(
+        store: DynStore,
+        transport: DynSourceTransport,
+        source_id: &str,
+        limits: IngestLimits,
+        holders: Option<crate::instances::AgentHolders>,
+        owner_only: Option<crate::ownership::Membership>,
+    ) -> Arc<Self> {
         let quota = Quota::per_second(NonZeroU32::new(DEAD_LETTERS_PER_SECOND).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(DEAD_LETTER_BURST).unwrap_or(NonZeroU32::MIN));
         Arc::new(Ingest {
@@ -78,6 +99,8 @@ impl Ingest {
             source_id: source_id.to_owned(),
             answers: Answers::new(&limits),
             limits,
+            holders,
+            owner_only,
             dead_letters: RateLimiter::direct(quota),
         })
     }
@@ -187,6 +210,7 @@ impl Ingest {
             source_id: self.source_id.clone(),
             consumer: cluster,
             agent,
+            holders: self.holders.clone(),
         });
         Ok(())
     }
@@ -196,6 +220,11 @@ impl Ingest {
         let ty = EventType::parse(event.ty()).map_err(permanent(origin))?;
         if !ty.is_manifest_bundles() {
             return Err(Refusal::Permanent(origin, format!("unsupported data type {:?}", ty.data_type)));
+        }
+        if let (Some(membership), Some(cluster)) = (&self.owner_only, ext::get_str(event, ext::CLUSTER_NAME))
+            && !membership.owns(&cluster)
+        {
+            return Ok(()); // its owner, which received it too, handles it
         }
         match (ty.sub_resource, ty.action) {
             (SubResource::Spec, Action::ResyncRequest) => self.spec_resync(event).await,

@@ -22,6 +22,8 @@ pub mod dispatch;
 pub mod error;
 pub mod hub;
 pub mod ingest;
+pub mod instances;
+pub mod ownership;
 pub mod rest;
 pub mod resync;
 pub mod retention;
@@ -84,6 +86,11 @@ pub struct ServerConfig {
     /// spec deliveries, status writes) before it gives up on it (default 20 s, under
     /// Kubernetes' default 30 s termination grace period).
     pub shutdown_timeout: Duration,
+    /// This server's id, heartbeat and lease in the instance registry (docs/architecture.md
+    /// §9).
+    pub instance: instances::InstanceConfig,
+    /// How the instances share the agents' events (`--subscription-type`).
+    pub subscription_type: ownership::SubscriptionType,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +111,8 @@ impl Default for ServerConfig {
             rest_limits: rest::RestLimits::default(),
             grpc_limits: source_grpc::SourceGrpcLimits::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            instance: instances::InstanceConfig::default(),
+            subscription_type: ownership::SubscriptionType::Shared,
         }
     }
 }
@@ -132,6 +141,9 @@ pub enum ServerError {
     /// The source gRPC listener's certificate, key or client CA could not be loaded.
     #[error("source gRPC TLS: {0}")]
     GrpcTls(#[source] maestro_tls::TlsError),
+    /// Joining the server instance registry failed (docs/architecture.md §9).
+    #[error("server instance registry: {0}")]
+    Registry(#[source] maestro_store::StoreError),
 }
 
 /// A running server.
@@ -146,6 +158,8 @@ pub struct RunningServer {
     tasks: TaskTracker,
     shutdown_timeout: Duration,
     transport: DynSourceTransport,
+    store: DynStore,
+    instance_id: String,
     /// Kept alive until the server has stopped ([`RunningServer::hold`]).
     held: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -162,9 +176,10 @@ impl RunningServer {
     /// Graceful shutdown: stops accepting REST and gRPC connections and ends source Subscribe
     /// streams, lets the requests, spec deliveries and status writes in flight finish, waiting
     /// at most [`ServerConfig::shutdown_timeout`] for them (then logs what was left and
-    /// returns), and closes the broker transport.
+    /// returns), leaves the instance registry (releasing its outbox claims, so other
+    /// instances take over at once) and closes the broker transport.
     pub async fn shutdown(self) {
-        let RunningServer { cancel, tasks, shutdown_timeout, transport, held, .. } = self;
+        let RunningServer { cancel, tasks, shutdown_timeout, transport, store, instance_id, held, .. } = self;
         drop(cancel);
         tasks.close();
         if tokio::time::timeout(shutdown_timeout, tasks.wait()).await.is_err() {
@@ -174,6 +189,7 @@ impl RunningServer {
                 "shutdown: tasks still running after the shutdown timeout; abandoning them"
             );
         }
+        instances::leave(&store, &instance_id).await;
         transport.close().await;
         drop(held);
         tracing::info!("maestro server stopped");
@@ -202,12 +218,24 @@ pub async fn start(
     let grpc = bind(config.grpc_addr).await?;
     let (http_addr, grpc_addr) = (local(&http, config.http_addr), local(&grpc, config.grpc_addr));
     let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
+    let fanout = hub::Fanout::prepare(&store).await;
+    let cursor = fanout.cursor();
+    instances::join(&store, &config.instance, cursor.load(std::sync::atomic::Ordering::Acquire))
+        .await
+        .map_err(ServerError::Registry)?;
+    let holders = (store.is_shared() && transport.capabilities().server_hosts_agents)
+        .then(instances::AgentHolders::default);
+    let (membership, live) = ownership::Membership::new(&config.instance.id);
+    let owner_only =
+        (config.subscription_type == ownership::SubscriptionType::Broadcast).then(|| membership.clone());
     transport
-        .start(ingest::Ingest::with_limits(
+        .start(ingest::Ingest::for_instance(
             store.clone(),
             transport.clone(),
             &config.source_id,
             config.ingest,
+            holders.clone(),
+            owner_only,
         ))
         .await?;
     let hub = hub::StatusHub::new(4096);
@@ -229,10 +257,25 @@ pub async fn start(
         config.dispatch.clone(),
         c.clone(),
     ));
-    tasks.spawn(hub::run_fanout(store.clone(), hub, config.retention.status_events_prune_every, c.clone()));
+    tasks.spawn(fanout.run(store.clone(), hub, config.retention.status_events_prune_every, c.clone()));
+    tasks.spawn(instances::run(
+        store.clone(),
+        transport.clone(),
+        config.instance.clone(),
+        cursor,
+        holders.unwrap_or_default(),
+        live,
+        c.clone(),
+    ));
     tasks.spawn(retention::run(store.clone(), config.retention, c.clone()));
-    tasks.spawn(resync::run(store.clone(), transport.clone(), config.source_id.clone(), c.clone()));
-    let app = rest::router(store, transport.clone(), config.http_gate.clone(), &config.rest_limits);
+    tasks.spawn(resync::run(
+        store.clone(),
+        transport.clone(),
+        config.source_id.clone(),
+        membership,
+        c.clone(),
+    ));
+    let app = rest::router(store.clone(), transport.clone(), config.http_gate.clone(), &config.rest_limits);
     tasks.spawn(serve_rest(http, http_tls, app, config.rest_limits.clone(), c.clone()));
     let svc = svc.with_shutdown(c.clone(), tasks.clone());
     tasks.spawn(serve_grpc(grpc, grpc_tls, svc, config.grpc_limits.clone(), c.clone()));
@@ -241,7 +284,18 @@ pub async fn start(
     warn_if_exposed("source gRPC", grpc_addr, config.grpc_tls.is_some(), &config.grpc_gate);
     tracing::info!(%http_addr, https, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
     let (cancel, shutdown_timeout) = (cancel.drop_guard(), config.shutdown_timeout);
-    Ok(RunningServer { http_addr, grpc_addr, cancel, tasks, shutdown_timeout, transport, held: Vec::new() })
+    let instance_id = config.instance.id.clone();
+    Ok(RunningServer {
+        http_addr,
+        grpc_addr,
+        cancel,
+        tasks,
+        shutdown_timeout,
+        transport,
+        store,
+        instance_id,
+        held: Vec::new(),
+    })
 }
 
 /// Logs a loud warning when a listener reachable from other hosts runs without TLS or without

@@ -7,6 +7,10 @@
 //! subscription) the server also republishes every current spec (see [`resync_all`]). The
 //! server-hosted gRPC broker never does either (Go's does not): its agents resync specs on
 //! connect and retry status publishes themselves.
+//!
+//! With several server instances each sends these only to the consumers it owns
+//! ([`crate::ownership`]), and sends status resyncs to the consumers it gains when the set of
+//! live instances changes (the previous owner may have died with statuses unread).
 
 use maestro_api::Event;
 use maestro_api::codec::status_resync_request;
@@ -16,6 +20,8 @@ use maestro_api::types::Action;
 use maestro_store::{ConsumerQuery, DynStore, Paging, Resource, StoreError};
 use maestro_transport::DynSourceTransport;
 use maestro_transport::retry::CancellationToken;
+
+use crate::ownership::{Membership, owns};
 
 /// Most resource ids per status resync request.
 pub const MAX_IDS_PER_EVENT: usize = 1000;
@@ -58,9 +64,9 @@ fn split_by_size(source_id: &str, consumer: &str, chunk: &[StatusHash], out: &mu
     split_by_size(source_id, consumer, b, out);
 }
 
-/// Sends the status resync requests of every consumer and, when `with_specs`, the current spec
-/// of every bundle as a `spec.resync_response` (agents ignore versions they already hold);
-/// returns how many events were sent.
+/// Sends the status resync requests of every consumer `owned` accepts and, when `with_specs`,
+/// the current spec of each of their bundles as a `spec.resync_response` (agents ignore
+/// versions they already hold); returns how many events were sent.
 ///
 /// Why the specs after a broker outage: an agent's `spec.resync_request` sent when it
 /// resubscribed is lost if the broker did not yet hold the server's subscription again (a
@@ -74,48 +80,77 @@ pub async fn resync_all(
     transport: &DynSourceTransport,
     source_id: &str,
     with_specs: bool,
+    owned: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<usize, StoreError> {
-    let query = ConsumerQuery { paging: Paging { page: 1, size: 65500 }, ..Default::default() };
-    let consumers = store.list_consumers(&query).await?.items;
     let mut sent = 0;
-    for c in consumers {
-        let resources = store.resources_for_consumer(&c.name).await?;
+    for c in consumer_names(store).await? {
+        if !owned(&c) {
+            continue;
+        }
+        let resources = store.resources_for_consumer(&c).await?;
         let specs = resources
             .iter()
             .filter(|_| with_specs)
             .map(|r| crate::spec::outgoing_spec(r, source_id, Action::ResyncResponse));
-        for ev in batches(source_id, &c.name, &resources).into_iter().chain(specs) {
+        for ev in batches(source_id, &c, &resources).into_iter().chain(specs) {
             match transport.publish(&ev).await {
                 Ok(()) => sent += 1,
-                Err(e) => tracing::warn!(consumer = %c.name, error = %e, "status resync request not sent"),
+                Err(e) => tracing::warn!(consumer = %c, error = %e, "status resync request not sent"),
             }
         }
     }
     Ok(sent)
 }
 
-/// Runs a status resync after every (re)subscription of `transport`, until `cancel` is cancelled.
-/// Does nothing when the server hosts the agents' endpoint (`Capabilities::server_hosts_agents`).
+/// Every consumer's name.
+async fn consumer_names(store: &DynStore) -> Result<Vec<String>, StoreError> {
+    let query = ConsumerQuery { paging: Paging { page: 1, size: 65500 }, ..Default::default() };
+    Ok(store.list_consumers(&query).await?.items.into_iter().map(|c| c.name).collect())
+}
+
+/// Runs a status resync of the consumers this instance owns after every (re)subscription of
+/// `transport`, and of the consumers it gains when `membership` changes, until `cancel` is
+/// cancelled. Does nothing when the server hosts the agents' endpoint
+/// (`Capabilities::server_hosts_agents`).
 pub async fn run(
     store: DynStore,
     transport: DynSourceTransport,
     source_id: String,
+    mut membership: Membership,
     cancel: CancellationToken,
 ) {
     if transport.capabilities().server_hosts_agents {
         return;
     }
     let mut subscribed = transport.subscribed();
+    let mut view = membership.live();
     loop {
-        tokio::select! {
-            r = subscribed.changed() => if r.is_err() { return },
+        let gained_from = tokio::select! {
+            r = subscribed.changed() => if r.is_err() { return } else { None },
+            new = membership.changed() => match new {
+                Some(new) => Some(std::mem::replace(&mut view, new)),
+                None => return,
+            },
             () = cancel.cancelled() => return,
-        }
-        let n = *subscribed.borrow_and_update();
+        };
+        let n = *subscribed.borrow();
         if n == 0 {
             continue;
         }
-        match resync_all(&store, &transport, &source_id, n > 1).await {
+        let me = membership.me();
+        let sent = match &gained_from {
+            // The live set changed: the consumers this instance owns now and did not before.
+            Some(old) => {
+                let gained = |c: &str| owns(me, &view, c) && !owns(me, old, c);
+                resync_all(&store, &transport, &source_id, false, &gained).await
+            }
+            None => {
+                subscribed.borrow_and_update();
+                resync_all(&store, &transport, &source_id, n > 1, &|c: &str| owns(me, &view, c)).await
+            }
+        };
+        match sent {
+            Ok(0) if gained_from.is_some() => {}
             Ok(n) => tracing::info!(events = n, backend = transport.backend(), "status resync sent"),
             Err(e) => tracing::warn!(error = %e, "status resync failed"),
         }

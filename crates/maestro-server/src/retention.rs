@@ -23,7 +23,7 @@ pub struct RetentionConfig {
     /// Most dead letters kept; older ones beyond it are deleted (default 10,000).
     pub dead_letters_keep: i64,
     /// How often the status event rows already fanned out to sources are deleted (default
-    /// 30 s; [`crate::hub::run_fanout`]).
+    /// 30 s; [`crate::hub::Fanout::run`]).
     pub status_events_prune_every: Duration,
 }
 

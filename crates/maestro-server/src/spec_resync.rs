@@ -127,6 +127,10 @@ pub(crate) struct SpecResyncAnswer {
     pub(crate) consumer: String,
     /// The versions the agent holds, by resource id.
     pub(crate) agent: HashMap<String, i64>,
+    /// Several instances with the gRPC broker: the agent is recorded as connected here
+    /// before its bundles are read, so a spec written after the read finds where to go
+    /// (docs/architecture.md §9).
+    pub(crate) holders: Option<crate::instances::AgentHolders>,
 }
 
 impl SpecResyncAnswer {
@@ -154,6 +158,9 @@ impl SpecResyncAnswer {
 
     /// One attempt; errors come with whether a retry may succeed.
     async fn send(&self) -> Result<(), (String, bool)> {
+        if let Some(holders) = &self.holders {
+            holders.record(&self.store, &self.consumer).await.map_err(|e| (e.to_string(), true))?;
+        }
         let resources =
             self.store.resources_for_consumer(&self.consumer).await.map_err(|e| (e.to_string(), true))?;
         let mut agent = self.agent.clone();

@@ -2,9 +2,18 @@
 //! read. Its statements (`crate::sql`) are plain SQL that SQLite and PostgreSQL read alike
 //! (times are milliseconds since the epoch).
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::{Encode, FromRow, IntoArguments, Pool, Type};
 
-use crate::{DeadLetter, DeadLetterOrigin, MAX_DEAD_LETTER_EVENT_BYTES, NewDeadLetter};
+use crate::sql::Dialect;
+use crate::{
+    DeadLetter, DeadLetterOrigin, DeadLetterQuery, MAX_DEAD_LETTER_EVENT_BYTES, NewDeadLetter, Page, Result,
+    StoreError, rules,
+};
+
+fn not_found(id: i64) -> StoreError {
+    StoreError::NotFound { kind: "dead letter", key: id.to_string() }
+}
 
 /// Longest stored text field (consumer, resource id, event id and type), in bytes before
 /// escaping; longer values are cut (they are only for reading).
@@ -95,6 +104,72 @@ where
             event: row.try_get("event")?,
             event_bytes: row.try_get("event_bytes")?,
         })
+    }
+}
+
+/// The dead-letter statements on `pool`.
+pub(crate) struct DeadLetters<'a, D: Dialect>(pub(crate) &'a Pool<D>);
+
+impl<D: Dialect> DeadLetters<'_, D>
+where
+    D::Arguments: IntoArguments<D>,
+    for<'c> &'c Pool<D>: sqlx::Executor<'c, Database = D>,
+    for<'q> &'q str: Encode<'q, D> + Type<D>,
+    for<'q> Option<&'q str>: Encode<'q, D> + Type<D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'r> DeadLetter: FromRow<'r, D::Row>,
+    for<'r> (i64,): FromRow<'r, D::Row>,
+{
+    pub(crate) async fn add(&self, letter: NewDeadLetter) -> Result<i64> {
+        let r = Row::new(letter);
+        let sql = "INSERT INTO dead_letters (received_at_ms, origin, broker, consumer_name, resource_id, \
+                   event_id, event_type, reason, event, event_bytes) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
+        let q = bind!(
+            sqlx::query_scalar(sql),
+            r.received_at_ms,
+            r.origin,
+            r.broker.as_str(),
+            r.consumer_name.as_deref(),
+            r.resource_id.as_deref(),
+            r.event_id.as_deref(),
+            r.event_type.as_deref(),
+            r.reason.as_str(),
+            r.event.as_deref(),
+            r.event_bytes,
+        );
+        Ok(q.fetch_one(self.0).await?)
+    }
+
+    pub(crate) async fn list(&self, query: &DeadLetterQuery) -> Result<Page<DeadLetter>> {
+        let (limit, offset) = rules::page_window(query.paging)?;
+        let consumer = query.consumer_name.as_deref();
+        let sql = "SELECT COUNT(*) FROM dead_letters WHERE ($1 IS NULL OR consumer_name = $1)";
+        let total = sqlx::query_scalar(sql).bind(consumer).fetch_one(self.0).await?;
+        let sql = "SELECT * FROM dead_letters WHERE ($1 IS NULL OR consumer_name = $1) \
+                   ORDER BY id DESC LIMIT $2 OFFSET $3";
+        let items = bind!(sqlx::query_as(sql), consumer, limit, offset).fetch_all(self.0).await?;
+        Ok(Page { items, total, page: query.paging.page })
+    }
+
+    pub(crate) async fn get(&self, id: i64) -> Result<DeadLetter> {
+        let sql = "SELECT * FROM dead_letters WHERE id = $1";
+        sqlx::query_as(sql).bind(id).fetch_optional(self.0).await?.ok_or_else(|| not_found(id))
+    }
+
+    pub(crate) async fn delete(&self, id: i64) -> Result<()> {
+        let done = sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id).execute(self.0).await?;
+        match D::affected(done) {
+            0 => Err(not_found(id)),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) async fn prune(&self, before: DateTime<Utc>, keep: i64) -> Result<u64> {
+        let sql = "DELETE FROM dead_letters WHERE received_at_ms < $1 OR id <= \
+                   (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET $2)";
+        let q = bind!(sqlx::query(sql), before.timestamp_millis(), keep.max(0));
+        Ok(D::affected(q.execute(self.0).await?))
     }
 }
 

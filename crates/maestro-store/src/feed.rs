@@ -12,7 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::{FEED_CAPACITY, PendingSpec, StatusEventRow};
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::rules::PlannedEvent;
+use crate::sql::Returned;
+use crate::{FEED_CAPACITY, PendingSpec, Resource, SpecAction, SpecEventRow, StatusEventRow};
 
 /// What [`Feed::next`] reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +138,13 @@ impl<T> Channel<T> {
         self.outbound.notify_one();
     }
 
+    /// Tells other instances of rows they may now take (released claims), without waking
+    /// this store's readers.
+    pub(crate) fn announce(&self) {
+        self.unannounced.store(true, Ordering::Release);
+        self.outbound.notify_one();
+    }
+
     /// True, and cleared, when a commit has not been announced to other instances yet.
     pub(crate) fn take_unannounced(&self) -> bool {
         self.unannounced.swap(false, Ordering::AcqRel)
@@ -147,12 +160,16 @@ pub(crate) struct Signals {
     pub(crate) status: Channel<StatusEventRow>,
     /// Fired after every commit of either kind.
     pub(crate) outbound: Arc<Notify>,
+    /// The registered server instance (`crate::Store::register_instance`): the spec rows fed
+    /// to its dispatcher are claimed by it as they are written (docs/architecture.md §9).
+    pub(crate) claimant: std::sync::OnceLock<String>,
 }
 
 impl Default for Signals {
     fn default() -> Self {
         let outbound = Arc::new(Notify::new());
-        Signals { spec: Channel::new(outbound.clone()), status: Channel::new(outbound.clone()), outbound }
+        let (spec, status) = (Channel::new(outbound.clone()), Channel::new(outbound.clone()));
+        Signals { spec, status, outbound, claimant: std::sync::OnceLock::new() }
     }
 }
 
@@ -162,4 +179,58 @@ impl Signals {
         fire(&self.spec.wake);
         fire(&self.status.wake);
     }
+}
+
+/// The spec feed's batch of a committed creation group: each outbox row with its resource, in
+/// `seq` order. `None` (not fed: the rows are found pending) if the returned rows do not match
+/// the created resources one to one, which cannot happen.
+pub(crate) fn feed_creations(created: &[Resource], mut seqs: Vec<(i64, String)>) -> Option<Vec<PendingSpec>> {
+    if seqs.len() != created.len() {
+        return None;
+    }
+    seqs.sort_unstable_by_key(|(seq, _)| *seq);
+    let by_id: HashMap<&str, &Resource> = created.iter().map(|r| (r.id.as_str(), r)).collect();
+    let pending = |(seq, resource_id): (i64, String)| {
+        let r = *by_id.get(resource_id.as_str())?;
+        let (consumer_name, action, version, created_at) =
+            (r.consumer_name.clone(), SpecAction::Create, r.version, r.created_at);
+        let event = SpecEventRow { seq, resource_id, consumer_name, action, version, created_at };
+        Some(PendingSpec { event, resource: Some(Arc::new(r.clone())) })
+    };
+    seqs.into_iter().map(pending).collect()
+}
+
+/// The status feed's rows of a committed group: the planned events with the `seq` and spec
+/// payload the insert returned. `None` (not fed: the fan-out is woken to read the rows) if the
+/// returned rows do not match the events one to one, which cannot happen.
+pub(crate) fn feed_rows(
+    events: &[PlannedEvent],
+    texts: &[Option<String>],
+    mut returned: Returned,
+    now: DateTime<Utc>,
+) -> Option<Vec<StatusEventRow>> {
+    // Inserted in event order (PostgreSQL: under the sequence lock): `seq` order is event order.
+    returned.sort_unstable_by_key(|(seq, _, _)| *seq);
+    if returned.len() != events.len()
+        || returned.iter().zip(events).any(|((_, id, _), e)| *id != e.resource.id)
+    {
+        tracing::error!(events = events.len(), "status feed rows do not match; not fed");
+        return None;
+    }
+    let mut rows = Vec::with_capacity(events.len());
+    for ((seq, resource_id, payload), e) in returned.into_iter().zip(events) {
+        let status = texts.get(e.write).cloned().flatten()?;
+        let (source, consumer_name) = (e.resource.source.clone(), e.resource.consumer_name.clone());
+        rows.push(StatusEventRow {
+            seq,
+            resource_id,
+            source,
+            consumer_name,
+            kind: e.kind,
+            payload,
+            status,
+            created_at: now,
+        });
+    }
+    Some(rows)
 }

@@ -27,6 +27,7 @@ macro_rules! bind {
 mod dead_letters;
 mod feed;
 mod group;
+mod instances;
 pub mod model;
 pub mod postgres;
 mod rules;
@@ -36,9 +37,11 @@ pub mod sqlite;
 pub mod testing;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 pub use feed::{Change, Feed};
+pub use instances::CLAIM_LEASE;
 pub use model::*;
 
 /// A store failure.
@@ -239,18 +242,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// one resource read per row (the spec dispatcher, docs/architecture.md §5).
     async fn pending_spec_deliveries(&self, limit: i64) -> Result<Vec<PendingSpec>> {
         let events = self.pending_spec_events(limit).await?;
-        let mut ids: Vec<String> = events.iter().map(|e| e.resource_id.clone()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let resources: std::collections::HashMap<String, Arc<Resource>> =
-            self.get_resources(&ids).await?.into_iter().map(|r| (r.id.clone(), Arc::new(r))).collect();
-        Ok(events
-            .into_iter()
-            .map(|event| {
-                let resource = resources.get(&event.resource_id).cloned();
-                PendingSpec { event, resource }
-            })
-            .collect())
+        with_resources(self, events).await
     }
 
     /// Marks spec outbox rows done.
@@ -293,6 +285,105 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Checks the database answers (readiness).
     async fn ping(&self) -> Result<()>;
+
+    // ---- server instances (docs/architecture.md §9) ----
+    // The defaults describe a store only one process uses (test wrappers); `SqlStore`
+    // implements them all.
+
+    /// Whether other server instances may share this database (PostgreSQL): the dispatcher
+    /// then claims outbox rows ([`Store::claim_spec_deliveries`]) instead of taking every
+    /// pending one. Default false.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The server instance registered with this store ([`Store::register_instance`]), if any.
+    fn instance_id(&self) -> Option<String> {
+        None
+    }
+
+    /// Registers this store's server instance `id` with a lease of `lease` from now and its
+    /// status fan-out's cursor; from then on the store claims the spec rows it feeds to the
+    /// dispatcher for it. Returns false, registering nothing, while a live instance (lease not
+    /// passed) has this id. Errors: [`StoreError::Invalid`] when this store registered another
+    /// id before.
+    async fn register_instance(&self, id: &str, lease: Duration, status_cursor: i64) -> Result<bool> {
+        let _ = (id, lease, status_cursor);
+        Ok(true)
+    }
+
+    /// Renews the registered instance's lease to `lease` from now and records its status
+    /// cursor. False when the lease had passed (others may have declared it dead and taken its
+    /// work): register again. Errors: [`StoreError::Invalid`] when no instance is registered.
+    async fn renew_instance(&self, lease: Duration, status_cursor: i64) -> Result<bool> {
+        let _ = (lease, status_cursor);
+        Ok(true)
+    }
+
+    /// Declares dead the instances whose lease passed, releases their outbox claims and
+    /// forgets their agent streams; returns their ids.
+    async fn expire_instances(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// The registered instance leaves (graceful shutdown): its claims released, its agent
+    /// streams forgotten, its lease ended now. Errors: [`StoreError::Invalid`] when no
+    /// instance is registered.
+    async fn leave_instance(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Every known server instance, by id.
+    async fn list_instances(&self) -> Result<Vec<ServerInstance>> {
+        Ok(Vec::new())
+    }
+
+    /// Records that the registered instance now holds gRPC agent streams of the consumers
+    /// `add`, and no longer of `remove`. Errors: [`StoreError::Invalid`] when no instance is
+    /// registered.
+    async fn hold_agent_streams(&self, add: &[String], remove: &[String]) -> Result<()> {
+        let _ = (add, remove);
+        Ok(())
+    }
+
+    /// [`Store::pending_spec_deliveries`] for one of several instances: claims up to `limit`
+    /// pending rows for the registered instance (rows no live claim holds; with `held_only`,
+    /// only of consumers it holds agent streams of), oldest first, with their resources.
+    /// Default: [`Store::pending_spec_deliveries`].
+    async fn claim_spec_deliveries(&self, limit: i64, held_only: bool) -> Result<Vec<PendingSpec>> {
+        let _ = held_only;
+        self.pending_spec_deliveries(limit).await
+    }
+
+    /// Releases the registered instance's claims on the pending rows `seqs` (it cannot deliver
+    /// them) and tells the other instances.
+    async fn release_spec_events(&self, seqs: &[i64]) -> Result<()> {
+        let _ = seqs;
+        Ok(())
+    }
+
+    /// Marks done the pending, unclaimed spec rows of consumers no live instance holds an agent
+    /// stream of (gRPC broker: nobody can deliver them; the agent's spec resync on connect
+    /// sends the state); returns how many.
+    async fn complete_unheld_spec_events(&self) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// `events` with their resources' current state: one read for the batch.
+async fn with_resources<S: Store + ?Sized>(store: &S, events: Vec<SpecEventRow>) -> Result<Vec<PendingSpec>> {
+    let mut ids: Vec<String> = events.iter().map(|e| e.resource_id.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let resources: std::collections::HashMap<String, Arc<Resource>> =
+        store.get_resources(&ids).await?.into_iter().map(|r| (r.id.clone(), Arc::new(r))).collect();
+    Ok(events
+        .into_iter()
+        .map(|event| {
+            let resource = resources.get(&event.resource_id).cloned();
+            PendingSpec { event, resource }
+        })
+        .collect())
 }
 
 /// Committed transactions a feed holds for its reader ([`Store::status_changes`],

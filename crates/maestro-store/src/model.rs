@@ -434,3 +434,22 @@ pub struct DeadLetterQuery {
     /// Exact consumer name.
     pub consumer_name: Option<String>,
 }
+
+/// A server instance as the registry holds it ([`crate::Store::list_instances`],
+/// docs/architecture.md §9). Times are milliseconds since the Unix epoch on the database's
+/// clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ServerInstance {
+    /// The instance id (`--instance-id`).
+    pub id: String,
+    /// When it registered (ms).
+    pub started_at_ms: i64,
+    /// When its lease ends unless renewed (ms); 0 after a graceful shutdown.
+    pub lease_until_ms: i64,
+    /// The last status event its fan-out delivered (`seq`).
+    pub status_cursor: i64,
+    /// Registered and its lease not passed.
+    pub live: bool,
+    /// Consumers it holds gRPC agent streams of.
+    pub agent_consumers: i64,
+}

@@ -87,6 +87,11 @@ impl sealed::Backend for Postgres {
          (SELECT set_config('synchronous_commit', 'off', true)) \
          UPDATE spec_events SET done_at = $2 FROM async WHERE done_at IS NULL AND seq = ANY($1)";
     const RESOURCE_TOTALS: bool = true;
+    // The transaction's start time: one value for every row a statement touches.
+    const NOW_MS: &'static str = "(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT";
+    const LIST_VALUES: &'static str = "UNNEST($1) AS t(value)";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const SHARED: bool = true;
 
     fn stamp(t: DateTime<Utc>) -> DateTime<Utc> {
         t

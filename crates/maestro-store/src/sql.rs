@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -31,13 +32,15 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder, Transaction, Type};
 
-use crate::feed::{Feed, Signals};
+use crate::dead_letters::DeadLetters;
+use crate::feed::{Feed, Signals, feed_creations, feed_rows};
 use crate::group::{GroupCommit, group_fn};
-use crate::rules::{self, PageQuery, PlannedEvent, UpdatePlan};
+use crate::instances::{CLAIM_LEASE, Instances};
+use crate::rules::{self, PageQuery, UpdatePlan};
 use crate::{
     Consumer, ConsumerQuery, DeadLetter, DeadLetterQuery, NewConsumer, NewDeadLetter, NewResource, Page,
-    PendingSpec, RawResource, Resource, ResourceQuery, Result, SpecAction, SpecEventRow, StatusEventRow,
-    StatusOutcome, StatusWrite, Store, StoreError,
+    PendingSpec, RawResource, Resource, ResourceQuery, Result, ServerInstance, SpecAction, SpecEventRow,
+    StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
 };
 
 /// A SQL dialect the store runs on. Sealed: implemented for [`sqlx::Postgres`] and
@@ -88,6 +91,16 @@ pub(crate) mod sealed {
         const COMPLETE_SPEC_EVENTS: &'static str;
         /// Whether the table `resource_totals` keeps the number of resources.
         const RESOURCE_TOTALS: bool;
+        /// The database clock's now, in milliseconds since the Unix epoch (an expression).
+        const NOW_MS: &'static str;
+        /// A row source of the [`super::List`] bound as `$1`, one row per value in column
+        /// `value`.
+        const LIST_VALUES: &'static str;
+        /// Appended to a `SELECT` that claims rows: lock them, skipping rows another
+        /// transaction holds (PostgreSQL); nothing on SQLite (its writers hold the database).
+        const SKIP_LOCKED: &'static str;
+        /// Whether other processes (server instances) may write the database.
+        const SHARED: bool;
 
         /// Connects a pool to `url`. Errors: a malformed URL, an unreachable database.
         fn connect(url: &str) -> impl Future<Output = Result<sqlx::Pool<Self>>> + Send;
@@ -213,6 +226,16 @@ where
     /// The connection pool (for tests and diagnostics).
     pub fn pool(&self) -> &Pool<D> {
         &self.pool
+    }
+
+    /// The registered instance's statements. Errors: [`StoreError::Invalid`] before
+    /// [`Store::register_instance`].
+    fn instance(&self) -> Result<Instances<'_, D>> {
+        let id =
+            self.signals.claimant.get().ok_or_else(|| {
+                StoreError::Invalid("no server instance is registered with this store".into())
+            })?;
+        Ok(Instances { pool: &self.pool, id })
     }
 
     /// Starts a write transaction.
@@ -382,7 +405,8 @@ where
             let rows = Self::insert_resources(&mut tx, &todo).await?;
             if !rows.is_empty() {
                 let fed = signals.spec.wanted();
-                let seqs = Self::push_create_events(&mut tx, &rows, fed).await?;
+                let claimant = signals.claimant.get().map(String::as_str).filter(|_| fed);
+                let seqs = Self::push_create_events(&mut tx, &rows, fed, claimant).await?;
                 tx.commit().await?;
                 // Fed rows need no wake; anything not fed is found pending after the wake.
                 signals.spec.committed(if fed { feed_creations(&rows, seqs) } else { None });
@@ -415,20 +439,31 @@ where
     }
 
     /// Appends the `Create` outbox rows of `created` (one statement); with `returning`, gives
-    /// each row's `(seq, resource_id)` (in no particular order), otherwise nothing.
+    /// each row's `(seq, resource_id)` (in no particular order), otherwise nothing. Rows fed
+    /// to this instance's dispatcher are claimed by it (`claimant`), so other instances leave
+    /// them alone (docs/architecture.md §9).
     async fn push_create_events(
         conn: &mut D::Connection,
         created: &[Resource],
         returning: bool,
+        claimant: Option<&str>,
     ) -> Result<Vec<(i64, String)>> {
-        let mut q = QueryBuilder::<D>::new(
-            "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) ",
-        );
+        let claim = claimant.map(|id| (id, format!("{} + {}", D::NOW_MS, CLAIM_LEASE.as_millis())));
+        let mut q = QueryBuilder::<D>::new(match claim {
+            None => "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at) ",
+            Some(_) => {
+                "INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at, \
+                        claimed_by, claim_until_ms) "
+            }
+        });
         q.push_values(created, |mut b, r| {
             b.push_bind(r.id.as_str())
                 .push_bind(r.consumer_name.as_str())
                 .push_bind(SpecAction::Create.as_str());
             b.push_bind(r.version).push_bind(D::stamp(r.created_at));
+            if let Some((id, until)) = &claim {
+                b.push_bind(*id).push(until);
+            }
         });
         if !returning {
             q.build().execute(conn).await?;
@@ -503,6 +538,7 @@ where
     for<'r> DeadLetter: FromRow<'r, D::Row>,
     for<'r> (i64,): FromRow<'r, D::Row>,
     for<'r> (String,): FromRow<'r, D::Row>,
+    for<'r> ServerInstance: FromRow<'r, D::Row>,
     for<'r> (bool,): FromRow<'r, D::Row>,
     for<'r> (i64, String): FromRow<'r, D::Row>,
 {
@@ -661,8 +697,8 @@ where
     }
 
     async fn prune_status_events(&self, upto: i64) -> Result<u64> {
-        let sql = "DELETE FROM status_events WHERE seq <= $1";
-        Ok(D::affected(sqlx::query(sql).bind(upto).execute(&self.pool).await?))
+        let sql = crate::instances::prune_status_events_sql::<D>();
+        Ok(D::affected(sqlx::query(AssertSqlSafe(sql)).bind(upto).execute(&self.pool).await?))
     }
 
     async fn prune_spec_events(&self, done_before: DateTime<Utc>, limit: i64) -> Result<u64> {
@@ -672,120 +708,93 @@ where
         Ok(D::affected(q.execute(&self.pool).await?))
     }
 
-    // Dead letters: times are milliseconds since the epoch, so every statement is plain SQL.
+    // Dead letters: `crate::dead_letters`.
 
     async fn add_dead_letter(&self, letter: NewDeadLetter) -> Result<i64> {
-        let r = crate::dead_letters::Row::new(letter);
-        let sql = "INSERT INTO dead_letters (received_at_ms, origin, broker, consumer_name, resource_id, \
-                   event_id, event_type, reason, event, event_bytes) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
-        let q = bind!(
-            sqlx::query_scalar(sql),
-            r.received_at_ms,
-            r.origin,
-            r.broker.as_str(),
-            r.consumer_name.as_deref(),
-            r.resource_id.as_deref(),
-            r.event_id.as_deref(),
-            r.event_type.as_deref(),
-            r.reason.as_str(),
-            r.event.as_deref(),
-            r.event_bytes,
-        );
-        Ok(q.fetch_one(&self.pool).await?)
+        DeadLetters(&self.pool).add(letter).await
     }
 
     async fn list_dead_letters(&self, query: &DeadLetterQuery) -> Result<Page<DeadLetter>> {
-        let (limit, offset) = rules::page_window(query.paging)?;
-        let consumer = query.consumer_name.as_deref();
-        let sql = "SELECT COUNT(*) FROM dead_letters WHERE ($1 IS NULL OR consumer_name = $1)";
-        let total = sqlx::query_scalar(sql).bind(consumer).fetch_one(&self.pool).await?;
-        let sql = "SELECT * FROM dead_letters WHERE ($1 IS NULL OR consumer_name = $1) \
-                   ORDER BY id DESC LIMIT $2 OFFSET $3";
-        let items = bind!(sqlx::query_as(sql), consumer, limit, offset).fetch_all(&self.pool).await?;
-        Ok(Page { items, total, page: query.paging.page })
+        DeadLetters(&self.pool).list(query).await
     }
 
     async fn get_dead_letter(&self, id: i64) -> Result<DeadLetter> {
-        let sql = "SELECT * FROM dead_letters WHERE id = $1";
-        sqlx::query_as(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("dead letter", id))
+        DeadLetters(&self.pool).get(id).await
     }
 
     async fn delete_dead_letter(&self, id: i64) -> Result<()> {
-        let done = sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id).execute(&self.pool).await?;
-        match D::affected(done) {
-            0 => Err(not_found("dead letter", id)),
-            _ => Ok(()),
-        }
+        DeadLetters(&self.pool).delete(id).await
     }
 
     async fn prune_dead_letters(&self, before: DateTime<Utc>, keep: i64) -> Result<u64> {
-        let sql = "DELETE FROM dead_letters WHERE received_at_ms < $1 OR id <= \
-                   (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET $2)";
-        let q = bind!(sqlx::query(sql), before.timestamp_millis(), keep.max(0));
-        Ok(D::affected(q.execute(&self.pool).await?))
+        DeadLetters(&self.pool).prune(before, keep).await
     }
 
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
-}
 
-/// The spec feed's batch of a committed creation group: each outbox row with its resource, in
-/// `seq` order. `None` (not fed: the rows are found pending) if the returned rows do not match
-/// the created resources one to one, which cannot happen.
-fn feed_creations(created: &[Resource], mut seqs: Vec<(i64, String)>) -> Option<Vec<PendingSpec>> {
-    if seqs.len() != created.len() {
-        return None;
-    }
-    seqs.sort_unstable_by_key(|(seq, _)| *seq);
-    let by_id: HashMap<&str, &Resource> = created.iter().map(|r| (r.id.as_str(), r)).collect();
-    let pending = |(seq, resource_id): (i64, String)| {
-        let r = *by_id.get(resource_id.as_str())?;
-        let (consumer_name, action, version, created_at) =
-            (r.consumer_name.clone(), SpecAction::Create, r.version, r.created_at);
-        let event = SpecEventRow { seq, resource_id, consumer_name, action, version, created_at };
-        Some(PendingSpec { event, resource: Some(Arc::new(r.clone())) })
-    };
-    seqs.into_iter().map(pending).collect()
-}
+    // Server instances: `crate::instances`.
 
-/// The status feed's rows of a committed group: the planned events with the `seq` and spec
-/// payload the insert returned. `None` (not fed: the fan-out is woken to read the rows) if the
-/// returned rows do not match the events one to one, which cannot happen.
-fn feed_rows(
-    events: &[PlannedEvent],
-    texts: &[Option<String>],
-    mut returned: Returned,
-    now: DateTime<Utc>,
-) -> Option<Vec<StatusEventRow>> {
-    // Inserted in event order (PostgreSQL: under the sequence lock): `seq` order is event order.
-    returned.sort_unstable_by_key(|(seq, _, _)| *seq);
-    if returned.len() != events.len()
-        || returned.iter().zip(events).any(|((_, id, _), e)| *id != e.resource.id)
-    {
-        tracing::error!(events = events.len(), "status feed rows do not match; not fed");
-        return None;
+    fn is_shared(&self) -> bool {
+        D::SHARED
     }
-    let mut rows = Vec::with_capacity(events.len());
-    for ((seq, resource_id, payload), e) in returned.into_iter().zip(events) {
-        let status = texts.get(e.write).cloned().flatten()?;
-        let (source, consumer_name) = (e.resource.source.clone(), e.resource.consumer_name.clone());
-        rows.push(StatusEventRow {
-            seq,
-            resource_id,
-            source,
-            consumer_name,
-            kind: e.kind,
-            payload,
-            status,
-            created_at: now,
-        });
+
+    fn instance_id(&self) -> Option<String> {
+        self.signals.claimant.get().cloned()
     }
-    Some(rows)
+
+    async fn register_instance(&self, id: &str, lease: Duration, status_cursor: i64) -> Result<bool> {
+        let claimant = self.signals.claimant.get_or_init(|| id.to_owned());
+        if claimant != id {
+            return Err(StoreError::Invalid(format!("this store serves instance {claimant:?}, not {id:?}")));
+        }
+        Instances { pool: &self.pool, id }.register(lease, status_cursor).await
+    }
+
+    async fn renew_instance(&self, lease: Duration, status_cursor: i64) -> Result<bool> {
+        self.instance()?.renew(lease, status_cursor).await
+    }
+
+    async fn expire_instances(&self) -> Result<Vec<String>> {
+        let dead = Instances { pool: &self.pool, id: "" }.expire().await?;
+        if !dead.is_empty() {
+            self.signals.spec.committed(None);
+        }
+        Ok(dead)
+    }
+
+    async fn leave_instance(&self) -> Result<()> {
+        self.instance()?.leave().await?;
+        self.signals.spec.announce();
+        Ok(())
+    }
+
+    async fn list_instances(&self) -> Result<Vec<ServerInstance>> {
+        Instances { pool: &self.pool, id: "" }.list().await
+    }
+
+    async fn hold_agent_streams(&self, add: &[String], remove: &[String]) -> Result<()> {
+        self.instance()?.hold_agent_streams(add, remove).await
+    }
+
+    async fn claim_spec_deliveries(&self, limit: i64, held_only: bool) -> Result<Vec<PendingSpec>> {
+        let events = self.instance()?.claim(limit, held_only).await?;
+        crate::with_resources(self, events).await
+    }
+
+    async fn release_spec_events(&self, seqs: &[i64]) -> Result<()> {
+        if !seqs.is_empty() {
+            self.instance()?.release(seqs).await?;
+            self.signals.spec.announce();
+        }
+        Ok(())
+    }
+
+    async fn complete_unheld_spec_events(&self) -> Result<u64> {
+        let sql = crate::instances::complete_unheld_sql::<D>();
+        let q = sqlx::query(AssertSqlSafe(sql)).bind(D::stamp(rules::now()));
+        Ok(D::affected(q.execute(&self.pool).await?))
+    }
 }

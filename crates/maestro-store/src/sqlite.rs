@@ -65,6 +65,11 @@ impl sealed::Backend for Sqlite {
     const COMPLETE_SPEC_EVENTS: &'static str = "UPDATE spec_events SET done_at = $2 \
          WHERE done_at IS NULL AND seq IN (SELECT value FROM json_each($1))";
     const RESOURCE_TOTALS: bool = false;
+    // Milliseconds from the Julian day number (every SQLite version has `julianday`).
+    const NOW_MS: &'static str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+    const LIST_VALUES: &'static str = "json_each($1)";
+    const SKIP_LOCKED: &'static str = "";
+    const SHARED: bool = false;
 
     fn stamp(t: DateTime<Utc>) -> String {
         t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()

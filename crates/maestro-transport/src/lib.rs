@@ -149,6 +149,14 @@ pub trait SourceTransport: Send + Sync + Debug + 'static {
         Ok(())
     }
 
+    /// With [`Capabilities::server_hosts_agents`]: the consumers with an agent connected to
+    /// this server, sorted, without duplicates (several server instances record who holds
+    /// which consumer, docs/architecture.md §9). `None` for brokers between the parties, where
+    /// any instance reaches every agent (the default).
+    fn connected_consumers(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// Stops background tasks. Idempotent.
     async fn close(&self);
 }

@@ -122,9 +122,32 @@ pub struct ServerArgs {
         requires = "embedded_mqtt"
     )]
     embedded_mqtt_password_file: Option<std::path::PathBuf>,
-    /// Broker client id of this server instance (MQTT client id).
-    #[arg(long, env = "MAESTRO_CLIENT_ID", default_value = "maestro")]
-    client_id: String,
+    /// Broker client id of this server instance (the MQTT client id; as Go Maestro, also the
+    /// instance id when `--instance-id` is not given). Default: the instance id. Several
+    /// instances need different ids (an MQTT broker disconnects a second client with one id).
+    #[arg(long, env = "MAESTRO_CLIENT_ID")]
+    client_id: Option<String>,
+    /// This server's id in the instance registry, unique among the instances sharing one
+    /// database (docs/architecture.md §9). Default: `--client-id`, else
+    /// `maestro-<hostname>-<pid>-<4 random hex digits>`.
+    #[arg(long, env = "MAESTRO_INSTANCE_ID")]
+    instance_id: Option<String>,
+    /// How often this instance renews its lease in the instance registry and looks for
+    /// instances whose lease passed (e.g. `5s`).
+    #[arg(long, env = "MAESTRO_INSTANCE_HEARTBEAT", value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    instance_heartbeat: Duration,
+    /// How long this instance's lease holds without renewal (e.g. `15s`): after it, another
+    /// instance declares it dead and takes over its spec deliveries and its gRPC agents'
+    /// consumers. At least twice `--instance-heartbeat`.
+    #[arg(long, env = "MAESTRO_INSTANCE_LEASE", value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    instance_lease: Duration,
+    /// How several instances share the agents' events (Go Maestro's flag): `shared`, each
+    /// handles what the broker hands it (MQTT `$share/…` topics, Pub/Sub; without `$share/`
+    /// every instance stores each status once); `broadcast`, every instance receives
+    /// everything and only the consumer's owner handles it (brokers without shared
+    /// subscriptions).
+    #[arg(long, env = "MAESTRO_SUBSCRIPTION_TYPE", value_enum, default_value = "shared")]
+    subscription_type: SubscriptionTypeArg,
     /// Agent-facing gRPC broker listen address (with `--broker grpc`). Default:
     /// `--server-hostname` and `--grpc-broker-bindport`.
     #[arg(long, env = "MAESTRO_GRPC_BROKER_ADDR")]
@@ -339,6 +362,7 @@ fn check_broker_flags(a: &ServerArgs) -> anyhow::Result<()> {
 
 fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
     check_broker_flags(&a)?;
+    let instance = instance_config(&a)?;
     let heartbeat = Some(a.heartbeat_interval).filter(|d| !d.is_zero());
     let host = a.server_hostname.as_deref();
     let http_addr = listen_addr(a.http_addr, host, a.enable_https, a.http_server_bindport)?;
@@ -357,7 +381,7 @@ fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
             broker_url: a.broker_url,
             pubsub_project: a.pubsub.pubsub_project,
             source_id: a.source_id.clone(),
-            client_id: a.client_id,
+            client_id: a.client_id.clone().unwrap_or_else(|| instance.id.clone()),
             grpc_tls: tls_files(
                 a.grpc_broker_tls_cert_file,
                 a.grpc_broker_tls_key_file,
@@ -389,10 +413,45 @@ fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
             shutdown_timeout: a.shutdown_timeout,
             ingest: a.ingest.limits(),
             retention: a.ingest.retention(),
+            instance,
+            subscription_type: match a.subscription_type {
+                SubscriptionTypeArg::Shared => maestro_server::ownership::SubscriptionType::Shared,
+                SubscriptionTypeArg::Broadcast => maestro_server::ownership::SubscriptionType::Broadcast,
+            },
             ..Default::default()
         },
         security: a.security,
         grpc_broker: a.grpc_limits.broker(),
+    })
+}
+
+/// `--subscription-type` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SubscriptionTypeArg {
+    /// Each instance handles what the broker hands it.
+    Shared,
+    /// Only a consumer's owner handles its events.
+    Broadcast,
+}
+
+/// The instance registry settings: the id from `--instance-id`, `--client-id` or generated.
+///
+/// # Errors
+/// An empty id, or a lease shorter than two heartbeats (one late renewal would lose it).
+fn instance_config(a: &ServerArgs) -> anyhow::Result<maestro_server::instances::InstanceConfig> {
+    let id = a.instance_id.clone().or_else(|| a.client_id.clone());
+    let id = id.unwrap_or_else(maestro_server::instances::default_instance_id);
+    anyhow::ensure!(!id.trim().is_empty(), "--instance-id must not be empty");
+    anyhow::ensure!(
+        !a.instance_heartbeat.is_zero() && a.instance_lease >= a.instance_heartbeat * 2,
+        "--instance-lease ({:?}) must be at least twice --instance-heartbeat ({:?}), which must not be 0",
+        a.instance_lease,
+        a.instance_heartbeat
+    );
+    Ok(maestro_server::instances::InstanceConfig {
+        id,
+        heartbeat: a.instance_heartbeat,
+        lease: a.instance_lease,
     })
 }
 

@@ -41,9 +41,12 @@ fn is_public(path: &str) -> bool {
 }
 
 /// Paths every method of which needs `admin`: the dead letters hold other tenants' raw events
-/// and the server's own reasons ([`super::dead_letters`]).
+/// and the server's own reasons ([`super::dead_letters`]); the instance registry names the
+/// fleet's servers ([`super::server_instances`]).
 fn admin_only(path: &str) -> bool {
-    path == "/api/maestro/v1/dead-letters" || path.starts_with("/api/maestro/v1/dead-letters/")
+    path == "/api/maestro/v1/dead-letters"
+        || path.starts_with("/api/maestro/v1/dead-letters/")
+        || path == "/api/maestro/v1/server-instances"
 }
 
 /// The middleware: authenticates the caller, checks its role, and hands the [`Identity`] to

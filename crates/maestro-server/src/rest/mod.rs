@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod presenters;
 pub mod raw;
 pub mod serve;
+pub mod server_instances;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -75,6 +76,7 @@ pub fn router(
         .route(&format!("{BASE}/resource-bundles"), get(list::list_bundles))
         .route(&format!("{BASE}/resource-bundles/{{id}}"), get(get_bundle).delete(delete_bundle))
         .route(&format!("{BASE}/dead-letters"), get(dead_letters::list))
+        .route(&format!("{BASE}/server-instances"), get(server_instances::list))
         .route(&format!("{BASE}/dead-letters/{{id}}"), get(dead_letters::get).delete(dead_letters::delete))
         .route("/healthz", get(|| async { Json(json!({"status":"ok"})) }))
         .route("/readyz", get(readyz))

@@ -57,6 +57,7 @@ mod tests {
             "openapi",
             "dead-letters",
             "dead-letters/{id}",
+            "server-instances",
         ] {
             assert!(paths.contains(&format!("/api/maestro/v1/{p}").as_str()), "{p} in {paths:?}");
         }

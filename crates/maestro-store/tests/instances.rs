@@ -1,0 +1,136 @@
+//! The server instance registry, spec outbox claims and agent stream holders
+//! (docs/architecture.md §9): on every backend with one store, and on PostgreSQL with two
+//! stores sharing one database (two server instances).
+
+use std::time::Duration;
+
+use maestro_api::snowflake::Generator;
+use maestro_store::{DynStore, NewConsumer, NewResource, StatusWrite};
+use serde_json::json;
+
+mod common;
+
+suite!(an_instance_registers_renews_and_leaves, status_events_are_pruned_up_to_the_lowest_live_cursor);
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn consumer(store: &DynStore, name: &str) {
+    store
+        .create_consumer(NewConsumer { name: Some(name.into()), ..Default::default() })
+        .await
+        .expect("consumer");
+}
+
+async fn resource(store: &DynStore, id: &str, consumer: &str) -> maestro_store::Resource {
+    let payload = json!({"specversion": "1.0", "id": id, "data": {}});
+    let new = NewResource {
+        id: id.into(),
+        name: id.into(),
+        consumer_name: consumer.into(),
+        source: "s1".into(),
+        payload,
+    };
+    store.create_resource(new).await.expect("create")
+}
+
+fn seqs(rows: &[maestro_store::PendingSpec]) -> Vec<i64> {
+    rows.iter().map(|p| p.event.seq).collect()
+}
+
+/// Registration refuses an id a live instance holds; the registry lists the instance with the
+/// consumers it holds agent streams of; after leaving it is not live and may register again.
+async fn an_instance_registers_renews_and_leaves(store: DynStore) {
+    assert!(store.renew_instance(LEASE, 0).await.is_err(), "renewing before registering is an error");
+    assert!(store.register_instance("a", LEASE, 0).await.expect("register"));
+    assert!(!store.register_instance("a", LEASE, 0).await.expect("register"), "a live id is refused");
+    assert!(store.register_instance("b", LEASE, 0).await.is_err(), "one store serves one instance");
+    store.hold_agent_streams(&["c1".into(), "c2".into()], &[]).await.expect("hold");
+    store.hold_agent_streams(&["c3".into()], &["c2".into()]).await.expect("hold");
+    assert!(store.renew_instance(LEASE, 7).await.expect("renew"));
+    let listed = store.list_instances().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    let a = &listed[0];
+    assert_eq!((a.id.as_str(), a.live, a.agent_consumers, a.status_cursor), ("a", true, 2, 7));
+    assert!(a.lease_until_ms > a.started_at_ms);
+    store.leave_instance().await.expect("leave");
+    let a = store.list_instances().await.expect("list").remove(0);
+    assert_eq!((a.live, a.agent_consumers), (false, 0));
+    assert!(!store.renew_instance(LEASE, 7).await.expect("renew"), "a lease that ended is not renewed");
+    assert!(store.register_instance("a", LEASE, 0).await.expect("register again"));
+    assert!(store.expire_instances().await.expect("expire").is_empty(), "nobody's lease passed");
+}
+
+/// Pruning keeps the status event rows a live instance's fan-out has not delivered.
+async fn status_events_are_pruned_up_to_the_lowest_live_cursor(store: DynStore) {
+    consumer(&store, "c1").await;
+    let r = resource(&store, "r1", "c1").await;
+    let ids = Generator::new(1);
+    for n in 0..3 {
+        let data = json!({"n": n});
+        let write = StatusWrite {
+            resource_id: r.id.clone(),
+            consumer_name: "c1".into(),
+            version: r.version,
+            sequence_id: ids.next_string(),
+            status_hash: None,
+            event: json!({"specversion": "1.0", "resourceversion": r.version, "data": data}),
+            data,
+            deleted: false,
+        };
+        store.apply_status(write).await.expect("status");
+    }
+    let last = store.last_status_event_seq().await.expect("last");
+    assert!(store.register_instance("a", LEASE, last - 2).await.expect("register"));
+    assert_eq!(store.prune_status_events(last).await.expect("prune"), 1, "only up to the cursor");
+    assert!(store.renew_instance(LEASE, last).await.expect("renew"));
+    assert_eq!(store.prune_status_events(last).await.expect("prune"), 2);
+}
+
+/// Two instances on one PostgreSQL database: a row one claims the other skips until it is
+/// released or its instance is declared dead; `held_only` claims only rows of consumers the
+/// instance holds agent streams of; unclaimed rows of consumers nobody holds are completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_outbox() {
+    let url = maestro_store::testing::postgres_url().await;
+    let a = maestro_store::open(&url).await.expect("open a");
+    let b = maestro_store::open(&url).await.expect("open b");
+    assert!(a.is_shared());
+    consumer(&a, "c1").await;
+    consumer(&a, "c2").await;
+    for i in 0..3 {
+        resource(&a, &format!("r{i}"), "c1").await;
+    }
+    resource(&a, "r3", "c2").await;
+    assert!(a.register_instance("a", Duration::from_millis(300), 0).await.expect("register a"));
+    assert!(b.register_instance("b", LEASE, 0).await.expect("register b"));
+    let mine = a.claim_spec_deliveries(2, false).await.expect("a claims");
+    assert_eq!(mine.len(), 2);
+    assert!(mine.iter().all(|p| p.resource.is_some()), "claimed rows come with their resources");
+    let theirs = b.claim_spec_deliveries(10, false).await.expect("b claims");
+    assert_eq!(theirs.len(), 2, "b skips a's claims");
+    assert!(seqs(&theirs).iter().all(|s| !seqs(&mine).contains(s)));
+    assert_eq!(
+        seqs(&a.claim_spec_deliveries(10, false).await.expect("again")),
+        seqs(&mine),
+        "a keeps its own"
+    );
+    a.release_spec_events(&seqs(&mine)[..1]).await.expect("release");
+    assert_eq!(seqs(&b.claim_spec_deliveries(10, false).await.expect("b claims")).len(), 3);
+
+    // a's lease passes: b declares it dead and takes its claim.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(b.expire_instances().await.expect("expire"), vec!["a".to_owned()]);
+    assert_eq!(b.claim_spec_deliveries(10, false).await.expect("b claims").len(), 4);
+    assert!(!a.renew_instance(LEASE, 0).await.expect("renew"), "a lost its lease");
+    assert!(a.register_instance("a", LEASE, 0).await.expect("a registers again"));
+
+    // Only rows of held consumers with `held_only`; b's claims are released when it leaves.
+    b.leave_instance().await.expect("b leaves");
+    a.hold_agent_streams(&["c1".into()], &[]).await.expect("hold");
+    let held = a.claim_spec_deliveries(10, true).await.expect("held only");
+    assert_eq!(held.len(), 3);
+    assert!(held.iter().all(|p| p.event.consumer_name == "c1"));
+    a.release_spec_events(&seqs(&held)).await.expect("release");
+    assert_eq!(a.complete_unheld_spec_events().await.expect("complete"), 1, "c2's row: nobody holds c2");
+    assert_eq!(a.pending_spec_events(10).await.expect("pending").len(), 3);
+}
