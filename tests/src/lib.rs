@@ -51,12 +51,21 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    wait_for_within(what, DEADLINE, f).await
+}
+
+/// [`wait_for`] with its own deadline.
+pub async fn wait_for_within<T, F, Fut>(what: &str, deadline: Duration, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
     let start = Instant::now();
     loop {
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,8 +1,10 @@
 //! High availability (docs/architecture.md §9): three real `maestro server` processes on one
 //! PostgreSQL database, on each broker (gRPC, Mosquitto, the Pub/Sub emulator). Agents
-//! (simulated clusters, in this process) connect to the broker (with gRPC: spread over the three
-//! instances); a source writes through one instance and watches statuses on another. One instance is killed with SIGKILL in the middle of the writes and started
-//! again; later all three are restarted one after the other (SIGTERM) while writes go on.
+//! (simulated clusters, in this process) connect to the broker (with gRPC: through a load
+//! balancer in front of the three instances, as a Kubernetes Service); a source writes through
+//! one instance and watches statuses on another. One instance is killed with SIGKILL in the
+//! middle of the writes and everything must converge without it; it is then started again, and
+//! all three are restarted one after the other (SIGTERM) while writes go on.
 //! Every bundle must end Applied at its latest version on its cluster, every status reach the
 //! watching source once, and the outbox drain. `HA_DEBUG=1` prints the progress of each wait
 //! and keeps the servers' logs (their directory is printed).
@@ -22,7 +24,7 @@ use maestro::stack::SimulatedAgents;
 use maestro_agent::AgentConfig;
 use maestro_client::{RestClient, SourceClient};
 use maestro_tests::broker_restart::config_map_work;
-use maestro_tests::wait_for;
+use maestro_tests::wait_for_within;
 
 const CONSUMERS: usize = 20;
 const PER_CONSUMER: usize = 50;
@@ -157,6 +159,33 @@ impl Drop for Server {
     }
 }
 
+/// A TCP load balancer in front of the instances' gRPC broker ports, as a Kubernetes Service
+/// is: each connection goes to the next instance that accepts it, so an agent whose instance
+/// died reconnects to a live one. Returns its address.
+async fn balancer(backends: Vec<SocketAddr>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("balancer");
+    let addr = listener.local_addr().expect("balancer address");
+    tokio::spawn(async move {
+        let mut next = 0;
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mut upstream = None;
+            for _ in 0..backends.len() {
+                next = (next + 1) % backends.len();
+                if let Ok(tcp) = tokio::net::TcpStream::connect(backends[next]).await {
+                    upstream = Some(tcp);
+                    break;
+                }
+            }
+            if let Some(mut upstream) = upstream {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        }
+    });
+    addr
+}
+
 /// The source's view: every status event received (resource id, sequence id, version).
 type Seen = Arc<Mutex<Vec<(String, String, i64)>>>;
 
@@ -182,13 +211,14 @@ fn watch(grpc: SocketAddr, http: SocketAddr) -> Seen {
 }
 
 async fn start_agents(agents: &mut SimulatedAgents, servers: &[Server], broker: &Broker, dir: &Path) {
+    let service = balancer(servers.iter().map(|s| s.broker).collect()).await;
     for c in 0..CONSUMERS {
         let consumer = format!("ha-{c}");
         let broker = match broker {
             Broker::Grpc => AgentBrokerSettings {
                 kind: BrokerKind::Grpc,
                 config_file: None,
-                url: Some(servers[c % servers.len()].broker.to_string()),
+                url: Some(service.to_string()),
                 pubsub_project: None,
             },
             Broker::Mqtt { addr, .. } => AgentBrokerSettings {
@@ -243,11 +273,12 @@ async fn converged(
     agents: &mut SimulatedAgents,
     seen: Option<&Seen>,
     want: &HashMap<(usize, usize), u32>,
-    db_url: &str,
+    (db_url, deadline): (&str, Duration),
 ) -> Duration {
     let started = Instant::now();
     let pool = sqlx::PgPool::connect(db_url).await.expect("db");
-    wait_for("every bundle Applied at its latest version, seen by the source", || async {
+    let what = "every bundle Applied at its latest version, seen by the source";
+    wait_for_within(what, deadline, || async {
         let bundles = rest.all_bundles(&Default::default()).await.ok()?;
         let applied = bundles.iter().filter(|b| b.is_true_at_current_version("Applied")).count();
         let versions: HashMap<String, i64> = bundles.iter().map(|b| (b.id.clone(), b.version)).collect();
@@ -258,6 +289,13 @@ async fn converged(
             .await
             .ok()?;
         if std::env::var("HA_DEBUG").is_ok() {
+            let stuck: Vec<String> = bundles
+                .iter()
+                .filter(|b| !b.is_true_at_current_version("Applied"))
+                .take(3)
+                .map(|b| format!("{}@{}", b.id, b.version))
+                .collect();
+            eprintln!("DEBUG stuck {stuck:?}");
             eprintln!(
                 "DEBUG bundles {} applied {applied} pending {pending} at {:?}",
                 bundles.len(),
@@ -315,6 +353,12 @@ async fn three_instances_over_the_pubsub_emulator_lose_nothing() {
 
 /// The scenario of the module doc on `broker`.
 async fn three_instances(broker: Broker) {
+    // The Pub/Sub emulator stalls deliveries for tens of seconds at times, with one server as
+    // with three (docs/benchmarks.md, "Known problems"); the other brokers converge in seconds.
+    let deadline = match broker {
+        Broker::PubSub(_) => Duration::from_secs(300),
+        _ => maestro_tests::DEADLINE,
+    };
     maestro_tests::logging();
     let dir = tempfile::tempdir().expect("temp dir");
     if std::env::var("HA_DEBUG").is_ok() {
@@ -343,13 +387,12 @@ async fn three_instances(broker: Broker) {
     }
     let mut want = HashMap::new();
     let total = CONSUMERS * PER_CONSUMER;
+    let mut killed = Instant::now();
     for k in 0..total {
         let (c, i) = (k % CONSUMERS, k / CONSUMERS);
         if k == total * 2 / 5 {
             servers[0].kill();
-        }
-        if k == total * 7 / 10 {
-            servers[0].start().await;
+            killed = Instant::now();
         }
         apply(&sources, c, i, 1).await;
         want.insert((c, i), 1);
@@ -359,9 +402,11 @@ async fn three_instances(broker: Broker) {
         apply(&sources, c, i, 2).await;
         want.insert((c, i), 2);
     }
-    let took = converged(&rest(1), &mut agents, Some(&seen), &want, &db_url).await;
-    eprintln!("converged {took:?} after the last write (SIGKILL and restart)");
+    // The killed instance stays down: its agents (gRPC) and its claimed rows move to the others.
+    let took = converged(&rest(1), &mut agents, Some(&seen), &want, (&db_url, deadline)).await;
+    eprintln!("converged {took:?} after the last write, {:?} after the SIGKILL", killed.elapsed());
     assert_no_duplicate_statuses(&seen);
+    servers[0].start().await;
 
     // A rolling restart (SIGTERM, start again) of every instance while writes go on.
     for (n, server) in servers.iter_mut().enumerate() {
@@ -374,7 +419,7 @@ async fn three_instances(broker: Broker) {
         }
         server.start().await;
     }
-    let took = converged(&rest(2), &mut agents, None, &want, &db_url).await;
+    let took = converged(&rest(2), &mut agents, None, &want, (&db_url, deadline)).await;
     eprintln!("converged {took:?} after the last write (rolling restart)");
     assert_no_duplicate_statuses(&seen);
     agents.stop_all().await;

@@ -136,7 +136,8 @@ impl Dispatcher<'_> {
     }
 
     /// One pass over the pending outbox rows (read with their resources in one batch); returns
-    /// how many were fetched.
+    /// how many were fetched, less those released for another instance (a full batch of rows
+    /// for an agent that just left this instance is not read again at once).
     ///
     /// # Errors
     /// Store failures.
@@ -155,7 +156,7 @@ impl Dispatcher<'_> {
         if self.held_only {
             self.store.complete_unheld_spec_events().await?;
         }
-        Ok(fetched)
+        Ok(fetched - passed.elsewhere.len())
     }
 
     /// Delivers rows in order, skipping the consumers in `blocked` and adding those whose

@@ -46,15 +46,18 @@ where
     for<'r> SpecEventRow: FromRow<'r, D::Row>,
 {
     /// Registers the instance with a lease of `lease` from now and its fan-out's status
-    /// cursor. False when a live instance (lease not passed) has this id.
+    /// cursor. False when a live instance (lease not passed) has this id, on a database other
+    /// processes share (on SQLite the only server process takes its row over: a previous run
+    /// that crashed need not be waited for).
     pub(crate) async fn register(&self, lease: Duration, status_cursor: i64) -> Result<bool> {
         let now = D::NOW_MS;
+        let takeover = if D::SHARED { "FALSE" } else { "TRUE" };
         let sql = format!(
             "INSERT INTO server_instances (id, ready, started_at_ms, lease_until_ms, status_cursor) \
              VALUES ($1, TRUE, {now}, {now} + $2, $3) \
              ON CONFLICT (id) DO UPDATE SET ready = TRUE, started_at_ms = excluded.started_at_ms, \
              lease_until_ms = excluded.lease_until_ms, status_cursor = excluded.status_cursor \
-             WHERE server_instances.lease_until_ms < {now} OR NOT server_instances.ready \
+             WHERE server_instances.lease_until_ms < {now} OR NOT server_instances.ready OR {takeover} \
              RETURNING id"
         );
         let q = sqlx::query_as::<D, (String,)>(AssertSqlSafe(sql)).bind(self.id).bind(ms(lease));
