@@ -2,7 +2,9 @@
 //! (no system protobuf compiler needed).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: a build script binary is
+    // reused across checkouts that share a target directory (`env!` pointed at another one).
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let file = root.join("io/cloudevents/v1/cloudevent.proto");
     println!("cargo:rerun-if-changed={}", file.display());
     let mut config = prost_build::Config::new();

@@ -50,6 +50,13 @@ pub fn maestro_bin() -> anyhow::Result<PathBuf> {
     })
 }
 
+/// A number per server process this harness starts: their client ids (the instance ids) must
+/// differ when several share a database and an MQTT broker.
+fn next_instance() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 fn free_port() -> anyhow::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").context("picking a free port")?;
     Ok(l.local_addr()?)
@@ -121,7 +128,7 @@ impl ServerProcess {
         let mut cmd = tokio::process::Command::new(bin);
         cmd.arg("server")
             .args(["--db", db_url, "--http-addr", &http.to_string(), "--grpc-addr", &grpc.to_string()])
-            .args(["--client-id", &format!("maestro-bench-{}", std::process::id())])
+            .args(["--client-id", &format!("maestro-bench-{}-{}", std::process::id(), next_instance())])
             .env("RUST_LOG", std::env::var(SERVER_LOG_ENV).unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -170,6 +177,22 @@ impl ServerProcess {
     /// Stops the server.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Kills the server (SIGKILL) and reaps it; the value stays (a dead instance).
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Where agents reach the broker: with the gRPC broker, this server's own agent port.
+    pub fn agent_url(&self) -> Option<&str> {
+        self.agents.url.as_deref()
+    }
+
+    /// Makes agents reach the broker at `url` instead (a load balancer in front of several
+    /// instances' gRPC broker ports).
+    pub fn set_agent_url(&mut self, url: String) {
+        self.agents.url = Some(url);
     }
 }
 

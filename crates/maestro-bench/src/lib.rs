@@ -16,6 +16,7 @@
 pub mod chart;
 pub mod env;
 pub mod fleet;
+pub mod instances;
 pub mod limits;
 pub mod load;
 pub mod pages;
@@ -139,7 +140,7 @@ pub struct RunResult {
     pub footprint: Footprint,
 }
 
-fn bar(label: String) -> ProgressBar {
+pub(crate) fn bar(label: String) -> ProgressBar {
     let pb = ProgressBar::new(0);
     if let Ok(style) = ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} {per_sec} {msg}") {
         pb.set_style(style.progress_chars("=> "));
@@ -214,11 +215,12 @@ async fn end_to_end(
     fleet.add_consumers(&consumers, &ProgressBar::hidden()).await?;
     fleet.start_agents(&consumers, &ProgressBar::hidden()).await?;
     // Warm-up: one bundle per consumer proves every agent is connected.
-    load::throughput(&fleet.source, &consumers, (0, 1), p.concurrency, &ProgressBar::hidden()).await?;
+    let sources = std::slice::from_ref(&fleet.source);
+    load::throughput(sources, &consumers, (0, 1), p.concurrency, &ProgressBar::hidden()).await?;
     let cpu0 = fleet.server.usage().cpu_s;
     let pb = bar(format!("{label} e2e"));
     let throughput =
-        load::throughput(&fleet.source, &consumers, (1, p.bundles_per_consumer), p.concurrency, &pb).await?;
+        load::throughput(sources, &consumers, (1, p.bundles_per_consumer), p.concurrency, &pb).await?;
     pb.finish_with_message(format!("{:.0} bundles/s", throughput.per_second));
     let usage = fleet.server.usage();
     let cpu = usage.cpu_s - cpu0;

@@ -103,12 +103,13 @@ pub struct Throughput {
 }
 
 /// Publishes `per_consumer` new bundles to every consumer (`concurrency` publishes in flight,
-/// starting at index `first`) and waits until all are Applied.
+/// starting at index `first`, spread over `sources` in turn: one per server instance) and
+/// waits until all are Applied, as the first source sees them.
 ///
 /// # Errors
 /// Publish failures; not all Applied within [`SCENARIO_DEADLINE`].
 pub async fn throughput(
-    source: &SourceClient,
+    sources: &[SourceClient],
     consumers: &[String],
     (first, per_consumer): (usize, usize),
     concurrency: usize,
@@ -117,12 +118,14 @@ pub async fn throughput(
     let total = consumers.len() * per_consumer;
     bar.set_length(total as u64);
     bar.set_position(0);
-    let mut applied = AppliedWatch::start(source).await?;
+    let first_source = sources.first().context("no source client")?;
+    let mut applied = AppliedWatch::start(first_source).await?;
     let start = Instant::now();
     let items: Vec<(usize, &String)> =
         (first..first + per_consumer).flat_map(|i| consumers.iter().map(move |c| (i, c))).collect();
-    let results: Vec<anyhow::Result<String>> = futures::stream::iter(items)
-        .map(|(i, c)| async move {
+    let results: Vec<anyhow::Result<String>> = futures::stream::iter(items.into_iter().enumerate())
+        .map(|(k, (i, c))| async move {
+            let source = &sources[k % sources.len()];
             source.create(c, &work(i)).await.with_context(|| format!("publishing b-{i} to {c}"))
         })
         .buffer_unordered(concurrency.max(1))

@@ -62,6 +62,12 @@ struct Args {
     /// --postgres; spread over --consumers, default 2,000), and write pages.{json,md}.
     #[arg(long, value_name = "BUNDLES")]
     pages: Option<usize>,
+    /// Instead of the broker and store runs, measure N server instances on one PostgreSQL
+    /// database (needs --postgres; brokers from --broker, not rumqttd): end-to-end throughput
+    /// with 1 and with N instances, and the failover when one is killed; writes
+    /// instances.{json,md}.
+    #[arg(long, value_name = "N")]
+    instances: Option<usize>,
     /// Instead of measuring, read a results.json written by an earlier run and write its
     /// Markdown table and SVG chart again into `--out`.
     #[arg(long, value_name = "RESULTS_JSON")]
@@ -162,6 +168,21 @@ async fn main() -> anyhow::Result<()> {
     params.concurrency = args.concurrency.unwrap_or(params.concurrency).max(1);
     params.latency_rate = args.rate.unwrap_or(params.latency_rate);
     params.idle_agents = args.idle_agents.unwrap_or(params.idle_agents);
+    if let Some(n) = args.instances {
+        let admin = args.postgres.as_deref().context("--instances needs --postgres URL")?;
+        let brokers: Vec<Broker> = if args.broker.iter().any(|b| b == "all") {
+            vec![Broker::Grpc, Broker::Mosquitto]
+        } else {
+            brokers
+        };
+        let runs = maestro_bench::instances::run(&brokers, n, &params, admin).await?;
+        let md = maestro_bench::instances::markdown(&runs);
+        println!("\n{md}");
+        std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        std::fs::write(args.out.join("instances.json"), serde_json::to_string_pretty(&runs)?)?;
+        std::fs::write(args.out.join("instances.md"), &md)?;
+        return Ok(());
+    }
     let mut report = Report {
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         machine: machine(),

@@ -43,17 +43,7 @@ async fn setup(store: &DynStore, resources: usize) -> Vec<maestro_store::Resourc
 }
 
 fn status(r: &maestro_store::Resource, ids: &Generator) -> StatusWrite {
-    let data = json!({"applied": r.id});
-    StatusWrite {
-        resource_id: r.id.clone(),
-        consumer_name: r.consumer_name.clone(),
-        version: r.version,
-        sequence_id: ids.next_string(),
-        status_hash: None,
-        event: json!({"specversion": "1.0", "resourceversion": r.version, "data": data}),
-        data,
-        deleted: false,
-    }
+    common::status_write(r, ids, json!({"applied": r.id}))
 }
 
 /// A creation is handed over with its resource, exactly as the outbox holds it; an update is

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use maestro_api::snowflake::Generator;
-use maestro_store::{DynStore, NewConsumer, NewResource, StatusWrite};
+use maestro_store::{DynStore, NewConsumer, NewResource};
 use serde_json::json;
 
 mod common;
@@ -69,18 +69,7 @@ async fn status_events_are_pruned_up_to_the_lowest_live_cursor(store: DynStore) 
     let r = resource(&store, "r1", "c1").await;
     let ids = Generator::new(1);
     for n in 0..3 {
-        let data = json!({"n": n});
-        let write = StatusWrite {
-            resource_id: r.id.clone(),
-            consumer_name: "c1".into(),
-            version: r.version,
-            sequence_id: ids.next_string(),
-            status_hash: None,
-            event: json!({"specversion": "1.0", "resourceversion": r.version, "data": data}),
-            data,
-            deleted: false,
-        };
-        store.apply_status(write).await.expect("status");
+        store.apply_status(common::status_write(&r, &ids, json!({"n": n}))).await.expect("status");
     }
     let last = store.last_status_event_seq().await.expect("last");
     assert!(store.register_instance("a", LEASE, last - 2).await.expect("register"));

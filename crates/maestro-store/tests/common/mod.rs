@@ -1,6 +1,8 @@
 //! What the store test files share: the three backends and a macro running one case on each.
 
-use maestro_store::{DynStore, testing};
+use maestro_api::snowflake::Generator;
+use maestro_store::{DynStore, Resource, StatusWrite, testing};
+use serde_json::{Value, json};
 
 /// A store plus whatever must live as long as it.
 pub(crate) struct Backend {
@@ -49,4 +51,19 @@ macro_rules! suite {
         $crate::backend!(sqlite_file: $($case),*);
         $crate::backend!(postgres: $($case),*);
     };
+}
+
+/// An agent status of `r` at its version with `data`, under a fresh sequence id from `ids`.
+#[allow(dead_code)] // not every test file writes statuses
+pub(crate) fn status_write(r: &Resource, ids: &Generator, data: Value) -> StatusWrite {
+    StatusWrite {
+        resource_id: r.id.clone(),
+        consumer_name: r.consumer_name.clone(),
+        version: r.version,
+        sequence_id: ids.next_string(),
+        status_hash: None,
+        event: json!({"specversion": "1.0", "resourceversion": r.version, "data": data}),
+        data,
+        deleted: false,
+    }
 }
