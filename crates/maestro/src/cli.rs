@@ -124,7 +124,8 @@ pub struct ServerArgs {
     embedded_mqtt_password_file: Option<std::path::PathBuf>,
     /// Broker client id of this server instance (the MQTT client id; as Go Maestro, also the
     /// instance id when `--instance-id` is not given). Default: the instance id. Several
-    /// instances need different ids (an MQTT broker disconnects a second client with one id).
+    /// instances need different ids (an MQTT broker disconnects the older of two clients with
+    /// one id).
     #[arg(long, env = "MAESTRO_CLIENT_ID")]
     client_id: Option<String>,
     /// This server's id in the instance registry, unique among the instances sharing one
