@@ -137,6 +137,20 @@ fn write_outputs(report: &Report, out: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints a scenario's Markdown table and writes `<name>.json` and `<name>.md` into `out`.
+fn write_scenario(
+    out: &std::path::Path,
+    name: &str,
+    md: &str,
+    json: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    println!("\n{md}");
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join(format!("{name}.json")), serde_json::to_string_pretty(json)?)?;
+    std::fs::write(out.join(format!("{name}.md")), md)?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -153,12 +167,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(bundles) = args.pages {
         let admin = args.postgres.as_deref().context("--pages needs --postgres URL")?;
         let report = maestro_bench::pages::run(admin, bundles, args.consumers.unwrap_or(2_000)).await?;
-        let md = maestro_bench::pages::markdown(&report);
-        println!("\n{md}");
-        std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-        std::fs::write(args.out.join("pages.json"), serde_json::to_string_pretty(&report)?)?;
-        std::fs::write(args.out.join("pages.md"), &md)?;
-        return Ok(());
+        return write_scenario(&args.out, "pages", &maestro_bench::pages::markdown(&report), &report);
     }
     let brokers = parse_all(&args.broker, &Broker::ALL, "broker")?;
     let stores = parse_all(&args.store, &[StoreKind::Postgres, StoreKind::Sqlite], "store")?;
@@ -176,12 +185,7 @@ async fn main() -> anyhow::Result<()> {
             brokers
         };
         let runs = maestro_bench::instances::run(&brokers, n, &params, admin).await?;
-        let md = maestro_bench::instances::markdown(&runs);
-        println!("\n{md}");
-        std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-        std::fs::write(args.out.join("instances.json"), serde_json::to_string_pretty(&runs)?)?;
-        std::fs::write(args.out.join("instances.md"), &md)?;
-        return Ok(());
+        return write_scenario(&args.out, "instances", &maestro_bench::instances::markdown(&runs), &runs);
     }
     let mut report = Report {
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
