@@ -11,8 +11,8 @@
 //! so one instance sends each row. With the gRPC broker, hosted by the server itself, only the
 //! instance holding a consumer's agent stream can deliver: sweeps claim only rows of consumers
 //! held here, a row for an agent not connected here is released for the instance that holds
-//! it, and rows of consumers nobody holds are completed (the agent's spec resync on connect
-//! delivers).
+//! it; rows of consumers nobody holds are completed by the instance registry's heartbeat
+//! (`crate::instances`; the agent's spec resync on connect delivers).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -153,9 +153,6 @@ impl Dispatcher<'_> {
         let passed = self.deliver_all(pending).await;
         self.swept.extend(passed.done.iter().copied());
         self.settle(&passed).await?;
-        if self.held_only {
-            self.store.complete_unheld_spec_events().await?;
-        }
         Ok(fetched - passed.elsewhere.len())
     }
 

@@ -117,7 +117,8 @@ impl AgentHolders {
 
 /// Every heartbeat until `cancel`: renews the lease (registering again if it passed),
 /// declares dead the instances whose lease passed, and records the consumers whose gRPC agents
-/// are connected here (in `holders`), and publishes the live instances to `live` (sorted ids,
+/// are connected here (in `holders`) and completes the outbox rows nobody can deliver, and
+/// publishes the live instances to `live` (sorted ids,
 /// this one among them: [`crate::ownership::Membership`]).
 pub async fn run(
     store: DynStore,
@@ -174,15 +175,20 @@ async fn heartbeat(
             changed
         });
     }
-    match transport.connected_consumers() {
-        Some(connected) if store.is_shared() => holders.sync(store, connected).await,
-        _ => Ok(()),
+    // With the gRPC broker: record the agents connected here, then complete the rows of
+    // consumers no live instance holds (nobody can deliver them; the agent's spec resync on
+    // connect sends the state). Once per heartbeat, not on every dispatcher sweep.
+    if let Some(connected) = transport.connected_consumers().filter(|_| store.is_shared()) {
+        holders.sync(store, connected).await?;
+        store.complete_unheld_spec_events().await?;
     }
+    Ok(())
 }
 
 /// Leaves the registry (a graceful shutdown, after the dispatcher stopped): claims released,
 /// agent streams forgotten, lease ended, so the other instances take over at once.
-pub async fn leave(store: &DynStore, id: &str) {
+pub async fn leave(store: &DynStore) {
+    let id = store.instance_id().unwrap_or_default();
     match store.leave_instance().await {
         Ok(()) => tracing::info!(instance = %id, "server instance left the registry"),
         Err(e) => {

@@ -159,7 +159,6 @@ pub struct RunningServer {
     shutdown_timeout: Duration,
     transport: DynSourceTransport,
     store: DynStore,
-    instance_id: String,
     /// Kept alive until the server has stopped ([`RunningServer::hold`]).
     held: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -179,7 +178,7 @@ impl RunningServer {
     /// returns), leaves the instance registry (releasing its outbox claims, so other
     /// instances take over at once) and closes the broker transport.
     pub async fn shutdown(self) {
-        let RunningServer { cancel, tasks, shutdown_timeout, transport, store, instance_id, held, .. } = self;
+        let RunningServer { cancel, tasks, shutdown_timeout, transport, store, held, .. } = self;
         drop(cancel);
         tasks.close();
         if tokio::time::timeout(shutdown_timeout, tasks.wait()).await.is_err() {
@@ -189,7 +188,7 @@ impl RunningServer {
                 "shutdown: tasks still running after the shutdown timeout; abandoning them"
             );
         }
-        instances::leave(&store, &instance_id).await;
+        instances::leave(&store).await;
         transport.close().await;
         drop(held);
         tracing::info!("maestro server stopped");
@@ -284,7 +283,6 @@ pub async fn start(
     warn_if_exposed("source gRPC", grpc_addr, config.grpc_tls.is_some(), &config.grpc_gate);
     tracing::info!(%http_addr, https, %grpc_addr, backend = transport.backend(), source_id = %config.source_id, "maestro server started");
     let (cancel, shutdown_timeout) = (cancel.drop_guard(), config.shutdown_timeout);
-    let instance_id = config.instance.id.clone();
     Ok(RunningServer {
         http_addr,
         grpc_addr,
@@ -293,7 +291,6 @@ pub async fn start(
         shutdown_timeout,
         transport,
         store,
-        instance_id,
         held: Vec::new(),
     })
 }

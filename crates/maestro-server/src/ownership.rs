@@ -39,10 +39,12 @@ fn weight(instance: &str, consumer: &str) -> u64 {
 /// The owner of `consumer` among `live` (ties, which need a SHA-256 collision, go to the
 /// smaller id); `None` when `live` is empty.
 pub fn owner<'a>(consumer: &str, live: &'a [String]) -> Option<&'a str> {
-    live.iter()
-        .map(|id| (weight(id, consumer), std::cmp::Reverse(id.as_str())))
-        .max()
-        .map(|(_, std::cmp::Reverse(id))| id)
+    heaviest(consumer, live.iter().map(String::as_str))
+}
+
+/// The id of `ids` with the highest weight for `consumer` (ties to the smaller id).
+fn heaviest<'a>(consumer: &str, ids: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    ids.map(|id| (weight(id, consumer), std::cmp::Reverse(id))).max().map(|(_, std::cmp::Reverse(id))| id)
 }
 
 /// This instance's view of the live instances, kept up to date by the instance registry's
@@ -85,13 +87,7 @@ impl Membership {
 
 /// Whether `me` owns `consumer` among `live` (`me` counted as live).
 pub fn owns(me: &str, live: &[String], consumer: &str) -> bool {
-    if live.iter().any(|id| id == me) {
-        owner(consumer, live) == Some(me)
-    } else {
-        let mut with_me = live.to_vec();
-        with_me.push(me.to_owned());
-        owner(consumer, &with_me) == Some(me)
-    }
+    heaviest(consumer, live.iter().map(String::as_str).chain(std::iter::once(me))) == Some(me)
 }
 
 #[cfg(test)]
