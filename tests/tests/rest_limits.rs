@@ -139,10 +139,14 @@ async fn bodies_over_the_limit_are_refused_declared_or_chunked() {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let chunked = format!("{head}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
     tcp.write_all(chunked.as_bytes()).await.unwrap();
-    let got = request(&mut tcp, "").await;
+    let (got, _) = read_until_closed(&mut tcp).await;
+    let got = String::from_utf8_lossy(&got).into_owned();
     assert!(got.starts_with("HTTP/1.1 413"), "{got}");
     assert_eq!(json_body(got.as_bytes())["code"].as_str(), Some("maestro-17"));
-    // Under the limit, the same request is served.
+    // The body was not read to its end: the answer says the connection closes, and it does.
+    assert!(got.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{got}");
+    // Under the limit, the same request is served (on a new connection).
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
     let small = r#"{"name":"small"}"#;
     let got = request(&mut tcp, &format!("{head}Content-Length: {}\r\n\r\n{small}", small.len())).await;
     assert!(got.starts_with("HTTP/1.1 201"), "{got}");
@@ -724,6 +728,9 @@ mod store_wrapper {
         async fn ping(&self) -> Result<()> {
             self.check()?;
             self.inner.ping().await
+        }
+        async fn backlog(&self) -> Result<maestro_store::Backlog> {
+            self.inner.backlog().await
         }
     }
 }

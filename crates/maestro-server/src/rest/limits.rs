@@ -79,7 +79,20 @@ impl ListSlots {
 /// The outermost middleware: names the request (a generated `X-Operation-ID` when it has
 /// none, so every log line and error body of the request shows the same id), refuses a body
 /// declared too large, and answers 503 when the response head is not ready in time.
-pub(crate) async fn guard(State(limits): State<Arc<RestLimits>>, mut req: Request, next: Next) -> Response {
+///
+/// A 413 on HTTP/1.1 carries `Connection: close`: its body was not read, so the server closes
+/// the connection, and a client that reused it would see its next request fail mid-flight.
+pub(crate) async fn guard(State(limits): State<Arc<RestLimits>>, req: Request, next: Next) -> Response {
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
+    let mut resp = guarded(limits, req, next).await;
+    if http1 && resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// [`guard`] without the connection handling.
+async fn guarded(limits: Arc<RestLimits>, mut req: Request, next: Next) -> Response {
     if req.headers().get(OPERATION_ID).is_none_or(HeaderValue::is_empty) {
         let id = uuid::Uuid::new_v4().to_string();
         if let Ok(v) = HeaderValue::from_str(&id) {
