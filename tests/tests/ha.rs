@@ -6,7 +6,9 @@
 //! middle of the writes and everything must converge without it; it is then started again, and
 //! all three are restarted one after the other (SIGTERM) while writes go on.
 //! Every bundle must end Applied at its latest version on its cluster, every status reach the
-//! watching source once, and the outbox drain. `HA_DEBUG=1` prints the progress of each wait
+//! watching source once, and the outbox drain, within 10 s of the dead instance's lease ending
+//! (or of the last write, when later) and of the rolling restart's last write; on the
+//! emulator, whose stalls are issue 24, the times are printed only. `HA_DEBUG=1` prints the progress of each wait
 //! and keeps the servers' logs (their directory is printed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -29,6 +31,13 @@ use maestro_tests::wait_for_within;
 const CONSUMERS: usize = 20;
 const PER_CONSUMER: usize = 50;
 const SOURCE: &str = "ha-source";
+/// The servers' `--instance-lease`: a killed instance is declared dead this long after its
+/// last heartbeat.
+const LEASE: Duration = Duration::from_secs(2);
+/// The bound on recovery (issue 21's target: < 10 s after the lease), from the later of the
+/// lease's end and the last write; the Pub/Sub emulator's stalls are reported, not bounded
+/// (docs/benchmarks.md, "Known problems").
+const RECOVERY_BOUND: Duration = Duration::from_secs(10);
 
 /// The broker of a run.
 #[derive(Debug, Clone)]
@@ -108,8 +117,10 @@ impl Server {
             .args(["server", "--db", &self.db_url])
             .args(&self.broker_args)
             .args(["--http-addr", &self.http.to_string(), "--grpc-addr", &self.grpc.to_string()])
-            .args(["--grpc-broker-addr", &self.broker.to_string(), "--heartbeat-interval", "1s"])
-            .args(["--instance-heartbeat", "500ms", "--instance-lease", "2s"])
+            .args(["--grpc-broker-addr", &self.broker.to_string(), "--heartbeat-check-interval", "1s"])
+            .args(["--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"])
+            .args(["--instance-heartbeat", "500ms", "--instance-lease"])
+            .arg(format!("{}ms", LEASE.as_millis()))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -402,9 +413,15 @@ async fn three_instances(broker: Broker) {
         apply(&sources, c, i, 2).await;
         want.insert((c, i), 2);
     }
-    // The killed instance stays down: its agents (gRPC) and its claimed rows move to the others.
+    // The killed instance stays down: its agents (gRPC) and its claimed rows move to the others
+    // once its lease ends; recovery counts from then, or from the last write if that is later.
+    let last_write = Instant::now();
     let took = converged(&rest(1), &mut agents, Some(&seen), &want, (&db_url, deadline)).await;
-    eprintln!("converged {took:?} after the last write, {:?} after the SIGKILL", killed.elapsed());
+    let recovery = Instant::now().saturating_duration_since(last_write.max(killed + LEASE));
+    eprintln!("converged {took:?} after the last write, {recovery:?} after the lease ended");
+    if !matches!(broker, Broker::PubSub(_)) {
+        assert!(recovery < RECOVERY_BOUND, "recovery took {recovery:?} after the lease");
+    }
     assert_no_duplicate_statuses(&seen);
     servers[0].start().await;
 
@@ -421,6 +438,9 @@ async fn three_instances(broker: Broker) {
     }
     let took = converged(&rest(2), &mut agents, None, &want, (&db_url, deadline)).await;
     eprintln!("converged {took:?} after the last write (rolling restart)");
+    if !matches!(broker, Broker::PubSub(_)) {
+        assert!(took < RECOVERY_BOUND, "the rolling restart converged {took:?} after the last write");
+    }
     assert_no_duplicate_statuses(&seen);
     agents.stop_all().await;
     if std::env::var("HA_DEBUG").is_ok() {

@@ -18,6 +18,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 
+use crate::ownership::{HOUSEKEEPING, Membership};
 use crate::spec::own_spec_form;
 
 /// A status event addressed to the subscribers of one source, already in its protobuf form:
@@ -215,18 +216,19 @@ impl Fanout {
     /// Runs the fan-out until `cancel` is cancelled. Delivered rows are pruned every
     /// `prune_every` (default 30 s, [`crate::retention::RetentionConfig`]) alongside, never in
     /// the fan-out's way: a prune deletes thousands of rows under load, and statuses waiting
-    /// behind it would reach their sources late.
+    /// behind it would reach their sources late. Of several instances, the owner of
+    /// [`crate::ownership::HOUSEKEEPING`] prunes (up to the slowest live instance's cursor).
     pub async fn run(
         self,
         store: DynStore,
         hub: StatusHub,
-        prune_every: Duration,
+        (prune_every, membership): (Duration, Membership),
         cancel: CancellationToken,
     ) {
         let Fanout { feed, delivered } = self;
         tokio::join!(
             fanout(&store, &hub, feed, &delivered, &cancel),
-            prune(&store, &delivered, prune_every, &cancel)
+            prune(&store, &delivered, (prune_every, &membership), &cancel)
         );
     }
 }
@@ -311,14 +313,27 @@ fn send_row(hub: &StatusHub, row: StatusEventRow) {
     match row_status(row) {
         Some(s) => {
             hub.send(s);
+            ::metrics::counter!(crate::metrics::STATUS_RECONCILES, "status" => "success").increment(1);
         }
-        None => tracing::warn!(seq, "unreadable status event row skipped"),
+        None => {
+            tracing::warn!(seq, "unreadable status event row skipped");
+            ::metrics::counter!(crate::metrics::STATUS_RECONCILES, "status" => "error").increment(1);
+        }
     }
 }
 
-/// Every `every`, deletes the rows up to `delivered`.
-async fn prune(store: &DynStore, delivered: &AtomicI64, every: Duration, cancel: &CancellationToken) {
+/// Every `every`, while `membership` owns the housekeeping, deletes the rows up to `delivered`
+/// (the store keeps those another live instance has not delivered yet).
+async fn prune(
+    store: &DynStore,
+    delivered: &AtomicI64,
+    (every, membership): (Duration, &Membership),
+    cancel: &CancellationToken,
+) {
     while pause(every, cancel).await {
+        if !membership.owns(HOUSEKEEPING) {
+            continue;
+        }
         if let Err(e) = store.prune_status_events(delivered.load(Ordering::Acquire)).await {
             tracing::warn!(error = %e, "pruning status events failed");
         }

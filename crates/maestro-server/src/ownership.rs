@@ -14,6 +14,11 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+/// The key whose owner does the store-wide housekeeping (outbox and dead-letter retention,
+/// status event pruning): one live instance at a time, the others skip it. A hand-over in the
+/// middle is harmless, since every prune is idempotent.
+pub const HOUSEKEEPING: &str = "maestro:housekeeping";
+
 /// How the instances share the agents' events a broker delivers (Go Maestro's
 /// `--subscription-type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +105,15 @@ mod tests {
 
     /// Every consumer has exactly one owner; load is spread; a joining instance takes only
     /// consumers from the others (nothing moves between the old ones), about 1/N of them.
+    #[test]
+    fn one_instance_does_the_housekeeping() {
+        for n in 1..6 {
+            let live = ids(n);
+            let keepers = live.iter().filter(|me| owns(me, &live, HOUSEKEEPING)).count();
+            assert_eq!(keepers, 1, "{n} instances");
+        }
+    }
+
     #[test]
     fn owners_are_unique_spread_and_stable() {
         let consumers: Vec<String> = (0..3000).map(|i| format!("cluster-{i}")).collect();

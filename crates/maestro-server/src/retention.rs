@@ -9,6 +9,8 @@ use std::time::Duration;
 use maestro_store::DynStore;
 use maestro_transport::retry::CancellationToken;
 
+use crate::ownership::{HOUSEKEEPING, Membership};
+
 /// Retention settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionConfig {
@@ -40,14 +42,23 @@ impl Default for RetentionConfig {
     }
 }
 
-/// Prunes every `config.interval` until shutdown.
-pub async fn run(store: DynStore, config: RetentionConfig, cancel: CancellationToken) {
+/// Prunes every `config.interval` until shutdown, while this instance owns the housekeeping
+/// ([`crate::ownership::HOUSEKEEPING`]; with one instance, always).
+pub async fn run(
+    store: DynStore,
+    config: RetentionConfig,
+    membership: Membership,
+    cancel: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             () = cancel.cancelled() => return,
+        }
+        if !membership.owns(HOUSEKEEPING) {
+            continue;
         }
         match prune_once(&store, &config).await {
             Ok(0) => {}
