@@ -50,6 +50,39 @@ pub type PostgresStore = SqlStore<Postgres>;
 pub const STATUS_SEQ_LOCK: i64 = 0x6d73_7461_7473_6571;
 /// Pool size.
 const POOL_SIZE: u32 = 16;
+
+/// The URL query parameter that sets the pool size (connections this process opens; default
+/// 16): `postgres://…?max_connections=50` (`maestro server --db-max-open-connections`). It is
+/// taken out of the URL before the driver reads it.
+pub const MAX_CONNECTIONS_PARAM: &str = "max_connections";
+
+/// `url` without [`MAX_CONNECTIONS_PARAM`], and the pool size it asked for.
+///
+/// # Errors
+/// [`StoreError::Invalid`] for a size that is not a positive number.
+fn pool_size(url: &str) -> Result<(String, u32)> {
+    let Ok(mut parsed) = url::Url::parse(url) else { return Ok((url.to_owned(), POOL_SIZE)) };
+    let (mut size, mut kept) = (POOL_SIZE, Vec::new());
+    for (k, v) in parsed.query_pairs().into_owned() {
+        if k == MAX_CONNECTIONS_PARAM {
+            size = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                crate::StoreError::Invalid(format!(
+                    "{MAX_CONNECTIONS_PARAM}={v:?} in the database URL is not a positive number"
+                ))
+            })?;
+        } else {
+            kept.push((k, v));
+        }
+    }
+    if size == POOL_SIZE && kept.len() == parsed.query_pairs().count() {
+        return Ok((url.to_owned(), size));
+    }
+    parsed.set_query(None);
+    if !kept.is_empty() {
+        parsed.query_pairs_mut().extend_pairs(kept);
+    }
+    Ok((parsed.to_string(), size))
+}
 /// How long a request waits for a pooled connection before it fails (docs/security.md, "Bad
 /// input": during a database outage requests fail fast and `/readyz` says so within 5 s).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,6 +122,7 @@ impl sealed::Backend for Postgres {
     const RESOURCE_TOTALS: bool = true;
     // The transaction's start time: one value for every row a statement touches.
     const NOW_MS: &'static str = "(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT";
+    const CREATED_AT_MS: &'static str = "(EXTRACT(EPOCH FROM created_at) * 1000)::BIGINT";
     const LIST_VALUES: &'static str = "UNNEST($1) AS t(value)";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const SHARED: bool = true;
@@ -102,11 +136,12 @@ impl sealed::Backend for Postgres {
     }
 
     async fn connect(url: &str) -> Result<PgPool> {
+        let (url, size) = pool_size(url)?;
         let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
         if !url.contains("statement_timeout") {
             options = options.options([("statement_timeout", STATEMENT_TIMEOUT)]);
         }
-        let pool = PgPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(ACQUIRE_TIMEOUT);
+        let pool = PgPoolOptions::new().max_connections(size).acquire_timeout(ACQUIRE_TIMEOUT);
         Ok(pool.connect_with(options).await?)
     }
 
@@ -270,5 +305,22 @@ where
 {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
         self.0.encode_by_ref(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_size_is_taken_out_of_the_url() {
+        let (url, size) = pool_size("postgres://u@h:5/db?sslmode=disable&max_connections=50").expect("size");
+        assert_eq!((url.as_str(), size), ("postgres://u@h:5/db?sslmode=disable", 50));
+        let (url, size) = pool_size("postgres://u@h/db?max_connections=3").expect("size");
+        assert_eq!((url.as_str(), size), ("postgres://u@h/db", 3));
+        let plain = "postgres://u:p@h/db?sslmode=require";
+        assert_eq!(pool_size(plain).expect("size"), (plain.to_owned(), POOL_SIZE));
+        assert!(pool_size("postgres://h/db?max_connections=0").is_err());
+        assert!(pool_size("postgres://h/db?max_connections=many").is_err());
     }
 }

@@ -14,22 +14,54 @@ use crate::server::ServerSettings;
 #[derive(Debug, Parser)]
 #[command(name = "maestro", version, about, long_about = None)]
 pub struct Cli {
-    /// Log as JSON lines instead of human-readable text.
+    /// Log as JSON lines instead of human-readable text (same as `--log-format json`).
     #[arg(long, global = true, env = "MAESTRO_LOG_JSON")]
     pub log_json: bool,
+    /// Log format: `text` (human-readable, the default) or `json` (one object per line, with
+    /// the fields of the enclosing spans, among them `trace_id` when tracing is on).
+    #[arg(long, global = true, env = "MAESTRO_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// klog's flags (Go Maestro compatibility).
+    #[command(flatten)]
+    pub klog: crate::go_flags::KlogFlags,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
 }
 
 impl Cli {
+    /// Whether logs are JSON lines (`--log-json` or `--log-format json`).
+    pub fn json_logs(&self) -> bool {
+        self.log_json || self.log_format == Some(LogFormat::Json)
+    }
+
+    /// The OpenTelemetry service name of this command (`OTEL_SERVICE_NAME` wins).
+    pub fn service_name(&self) -> &'static str {
+        match self.command {
+            Command::Agent(_) => "maestro-agent",
+            _ => "maestro-server",
+        }
+    }
+
     /// The log filter used when `RUST_LOG` is not set.
     pub fn default_log_filter(&self) -> &'static str {
+        if let Some(filter) = self.klog.filter() {
+            return filter;
+        }
         match self.command {
             Command::Demo(_) => "warn,rumqttd=off",
             _ => "info",
         }
     }
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, control characters escaped.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.
@@ -41,7 +73,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Run a work agent for one consumer (cluster).
     Agent(AgentArgs),
-    /// Apply database migrations and exit.
+    /// Apply database migrations and exit (also `migration`, Go Maestro's name).
+    #[command(alias = "migration")]
     Migrate(DbArgs),
     /// Run the main job end to end on embedded defaults: a server on SQLite with the gRPC
     /// broker (or `--broker mqtt|pubsub`) and 3 agents on simulated clusters; apply the
@@ -56,22 +89,16 @@ pub enum Command {
     Pubsub(PubSubCommand),
 }
 
-/// Database selection.
-#[derive(Debug, Clone, Args)]
-pub struct DbArgs {
-    /// Database URL: `sqlite://FILE` (created if missing), `sqlite::memory:`, or
-    /// `postgres://user:password@host:port/db`.
-    #[arg(long = "db", env = "MAESTRO_DB_URL", default_value = "sqlite://maestro.db")]
-    pub db_url: String,
-}
+pub use crate::db_args::DbArgs;
 
 /// `maestro server` flags.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     #[command(flatten)]
     db: DbArgs,
-    /// Message broker between server and agents.
-    #[arg(long, value_enum, env = "MAESTRO_BROKER", default_value = "grpc")]
+    /// Message broker between server and agents (also `--message-broker-type`, Go Maestro's
+    /// name).
+    #[arg(long, alias = "message-broker-type", value_enum, env = "MAESTRO_BROKER", default_value = "grpc")]
     broker: BrokerKind,
     /// REST API listen address (`HOST:PORT`). Default: `--server-hostname` and
     /// `--http-server-bindport`.
@@ -92,6 +119,22 @@ pub struct ServerArgs {
     /// Source gRPC port (Go Maestro's flag).
     #[arg(long, env = "MAESTRO_GRPC_SERVER_BINDPORT", value_name = "PORT", default_value_t = 8090)]
     grpc_server_bindport: u16,
+    /// Prometheus metrics port (Go Maestro's flag): `/metrics` in the text format.
+    #[arg(long, env = "MAESTRO_METRICS_SERVER_BINDPORT", value_name = "PORT", default_value_t = 8080)]
+    metrics_server_bindport: u16,
+    /// Metrics listen address (`HOST:PORT`; port 0 picks a free one). Default:
+    /// `--server-hostname` and `--metrics-server-bindport`.
+    #[arg(long, env = "MAESTRO_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Health port (Go Maestro's flag): `/healthcheck` and `/readyz` (ready: the database
+    /// answers, the broker subscribed, the instance lease holds), `/livez` and `/healthz`
+    /// (alive).
+    #[arg(long, env = "MAESTRO_HEALTH_CHECK_SERVER_BINDPORT", value_name = "PORT", default_value_t = 8083)]
+    health_check_server_bindport: u16,
+    /// Health listen address (`HOST:PORT`; port 0 picks a free one). Default:
+    /// `--server-hostname` and `--health-check-server-bindport`.
+    #[arg(long, env = "MAESTRO_HEALTH_ADDR")]
+    health_addr: Option<SocketAddr>,
     /// Agent broker port with `--broker grpc` (Go Maestro's flag).
     #[arg(long, env = "MAESTRO_GRPC_BROKER_BINDPORT", value_name = "PORT", default_value_t = 8091)]
     grpc_broker_bindport: u16,
@@ -134,14 +177,15 @@ pub struct ServerArgs {
     #[arg(long, env = "MAESTRO_INSTANCE_ID")]
     instance_id: Option<String>,
     /// How often this instance renews its lease in the instance registry and looks for
-    /// instances whose lease passed (e.g. `5s`).
-    #[arg(long, env = "MAESTRO_INSTANCE_HEARTBEAT", value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// instances whose lease passed (e.g. `5s`; also `--heartbeat-interval`, Go Maestro's name,
+    /// where a bare number is seconds).
+    #[arg(long, alias = "heartbeat-interval", env = "MAESTRO_INSTANCE_HEARTBEAT", value_name = "DURATION", default_value = "5s", value_parser = crate::go_flags::seconds_or_duration)]
     instance_heartbeat: Duration,
     /// How long this instance's lease holds without renewal (e.g. `15s`): after it, another
     /// instance declares it dead and takes over its spec deliveries and its gRPC agents'
-    /// consumers. At least twice `--instance-heartbeat`.
-    #[arg(long, env = "MAESTRO_INSTANCE_LEASE", value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
-    instance_lease: Duration,
+    /// consumers. At least twice `--instance-heartbeat`. Default: three heartbeats (15 s).
+    #[arg(long, env = "MAESTRO_INSTANCE_LEASE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    instance_lease: Option<Duration>,
     /// How several instances share the agents' events (Go Maestro's flag): `shared`, each
     /// handles what the broker hands it (MQTT `$share/…` topics, Pub/Sub; without `$share/`
     /// every instance stores each status once); `broadcast`, every instance receives
@@ -157,9 +201,13 @@ pub struct ServerArgs {
     /// `originalsource`.
     #[arg(long, env = "MAESTRO_SOURCE_ID", default_value = "maestro")]
     source_id: String,
-    /// Heartbeat period on gRPC Subscribe streams (e.g. `10s`); `0s` disables.
-    #[arg(long, env = "MAESTRO_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
-    heartbeat_interval: Duration,
+    /// Heartbeat period on gRPC Subscribe streams, sources' and agents' (Go Maestro's flag;
+    /// e.g. `10s`); `0s` disables.
+    #[arg(long, env = "MAESTRO_HEARTBEAT_CHECK_INTERVAL", value_name = "DURATION", default_value = "10s", value_parser = crate::go_flags::seconds_or_duration)]
+    heartbeat_check_interval: Duration,
+    /// No heartbeats on gRPC Subscribe streams (Go Maestro's flag).
+    #[arg(long, env = "MAESTRO_HEARTBEAT_DISABLE")]
+    heartbeat_disable: bool,
     /// Largest accepted resource bundle, in bytes of manifests.
     #[arg(long, env = "MAESTRO_MAX_BUNDLE_BYTES", default_value_t = maestro_api::validate::MAX_BUNDLE_BYTES)]
     max_bundle_bytes: usize,
@@ -169,8 +217,9 @@ pub struct ServerArgs {
     shutdown_timeout: Duration,
     /// Serve the REST API over HTTPS (TLS 1.2 and 1.3) with `--https-cert-file` and
     /// `--https-key-file`, as Go Maestro's flag; the files are re-read when they change, so a
-    /// rotated certificate needs no restart.
-    #[arg(long, env = "MAESTRO_ENABLE_HTTPS", requires_all = ["https_cert_file", "https_key_file"])]
+    /// rotated certificate needs no restart. Takes an optional value (`--enable-https=false`)
+    /// as Go's boolean flags do.
+    #[arg(long, env = "MAESTRO_ENABLE_HTTPS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     enable_https: bool,
     /// PEM certificate (then intermediates) of the REST API, with `--enable-https`.
     #[arg(long, env = "MAESTRO_HTTPS_CERT_FILE", value_name = "PATH")]
@@ -222,15 +271,17 @@ pub struct ServerArgs {
     http_max_body_bytes: u32,
     /// REST: time an HTTP/1.1 client has to send a request's headers, also the longest an idle
     /// keep-alive connection is kept (e.g. `10s`); `0s` disables.
-    #[arg(long, env = "MAESTRO_HTTP_READ_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Also `--http-read-timeout` (Go Maestro's flag, which bounds reading the whole request).
+    #[arg(long, alias = "http-read-timeout", env = "MAESTRO_HTTP_READ_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     http_read_header_timeout: Duration,
     /// REST: a connection with no request in progress on which nothing is read or written for
     /// this long is closed (a client that stopped reading a response, an idle HTTP/2
     /// connection); `0s` disables.
     #[arg(long, env = "MAESTRO_HTTP_IDLE_TIMEOUT", value_name = "DURATION", default_value = "90s", value_parser = humantime::parse_duration)]
     http_idle_timeout: Duration,
-    /// REST: time a request has to produce its response head (then 503); `0s` disables.
-    #[arg(long, env = "MAESTRO_HTTP_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// REST: time a request has to produce its response head (then 503); `0s` disables. Also
+    /// `--http-write-timeout` (Go Maestro's flag, which bounds the whole response).
+    #[arg(long, alias = "http-write-timeout", env = "MAESTRO_HTTP_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     http_request_timeout: Duration,
     /// REST: lists served at once; more wait for a slot within the request timeout.
     #[arg(long, env = "MAESTRO_HTTP_MAX_CONCURRENT_LISTS", value_name = "N", default_value_t = 8,
@@ -242,6 +293,8 @@ pub struct ServerArgs {
     grpc_limits: crate::grpc_limits::GrpcLimitsArgs,
     #[command(flatten)]
     ingest: crate::ingest_args::IngestArgs,
+    #[command(flatten)]
+    go: crate::go_flags::GoServerFlags,
 }
 
 /// `maestro agent` flags.
@@ -286,6 +339,13 @@ pub struct AgentArgs {
     shutdown_timeout: Duration,
     #[command(flatten)]
     sources: crate::agent::AgentSourceArgs,
+    #[command(flatten)]
+    go: crate::go_flags::GoAgentFlags,
+    /// Serve Prometheus metrics (`/metrics`) and health (`/livez`, `/healthz`; `/readyz`: the
+    /// broker subscribed) on this address (`HOST:PORT`, e.g. `0.0.0.0:8080` in a pod). Default:
+    /// not served.
+    #[arg(long, env = "MAESTRO_AGENT_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Pub/Sub without a config file.
@@ -335,7 +395,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(a) => crate::server::run(server_settings(a)?).await,
         Command::Agent(a) => crate::agent::run(agent_settings(a)).await,
-        Command::Migrate(a) => crate::server::migrate(&a.db_url).await,
+        Command::Migrate(a) => crate::server::migrate(&a.url()?).await,
         Command::Demo(a) => crate::demo::run(a).await,
         Command::Pubsub(PubSubCommand::Init(a)) => crate::pubsub::init(a).await,
         Command::DevCerts(a) => crate::dev_certs::run(&a),
@@ -364,14 +424,18 @@ fn check_broker_flags(a: &ServerArgs) -> anyhow::Result<()> {
 fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
     check_broker_flags(&a)?;
     let instance = instance_config(&a)?;
-    let heartbeat = Some(a.heartbeat_interval).filter(|d| !d.is_zero());
+    a.go.check()?;
+    let heartbeat = Some(a.heartbeat_check_interval).filter(|d| !d.is_zero() && !a.heartbeat_disable);
     let host = a.server_hostname.as_deref();
     let http_addr = listen_addr(a.http_addr, host, a.enable_https, a.http_server_bindport)?;
     let grpc_addr = listen_addr(a.grpc_addr, host, a.grpc_tls_cert_file.is_some(), a.grpc_server_bindport)?;
     let broker_tls = a.grpc_broker_tls_cert_file.is_some();
     let grpc_broker_addr = listen_addr(a.grpc_broker_addr, host, broker_tls, a.grpc_broker_bindport)?;
+    let metrics_addr = listen_addr(a.metrics_addr, host, false, a.metrics_server_bindport)?;
+    let health_addr = listen_addr(a.health_addr, host, false, a.health_check_server_bindport)?;
     Ok(ServerSettings {
-        db_url: a.db.db_url,
+        db_url: a.db.url()?,
+        metrics_addr: Some(metrics_addr),
         broker: SourceBrokerSettings {
             kind: a.broker,
             grpc_bind: grpc_broker_addr,
@@ -401,7 +465,7 @@ fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
                 a.https_cert_file,
                 a.https_key_file,
                 a.security.https_client_ca_file.clone(),
-            ),
+            )?,
             grpc_tls: tls_files(a.grpc_tls_cert_file, a.grpc_tls_key_file, a.grpc_client_ca_file),
             rest_limits: maestro_server::rest::RestLimits {
                 max_body_bytes: a.http_max_body_bytes as usize,
@@ -415,6 +479,7 @@ fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
             ingest: a.ingest.limits(),
             retention: a.ingest.retention(),
             instance,
+            health_addr: Some(health_addr),
             subscription_type: match a.subscription_type {
                 SubscriptionTypeArg::Shared => maestro_server::ownership::SubscriptionType::Shared,
                 SubscriptionTypeArg::Broadcast => maestro_server::ownership::SubscriptionType::Broadcast,
@@ -443,17 +508,13 @@ fn instance_config(a: &ServerArgs) -> anyhow::Result<maestro_server::instances::
     let id = a.instance_id.clone().or_else(|| a.client_id.clone());
     let id = id.unwrap_or_else(maestro_server::instances::default_instance_id);
     anyhow::ensure!(!id.trim().is_empty(), "--instance-id must not be empty");
+    let lease = a.instance_lease.unwrap_or(a.instance_heartbeat * 3);
     anyhow::ensure!(
-        !a.instance_heartbeat.is_zero() && a.instance_lease >= a.instance_heartbeat * 2,
-        "--instance-lease ({:?}) must be at least twice --instance-heartbeat ({:?}), which must not be 0",
-        a.instance_lease,
+        !a.instance_heartbeat.is_zero() && lease >= a.instance_heartbeat * 2,
+        "--instance-lease ({lease:?}) must be at least twice --instance-heartbeat ({:?}), which must not be 0",
         a.instance_heartbeat
     );
-    Ok(maestro_server::instances::InstanceConfig {
-        id,
-        heartbeat: a.instance_heartbeat,
-        lease: a.instance_lease,
-    })
+    Ok(maestro_server::instances::InstanceConfig { id, heartbeat: a.instance_heartbeat, lease })
 }
 
 /// A listener's address: `explicit` when given, else `host` (or 127.0.0.1 without TLS,
@@ -471,7 +532,11 @@ fn listen_addr(
     if let Some(addr) = explicit {
         return Ok(addr);
     }
-    let Some(host) = host else {
+    // Go Maestro's chart passes `--server-hostname=` for every interface.
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        if host.is_some() {
+            return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+        }
         let ip = if tls { [0, 0, 0, 0] } else { [127, 0, 0, 1] };
         return Ok(SocketAddr::from((ip, port)));
     };
@@ -482,17 +547,21 @@ fn listen_addr(
         .ok_or_else(|| anyhow::anyhow!("--server-hostname {host:?} resolves to no address"))
 }
 
-/// The REST TLS files when `--enable-https` is set (clap requires both files with it; without
-/// it they are ignored, as in Go Maestro).
+/// The REST TLS files when `--enable-https` is set (without it they are ignored, as in Go
+/// Maestro).
+///
+/// # Errors
+/// `--enable-https` without both files.
 fn https_files(
     enabled: bool,
     cert: Option<std::path::PathBuf>,
     key: Option<std::path::PathBuf>,
     client_ca: Option<std::path::PathBuf>,
-) -> Option<maestro_tls::ServerTlsFiles> {
+) -> anyhow::Result<Option<maestro_tls::ServerTlsFiles>> {
     match (enabled, cert, key) {
-        (true, Some(cert), Some(key)) => Some(maestro_tls::ServerTlsFiles { cert, key, client_ca }),
-        _ => None,
+        (true, Some(cert), Some(key)) => Ok(Some(maestro_tls::ServerTlsFiles { cert, key, client_ca })),
+        (true, ..) => anyhow::bail!("--enable-https needs --https-cert-file and --https-key-file"),
+        (false, ..) => Ok(None),
     }
 }
 
@@ -508,6 +577,7 @@ fn tls_files(
 }
 
 fn agent_settings(a: AgentArgs) -> AgentSettings {
+    a.go.check();
     AgentSettings {
         agent_id: a.agent_id.unwrap_or_else(|| format!("{}-work-agent", a.consumer_name)),
         consumer: a.consumer_name,
@@ -521,6 +591,7 @@ fn agent_settings(a: AgentArgs) -> AgentSettings {
         status_sync_interval: a.status_sync_interval,
         shutdown_timeout: a.shutdown_timeout,
         accepted_sources: a.sources.source_ids,
+        metrics_addr: a.metrics_addr,
     }
 }
 
@@ -561,6 +632,34 @@ mod tests {
         assert_eq!(s.server.http_addr.to_string(), "0.0.0.0:8080");
         let s = parse(&["--http-addr", "10.0.0.1:1234"]);
         assert_eq!(s.server.http_addr.to_string(), "10.0.0.1:1234");
+    }
+
+    /// The Go agent chart's arguments parse (`charts/maestro-agent/templates/deployment.yaml`
+    /// with its defaults, as the reference documents them).
+    #[test]
+    fn go_agent_chart_arguments_parse() {
+        let argv = [
+            "maestro",
+            "agent",
+            "--consumer-name=cluster1",
+            "--workload-source-driver=mqtt",
+            "--workload-source-config=/secrets/mqtt/config.yaml",
+            "--cloudevents-client-id=cluster1-work-agent",
+            "--disable-leader-election",
+            "--kube-api-qps=50",
+            "--kube-api-burst=100",
+            "--appliedmanifestwork-eviction-grace-period=60m",
+            "--status-sync-interval=10s",
+            "--alsologtostderr",
+            "-v=2",
+        ];
+        let cli = Cli::try_parse_from(argv).expect("Go's agent arguments");
+        assert_eq!(cli.default_log_filter(), "debug");
+        let Command::Agent(a) = cli.command else { panic!("agent") };
+        let s = agent_settings(a);
+        assert_eq!((s.consumer.as_str(), s.agent_id.as_str()), ("cluster1", "cluster1-work-agent"));
+        assert_eq!(s.broker.kind, BrokerKind::Mqtt);
+        assert_eq!(s.broker.config_file.as_deref(), Some("/secrets/mqtt/config.yaml"));
     }
 
     /// The gRPC limit flags reach both listeners' settings (docs/security.md, "Limits").
@@ -607,10 +706,19 @@ mod tests {
     fn bad_flags_are_rejected() {
         assert!(Cli::try_parse_from(["maestro", "server", "--broker", "kafka"]).is_err());
         assert!(Cli::try_parse_from(["maestro", "server", "--http-addr", "nowhere"]).is_err());
-        assert!(
-            Cli::try_parse_from(["maestro", "server", "--enable-https"]).is_err(),
-            "HTTPS needs both files"
-        );
+        let Command::Server(a) =
+            Cli::try_parse_from(["maestro", "server", "--enable-https"]).expect("parse").command
+        else {
+            panic!("server")
+        };
+        let refused = server_settings(a).expect_err("HTTPS needs both files").to_string();
+        assert!(refused.contains("--https-cert-file and --https-key-file"), "{refused}");
+        let Command::Server(a) =
+            Cli::try_parse_from(["maestro", "server", "--enable-https=false"]).expect("Go's form").command
+        else {
+            panic!("server")
+        };
+        assert!(server_settings(a).expect("settings").server.http_tls.is_none());
         let https = [
             "maestro",
             "server",

@@ -12,6 +12,7 @@ fn a_missing_certificate_is_reported_once() {
     let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
         .args(["server", "--db", "sqlite::memory:", "--http-addr", "127.0.0.1:0"])
         .args(["--grpc-addr", "127.0.0.1:0", "--grpc-broker-addr", "127.0.0.1:0", "--enable-https"])
+        .args(["--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"])
         .args(["--https-cert-file", missing, "--https-key-file", missing])
         .env("RUST_LOG", "off")
         .output()
