@@ -137,3 +137,135 @@ async fn pubsub_init_creates_the_layout_idempotently() {
     let err = maestro::pubsub::init(bad).await.unwrap_err().to_string();
     assert!(err.contains("Bad_Name"), "{err}");
 }
+
+/// `maestro pubsub init --broker-config` with a Go Maestro server config, which names only the
+/// source side (`topics.sourceEvents/sourceBroadcast`, `subscriptions.agentEvents/
+/// agentBroadcast`): the agent topics take Maestro's names and the source's subscriptions the
+/// configured ones. A run that fails part way (a name the service refuses) deletes what it
+/// created and leaves nothing half made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_init_takes_a_go_server_config_and_never_leaves_a_partial_layout() {
+    logging();
+    let emulator = Emulator::start().await;
+    let project = "go-layout";
+    let dir = tempfile::tempdir().unwrap();
+    let go_config = |broadcast_sub: &str| {
+        format!(
+            "projectID: {project}\nendpoint: {}\ndisableTLS: true\ntopics:\n  \
+             sourceEvents: projects/{project}/topics/sourceevents\n  \
+             sourceBroadcast: projects/{project}/topics/sourcebroadcast\nsubscriptions:\n  \
+             agentEvents: projects/{project}/subscriptions/agentevents-maestro\n  \
+             agentBroadcast: projects/{project}/subscriptions/{broadcast_sub}\n",
+            emulator.endpoint()
+        )
+    };
+    let init = |file: &str| PubSubInitArgs {
+        broker_config: Some(dir.path().join(file).to_string_lossy().into_owned()),
+        broker_url: None,
+        pubsub: PubSubArgs { pubsub_project: None },
+        source_id: "maestro".into(),
+        consumers: vec!["c1".into()],
+    };
+    let mut cfg = PubSubConfig::maestro_defaults(project, Some(&emulator.endpoint()));
+    cfg.auto_create = Some(false);
+    let admin = Admin::new(&cfg).await.unwrap();
+    let topic = |t: &str| format!("projects/{project}/topics/{t}");
+    let sub = |s: &str| format!("projects/{project}/subscriptions/{s}");
+
+    // A subscription id the service refuses (ids must start with a letter): nothing is left.
+    std::fs::write(dir.path().join("bad.yaml"), go_config("1-not-a-valid-id")).unwrap();
+    let err = maestro::pubsub::init(init("bad.yaml")).await.expect_err("refused");
+    assert!(format!("{err:#}").contains("1-not-a-valid-id"), "{err:#}");
+    for t in ["sourceevents", "sourcebroadcast", "agentevents", "agentbroadcast"] {
+        assert!(!admin.topic_exists(&topic(t)).await.unwrap(), "{t} was rolled back");
+    }
+    assert_eq!(admin.subscription_filter(&sub("agentevents-maestro")).await.unwrap(), None);
+
+    std::fs::write(dir.path().join("go.yaml"), go_config("agentbroadcast-maestro")).unwrap();
+    maestro::pubsub::init(init("go.yaml")).await.expect("a Go server config");
+    for t in ["sourceevents", "sourcebroadcast", "agentevents", "agentbroadcast"] {
+        assert!(admin.topic_exists(&topic(t)).await.unwrap(), "{t}");
+    }
+    assert_eq!(
+        admin.subscription_filter(&sub("agentevents-maestro")).await.unwrap(),
+        Some(source_filter("maestro"))
+    );
+    assert_eq!(admin.subscription_filter(&sub("agentbroadcast-maestro")).await.unwrap(), Some(String::new()));
+    assert_eq!(admin.subscription_filter(&sub("sourceevents-c1")).await.unwrap(), Some(cluster_filter("c1")));
+}
+
+/// A server whose Pub/Sub subscriptions do not exist (autoCreate off, nothing created) says so
+/// at ERROR and is not ready (`/readyz` 503, "the broker is not subscribed yet"); once `maestro
+/// pubsub init` created them, it subscribes and becomes ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_its_subscriptions_is_not_ready_until_they_exist() {
+    logging();
+    let emulator = Emulator::start().await;
+    let project = "missing-subs";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "projectID: {project}\nendpoint: {}\ndisableTLS: true\nautoCreate: false\nhealthCheckInterval: 1s\n\
+             topics:\n  sourceEvents: projects/{project}/topics/sourceevents\n  \
+             sourceBroadcast: projects/{project}/topics/sourcebroadcast\nsubscriptions:\n  \
+             agentEvents: projects/{project}/subscriptions/agentevents-maestro\n  \
+             agentBroadcast: projects/{project}/subscriptions/agentbroadcast-maestro\n",
+            emulator.endpoint()
+        ),
+    )
+    .unwrap();
+    let free = || format!("127.0.0.1:{}", maestro_broker_mqtt::testing::free_port());
+    let (health, log) = (free(), dir.path().join("server.log"));
+    let db = format!("sqlite://{}", dir.path().join("m.db").display());
+    let _child = KillOnDrop(
+        std::process::Command::new(maestro_tests::maestro_binary())
+            .args(["server", "--db", &db, "--broker", "pubsub", "--broker-config", config.to_str().unwrap()])
+            .args([
+                "--http-addr",
+                &free(),
+                "--grpc-addr",
+                &free(),
+                "--metrics-addr",
+                &free(),
+                "--health-addr",
+                &health,
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("maestro server starts"),
+    );
+    let readyz = format!("http://{health}/readyz");
+    let status = || async { reqwest::get(&readyz).await.ok().map(|r| r.status().as_u16()) };
+    wait_for("the ERROR naming the missing subscription", || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        (text.contains("ERROR") && text.contains("does not exist")).then_some(())
+    })
+    .await;
+    let body = reqwest::get(&readyz).await.unwrap().text().await.unwrap();
+    assert_eq!(status().await, Some(503), "{body}");
+    assert!(body.contains("the broker is not subscribed yet"), "{body}");
+    let init = PubSubInitArgs {
+        broker_config: Some(config.to_string_lossy().into_owned()),
+        broker_url: None,
+        pubsub: PubSubArgs { pubsub_project: None },
+        source_id: "maestro".into(),
+        consumers: vec![],
+    };
+    maestro::pubsub::init(init).await.expect("init");
+    wait_for("ready once the subscriptions exist", || async { (status().await == Some(200)).then_some(()) })
+        .await;
+}
+
+/// A child process killed when dropped (also when the test fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -43,7 +43,7 @@ mod conn;
 mod endpoint;
 mod source;
 
-pub use admin::{Admin, init, init_consumer};
+pub use admin::{Admin, InitPlan, init, init_consumer, plan};
 pub use agent::PubSubAgent;
 pub use config::{
     ConfigParseError, KeepaliveSettings, PubSubConfig, ReceiveSettings, ResolvedEndpoint, Subscriptions,

@@ -4,7 +4,8 @@
 use crate::cli::PubSubInitArgs;
 
 /// Runs `maestro pubsub init`: the four topics, the source's subscriptions and those of every
-/// `--consumer`, idempotently; prints what it set up.
+/// `--consumer`, idempotently and all or nothing; prints what it set up. A Go Maestro server
+/// config (naming only the source side) works: the names it leaves out are Maestro's.
 ///
 /// # Errors
 /// A bad or missing configuration, an invalid consumer name, or the service refusing.
@@ -34,14 +35,17 @@ pub async fn init(a: PubSubInitArgs) -> anyhow::Result<()> {
         PubSubRole::Source(&a.source_id),
     )?;
     let endpoint = config.resolve_endpoint().url.unwrap_or_else(|| "https://pubsub.googleapis.com".into());
-    maestro_broker_pubsub::init(&config, &a.source_id, &a.consumers)
-        .await
-        .with_context(|| format!("creating Maestro's topics and subscriptions at {endpoint}"))?;
+    let plan = maestro_broker_pubsub::plan(&config, &a.source_id, &a.consumers)?;
+    maestro_broker_pubsub::init(&config, &a.source_id, &a.consumers).await.with_context(|| {
+        format!("creating Maestro's topics and subscriptions at {endpoint} (nothing was left half made)")
+    })?;
     println!("project {} at {endpoint}:", config.project_id);
-    println!("  topics: sourceevents, sourcebroadcast, agentevents, agentbroadcast");
-    println!("  source {}: agentevents-{0}, agentbroadcast-{0}", a.source_id);
-    for c in &a.consumers {
-        println!("  consumer {c}: sourceevents-{c}, sourcebroadcast-{c}");
+    for topic in &plan.topics {
+        println!("  topic {topic}");
+    }
+    for (name, topic, filter) in &plan.subscriptions {
+        let filter = if filter.is_empty() { String::new() } else { format!(" filter {filter}") };
+        println!("  subscription {name} on {topic}{filter}");
     }
     Ok(())
 }
