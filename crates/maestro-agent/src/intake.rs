@@ -73,15 +73,30 @@ impl Intake {
             tracing::debug!(id = event.id(), %cluster, %consumer, "ignoring spec event for another cluster");
             return Ok(());
         }
-        let spec = decode_spec(event).map_err(|e| permanent(event, format!("malformed spec event: {e}")))?;
+        crate::metrics::count_event(crate::metrics::CLOUDEVENTS_RECEIVED, consumer, event);
+        let spec = decode_spec(event).map_err(|e| {
+            crate::metrics::work_processed(event, false);
+            permanent(event, format!("malformed spec event: {e}"))
+        })?;
+        crate::metrics::work_processed(event, true);
         let id = spec.resource_id.clone();
-        if upsert(&mut self.shared.works(), spec) {
+        let mut works = self.shared.works();
+        if upsert(&mut works, spec) {
+            if let Some(work) = works.get_mut(&id) {
+                work.trace = maestro_transport::trace::TraceContext::of_event(event);
+            }
+            drop(works);
             self.shared.queue.add(&id);
         }
         Ok(())
     }
 
     fn status_resync(&self, event: &Event) -> Result<(), HandlerError> {
+        crate::metrics::count_event(
+            crate::metrics::CLOUDEVENTS_RECEIVED,
+            &self.shared.config.consumer,
+            event,
+        );
         let list: StatusHashList =
             data_as(event, "StatusHashList").map_err(|e| permanent(event, e.to_string()))?;
         let events: Vec<(String, Event)> = {
@@ -105,7 +120,12 @@ impl Intake {
         // Published by a task, not here: the broker acknowledgement of every later message
         // (spec events included) waits for this handler on MQTT, and a broker that holds its
         // own acks while the agent's are outstanding (rumqttd) would never ack these publishes.
-        self.shared.tasks.spawn(publish_resync_responses(self.shared.clone(), events));
+        let started = std::time::Instant::now();
+        let shared = self.shared.clone();
+        self.shared.tasks.spawn(async move {
+            publish_resync_responses(shared, events).await;
+            crate::metrics::status_resynced(started.elapsed());
+        });
         Ok(())
     }
 }
@@ -114,7 +134,11 @@ impl Intake {
 /// work's published hash is cleared, so its status goes out again).
 async fn publish_resync_responses(shared: Arc<Shared>, events: Vec<(String, Event)>) {
     for (id, ev) in events {
-        if let Err(e) = shared.transport.publish(&ev).await {
+        let published = shared.transport.publish(&ev).await;
+        if published.is_ok() {
+            crate::metrics::count_event(crate::metrics::CLOUDEVENTS_SENT, &shared.config.consumer, &ev);
+        }
+        if let Err(e) = published {
             tracing::warn!(resource_id = %id, error = %e, "status resync response failed; will republish");
             if let Some(w) = shared.works().get_mut(&id) {
                 w.published_hash = None;

@@ -27,6 +27,7 @@ mod delete;
 mod error;
 pub mod feedback;
 mod intake;
+pub mod metrics;
 mod ownership;
 mod queue;
 mod reconcile;

@@ -10,6 +10,7 @@ use maestro_api::payload::{
 };
 use maestro_transport::retry;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::agent::Shared;
 use crate::cluster::{AppliedWorkRef, ApplyMode, ObjectRef};
@@ -32,6 +33,8 @@ pub(crate) struct Snapshot {
     pub(crate) needs_apply: bool,
     pub(crate) status: Option<ManifestBundleStatus>,
     pub(crate) applied: Vec<AppliedResource>,
+    /// The work's trace context ([`crate::work::Work::trace`]).
+    pub(crate) trace: Option<maestro_transport::trace::TraceContext>,
 }
 
 /// One manifest with its resolved target and configuration.
@@ -93,6 +96,7 @@ fn snapshot(shared: &Shared, id: &str) -> Option<Snapshot> {
         needs_apply: w.needs_apply,
         status: w.status.clone(),
         applied: w.applied.clone(),
+        trace: w.trace.clone(),
     })
 }
 
@@ -107,7 +111,20 @@ async fn reconcile(shared: &Arc<Shared>, id: &str) -> bool {
     let mut retry = false;
     let mut new_applied = None;
     let applied = if snap.needs_apply {
-        let results = apply_all(shared, &snap, &bundle, &resolved).await;
+        let started = std::time::Instant::now();
+        let span = tracing::info_span!("work apply", resource = %snap.uid, generation = snap.generation, trace_id = tracing::field::Empty);
+        if let Some(cx) = &snap.trace {
+            cx.link(&span);
+        }
+        maestro_transport::trace::record_trace_id(&span);
+        let results = apply_all(shared, &snap, &bundle, &resolved).instrument(span.clone()).await;
+        crate::metrics::applied(started.elapsed());
+        // The statuses of this apply continue its trace.
+        if let Some(cx) = maestro_transport::trace::TraceContext::of_span(&span)
+            && let Some(w) = shared.works().get_mut(&snap.uid)
+        {
+            w.trace = Some(cx);
+        }
         retry = results.iter().any(|r| r.retry);
         let (list, gc_retry) = track_and_collect(shared, &snap, &resolved, &results).await;
         retry |= gc_retry;

@@ -41,7 +41,7 @@ pub(crate) fn status_event(
 ) -> Event {
     let sequence_id = shared.sequence.next_string();
     let metadata = status_metadata(shared, work);
-    StatusEventBuilder {
+    let mut event = StatusEventBuilder {
         source: &shared.config.agent_id,
         resource_id: &work.uid,
         resource_version: work.generation,
@@ -52,7 +52,11 @@ pub(crate) fn status_event(
         metadata: Some(&metadata),
         action,
     }
-    .build(status)
+    .build(status);
+    if let Some(cx) = &work.trace {
+        cx.stamp(&mut event);
+    }
+    event
 }
 
 /// Publishes the unpublished status of every work; after a failure waits with backoff (or
@@ -113,6 +117,13 @@ async fn publish_works(shared: &Shared, ids: &[String]) -> bool {
     let mut sent = futures::stream::iter(pending)
         .map(|(id, event, hash, status)| async move {
             let result = shared.transport.publish(&event).await;
+            if result.is_ok() {
+                crate::metrics::count_event(
+                    crate::metrics::CLOUDEVENTS_SENT,
+                    &shared.config.consumer,
+                    &event,
+                );
+            }
             (id, hash, status, result)
         })
         .buffered(shared.transport.publish_concurrency().max(1));

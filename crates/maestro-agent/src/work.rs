@@ -47,6 +47,9 @@ pub(crate) struct Work {
     pub(crate) last_published: Option<ManifestBundleStatus>,
     pub(crate) applied: Vec<AppliedResource>,
     pub(crate) attempts: u32,
+    /// The trace context of the latest spec, then of its apply: the statuses published for
+    /// it carry it (docs/operations.md §4.6).
+    pub(crate) trace: Option<maestro_transport::trace::TraceContext>,
 }
 
 impl Work {
@@ -68,6 +71,7 @@ impl Work {
             last_published: None,
             applied: Vec::new(),
             attempts: 0,
+            trace: None,
         }
     }
 

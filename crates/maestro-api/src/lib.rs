@@ -39,6 +39,7 @@ pub mod statushash;
 pub mod types;
 pub mod validate;
 
+pub use cloudevents::event::ExtensionValue;
 pub use cloudevents::{AttributesReader, AttributesWriter, Data, Event, EventBuilder, EventBuilderV10};
 pub use error::{Error, Result};
 

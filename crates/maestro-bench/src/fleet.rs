@@ -129,6 +129,7 @@ impl ServerProcess {
         cmd.arg("server")
             .args(["--db", db_url, "--http-addr", &http.to_string(), "--grpc-addr", &grpc.to_string()])
             .args(["--client-id", &format!("maestro-bench-{}-{}", std::process::id(), next_instance())])
+            .args(["--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"])
             .env("RUST_LOG", std::env::var(SERVER_LOG_ENV).unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -15,15 +15,18 @@
 //! (`crate::instances`; the agent's spec resync on connect delivers).
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use maestro_api::types::Action;
 use maestro_store::{
     Change, DeadLetterOrigin, DynStore, PendingSpec, Resource, SpecAction, SpecEventRow, StoreError,
 };
 use maestro_transport::retry::CancellationToken;
+use maestro_transport::trace::{self, TraceContext};
 use maestro_transport::{DynSourceTransport, Error as TransportError};
+use tracing::Instrument;
 
+use crate::metrics;
 use crate::spec::outgoing_spec;
 
 /// Dispatcher settings.
@@ -213,7 +216,14 @@ async fn deliver(
     row: &SpecEventRow,
     resource: &Resource,
 ) -> Result<Delivered, String> {
+    let started = Instant::now();
+    let event_type = match row.action {
+        SpecAction::Create => "create",
+        SpecAction::Update => "update",
+        SpecAction::Delete => "delete",
+    };
     if resource.version > row.version && row.action != SpecAction::Delete && resource.deleted_at.is_none() {
+        metrics::spec_reconciled(event_type, "skipped", started.elapsed());
         return Ok(Delivered::Sent); // a newer outbox row carries the current state
     }
     let action = match (row.action, resource.version) {
@@ -221,16 +231,34 @@ async fn deliver(
         (SpecAction::Create, 1) => Action::Create,
         _ => Action::Update,
     };
-    let event = outgoing_spec(resource, source_id, action);
-    match transport.publish(&event).await {
-        Ok(()) => Ok(Delivered::Sent),
-        Err(TransportError::NoSubscriber { .. }) => Ok(Delivered::NotHere),
-        Err(e) if e.is_retryable() => Err(e.to_string()),
+    let mut event = outgoing_spec(resource, source_id, action);
+    let span = tracing::info_span!("spec dispatch", consumer = %resource.consumer_name, version = resource.version, trace_id = tracing::field::Empty);
+    if let Some(cx) = TraceContext::of_json(&resource.payload) {
+        cx.link(&span);
+    }
+    trace::record_trace_id(&span);
+    trace::stamp(&mut event, &span);
+    let publish_started = Instant::now();
+    let published = transport.publish(&event).instrument(span).await;
+    let broker = transport.backend();
+    let (outcome, status, error_kind) = match published {
+        Ok(()) => {
+            metrics::count_event(metrics::CLOUDEVENTS_SENT, source_id, &resource.consumer_name, &event);
+            (Ok(Delivered::Sent), "success", None)
+        }
+        Err(TransportError::NoSubscriber { .. }) => {
+            (Ok(Delivered::NotHere), "skipped", Some("no_subscriber"))
+        }
+        Err(e) if e.is_retryable() => (Err(e.to_string()), "error", Some("retryable")),
         Err(e) => {
             tracing::error!(resource = ?resource.id, consumer = ?resource.consumer_name, version = resource.version, error = %e, "spec event refused by the broker; set aside as a dead letter");
-            record_refused(store, transport.backend(), &event, resource, &e).await.map(|()| Delivered::Sent)
+            let stored = record_refused(store, broker, &event, resource, &e).await;
+            (stored.map(|()| Delivered::Sent), "error", Some("permanent"))
         }
-    }
+    };
+    metrics::published(broker, publish_started, error_kind);
+    metrics::spec_reconciled(event_type, status, started.elapsed());
+    outcome
 }
 
 /// Stores the dead letter of a spec event the broker refused for good.

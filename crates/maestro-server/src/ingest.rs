@@ -21,6 +21,9 @@ use maestro_store::{DeadLetterOrigin, DynStore, NewDeadLetter, StatusOutcome, St
 use maestro_transport::retry::{ExponentialBuilder, delays, exponential};
 use maestro_transport::{DynSourceTransport, EventHandler, HandlerError, Rejected};
 
+use tracing::Instrument;
+
+use crate::metrics;
 use crate::spec_resync::{Answers, SpecResyncAnswer};
 pub use crate::spec_resync::{IngestLimits, MAX_CONCURRENT_RESYNC_ANSWERS, RESYNC_ANSWER_ATTEMPTS};
 
@@ -129,6 +132,7 @@ impl Ingest {
             deleted: st.status.is_true("Deleted"),
         };
         let outcome = self.store_status(write).await?;
+        metrics::status_stored(&st.cluster_name);
         tracing::debug!(resource = ?st.resource_id, consumer = ?st.cluster_name, version = st.resource_version, ?outcome, "status");
         Ok(outcome)
     }
@@ -229,11 +233,35 @@ impl Ingest {
         match (ty.sub_resource, ty.action) {
             (SubResource::Spec, Action::ResyncRequest) => self.spec_resync(event).await,
             (SubResource::Status, Action::ResyncRequest) => Ok(()), // ignored by sources (§5.2)
-            (SubResource::Status, _) => self.status(event).await.map(|_| ()),
+            (SubResource::Status, _) => {
+                let span = tracing::info_span!(
+                    "status ingest",
+                    consumer = tracing::field::Empty,
+                    trace_id = tracing::field::Empty
+                );
+                maestro_transport::trace::link(&span, event);
+                maestro_transport::trace::record_trace_id(&span);
+                if let Some(cluster) = ext::get_str(event, ext::CLUSTER_NAME) {
+                    span.record("consumer", cluster);
+                }
+                self.status(event).instrument(span).await.map(|_| ())
+            }
             _ => Err(Refusal::Permanent(
                 origin,
                 format!("unexpected event type {:?} from an agent", event.ty()),
             )),
+        }
+    }
+
+    /// Counts an accepted agent event ([`metrics::CLOUDEVENTS_RECEIVED`]), and the time a
+    /// status event took ([`metrics::STATUS_PROCESSING`]).
+    fn count_received(&self, event: &Event, elapsed: std::time::Duration) {
+        let consumer = ext::get_str(event, ext::CLUSTER_NAME).unwrap_or_default();
+        metrics::count_event(metrics::CLOUDEVENTS_RECEIVED, &self.source_id, &consumer, event);
+        if EventType::parse(event.ty()).is_ok_and(|t| t.sub_resource == SubResource::Status) {
+            let instance = self.store.instance_id().unwrap_or_default();
+            let labels = [("source", self.source_id.clone()), ("server_instance_id", instance)];
+            ::metrics::histogram!(metrics::STATUS_PROCESSING, &labels).record(elapsed);
         }
     }
 
@@ -307,8 +335,12 @@ impl Drop for Ingest {
 #[async_trait]
 impl EventHandler for Ingest {
     async fn handle(&self, event: Event) -> Result<(), HandlerError> {
+        let started = std::time::Instant::now();
         match self.route(&event).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.count_received(&event, started.elapsed());
+                Ok(())
+            }
             Err(Refusal::Retryable(reason)) => Err(HandlerError::Retryable(reason)),
             Err(Refusal::Permanent(origin, reason)) => {
                 self.set_aside(&event, origin, &reason).await?;

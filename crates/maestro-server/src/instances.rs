@@ -119,20 +119,22 @@ impl AgentHolders {
 /// declares dead the instances whose lease passed, and records the consumers whose gRPC agents
 /// are connected here (in `holders`) and completes the outbox rows nobody can deliver, and
 /// publishes the live instances to `live` (sorted ids,
-/// this one among them: [`crate::ownership::Membership`]).
+/// this one among them: [`crate::ownership::Membership`]); `lease` records each heartbeat
+/// that renewed the lease (readiness).
 pub async fn run(
     store: DynStore,
     transport: DynSourceTransport,
     config: InstanceConfig,
     status_cursor: Arc<AtomicI64>,
     holders: AgentHolders,
-    live: watch::Sender<Arc<Vec<String>>>,
+    (live, lease): (watch::Sender<Arc<Vec<String>>>, crate::ops::LeaseClock),
     cancel: CancellationToken,
 ) {
     while pause(config.heartbeat, &cancel).await {
         let cursor = status_cursor.load(Ordering::Acquire);
-        if let Err(e) = heartbeat(&store, &transport, &config, cursor, &holders, &live).await {
-            tracing::warn!(instance = %config.id, error = %e, "server instance heartbeat failed");
+        match heartbeat(&store, &transport, &config, cursor, &holders, &live).await {
+            Ok(()) => lease.renewed(),
+            Err(e) => tracing::warn!(instance = %config.id, error = %e, "server instance heartbeat failed"),
         }
     }
 }

@@ -23,6 +23,8 @@ pub mod error;
 pub mod hub;
 pub mod ingest;
 pub mod instances;
+pub mod metrics;
+pub mod ops;
 pub mod ownership;
 pub mod rest;
 pub mod resync;
@@ -91,6 +93,13 @@ pub struct ServerConfig {
     pub instance: instances::InstanceConfig,
     /// How the instances share the agents' events (`--subscription-type`).
     pub subscription_type: ownership::SubscriptionType,
+    /// The Prometheus metrics listener (Go's `--metrics-server-bindport`, 8080): its address
+    /// and the handle of the installed recorder ([`metrics::install`]); `None`: no listener.
+    pub metrics: Option<(SocketAddr, metrics_exporter_prometheus::PrometheusHandle)>,
+    /// The health listener (Go's `--health-check-server-bindport`, 8083: `/healthcheck`,
+    /// `/livez`, `/healthz`, `/readyz`); `None`: none (REST still answers `/healthz` and
+    /// `/readyz`).
+    pub health_addr: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +122,8 @@ impl Default for ServerConfig {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             instance: instances::InstanceConfig::default(),
             subscription_type: ownership::SubscriptionType::Shared,
+            metrics: None,
+            health_addr: None,
         }
     }
 }
@@ -153,6 +164,10 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     /// The bound source gRPC address.
     pub grpc_addr: SocketAddr,
+    /// The bound metrics address, when [`ServerConfig::metrics`] asked for one.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The bound health address, when [`ServerConfig::health_addr`] asked for one.
+    pub health_addr: Option<SocketAddr>,
     /// Cancels every task of the server when dropped (also without [`RunningServer::shutdown`]).
     cancel: DropGuard,
     tasks: TaskTracker,
@@ -213,8 +228,7 @@ pub async fn start(
 ) -> Result<RunningServer, ServerError> {
     let http_tls = reloading(config.http_tls.as_ref()).await?;
     let grpc_tls = reloading(config.grpc_tls.as_ref()).await.map_err(ServerError::GrpcTls)?;
-    let http = bind(config.http_addr).await?;
-    let grpc = bind(config.grpc_addr).await?;
+    let Listeners { http, grpc, metrics: metrics_listener, health } = Listeners::bind(&config).await?;
     let (http_addr, grpc_addr) = (local(&http, config.http_addr), local(&grpc, config.grpc_addr));
     let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
     let fanout = hub::Fanout::prepare(&store).await;
@@ -222,6 +236,7 @@ pub async fn start(
     instances::join(&store, &config.instance, cursor.load(std::sync::atomic::Ordering::Acquire))
         .await
         .map_err(ServerError::Registry)?;
+    let lease = ops::LeaseClock::new(config.instance.lease);
     let holders = (store.is_shared() && transport.capabilities().server_hosts_agents)
         .then(instances::AgentHolders::default);
     let (membership, live) = ownership::Membership::new(&config.instance.id);
@@ -249,32 +264,23 @@ pub async fn start(
         config.grpc_gate.clone(),
     );
     let c = &cancel;
-    tasks.spawn(dispatch::run(
+    let background =
+        Background { store: &store, transport: &transport, config: &config, tasks: &tasks, cancel: c };
+    background.spawn(fanout.run(
         store.clone(),
-        transport.clone(),
-        config.source_id.clone(),
-        config.dispatch.clone(),
+        hub,
+        (config.retention.status_events_prune_every, membership.clone()),
         c.clone(),
     ));
-    tasks.spawn(fanout.run(store.clone(), hub, config.retention.status_events_prune_every, c.clone()));
-    tasks.spawn(instances::run(
-        store.clone(),
-        transport.clone(),
-        config.instance.clone(),
-        cursor,
-        holders.unwrap_or_default(),
-        live,
-        c.clone(),
-    ));
-    tasks.spawn(retention::run(store.clone(), config.retention, c.clone()));
-    tasks.spawn(resync::run(
-        store.clone(),
-        transport.clone(),
-        config.source_id.clone(),
-        membership,
-        c.clone(),
-    ));
-    let app = rest::router(store.clone(), transport.clone(), config.http_gate.clone(), &config.rest_limits);
+    let holders = holders.unwrap_or_default();
+    background.spawn_loops(&membership, (cursor, holders, live, lease.clone()));
+    let readiness = ops::Readiness::new(store.clone(), transport.subscribed(), lease);
+    let (metrics_addr, health_addr) = serve_ops(&tasks, metrics_listener, health, &readiness, c);
+    tasks.spawn(ops::gauges(store.clone(), transport.clone(), membership, c.clone()));
+    let app = rest::router(
+        rest::RestState::new(store.clone(), transport.clone(), &config.rest_limits, readiness),
+        config.http_gate.clone(),
+    );
     tasks.spawn(serve_rest(http, http_tls, app, config.rest_limits.clone(), c.clone()));
     let svc = svc.with_shutdown(c.clone(), tasks.clone());
     tasks.spawn(serve_grpc(grpc, grpc_tls, svc, config.grpc_limits.clone(), c.clone()));
@@ -286,6 +292,8 @@ pub async fn start(
     Ok(RunningServer {
         http_addr,
         grpc_addr,
+        metrics_addr,
+        health_addr,
         cancel,
         tasks,
         shutdown_timeout,
@@ -293,6 +301,100 @@ pub async fn start(
         store,
         held: Vec::new(),
     })
+}
+
+/// The listeners of a server, bound before anything starts so a taken port fails the start.
+struct Listeners {
+    http: TcpListener,
+    grpc: TcpListener,
+    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
+    health: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config`.
+    async fn bind(config: &ServerConfig) -> Result<Self, ServerError> {
+        let (http, grpc) = (bind(config.http_addr).await?, bind(config.grpc_addr).await?);
+        let metrics = match &config.metrics {
+            Some((addr, handle)) => Some((bind(*addr).await?, handle.clone())),
+            None => None,
+        };
+        let health = match config.health_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Listeners { http, grpc, metrics, health })
+    }
+}
+
+/// What the server's background loops share.
+struct Background<'a> {
+    store: &'a DynStore,
+    transport: &'a DynSourceTransport,
+    config: &'a ServerConfig,
+    tasks: &'a TaskTracker,
+    cancel: &'a CancellationToken,
+}
+
+impl Background<'_> {
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Spawns the dispatcher, the instance heartbeat, retention and resync.
+    fn spawn_loops(
+        &self,
+        membership: &ownership::Membership,
+        (cursor, holders, live, lease): (
+            std::sync::Arc<std::sync::atomic::AtomicI64>,
+            instances::AgentHolders,
+            tokio::sync::watch::Sender<std::sync::Arc<Vec<String>>>,
+            ops::LeaseClock,
+        ),
+    ) {
+        let (store, transport, config, c) = (self.store, self.transport, self.config, self.cancel);
+        let source_id = config.source_id.clone();
+        self.spawn(dispatch::run(
+            store.clone(),
+            transport.clone(),
+            source_id.clone(),
+            config.dispatch.clone(),
+            c.clone(),
+        ));
+        let instance = config.instance.clone();
+        self.spawn(instances::run(
+            store.clone(),
+            transport.clone(),
+            instance,
+            cursor,
+            holders,
+            (live, lease),
+            c.clone(),
+        ));
+        self.spawn(retention::run(store.clone(), config.retention, membership.clone(), c.clone()));
+        self.spawn(resync::run(store.clone(), transport.clone(), source_id, membership.clone(), c.clone()));
+    }
+}
+
+/// Starts the metrics and health listeners that were bound; returns their addresses.
+fn serve_ops(
+    tasks: &TaskTracker,
+    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
+    health: Option<TcpListener>,
+    readiness: &ops::Readiness,
+    cancel: &CancellationToken,
+) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let metrics_addr = metrics.map(|(listener, handle)| {
+        let addr = listener.local_addr().ok();
+        tasks.spawn(ops::serve(listener, ops::metrics_router(handle), cancel.clone()));
+        addr
+    });
+    let health_addr = health.map(|listener| {
+        let addr = listener.local_addr().ok();
+        tasks.spawn(ops::serve(listener, ops::health_router(readiness.clone()), cancel.clone()));
+        addr
+    });
+    (metrics_addr.flatten(), health_addr.flatten())
 }
 
 /// Logs a loud warning when a listener reachable from other hosts runs without TLS or without

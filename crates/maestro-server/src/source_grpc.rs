@@ -13,8 +13,9 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use ::metrics::{counter, gauge};
 use futures::Stream;
 use maestro_api::codec::data_as;
 use maestro_api::payload::StatusHashList;
@@ -25,12 +26,15 @@ use maestro_auth::policy::SourceVerb;
 use maestro_auth::{Gate, Identity};
 use maestro_store::DynStore;
 use maestro_transport::retry::{CancellationToken, TaskTracker};
+use maestro_transport::trace;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::error::ServiceError;
 use crate::hub::{StatusHub, resource_status_event};
+use crate::metrics;
 use crate::spec::apply_source_spec;
 
 pub use maestro_tls::grpc_listener::GrpcListenerLimits;
@@ -228,15 +232,59 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::CloudEvent, Status>> + S
 #[tonic::async_trait]
 impl CloudEventService for SourceService {
     async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<()>, Status> {
+        let started = Instant::now();
+        let mut source = String::new();
+        let result = self.publish_event(request, &mut source).await;
+        let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        metrics::grpc_call("Publish", &source, code, started.elapsed());
+        if !source.is_empty() {
+            counter!(metrics::GRPC_RECEIVED, "type" => "Publish", "source" => source).increment(1);
+        }
+        result
+    }
+
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscriptionRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let started = Instant::now();
+        let mut source = String::new();
+        let result = self.subscribe_stream(request, &mut source).await;
+        let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        metrics::grpc_call("Subscribe", &source, code, started.elapsed());
+        result
+    }
+}
+
+impl SourceService {
+    /// [`CloudEventService::publish`]; `source` is set to the event's source once the caller
+    /// is authorized to act as it (a label of the call's metrics).
+    async fn publish_event(
+        &self,
+        request: Request<pb::PublishRequest>,
+        source: &mut String,
+    ) -> Result<Response<()>, Status> {
         let identity = self.gate.authenticate_grpc(LISTENER, &request).await?;
         let msg = request.into_inner().event.ok_or_else(|| Status::invalid_argument("missing event"))?;
-        let event = grpc::from_proto(msg).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut event = grpc::from_proto(msg).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let ty = EventType::parse(event.ty()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.authorize(&identity, &event.source().to_string(), SourceVerb::Pub).await?;
+        *source = event.source().to_string();
         let result = if ty.sub_resource == SubResource::Status && ty.action == Action::ResyncRequest {
             self.status_resync(&event).await
         } else {
-            apply_source_spec(&self.store, &event, self.limits).await.map(|outcome| {
+            // The bundle's trace starts here (or continues the source's): the stored event
+            // carries this span's context to the dispatcher (docs/operations.md §4.6).
+            let span =
+                tracing::info_span!("spec publish", source = %source, trace_id = tracing::field::Empty);
+            trace::link(&span, &event);
+            trace::stamp(&mut event, &span);
+            trace::record_trace_id(&span);
+            let applied = apply_source_spec(&self.store, &event, self.limits).instrument(span).await;
+            applied.map(|outcome| {
+                counter!(metrics::RESOURCES_PROCESSED, "action" => outcome_action(&outcome)).increment(1);
                 tracing::info!(source = %event.source(), ty = %event.ty(), kind = outcome_kind(&outcome), "spec accepted");
             })
         };
@@ -246,11 +294,12 @@ impl CloudEventService for SourceService {
         })
     }
 
-    type SubscribeStream = EventStream;
-
-    async fn subscribe(
+    /// [`CloudEventService::subscribe`]; `source` is set to the requested source once the
+    /// caller is authorized to read it.
+    async fn subscribe_stream(
         &self,
         request: Request<pb::SubscriptionRequest>,
+        source: &mut String,
     ) -> Result<Response<EventStream>, Status> {
         let identity = self.gate.authenticate_grpc(LISTENER, &request).await?;
         let req = request.into_inner();
@@ -258,6 +307,7 @@ impl CloudEventService for SourceService {
             return Err(Status::invalid_argument("subscription request has an empty source"));
         }
         self.authorize(&identity, &req.source, SourceVerb::Sub).await?;
+        source.clone_from(&req.source);
         if !req.data_type.is_empty() && req.data_type != MANIFEST_BUNDLES {
             return Err(Status::invalid_argument(format!("unsupported data type {:?}", req.data_type)));
         }
@@ -273,6 +323,15 @@ impl CloudEventService for SourceService {
             resp.metadata_mut().insert("subscription-id", v);
         }
         Ok(resp)
+    }
+}
+
+/// The `action` label of [`metrics::RESOURCES_PROCESSED`] for an accepted spec.
+fn outcome_action(o: &crate::spec::SpecOutcome) -> &'static str {
+    match o {
+        crate::spec::SpecOutcome::Created(_) => "create",
+        crate::spec::SpecOutcome::Updated(_) => "update",
+        crate::spec::SpecOutcome::Deleting(_) => "delete",
     }
 }
 
@@ -296,8 +355,17 @@ impl Forward {
     /// Streams the source's statuses (and heartbeats) to the subscriber until it goes away or
     /// the server shuts down; `_slot` is its place under the Subscribe limits, freed when this
     /// returns.
-    async fn run(self, mut statuses: broadcast::Receiver<Arc<crate::hub::SourceStatus>>, _slot: Slot) {
+    async fn run(self, statuses: broadcast::Receiver<Arc<crate::hub::SourceStatus>>, slot: Slot) {
+        let clients = gauge!(metrics::GRPC_SOURCE_CLIENTS, "source" => self.source.clone());
+        clients.increment(1);
+        self.forward(statuses, slot).await;
+        clients.decrement(1);
+    }
+
+    /// [`Forward::run`] without the gauge of open streams.
+    async fn forward(self, mut statuses: broadcast::Receiver<Arc<crate::hub::SourceStatus>>, _slot: Slot) {
         let source = self.source.clone();
+        let sent = counter!(metrics::GRPC_SENT, "type" => "Subscribe", "source" => source.clone());
         let period = self.heartbeat.unwrap_or(Duration::from_secs(3600 * 24 * 365));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
@@ -315,14 +383,15 @@ impl Forward {
                 _ = self.tx.closed() => return,
                 () = self.cancel.cancelled() => return,
             };
-            let sent = tokio::select! {
+            let delivered = tokio::select! {
                 r = self.tx.send(Ok(msg)) => r.is_ok(),
                 () = self.cancel.cancelled() => return,
             };
-            if !sent {
+            if !delivered {
                 tracing::info!(%source, "source subscriber gone");
                 return;
             }
+            sent.increment(1);
         }
     }
 }

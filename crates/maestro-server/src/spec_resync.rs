@@ -141,9 +141,15 @@ impl SpecResyncAnswer {
         tokio::time::sleep_until(start_at).await;
         let Ok(_permit) = permits.acquire_owned().await else { return };
         let mut delays = delays(RESYNC_ANSWER_BACKOFF, RESYNC_ANSWER_MAX_DELAY);
+        let started = Instant::now();
         for attempt in 0..RESYNC_ANSWER_ATTEMPTS {
             match self.send().await {
-                Ok(()) => return,
+                Ok(()) => {
+                    let source = self.source_id.clone();
+                    ::metrics::histogram!(crate::metrics::SPEC_RESYNC_DURATION, "source" => source)
+                        .record(started.elapsed());
+                    return;
+                }
                 Err((error, true)) if attempt + 1 < RESYNC_ANSWER_ATTEMPTS => {
                     tracing::warn!(consumer = ?self.consumer, %error, attempt, "spec resync answer failed; retrying");
                     tokio::time::sleep(delays.next().unwrap_or(RESYNC_ANSWER_MAX_DELAY)).await;
@@ -188,6 +194,12 @@ impl SpecResyncAnswer {
                 .publish(ev)
                 .await
                 .map_err(|e| (format!("resync publish: {e}"), e.is_retryable()))?;
+            crate::metrics::count_event(
+                crate::metrics::CLOUDEVENTS_SENT,
+                &self.source_id,
+                &self.consumer,
+                ev,
+            );
         }
         Ok(())
     }

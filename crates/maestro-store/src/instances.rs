@@ -217,3 +217,17 @@ pub(crate) fn prune_status_events_sql<D: Dialect>() -> String {
          FROM server_instances WHERE ready AND lease_until_ms >= {now}), $1)"
     )
 }
+
+/// The statements of [`crate::Store::backlog`]: pending spec outbox rows, the age of the
+/// oldest in ms of the database's clock (0 when none), dead letters.
+pub(crate) fn backlog_sql<D: Dialect>() -> [String; 3] {
+    let (now, created) = (D::NOW_MS, D::CREATED_AT_MS);
+    [
+        "SELECT COUNT(*) FROM spec_events WHERE done_at IS NULL".to_owned(),
+        format!(
+            "SELECT COALESCE(MAX({now} - {created}), 0) FROM (SELECT created_at FROM spec_events \
+             WHERE done_at IS NULL ORDER BY seq LIMIT 1) oldest"
+        ),
+        "SELECT COUNT(*) FROM dead_letters".to_owned(),
+    ]
+}

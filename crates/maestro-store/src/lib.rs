@@ -286,6 +286,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Checks the database answers (readiness).
     async fn ping(&self) -> Result<()>;
 
+    /// The spec outbox backlog and the number of dead letters (the server's metrics).
+    async fn backlog(&self) -> Result<Backlog>;
+
     // ---- server instances (docs/architecture.md §9) ----
     // The defaults describe a store only one process uses (test wrappers); `SqlStore`
     // implements them all.

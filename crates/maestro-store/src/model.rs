@@ -453,3 +453,14 @@ pub struct ServerInstance {
     /// Consumers it holds gRPC agent streams of.
     pub agent_consumers: i64,
 }
+
+/// The work waiting in the store, for the server's metrics ([`crate::Store::backlog`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Spec outbox rows not sent yet.
+    pub pending_spec_events: i64,
+    /// Age of the oldest of them, in milliseconds of the database's clock (0 when none).
+    pub oldest_pending_ms: i64,
+    /// Dead letters stored.
+    pub dead_letters: i64,
+}

@@ -38,9 +38,9 @@ use crate::group::{GroupCommit, group_fn};
 use crate::instances::{CLAIM_LEASE, Instances};
 use crate::rules::{self, PageQuery, UpdatePlan};
 use crate::{
-    Consumer, ConsumerQuery, DeadLetter, DeadLetterQuery, NewConsumer, NewDeadLetter, NewResource, Page,
-    PendingSpec, RawResource, Resource, ResourceQuery, Result, ServerInstance, SpecAction, SpecEventRow,
-    StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
+    Backlog, Consumer, ConsumerQuery, DeadLetter, DeadLetterQuery, NewConsumer, NewDeadLetter, NewResource,
+    Page, PendingSpec, RawResource, Resource, ResourceQuery, Result, ServerInstance, SpecAction,
+    SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
 };
 
 /// A SQL dialect the store runs on. Sealed: implemented for [`sqlx::Postgres`] and
@@ -93,6 +93,8 @@ pub(crate) mod sealed {
         const RESOURCE_TOTALS: bool;
         /// The database clock's now, in milliseconds since the Unix epoch (an expression).
         const NOW_MS: &'static str;
+        /// A row's `created_at` in milliseconds since the Unix epoch (an expression).
+        const CREATED_AT_MS: &'static str;
         /// A row source of the [`super::List`] bound as `$1`, one row per value in column
         /// `value`.
         const LIST_VALUES: &'static str;
@@ -733,6 +735,14 @@ where
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn backlog(&self) -> Result<Backlog> {
+        let [pending, oldest, letters] = crate::instances::backlog_sql::<D>();
+        let count = |sql| sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).fetch_one(&self.pool);
+        let (pending_spec_events, oldest_pending_ms, dead_letters) =
+            (count(pending).await?, count(oldest).await?, count(letters).await?);
+        Ok(Backlog { pending_spec_events, oldest_pending_ms, dead_letters })
     }
 
     // Server instances: `crate::instances`.

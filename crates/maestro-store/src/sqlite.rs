@@ -67,6 +67,7 @@ impl sealed::Backend for Sqlite {
     const RESOURCE_TOTALS: bool = false;
     // Milliseconds from the Julian day number (every SQLite version has `julianday`).
     const NOW_MS: &'static str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+    const CREATED_AT_MS: &'static str = "CAST((julianday(created_at) - 2440587.5) * 86400000.0 AS INTEGER)";
     const LIST_VALUES: &'static str = "json_each($1)";
     const SKIP_LOCKED: &'static str = "";
     const SHARED: bool = false;

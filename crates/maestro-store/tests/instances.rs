@@ -10,7 +10,11 @@ use serde_json::json;
 
 mod common;
 
-suite!(an_instance_registers_renews_and_leaves, status_events_are_pruned_up_to_the_lowest_live_cursor);
+suite!(
+    an_instance_registers_renews_and_leaves,
+    status_events_are_pruned_up_to_the_lowest_live_cursor,
+    the_backlog_counts_pending_rows_and_dead_letters
+);
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -76,6 +80,39 @@ async fn status_events_are_pruned_up_to_the_lowest_live_cursor(store: DynStore) 
     assert_eq!(store.prune_status_events(last).await.expect("prune"), 1, "only up to the cursor");
     assert!(store.renew_instance(LEASE, last).await.expect("renew"));
     assert_eq!(store.prune_status_events(last).await.expect("prune"), 2);
+}
+
+/// The backlog counts the outbox rows not sent, the age of the oldest (database clock), and
+/// the dead letters.
+async fn the_backlog_counts_pending_rows_and_dead_letters(store: DynStore) {
+    assert_eq!(store.backlog().await.expect("backlog"), maestro_store::Backlog::default());
+    consumer(&store, "c1").await;
+    resource(&store, "r1", "c1").await;
+    resource(&store, "r2", "c1").await;
+    tokio::time::sleep(Duration::from_millis(20)).await; // the oldest row ages
+    let backlog = store.backlog().await.expect("backlog");
+    assert_eq!((backlog.pending_spec_events, backlog.dead_letters), (2, 0));
+    assert!((15..60_000).contains(&backlog.oldest_pending_ms), "{backlog:?}");
+    let pending = store.pending_spec_events(10).await.expect("pending");
+    store.complete_spec_events(&[pending[0].seq]).await.expect("complete");
+    assert_eq!(store.backlog().await.expect("backlog").pending_spec_events, 1);
+    store.complete_spec_events(&[pending[1].seq]).await.expect("complete");
+    let letter = maestro_store::NewDeadLetter {
+        origin: maestro_store::DeadLetterOrigin::Agent,
+        broker: "mqtt".into(),
+        consumer_name: None,
+        resource_id: None,
+        event_id: None,
+        event_type: None,
+        reason: "test".into(),
+        event: "{}".into(),
+    };
+    store.add_dead_letter(letter).await.expect("dead letter");
+    let backlog = store.backlog().await.expect("backlog");
+    assert_eq!(
+        backlog,
+        maestro_store::Backlog { pending_spec_events: 0, oldest_pending_ms: 0, dead_letters: 1 }
+    );
 }
 
 /// Two instances on one PostgreSQL database: a row one claims the other skips until it is

@@ -30,6 +30,7 @@ pub mod retry;
 pub mod tasks;
 #[cfg(feature = "conformance")]
 pub mod test_logs;
+pub mod trace;
 
 use std::fmt::Debug;
 use std::sync::Arc;

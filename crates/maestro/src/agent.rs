@@ -53,6 +53,8 @@ pub struct AgentSettings {
     /// The accepted CloudEvent `source` ids of spec events
     /// ([`AgentConfig::accepted_sources`]); `--source-id`, default `maestro`.
     pub accepted_sources: Vec<String>,
+    /// Where to serve `/metrics` and the health endpoints (`--metrics-addr`); `None`: nowhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 async fn cluster(kind: ClusterKind) -> anyhow::Result<Arc<dyn Cluster>> {
@@ -66,11 +68,11 @@ async fn cluster(kind: ClusterKind) -> anyhow::Result<Arc<dyn Cluster>> {
     })
 }
 
-/// Builds the agent described by `s`.
+/// Builds the agent described by `s`, with its transport's "subscribed" signal (readiness).
 ///
 /// # Errors
 /// Broker configuration or cluster connection failures.
-pub async fn build(s: &AgentSettings) -> anyhow::Result<Agent> {
+pub async fn build(s: &AgentSettings) -> anyhow::Result<(Agent, maestro_transport::Subscribed)> {
     let mut config = AgentConfig::new(&s.consumer);
     config.agent_id = s.agent_id.clone();
     config.status_sync_interval = s.status_sync_interval;
@@ -81,7 +83,8 @@ pub async fn build(s: &AgentSettings) -> anyhow::Result<Agent> {
     let transport = agent_transport(&s.broker, &s.consumer, &s.agent_id)
         .await
         .with_context(|| format!("configuring the {} broker", s.broker.kind.as_str()))?;
-    Ok(Agent::new(config, transport, cluster(s.cluster).await?))
+    let subscribed = transport.subscribed();
+    Ok((Agent::new(config, transport, cluster(s.cluster).await?), subscribed))
 }
 
 /// Runs `maestro agent` until Ctrl-C / SIGTERM.
@@ -89,11 +92,58 @@ pub async fn build(s: &AgentSettings) -> anyhow::Result<Agent> {
 /// # Errors
 /// Start-up failures.
 pub async fn run(s: AgentSettings) -> anyhow::Result<()> {
-    let agent = build(&s).await?;
+    let (agent, subscribed) = build(&s).await?;
+    let ops = match s.metrics_addr {
+        Some(addr) => Some(serve_ops(addr, subscribed).await?),
+        None => None,
+    };
     tracing::info!(consumer = %s.consumer, agent_id = %s.agent_id, broker = s.broker.kind.as_str(),
         accepted_sources = ?s.accepted_sources, "agent starting");
     agent.run(crate::shutdown_signal()).await.context("agent failed")?;
+    drop(ops);
     Ok(())
+}
+
+/// Serves `/metrics`, `/livez`, `/healthz` (alive) and `/readyz` (the broker subscribed at
+/// least once) on `addr` until the returned guard is dropped.
+///
+/// # Errors
+/// The recorder cannot be installed, or `addr` cannot be bound.
+async fn serve_ops(
+    addr: std::net::SocketAddr,
+    subscribed: maestro_transport::Subscribed,
+) -> anyhow::Result<maestro_transport::retry::DropGuard> {
+    use axum::routing::get;
+    let handle = crate::metrics_recorder()?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--metrics-addr {addr}"))?;
+    let ready = move || {
+        let subscribed = *subscribed.borrow() > 0;
+        async move {
+            if subscribed {
+                (axum::http::StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"})))
+            } else {
+                let body =
+                    serde_json::json!({"status": "not ready", "reason": "the broker is not subscribed yet"});
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body))
+            }
+        }
+    };
+    let alive = || async { axum::Json(serde_json::json!({"status": "ok"})) };
+    let router = maestro_server::ops::metrics_router(handle)
+        .route("/readyz", get(ready))
+        .route("/livez", get(alive))
+        .route("/healthz", get(alive));
+    let cancel = maestro_transport::retry::CancellationToken::new();
+    let stop = cancel.clone();
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "agent metrics and health listening");
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "agent metrics listener failed");
+        }
+    });
+    Ok(cancel.drop_guard())
 }
 
 #[cfg(test)]

@@ -9,10 +9,12 @@
 pub mod agent;
 pub mod broker;
 pub mod cli;
+pub mod db_args;
 pub mod demo;
 pub mod dev_certs;
 #[cfg(feature = "mqtt")]
 pub mod embedded_mqtt;
+pub mod go_flags;
 pub mod grpc_limits;
 pub mod ingest_args;
 pub mod instance_lock;
@@ -24,6 +26,18 @@ pub mod server;
 pub mod stack;
 
 pub use logging::init_logging;
+
+/// Installs the process's Prometheus recorder (once; later calls return the same handle) with
+/// the server's and the agent's histogram buckets and series descriptions.
+///
+/// # Errors
+/// Another recorder is installed already.
+pub fn metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let buckets = [maestro_server::metrics::BUCKETS, maestro_agent::metrics::BUCKETS];
+    let handle = maestro_server::metrics::install(&buckets)?;
+    maestro_agent::metrics::describe();
+    Ok(handle)
+}
 
 /// Resolves when the process gets Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

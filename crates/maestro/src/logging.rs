@@ -8,14 +8,86 @@
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::format::Writer;
 
+/// Whether OpenTelemetry trace export is asked for, as Go Maestro decides it:
+/// `OTEL_TRACES_EXPORTER` set (to anything but `none`), or an OTLP endpoint set
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
+pub fn tracing_requested() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    match std::env::var("OTEL_TRACES_EXPORTER") {
+        Ok(v) if v.trim() == "none" => false,
+        Ok(v) if !v.trim().is_empty() => true,
+        _ => set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+    }
+}
+
+/// The OpenTelemetry trace pipeline of the process, flushed by [`Telemetry::shutdown`].
+#[derive(Debug, Default)]
+pub struct Telemetry(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
+
+impl Telemetry {
+    /// Exports the spans still buffered and stops the exporter (at most the exporter's
+    /// timeout, 10 s by default). Call it from a blocking context (not an async task).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.0
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("warning: flushing the trace exporter failed: {e}");
+        }
+    }
+}
+
+/// Builds the OTLP (gRPC) trace pipeline of `service` (`OTEL_SERVICE_NAME` wins; the endpoint
+/// from `OTEL_EXPORTER_OTLP_ENDPOINT`, default `http://localhost:4317`). Must run inside a
+/// Tokio runtime: the batch processor runs on it.
+///
+/// # Errors
+/// The exporter cannot be built (a malformed endpoint).
+fn otlp_provider(service: &str) -> anyhow::Result<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+    let processor = BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(service.to_owned());
+    }
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource.build())
+        .build())
+}
+
 /// Initialises logging: `RUST_LOG` filter (default `default_filter`), JSON lines when `json`
-/// is true, otherwise human-readable text with escaped control characters. A second call
-/// does nothing.
-pub fn init_logging(json: bool, default_filter: &str) {
+/// is true, otherwise human-readable text with escaped control characters; and, when
+/// [`tracing_requested`], span export over OTLP as `service` (docs/operations.md §4.6). Must
+/// run inside a Tokio runtime when tracing is requested. A second call does nothing.
+pub fn init_logging(json: bool, default_filter: &str, service: &str) -> Telemetry {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.fmt_fields(escaping_fields()).try_init() };
+    let provider = if tracing_requested() {
+        match otlp_provider(service) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("warning: OpenTelemetry trace export is off: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let otel = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider;
+        tracing_opentelemetry::layer().with_tracer(p.tracer("maestro"))
+    });
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let _ = if json {
+        registry.with(fmt.json()).try_init()
+    } else {
+        registry.with(fmt.fmt_fields(escaping_fields())).try_init()
+    };
+    Telemetry(provider)
 }
 
 /// The text format's field formatter: `name=value` pairs separated by spaces, the message

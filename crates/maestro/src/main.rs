@@ -11,13 +11,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = maestro::cli::Cli::parse();
-    maestro::init_logging(cli.log_json, cli.default_log_filter());
-    // One socket per connected agent (gRPC broker): lift the soft open-files limit to the hard
-    // one, as Go programs do at start, so thousands of agents do not hit the usual 1,024.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::debug!(open_files = n, "open-files limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
-    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -25,7 +18,21 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(maestro::cli::run(cli)) {
+    // Inside the runtime: the trace exporter, when asked for, runs on it.
+    let telemetry = {
+        let _entered = rt.enter();
+        maestro::init_logging(cli.json_logs(), cli.default_log_filter(), cli.service_name())
+    };
+    // One socket per connected agent (gRPC broker): lift the soft open-files limit to the hard
+    // one, as Go programs do at start, so thousands of agents do not hit the usual 1,024.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(open_files = n, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+    let result = rt.block_on(maestro::cli::run(cli));
+    // The exporter's last batch goes out on the runtime, from a blocking thread.
+    let _ = rt.block_on(rt.spawn_blocking(move || telemetry.shutdown()));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", maestro_client::error_chain(e.as_ref()));

@@ -13,6 +13,9 @@ use crate::broker::{BrokerKind, SourceBrokerSettings, source_transport_with};
 pub struct ServerSettings {
     /// Database URL (`sqlite://FILE`, `sqlite::memory:`, `postgres://…`).
     pub db_url: String,
+    /// Where to serve Prometheus metrics (`--metrics-server-bindport`); `None`: nowhere, and no
+    /// recorder is installed.
+    pub metrics_addr: Option<SocketAddr>,
     /// The broker.
     pub broker: SourceBrokerSettings,
     /// Server settings.
@@ -53,6 +56,9 @@ pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
     s.server.http_gate = gates.http;
     s.server.grpc_gate = gates.grpc;
     s.broker.grpc_gate = gates.broker;
+    if let Some(addr) = s.metrics_addr {
+        s.server.metrics = Some((addr, crate::metrics_recorder()?));
+    }
     let s = &s;
     let lock = crate::instance_lock::claim(&s.db_url)?;
     let store = maestro_store::open(&s.db_url)
@@ -103,6 +109,7 @@ pub async fn migrate(db_url: &str) -> anyhow::Result<()> {
 pub fn defaults(db_url: &str, kind: BrokerKind) -> ServerSettings {
     ServerSettings {
         db_url: db_url.to_owned(),
+        metrics_addr: None,
         broker: SourceBrokerSettings {
             kind,
             grpc_bind: SocketAddr::from(([0, 0, 0, 0], 8091)),

@@ -53,18 +53,30 @@ pub struct RestState {
     limits: Arc<RestLimits>,
     /// The slots of concurrent lists.
     lists: limits::ListSlots,
+    /// What `/readyz` answers.
+    readiness: crate::ops::Readiness,
 }
 
-/// Builds the router; `gate` authenticates and authorizes every call but the public ones
-/// ([`auth`]); `limits` bounds request bodies, request times and concurrent lists.
-pub fn router(
-    store: DynStore,
-    transport: DynSourceTransport,
-    gate: maestro_auth::Gate,
-    limits: &RestLimits,
-) -> Router {
-    let shared = Arc::new(limits.clone());
-    let state = RestState { store, transport, lists: limits::ListSlots::new(limits), limits: shared.clone() };
+impl RestState {
+    /// The state of a REST API over `store` and `transport` under `limits`, whose `/readyz`
+    /// answers `readiness`.
+    pub fn new(
+        store: DynStore,
+        transport: DynSourceTransport,
+        limits: &RestLimits,
+        readiness: crate::ops::Readiness,
+    ) -> Self {
+        let lists = limits::ListSlots::new(limits);
+        RestState { store, transport, limits: Arc::new(limits.clone()), lists, readiness }
+    }
+}
+
+/// Builds the router over `state`; `gate` authenticates and authorizes every call but the
+/// public ones ([`auth`]); the state's limits bound request bodies, request times and
+/// concurrent lists.
+pub fn router(state: RestState, gate: maestro_auth::Gate) -> Router {
+    let shared = state.limits.clone();
+    let max_body_bytes = shared.max_body_bytes;
     Router::new()
         .route("/api/maestro", get(|| async { Json(json!({"id":"maestro","kind":"API","href":"/api/maestro","versions":[{"id":"v1","href":BASE}]})) }))
         .route(BASE, get(|| async { Json(json!({"id":"v1","kind":"APIVersion","href":BASE,"collections":[{"id":"consumers","href":format!("{BASE}/consumers"),"kind":"ConsumerList"},{"id":"resource-bundles","href":format!("{BASE}/resource-bundles"),"kind":"ResourceBundleList"}]})) }))
@@ -83,20 +95,57 @@ pub fn router(
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(gate, auth::check))
         .layer(axum::middleware::from_fn_with_state(shared, limits::guard))
+        .layer(axum::middleware::from_fn(track))
 }
 
-/// `/readyz`: 200 when the database answers, else 503 with the operation id; the database's
-/// error text goes to the log only, under that id.
+/// Counts and times every request ([`crate::metrics::REST_REQUESTS`],
+/// [`crate::metrics::REST_DURATION`]) by method, route (`{id}` segments as `-`, as Go
+/// Maestro's label; `unmatched` for unknown paths) and status code, and runs it in a `rest
+/// request` span, the child of the caller's W3C `traceparent` header when it sends one
+/// (docs/operations.md §4.6).
+async fn track(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let method = req.method().as_str().to_owned();
+    let path = match req.extensions().get::<axum::extract::MatchedPath>() {
+        Some(route) => route
+            .as_str()
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "-" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => "unmatched".to_owned(),
+    };
+    let span = tracing::info_span!("rest request", method = %method, route = %path, trace_id = tracing::field::Empty);
+    let caller = {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        header("traceparent")
+            .map(|parent| maestro_transport::trace::TraceContext { parent, state: header("tracestate") })
+    };
+    if let Some(cx) = caller {
+        cx.link(&span);
+    }
+    maestro_transport::trace::record_trace_id(&span);
+    let resp = next.run(req).instrument(span).await;
+    let labels = [("method", method), ("path", path), ("code", resp.status().as_u16().to_string())];
+    metrics::counter!(crate::metrics::REST_REQUESTS, &labels).increment(1);
+    metrics::histogram!(crate::metrics::REST_DURATION, &labels).record(started.elapsed());
+    resp
+}
+
+/// `/readyz`: 200 when the server is ready ([`crate::ops::Readiness`]: database, broker,
+/// instance lease), else 503 with the reason and the operation id; the database's error text
+/// goes to the log only.
 async fn readyz(State(st): State<RestState>, headers: HeaderMap) -> Response {
-    match st.store.ping().await {
+    match st.readiness.check().await {
         Ok(()) => Json(json!({"status":"ok"})).into_response(),
-        Err(e) => {
+        Err(reason) => {
             let operation_id = errors::op_id(&headers);
-            tracing::error!(%operation_id, error = %e, "readiness check: the database does not answer");
-            let body = json!({"status": "not ready", "reason": "the database does not answer",
+            tracing::warn!(%operation_id, %reason, "readiness check failed");
+            let body = json!({"status": "not ready", "reason": reason.to_string(),
                               "operation_id": operation_id});
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
@@ -221,5 +270,6 @@ async fn get_bundle(State(st): State<RestState>, headers: HeaderMap, Path(id): P
 /// unknown id and a bundle already being deleted answer 204 too.
 async fn delete_bundle(State(st): State<RestState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
     st.store.mark_deleting(&id).await.map_err(|e| fail(&headers)(e.into()))?;
+    metrics::counter!(crate::metrics::RESOURCES_PROCESSED, "action" => "delete").increment(1);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
