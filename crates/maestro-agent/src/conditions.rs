@@ -13,6 +13,27 @@ pub const STATUS_FEEDBACK_SYNCED: &str = "StatusFeedbackSynced";
 /// Condition type `Deleted` (work-level, final event; docs/protocol.md §6.3).
 pub const DELETED: &str = "Deleted";
 
+/// Condition type `Complete` (a condition rule's; OCM `ManifestComplete` / `WorkComplete`).
+pub const COMPLETE: &str = "Complete";
+/// Condition type `Progressing`: its work-level roll-up is True when any manifest's is.
+pub const PROGRESSING: &str = "Progressing";
+/// Type of the condition that reports a condition rule which cannot be read (docs/protocol.md
+/// §8.4; this project's own: OCM's API server rejects such rules).
+pub const INVALID_CONDITION_RULE: &str = "InvalidConditionRule";
+
+/// The prefix of every reason set by condition rules: it marks the conditions they made.
+pub const CONDITION_RULE_REASON_PREFIX: &str = "ConditionRule";
+/// Reason of a condition rule evaluated without error.
+pub const CONDITION_RULE_EVALUATED: &str = "ConditionRuleEvaluated";
+/// Reason of a condition rule that cannot be evaluated (unknown type, unreadable rule).
+pub const CONDITION_RULE_INVALID: &str = "ConditionRuleInvalid";
+/// Reason of a condition rule whose expression fails to compile or evaluate.
+pub const CONDITION_RULE_EXPRESSION_ERROR: &str = "ConditionRuleExpressionError";
+/// Reason of a condition rule that failed for a cause outside its expression.
+pub const CONDITION_RULE_INTERNAL_ERROR: &str = "ConditionRuleInternalError";
+/// Reason of a work-level condition rolled up from the manifests' rule conditions.
+pub const CONDITION_RULES_AGGREGATED: &str = "ConditionRulesAggregated";
+
 /// `True`.
 pub const TRUE: &str = "True";
 /// `False`.
@@ -55,6 +76,17 @@ pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
         }
         None => conditions.push(new),
     }
+}
+
+/// True when `c` was made by a condition rule: its reason starts with `ConditionRule`.
+pub fn is_rule_generated(c: &Condition) -> bool {
+    c.reason.starts_with(CONDITION_RULE_REASON_PREFIX)
+}
+
+/// Removes the rule-made conditions of an earlier generation: removing a rule changes the
+/// work's generation, so those come from rules that are gone.
+pub fn prune_rule_conditions(conditions: &mut Vec<Condition>, generation: i64) {
+    conditions.retain(|c| !is_rule_generated(c) || c.observed_generation == generation);
 }
 
 /// Like [`set_condition`] but takes the previous transition time from `previous`.

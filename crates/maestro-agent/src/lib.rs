@@ -14,6 +14,8 @@
 //! - `reconcile`: apply per strategy, garbage collection, reading back for status (§8.2–§8.3).
 //! - `delete`: work deletion and the `Deleted` status (§6.3).
 //! - [`conditions`]: condition strings and transition-time handling (§8.4).
+//! - `condition_rules`: `conditionRules` (`WellKnownConditions`, `CEL`) evaluated on the live
+//!   objects, and their roll-up to the work (§8.4).
 //! - [`feedback`]: `WellKnownStatus` and `JSONPaths` feedback (§8.5).
 //! - `status`: status events, the publisher with retry, the spec resync request (§5.1).
 //! - [`cluster`]: the [`Cluster`] trait, the [`SimulatedCluster`], and (feature `kube`)
@@ -21,6 +23,7 @@
 
 mod agent;
 pub mod cluster;
+mod condition_rules;
 pub mod conditions;
 pub mod config;
 mod delete;

@@ -407,7 +407,18 @@ async fn build_status(
             (Ok(obj), None) => shared.cluster.get(obj).await.map_err(|e| e.to_string()),
             (Err(e), None) => Err(e.clone()),
         };
-        manifests.push(manifest_status(shared, r, applied_cond, live, prev_conds, generation));
+        let rules = snap
+            .bundle
+            .iter()
+            .flat_map(|b| &b.manifest_configs)
+            .filter(|c| config_matches(c, &r.meta))
+            .find(|c| !c.condition_rules.is_empty())
+            .map_or(&[][..], |c| c.condition_rules.as_slice());
+        let object = live.as_ref().ok().and_then(Option::as_ref);
+        let ruled = crate::condition_rules::manifest_conditions(rules, object, prev_conds, generation);
+        let mut manifest = manifest_status(shared, r, applied_cond, live, prev_conds, generation);
+        ruled.merge_into(&mut manifest.conditions);
+        manifests.push(manifest);
     }
     let mut conditions = previous.conditions.clone();
     let all_applied = manifests
@@ -415,6 +426,7 @@ async fn build_status(
         .all(|m| m.conditions.iter().any(|c| c.kind == cond::APPLIED && c.status == cond::TRUE));
     set_condition(&mut conditions, cond::work_applied(all_applied, generation));
     set_condition(&mut conditions, cond::work_available(&manifests, generation));
+    crate::condition_rules::roll_up(&mut conditions, &manifests, generation);
     ManifestBundleStatus { manifest_bundle: None, conditions, resource_status: manifests }
 }
 

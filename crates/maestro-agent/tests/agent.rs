@@ -285,6 +285,8 @@ async fn unknown_source_does_not_block_the_next_spec() {
     h.stop().await;
 }
 
+#[path = "agent/condition_rules.rs"]
+mod condition_rules;
 #[path = "agent/intake.rs"]
 mod intake;
 #[cfg(feature = "kube")]
