@@ -33,23 +33,30 @@ async fn a_bundle_is_one_trace_from_publish_to_status() {
     let mut stack = LocalStack::start(StackConfig::new(&db)).await.expect("stack");
     stack.rest.create_consumer("traced", &Default::default()).await.expect("consumer");
     stack.start_agent("traced").await.expect("agent");
-    stack.source.apply("traced", &config_map_work(0, 1)).await.expect("apply");
-    wait_for("the bundle Applied", || async {
-        let bundles = stack.rest.all_bundles(&Default::default()).await.ok()?;
-        bundles.iter().any(|b| b.is_true_at_current_version("Applied")).then_some(())
-    })
-    .await;
+    // A first bundle, Applied, shows the agent connected and its connect-time spec resync
+    // answered: the traced bundle then reaches it through the dispatcher (a bundle the resync
+    // answer carries continues the trace from its "spec publish" instead).
+    for i in 0..2 {
+        stack.source.apply("traced", &config_map_work(i, 1)).await.expect("apply");
+        wait_for("the bundle Applied", || async {
+            let bundles = stack.rest.all_bundles(&Default::default()).await.ok()?;
+            let applied = bundles.iter().filter(|b| b.is_true_at_current_version("Applied")).count();
+            (applied > i).then_some(())
+        })
+        .await;
+    }
 
     let wanted = ["spec publish", "spec dispatch", "work apply", "status ingest"];
-    let spans = wait_for("the status ingest span exported", || async {
+    let spans = wait_for("the second bundle's status ingest span exported", || async {
         let spans = exporter.get_finished_spans().ok()?;
-        spans.iter().any(|s| s.name == "status ingest").then_some(spans)
+        let trace = spans.iter().rev().find(|s| s.name == "spec publish")?.span_context.trace_id();
+        spans.iter().any(|s| s.name == "status ingest" && s.span_context.trace_id() == trace).then_some(spans)
     })
     .await;
-    let first = |name: &str| -> &SpanData {
-        spans.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no {name:?} span"))
+    let last = |name: &str| -> &SpanData {
+        spans.iter().rev().find(|s| s.name == name).unwrap_or_else(|| panic!("no {name:?} span"))
     };
-    let publish = first("spec publish");
+    let publish = last("spec publish");
     let trace = publish.span_context.trace_id();
     let by_id: HashMap<SpanId, &SpanData> = spans.iter().map(|s| (s.span_context.span_id(), s)).collect();
     for pair in wanted.windows(2) {
