@@ -732,6 +732,20 @@ mod store_wrapper {
         async fn backlog(&self) -> Result<maestro_store::Backlog> {
             self.inner.backlog().await
         }
+        async fn store_identity(&self) -> Result<String> {
+            self.inner.store_identity().await
+        }
+        async fn confirm_wipe(
+            &self,
+            consumer: &str,
+            ttl: std::time::Duration,
+        ) -> Result<chrono::DateTime<chrono::Utc>> {
+            self.check()?;
+            self.inner.confirm_wipe(consumer, ttl).await
+        }
+        async fn wipe_confirmed(&self, consumer: &str) -> Result<bool> {
+            self.inner.wipe_confirmed(consumer).await
+        }
     }
 }
 

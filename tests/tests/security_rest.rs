@@ -263,3 +263,43 @@ async fn dead_letters_need_the_admin_role() {
         assert_eq!((status, body["code"].as_str()), (404, Some("maestro-7")), "{bad}: {body}");
     }
 }
+
+/// A wipe confirmation lets agents delete what the fleet-wipe guard kept
+/// (docs/operations.md §3.5): it needs the REST role admin, names a registered consumer, and
+/// holds for its ttl.
+#[tokio::test]
+async fn wipe_confirmations_need_the_admin_role() {
+    let key = Key::new("k1");
+    let server = rest_server(AuthnType::Token, Some(json!({"keys": [key.jwk()]}))).await;
+    let store = maestro_store::open(&server.db_url).await.expect("store");
+    let consumer = store
+        .create_consumer(maestro_store::NewConsumer { name: Some("c1".into()), ..Default::default() })
+        .await
+        .expect("consumer");
+    let url = server.url(&format!("/api/maestro/v1/consumers/{}/wipe-confirmation", consumer.id));
+    let reader = key.sign(&claims("bob", &["sre"]));
+    let (status, body, _) = send(server.client.post(&url).bearer_auth(&reader)).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("maestro-11")), "{body}");
+    assert!(!store.wipe_confirmed("c1").await.expect("read"), "refused: nothing confirmed");
+    let admin = key.sign(&claims("ops", &[]));
+    for bad in [json!({"ttl_seconds": "1h"}), json!({"ttl_seconds": 40 * 24 * 3600})] {
+        let (status, body, _) = send(server.client.post(&url).bearer_auth(&admin).json(&bad)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let unknown = server.url("/api/maestro/v1/consumers/no-such-consumer/wipe-confirmation");
+    let (status, body, _) = send(server.client.post(&unknown).bearer_auth(&admin)).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("maestro-7")), "{body}");
+    let (status, body, _) =
+        send(server.client.post(&url).bearer_auth(&admin).json(&json!({"ttl_seconds": 600}))).await;
+    assert_eq!(
+        (status, body["kind"].as_str(), body["consumer_name"].as_str()),
+        (200, Some("WipeConfirmation"), Some("c1")),
+        "{body}"
+    );
+    assert_eq!(
+        body["store_identity"].as_str(),
+        Some(store.store_identity().await.expect("identity").as_str())
+    );
+    maestro_tests::contract::check("POST", "/api/maestro/v1/consumers/{id}/wipe-confirmation", 200, &body);
+    assert!(store.wipe_confirmed("c1").await.expect("read"));
+}

@@ -15,6 +15,7 @@ use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::intake::Intake;
 use crate::queue::WorkQueue;
+use crate::wipe_guard::WipeGuard;
 use crate::work::{Work, WorkSnapshot};
 use crate::{reconcile, status};
 
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) cancel: CancellationToken,
     /// Every task of the agent, waited for on shutdown.
     pub(crate) tasks: TaskTracker,
+    /// The fleet-wipe guard's state (docs/operations.md §3.5).
+    pub(crate) guard: WipeGuard,
 }
 
 impl Shared {
@@ -109,6 +112,7 @@ impl Agent {
                 hub_hash,
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                guard: WipeGuard::default(),
             }),
         }
     }
@@ -136,6 +140,7 @@ impl Agent {
         let subscribed = shared.transport.subscribed();
         tasks.spawn(status::run_publisher(shared.clone()));
         tasks.spawn(status::run_spec_resync(shared.clone(), subscribed));
+        tasks.spawn(status::run_orphan_recheck(shared.clone()));
         tasks.spawn(run_ticker(shared.clone(), shared.config.status_sync_interval, false));
         if let Some(every) = shared.config.resync_interval {
             tasks.spawn(run_ticker(shared.clone(), every, true));

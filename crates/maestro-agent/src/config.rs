@@ -23,6 +23,12 @@ pub const DEFAULT_MAX_JSON_RAW_BYTES: usize = 1024 * 1024;
 /// status resync request it sends to agents, on every broker (docs/protocol.md §1).
 pub const DEFAULT_SOURCE_ID: &str = "maestro";
 
+/// [`AgentConfig::wipe_guard_percent`]'s default: 50 %.
+pub const DEFAULT_WIPE_GUARD_PERCENT: u8 = 50;
+
+/// [`AgentConfig::orphan_recheck_interval`]'s default: 30 s.
+pub const DEFAULT_ORPHAN_RECHECK_INTERVAL: Duration = Duration::from_secs(30);
+
 /// [`AgentConfig::shutdown_timeout`]'s default: 10 s.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,6 +69,18 @@ pub struct AgentConfig {
     /// applied, logged at `warn`, and dropped (acknowledged, never redelivered). Compared
     /// exactly (case-sensitive). Must not be empty. Default: [`DEFAULT_SOURCE_ID`] alone.
     pub accepted_sources: Vec<String>,
+    /// The fleet-wipe guard's share (docs/operations.md §3.5): when one spec resync answer
+    /// would delete more than this percentage of the works the agent holds (works the store
+    /// does not hold any more), the agent orphans them instead (keeps their objects). 100
+    /// turns this rule off; the store-identity rule always applies. Default
+    /// [`DEFAULT_WIPE_GUARD_PERCENT`]; values over 100 are refused by
+    /// [`AgentConfig::validate`].
+    pub wipe_guard_percent: u8,
+    /// While the agent holds orphaned works, how often it asks the server for a spec resync
+    /// again: the answer adopts works the sources published again, and deletes the others
+    /// once an operator confirmed (`maestro-cli consumer confirm-wipe`). Default
+    /// [`DEFAULT_ORPHAN_RECHECK_INTERVAL`].
+    pub orphan_recheck_interval: Duration,
 }
 
 impl AgentConfig {
@@ -81,6 +99,8 @@ impl AgentConfig {
             max_retry_delay: Duration::from_secs(30),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             accepted_sources: vec![DEFAULT_SOURCE_ID.to_owned()],
+            wipe_guard_percent: DEFAULT_WIPE_GUARD_PERCENT,
+            orphan_recheck_interval: DEFAULT_ORPHAN_RECHECK_INTERVAL,
         }
     }
 
@@ -93,8 +113,11 @@ impl AgentConfig {
     ///
     /// # Errors
     /// [`ConfigError::EmptyConsumer`], [`ConfigError::NoAcceptedSource`],
-    /// [`ConfigError::EmptyAcceptedSource`].
+    /// [`ConfigError::EmptyAcceptedSource`], [`ConfigError::WipeGuardPercent`].
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.wipe_guard_percent > 100 {
+            return Err(ConfigError::WipeGuardPercent(self.wipe_guard_percent));
+        }
         if self.consumer.is_empty() {
             return Err(ConfigError::EmptyConsumer);
         }

@@ -26,6 +26,9 @@ pub enum ConfigError {
     /// `accepted_sources` holds an empty (or blank) source id.
     #[error("accepted_sources must not contain an empty source id")]
     EmptyAcceptedSource,
+    /// `wipe_guard_percent` is over 100.
+    #[error("wipe_guard_percent must be 0 to 100 (100 turns the share rule off), not {0}")]
+    WipeGuardPercent(u8),
 }
 
 /// A failure talking to the target cluster ([`crate::Cluster`]).

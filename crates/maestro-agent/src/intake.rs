@@ -14,6 +14,7 @@ use maestro_transport::{EventHandler, HandlerError};
 
 use crate::agent::Shared;
 use crate::status::status_event;
+use crate::wipe_guard::{self, Marks};
 use crate::work::Work;
 
 /// The agent's event handler.
@@ -60,13 +61,13 @@ impl EventHandler for Intake {
             (SubResource::Spec, Action::ResyncRequest) | (SubResource::Status, _) => {
                 Err(permanent(&event, format!("the agent does not handle {ty}")))
             }
-            (SubResource::Spec, _) => self.spec(&event),
+            (SubResource::Spec, action) => self.spec(&event, action),
         }
     }
 }
 
 impl Intake {
-    fn spec(&self, event: &Event) -> Result<(), HandlerError> {
+    fn spec(&self, event: &Event, action: Action) -> Result<(), HandlerError> {
         let consumer = &self.shared.config.consumer;
         let cluster = ext::get_str(event, ext::CLUSTER_NAME).unwrap_or_default();
         if cluster != *consumer {
@@ -79,11 +80,22 @@ impl Intake {
             permanent(event, format!("malformed spec event: {e}"))
         })?;
         crate::metrics::work_processed(event, true);
+        let marks = Marks::of(event, action);
+        if marks.deletes_unknown(&spec) && !marks.confirmed {
+            wipe_guard::propose(&self.shared, &spec, &marks);
+            return Ok(());
+        }
+        self.shared.guard.observe(&marks);
         let id = spec.resource_id.clone();
         let mut works = self.shared.works();
+        let orphans_before = works.get(&id).is_some_and(|w| w.orphaned.is_some());
         if upsert(&mut works, spec) {
             if let Some(work) = works.get_mut(&id) {
                 work.trace = maestro_transport::trace::TraceContext::of_event(event);
+            }
+            if orphans_before {
+                let orphaned = works.values().filter(|w| w.orphaned.is_some()).count();
+                crate::metrics::orphaned(consumer, orphaned);
             }
             drop(works);
             self.shared.queue.add(&id);
@@ -164,6 +176,10 @@ pub(crate) fn upsert(works: &mut std::collections::HashMap<String, Work>, spec: 
         tracing::debug!(resource_id = %id, "ignoring spec event for a deleted work");
         return false;
     }
+    // An orphaned work (docs/operations.md §3.5) takes any version: the store it comes from
+    // now may count versions from 1 again.
+    let orphaned = work.orphaned.is_some();
+    crate::wipe_guard::adopt(work);
     if spec.deletion.is_some() {
         if spec.resource_version != 0 && spec.resource_version > work.generation {
             work.generation = spec.resource_version;
@@ -174,11 +190,11 @@ pub(crate) fn upsert(works: &mut std::collections::HashMap<String, Work>, spec: 
         work.deleting = true;
         return true;
     }
-    if spec.resource_version != 0 && spec.resource_version < work.generation {
+    if !orphaned && spec.resource_version != 0 && spec.resource_version < work.generation {
         tracing::debug!(resource_id = %id, got = spec.resource_version, have = work.generation, "ignoring stale spec");
         return false;
     }
-    if spec.resource_version == work.generation && spec.bundle == work.bundle && !work.deleting {
+    if !orphaned && spec.resource_version == work.generation && spec.bundle == work.bundle && !work.deleting {
         return false; // a resync response repeating what we hold
     }
     tracing::info!(resource_id = %id, from = work.generation, to = spec.resource_version, "work updated");

@@ -18,6 +18,8 @@
 //!   objects, and their roll-up to the work (§8.4).
 //! - [`feedback`]: `WellKnownStatus` and `JSONPaths` feedback (§8.5).
 //! - `status`: status events, the publisher with retry, the spec resync request (§5.1).
+//! - [`wipe_guard`]: the fleet-wipe guard: orphan instead of deleting works a store lost
+//!   (docs/operations.md §3.5).
 //! - [`cluster`]: the [`Cluster`] trait, the [`SimulatedCluster`], and (feature `kube`)
 //!   [`KubeCluster`].
 
@@ -35,6 +37,7 @@ mod ownership;
 mod queue;
 mod reconcile;
 mod status;
+pub mod wipe_guard;
 mod work;
 
 pub use agent::{Agent, AgentHandle};

@@ -21,6 +21,11 @@ pub const STATUS_RESYNC_DURATION: &str = "resources_status_resync_duration_secon
 /// Time to apply one work's manifests on the cluster, in seconds.
 pub const APPLY_DURATION: &str = "maestro_agent_apply_duration_seconds";
 
+/// Works the agent holds orphaned by the fleet-wipe guard (docs/operations.md §3.5), by
+/// `consumer`: their objects are kept on the cluster until the sources publish them again or
+/// an operator confirms their deletion.
+pub const ORPHANED_WORKS: &str = "maestro_agent_orphaned_works";
+
 /// Histogram buckets in seconds, by series.
 pub const BUCKETS: &[(&str, &[f64])] = &[
     (STATUS_RESYNC_DURATION, &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0]),
@@ -30,12 +35,18 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
 /// Registers the help text and units of the agent's series (after the recorder is
 /// installed).
 pub fn describe() {
-    use metrics::{Unit, describe_counter, describe_histogram};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(WORKS_PROCESSED, "spec events taken by the agent");
     describe_counter!(CLOUDEVENTS_RECEIVED, "CloudEvents received from the server");
     describe_counter!(CLOUDEVENTS_SENT, "CloudEvents sent to the server");
     describe_histogram!(STATUS_RESYNC_DURATION, Unit::Seconds, "time to answer a status resync request");
     describe_histogram!(APPLY_DURATION, Unit::Seconds, "time to apply one work's manifests");
+    describe_gauge!(ORPHANED_WORKS, "works kept orphaned by the fleet-wipe guard");
+}
+
+/// Records how many works of `consumer` are orphaned.
+pub(crate) fn orphaned(consumer: &str, count: usize) {
+    metrics::gauge!(ORPHANED_WORKS, "consumer" => consumer.to_owned()).set(count as f64);
 }
 
 /// Counts `event` in `series` for `consumer`; nothing when its type does not parse.

@@ -35,6 +35,8 @@ pub(crate) struct Snapshot {
     pub(crate) applied: Vec<AppliedResource>,
     /// The work's trace context ([`crate::work::Work::trace`]).
     pub(crate) trace: Option<maestro_transport::trace::TraceContext>,
+    /// Orphaned by the fleet-wipe guard: neither applied nor deleted.
+    pub(crate) orphaned: bool,
 }
 
 /// One manifest with its resolved target and configuration.
@@ -97,12 +99,16 @@ fn snapshot(shared: &Shared, id: &str) -> Option<Snapshot> {
         status: w.status.clone(),
         applied: w.applied.clone(),
         trace: w.trace.clone(),
+        orphaned: w.orphaned.is_some(),
     })
 }
 
 /// Reconciles one work. Returns true when it must be retried later.
 async fn reconcile(shared: &Arc<Shared>, id: &str) -> bool {
     let Some(snap) = snapshot(shared, id) else { return false };
+    if snap.orphaned {
+        return false; // kept as it is until adopted or confirmed (docs/operations.md §3.5)
+    }
     if snap.deleting {
         return delete::finalize(shared, &snap).await;
     }

@@ -170,24 +170,8 @@ pub(crate) async fn run_spec_resync(shared: Arc<Shared>, mut subscribed: Subscri
 async fn send_spec_resync(shared: &Shared, subscribed: &mut Subscribed) {
     let mut backoff = shared.config.retry_backoff();
     while !shared.cancel.is_cancelled() {
-        let versions = ResourceVersionList {
-            resource_versions: {
-                let works = shared.works();
-                let mut v: Vec<ResourceVersion> = works
-                    .values()
-                    .filter(|w| !w.finalized)
-                    .map(|w| ResourceVersion { resource_id: w.uid.clone(), resource_version: w.generation })
-                    .collect();
-                v.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
-                v
-            },
-        };
-        let event = spec_resync_request(&shared.config.agent_id, &shared.config.consumer, &versions);
-        match shared.transport.publish(&event).await {
-            Ok(()) => {
-                tracing::info!(works = versions.resource_versions.len(), "spec resync requested");
-                return;
-            }
+        match request_spec_resync(shared).await {
+            Ok(()) => return,
             Err(e) => {
                 let delay = backoff.next().unwrap_or(shared.config.max_retry_delay);
                 tracing::warn!(error = %e, ?delay, "spec resync request failed; will retry");
@@ -197,6 +181,59 @@ async fn send_spec_resync(shared: &Shared, subscribed: &mut Subscribed) {
                     () = shared.cancel.cancelled() => return,
                 }
             }
+        }
+    }
+}
+
+/// The works held (not finalized), by id, at their generation; an orphaned work at version 0,
+/// so the answer sends it at whatever version the server's store holds (adoption,
+/// docs/operations.md §3.5).
+fn held_versions(shared: &Shared) -> ResourceVersionList {
+    let works = shared.works();
+    let mut v: Vec<ResourceVersion> = works
+        .values()
+        .filter(|w| !w.finalized)
+        .map(|w| ResourceVersion {
+            resource_id: w.uid.clone(),
+            resource_version: if w.orphaned.is_some() { 0 } else { w.generation },
+        })
+        .collect();
+    v.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+    ResourceVersionList { resource_versions: v }
+}
+
+/// Publishes one spec resync request listing the works held.
+///
+/// # Errors
+/// The transport's publish error.
+async fn request_spec_resync(shared: &Shared) -> maestro_transport::Result<()> {
+    let versions = held_versions(shared);
+    let event = spec_resync_request(&shared.config.agent_id, &shared.config.consumer, &versions);
+    shared.transport.publish(&event).await?;
+    tracing::info!(works = versions.resource_versions.len(), "spec resync requested");
+    Ok(())
+}
+
+/// While works are orphaned, asks for a spec resync every
+/// [`crate::AgentConfig::orphan_recheck_interval`]: its answer adopts the works published
+/// again and deletes the others once an operator confirmed (docs/operations.md §3.5). A
+/// failed request waits for the next tick.
+pub(crate) async fn run_orphan_recheck(shared: Arc<Shared>) {
+    let every = shared.config.orphan_recheck_interval.max(std::time::Duration::from_millis(100));
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    while shared.cancel.run_until_cancelled(ticker.tick()).await.is_some() {
+        let orphans = shared.works().values().filter(|w| w.orphaned.is_some() && !w.finalized).count();
+        if orphans == 0 {
+            continue;
+        }
+        tracing::info!(
+            orphans,
+            "works orphaned by the fleet-wipe guard; asking the server for a spec resync"
+        );
+        if let Err(e) = request_spec_resync(&shared).await {
+            tracing::warn!(error = %e, "spec resync request for the orphaned works failed; will retry");
         }
     }
 }

@@ -50,6 +50,10 @@ pub(crate) struct Work {
     /// The trace context of the latest spec, then of its apply: the statuses published for
     /// it carry it (docs/operations.md §4.6).
     pub(crate) trace: Option<maestro_transport::trace::TraceContext>,
+    /// Set by the fleet-wipe guard (docs/operations.md §3.5): the store no longer holds this
+    /// work but the agent keeps its objects; never applied nor deleted until the sources
+    /// publish it again (adopted) or an operator confirms.
+    pub(crate) orphaned: Option<crate::wipe_guard::Orphan>,
 }
 
 impl Work {
@@ -72,6 +76,7 @@ impl Work {
             applied: Vec::new(),
             attempts: 0,
             trace: None,
+            orphaned: None,
         }
     }
 
@@ -91,6 +96,7 @@ impl Work {
             last_published: self.last_published.clone(),
             published_hash: self.published_hash.clone(),
             applied: self.applied.clone(),
+            orphaned: self.orphaned.as_ref().map(|o| o.reason.to_owned()),
         }
     }
 }
@@ -116,4 +122,7 @@ pub struct WorkSnapshot {
     pub published_hash: Option<String>,
     /// The resources applied for this work (the AppliedManifestWork view).
     pub applied: Vec<AppliedResource>,
+    /// The reason of the `Orphaned` condition when the fleet-wipe guard orphaned this work
+    /// (`StoreIdentityChanged` or `ResyncDeleteShareExceeded`, docs/operations.md §3.5).
+    pub orphaned: Option<String>,
 }

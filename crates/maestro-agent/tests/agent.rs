@@ -294,3 +294,5 @@ mod intake;
 mod kube;
 #[path = "agent/strategies.rs"]
 mod strategies;
+#[path = "agent/wipe_guard.rs"]
+mod wipe_guard;

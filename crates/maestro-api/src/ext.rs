@@ -31,6 +31,19 @@ pub const LOG_TRACING: &str = "logtracing";
 /// `update_request`: present and non-empty, it asks for a **merge apply** by that manager
 /// ([`crate::merge`], docs/cli.md "Merge apply"). String. Go Maestro ignores it.
 pub const FIELD_MANAGER: &str = "fieldmanager";
+/// `storeid`: this project's addition on every spec `resync_response` the server sends: its
+/// store identity, a random id created with its database (docs/protocol.md §5.5). String. Go
+/// agents ignore it.
+pub const STORE_ID: &str = "storeid";
+/// `resyncdeletes`: this project's addition on every spec `resync_response` the server sends:
+/// how many works that answer deletes because the store does not hold them (docs/protocol.md
+/// §5.2 step 4, §5.5). Decimal string (an integer is accepted too).
+pub const RESYNC_DELETES: &str = "resyncdeletes";
+/// `wipeconfirmed`: this project's addition on a spec `resync_response` deleting a work the
+/// store does not hold, sent while an operator's wipe confirmation for the consumer holds
+/// (docs/protocol.md §5.5): the agent deletes instead of orphaning. The string `"true"` (a
+/// boolean is accepted too).
+pub const WIPE_CONFIRMED: &str = "wipeconfirmed";
 
 /// Returns a string extension, or `None` when absent. Integers and booleans are rendered as
 /// strings (string-only transports and Go's `ToString` accept either).

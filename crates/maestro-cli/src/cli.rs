@@ -483,6 +483,19 @@ pub enum ConsumerCommand {
         /// Consumer id or name.
         consumer: String,
     },
+    /// Confirm that the works this consumer's agent orphaned under the fleet-wipe guard may be
+    /// deleted (the database they came from is gone for good). The agent keeps orphaned works'
+    /// objects on its cluster until this is run or a source publishes the works again (which
+    /// adopts them); after it, the agent deletes them at its next spec resync (within its
+    /// --orphan-recheck-interval, 30 s by default). See docs/operations.md §3.5. Needs the
+    /// REST role admin.
+    ConfirmWipe {
+        /// Consumer id or name.
+        consumer: String,
+        /// How long the confirmation holds (e.g. 10m, 1h; at most 30 days).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+    },
 }
 
 /// `dead-letters` subcommands.

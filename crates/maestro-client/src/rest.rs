@@ -375,6 +375,22 @@ impl RestClient {
         Ok(())
     }
 
+    /// Confirms, for `ttl`, that the works the agent of consumer `id` orphaned under the
+    /// fleet-wipe guard may be deleted (`POST /consumers/{id}/wipe-confirmation`, this
+    /// project's addition; needs the REST role `admin`). Returns the server's answer:
+    /// `{kind: "WipeConfirmation", consumer_id, consumer_name, confirmed_until, store_identity}`.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`] for an unknown consumer; [`ClientError::Http`] (400) for a
+    /// `ttl` over 30 days, (403) without the role; transport errors.
+    pub async fn confirm_wipe(&self, id: &str, ttl: std::time::Duration) -> Result<serde_json::Value> {
+        let body = json!({"ttl_seconds": ttl.as_secs()});
+        let what = format!("consumer {id}");
+        let path = format!("/consumers/{}/wipe-confirmation", path_segment(id)?);
+        let resp = self.send(Method::POST, &path, &what, |r| r.json(&body)).await?;
+        self.json(resp).await
+    }
+
     /// Creates a consumer (`POST`, 201).
     ///
     /// # Errors

@@ -69,6 +69,7 @@ pub async fn run(
         store: &store,
         transport: &transport,
         source_id: &source_id,
+        store_id: None,
         shared,
         held_only: shared && transport.capabilities().server_hosts_agents,
         blocked: HashSet::new(),
@@ -107,6 +108,9 @@ struct Dispatcher<'a> {
     store: &'a DynStore,
     transport: &'a DynSourceTransport,
     source_id: &'a str,
+    /// The store identity every spec event carries (docs/protocol.md §5.5); read by the
+    /// first sweep (again by the next while it fails).
+    store_id: Option<String>,
     /// Other server instances may share the store: rows are claimed, and a row for an agent
     /// not connected here is released, not done.
     shared: bool,
@@ -145,6 +149,9 @@ impl Dispatcher<'_> {
     /// # Errors
     /// Store failures.
     async fn sweep(&mut self, batch: i64) -> Result<usize, StoreError> {
+        if self.store_id.is_none() {
+            self.store_id = Some(self.store.store_identity().await?);
+        }
         self.blocked.clear();
         self.swept.clear();
         let pending = if self.shared {
@@ -172,7 +179,8 @@ impl Dispatcher<'_> {
                 passed.done.push(row.seq);
                 continue;
             };
-            match deliver(self.store, self.transport, self.source_id, &row, &resource).await {
+            let ids = (self.source_id, self.store_id.as_deref());
+            match deliver(self.store, self.transport, ids, &row, &resource).await {
                 Ok(Delivered::Sent) => passed.done.push(row.seq),
                 // Another instance may hold the agent: it takes the row once released.
                 Ok(Delivered::NotHere) if self.shared => passed.elsewhere.push(row.seq),
@@ -212,7 +220,7 @@ enum Delivered {
 async fn deliver(
     store: &DynStore,
     transport: &DynSourceTransport,
-    source_id: &str,
+    (source_id, store_id): (&str, Option<&str>),
     row: &SpecEventRow,
     resource: &Resource,
 ) -> Result<Delivered, String> {
@@ -232,6 +240,9 @@ async fn deliver(
         _ => Action::Update,
     };
     let mut event = outgoing_spec(resource, source_id, action);
+    if let Some(id) = store_id {
+        maestro_api::ext::set_str(&mut event, maestro_api::ext::STORE_ID, id);
+    }
     let span = tracing::info_span!("spec dispatch", consumer = %resource.consumer_name, version = resource.version, trace_id = tracing::field::Empty);
     if let Some(cx) = TraceContext::of_json(&resource.payload) {
         cx.link(&span);

@@ -132,6 +132,12 @@ impl Ingest {
             deleted: st.status.is_true("Deleted"),
         };
         let outcome = self.store_status(write).await?;
+        if outcome == StatusOutcome::UnknownResource && st.status.is_true("Orphaned") {
+            let reason = st.status.condition("Orphaned").map(|c| c.reason.clone()).unwrap_or_default();
+            tracing::warn!(consumer = %st.cluster_name, resource = %st.resource_id, %reason,
+                "an agent keeps a work this store does not hold (fleet-wipe guard): publish it again, or confirm \
+                 with maestro-cli consumer confirm-wipe (docs/operations.md §3.5)");
+        }
         metrics::status_stored(&st.cluster_name);
         tracing::debug!(resource = ?st.resource_id, consumer = ?st.cluster_name, version = st.resource_version, ?outcome, "status");
         Ok(outcome)

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use maestro_api::ext;
 use maestro_api::types::Action;
 use maestro_store::DynStore;
 use maestro_transport::DynSourceTransport;
@@ -167,18 +168,39 @@ impl SpecResyncAnswer {
         if let Some(holders) = &self.holders {
             holders.record(&self.store, &self.consumer).await.map_err(|e| (e.to_string(), true))?;
         }
-        let resources =
-            self.store.resources_for_consumer(&self.consumer).await.map_err(|e| (e.to_string(), true))?;
+        let store_err = |e: maestro_store::StoreError| (e.to_string(), true);
+        let resources = self.store.resources_for_consumer(&self.consumer).await.map_err(store_err)?;
+        let store_id = self.store.store_identity().await.map_err(store_err)?;
         let mut agent = self.agent.clone();
         let mut out = Vec::new();
         for r in &resources {
             let agent_version = agent.remove(&r.id).unwrap_or(0);
             if r.deleted_at.is_some() || r.version == 0 || r.version > agent_version {
-                out.push(outgoing_spec(r, &self.source_id, Action::ResyncResponse));
+                let mut ev = outgoing_spec(r, &self.source_id, Action::ResyncResponse);
+                // The agent's apply joins the bundle's trace (docs/operations.md §4.6).
+                if let Some(cx) = maestro_transport::trace::TraceContext::of_json(&r.payload) {
+                    cx.stamp(&mut ev);
+                }
+                out.push(ev);
             }
         }
-        for (id, version) in agent {
-            out.push(unknown_resource_delete(&self.source_id, &id, version, &self.consumer));
+        let unknown = agent.len();
+        if unknown > 0 {
+            let confirmed = self.store.wipe_confirmed(&self.consumer).await.map_err(store_err)?;
+            tracing::info!(consumer = ?self.consumer, unknown, listed = self.agent.len(), confirmed,
+                "spec resync: the agent holds works this store does not; sending their deletion");
+            for (id, version) in agent {
+                let mut ev = unknown_resource_delete(&self.source_id, &id, version, &self.consumer);
+                if confirmed {
+                    ext::set_str(&mut ev, ext::WIPE_CONFIRMED, "true");
+                }
+                out.push(ev);
+            }
+        }
+        // The fleet-wipe guard's inputs (docs/protocol.md §5.5).
+        for ev in &mut out {
+            ext::set_str(ev, ext::STORE_ID, store_id.as_str());
+            ext::set_str(ev, ext::RESYNC_DELETES, unknown.to_string());
         }
         tracing::info!(consumer = ?self.consumer, held = resources.len(), sending = out.len(), "spec resync");
         // On a broker that stores messages (MQTT, Pub/Sub), a status the agent published just

@@ -35,6 +35,7 @@ pub mod sql;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wipe_guard;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ use async_trait::async_trait;
 pub use feed::{Change, Feed};
 pub use instances::CLAIM_LEASE;
 pub use model::*;
+pub use wipe_guard::MAX_WIPE_CONFIRMATION;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +290,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The spec outbox backlog and the number of dead letters (the server's metrics).
     async fn backlog(&self) -> Result<Backlog>;
+
+    // ---- the fleet-wipe guard (docs/operations.md §3.5) ----
+
+    /// The store identity: an opaque random id (a UUID) created with the database, the same
+    /// for every server instance and across restarts, another for a recreated or different
+    /// database. The server puts it on its spec resync answers; agents refuse to delete works
+    /// on the word of a store whose identity changed.
+    async fn store_identity(&self) -> Result<String>;
+
+    /// Records an operator's confirmation that the works the agent of `consumer` orphaned may
+    /// be deleted, valid for `ttl` from now (database clock); replaces an earlier one. Returns
+    /// when it ends. Errors: [`StoreError::Invalid`] for a `ttl` over 30 days.
+    async fn confirm_wipe(&self, consumer: &str, ttl: Duration) -> Result<chrono::DateTime<chrono::Utc>>;
+
+    /// Whether a confirmation of [`Store::confirm_wipe`] for `consumer` holds now.
+    async fn wipe_confirmed(&self, consumer: &str) -> Result<bool>;
 
     // ---- server instances (docs/architecture.md §9) ----
     // The defaults describe a store only one process uses (test wrappers); `SqlStore`

@@ -37,6 +37,7 @@ use crate::feed::{Feed, Signals, feed_creations, feed_rows};
 use crate::group::{GroupCommit, group_fn};
 use crate::instances::{CLAIM_LEASE, Instances};
 use crate::rules::{self, PageQuery, UpdatePlan};
+use crate::wipe_guard::WipeGuard;
 use crate::{
     Backlog, Consumer, ConsumerQuery, DeadLetter, DeadLetterQuery, NewConsumer, NewDeadLetter, NewResource,
     Page, PendingSpec, RawResource, Resource, ResourceQuery, Result, ServerInstance, SpecAction,
@@ -743,6 +744,20 @@ where
         let (pending_spec_events, oldest_pending_ms, dead_letters) =
             (count(pending).await?, count(oldest).await?, count(letters).await?);
         Ok(Backlog { pending_spec_events, oldest_pending_ms, dead_letters })
+    }
+
+    // The fleet-wipe guard: `crate::wipe_guard`.
+
+    async fn store_identity(&self) -> Result<String> {
+        WipeGuard { pool: &self.pool }.identity().await
+    }
+
+    async fn confirm_wipe(&self, consumer: &str, ttl: Duration) -> Result<chrono::DateTime<chrono::Utc>> {
+        WipeGuard { pool: &self.pool }.confirm(consumer, ttl).await
+    }
+
+    async fn wipe_confirmed(&self, consumer: &str) -> Result<bool> {
+        WipeGuard { pool: &self.pool }.confirmed(consumer).await
     }
 
     // Server instances: `crate::instances`.

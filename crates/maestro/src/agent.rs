@@ -35,6 +35,24 @@ pub struct AgentSourceArgs {
     pub source_ids: Vec<String>,
 }
 
+/// `maestro agent` flags of the fleet-wipe guard (docs/operations.md §3.5; flattened into the
+/// agent's flags).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct WipeGuardArgs {
+    /// Fleet-wipe guard: when one spec resync answer would delete more than this percentage
+    /// of the works the agent holds (works the server's store no longer has: a database
+    /// restored from an old backup), the agent keeps their objects and reports the works
+    /// Orphaned instead of deleting them. 0-100; 100 turns this rule off (a changed store
+    /// identity still orphans).
+    #[arg(long, env = "MAESTRO_WIPE_GUARD_PERCENT", value_name = "PERCENT", default_value_t = maestro_agent::config::DEFAULT_WIPE_GUARD_PERCENT, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub wipe_guard_percent: u8,
+    /// While works are orphaned by the fleet-wipe guard: how often the agent asks the server
+    /// for a spec resync again, to adopt the works sources publish again and to delete the
+    /// others once an operator ran `maestro-cli consumer confirm-wipe` (e.g. `30s`).
+    #[arg(long, env = "MAESTRO_ORPHAN_RECHECK_INTERVAL", value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub orphan_recheck_interval: Duration,
+}
+
 /// Everything `maestro agent` needs.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
@@ -55,6 +73,8 @@ pub struct AgentSettings {
     pub accepted_sources: Vec<String>,
     /// Where to serve `/metrics` and the health endpoints (`--metrics-addr`); `None`: nowhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The fleet-wipe guard's settings.
+    pub wipe_guard: WipeGuardArgs,
 }
 
 async fn cluster(kind: ClusterKind) -> anyhow::Result<Arc<dyn Cluster>> {
@@ -79,6 +99,8 @@ pub async fn build(s: &AgentSettings) -> anyhow::Result<(Agent, maestro_transpor
     config.shutdown_timeout = s.shutdown_timeout;
     config.hub_host = s.broker.hub_host()?;
     config.accepted_sources = s.accepted_sources.clone();
+    config.wipe_guard_percent = s.wipe_guard.wipe_guard_percent;
+    config.orphan_recheck_interval = s.wipe_guard.orphan_recheck_interval;
     config.validate().map_err(|e| anyhow::anyhow!("invalid agent settings: {e}"))?;
     let transport = agent_transport(&s.broker, &s.consumer, &s.agent_id)
         .await

@@ -340,6 +340,8 @@ pub struct AgentArgs {
     #[command(flatten)]
     sources: crate::agent::AgentSourceArgs,
     #[command(flatten)]
+    wipe_guard: crate::agent::WipeGuardArgs,
+    #[command(flatten)]
     go: crate::go_flags::GoAgentFlags,
     /// Serve Prometheus metrics (`/metrics`) and health (`/livez`, `/healthz`; `/readyz`: the
     /// broker subscribed) on this address (`HOST:PORT`, e.g. `0.0.0.0:8080` in a pod). Default:
@@ -592,6 +594,7 @@ fn agent_settings(a: AgentArgs) -> AgentSettings {
         shutdown_timeout: a.shutdown_timeout,
         accepted_sources: a.sources.source_ids,
         metrics_addr: a.metrics_addr,
+        wipe_guard: a.wipe_guard,
     }
 }
 

@@ -41,6 +41,8 @@ pub struct StackConfig {
     pub pubsub_health_interval: Duration,
     /// Reconcile workers per agent (a fleet of thousands wants 1).
     pub agent_workers: usize,
+    /// The agents' [`AgentConfig::orphan_recheck_interval`] (default 30 s).
+    pub orphan_recheck_interval: Duration,
 }
 
 impl StackConfig {
@@ -57,6 +59,7 @@ impl StackConfig {
             pubsub_project: "maestro-local".into(),
             pubsub_health_interval: Duration::from_secs(1),
             agent_workers: 4,
+            orphan_recheck_interval: maestro_agent::config::DEFAULT_ORPHAN_RECHECK_INTERVAL,
         }
     }
 }
@@ -64,6 +67,7 @@ impl StackConfig {
 struct RunningAgent {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    handle: maestro_agent::AgentHandle,
 }
 
 /// Agents on simulated clusters, one per consumer, each a task of this process. A consumer's
@@ -98,6 +102,7 @@ impl SimulatedAgents {
     pub fn spawn(&mut self, config: AgentConfig, transport: maestro_transport::DynAgentTransport) {
         let name = config.consumer.clone();
         let agent = Agent::new(config, transport, self.cluster(&name));
+        let handle = agent.handle();
         let stop = CancellationToken::new();
         let consumer = name.clone();
         let shutdown = stop.clone().cancelled_owned();
@@ -106,7 +111,12 @@ impl SimulatedAgents {
                 tracing::error!(%consumer, error = %e, "agent stopped with an error");
             }
         });
-        self.agents.insert(name, RunningAgent { stop, task });
+        self.agents.insert(name, RunningAgent { stop, task, handle });
+    }
+
+    /// A handle on the running agent of `consumer` (its works), if any.
+    pub fn handle(&self, consumer: &str) -> Option<maestro_agent::AgentHandle> {
+        self.agents.get(consumer).map(|a| a.handle.clone())
     }
 
     /// Stops the agent of `consumer` and waits for it (its simulated cluster keeps its
@@ -266,6 +276,7 @@ impl LocalStack {
         let mut cfg = AgentConfig::new(consumer);
         cfg.status_sync_interval = self.config.status_sync_interval;
         cfg.workers = self.config.agent_workers;
+        cfg.orphan_recheck_interval = self.config.orphan_recheck_interval;
         cfg.hub_host = broker.hub_host()?;
         self.agents.spawn(cfg, transport);
         Ok(())
@@ -275,6 +286,11 @@ impl LocalStack {
     /// effect at the agent's next start.
     pub fn reset_cluster(&mut self, consumer: &str) {
         self.agents.reset_cluster(consumer);
+    }
+
+    /// A handle on the running agent of `consumer` (its works), if any.
+    pub fn agent(&self, consumer: &str) -> Option<maestro_agent::AgentHandle> {
+        self.agents.handle(consumer)
     }
 
     /// Stops the agent of `consumer` (its simulated cluster keeps its objects).

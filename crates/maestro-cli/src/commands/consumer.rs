@@ -1,4 +1,4 @@
-//! `consumer list|create|get|delete`.
+//! `consumer list|create|get|delete|confirm-wipe`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -42,6 +42,18 @@ pub(crate) async fn run(ctx: &Context, cmd: &ConsumerCommand, out: &mut dyn Writ
             rest.delete_consumer(&c.id).await?;
             if !structured(out, ctx.output, &json!({"id": c.id, "name": c.name, "deleted": true}))? {
                 writeln!(out, "consumer {} deleted (id {})", c.name, c.id)?;
+            }
+        }
+        ConsumerCommand::ConfirmWipe { consumer, ttl } => {
+            let c = rest.get_consumer(consumer).await?;
+            let answer = rest.confirm_wipe(&c.id, *ttl).await?;
+            if !structured(out, ctx.output, &answer)? {
+                let until = answer["confirmed_until"].as_str().unwrap_or("?");
+                writeln!(
+                    out,
+                    "wipe confirmed for consumer {} until {until}: its agent deletes the works it orphaned at its next spec resync",
+                    c.name
+                )?;
             }
         }
     }

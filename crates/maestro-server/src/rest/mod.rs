@@ -19,6 +19,7 @@ pub mod raw;
 pub mod serve;
 pub mod server_instances;
 mod stream;
+pub mod wipe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,6 +86,7 @@ pub fn router(state: RestState, gate: maestro_auth::Gate) -> Router {
         .route(&format!("{BASE}/errors/{{id}}"), get(errors::get_error))
         .route(&format!("{BASE}/consumers"), get(list::list_consumers).post(create_consumer))
         .route(&format!("{BASE}/consumers/{{id}}"), get(get_consumer).patch(patch_consumer).delete(delete_consumer))
+        .route(&format!("{BASE}/consumers/{{id}}/wipe-confirmation"), axum::routing::post(wipe::confirm))
         .route(&format!("{BASE}/resource-bundles"), get(list::list_bundles))
         .route(&format!("{BASE}/resource-bundles/{{id}}"), get(get_bundle).delete(delete_bundle))
         .route(&format!("{BASE}/dead-letters"), get(dead_letters::list))

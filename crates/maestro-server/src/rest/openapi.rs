@@ -58,6 +58,7 @@ mod tests {
             "dead-letters",
             "dead-letters/{id}",
             "server-instances",
+            "consumers/{id}/wipe-confirmation",
         ] {
             assert!(paths.contains(&format!("/api/maestro/v1/{p}").as_str()), "{p} in {paths:?}");
         }
@@ -73,6 +74,7 @@ mod tests {
             "ConsumerPatchRequest",
             "DeadLetter",
             "DeadLetterList",
+            "WipeConfirmation",
         ] {
             assert!(doc["components"]["schemas"].get(s).is_some(), "schema {s}");
         }

@@ -1,0 +1,171 @@
+//! The fleet-wipe guard's rules (docs/operations.md §3.5), against the in-memory broker: a
+//! resync answer's deletions of works the store does not hold are deleted below the share
+//! and with the same store identity, orphaned otherwise; a confirmed deletion deletes; a
+//! Go server's answer (no count) is decided after the settle time; a spec adopts an orphan.
+
+use maestro_agent::AgentConfig;
+use maestro_agent::wipe_guard::{ORPHANED, REASON_IDENTITY, REASON_SHARE};
+use maestro_api::Event;
+use maestro_api::codec::SpecEventBuilder;
+use maestro_api::ext;
+use maestro_api::types::Action;
+use maestro_transport::SourceTransport;
+
+use crate::common::*;
+
+/// A spec event of work `id` from a store of identity `store`.
+fn spec(h: &Harness, id: &str, store: &str) -> Event {
+    let mut meta = serde_json::Map::new();
+    meta.insert("name".into(), serde_json::json!(id));
+    let mut ev = SpecEventBuilder::new("maestro", id, 1, h.handle.consumer())
+        .metadata(meta)
+        .bundle_json(cm_bundle(id))
+        .build();
+    ext::set_str(&mut ev, ext::STORE_ID, store);
+    ev
+}
+
+/// A resync answer's deletion of `id`, a work the store does not hold; `marks` = (store
+/// identity, count of deletions in the answer, confirmed), each omitted when `None`/false.
+fn unknown_delete(h: &Harness, id: &str, marks: (Option<&str>, Option<usize>, bool)) -> Event {
+    let mut ev = SpecEventBuilder::new("maestro", id, 1, h.handle.consumer())
+        .action(Action::ResyncResponse)
+        .deletion(chrono::Utc::now())
+        .build();
+    if let Some(store) = marks.0 {
+        ext::set_str(&mut ev, ext::STORE_ID, store);
+    }
+    if let Some(n) = marks.1 {
+        ext::set_str(&mut ev, ext::RESYNC_DELETES, n.to_string());
+    }
+    if marks.2 {
+        ext::set_str(&mut ev, ext::WIPE_CONFIRMED, "true");
+    }
+    ev
+}
+
+/// Starts an agent and gives it works `w0..w{n}` from store `store`, all Applied.
+async fn holding(n: usize, config: AgentConfig, store: &str) -> Harness {
+    let h = Harness::start_with(config).await;
+    for i in 0..n {
+        h.source.publish(&spec(&h, &format!("w{i}"), store)).await.expect("publish");
+    }
+    for i in 0..n {
+        h.wait_status(&format!("w{i}"), |s| s.is_true("Applied")).await;
+    }
+    h
+}
+
+async fn send(h: &Harness, events: Vec<Event>) {
+    for ev in events {
+        h.source.publish(&ev).await.expect("publish");
+    }
+}
+
+fn orphaned(h: &Harness, reason: &str) -> usize {
+    h.handle.works().iter().filter(|w| w.orphaned.as_deref() == Some(reason)).count()
+}
+
+#[tokio::test]
+async fn half_or_less_is_deleted_more_is_orphaned() {
+    let h = holding(4, AgentConfig::new("c1"), "store-a").await;
+    // 2 of 4 is not more than 50%: deleted.
+    let n = Some(2);
+    send(
+        &h,
+        vec![
+            unknown_delete(&h, "w0", (Some("store-a"), n, false)),
+            unknown_delete(&h, "w1", (Some("store-a"), n, false)),
+        ],
+    )
+    .await;
+    h.wait_status("w0", |s| s.is_true("Deleted")).await;
+    h.wait_status("w1", |s| s.is_true("Deleted")).await;
+    assert_eq!(h.cluster.len(), 2);
+    // Then 2 of the 2 left is more than 50%: orphaned, objects kept, reported.
+    let n = Some(2);
+    send(
+        &h,
+        vec![
+            unknown_delete(&h, "w2", (Some("store-a"), n, false)),
+            unknown_delete(&h, "w3", (Some("store-a"), n, false)),
+        ],
+    )
+    .await;
+    for id in ["w2", "w3"] {
+        let ev = h.wait_status(id, |s| s.is_true(ORPHANED)).await;
+        let st = decode(&ev).status;
+        let c = st.condition(ORPHANED).expect("condition");
+        assert_eq!(c.reason, REASON_SHARE);
+        assert!(c.message.contains("would delete 2 of the 2 works"), "{}", c.message);
+        assert!(st.is_true("Applied"), "the other conditions stay");
+    }
+    assert_eq!(h.cluster.len(), 2, "the orphans' objects are kept");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_store_identity_orphans_even_one_work() {
+    let h = holding(3, AgentConfig::new("c1"), "store-a").await;
+    send(&h, vec![unknown_delete(&h, "w0", (Some("store-b"), Some(1), false))]).await;
+    let ev = h.wait_status("w0", |s| s.is_true(ORPHANED)).await;
+    assert_eq!(decode(&ev).status.condition(ORPHANED).expect("condition").reason, REASON_IDENTITY);
+    assert_eq!(h.cluster.len(), 3);
+    // The operator's confirmation deletes it.
+    send(&h, vec![unknown_delete(&h, "w0", (Some("store-b"), Some(1), true))]).await;
+    h.wait_status("w0", |s| s.is_true("Deleted")).await;
+    assert_eq!(h.cluster.len(), 2);
+    // The confirmed store is now the one synced with: below the share, deletions go through.
+    send(&h, vec![unknown_delete(&h, "w1", (Some("store-b"), Some(1), false))]).await;
+    h.wait_status("w1", |s| s.is_true("Deleted")).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_go_servers_answer_is_decided_after_the_settle_time() {
+    let h = holding(3, AgentConfig::new("c1"), "store-a").await;
+    // No store identity, no count: two of three are gathered, then orphaned as a whole.
+    send(
+        &h,
+        vec![unknown_delete(&h, "w0", (None, None, false)), unknown_delete(&h, "w1", (None, None, false))],
+    )
+    .await;
+    wait_until(|| orphaned(&h, REASON_SHARE) == 2).await;
+    assert_eq!(h.cluster.len(), 3);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_share_rule_can_be_turned_off_and_a_spec_adopts_an_orphan() {
+    let mut config = AgentConfig::new("c1");
+    config.wipe_guard_percent = 100;
+    let h = holding(2, config, "store-a").await;
+    let n = Some(2);
+    send(
+        &h,
+        vec![
+            unknown_delete(&h, "w0", (Some("store-a"), n, false)),
+            unknown_delete(&h, "w1", (Some("store-a"), n, false)),
+        ],
+    )
+    .await;
+    h.wait_status("w0", |s| s.is_true("Deleted")).await;
+    h.wait_status("w1", |s| s.is_true("Deleted")).await;
+
+    // An orphan published again (version 1 from a new store) is adopted in place.
+    let h = holding(1, AgentConfig::new("c2"), "store-a").await;
+    let uid = h.cluster.objects()[0]["metadata"]["uid"].clone();
+    send(&h, vec![unknown_delete(&h, "w0", (Some("store-b"), Some(1), false))]).await;
+    h.wait_status("w0", |s| s.is_true(ORPHANED)).await;
+    let mark = h.rec.count();
+    h.source.publish(&spec(&h, "w0", "store-b")).await.expect("publish");
+    h.wait_event_after(mark, |e| {
+        is_status_for(e, "w0")
+            && decode(e).status.condition(ORPHANED).is_none()
+            && decode(e).status.is_true("Applied")
+    })
+    .await;
+    assert!(h.handle.work("w0").expect("work").orphaned.is_none());
+    assert_eq!(h.cluster.objects()[0]["metadata"]["uid"], uid, "not re-created");
+    h.stop().await;
+}
