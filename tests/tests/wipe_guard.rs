@@ -114,20 +114,27 @@ async fn empty_database(url: &str) {
     sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;").execute(&mut db).await.unwrap();
 }
 
+/// Starts the agents and gives them their works, all Applied; returns the clusters and
+/// their objects.
+async fn hold_works(stack: &mut LocalStack) -> (Vec<(&'static str, Arc<SimulatedCluster>)>, Objects) {
+    for c in CONSUMERS {
+        stack.start_agent(c).await.unwrap();
+    }
+    publish(stack, 0..PER_CONSUMER).await;
+    wait_applied(stack, CONSUMERS.len() * PER_CONSUMER).await;
+    let clusters = clusters(stack);
+    let before = objects(&clusters);
+    assert_eq!(before.len(), CONSUMERS.len() * PER_CONSUMER);
+    (clusters, before)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_emptied_database_orphans_every_work_and_republishing_adopts_them() {
     maestro_tests::logging();
     let url = maestro_store::testing::postgres_url().await;
     let mut stack = stack(&url).await;
     register_consumers(&stack).await;
-    for c in CONSUMERS {
-        stack.start_agent(c).await.unwrap();
-    }
-    publish(&stack, 0..PER_CONSUMER).await;
-    wait_applied(&stack, CONSUMERS.len() * PER_CONSUMER).await;
-    let clusters = clusters(&mut stack);
-    let before = objects(&clusters);
-    assert_eq!(before.len(), CONSUMERS.len() * PER_CONSUMER);
+    let (clusters, before) = hold_works(&mut stack).await;
 
     // The database is recreated empty; the consumers are registered again (as the restore
     // procedure does) before the server comes back, so the agents' resync is answered.
@@ -161,13 +168,7 @@ async fn an_old_dump_orphans_by_share_until_republished_or_confirmed() {
     let dump = tempfile::NamedTempFile::new().unwrap();
     let dump_path = dump.path().to_str().unwrap();
     run("pg_dump", &["--dbname", &url, "--file", dump_path, "--no-owner"]);
-    for c in CONSUMERS {
-        stack.start_agent(c).await.unwrap();
-    }
-    publish(&stack, 0..PER_CONSUMER).await;
-    wait_applied(&stack, CONSUMERS.len() * PER_CONSUMER).await;
-    let clusters = clusters(&mut stack);
-    let before = objects(&clusters);
+    let (clusters, before) = hold_works(&mut stack).await;
 
     // Restored from the dump taken before the works: same store identity, no works.
     stack.stop_server().await;
