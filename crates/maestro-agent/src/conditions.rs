@@ -12,6 +12,12 @@ pub const AVAILABLE: &str = "Available";
 pub const STATUS_FEEDBACK_SYNCED: &str = "StatusFeedbackSynced";
 /// Condition type `Deleted` (work-level, final event; docs/protocol.md §6.3).
 pub const DELETED: &str = "Deleted";
+/// Condition type `Deleting` (work-level, while the work's resources are deleted;
+/// docs/protocol.md §6.3).
+pub const DELETING: &str = "Deleting";
+/// Reason of the per-manifest `Applied`=False when `ignoreFields` cannot be processed
+/// (docs/protocol.md §8.2).
+pub const APPLIED_MANIFEST_SSA_IGNORE_FIELD_ERROR: &str = "AppliedManifestSSAIgnoreFieldError";
 
 /// Condition type `Complete` (a condition rule's; OCM `ManifestComplete` / `WorkComplete`).
 pub const COMPLETE: &str = "Complete";
@@ -156,6 +162,18 @@ pub fn manifest_applied(error: Option<&str>, generation: i64) -> Condition {
     }
 }
 
+/// Per-manifest `Applied` when the manifest's `ignoreFields` cannot be processed: False
+/// `AppliedManifestSSAIgnoreFieldError` "Failed to process ignoreFields: <error>".
+pub fn manifest_ignore_fields_failed(error: &str, generation: i64) -> Condition {
+    condition(
+        APPLIED,
+        FALSE,
+        APPLIED_MANIFEST_SSA_IGNORE_FIELD_ERROR,
+        format!("Failed to process ignoreFields: {error}"),
+        generation,
+    )
+}
+
 /// Per-manifest `Available`: exists ⇒ True `ResourceAvailable`; missing ⇒ False
 /// `ResourceNotAvailable`; read failure ⇒ Unknown `FetchingResourceFailed`; no resource meta ⇒
 /// Unknown `IncompleteResourceMeta`.
@@ -210,6 +228,12 @@ pub fn deleted(consumer: &str, generation: i64) -> Condition {
         format!("The manifests are deleted from the cluster {consumer}"),
         generation,
     )
+}
+
+/// Work-level `Deleting`: True `WorkDeleting` "ManifestWork is being deleted", set before the
+/// work's resources are deleted (docs/protocol.md §6.3).
+pub fn deleting(generation: i64) -> Condition {
+    condition(DELETING, TRUE, "WorkDeleting", "ManifestWork is being deleted", generation)
 }
 
 #[cfg(test)]

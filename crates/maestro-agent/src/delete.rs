@@ -1,8 +1,10 @@
-//! Work deletion (docs/protocol.md §6.3, §8.3): delete the applied resources the delete option lets
-//! the work own, remove the AppliedManifestWork, then set the `Deleted` condition; the status
-//! publisher drops the work once that status is published.
+//! Work deletion (docs/protocol.md §6.3, §8.3): publish the `Deleting` condition, then delete the
+//! applied resources the delete option lets the work own, remove the AppliedManifestWork, and set
+//! the `Deleted` condition; the status publisher drops the work once that status is published.
 
 use std::sync::Arc;
+
+use maestro_api::payload::ManifestBundleStatus;
 
 use crate::agent::Shared;
 use crate::conditions::{self as cond, set_condition};
@@ -55,43 +57,78 @@ async fn recover_applied(shared: &Shared, snap: &Snapshot, owner: &Owner) -> Vec
 }
 
 /// Runs the deletion of a deleting work. Returns true when it must be retried.
+///
+/// A work that has something applied (or a bundle) first gets the `Deleting` condition, and
+/// nothing is deleted until a status carrying it was published: the source sees `Deleting`
+/// before `Deleted`, as from the Go agent, which patches that condition before it deletes the
+/// AppliedManifestWork.
 pub(crate) async fn finalize(shared: &Arc<Shared>, snap: &Snapshot) -> bool {
-    let delete_option = snap.bundle.as_ref().and_then(|b| b.delete_option.clone());
-    let mut remaining = Vec::new();
     if !snap.applied.is_empty() || snap.bundle.is_some() {
-        let owner = match owner(shared, snap).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(resource_id = %snap.uid, error = %e, "cannot resolve the owner; will retry");
-                return bump_attempts(shared, snap, snap.applied.clone());
-            }
-        };
-        let applied = if snap.applied.is_empty() {
-            recover_applied(shared, snap, &owner).await
-        } else {
-            snap.applied.clone()
-        };
-        for res in &applied {
-            if !owned_by_policy(delete_option.as_ref(), &res.object) {
-                tracing::info!(resource_id = %snap.uid, object = %res.object, "orphaned");
-                continue;
-            }
-            match delete_owned(shared, res, &owner).await {
-                Ok(true) => tracing::info!(resource_id = %snap.uid, object = %res.object, "deleted"),
-                Ok(false) | Err(_) => remaining.push(res.clone()),
-            }
+        if !deleting_published(shared, &snap.uid) {
+            return bump_attempts(shared, snap, snap.applied.clone());
         }
-        if remaining.is_empty()
-            && let Err(e) = shared.cluster.delete_applied_work(&owner.applied_work).await
-        {
-            tracing::warn!(resource_id = %snap.uid, error = %e, "cannot delete the AppliedManifestWork; will retry");
+        if let Err(remaining) = delete_all(shared, snap).await {
             return bump_attempts(shared, snap, remaining);
         }
     }
-    if !remaining.is_empty() {
-        return bump_attempts(shared, snap, remaining);
-    }
     mark_deleted(shared, &snap.uid);
+    false
+}
+
+/// Deletes the work's owned resources, then its AppliedManifestWork. `Err` holds the
+/// resources still to delete (all of them when the owner cannot be resolved).
+async fn delete_all(shared: &Shared, snap: &Snapshot) -> Result<(), Vec<AppliedResource>> {
+    let delete_option = snap.bundle.as_ref().and_then(|b| b.delete_option.clone());
+    let owner = owner(shared, snap).await.map_err(|e| {
+        tracing::warn!(resource_id = %snap.uid, error = %e, "cannot resolve the owner; will retry");
+        snap.applied.clone()
+    })?;
+    let applied = if snap.applied.is_empty() {
+        recover_applied(shared, snap, &owner).await
+    } else {
+        snap.applied.clone()
+    };
+    let mut remaining = Vec::new();
+    for res in &applied {
+        if !owned_by_policy(delete_option.as_ref(), &res.object) {
+            tracing::info!(resource_id = %snap.uid, object = %res.object, "orphaned");
+            continue;
+        }
+        match delete_owned(shared, res, &owner).await {
+            Ok(true) => tracing::info!(resource_id = %snap.uid, object = %res.object, "deleted"),
+            Ok(false) | Err(_) => remaining.push(res.clone()),
+        }
+    }
+    if !remaining.is_empty() {
+        return Err(remaining);
+    }
+    shared.cluster.delete_applied_work(&owner.applied_work).await.map_err(|e| {
+        tracing::warn!(resource_id = %snap.uid, error = %e, "cannot delete the AppliedManifestWork; will retry");
+        Vec::new()
+    })
+}
+
+/// True once a status with the `Deleting` condition was published. Until then sets that
+/// condition on the work's status (when it is not there yet) and hands it to the publisher.
+fn deleting_published(shared: &Shared, id: &str) -> bool {
+    let is_deleting = |s: &ManifestBundleStatus| {
+        s.conditions.iter().any(|c| c.kind == cond::DELETING && c.status == cond::TRUE)
+    };
+    {
+        let mut works = shared.works();
+        let Some(w) = works.get_mut(id) else { return true };
+        if w.last_published.as_ref().is_some_and(is_deleting) {
+            return true;
+        }
+        if !w.status.as_ref().is_some_and(is_deleting) {
+            let mut status = w.status.clone().unwrap_or_default();
+            set_condition(&mut status.conditions, cond::deleting(w.generation));
+            w.status_hash = Some(maestro_api::statushash::status_hash(&status));
+            w.status = Some(status);
+            tracing::info!(resource_id = %id, generation = w.generation, "work deleting");
+        }
+    }
+    shared.status_changed(id);
     false
 }
 

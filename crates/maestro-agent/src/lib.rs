@@ -12,7 +12,9 @@
 //! - `intake`: the transport's event handler: accepted sources, upsert rules (§6.1), status
 //!   resync (§5.3).
 //! - `reconcile`: apply per strategy, garbage collection, reading back for status (§8.2–§8.3).
-//! - `delete`: work deletion and the `Deleted` status (§6.3).
+//! - `delete`: work deletion and the `Deleting`/`Deleted` statuses (§6.3).
+//! - `ignore_fields`: server-side apply `ignoreFields` and the spec hash that skips unchanged
+//!   applies (§8.2).
 //! - [`conditions`]: condition strings and transition-time handling (§8.4).
 //! - `condition_rules`: `conditionRules` (`WellKnownConditions`, `CEL`) evaluated on the live
 //!   objects, and their roll-up to the work (§8.4).
@@ -31,6 +33,7 @@ pub mod config;
 mod delete;
 mod error;
 pub mod feedback;
+mod ignore_fields;
 mod intake;
 pub mod metrics;
 mod ownership;

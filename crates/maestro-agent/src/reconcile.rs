@@ -53,9 +53,28 @@ pub(crate) struct Resolved {
 #[derive(Debug, Default)]
 struct Applied {
     error: Option<String>,
+    /// The error is about the manifest's `ignoreFields` (its own `Applied` reason).
+    ignore_fields_error: bool,
     retry: bool,
     live: Option<Value>,
     resource: Option<AppliedResource>,
+    /// Not written because it is `Complete`: what was tracked for its target is kept.
+    kept: bool,
+}
+
+impl Applied {
+    /// The manifest's `Applied` condition for this outcome.
+    fn condition(&self, generation: i64) -> maestro_api::payload::Condition {
+        match &self.error {
+            Some(e) if self.ignore_fields_error => cond::manifest_ignore_fields_failed(e, generation),
+            error => cond::manifest_applied(error.as_deref(), generation),
+        }
+    }
+
+    /// A failed apply; `retry` asks for another attempt later.
+    fn failed(error: impl ToString, retry: bool) -> Self {
+        Applied { error: Some(error.to_string()), retry, ..Default::default() }
+    }
 }
 
 /// Runs reconcile for queued works forever. Yields to the runtime after each work: a sync of
@@ -257,7 +276,7 @@ async fn apply_all(
     let mut out = Vec::with_capacity(resolved.len());
     for r in resolved {
         let result = match &owner {
-            Ok(owner) => apply_one(shared, bundle, r, owner).await,
+            Ok(owner) => apply_one(shared, snap, bundle, r, owner).await,
             Err(e) => Applied { error: Some(e.to_string()), retry: true, ..Default::default() },
         };
         if let Some(e) = &result.error {
@@ -287,11 +306,21 @@ fn apply_mode(strategy: Option<&maestro_api::payload::UpdateStrategy>) -> Option
     })
 }
 
-async fn apply_one(shared: &Shared, bundle: &ManifestBundle, r: &Resolved, owner: &Owner) -> Applied {
+async fn apply_one(
+    shared: &Shared,
+    snap: &Snapshot,
+    bundle: &ManifestBundle,
+    r: &Resolved,
+    owner: &Owner,
+) -> Applied {
     let object = match &r.object {
         Ok(o) => o,
-        Err(e) => return Applied { error: Some(e.clone()), retry: true, ..Default::default() },
+        Err(e) => return Applied::failed(e, true),
     };
+    if is_complete(snap, &r.meta) {
+        // A manifest whose `Complete` condition is True is not updated any more (§8.2).
+        return Applied { kept: true, ..Default::default() };
+    }
     let Some(mode) = apply_mode(r.strategy.as_ref()) else {
         // ReadOnly: never written, only read.
         return match shared.cluster.get(object).await {
@@ -299,7 +328,28 @@ async fn apply_one(shared: &Shared, bundle: &ManifestBundle, r: &Resolved, owner
             Err(_) => Applied::default(),
         };
     };
-    let mut manifest = r.manifest.clone();
+    let manifest = prepare_manifest(&r.manifest, object);
+    let owner = owned_by_policy(bundle.delete_option.as_ref(), object).then_some(owner);
+    if matches!(mode, ApplyMode::ServerSideApply { .. }) {
+        let ssa = r.strategy.as_ref().and_then(|s| s.server_side_apply.as_ref());
+        let ignore = ssa.map_or(&[][..], |c| c.ignore_fields.as_slice());
+        return apply_ssa(shared, object, manifest, &mode, ignore, owner).await;
+    }
+    write(shared, object, marked(manifest, owner), &mode).await
+}
+
+/// True when the manifest's previous status (same resource meta) has `Complete`=True.
+fn is_complete(snap: &Snapshot, meta: &ManifestResourceMeta) -> bool {
+    snap.status
+        .iter()
+        .flat_map(|s| &s.resource_status)
+        .find(|m| &m.resource_meta == meta)
+        .is_some_and(|m| m.conditions.iter().any(|c| c.kind == cond::COMPLETE && c.status == cond::TRUE))
+}
+
+/// The manifest as written: server-maintained metadata removed, the namespace resolved.
+fn prepare_manifest(manifest: &Value, object: &ObjectRef) -> Value {
+    let mut manifest = manifest.clone();
     if let Some(meta) = manifest.get_mut("metadata").and_then(Value::as_object_mut) {
         for k in ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"] {
             meta.remove(k);
@@ -310,10 +360,49 @@ async fn apply_one(shared: &Shared, bundle: &ManifestBundle, r: &Resolved, owner
             meta.insert("namespace".into(), Value::String(object.namespace.clone()));
         }
     }
-    if owned_by_policy(bundle.delete_option.as_ref(), object) {
+    manifest
+}
+
+/// `manifest` with the work's ownership recorded when the work owns the object.
+fn marked(mut manifest: Value, owner: Option<&Owner>) -> Value {
+    if let Some(owner) = owner {
         owner.mark(&mut manifest);
     }
-    match shared.cluster.apply(object, manifest, &mode).await {
+    manifest
+}
+
+/// Server-side apply with `ignoreFields` (docs/protocol.md §8.2): an existing object gets the
+/// manifest without its `OnSpokePresent` fields, a new one the whole manifest; an object whose
+/// spec-hash annotation matches is not applied again (only its owner is made sure of).
+async fn apply_ssa(
+    shared: &Shared,
+    object: &ObjectRef,
+    mut manifest: Value,
+    mode: &ApplyMode,
+    ignore_fields: &[Value],
+    owner: Option<&Owner>,
+) -> Applied {
+    crate::ignore_fields::strip_null_creation_timestamps(&mut manifest);
+    let prepared = match crate::ignore_fields::prepare(&manifest, ignore_fields) {
+        Ok(Some(p)) => p,
+        Ok(None) => return write(shared, object, marked(manifest, owner), mode).await,
+        Err(e) => return Applied { ignore_fields_error: true, ..Applied::failed(e, false) },
+    };
+    let desired = match shared.cluster.get(object).await {
+        Err(e) => return Applied::failed(e, true),
+        Ok(None) => prepared.full,
+        Ok(Some(live)) if crate::ignore_fields::unchanged(&live, &prepared.hash) => {
+            let owner_only = marked(prepared.full, owner);
+            return write(shared, object, owner_only, &ApplyMode::CreateOnly).await;
+        }
+        Ok(Some(_)) => prepared.trimmed,
+    };
+    write(shared, object, marked(desired, owner), mode).await
+}
+
+/// Writes `manifest` with `mode`; a server-side apply conflict is not retried.
+async fn write(shared: &Shared, object: &ObjectRef, manifest: Value, mode: &ApplyMode) -> Applied {
+    match shared.cluster.apply(object, manifest, mode).await {
         Ok(live) => Applied {
             resource: Some(AppliedResource { object: object.clone(), uid: uid_of(&live).to_owned() }),
             live: Some(live),
@@ -321,7 +410,7 @@ async fn apply_one(shared: &Shared, bundle: &ManifestBundle, r: &Resolved, owner
         },
         Err(e) => {
             let retry = !matches!(e, ClusterError::Conflict { .. });
-            Applied { error: Some(e.to_string()), retry, ..Default::default() }
+            Applied::failed(e, retry)
         }
     }
 }
@@ -338,7 +427,7 @@ async fn track_and_collect(
     for (r, a) in resolved.iter().zip(results) {
         match (&a.resource, &r.object) {
             (Some(res), _) => list.push(res.clone()),
-            (None, Ok(obj)) if a.error.is_some() => {
+            (None, Ok(obj)) if a.error.is_some() || a.kept => {
                 list.extend(snap.applied.iter().filter(|old| old.same_target(obj)).cloned());
             }
             _ => {}
@@ -400,7 +489,7 @@ async fn build_status(
         let prev = previous.resource_status.iter().find(|m| m.resource_meta == r.meta);
         let prev_conds = prev.map(|m| m.conditions.as_slice()).unwrap_or_default();
         let applied_cond = match applied.and_then(|a| a.get(i)) {
-            Some(a) => cond::manifest_applied(a.error.as_deref(), generation),
+            Some(a) => a.condition(generation),
             None => prev_conds
                 .iter()
                 .find(|c| c.kind == cond::APPLIED)

@@ -287,6 +287,8 @@ async fn unknown_source_does_not_block_the_next_spec() {
 
 #[path = "agent/condition_rules.rs"]
 mod condition_rules;
+#[path = "agent/deletion_and_ssa.rs"]
+mod deletion_and_ssa;
 #[path = "agent/intake.rs"]
 mod intake;
 #[cfg(feature = "kube")]
