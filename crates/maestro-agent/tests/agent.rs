@@ -294,6 +294,9 @@ mod intake;
 #[cfg(feature = "kube")]
 #[path = "agent/kube.rs"]
 mod kube;
+#[cfg(feature = "kube")]
+#[path = "agent/kube_fixtures.rs"]
+mod kube_fixtures;
 #[path = "agent/strategies.rs"]
 mod strategies;
 #[path = "agent/wipe_guard.rs"]

@@ -53,6 +53,18 @@ fn code(e: &kube::Error) -> Option<u16> {
     }
 }
 
+/// `Api::get_opt`, with every 404 as absence. kube-rs takes only a `Status` with reason
+/// `NotFound` for one, but the API server answers the path of a resource it no longer serves (a
+/// CustomResourceDefinition removed since discovery) with a plain-text `404 page not found`,
+/// which client-go (and so the OCM work agent) reads as NotFound too.
+async fn get_opt(api: &Api<DynamicObject>, name: &str) -> Result<Option<DynamicObject>, ClusterError> {
+    match api.get(name).await {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if code(&e) == Some(404) => Ok(None),
+        Err(e) => Err(api_error(e)),
+    }
+}
+
 fn to_dynamic(v: Value) -> Result<DynamicObject, ClusterError> {
     serde_json::from_value(v).map_err(|e| ClusterError::InvalidManifest(e.to_string()))
 }
@@ -105,9 +117,15 @@ impl KubeCluster {
 
     /// A cluster from a kube-rs [`Config`].
     ///
+    /// kube-rs's own retry of 429/503/504 answers is turned off (`default_retry`): it retries up
+    /// to 15 times with a backoff growing to 1000 s, so one request to an aggregated API whose
+    /// backend is down (a plain 503 without `Retry-After`, which client-go does not retry) held a
+    /// reconcile worker for minutes. The agent retries failed applies itself, with its backoff.
+    ///
     /// # Errors
     /// [`ClusterError::Api`] when the client cannot be built.
-    pub fn from_config(config: Config) -> Result<Self, ClusterError> {
+    pub fn from_config(mut config: Config) -> Result<Self, ClusterError> {
+        config.default_retry = false;
         Client::try_from(config)
             .map(Self::new)
             .map_err(|e| ClusterError::Api { status: None, message: e.to_string() })
@@ -145,7 +163,7 @@ impl KubeCluster {
         object: &ObjectRef,
         manifest: Value,
     ) -> Result<Value, ClusterError> {
-        let Some(live) = api.get_opt(&object.name).await.map_err(api_error)? else {
+        let Some(live) = get_opt(api, &object.name).await? else {
             return self.create(api, manifest).await;
         };
         let live = to_value(&live)?;
@@ -177,7 +195,7 @@ impl KubeCluster {
         object: &ObjectRef,
         manifest: Value,
     ) -> Result<Value, ClusterError> {
-        let Some(live) = api.get_opt(&object.name).await.map_err(api_error)? else {
+        let Some(live) = get_opt(api, &object.name).await? else {
             return self.create(api, manifest).await;
         };
         let live = to_value(&live)?;
@@ -237,7 +255,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn get(&self, object: &ObjectRef) -> Result<Option<Value>, ClusterError> {
-        match self.api(object).get_opt(&object.name).await.map_err(api_error)? {
+        match get_opt(&self.api(object), &object.name).await? {
             Some(o) => Ok(Some(to_value(&o)?)),
             None => Ok(None),
         }
@@ -288,7 +306,7 @@ impl Cluster for KubeCluster {
     async fn applied_work_uid(&self, owner: &AppliedWorkRef) -> Result<Option<String>, ClusterError> {
         let Some(api) = self.applied_work_api().await? else { return Ok(None) };
         let uid_of = |o: &DynamicObject| o.metadata.uid.clone();
-        if let Some(found) = api.get_opt(&owner.name).await.map_err(api_error)? {
+        if let Some(found) = get_opt(&api, &owner.name).await? {
             return Ok(uid_of(&found));
         }
         let amw = json!({"apiVersion": APPLIED_WORK_API_VERSION, "kind": APPLIED_WORK_KIND,
