@@ -56,9 +56,10 @@ async fn holding(n: usize, config: AgentConfig, store: &str) -> Harness {
     h
 }
 
-async fn send(h: &Harness, events: Vec<Event>) {
-    for ev in events {
-        h.source.publish(&ev).await.expect("publish");
+/// Sends one resync answer's deletions of the unknown works `ids`, each with `marks`.
+async fn send_deletes(h: &Harness, ids: &[&str], marks: (Option<&str>, Option<usize>, bool)) {
+    for id in ids {
+        h.source.publish(&unknown_delete(h, id, marks)).await.expect("publish");
     }
 }
 
@@ -70,28 +71,12 @@ fn orphaned(h: &Harness, reason: &str) -> usize {
 async fn half_or_less_is_deleted_more_is_orphaned() {
     let h = holding(4, AgentConfig::new("c1"), "store-a").await;
     // 2 of 4 is not more than 50%: deleted.
-    let n = Some(2);
-    send(
-        &h,
-        vec![
-            unknown_delete(&h, "w0", (Some("store-a"), n, false)),
-            unknown_delete(&h, "w1", (Some("store-a"), n, false)),
-        ],
-    )
-    .await;
+    send_deletes(&h, &["w0", "w1"], (Some("store-a"), Some(2), false)).await;
     h.wait_status("w0", |s| s.is_true("Deleted")).await;
     h.wait_status("w1", |s| s.is_true("Deleted")).await;
     assert_eq!(h.cluster.len(), 2);
     // Then 2 of the 2 left is more than 50%: orphaned, objects kept, reported.
-    let n = Some(2);
-    send(
-        &h,
-        vec![
-            unknown_delete(&h, "w2", (Some("store-a"), n, false)),
-            unknown_delete(&h, "w3", (Some("store-a"), n, false)),
-        ],
-    )
-    .await;
+    send_deletes(&h, &["w2", "w3"], (Some("store-a"), Some(2), false)).await;
     for id in ["w2", "w3"] {
         let ev = h.wait_status(id, |s| s.is_true(ORPHANED)).await;
         let st = decode(&ev).status;
@@ -107,16 +92,16 @@ async fn half_or_less_is_deleted_more_is_orphaned() {
 #[tokio::test]
 async fn a_changed_store_identity_orphans_even_one_work() {
     let h = holding(3, AgentConfig::new("c1"), "store-a").await;
-    send(&h, vec![unknown_delete(&h, "w0", (Some("store-b"), Some(1), false))]).await;
+    send_deletes(&h, &["w0"], (Some("store-b"), Some(1), false)).await;
     let ev = h.wait_status("w0", |s| s.is_true(ORPHANED)).await;
     assert_eq!(decode(&ev).status.condition(ORPHANED).expect("condition").reason, REASON_IDENTITY);
     assert_eq!(h.cluster.len(), 3);
     // The operator's confirmation deletes it.
-    send(&h, vec![unknown_delete(&h, "w0", (Some("store-b"), Some(1), true))]).await;
+    send_deletes(&h, &["w0"], (Some("store-b"), Some(1), true)).await;
     h.wait_status("w0", |s| s.is_true("Deleted")).await;
     assert_eq!(h.cluster.len(), 2);
     // The confirmed store is now the one synced with: below the share, deletions go through.
-    send(&h, vec![unknown_delete(&h, "w1", (Some("store-b"), Some(1), false))]).await;
+    send_deletes(&h, &["w1"], (Some("store-b"), Some(1), false)).await;
     h.wait_status("w1", |s| s.is_true("Deleted")).await;
     h.stop().await;
 }
@@ -125,11 +110,7 @@ async fn a_changed_store_identity_orphans_even_one_work() {
 async fn a_go_servers_answer_is_decided_after_the_settle_time() {
     let h = holding(3, AgentConfig::new("c1"), "store-a").await;
     // No store identity, no count: two of three are gathered, then orphaned as a whole.
-    send(
-        &h,
-        vec![unknown_delete(&h, "w0", (None, None, false)), unknown_delete(&h, "w1", (None, None, false))],
-    )
-    .await;
+    send_deletes(&h, &["w0", "w1"], (None, None, false)).await;
     wait_until(|| orphaned(&h, REASON_SHARE) == 2).await;
     assert_eq!(h.cluster.len(), 3);
     h.stop().await;
@@ -140,22 +121,14 @@ async fn the_share_rule_can_be_turned_off_and_a_spec_adopts_an_orphan() {
     let mut config = AgentConfig::new("c1");
     config.wipe_guard_percent = 100;
     let h = holding(2, config, "store-a").await;
-    let n = Some(2);
-    send(
-        &h,
-        vec![
-            unknown_delete(&h, "w0", (Some("store-a"), n, false)),
-            unknown_delete(&h, "w1", (Some("store-a"), n, false)),
-        ],
-    )
-    .await;
+    send_deletes(&h, &["w0", "w1"], (Some("store-a"), Some(2), false)).await;
     h.wait_status("w0", |s| s.is_true("Deleted")).await;
     h.wait_status("w1", |s| s.is_true("Deleted")).await;
 
     // An orphan published again (version 1 from a new store) is adopted in place.
     let h = holding(1, AgentConfig::new("c2"), "store-a").await;
     let uid = h.cluster.objects()[0]["metadata"]["uid"].clone();
-    send(&h, vec![unknown_delete(&h, "w0", (Some("store-b"), Some(1), false))]).await;
+    send_deletes(&h, &["w0"], (Some("store-b"), Some(1), false)).await;
     h.wait_status("w0", |s| s.is_true(ORPHANED)).await;
     let mark = h.rec.count();
     h.source.publish(&spec(&h, "w0", "store-b")).await.expect("publish");
