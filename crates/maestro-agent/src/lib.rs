@@ -12,6 +12,8 @@
 //! - `intake`: the transport's event handler: accepted sources, upsert rules (§6.1), status
 //!   resync (§5.3).
 //! - `reconcile`: apply per strategy, garbage collection, reading back for status (§8.2–§8.3).
+//! - `executor`: the work's executor ServiceAccount and its access checks before each apply
+//!   (§8.6).
 //! - `delete`: work deletion and the `Deleting`/`Deleted` statuses (§6.3).
 //! - `ignore_fields`: server-side apply `ignoreFields` and the spec hash that skips unchanged
 //!   applies (§8.2).
@@ -32,6 +34,7 @@ pub mod conditions;
 pub mod config;
 mod delete;
 mod error;
+mod executor;
 pub mod feedback;
 mod ignore_fields;
 mod intake;
@@ -47,7 +50,8 @@ pub use agent::{Agent, AgentHandle};
 #[cfg(feature = "kube")]
 pub use cluster::KubeCluster;
 pub use cluster::{
-    AppliedWorkRef, ApplyMode, Cluster, ObjectKey, ObjectRef, ResourceMapping, SimulatedCluster,
+    AccessReview, AccessRule, AppliedWorkRef, ApplyMode, Cluster, ObjectKey, ObjectRef, ResourceMapping,
+    SimulatedCluster,
 };
 pub use config::AgentConfig;
 pub use error::{AgentError, ClusterError, ConfigError};

@@ -3,6 +3,7 @@
 //! new status (docs/protocol.md §8.2–§8.5). One work is reconciled by one worker at a time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use maestro_api::payload::{
     FeedbackRule, ManifestBundle, ManifestBundleStatus, ManifestCondition, ManifestConfigOption,
@@ -17,6 +18,7 @@ use crate::cluster::{AppliedWorkRef, ApplyMode, ObjectRef};
 use crate::conditions::{self as cond, carry_over, set_condition};
 use crate::config::DEFAULT_FIELD_MANAGER;
 use crate::error::ClusterError;
+use crate::executor::{Executor, ExecutorError};
 use crate::ownership::{Owner, owned_by_policy, uid_of};
 use crate::work::AppliedResource;
 use crate::{delete, feedback};
@@ -56,6 +58,8 @@ struct Applied {
     /// The error is about the manifest's `ignoreFields` (its own `Applied` reason).
     ignore_fields_error: bool,
     retry: bool,
+    /// The earliest retry, when sooner is pointless (an executor refusal: 60 s, as OCM).
+    retry_after: Option<Duration>,
     live: Option<Value>,
     resource: Option<AppliedResource>,
     /// Not written because it is `Complete`: what was tracked for its target is kept.
@@ -84,16 +88,17 @@ pub(crate) async fn run_worker(shared: Arc<Shared>) {
     while let Some(id) = shared.cancel.run_until_cancelled(shared.queue.get()).await {
         let retry = reconcile(&shared, &id).await;
         shared.queue.done(&id);
-        if retry {
-            schedule_retry(&shared, &id);
+        if let Some(at_least) = retry {
+            schedule_retry(&shared, &id, at_least);
         }
         tokio::task::yield_now().await;
     }
 }
 
-fn schedule_retry(shared: &Arc<Shared>, id: &str) {
+/// Queues `id` again after its backoff delay, and no sooner than `at_least`.
+fn schedule_retry(shared: &Arc<Shared>, id: &str, at_least: Duration) {
     let attempts = shared.works().get(id).map(|w| w.attempts).unwrap_or_default();
-    let delay = shared.config.retry_delay_at(attempts.saturating_sub(1));
+    let delay = shared.config.retry_delay_at(attempts.saturating_sub(1)).max(at_least);
     let (cancel, weak, id) = (shared.cancel.clone(), Arc::downgrade(shared), id.to_owned());
     shared.tasks.spawn(async move {
         if retry::pause(delay, &cancel).await
@@ -122,18 +127,20 @@ fn snapshot(shared: &Shared, id: &str) -> Option<Snapshot> {
     })
 }
 
-/// Reconciles one work. Returns true when it must be retried later.
-async fn reconcile(shared: &Arc<Shared>, id: &str) -> bool {
-    let Some(snap) = snapshot(shared, id) else { return false };
+/// Reconciles one work. Returns `Some(at_least)` when it must be retried later, no sooner
+/// than `at_least`.
+async fn reconcile(shared: &Arc<Shared>, id: &str) -> Option<Duration> {
+    let snap = snapshot(shared, id)?;
     if snap.orphaned {
-        return false; // kept as it is until adopted or confirmed (docs/operations.md §3.5)
+        return None; // kept as it is until adopted or confirmed (docs/operations.md §3.5)
     }
     if snap.deleting {
-        return delete::finalize(shared, &snap).await;
+        return delete::finalize(shared, &snap).await.then_some(Duration::ZERO);
     }
-    let Some(bundle) = snap.bundle.clone() else { return false };
+    let bundle = snap.bundle.clone()?;
     let resolved = resolve_all(shared, &bundle).await;
     let mut retry = false;
+    let mut at_least = Duration::ZERO;
     let mut new_applied = None;
     let applied = if snap.needs_apply {
         let started = std::time::Instant::now();
@@ -151,6 +158,7 @@ async fn reconcile(shared: &Arc<Shared>, id: &str) -> bool {
             w.trace = Some(cx);
         }
         retry = results.iter().any(|r| r.retry);
+        at_least = results.iter().filter_map(|r| r.retry_after).max().unwrap_or_default();
         let (list, gc_retry) = track_and_collect(shared, &snap, &resolved, &results).await;
         retry |= gc_retry;
         new_applied = Some(list);
@@ -159,7 +167,7 @@ async fn reconcile(shared: &Arc<Shared>, id: &str) -> bool {
         None
     };
     let status = build_status(shared, &snap, &resolved, applied.as_deref()).await;
-    commit(shared, &snap, status, new_applied, applied.is_some(), retry)
+    commit(shared, &snap, status, new_applied, applied.is_some(), retry).then_some(at_least)
 }
 
 fn commit(
@@ -321,6 +329,11 @@ async fn apply_one(
         // A manifest whose `Complete` condition is True is not updated any more (§8.2).
         return Applied { kept: true, ..Default::default() };
     }
+    let manifest = prepare_manifest(&r.manifest, object);
+    let owned = owned_by_policy(bundle.delete_option.as_ref(), object);
+    if let Err(refused) = executor_allows(shared, bundle, object, owned, &manifest).await {
+        return refused;
+    }
     let Some(mode) = apply_mode(r.strategy.as_ref()) else {
         // ReadOnly: never written, only read.
         return match shared.cluster.get(object).await {
@@ -328,8 +341,7 @@ async fn apply_one(
             Err(_) => Applied::default(),
         };
     };
-    let manifest = prepare_manifest(&r.manifest, object);
-    let owner = owned_by_policy(bundle.delete_option.as_ref(), object).then_some(owner);
+    let owner = owned.then_some(owner);
     if matches!(mode, ApplyMode::ServerSideApply { .. }) {
         let ssa = r.strategy.as_ref().and_then(|s| s.server_side_apply.as_ref());
         let ignore = ssa.map_or(&[][..], |c| c.ignore_fields.as_slice());
@@ -337,6 +349,31 @@ async fn apply_one(
     }
     write(shared, object, marked(manifest, owner), &mode).await
 }
+
+/// Checks that the work's executor, when it has one, may write `object` (and delete it when
+/// `owned`): docs/protocol.md §8.6. A refusal is the manifest's failed outcome, retried after
+/// 60 s as the OCM work agent does; a malformed executor is retried with the usual backoff.
+async fn executor_allows(
+    shared: &Shared,
+    bundle: &ManifestBundle,
+    object: &ObjectRef,
+    owned: bool,
+    manifest: &Value,
+) -> Result<(), Applied> {
+    let executor = match Executor::of(bundle.executor.as_ref()) {
+        Ok(None) => return Ok(()),
+        Ok(Some(executor)) => executor,
+        Err(e) => return Err(Applied::failed(e, true)),
+    };
+    match executor.check(shared.cluster.as_ref(), object, owned, manifest).await {
+        Ok(()) => Ok(()),
+        Err(e @ ExecutorError::Cluster(_)) => Err(Applied::failed(e, true)),
+        Err(e) => Err(Applied { retry_after: Some(EXECUTOR_RETRY), ..Applied::failed(e, true) }),
+    }
+}
+
+/// When a manifest its executor may not apply is tried again (OCM's `RequeueTime`).
+const EXECUTOR_RETRY: Duration = Duration::from_secs(60);
 
 /// True when the manifest's previous status (same resource meta) has `Complete`=True.
 fn is_complete(snap: &Snapshot, meta: &ManifestResourceMeta) -> bool {

@@ -11,16 +11,17 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-    Preconditions, PropagationPolicy,
+    Api, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams, Preconditions,
+    PropagationPolicy,
 };
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Client, Config};
 use serde_json::{Value, json};
 
+use super::kube_access;
 use super::simulated::{merge_owner_refs, merge_update, meta_mut};
 use super::{
-    APPLIED_WORK_API_VERSION, APPLIED_WORK_KIND, AppliedWorkRef, ApplyMode, Cluster, ObjectRef,
+    APPLIED_WORK_API_VERSION, APPLIED_WORK_KIND, AccessReview, AppliedWorkRef, ApplyMode, Cluster, ObjectRef,
     ResourceMapping, split_api_version,
 };
 use crate::error::ClusterError;
@@ -30,6 +31,9 @@ use crate::ownership::OWNER_ANNOTATION;
 #[derive(Clone)]
 pub struct KubeCluster {
     client: Client,
+    /// The configuration the client was built from, to build clients impersonating a work's
+    /// executor (`None` when built from a client alone: executor dry runs then fail).
+    config: Option<std::sync::Arc<Config>>,
     mappings: std::sync::Arc<Mutex<HashMap<(String, String), ResourceMapping>>>,
 }
 
@@ -39,7 +43,7 @@ impl std::fmt::Debug for KubeCluster {
     }
 }
 
-fn api_error(e: kube::Error) -> ClusterError {
+pub(super) fn api_error(e: kube::Error) -> ClusterError {
     match e {
         kube::Error::Api(s) => ClusterError::Api { status: Some(s.code), message: s.message.clone() },
         other => ClusterError::Api { status: None, message: other.to_string() },
@@ -86,7 +90,7 @@ fn is_subset(want: &Value, have: &Value) -> bool {
 impl KubeCluster {
     /// A cluster using `client`.
     pub fn new(client: Client) -> Self {
-        KubeCluster { client, mappings: Default::default() }
+        KubeCluster { client, config: None, mappings: Default::default() }
     }
 
     /// A cluster from the local kubeconfig or the in-cluster environment (`Config::infer`).
@@ -126,25 +130,13 @@ impl KubeCluster {
     /// [`ClusterError::Api`] when the client cannot be built.
     pub fn from_config(mut config: Config) -> Result<Self, ClusterError> {
         config.default_retry = false;
-        Client::try_from(config)
-            .map(Self::new)
-            .map_err(|e| ClusterError::Api { status: None, message: e.to_string() })
+        let client = Client::try_from(config.clone())
+            .map_err(|e| ClusterError::Api { status: None, message: e.to_string() })?;
+        Ok(KubeCluster { config: Some(std::sync::Arc::new(config)), ..Self::new(client) })
     }
 
     fn api(&self, object: &ObjectRef) -> Api<DynamicObject> {
-        let m = &object.mapping;
-        let ar = ApiResource {
-            group: m.group.clone(),
-            version: m.version.clone(),
-            api_version: m.api_version(),
-            kind: m.kind.clone(),
-            plural: m.resource.clone(),
-        };
-        if m.namespaced {
-            Api::namespaced_with(self.client.clone(), &object.namespace, &ar)
-        } else {
-            Api::all_with(self.client.clone(), &ar)
-        }
+        kube_access::dynamic_api(self.client.clone(), object)
     }
 
     async fn applied_work_api(&self) -> Result<Option<Api<DynamicObject>>, ClusterError> {
@@ -323,5 +315,18 @@ impl Cluster for KubeCluster {
             Err(e) if code(&e) == Some(404) => Ok(()),
             Err(e) => Err(api_error(e)),
         }
+    }
+
+    async fn review_access(&self, review: &AccessReview) -> Result<bool, ClusterError> {
+        kube_access::review_access(&self.client, review).await
+    }
+
+    async fn dry_run_create_as(
+        &self,
+        user: &str,
+        object: &ObjectRef,
+        manifest: &Value,
+    ) -> Result<(), ClusterError> {
+        kube_access::dry_run_create_as(self.config.as_deref(), user, object, manifest).await
     }
 }

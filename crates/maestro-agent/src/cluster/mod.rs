@@ -7,9 +7,12 @@
 //!   fabricates realistic status, for demos and fleet simulation;
 //! - [`KubeCluster`](crate::KubeCluster) (feature `kube`): a real API server through kube-rs.
 
+mod access;
 mod kinds;
 #[cfg(feature = "kube")]
 mod kube;
+#[cfg(feature = "kube")]
+mod kube_access;
 mod simulated;
 
 use std::fmt::Debug;
@@ -18,6 +21,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::ClusterError;
+pub use access::AccessRule;
 pub use kinds::{known_mapping, split_api_version};
 #[cfg(feature = "kube")]
 pub use kube::KubeCluster;
@@ -105,6 +109,24 @@ pub const APPLIED_WORK_API_VERSION: &str = "work.open-cluster-management.io/v1";
 /// `kind` of the AppliedManifestWork owner.
 pub const APPLIED_WORK_KIND: &str = "AppliedManifestWork";
 
+/// A question for the cluster's authorizer, as a Kubernetes `SubjectAccessReview`
+/// (`authorization.k8s.io/v1`): may `user`, member of `groups`, do `verb` on the object?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessReview {
+    /// The user, e.g. `system:serviceaccount:<namespace>:<name>`.
+    pub user: String,
+    /// The user's groups.
+    pub groups: Vec<String>,
+    /// The verb: `create`, `update`, `patch`, `get`, `delete`, …
+    pub verb: String,
+    /// The object's mapping (group, version, resource).
+    pub mapping: ResourceMapping,
+    /// Namespace, `""` for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
 /// The target cluster. All methods are called concurrently from several reconcile workers.
 #[async_trait]
 pub trait Cluster: Send + Sync + Debug {
@@ -155,6 +177,33 @@ pub trait Cluster: Send + Sync + Debug {
     /// # Errors
     /// API failures.
     async fn delete_applied_work(&self, _owner: &AppliedWorkRef) -> Result<(), ClusterError> {
+        Ok(())
+    }
+
+    /// Asks the cluster's authorizer `review` (a `SubjectAccessReview`, for a work's executor:
+    /// docs/protocol.md §8.6). Default: allowed, for a cluster without authorization.
+    ///
+    /// # Errors
+    /// API failures.
+    async fn review_access(&self, review: &AccessReview) -> Result<bool, ClusterError> {
+        let _ = review;
+        Ok(true)
+    }
+
+    /// Creates `manifest` as `user` (impersonated) in dry-run mode, to find out whether the
+    /// authorizer lets `user` write it: RBAC objects granting more than `user` holds are
+    /// refused (escalation), which a `SubjectAccessReview` cannot tell. `Ok` when allowed or
+    /// when the object already exists. Default: `Ok`.
+    ///
+    /// # Errors
+    /// [`ClusterError::Api`] with status 403 when refused; other API failures.
+    async fn dry_run_create_as(
+        &self,
+        user: &str,
+        object: &ObjectRef,
+        manifest: &Value,
+    ) -> Result<(), ClusterError> {
+        let _ = (user, object, manifest);
         Ok(())
     }
 }

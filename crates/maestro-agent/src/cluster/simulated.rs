@@ -12,8 +12,9 @@ use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
+use super::access::{self, AccessRule};
 use super::kinds::{fallback_mapping, known_mapping, split_api_version};
-use super::{ApplyMode, Cluster, ObjectRef, ResourceMapping};
+use super::{AccessReview, ApplyMode, Cluster, ObjectRef, ResourceMapping};
 use crate::error::ClusterError;
 
 /// The storage key of a simulated object: API group, kind, namespace (`""` when
@@ -58,6 +59,9 @@ impl ObjectKey {
 pub struct SimulatedCluster {
     objects: Mutex<BTreeMap<ObjectKey, Value>>,
     revision: AtomicU64,
+    /// Authorization: `None` allows everything; otherwise only what a rule allows
+    /// ([`SimulatedCluster::restrict_access`]).
+    access: Mutex<Option<Vec<AccessRule>>>,
 }
 
 fn now() -> String {
@@ -68,6 +72,17 @@ impl SimulatedCluster {
     /// An empty cluster.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// From now on, access reviews and impersonated writes are allowed only as `rules` say
+    /// (a cluster with RBAC); before, everything is allowed. The agent's own writes are never
+    /// restricted (it runs as cluster admin).
+    pub fn restrict_access(&self, rules: Vec<AccessRule>) {
+        *self.access.lock().unwrap_or_else(|p| p.into_inner()) = Some(rules);
+    }
+
+    fn access_rules(&self) -> Option<Vec<AccessRule>> {
+        self.access.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<ObjectKey, Value>> {
@@ -249,6 +264,37 @@ impl Cluster for SimulatedCluster {
         }
         objects.remove(&key);
         Ok(true)
+    }
+
+    async fn review_access(&self, review: &AccessReview) -> Result<bool, ClusterError> {
+        Ok(self.access_rules().is_none_or(|rules| access::allows(&rules, review)))
+    }
+
+    async fn dry_run_create_as(
+        &self,
+        user: &str,
+        object: &ObjectRef,
+        _manifest: &Value,
+    ) -> Result<(), ClusterError> {
+        let Some(rules) = self.access_rules() else { return Ok(()) };
+        let m = &object.mapping;
+        let create = AccessReview {
+            user: user.to_owned(),
+            groups: Vec::new(),
+            verb: "create".into(),
+            mapping: m.clone(),
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
+        };
+        if !access::allows(&rules, &create)
+            || !access::may_escalate(&rules, user, &m.group, &m.resource, &object.namespace)
+        {
+            return Err(ClusterError::Api {
+                status: Some(403),
+                message: format!("{user} cannot create {object}: forbidden"),
+            });
+        }
+        Ok(())
     }
 }
 

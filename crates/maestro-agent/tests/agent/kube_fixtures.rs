@@ -99,10 +99,17 @@ fn contains(want: &Value, have: &Value) -> bool {
 fn differences(
     want: &Value,
     query: &BTreeMap<String, String>,
-    content_type: &str,
+    headers: &HeaderMap,
     body: &Value,
 ) -> Vec<String> {
     let mut out = Vec::new();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    for (name, value) in want["headers"].as_object().into_iter().flatten() {
+        let have = headers.get(name.as_str()).and_then(|v| v.to_str().ok());
+        if have != value.as_str() {
+            out.push(format!("header {name} {have:?}, recorded {value}"));
+        }
+    }
     let want_query: BTreeMap<String, String> = want["query"]
         .as_object()
         .map(|q| q.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
@@ -171,10 +178,9 @@ async fn serve(
     if query_map.len() != query.len() {
         r.failures.push(format!("{method} {uri}: a query parameter is repeated"));
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let body: Value =
         if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
-    for d in differences(&r.exchanges[i].request, &query_map, content_type, &body) {
+    for d in differences(&r.exchanges[i].request, &query_map, &headers, &body) {
         let msg = format!("exchange {i} ({method} {path}): {d}");
         eprintln!("kube fixture: {msg}");
         r.failures.push(msg);
@@ -507,4 +513,39 @@ async fn agent_owns_by_applied_manifest_work_and_deletes_it_last() {
     h.wait_status("w1", |s| s.is_true("Deleted")).await;
     h.stop().await;
     f.assert_done();
+}
+
+/// The executor's access checks (docs/protocol.md §8.6): a `SubjectAccessReview` per question
+/// (allowed, then refused), and the dry-run create impersonating the executor that finds a
+/// permission escalation (403) or an existing object (409).
+#[tokio::test]
+async fn executor_access_reviews_and_impersonated_dry_runs() {
+    let f = fixture("executor_access", &[]).await;
+    let sa = "system:serviceaccount:ns:deployer";
+    let review = |namespace: &str| maestro_agent::AccessReview {
+        user: sa.into(),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            "system:authenticated".into(),
+            "system:serviceaccounts:ns".into(),
+        ],
+        verb: "create".into(),
+        mapping: mapping("", "v1", "ConfigMap", "configmaps", true),
+        namespace: namespace.into(),
+        name: "a".into(),
+    };
+    assert!(f.cluster.review_access(&review("default")).await.expect("review"));
+    assert!(!f.cluster.review_access(&review("kube-system")).await.expect("review"));
+    let roles = mapping("rbac.authorization.k8s.io", "v1", "Role", "roles", true);
+    let role = |name: &str| {
+        json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":name,"namespace":"default"},
+               "rules":[{"apiGroups":[""],"resources":["secrets"],"verbs":["get"]}]})
+    };
+    let escalation =
+        f.cluster.dry_run_create_as(sa, &object(roles.clone(), "default", "reader"), &role("reader")).await;
+    let err = escalation.expect_err("forbidden");
+    assert_eq!(api_status(&err), Some(403), "{err}");
+    let exists = f.cluster.dry_run_create_as(sa, &object(roles, "default", "viewer"), &role("viewer")).await;
+    assert_eq!(api_status(&exists.expect_err("exists")), Some(409));
+    f.assert_done_in_order();
 }
