@@ -400,6 +400,9 @@ fn typed(v: &Value) -> Option<Result<Value, String>> {
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => roundtrip::<rbac::v1::RoleBinding>(v),
         ("networking.k8s.io/v1", "NetworkPolicy") => roundtrip::<networking::v1::NetworkPolicy>(v),
         ("networking.k8s.io/v1", "Ingress") => roundtrip::<networking::v1::Ingress>(v),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => roundtrip::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(v),
         _ => return None,
     })
 }
@@ -1202,4 +1205,28 @@ fn grafana_dashboard_parses_and_uses_known_series() {
     }
     assert!(exprs >= 20, "{exprs} queries");
     assert!(errors.is_empty(), "dashboard problems:\n  {}", errors.join("\n  "));
+}
+
+/// The AppliedManifestWork CRD keeps every field the agent records (docs/protocol.md §8.3): a
+/// structural schema prunes fields it does not declare, which would silently drop a record.
+#[test]
+fn applied_manifest_work_crd_declares_the_recorded_fields() {
+    let path = root().join("deploy/kubernetes/base/agent/appliedmanifestwork-crd.yaml");
+    let text = std::fs::read_to_string(&path).expect("read the CRD");
+    let crd: Value = serde_yaml_ng::from_str(&text).expect("parse the CRD");
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(crd["spec"]["scope"], "Cluster");
+    assert!(version["subresources"]["status"].is_object(), "status subresource (the agent patches /status)");
+    let props = &version["schema"]["openAPIV3Schema"]["properties"];
+    for field in ["hubHash", "agentID", "manifestWorkName"] {
+        assert!(props["spec"]["properties"][field].is_object(), "spec.{field}");
+    }
+    let status = &props["status"]["properties"];
+    assert_eq!(status["evictionStartTime"]["format"], "date-time");
+    for field in ["group", "version", "resource", "namespace", "name", "uid"] {
+        assert!(
+            status["appliedResources"]["items"]["properties"][field].is_object(),
+            "appliedResources[].{field}"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use maestro_transport::DynAgentTransport;
 use maestro_transport::retry::{CancellationToken, TaskTracker};
 use tokio::sync::Notify;
 
-use crate::cluster::Cluster;
+use crate::cluster::{AppliedWorkRef, Cluster};
 use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::intake::Intake;
@@ -58,6 +58,16 @@ impl Shared {
     /// The set of works whose status may be unpublished.
     pub(crate) fn unpublished_set(&self) -> MutexGuard<'_, HashSet<String>> {
         self.unpublished.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The AppliedManifestWork of the work named `work_name` (docs/protocol.md §8.3).
+    pub(crate) fn applied_work_ref(&self, work_name: &str) -> AppliedWorkRef {
+        AppliedWorkRef {
+            name: format!("{}-{}", self.hub_hash, work_name),
+            hub_hash: self.hub_hash.clone(),
+            agent_id: self.config.agent_id.clone(),
+            work_name: work_name.to_owned(),
+        }
     }
 
     /// Enqueues every work that is not finalized at background priority (behind spec
@@ -133,6 +143,7 @@ impl Agent {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
         let shared = self.shared;
         shared.config.validate().map_err(AgentError::Config)?;
+        crate::eviction::restore(&shared).await;
         let tasks = &shared.tasks;
         for _ in 0..shared.config.workers.max(1) {
             tasks.spawn(reconcile::run_worker(shared.clone()));
@@ -141,6 +152,7 @@ impl Agent {
         tasks.spawn(status::run_publisher(shared.clone()));
         tasks.spawn(status::run_spec_resync(shared.clone(), subscribed));
         tasks.spawn(status::run_orphan_recheck(shared.clone()));
+        tasks.spawn(crate::eviction::run(shared.clone()));
         tasks.spawn(run_ticker(shared.clone(), shared.config.status_sync_interval, false));
         if let Some(every) = shared.config.resync_interval {
             tasks.spawn(run_ticker(shared.clone(), every, true));

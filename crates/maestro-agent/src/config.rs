@@ -29,6 +29,10 @@ pub const DEFAULT_WIPE_GUARD_PERCENT: u8 = 50;
 /// [`AgentConfig::orphan_recheck_interval`]'s default: 30 s.
 pub const DEFAULT_ORPHAN_RECHECK_INTERVAL: Duration = Duration::from_secs(30);
 
+/// [`AgentConfig::eviction_grace_period`]'s default: 60 min (the OCM work agent's
+/// `--appliedmanifestwork-eviction-grace-period`).
+pub const DEFAULT_EVICTION_GRACE_PERIOD: Duration = Duration::from_secs(60 * 60);
+
 /// [`AgentConfig::shutdown_timeout`]'s default: 10 s.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -79,8 +83,14 @@ pub struct AgentConfig {
     /// While the agent holds orphaned works, how often it asks the server for a spec resync
     /// again: the answer adopts works the sources published again, and deletes the others
     /// once an operator confirmed (`maestro-cli consumer confirm-wipe`). Default
-    /// [`DEFAULT_ORPHAN_RECHECK_INTERVAL`].
+    /// [`DEFAULT_ORPHAN_RECHECK_INTERVAL`]. Also how often pending evictions are checked
+    /// and recorded.
     pub orphan_recheck_interval: Duration,
+    /// How long a work that vanished from the source (the server's store does not hold it, no
+    /// source deleted it; docs/protocol.md §8.3) keeps its objects before the agent deletes
+    /// them, unless a source publishes it again meanwhile. Zero deletes at once. Default
+    /// [`DEFAULT_EVICTION_GRACE_PERIOD`].
+    pub eviction_grace_period: Duration,
 }
 
 impl AgentConfig {
@@ -101,6 +111,7 @@ impl AgentConfig {
             accepted_sources: vec![DEFAULT_SOURCE_ID.to_owned()],
             wipe_guard_percent: DEFAULT_WIPE_GUARD_PERCENT,
             orphan_recheck_interval: DEFAULT_ORPHAN_RECHECK_INTERVAL,
+            eviction_grace_period: DEFAULT_EVICTION_GRACE_PERIOD,
         }
     }
 

@@ -176,10 +176,11 @@ pub(crate) fn upsert(works: &mut std::collections::HashMap<String, Work>, spec: 
         tracing::debug!(resource_id = %id, "ignoring spec event for a deleted work");
         return false;
     }
-    // An orphaned work (docs/operations.md §3.5) takes any version: the store it comes from
-    // now may count versions from 1 again.
-    let orphaned = work.orphaned.is_some();
+    // An orphaned, restored or evicted work (docs/operations.md §3.5, docs/protocol.md §8.3)
+    // takes any version: the store it comes from now may count versions from 1 again.
+    let orphaned = work.on_hold();
     crate::wipe_guard::adopt(work);
+    crate::eviction::cancel(work);
     if spec.deletion.is_some() {
         if spec.resource_version != 0 && spec.resource_version > work.generation {
             work.generation = spec.resource_version;

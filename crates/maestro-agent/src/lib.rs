@@ -12,6 +12,8 @@
 //! - `intake`: the transport's event handler: accepted sources, upsert rules (§6.1), status
 //!   resync (§5.3).
 //! - `reconcile`: apply per strategy, garbage collection, reading back for status (§8.2–§8.3).
+//! - `eviction`: AppliedManifestWork records, works restored from them by a restarted agent,
+//!   and the eviction grace period of works gone from the source (§8.3).
 //! - `executor`: the work's executor ServiceAccount and its access checks before each apply
 //!   (§8.6).
 //! - `delete`: work deletion and the `Deleting`/`Deleted` statuses (§6.3).
@@ -34,6 +36,7 @@ pub mod conditions;
 pub mod config;
 mod delete;
 mod error;
+mod eviction;
 mod executor;
 pub mod feedback;
 mod ignore_fields;
@@ -50,8 +53,8 @@ pub use agent::{Agent, AgentHandle};
 #[cfg(feature = "kube")]
 pub use cluster::KubeCluster;
 pub use cluster::{
-    AccessReview, AccessRule, AppliedWorkRef, ApplyMode, Cluster, ObjectKey, ObjectRef, ResourceMapping,
-    SimulatedCluster,
+    AccessReview, AccessRule, AppliedWorkRecord, AppliedWorkRef, ApplyMode, Cluster, ObjectKey, ObjectRef,
+    ResourceMapping, SimulatedCluster,
 };
 pub use config::AgentConfig;
 pub use error::{AgentError, ClusterError, ConfigError};

@@ -26,6 +26,10 @@ pub const APPLY_DURATION: &str = "maestro_agent_apply_duration_seconds";
 /// an operator confirms their deletion.
 pub const ORPHANED_WORKS: &str = "maestro_agent_orphaned_works";
 
+/// Works of `consumer` that vanished from the source and wait for their eviction grace period
+/// (docs/protocol.md §8.3) before their objects are deleted.
+pub const EVICTING_WORKS: &str = "maestro_agent_evicting_works";
+
 /// Histogram buckets in seconds, by series.
 pub const BUCKETS: &[(&str, &[f64])] = &[
     (STATUS_RESYNC_DURATION, &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0]),
@@ -42,11 +46,17 @@ pub fn describe() {
     describe_histogram!(STATUS_RESYNC_DURATION, Unit::Seconds, "time to answer a status resync request");
     describe_histogram!(APPLY_DURATION, Unit::Seconds, "time to apply one work's manifests");
     describe_gauge!(ORPHANED_WORKS, "works kept orphaned by the fleet-wipe guard");
+    describe_gauge!(EVICTING_WORKS, "works gone from the source waiting for their eviction grace period");
 }
 
 /// Records how many works of `consumer` are orphaned.
 pub(crate) fn orphaned(consumer: &str, count: usize) {
     metrics::gauge!(ORPHANED_WORKS, "consumer" => consumer.to_owned()).set(count as f64);
+}
+
+/// Records how many works of `consumer` wait for their eviction.
+pub(crate) fn evicting(consumer: &str, count: usize) {
+    metrics::gauge!(EVICTING_WORKS, "consumer" => consumer.to_owned()).set(count as f64);
 }
 
 /// Counts `event` in `series` for `consumer`; nothing when its type does not parse.

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::agent::Shared;
-use crate::cluster::{AppliedWorkRef, ApplyMode, ObjectRef};
+use crate::cluster::{ApplyMode, ObjectRef};
 use crate::conditions::{self as cond, carry_over, set_condition};
 use crate::config::DEFAULT_FIELD_MANAGER;
 use crate::error::ClusterError;
@@ -37,7 +37,8 @@ pub(crate) struct Snapshot {
     pub(crate) applied: Vec<AppliedResource>,
     /// The work's trace context ([`crate::work::Work::trace`]).
     pub(crate) trace: Option<maestro_transport::trace::TraceContext>,
-    /// Orphaned by the fleet-wipe guard: neither applied nor deleted.
+    /// Orphaned by the fleet-wipe guard, restored or waiting for its eviction: neither
+    /// applied nor deleted ([`crate::work::Work::on_hold`]).
     pub(crate) orphaned: bool,
 }
 
@@ -123,7 +124,7 @@ fn snapshot(shared: &Shared, id: &str) -> Option<Snapshot> {
         status: w.status.clone(),
         applied: w.applied.clone(),
         trace: w.trace.clone(),
-        orphaned: w.orphaned.is_some(),
+        orphaned: w.on_hold(),
     })
 }
 
@@ -132,7 +133,7 @@ fn snapshot(shared: &Shared, id: &str) -> Option<Snapshot> {
 async fn reconcile(shared: &Arc<Shared>, id: &str) -> Option<Duration> {
     let snap = snapshot(shared, id)?;
     if snap.orphaned {
-        return None; // kept as it is until adopted or confirmed (docs/operations.md §3.5)
+        return None; // kept as it is (docs/operations.md §3.5, docs/protocol.md §8.3)
     }
     if snap.deleting {
         return delete::finalize(shared, &snap).await.then_some(Duration::ZERO);
@@ -167,6 +168,10 @@ async fn reconcile(shared: &Arc<Shared>, id: &str) -> Option<Duration> {
         None
     };
     let status = build_status(shared, &snap, &resolved, applied.as_deref()).await;
+    if let Some(list) = &new_applied {
+        // Before the status goes out: whoever sees the status finds the record written.
+        crate::eviction::record(shared, &snap.uid, Some(list)).await;
+    }
     commit(shared, &snap, status, new_applied, applied.is_some(), retry).then_some(at_least)
 }
 
@@ -264,12 +269,7 @@ async fn resolve_one(shared: &Shared, bundle: &ManifestBundle, i: usize, manifes
 
 /// The AppliedManifestWork owner of the work, created on the cluster when supported.
 pub(crate) async fn owner(shared: &Shared, snap: &Snapshot) -> Result<Owner, ClusterError> {
-    let applied_work = AppliedWorkRef {
-        name: format!("{}-{}", shared.hub_hash, snap.name),
-        hub_hash: shared.hub_hash.clone(),
-        agent_id: shared.config.agent_id.clone(),
-        work_name: snap.name.clone(),
-    };
+    let applied_work = shared.applied_work_ref(&snap.name);
     let uid = shared.cluster.applied_work_uid(&applied_work).await?;
     Ok(Owner { applied_work, uid })
 }

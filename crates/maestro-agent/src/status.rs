@@ -195,7 +195,7 @@ fn held_versions(shared: &Shared) -> ResourceVersionList {
         .filter(|w| !w.finalized)
         .map(|w| ResourceVersion {
             resource_id: w.uid.clone(),
-            resource_version: if w.orphaned.is_some() { 0 } else { w.generation },
+            resource_version: if w.on_hold() { 0 } else { w.generation },
         })
         .collect();
     v.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
@@ -214,7 +214,8 @@ async fn request_spec_resync(shared: &Shared) -> maestro_transport::Result<()> {
     Ok(())
 }
 
-/// While works are orphaned, asks for a spec resync every
+/// While works are on hold (orphaned, restored, waiting for eviction:
+/// [`crate::work::Work::on_hold`]), asks for a spec resync every
 /// [`crate::AgentConfig::orphan_recheck_interval`]: its answer adopts the works published
 /// again and deletes the others once an operator confirmed (docs/operations.md §3.5). A
 /// failed request waits for the next tick.
@@ -224,13 +225,14 @@ pub(crate) async fn run_orphan_recheck(shared: Arc<Shared>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     while shared.cancel.run_until_cancelled(ticker.tick()).await.is_some() {
-        let orphans = shared.works().values().filter(|w| w.orphaned.is_some() && !w.finalized).count();
+        let orphans = shared.works().values().filter(|w| w.on_hold() && !w.finalized && !w.deleting).count();
         if orphans == 0 {
             continue;
         }
         tracing::info!(
-            orphans,
-            "works orphaned by the fleet-wipe guard; asking the server for a spec resync"
+            works = orphans,
+            "works on hold (orphaned, restored from their records or waiting for eviction); asking the server \
+             for a spec resync"
         );
         if let Err(e) = request_spec_resync(&shared).await {
             tracing::warn!(error = %e, "spec resync request for the orphaned works failed; will retry");

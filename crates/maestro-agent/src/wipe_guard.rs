@@ -121,6 +121,11 @@ impl WipeGuard {
         }
     }
 
+    /// The store identity the agent trusts, when it knows one.
+    pub(crate) fn synced(&self) -> Option<String> {
+        self.state().synced.clone()
+    }
+
     /// Adds one deletion of an unknown work (`id`, or `None` for a work already orphaned,
     /// which only counts). Returns true when the answer is complete (as many as it announced).
     fn add(&self, id: Option<String>, marks: &Marks) -> bool {
@@ -201,14 +206,13 @@ fn decide(shared: &Arc<Shared>) {
         return;
     }
     let orphan = verdict(shared, batch.len(), live, store_id.as_deref(), synced.as_deref());
+    let mut delete_now = Vec::new();
     for id in &batch {
         let Some(w) = works.get_mut(id) else { continue };
         match &orphan {
             Some(o) => orphan_work(w, o.clone()),
-            None => {
-                tracing::info!(resource_id = %id, "work deleting: the store does not hold it");
-                w.deleting = true;
-            }
+            None if crate::eviction::begin(shared, w) => delete_now.push(id.clone()),
+            None => {}
         }
     }
     let orphaned = works.values().filter(|w| w.orphaned.is_some()).count();
@@ -220,9 +224,10 @@ fn decide(shared: &Arc<Shared>) {
     for id in &batch {
         if orphan.is_some() {
             shared.status_changed(id);
-        } else {
-            shared.queue.add(id);
         }
+    }
+    for id in &delete_now {
+        shared.queue.add(id);
     }
 }
 

@@ -54,6 +54,14 @@ pub(crate) struct Work {
     /// work but the agent keeps its objects; never applied nor deleted until the sources
     /// publish it again (adopted) or an operator confirms.
     pub(crate) orphaned: Option<crate::wipe_guard::Orphan>,
+    /// Known only from its AppliedManifestWork record (a restarted agent): no bundle yet; the
+    /// spec resync answer adopts or deletes it (docs/protocol.md §8.3).
+    pub(crate) restored: bool,
+    /// When the work was found gone from the source: its objects are deleted once the
+    /// eviction grace period has passed since, unless a source publishes it again.
+    pub(crate) eviction_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// The AppliedManifestWork record last written for this work.
+    pub(crate) recorded: Option<crate::cluster::AppliedWorkRecord>,
 }
 
 impl Work {
@@ -77,7 +85,16 @@ impl Work {
             attempts: 0,
             trace: None,
             orphaned: None,
+            restored: false,
+            eviction_start: None,
+            recorded: None,
         }
+    }
+
+    /// Neither applied nor deleted for now: orphaned by the fleet-wipe guard, or vanished
+    /// from the source (restored from a record, or waiting for its eviction).
+    pub(crate) fn on_hold(&self) -> bool {
+        self.orphaned.is_some() || self.eviction_start.is_some() || self.restored
     }
 
     /// True when the current status has not been published (acknowledged by the transport).
@@ -97,6 +114,8 @@ impl Work {
             published_hash: self.published_hash.clone(),
             applied: self.applied.clone(),
             orphaned: self.orphaned.as_ref().map(|o| o.reason.to_owned()),
+            restored: self.restored,
+            eviction_start: self.eviction_start,
         }
     }
 }
@@ -125,4 +144,10 @@ pub struct WorkSnapshot {
     /// The reason of the `Orphaned` condition when the fleet-wipe guard orphaned this work
     /// (`StoreIdentityChanged` or `ResyncDeleteShareExceeded`, docs/operations.md §3.5).
     pub orphaned: Option<String>,
+    /// Restored from its AppliedManifestWork record by a restarted agent, and not yet
+    /// published again by a source (docs/protocol.md §8.3).
+    pub restored: bool,
+    /// When the work was found gone from the source: its objects are deleted once
+    /// [`crate::AgentConfig::eviction_grace_period`] has passed since.
+    pub eviction_start: Option<chrono::DateTime<chrono::Utc>>,
 }

@@ -289,6 +289,8 @@ async fn unknown_source_does_not_block_the_next_spec() {
 mod condition_rules;
 #[path = "agent/deletion_and_ssa.rs"]
 mod deletion_and_ssa;
+#[path = "agent/eviction.rs"]
+mod eviction;
 #[path = "agent/executor.rs"]
 mod executor;
 #[path = "agent/intake.rs"]

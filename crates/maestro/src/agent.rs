@@ -51,6 +51,13 @@ pub struct WipeGuardArgs {
     /// others once an operator ran `maestro-cli consumer confirm-wipe` (e.g. `30s`).
     #[arg(long, env = "MAESTRO_ORPHAN_RECHECK_INTERVAL", value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub orphan_recheck_interval: Duration,
+    /// How long the objects of a work that vanished from the source (the server's store no
+    /// longer holds it and no source deleted it; also a work found only in its
+    /// AppliedManifestWork after an agent restart) stay on the cluster before the agent
+    /// deletes them, unless a source publishes the work again meanwhile (the OCM work agent's
+    /// flag; e.g. `60m`, `0s` deletes at once).
+    #[arg(long, env = "MAESTRO_APPLIEDMANIFESTWORK_EVICTION_GRACE_PERIOD", value_name = "DURATION", default_value = "60m", value_parser = humantime::parse_duration)]
+    pub appliedmanifestwork_eviction_grace_period: Duration,
 }
 
 /// Everything `maestro agent` needs.
@@ -101,6 +108,7 @@ pub async fn build(s: &AgentSettings) -> anyhow::Result<(Agent, maestro_transpor
     config.accepted_sources = s.accepted_sources.clone();
     config.wipe_guard_percent = s.wipe_guard.wipe_guard_percent;
     config.orphan_recheck_interval = s.wipe_guard.orphan_recheck_interval;
+    config.eviction_grace_period = s.wipe_guard.appliedmanifestwork_eviction_grace_period;
     config.validate().map_err(|e| anyhow::anyhow!("invalid agent settings: {e}"))?;
     let transport = agent_transport(&s.broker, &s.consumer, &s.agent_id)
         .await

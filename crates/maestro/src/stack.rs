@@ -43,6 +43,8 @@ pub struct StackConfig {
     pub agent_workers: usize,
     /// The agents' [`AgentConfig::orphan_recheck_interval`] (default 30 s).
     pub orphan_recheck_interval: Duration,
+    /// The agents' [`AgentConfig::eviction_grace_period`] (default 60 min).
+    pub eviction_grace_period: Duration,
 }
 
 impl StackConfig {
@@ -60,6 +62,7 @@ impl StackConfig {
             pubsub_health_interval: Duration::from_secs(1),
             agent_workers: 4,
             orphan_recheck_interval: maestro_agent::config::DEFAULT_ORPHAN_RECHECK_INTERVAL,
+            eviction_grace_period: maestro_agent::config::DEFAULT_EVICTION_GRACE_PERIOD,
         }
     }
 }
@@ -277,6 +280,7 @@ impl LocalStack {
         cfg.status_sync_interval = self.config.status_sync_interval;
         cfg.workers = self.config.agent_workers;
         cfg.orphan_recheck_interval = self.config.orphan_recheck_interval;
+        cfg.eviction_grace_period = self.config.eviction_grace_period;
         cfg.hub_host = broker.hub_host()?;
         self.agents.spawn(cfg, transport);
         Ok(())

@@ -18,12 +18,12 @@ use kube::discovery::{Scope, pinned_kind};
 use kube::{Client, Config};
 use serde_json::{Value, json};
 
-use super::kube_access;
 use super::simulated::{merge_owner_refs, merge_update, meta_mut};
 use super::{
-    APPLIED_WORK_API_VERSION, APPLIED_WORK_KIND, AccessReview, AppliedWorkRef, ApplyMode, Cluster, ObjectRef,
-    ResourceMapping, split_api_version,
+    APPLIED_WORK_API_VERSION, APPLIED_WORK_KIND, AccessReview, AppliedWorkRecord, AppliedWorkRef, ApplyMode,
+    Cluster, ObjectRef, ResourceMapping, split_api_version,
 };
+use super::{kube_access, kube_records};
 use crate::error::ClusterError;
 use crate::ownership::OWNER_ANNOTATION;
 
@@ -328,5 +328,15 @@ impl Cluster for KubeCluster {
         manifest: &Value,
     ) -> Result<(), ClusterError> {
         kube_access::dry_run_create_as(self.config.as_deref(), user, object, manifest).await
+    }
+
+    async fn list_applied_works(&self, agent_id: &str) -> Result<Vec<AppliedWorkRecord>, ClusterError> {
+        let Some(api) = self.applied_work_api().await? else { return Ok(Vec::new()) };
+        kube_records::list(&api, agent_id).await
+    }
+
+    async fn record_applied_work(&self, record: &AppliedWorkRecord) -> Result<(), ClusterError> {
+        let Some(api) = self.applied_work_api().await? else { return Ok(()) };
+        kube_records::record(&api, record).await
     }
 }

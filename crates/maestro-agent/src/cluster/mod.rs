@@ -13,6 +13,8 @@ mod kinds;
 mod kube;
 #[cfg(feature = "kube")]
 mod kube_access;
+#[cfg(feature = "kube")]
+mod kube_records;
 mod simulated;
 
 use std::fmt::Debug;
@@ -103,6 +105,34 @@ pub struct AppliedWorkRef {
     /// The ManifestWork name on the agent (the resource id for Maestro).
     pub work_name: String,
 }
+
+/// What the agent keeps in an AppliedManifestWork besides its spec ([`AppliedWorkRef`]), so
+/// that a restarted agent knows the works it applied (docs/protocol.md §8.3): the resource id
+/// and store identity (annotations), the applied resources and the eviction start (OCM's
+/// `status.appliedResources` and `status.evictionStartTime`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedWorkRecord {
+    /// The AppliedManifestWork.
+    pub owner: AppliedWorkRef,
+    /// The work's resource id (annotation [`RESOURCE_ID_ANNOTATION`]; the work name when
+    /// absent).
+    pub resource_id: String,
+    /// The identity of the store that last published the work, when known (annotation
+    /// [`STORE_IDENTITY_ANNOTATION`]).
+    pub store_identity: Option<String>,
+    /// The resources applied, with their UIDs. Read back from a real cluster, an entry's
+    /// `mapping.kind` is empty (OCM's record has none) and `namespaced` is whether it has a
+    /// namespace.
+    pub applied: Vec<crate::work::AppliedResource>,
+    /// When the work was found gone from the source (eviction starts), RFC 3339 UTC.
+    pub eviction_start: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// AppliedManifestWork annotation holding the work's resource id.
+pub const RESOURCE_ID_ANNOTATION: &str = "maestro.open-cluster-management.io/resource-id";
+/// AppliedManifestWork annotation holding the identity of the store that published the work
+/// (docs/protocol.md §5.5).
+pub const STORE_IDENTITY_ANNOTATION: &str = "maestro.open-cluster-management.io/store-identity";
 
 /// `apiVersion` of the AppliedManifestWork owner.
 pub const APPLIED_WORK_API_VERSION: &str = "work.open-cluster-management.io/v1";
@@ -204,6 +234,26 @@ pub trait Cluster: Send + Sync + Debug {
         manifest: &Value,
     ) -> Result<(), ClusterError> {
         let _ = (user, object, manifest);
+        Ok(())
+    }
+
+    /// The AppliedManifestWork records of agent `agent_id` (every hub hash), for a restarted
+    /// agent (docs/protocol.md §8.3). Default: none (a cluster that keeps no records).
+    ///
+    /// # Errors
+    /// API failures.
+    async fn list_applied_works(&self, agent_id: &str) -> Result<Vec<AppliedWorkRecord>, ClusterError> {
+        let _ = agent_id;
+        Ok(Vec::new())
+    }
+
+    /// Writes `record` into its AppliedManifestWork (which [`Cluster::applied_work_uid`]
+    /// created): annotations, applied resources, eviction start. Default: no-op.
+    ///
+    /// # Errors
+    /// API failures; a missing AppliedManifestWork is not one (nothing to record on).
+    async fn record_applied_work(&self, record: &AppliedWorkRecord) -> Result<(), ClusterError> {
+        let _ = record;
         Ok(())
     }
 }

@@ -14,7 +14,9 @@ use serde_json::{Map, Value, json};
 
 use super::access::{self, AccessRule};
 use super::kinds::{fallback_mapping, known_mapping, split_api_version};
-use super::{AccessReview, ApplyMode, Cluster, ObjectRef, ResourceMapping};
+use super::{
+    AccessReview, AppliedWorkRecord, AppliedWorkRef, ApplyMode, Cluster, ObjectRef, ResourceMapping,
+};
 use crate::error::ClusterError;
 
 /// The storage key of a simulated object: API group, kind, namespace (`""` when
@@ -62,6 +64,8 @@ pub struct SimulatedCluster {
     /// Authorization: `None` allows everything; otherwise only what a rule allows
     /// ([`SimulatedCluster::restrict_access`]).
     access: Mutex<Option<Vec<AccessRule>>>,
+    /// AppliedManifestWork records by name (docs/protocol.md §8.3).
+    applied_works: Mutex<BTreeMap<String, AppliedWorkRecord>>,
 }
 
 fn now() -> String {
@@ -83,6 +87,15 @@ impl SimulatedCluster {
 
     fn access_rules(&self) -> Option<Vec<AccessRule>> {
         self.access.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every AppliedManifestWork record, ordered by name.
+    pub fn applied_works(&self) -> Vec<AppliedWorkRecord> {
+        self.records().values().cloned().collect()
+    }
+
+    fn records(&self) -> MutexGuard<'_, BTreeMap<String, AppliedWorkRecord>> {
+        self.applied_works.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<ObjectKey, Value>> {
@@ -264,6 +277,33 @@ impl Cluster for SimulatedCluster {
         }
         objects.remove(&key);
         Ok(true)
+    }
+
+    async fn applied_work_uid(&self, owner: &AppliedWorkRef) -> Result<Option<String>, ClusterError> {
+        self.records().entry(owner.name.clone()).or_insert_with(|| AppliedWorkRecord {
+            owner: owner.clone(),
+            resource_id: owner.work_name.clone(),
+            store_identity: None,
+            applied: Vec::new(),
+            eviction_start: None,
+        });
+        Ok(Some(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, owner.name.as_bytes()).to_string()))
+    }
+
+    async fn delete_applied_work(&self, owner: &AppliedWorkRef) -> Result<(), ClusterError> {
+        self.records().remove(&owner.name);
+        Ok(())
+    }
+
+    async fn list_applied_works(&self, agent_id: &str) -> Result<Vec<AppliedWorkRecord>, ClusterError> {
+        Ok(self.records().values().filter(|r| r.owner.agent_id == agent_id).cloned().collect())
+    }
+
+    async fn record_applied_work(&self, record: &AppliedWorkRecord) -> Result<(), ClusterError> {
+        if let Some(stored) = self.records().get_mut(&record.owner.name) {
+            *stored = record.clone();
+        }
+        Ok(())
     }
 
     async fn review_access(&self, review: &AccessReview) -> Result<bool, ClusterError> {

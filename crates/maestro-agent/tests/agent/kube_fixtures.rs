@@ -427,6 +427,51 @@ async fn applied_manifest_work_is_created_found_and_deleted() {
     f.assert_done_in_order();
 }
 
+/// The records a restarted agent reads back (docs/protocol.md §8.3), over two list pages and
+/// only of its agent id, and a record written: annotations, then status; gone is no error.
+#[tokio::test]
+async fn applied_manifest_work_records_are_listed_and_written() {
+    let f = fixture("applied_work_records", &[]).await;
+    let c = &f.cluster;
+    let records = c.list_applied_works("c1-work-agent").await.expect("list");
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let (first, second) = (&records[0], &records[1]);
+    assert_eq!((first.owner.clone(), first.resource_id.as_str()), (owner(), "id-1"));
+    assert_eq!(first.store_identity.as_deref(), Some("store-a"));
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-05T10:00:00Z").expect("time");
+    assert_eq!(first.eviction_start, Some(start.with_timezone(&chrono::Utc)));
+    let applied: Vec<(String, bool, String, String)> = first
+        .applied
+        .iter()
+        .map(|r| {
+            (
+                r.object.to_string(),
+                r.object.mapping.namespaced,
+                r.object.mapping.version.clone(),
+                r.uid.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        applied,
+        vec![
+            ("configmaps./default/a".into(), true, "v1".into(), UID_A1.into()),
+            ("clusterroles.rbac.authorization.k8s.io/reader".into(), false, "v1".into(), UID_A2.into()),
+        ]
+    );
+    assert_eq!((second.resource_id.as_str(), second.store_identity.clone()), ("w2", None));
+    assert!(second.applied.is_empty() && second.eviction_start.is_none());
+
+    let mut record = second.clone();
+    record.store_identity = Some("store-a".into());
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-05T11:00:00Z").expect("time");
+    record.eviction_start = Some(start.with_timezone(&chrono::Utc));
+    c.record_applied_work(&record).await.expect("recorded");
+    record.owner.name = "hub-gone".into();
+    c.record_applied_work(&record).await.expect("a missing AppliedManifestWork is no error");
+    f.assert_done_in_order();
+}
+
 #[tokio::test]
 async fn applied_manifest_work_absent_without_its_crd() {
     let f = fixture("applied_work_absent", &[]).await;

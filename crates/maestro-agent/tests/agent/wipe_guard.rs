@@ -14,7 +14,7 @@ use maestro_transport::SourceTransport;
 use crate::common::*;
 
 /// A spec event of work `id` from a store of identity `store`.
-fn spec(h: &Harness, id: &str, store: &str) -> Event {
+pub(crate) fn spec(h: &Harness, id: &str, store: &str) -> Event {
     let mut meta = serde_json::Map::new();
     meta.insert("name".into(), serde_json::json!(id));
     let mut ev = SpecEventBuilder::new("maestro", id, 1, h.handle.consumer())
@@ -27,7 +27,7 @@ fn spec(h: &Harness, id: &str, store: &str) -> Event {
 
 /// A resync answer's deletion of `id`, a work the store does not hold; `marks` = (store
 /// identity, count of deletions in the answer, confirmed), each omitted when `None`/false.
-fn unknown_delete(h: &Harness, id: &str, marks: (Option<&str>, Option<usize>, bool)) -> Event {
+pub(crate) fn unknown_delete(h: &Harness, id: &str, marks: (Option<&str>, Option<usize>, bool)) -> Event {
     let mut ev = SpecEventBuilder::new("maestro", id, 1, h.handle.consumer())
         .action(Action::ResyncResponse)
         .deletion(chrono::Utc::now())
@@ -44,8 +44,10 @@ fn unknown_delete(h: &Harness, id: &str, marks: (Option<&str>, Option<usize>, bo
     ev
 }
 
-/// Starts an agent and gives it works `w0..w{n}` from store `store`, all Applied.
-async fn holding(n: usize, config: AgentConfig, store: &str) -> Harness {
+/// Starts an agent and gives it works `w0..w{n}` from store `store`, all Applied. No eviction
+/// grace period: a deletion the guard lets through deletes at once (eviction.rs has its tests).
+async fn holding(n: usize, mut config: AgentConfig, store: &str) -> Harness {
+    config.eviction_grace_period = std::time::Duration::ZERO;
     let h = Harness::start_with(config).await;
     for i in 0..n {
         h.source.publish(&spec(&h, &format!("w{i}"), store)).await.expect("publish");
@@ -57,7 +59,7 @@ async fn holding(n: usize, config: AgentConfig, store: &str) -> Harness {
 }
 
 /// Sends one resync answer's deletions of the unknown works `ids`, each with `marks`.
-async fn send_deletes(h: &Harness, ids: &[&str], marks: (Option<&str>, Option<usize>, bool)) {
+pub(crate) async fn send_deletes(h: &Harness, ids: &[&str], marks: (Option<&str>, Option<usize>, bool)) {
     for id in ids {
         h.source.publish(&unknown_delete(h, id, marks)).await.expect("publish");
     }

@@ -96,10 +96,22 @@ impl Harness {
 
     /// Starts an agent on `cluster`; `sim` is only kept for inspection.
     pub async fn start_on(
-        mut config: AgentConfig,
+        config: AgentConfig,
         sim: Arc<SimulatedCluster>,
         cluster: Arc<dyn Cluster>,
     ) -> Harness {
+        let (h, first) = Self::start_restoring(config, sim, cluster).await;
+        assert!(resync_versions(&first).is_empty(), "empty store after start");
+        h
+    }
+
+    /// Starts an agent on `cluster`, which may hold AppliedManifestWork records of an earlier
+    /// agent; returns it with its first spec resync request.
+    pub async fn start_restoring(
+        mut config: AgentConfig,
+        sim: Arc<SimulatedCluster>,
+        cluster: Arc<dyn Cluster>,
+    ) -> (Harness, Event) {
         config.retry_delay = Duration::from_millis(20);
         config.max_retry_delay = Duration::from_millis(200);
         let broker = MemoryBroker::new();
@@ -114,8 +126,7 @@ impl Harness {
         });
         let h = Harness { broker, source, rec, cluster: sim, handle, stop: Some(tx), join: Some(join) };
         let first = h.wait_event(|e| e.ty().ends_with("spec.resync_request")).await;
-        assert!(resync_versions(&first).is_empty(), "empty store after start");
-        h
+        (h, first)
     }
 
     pub async fn stop(mut self) {

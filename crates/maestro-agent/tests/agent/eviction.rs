@@ -1,0 +1,126 @@
+//! Works that vanish from the source (docs/protocol.md §8.3) on the simulated cluster, which
+//! keeps AppliedManifestWork records: the eviction grace period, its cancellation by a spec,
+//! and a restarted agent that restores its works from the records, adopts the ones the
+//! store still holds without re-creating anything, and keeps the objects of the ones a new
+//! store lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use maestro_agent::wipe_guard::{ORPHANED, REASON_IDENTITY};
+use maestro_agent::{AgentConfig, SimulatedCluster};
+use maestro_transport::SourceTransport;
+use serde_json::Value;
+
+use crate::common::*;
+use crate::wipe_guard::{send_deletes, spec};
+
+fn config(grace: Duration) -> AgentConfig {
+    let mut config = AgentConfig::new("c1");
+    config.eviction_grace_period = grace;
+    config.orphan_recheck_interval = Duration::from_millis(100);
+    config
+}
+
+/// The uid of ConfigMap `name`, if it exists.
+fn uid(sim: &SimulatedCluster, name: &str) -> Option<Value> {
+    sim.object("v1", "ConfigMap", "default", name).map(|o| o["metadata"]["uid"].clone())
+}
+
+/// Starts an agent on `sim` and gives it works `w0..w{n}` from store `store`, all Applied.
+async fn holding_on(n: usize, config: AgentConfig, sim: Arc<SimulatedCluster>, store: &str) -> Harness {
+    let (h, _) = Harness::start_restoring(config, sim.clone(), sim).await;
+    for i in 0..n {
+        h.source.publish(&spec(&h, &format!("w{i}"), store)).await.expect("publish");
+    }
+    for i in 0..n {
+        h.wait_status(&format!("w{i}"), |s| s.is_true("Applied")).await;
+    }
+    h
+}
+
+fn eviction_recorded(sim: &SimulatedCluster, id: &str) -> bool {
+    sim.applied_works().iter().any(|r| r.resource_id == id && r.eviction_start.is_some())
+}
+
+/// A work the store no longer holds keeps its objects for the grace period (recorded in its
+/// AppliedManifestWork), then is deleted.
+#[tokio::test]
+async fn a_vanished_work_is_deleted_after_the_grace_period() {
+    let grace = Duration::from_millis(1500);
+    let sim = Arc::new(SimulatedCluster::new());
+    let h = holding_on(4, config(grace), sim.clone(), "store-a").await;
+    send_deletes(&h, &["w0"], (Some("store-a"), Some(1), false)).await;
+    wait_until(|| h.handle.work("w0").is_some_and(|w| w.eviction_start.is_some())).await;
+    let start = h.handle.work("w0").and_then(|w| w.eviction_start).expect("start");
+    assert!(uid(&sim, "w0").is_some(), "kept during the grace period");
+    wait_until(|| eviction_recorded(&sim, "w0")).await;
+    h.wait_status("w0", |s| s.is_true("Deleted")).await;
+    let grace = chrono::Duration::from_std(grace).expect("grace");
+    assert!(chrono::Utc::now() >= start + grace, "not deleted before the grace period ended");
+    assert!(uid(&sim, "w0").is_none());
+    assert!(!sim.applied_works().iter().any(|r| r.resource_id == "w0"), "its record is gone");
+    assert_eq!(sim.len(), 3, "the other works keep theirs");
+    h.stop().await;
+}
+
+/// A spec for the work during its grace period cancels the eviction: nothing re-created.
+#[tokio::test]
+async fn a_spec_cancels_the_eviction() {
+    let sim = Arc::new(SimulatedCluster::new());
+    let h = holding_on(3, config(Duration::from_secs(3600)), sim.clone(), "store-a").await;
+    let before = uid(&sim, "w0").expect("object");
+    send_deletes(&h, &["w0"], (Some("store-a"), Some(1), false)).await;
+    wait_until(|| eviction_recorded(&sim, "w0")).await;
+    h.source.publish(&spec(&h, "w0", "store-a")).await.expect("publish");
+    wait_until(|| h.handle.work("w0").is_some_and(|w| w.eviction_start.is_none())).await;
+    wait_until(|| !eviction_recorded(&sim, "w0")).await;
+    assert_eq!(uid(&sim, "w0"), Some(before), "not re-created");
+    h.stop().await;
+}
+
+/// A restarted agent restores its works from the records (listed at version 0 in its spec
+/// resync request): the ones the store still holds are adopted in place, the one it lost
+/// starts its eviction.
+#[tokio::test]
+async fn a_restarted_agent_adopts_its_recorded_works() {
+    let sim = Arc::new(SimulatedCluster::new());
+    let h = holding_on(4, config(Duration::from_secs(3600)), sim.clone(), "store-a").await;
+    h.stop().await;
+    let uids: Vec<Option<Value>> = (0..4).map(|i| uid(&sim, &format!("w{i}"))).collect();
+
+    let (h, first) =
+        Harness::start_restoring(config(Duration::from_secs(3600)), sim.clone(), sim.clone()).await;
+    let listed = resync_versions(&first);
+    assert_eq!(listed, (0..4).map(|i| (format!("w{i}"), 0)).collect::<Vec<_>>(), "restored at version 0");
+    assert!(h.handle.works().iter().all(|w| w.restored));
+    for i in 0..3 {
+        h.source.publish(&spec(&h, &format!("w{i}"), "store-a")).await.expect("publish");
+    }
+    send_deletes(&h, &["w3"], (Some("store-a"), Some(1), false)).await;
+    for i in 0..3 {
+        h.wait_status(&format!("w{i}"), |s| s.is_true("Applied")).await;
+    }
+    wait_until(|| h.handle.work("w3").is_some_and(|w| w.eviction_start.is_some())).await;
+    let after: Vec<Option<Value>> = (0..4).map(|i| uid(&sim, &format!("w{i}"))).collect();
+    assert_eq!(after, uids, "nothing re-created, nothing deleted yet");
+    assert!(h.handle.works().iter().all(|w| !w.restored));
+    h.stop().await;
+}
+
+/// The records carry the store identity: a restarted agent answered by a new store that
+/// lost every work orphans them all and deletes nothing, even with no grace period.
+#[tokio::test]
+async fn a_restarted_agent_keeps_what_a_new_store_lost() {
+    let sim = Arc::new(SimulatedCluster::new());
+    let h = holding_on(3, config(Duration::ZERO), sim.clone(), "store-a").await;
+    h.stop().await;
+    let (h, _) = Harness::start_restoring(config(Duration::ZERO), sim.clone(), sim.clone()).await;
+    send_deletes(&h, &["w0", "w1", "w2"], (Some("store-b"), Some(3), false)).await;
+    for id in ["w0", "w1", "w2"] {
+        let ev = h.wait_status(id, |s| s.is_true(ORPHANED)).await;
+        assert_eq!(decode(&ev).status.condition(ORPHANED).expect("condition").reason, REASON_IDENTITY);
+    }
+    assert_eq!(sim.len(), 3, "every object kept");
+    h.stop().await;
+}
