@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: TaskTracker,
     /// The fleet-wipe guard's state (docs/operations.md §3.5).
     pub(crate) guard: WipeGuard,
+    /// `feedbackScrapeType: Watch`: the objects watched and their works (docs/protocol.md §8.5).
+    pub(crate) watches: crate::watch::Watches,
 }
 
 impl Shared {
@@ -123,6 +125,7 @@ impl Agent {
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 guard: WipeGuard::default(),
+                watches: Default::default(),
             }),
         }
     }
@@ -222,5 +225,11 @@ impl AgentHandle {
     /// Asks for an immediate status sync of every work (as the periodic sync does).
     pub fn sync_now(&self) {
         self.shared.enqueue_all(false);
+    }
+
+    /// The objects watched for `feedbackScrapeType: Watch`, each with the ids of the works
+    /// queued when it changes (both ordered); docs/protocol.md §8.5.
+    pub fn watched(&self) -> Vec<(crate::cluster::WatchKey, Vec<String>)> {
+        self.shared.watches.snapshot()
     }
 }

@@ -63,6 +63,7 @@ async fn recover_applied(shared: &Shared, snap: &Snapshot, owner: &Owner) -> Vec
 /// before `Deleted`, as from the Go agent, which patches that condition before it deletes the
 /// AppliedManifestWork.
 pub(crate) async fn finalize(shared: &Arc<Shared>, snap: &Snapshot) -> bool {
+    shared.watches.forget(&snap.uid); // a deleting work's objects are no longer watched (§8.5)
     if !snap.applied.is_empty() || snap.bundle.is_some() {
         if !deleting_published(shared, &snap.uid) {
             return bump_attempts(shared, snap, snap.applied.clone());

@@ -23,6 +23,8 @@
 //! - `condition_rules`: `conditionRules` (`WellKnownConditions`, `CEL`) evaluated on the live
 //!   objects, and their roll-up to the work (§8.4).
 //! - [`feedback`]: `WellKnownStatus` and `JSONPaths` feedback (§8.5).
+//! - `watch`: `feedbackScrapeType: Watch`: the registry of watched objects and their works,
+//!   queued when the cluster reports a change (§8.5).
 //! - `status`: status events, the publisher with retry, the spec resync request (§5.1).
 //! - [`wipe_guard`]: the fleet-wipe guard: orphan instead of deleting works a store lost
 //!   (docs/operations.md §3.5).
@@ -46,6 +48,7 @@ mod ownership;
 mod queue;
 mod reconcile;
 mod status;
+mod watch;
 pub mod wipe_guard;
 mod work;
 
@@ -53,8 +56,8 @@ pub use agent::{Agent, AgentHandle};
 #[cfg(feature = "kube")]
 pub use cluster::KubeCluster;
 pub use cluster::{
-    AccessReview, AccessRule, AppliedWorkRecord, AppliedWorkRef, ApplyMode, Cluster, ObjectKey, ObjectRef,
-    ResourceMapping, SimulatedCluster,
+    AccessReview, AccessRule, AppliedWorkRecord, AppliedWorkRef, ApplyMode, ChangeSink, Cluster, ObjectKey,
+    ObjectRef, ResourceMapping, SimulatedCluster, WatchContext, WatchKey,
 };
 pub use config::AgentConfig;
 pub use error::{AgentError, ClusterError, ConfigError};

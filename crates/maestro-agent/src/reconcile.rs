@@ -50,6 +50,9 @@ pub(crate) struct Resolved {
     pub(crate) object: Result<ObjectRef, String>,
     strategy: Option<maestro_api::payload::UpdateStrategy>,
     feedback: Vec<FeedbackRule>,
+    /// `feedbackScrapeType: Watch` (docs/protocol.md §8.5): the first matching config that
+    /// sets a scrape type says `Watch`.
+    pub(crate) watch: bool,
 }
 
 /// The outcome of applying one manifest.
@@ -167,6 +170,7 @@ async fn reconcile(shared: &Arc<Shared>, id: &str) -> Option<Duration> {
     } else {
         None
     };
+    crate::watch::track(shared, &snap.uid, &resolved);
     let status = build_status(shared, &snap, &resolved, applied.as_deref()).await;
     if let Some(list) = &new_applied {
         // Before the status goes out: whoever sees the status finds the record written.
@@ -264,7 +268,9 @@ async fn resolve_one(shared: &Shared, bundle: &ManifestBundle, i: usize, manifes
     let matching = || bundle.manifest_configs.iter().filter(|c| config_matches(c, &meta));
     let strategy = matching().find_map(|c| c.update_strategy.clone());
     let feedback = matching().find(|c| !c.feedback_rules.is_empty()).map(|c| c.feedback_rules.clone());
-    Resolved { strategy, feedback: feedback.unwrap_or_default(), meta, manifest: manifest.clone(), object }
+    let watch = matching().find_map(|c| c.feedback_scrape_type.as_deref()) == Some(crate::watch::WATCH);
+    let feedback = feedback.unwrap_or_default();
+    Resolved { strategy, feedback, watch, meta, manifest: manifest.clone(), object }
 }
 
 /// The AppliedManifestWork owner of the work, created on the cluster when supported.

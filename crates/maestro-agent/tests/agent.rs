@@ -303,5 +303,7 @@ mod kube;
 mod kube_fixtures;
 #[path = "agent/strategies.rs"]
 mod strategies;
+#[path = "agent/watch_feedback.rs"]
+mod watch_feedback;
 #[path = "agent/wipe_guard.rs"]
 mod wipe_guard;

@@ -5,6 +5,8 @@
 //! desired field); `CreateOnly` creates or only patches the owner; `ServerSideApply` is an
 //! apply patch with the field manager (and `force`); deletes carry a UID precondition and
 //! background propagation. The AppliedManifestWork is created when its CRD is served.
+//! `watch_kind` runs one kube-rs watcher per kind and agent (`kube_watch.rs`,
+//! docs/protocol.md §8.5).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,7 +23,7 @@ use serde_json::{Value, json};
 use super::simulated::{merge_owner_refs, merge_update, meta_mut};
 use super::{
     APPLIED_WORK_API_VERSION, APPLIED_WORK_KIND, AccessReview, AppliedWorkRecord, AppliedWorkRef, ApplyMode,
-    Cluster, ObjectRef, ResourceMapping, split_api_version,
+    Cluster, ObjectRef, ResourceMapping, WatchContext, split_api_version,
 };
 use super::{kube_access, kube_records};
 use crate::error::ClusterError;
@@ -34,6 +36,8 @@ pub struct KubeCluster {
     /// The configuration the client was built from, to build clients impersonating a work's
     /// executor (`None` when built from a client alone: executor dry runs then fail).
     config: Option<std::sync::Arc<Config>>,
+    /// The kube-rs watchers running, one per kind and agent (docs/protocol.md §8.5).
+    watchers: std::sync::Arc<super::watching::WatcherSet>,
     mappings: std::sync::Arc<Mutex<HashMap<(String, String), ResourceMapping>>>,
 }
 
@@ -90,7 +94,13 @@ fn is_subset(want: &Value, have: &Value) -> bool {
 impl KubeCluster {
     /// A cluster using `client`.
     pub fn new(client: Client) -> Self {
-        KubeCluster { client, config: None, mappings: Default::default() }
+        KubeCluster { client, config: None, watchers: Default::default(), mappings: Default::default() }
+    }
+
+    /// The number of kube-rs watchers running: one per kind (group and resource) and watching
+    /// agent, however many works or objects use the kind.
+    pub fn watcher_count(&self) -> usize {
+        self.watchers.count()
     }
 
     /// A cluster from the local kubeconfig or the in-cluster environment (`Config::infer`).
@@ -251,6 +261,13 @@ impl Cluster for KubeCluster {
             Some(o) => Ok(Some(to_value(&o)?)),
             None => Ok(None),
         }
+    }
+
+    fn watch_kind(&self, mapping: &ResourceMapping, ctx: &WatchContext) -> bool {
+        if self.watchers.claim(mapping, ctx) {
+            super::kube_watch::spawn(self.client.clone(), mapping, ctx);
+        }
+        true
     }
 
     async fn apply(

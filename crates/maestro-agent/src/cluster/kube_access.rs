@@ -3,7 +3,7 @@
 //! permission escalation on RBAC objects shows only there).
 
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::{Client, Config};
 use serde_json::Value;
 
@@ -14,15 +14,8 @@ use super::kube::api_error;
 
 /// The dynamic API of `object`'s resource (namespaced or cluster-wide).
 pub(super) fn dynamic_api(client: Client, object: &ObjectRef) -> Api<DynamicObject> {
-    let m = &object.mapping;
-    let ar = ApiResource {
-        group: m.group.clone(),
-        version: m.version.clone(),
-        api_version: m.api_version(),
-        kind: m.kind.clone(),
-        plural: m.resource.clone(),
-    };
-    if m.namespaced {
+    let ar = super::kube_watch::api_resource(&object.mapping);
+    if object.mapping.namespaced {
         Api::namespaced_with(client, &object.namespace, &ar)
     } else {
         Api::all_with(client, &ar)

@@ -1,8 +1,9 @@
 //! The target cluster as the agent sees it (docs/architecture.md §8).
 //!
 //! [`Cluster`] is the narrow interface the reconciler needs: resolve a kind to its resource,
-//! get an object, apply one with an [`ApplyMode`], delete one with a UID precondition, and
-//! manage the AppliedManifestWork owner. Implementations:
+//! get an object, watch a kind (`feedbackScrapeType: Watch`, module `watching`), apply one with
+//! an [`ApplyMode`], delete one with a UID precondition, and manage the AppliedManifestWork
+//! owner. Implementations:
 //! - [`SimulatedCluster`] (always available): an in-process cluster that stores objects and
 //!   fabricates realistic status, for demos and fleet simulation;
 //! - [`KubeCluster`](crate::KubeCluster) (feature `kube`): a real API server through kube-rs.
@@ -15,7 +16,10 @@ mod kube;
 mod kube_access;
 #[cfg(feature = "kube")]
 mod kube_records;
+#[cfg(feature = "kube")]
+mod kube_watch;
 mod simulated;
+mod watching;
 
 use std::fmt::Debug;
 
@@ -28,6 +32,7 @@ pub use kinds::{known_mapping, split_api_version};
 #[cfg(feature = "kube")]
 pub use kube::KubeCluster;
 pub use simulated::{ObjectKey, SimulatedCluster};
+pub use watching::{ChangeSink, WatchContext, WatchKey};
 
 /// The REST mapping of a kind: group, version, plural resource and scope.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -171,6 +176,21 @@ pub trait Cluster: Send + Sync + Debug {
     /// # Errors
     /// [`ClusterError::Api`] on API failures.
     async fn get(&self, object: &ObjectRef) -> Result<Option<Value>, ClusterError>;
+
+    /// Watches the objects of `mapping`'s kind for `ctx` (`feedbackScrapeType: Watch`,
+    /// docs/protocol.md §8.5): every object of the kind listed when the watch (re)starts, then
+    /// added, modified or deleted, is delivered to the context's [`ChangeSink`] as a
+    /// [`WatchKey`]. One watcher runs per
+    /// kind (group and resource) and context, started by the first call; later calls for the
+    /// same kind return at once. Watchers stop when the context is cancelled.
+    ///
+    /// Returns false when this cluster cannot watch (the default): the objects are then only
+    /// polled. A watcher that fails later (a forbidden or broken watch) is restarted with
+    /// backoff by the implementation, not reported here.
+    fn watch_kind(&self, mapping: &ResourceMapping, ctx: &WatchContext) -> bool {
+        let _ = (mapping, ctx);
+        false
+    }
 
     /// Writes `manifest` (already carrying the owner references the agent wants) with `mode`
     /// and returns the live object afterwards (with `metadata.uid`).

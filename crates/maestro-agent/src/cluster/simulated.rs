@@ -3,6 +3,10 @@
 //! references, server-side apply conflicts, UID delete preconditions) and fabricates the
 //! status a healthy cluster would report: Deployments become ready, Jobs complete, Pods run.
 //! A product feature (demo, fleet simulation), not a test double.
+//!
+//! It can watch (`feedbackScrapeType: Watch`, docs/protocol.md §8.5): every write, delete,
+//! [`SimulatedCluster::insert`] and [`SimulatedCluster::modify`] (how a status change is
+//! simulated) that changes an object is delivered at once to the contexts watching its kind.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +18,10 @@ use serde_json::{Map, Value, json};
 
 use super::access::{self, AccessRule};
 use super::kinds::{fallback_mapping, known_mapping, split_api_version};
+use super::watching::WatcherSet;
 use super::{
     AccessReview, AppliedWorkRecord, AppliedWorkRef, ApplyMode, Cluster, ObjectRef, ResourceMapping,
+    WatchContext, WatchKey,
 };
 use crate::error::ClusterError;
 
@@ -66,6 +72,8 @@ pub struct SimulatedCluster {
     access: Mutex<Option<Vec<AccessRule>>>,
     /// AppliedManifestWork records by name (docs/protocol.md §8.3).
     applied_works: Mutex<BTreeMap<String, AppliedWorkRecord>>,
+    /// The kinds watched, one entry per kind and agent (docs/protocol.md §8.5).
+    watchers: WatcherSet,
 }
 
 fn now() -> String {
@@ -106,6 +114,17 @@ impl SimulatedCluster {
         (self.revision.fetch_add(1, Ordering::Relaxed) + 1).to_string()
     }
 
+    /// The number of watchers running: one per kind (group and resource) and watching agent,
+    /// however many works or objects use the kind.
+    pub fn watcher_count(&self) -> usize {
+        self.watchers.count()
+    }
+
+    /// Tells the watchers of `object`'s kind that it changed.
+    fn changed(&self, object: &ObjectRef) {
+        self.watchers.deliver(&WatchKey::from(object));
+    }
+
     /// A snapshot of every stored object, ordered by group, kind, namespace and name.
     pub fn objects(&self) -> Vec<Value> {
         self.lock().values().cloned().collect()
@@ -138,17 +157,23 @@ impl SimulatedCluster {
         let oref = ObjectRef { mapping, namespace: ns, name };
         let created = self.create_object(&oref, object);
         self.lock().insert(ObjectKey::of(&oref), created.clone());
+        self.changed(&oref);
         Ok(created)
     }
 
-    /// Changes a stored object in place (e.g. to simulate drift or an outage of a workload);
-    /// returns false when there is no such object. The resourceVersion is bumped.
+    /// Changes a stored object in place (e.g. to simulate drift, an outage of a workload or a
+    /// status change); returns false when there is no such object. The resourceVersion is
+    /// bumped and the watchers of its kind are told.
     pub fn modify(&self, key: &ObjectKey, f: impl FnOnce(&mut Value)) -> bool {
         let rv = self.next_revision();
         let mut objects = self.lock();
         let Some(obj) = objects.get_mut(key) else { return false };
         f(obj);
         set_meta(obj, "resourceVersion", json!(rv));
+        let (api_version, kind) = (str_at(obj, "/apiVersion"), str_at(obj, "/kind"));
+        drop(objects);
+        let mapping = self.mapping_for(&api_version, &kind);
+        self.changed(&ObjectRef { mapping, namespace: key.namespace.clone(), name: key.name.clone() });
         true
     }
 
@@ -204,6 +229,7 @@ impl SimulatedCluster {
     fn write(&self, object: &ObjectRef, manifest: Value, mode: &ApplyMode) -> Result<Value, ClusterError> {
         let key = ObjectKey::of(object);
         let existing = self.lock().get(&key).cloned();
+        let before = existing.as_ref().map(|live| str_at(live, "/metadata/resourceVersion"));
         let result = match (existing, mode) {
             (None, ApplyMode::ServerSideApply { field_manager, .. }) => {
                 let mut created = self.create_object(object, manifest);
@@ -222,7 +248,11 @@ impl SimulatedCluster {
                 self.finish_write(&live, next)
             }
         };
+        let changed = before.is_none_or(|rv| rv != str_at(&result, "/metadata/resourceVersion"));
         self.lock().insert(key, result.clone());
+        if changed {
+            self.changed(object);
+        }
         Ok(result)
     }
 
@@ -255,6 +285,13 @@ impl Cluster for SimulatedCluster {
         Ok(self.lock().get(&ObjectKey::of(object)).cloned())
     }
 
+    fn watch_kind(&self, mapping: &ResourceMapping, ctx: &WatchContext) -> bool {
+        if self.watchers.claim(mapping, ctx) {
+            tracing::debug!(group = %mapping.group, resource = %mapping.resource, "simulated watch started");
+        }
+        true
+    }
+
     async fn apply(
         &self,
         object: &ObjectRef,
@@ -276,6 +313,8 @@ impl Cluster for SimulatedCluster {
             });
         }
         objects.remove(&key);
+        drop(objects);
+        self.changed(object);
         Ok(true)
     }
 
@@ -336,6 +375,11 @@ impl Cluster for SimulatedCluster {
         }
         Ok(())
     }
+}
+
+/// The string at JSON pointer `p` of `v`, `""` when absent.
+fn str_at(v: &Value, p: &str) -> String {
+    v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
 /// `(apiVersion, kind, name, namespace)` of a manifest.

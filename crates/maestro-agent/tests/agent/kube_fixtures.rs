@@ -19,8 +19,9 @@
 //! recording. The tests check which [`ClusterError`] each answer becomes, and, for the cases
 //! where it matters, the condition the agent then reports.
 //!
-//! The agent watches nothing: kube.rs makes no list or watch call (it reads single objects with
-//! GET when it builds a status), so there are no watch or bookmark fixtures.
+//! The watch of `feedbackScrapeType: Watch` (kube-rs's runtime watcher: a list, then a watch
+//! answered with a streamed body of watch events, bookmarks included) is replayed from
+//! `watch.json`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,8 +32,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use maestro_agent::{
-    AgentConfig, AppliedWorkRef, ApplyMode, Cluster, ClusterError, KubeCluster, OWNER_ANNOTATION, ObjectRef,
-    ResourceMapping, SimulatedCluster,
+    AgentConfig, AppliedWorkRef, ApplyMode, ChangeSink, Cluster, ClusterError, KubeCluster, OWNER_ANNOTATION,
+    ObjectRef, ResourceMapping, SimulatedCluster, WatchContext, WatchKey,
 };
 use serde_json::{Value, json};
 
@@ -135,9 +136,36 @@ fn differences(
     out
 }
 
-fn recorded_response(r: &Value) -> Response {
+/// A watch answer (`stream`): the headers at once, then each event as one JSON line, as the
+/// API server streams them; with `streamAfterPhase` the events wait until the test moves to
+/// that phase, and with `hold` the body then stays open (no end of the watch during the test).
+fn streamed_response(status: StatusCode, r: &Value, replay: &Shared) -> Response {
+    use futures::StreamExt;
+    let lines: Vec<Result<Bytes, std::io::Error>> =
+        r["stream"].as_array().into_iter().flatten().map(|e| Ok(Bytes::from(format!("{e}\n")))).collect();
+    let (gate, replay) = (r["streamAfterPhase"].as_str().map(str::to_owned), replay.clone());
+    let opened = async move {
+        while gate.as_ref().is_some_and(|p| *p != replay.lock().expect("lock").phase) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let events = futures::stream::once(async move {
+        opened.await;
+        futures::stream::iter(lines)
+    })
+    .flatten();
+    let tail =
+        if r["hold"] == true { futures::stream::pending().boxed() } else { futures::stream::empty().boxed() };
+    let body = axum::body::Body::from_stream(events.chain(tail));
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn recorded_response(r: &Value, replay: &Shared) -> Response {
     let code = r["status"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if r.get("stream").is_some() {
+        return streamed_response(status, r, replay);
+    }
     match r["text"].as_str() {
         // as Go's http.Error / http.NotFound write it
         Some(text) => (
@@ -164,8 +192,14 @@ async fn serve(
     let mut r = replay.lock().expect("lock");
     let path = uri.path();
     let phase = r.phase.clone();
+    // A list and a watch share verb and path: `watch=true` tells them apart.
+    let watch = query.iter().any(|(k, v)| k == "watch" && v == "true");
     let found = r.exchanges.iter().position(|x| {
-        !x.used && x.phase == phase && x.request["method"] == method.as_str() && x.request["path"] == path
+        !x.used
+            && x.phase == phase
+            && x.request["method"] == method.as_str()
+            && x.request["path"] == path
+            && (x.request["query"]["watch"] == "true") == watch
     });
     let Some(i) = found else {
         let msg = format!("unexpected request {method} {uri} in phase {phase:?}");
@@ -188,7 +222,7 @@ async fn serve(
     r.served.push(i);
     let x = &mut r.exchanges[i];
     x.used = !x.repeat;
-    recorded_response(&x.response)
+    recorded_response(&x.response, &replay)
 }
 
 /// A fake API server replaying one fixture file, and a `KubeCluster` talking to it.
@@ -230,6 +264,11 @@ impl Fixture {
             .map(|(i, x)| format!("{i}: {} {}", x.request["method"], x.request["path"]))
             .collect();
         assert!(unused.is_empty(), "{}: exchanges never requested: {unused:#?}", self.name);
+    }
+
+    /// How many requests exchange `i` answered.
+    fn served(&self, i: usize) -> usize {
+        self.replay.lock().expect("lock").served.iter().filter(|&&s| s == i).count()
     }
 
     /// [`Fixture::assert_done`], and the requests came in the file's order.
@@ -593,4 +632,85 @@ async fn executor_access_reviews_and_impersonated_dry_runs() {
     let exists = f.cluster.dry_run_create_as(sa, &object(roles, "default", "viewer"), &role("viewer")).await;
     assert_eq!(api_status(&exists.expect_err("exists")), Some(409));
     f.assert_done_in_order();
+}
+
+/// Records every change a watcher delivers, in order.
+#[derive(Debug, Default)]
+struct Changes {
+    seen: Mutex<Vec<WatchKey>>,
+}
+
+impl ChangeSink for Changes {
+    fn changed(&self, object: &WatchKey) {
+        self.seen.lock().expect("lock").push(object.clone());
+    }
+}
+
+impl Changes {
+    fn names(&self) -> Vec<(String, String)> {
+        self.seen.lock().expect("lock").iter().map(|k| (k.namespace.clone(), k.name.clone())).collect()
+    }
+}
+
+/// kube-rs's watcher on the fake server (`watch.json`): one list, then one watch from the
+/// list's resourceVersion with bookmarks allowed, whatever the number of `watch_kind` calls;
+/// the listed object, then each ADDED, MODIFIED and DELETED object reaches the sink, the
+/// BOOKMARK does not; cancelling the context stops the watcher.
+#[tokio::test]
+async fn watch_lists_then_streams_changes_and_skips_bookmarks() {
+    use maestro_transport::retry::{CancellationToken, TaskTracker};
+    let f = fixture("watch", &[]).await;
+    let changes = Arc::new(Changes::default());
+    let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
+    let ctx = WatchContext::new(changes.clone(), cancel.clone(), tasks.clone());
+    let configmaps = mapping("", "v1", "ConfigMap", "configmaps", true);
+    assert!(f.cluster.watch_kind(&configmaps, &ctx), "kube-rs can watch");
+    assert!(f.cluster.watch_kind(&configmaps, &ctx), "asked again: the same watcher");
+    assert_eq!(f.cluster.watcher_count(), 1);
+    wait_until(|| changes.names().len() >= 4).await;
+    let expected = [("default", "a"), ("default", "b"), ("default", "a"), ("other", "c")]
+        .map(|(ns, n)| (ns.to_owned(), n.to_owned()));
+    assert_eq!(changes.names(), expected, "list, ADDED, MODIFIED, (BOOKMARK: nothing), DELETED");
+    let first = changes.seen.lock().expect("lock")[0].clone();
+    assert_eq!(
+        first,
+        WatchKey {
+            group: "".into(),
+            resource: "configmaps".into(),
+            namespace: "default".into(),
+            name: "a".into()
+        }
+    );
+    cancel.cancel();
+    tasks.close();
+    tokio::time::timeout(DEADLINE, tasks.wait()).await.expect("the watcher stops when cancelled");
+    assert_eq!(f.cluster.watcher_count(), 0);
+    f.assert_done_in_order();
+}
+
+/// `feedbackScrapeType: Watch` through the agent on the fake server (`agent_watch.json`): after
+/// the apply the agent watches ConfigMaps (list, then watch); the MODIFIED event streamed once
+/// the test moves to phase `changed` makes it read the object again and publish the new
+/// feedback value, with the status sync an hour away.
+#[tokio::test]
+async fn agent_publishes_watched_feedback_on_a_modified_event() {
+    let (f, h) = agent_on("agent_watch").await;
+    let config = json!({"resourceIdentifier":{"group":"","resource":"configmaps","name":"a","namespace":"default"},
+        "feedbackRules":[{"type":"JSONPaths","jsonPaths":[{"name":"k","path":".data.k"}]}],
+        "feedbackScrapeType":"Watch"});
+    h.publish_spec("w1", 1, json!({"manifests":[cm("a", "1")], "manifestConfigs":[config]})).await;
+    let k = |s: &maestro_api::payload::ManifestBundleStatus| {
+        s.resource_status
+            .first()
+            .and_then(|m| m.status_feedback.values.iter().find(|v| v.name == "k"))
+            .map(|v| v.field_value.clone())
+    };
+    let string = |v: &str| Some(maestro_api::payload::FieldValue::String { string: v.into() });
+    h.wait_status("w1", |s| s.is_true("Applied") && k(s) == string("1")).await;
+    // The watch is open and the listed object was read again (exchanges 6 and 4).
+    wait_until(|| f.served(6) == 1 && f.served(4) >= 1).await;
+    f.phase("changed");
+    h.wait_status("w1", |s| k(s) == string("2")).await;
+    h.stop().await;
+    f.assert_done();
 }
