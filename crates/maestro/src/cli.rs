@@ -661,6 +661,10 @@ mod tests {
         let Command::Agent(a) = cli.command else { panic!("agent") };
         let s = agent_settings(a);
         assert_eq!((s.consumer.as_str(), s.agent_id.as_str()), ("cluster1", "cluster1-work-agent"));
+        assert_eq!(
+            s.wipe_guard.appliedmanifestwork_eviction_grace_period,
+            std::time::Duration::from_secs(3600)
+        );
         assert_eq!(s.broker.kind, BrokerKind::Mqtt);
         assert_eq!(s.broker.config_file.as_deref(), Some("/secrets/mqtt/config.yaml"));
     }

@@ -153,9 +153,6 @@ pub struct GoAgentFlags {
     /// No effect: see `--kube-api-qps`.
     #[arg(long, value_name = "N")]
     pub kube_api_burst: Option<u32>,
-    /// No effect yet: works that vanish from the source are deleted at the next spec resync.
-    #[arg(long, value_name = "DURATION")]
-    pub appliedmanifestwork_eviction_grace_period: Option<String>,
 }
 
 impl GoAgentFlags {
@@ -165,10 +162,6 @@ impl GoAgentFlags {
             ("--disable-leader-election", self.disable_leader_election.is_some()),
             ("--kube-api-qps", self.kube_api_qps.is_some()),
             ("--kube-api-burst", self.kube_api_burst.is_some()),
-            (
-                "--appliedmanifestwork-eviction-grace-period",
-                self.appliedmanifestwork_eviction_grace_period.is_some(),
-            ),
         ];
         for (flag, _) in ignored.iter().filter(|(_, given)| *given) {
             tracing::info!(flag, "Go Maestro agent flag accepted without effect (see maestro agent --help)");
