@@ -3,8 +3,9 @@
 //! Pub/Sub), the server sends each consumer a `status.resync_request` listing the status hash
 //! it holds per resource, in batches of at most [`MAX_IDS_PER_EVENT`] ids and
 //! [`MAX_EVENT_BYTES`] bytes (at least one event per consumer, possibly empty); agents resend
-//! the statuses whose hash differs. After a re-subscription (an outage, not the first
-//! subscription) the server also republishes every current spec (see [`resync_all`]). The
+//! the statuses whose hash differs, and the deletion of every deleting bundle again. After a
+//! re-subscription (an outage, not the first subscription) the server also republishes every
+//! current spec (see [`resync_all`]). The
 //! server-hosted gRPC broker never does either (Go's does not): its agents resync specs on
 //! connect and retry status publishes themselves.
 //!
@@ -64,9 +65,17 @@ fn split_by_size(source_id: &str, consumer: &str, chunk: &[StatusHash], out: &mu
     split_by_size(source_id, consumer, b, out);
 }
 
-/// Sends the status resync requests of every consumer `owned` accepts and, when `with_specs`,
-/// the current spec of each of their bundles as a `spec.resync_response` (agents ignore
-/// versions they already hold); returns how many events were sent.
+/// Sends the status resync requests of every consumer `owned` accepts, the deletion of each
+/// of their deleting bundles, and, when `with_specs`, the current spec of every other bundle,
+/// as `spec.resync_response`s (agents ignore versions they already hold); returns how many
+/// events were sent.
+///
+/// Why the deletions always: an agent that finished a deletion while the server was away
+/// (killed, or cut from the broker) published its `Deleted` status into the void, then forgot
+/// the work, so no status resync brings it back and the bundle would stay deleting forever.
+/// The deletion sent again makes the agent, which no longer holds the work, report it deleted
+/// again (docs/protocol.md §5.1). Found by the fault-injection suite (`maestro-faults`, kill -9
+/// of the server on Mosquitto).
 ///
 /// Why the specs after a broker outage: an agent's `spec.resync_request` sent when it
 /// resubscribed is lost if the broker did not yet hold the server's subscription again (a
@@ -90,7 +99,7 @@ pub async fn resync_all(
         let resources = store.resources_for_consumer(&c).await?;
         let specs = resources
             .iter()
-            .filter(|_| with_specs)
+            .filter(|r| with_specs || r.deleted_at.is_some())
             .map(|r| crate::spec::outgoing_spec(r, source_id, Action::ResyncResponse));
         for ev in batches(source_id, &c, &resources).into_iter().chain(specs) {
             match transport.publish(&ev).await {
