@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: TaskTracker,
     /// The fleet-wipe guard's state (docs/operations.md §3.5).
     pub(crate) guard: WipeGuard,
+    /// The ids of the spec events taken lately, to drop redeliveries.
+    pub(crate) seen: crate::seen::SeenEvents,
     /// `feedbackScrapeType: Watch`: the objects watched and their works (docs/protocol.md §8.5).
     pub(crate) watches: crate::watch::Watches,
 }
@@ -125,6 +127,7 @@ impl Agent {
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 guard: WipeGuard::default(),
+                seen: Default::default(),
                 watches: Default::default(),
             }),
         }

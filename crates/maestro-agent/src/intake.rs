@@ -80,6 +80,10 @@ impl Intake {
             permanent(event, format!("malformed spec event: {e}"))
         })?;
         crate::metrics::work_processed(event, true);
+        if !self.shared.seen.first_time(event.id()) {
+            tracing::debug!(id = event.id(), resource_id = %spec.resource_id, "dropping a redelivered spec event");
+            return Ok(());
+        }
         let marks = Marks::of(event, action);
         if marks.deletes_unknown(&spec) && !marks.confirmed {
             wipe_guard::propose(&self.shared, &spec, &marks);

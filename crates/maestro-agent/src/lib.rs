@@ -47,6 +47,7 @@ pub mod metrics;
 mod ownership;
 mod queue;
 mod reconcile;
+mod seen;
 mod status;
 mod watch;
 pub mod wipe_guard;

@@ -139,3 +139,37 @@ async fn simulated_cluster_fabricates_status_and_honours_uid_precondition() {
     );
     assert_eq!(v2["metadata"]["uid"], v1["metadata"]["uid"]);
 }
+
+/// A broker that redelivers a spec event late (at least once; the Pub/Sub emulator resends
+/// what it gave a dead stream after newer events) must not make the agent apply it again: a
+/// redelivered create after the work's deletion would re-create its objects, a redelivered
+/// update to a work on hold would roll it back. Found by the fault-injection suite
+/// (`maestro-faults`, a cut of the agents' link on the Pub/Sub emulator).
+#[tokio::test]
+async fn a_redelivered_spec_event_is_dropped() {
+    use maestro_api::codec::SpecEventBuilder;
+    use maestro_api::types::Action;
+    use maestro_transport::SourceTransport;
+    let h = Harness::start("c1").await;
+    let mut meta = serde_json::Map::new();
+    meta.insert("name".into(), json!("w1"));
+    let create = SpecEventBuilder::new("maestro", "w1", 1, "c1")
+        .action(Action::Create)
+        .metadata(meta)
+        .bundle_json(json!({"manifests": [cm("late", "1")]}))
+        .build();
+    h.source.publish(&create).await.expect("publish");
+    h.wait_status("w1", |s| s.is_true("Applied")).await;
+    h.publish_delete("w1", 1).await;
+    h.wait_status("w1", |s| s.is_true("Deleted")).await;
+    wait_until(|| h.handle.work("w1").is_none()).await;
+    let mark = h.rec.count();
+    h.source.publish(&create).await.expect("the same event again");
+    // A later event proves the redelivery was handled (in order) before it.
+    h.publish_spec("w2", 1, json!({"manifests": [cm("after", "1")]})).await;
+    h.wait_status("w2", |s| s.is_true("Applied")).await;
+    assert!(h.handle.work("w1").is_none(), "the deleted work is not re-created");
+    assert!(h.cluster.object("v1", "ConfigMap", "default", "late").is_none());
+    assert!(!h.rec.since(mark).iter().any(|e| is_status_for(e, "w1")), "no status for it either");
+    h.stop().await;
+}
