@@ -1,0 +1,133 @@
+//! The faults (docs/reliability.md, "Faults"): each is injected into a running [`System`],
+//! held while the workload runs, then healed.
+
+use std::time::Duration;
+
+use crate::proxy::{FaultProxy, LinkMode};
+use crate::system::{Broker, System};
+
+/// One fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// SIGKILL of the server, restarted when healed.
+    KillServer,
+    /// Every agent killed (tasks aborted), restarted when healed.
+    KillAgents,
+    /// SIGKILL of the broker process (Mosquitto, the emulator), restarted when healed.
+    KillBroker,
+    /// SIGKILL of PostgreSQL, restarted (crash recovery) when healed.
+    KillStore,
+    /// The agents' link to the broker cut.
+    CutAgents,
+    /// The server's link to the broker cut.
+    CutBroker,
+    /// The server's link to PostgreSQL cut.
+    CutStore,
+    /// 100–500 ms (seeded) added to every chunk on the agents' link, both ways.
+    DelayAgents,
+    /// 100–500 ms (seeded) added to every chunk on the server's links (broker and store).
+    DelayServer,
+    /// The agents' link limited to 32 KiB/s each way.
+    ThrottleAgents,
+}
+
+impl Fault {
+    /// Every fault, in table order.
+    pub const ALL: [Fault; 10] = [
+        Fault::KillServer,
+        Fault::KillAgents,
+        Fault::KillBroker,
+        Fault::KillStore,
+        Fault::CutAgents,
+        Fault::CutBroker,
+        Fault::CutStore,
+        Fault::DelayAgents,
+        Fault::DelayServer,
+        Fault::ThrottleAgents,
+    ];
+
+    /// The quick suite's faults (one of each kind of harm).
+    pub const QUICK: [Fault; 5] =
+        [Fault::KillServer, Fault::KillAgents, Fault::KillStore, Fault::CutAgents, Fault::DelayServer];
+
+    /// The table's name of the fault.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillServer => "kill -9 server",
+            Fault::KillAgents => "kill -9 agents",
+            Fault::KillBroker => "kill -9 broker",
+            Fault::KillStore => "kill -9 PostgreSQL",
+            Fault::CutAgents => "cut agents ↔ broker",
+            Fault::CutBroker => "cut server ↔ broker",
+            Fault::CutStore => "cut server ↔ PostgreSQL",
+            Fault::DelayAgents => "delay agents ↔ broker",
+            Fault::DelayServer => "delay server ↔ broker, PostgreSQL",
+            Fault::ThrottleAgents => "32 KiB/s agents ↔ broker",
+        }
+    }
+
+    /// Whether the fault exists on `broker` (the gRPC broker is the server: no broker process,
+    /// no server ↔ broker link).
+    pub fn applies_to(self, broker: Broker) -> bool {
+        !(broker == Broker::Grpc && matches!(self, Fault::KillBroker | Fault::CutBroker))
+    }
+
+    /// Injects the fault; `delay` is the delay of the delay faults.
+    ///
+    /// # Errors
+    /// When a process cannot be killed.
+    pub async fn inject(self, system: &mut System, delay: Duration) -> anyhow::Result<()> {
+        match self {
+            Fault::KillServer => system.kill_server().await,
+            Fault::KillAgents => {
+                for c in system.consumers() {
+                    system.kill_agent(&c).await;
+                }
+            }
+            Fault::KillBroker => {
+                system.kill_broker();
+            }
+            Fault::KillStore => tokio::task::block_in_place(|| system.kill_store())?,
+            Fault::CutAgents => system.agent_link.set(LinkMode::Cut),
+            Fault::CutBroker => set(system.broker_link.as_ref(), LinkMode::Cut),
+            Fault::CutStore => system.store_link.set(LinkMode::Cut),
+            Fault::DelayAgents => system.agent_link.set(LinkMode::Delay(delay)),
+            Fault::DelayServer => {
+                set(system.broker_link.as_ref(), LinkMode::Delay(delay));
+                system.store_link.set(LinkMode::Delay(delay));
+            }
+            Fault::ThrottleAgents => system.agent_link.set(LinkMode::Bandwidth(32 * 1024)),
+        }
+        Ok(())
+    }
+
+    /// Heals the fault: restarts what was killed, sets the links back to pass.
+    ///
+    /// # Errors
+    /// When a process does not come back.
+    pub async fn heal(self, system: &mut System) -> anyhow::Result<()> {
+        match self {
+            Fault::KillServer => system.start_server().await?,
+            Fault::KillAgents => {
+                for c in system.consumers() {
+                    system.start_agent(&c).await?;
+                }
+            }
+            Fault::KillBroker => system.restart_broker().await,
+            Fault::KillStore => tokio::task::block_in_place(|| system.restart_store())?,
+            _ => {
+                system.agent_link.set(LinkMode::Pass);
+                system.store_link.set(LinkMode::Pass);
+                set(system.broker_link.as_ref(), LinkMode::Pass);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set(link: Option<&FaultProxy>, mode: LinkMode) {
+    if let Some(link) = link {
+        link.set(mode);
+    }
+}

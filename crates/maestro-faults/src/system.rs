@@ -1,0 +1,363 @@
+//! The system under test: PostgreSQL (its own cluster), the broker process (Mosquitto or the
+//! Pub/Sub emulator; the gRPC broker is the server itself), the `maestro server` process and
+//! one work agent per consumer, each link between them through a [`FaultProxy`]:
+//!
+//! ```text
+//!   agents ──agent link──▶ broker (or the server's gRPC broker port)
+//!   server ──broker link─▶ broker (MQTT, Pub/Sub)
+//!   server ──store link──▶ PostgreSQL
+//! ```
+//!
+//! The agents run in this process, each on its own [`RecordingCluster`], which outlives the
+//! agent: killing an agent aborts all its tasks at once (its broker connections close as a
+//! killed process's would, nothing is flushed), and the restarted agent finds its cluster and
+//! AppliedManifestWork records as it left them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use maestro::broker::{AgentBrokerSettings, BrokerKind, agent_transport};
+use maestro_agent::{Agent, AgentConfig};
+use maestro_broker_mqtt::testing::Mosquitto;
+use maestro_broker_pubsub::emulator::Emulator;
+use maestro_client::{RestClient, SourceClient};
+
+use crate::cluster::RecordingCluster;
+use crate::postgres::PgCluster;
+use crate::proxy::FaultProxy;
+
+/// The source id of the workload.
+pub const SOURCE_ID: &str = "maestro-faults";
+const PUBSUB_PROJECT: &str = "maestro-faults";
+
+/// A broker set-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Broker {
+    /// The server-hosted gRPC broker.
+    Grpc,
+    /// MQTT 5 on Mosquitto.
+    Mosquitto,
+    /// The Pub/Sub emulator.
+    Pubsub,
+}
+
+impl std::fmt::Display for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Broker::Grpc => "grpc",
+            Broker::Mosquitto => "mqtt/mosquitto",
+            Broker::Pubsub => "pubsub/emulator",
+        })
+    }
+}
+
+/// The broker process, when the set-up has one.
+enum BrokerProcess {
+    None,
+    Mosquitto(Mosquitto),
+    Emulator(Emulator),
+}
+
+struct AgentRun {
+    cluster: Arc<RecordingCluster>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Everything of one set-up, started.
+pub struct System {
+    /// The broker set-up.
+    pub broker: Broker,
+    pg: PgCluster,
+    /// The server's link to PostgreSQL.
+    pub store_link: FaultProxy,
+    /// The agents' link to the broker.
+    pub agent_link: FaultProxy,
+    /// The server's link to the broker (`None` with gRPC: the server is the broker).
+    pub broker_link: Option<FaultProxy>,
+    broker_process: BrokerProcess,
+    server: Option<tokio::process::Child>,
+    http: SocketAddr,
+    grpc: SocketAddr,
+    grpc_broker: SocketAddr,
+    db_url: String,
+    bin: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+    /// REST client of the server.
+    pub rest: RestClient,
+    source: Option<SourceClient>,
+    agents: BTreeMap<String, AgentRun>,
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+impl System {
+    /// Starts PostgreSQL, the broker, the server and the proxies between them.
+    ///
+    /// # Errors
+    /// When a part cannot start.
+    pub async fn start(broker: Broker, bin: &Path) -> anyhow::Result<System> {
+        let pg = tokio::task::spawn_blocking(PgCluster::start).await??;
+        let db = maestro_store::testing::fresh_postgres_database(&pg.admin_url(), "maestro_faults")
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let store_link = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], pg.port()))).await?;
+        let db_url = db.replace(&format!("127.0.0.1:{}", pg.port()), &store_link.addr().to_string());
+        let (broker_process, broker_addr) = start_broker(broker).await?;
+        let broker_link = match broker_addr {
+            Some(addr) => Some(FaultProxy::start(addr).await?),
+            None => None,
+        };
+        let grpc_broker = free_addr()?;
+        let agent_link = FaultProxy::start(broker_addr.unwrap_or(grpc_broker)).await?;
+        let dir = tempfile::Builder::new().prefix("maestro-faults").tempdir()?;
+        let (http, grpc) = (free_addr()?, free_addr()?);
+        let rest = RestClient::new(&format!("http://{http}"))?;
+        let mut system = System {
+            broker,
+            pg,
+            store_link,
+            agent_link,
+            broker_link,
+            broker_process,
+            server: None,
+            http,
+            grpc,
+            grpc_broker,
+            db_url,
+            bin: bin.to_owned(),
+            log: dir.path().join("server.log"),
+            _dir: dir,
+            source: None,
+            rest,
+            agents: BTreeMap::new(),
+        };
+        system.start_server().await?;
+        let source = SourceClient::connect(&grpc.to_string(), SOURCE_ID, system.rest.clone()).await?;
+        system.source = Some(source);
+        Ok(system)
+    }
+
+    /// The workload's source client.
+    ///
+    /// # Panics
+    /// Never after [`System::start`] returned.
+    pub fn source(&self) -> &SourceClient {
+        self.source.as_ref().expect("connected in System::start")
+    }
+
+    fn server_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec!["server".into(), "--db".into(), self.db_url.clone()];
+        let mut add = |a: &[&str]| args.extend(a.iter().map(|s| (*s).to_owned()));
+        add(&["--http-addr", &self.http.to_string(), "--grpc-addr", &self.grpc.to_string()]);
+        add(&[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--health-addr",
+            "127.0.0.1:0",
+            "--heartbeat-check-interval",
+            "1s",
+        ]);
+        let broker_url = self.broker_link.as_ref().map(|l| l.addr().to_string()).unwrap_or_default();
+        match self.broker {
+            Broker::Grpc => add(&["--broker", "grpc", "--grpc-broker-addr", &self.grpc_broker.to_string()]),
+            Broker::Mosquitto => add(&["--broker", "mqtt", "--broker-url", &broker_url]),
+            Broker::Pubsub => {
+                add(&["--broker", "pubsub", "--broker-url", &broker_url, "--pubsub-project", PUBSUB_PROJECT])
+            }
+        }
+        args
+    }
+
+    /// Starts the server process (again, on the same ports) and waits until `/readyz` is 200.
+    ///
+    /// # Errors
+    /// When it exits or is not ready within 60 s (with its log's tail).
+    pub async fn start_server(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = tokio::process::Command::new(&self.bin)
+            .args(self.server_args())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.server = Some(child);
+        let readyz = format!("http://{}/readyz", self.http);
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(exit) = self.server.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                anyhow::bail!("the server exited ({exit}):\n{}", self.log_tail());
+            }
+            if http.get(&readyz).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "server not ready in 60 s:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the server with SIGKILL.
+    pub async fn kill_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Kills PostgreSQL with SIGKILL.
+    ///
+    /// # Errors
+    /// As [`PgCluster::kill`].
+    pub fn kill_store(&self) -> anyhow::Result<()> {
+        self.pg.kill()
+    }
+
+    /// Starts PostgreSQL again (crash recovery).
+    ///
+    /// # Errors
+    /// As [`PgCluster::up`].
+    pub fn restart_store(&self) -> anyhow::Result<()> {
+        self.pg.up()
+    }
+
+    /// Kills the broker process (SIGKILL); `false` when the set-up has none (gRPC).
+    pub fn kill_broker(&mut self) -> bool {
+        match &mut self.broker_process {
+            BrokerProcess::None => false,
+            BrokerProcess::Mosquitto(m) => {
+                m.kill();
+                true
+            }
+            BrokerProcess::Emulator(e) => {
+                e.kill();
+                true
+            }
+        }
+    }
+
+    /// Starts the broker process again on its port (the emulator comes back empty).
+    pub async fn restart_broker(&mut self) {
+        match &mut self.broker_process {
+            BrokerProcess::None => {}
+            BrokerProcess::Mosquitto(m) => m.restart(),
+            BrokerProcess::Emulator(e) => e.restart().await,
+        }
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The server's database URL (through the store link).
+    pub fn db_url(&self) -> &str {
+        &self.db_url
+    }
+
+    fn agent_settings(&self) -> AgentBrokerSettings {
+        let (kind, project) = match self.broker {
+            Broker::Grpc => (BrokerKind::Grpc, None),
+            Broker::Mosquitto => (BrokerKind::Mqtt, None),
+            Broker::Pubsub => (BrokerKind::Pubsub, Some(PUBSUB_PROJECT.to_owned())),
+        };
+        AgentBrokerSettings {
+            kind,
+            config_file: None,
+            url: Some(self.agent_link.addr().to_string()),
+            pubsub_project: project,
+        }
+    }
+
+    /// Registers `consumer` and starts its agent on a new cluster.
+    ///
+    /// # Errors
+    /// REST or broker configuration failures.
+    pub async fn add_consumer(&mut self, consumer: &str) -> anyhow::Result<()> {
+        self.rest.create_consumer(consumer, &Default::default()).await?;
+        self.agents.insert(consumer.to_owned(), AgentRun { cluster: RecordingCluster::new(), task: None });
+        self.start_agent(consumer).await
+    }
+
+    /// Starts (again) the agent of `consumer` on its cluster.
+    ///
+    /// # Errors
+    /// Broker configuration failures.
+    pub async fn start_agent(&mut self, consumer: &str) -> anyhow::Result<()> {
+        let settings = self.agent_settings();
+        let agent_id = format!("{consumer}-work-agent");
+        let transport = agent_transport(&settings, consumer, &agent_id).await?;
+        let mut config = AgentConfig::new(consumer);
+        config.agent_id = agent_id;
+        config.hub_host = settings.hub_host()?;
+        config.accepted_sources = vec![maestro_agent::config::DEFAULT_SOURCE_ID.to_owned()];
+        config.status_sync_interval = Duration::from_secs(2);
+        config.max_retry_delay = Duration::from_secs(2);
+        let run = self.agents.get_mut(consumer).context("unknown consumer")?;
+        let agent = Agent::new(config, transport, run.cluster.clone());
+        run.task = Some(tokio::spawn(async move {
+            if let Err(e) = agent.run(std::future::pending()).await {
+                eprintln!("agent failed: {e}");
+            }
+        }));
+        Ok(())
+    }
+
+    /// Kills the agent of `consumer`: every task aborted at once, its cluster kept.
+    pub async fn kill_agent(&mut self, consumer: &str) {
+        if let Some(task) = self.agents.get_mut(consumer).and_then(|r| r.task.take()) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// The consumers, in order.
+    pub fn consumers(&self) -> Vec<String> {
+        self.agents.keys().cloned().collect()
+    }
+
+    /// The cluster of `consumer`.
+    pub fn cluster(&self, consumer: &str) -> Option<Arc<RecordingCluster>> {
+        self.agents.get(consumer).map(|r| r.cluster.clone())
+    }
+
+    /// Stops everything.
+    pub async fn stop(mut self) {
+        for consumer in self.consumers() {
+            self.kill_agent(&consumer).await;
+        }
+        self.kill_server().await;
+    }
+}
+
+async fn start_broker(broker: Broker) -> anyhow::Result<(BrokerProcess, Option<SocketAddr>)> {
+    Ok(match broker {
+        Broker::Grpc => (BrokerProcess::None, None),
+        Broker::Mosquitto => {
+            let m = tokio::task::spawn_blocking(Mosquitto::start).await?;
+            let addr = m.address().parse()?;
+            (BrokerProcess::Mosquitto(m), Some(addr))
+        }
+        Broker::Pubsub => {
+            let e = Emulator::try_start().await.map_err(anyhow::Error::msg)?;
+            let addr = e.endpoint().parse()?;
+            (BrokerProcess::Emulator(e), Some(addr))
+        }
+    })
+}

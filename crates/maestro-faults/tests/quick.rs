@@ -1,0 +1,48 @@
+//! The quick fault suite (docs/reliability.md): on gRPC and Mosquitto (not yet the Pub/Sub
+//! emulator: its open failures are listed there), the quick faults (kill -9 of
+//! the server, the agents and PostgreSQL, a cut of the agents' link, a delay on the server's
+//! links) while a source workload runs; every one must end with lost = 0 and stale = 0. Real
+//! processes: `maestro server` (built by the same run), PostgreSQL, Mosquitto, the Pub/Sub
+//! emulator; the agents run in the test process on simulated clusters (no Kubernetes here).
+
+use std::time::Duration;
+
+use maestro_faults::fault::Fault;
+use maestro_faults::system::Broker;
+use maestro_faults::{Settings, report};
+
+fn settings(deadline: Duration) -> Settings {
+    let exe = std::env::current_exe().expect("test binary");
+    let profile = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
+    let bin = profile.join("maestro");
+    assert!(bin.is_file(), "{} not built: run the workspace tests (scripts/test.sh)", bin.display());
+    Settings { bin, consumers: 3, bundles: 8, hold: Duration::from_secs(3), deadline, seed: 7 }
+}
+
+async fn quick(broker: Broker, deadline: Duration) {
+    let outcomes = maestro_faults::run_broker(&settings(deadline), broker, &Fault::QUICK)
+        .await
+        .unwrap_or_else(|e| panic!("starting the {broker} system: {e:#}"));
+    eprintln!("{}", report::markdown(&outcomes));
+    assert_eq!(outcomes.len(), Fault::QUICK.len(), "every quick fault ran");
+    for o in &outcomes {
+        assert!(
+            o.passed(),
+            "{broker}, {}: lost {}, stale {}: {:#?}",
+            o.fault.name(),
+            o.lost,
+            o.stale,
+            o.details
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quick_faults_lose_nothing_on_grpc() {
+    quick(Broker::Grpc, Duration::from_secs(120)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quick_faults_lose_nothing_on_mosquitto() {
+    quick(Broker::Mosquitto, Duration::from_secs(120)).await;
+}
