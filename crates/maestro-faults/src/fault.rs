@@ -85,9 +85,7 @@ impl Fault {
                     system.kill_agent(&c).await;
                 }
             }
-            Fault::KillBroker => {
-                system.kill_broker();
-            }
+            Fault::KillBroker => system.kill_broker(),
             Fault::KillStore => tokio::task::block_in_place(|| system.kill_store())?,
             Fault::CutAgents => system.agent_link.set(LinkMode::Cut),
             Fault::CutBroker => set(system.broker_link.as_ref(), LinkMode::Cut),

@@ -92,10 +92,7 @@ pub async fn run_broker(
     broker: Broker,
     faults: &[Fault],
 ) -> anyhow::Result<Vec<Outcome>> {
-    let mut system = System::start(broker, &settings.bin).await?;
-    for c in 0..settings.consumers {
-        system.add_consumer(&format!("c{c}")).await?;
-    }
+    let mut system = start_system(settings, broker).await?;
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let mut out = Vec::new();
     for (i, fault) in faults.iter().filter(|f| f.applies_to(broker)).enumerate() {
@@ -117,10 +114,7 @@ pub async fn run_broker(
 /// # Errors
 /// When the system cannot start.
 pub async fn run_soak(settings: &Settings, broker: Broker, until: Instant) -> anyhow::Result<Vec<Outcome>> {
-    let mut system = System::start(broker, &settings.bin).await?;
-    for c in 0..settings.consumers {
-        system.add_consumer(&format!("c{c}")).await?;
-    }
+    let mut system = start_system(settings, broker).await?;
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let faults: Vec<Fault> = Fault::ALL.into_iter().filter(|f| f.applies_to(broker)).collect();
     let mut out = Vec::new();
@@ -141,6 +135,15 @@ pub async fn run_soak(settings: &Settings, broker: Broker, until: Instant) -> an
     }
     system.stop().await;
     Ok(out)
+}
+
+/// Starts the system of `broker` with [`Settings::consumers`] consumers `c0`, `c1`, ….
+async fn start_system(settings: &Settings, broker: Broker) -> anyhow::Result<System> {
+    let mut system = System::start(broker, &settings.bin).await?;
+    for c in 0..settings.consumers {
+        system.add_consumer(&format!("c{c}")).await?;
+    }
+    Ok(system)
 }
 
 fn failed(broker: Broker, fault: Fault, why: String) -> Outcome {

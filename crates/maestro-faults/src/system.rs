@@ -235,18 +235,12 @@ impl System {
         self.pg.up()
     }
 
-    /// Kills the broker process (SIGKILL); `false` when the set-up has none (gRPC).
-    pub fn kill_broker(&mut self) -> bool {
+    /// Kills the broker process (SIGKILL); nothing when the set-up has none (gRPC).
+    pub fn kill_broker(&mut self) {
         match &mut self.broker_process {
-            BrokerProcess::None => false,
-            BrokerProcess::Mosquitto(m) => {
-                m.kill();
-                true
-            }
-            BrokerProcess::Emulator(e) => {
-                e.kill();
-                true
-            }
+            BrokerProcess::None => {}
+            BrokerProcess::Mosquitto(m) => m.kill(),
+            BrokerProcess::Emulator(e) => e.kill(),
         }
     }
 
@@ -301,12 +295,9 @@ impl System {
     /// Broker configuration failures.
     pub async fn start_agent(&mut self, consumer: &str) -> anyhow::Result<()> {
         let settings = self.agent_settings();
-        let agent_id = format!("{consumer}-work-agent");
-        let transport = agent_transport(&settings, consumer, &agent_id).await?;
         let mut config = AgentConfig::new(consumer);
-        config.agent_id = agent_id;
+        let transport = agent_transport(&settings, consumer, &config.agent_id).await?;
         config.hub_host = settings.hub_host()?;
-        config.accepted_sources = vec![maestro_agent::config::DEFAULT_SOURCE_ID.to_owned()];
         config.status_sync_interval = Duration::from_secs(2);
         config.max_retry_delay = Duration::from_secs(2);
         let run = self.agents.get_mut(consumer).context("unknown consumer")?;
