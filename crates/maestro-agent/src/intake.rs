@@ -80,7 +80,7 @@ impl Intake {
             permanent(event, format!("malformed spec event: {e}"))
         })?;
         crate::metrics::work_processed(event, true);
-        if !self.shared.seen.first_time(event.id()) {
+        if !self.shared.seen.first_time(event.id(), spec.resource_version) && !self.adopts(&spec) {
             tracing::debug!(id = event.id(), resource_id = %spec.resource_id, "dropping a redelivered spec event");
             return Ok(());
         }
@@ -105,6 +105,15 @@ impl Intake {
             self.shared.queue.add(&id);
         }
         Ok(())
+    }
+
+    /// A redelivered spec still adopts a work on hold at the version it holds (a store restored
+    /// from backup resends the stored events with their ids): no rollback, no re-creation.
+    fn adopts(&self, spec: &SpecEvent) -> bool {
+        let works = self.shared.works();
+        works.get(&spec.resource_id).is_some_and(|w| {
+            w.on_hold() && !w.finalized && spec.deletion.is_none() && spec.resource_version == w.generation
+        })
     }
 
     fn status_resync(&self, event: &Event) -> Result<(), HandlerError> {
@@ -191,6 +200,10 @@ pub(crate) fn upsert(works: &mut std::collections::HashMap<String, Work>, spec: 
         }
         if !work.deleting {
             tracing::info!(resource_id = %id, generation = work.generation, "work deleting");
+        }
+        if work.original_source.is_empty() {
+            // A restored work learns its source here: its statuses carry it (docs/protocol.md §3.2).
+            work.original_source = spec.source;
         }
         work.deleting = true;
         return true;

@@ -124,3 +124,21 @@ async fn a_restarted_agent_keeps_what_a_new_store_lost() {
     assert_eq!(sim.len(), 3, "every object kept");
     h.stop().await;
 }
+
+/// A restored work the source deletes (a delete spec, not a resync's unknown deletion) is
+/// deleted, and its `Deleted` status names the source as `originalsource`: the server
+/// refuses statuses from any other source, so an empty one left the bundle deleting forever
+/// (found by the end-to-end main job: restart of an agent whose bundle was deleted meanwhile).
+#[tokio::test]
+async fn a_restored_work_deleted_by_its_source_reports_to_that_source() {
+    let sim = Arc::new(SimulatedCluster::new());
+    let h = holding_on(2, config(Duration::from_secs(3600)), sim.clone(), "store-a").await;
+    h.stop().await;
+    let (h, _) = Harness::start_restoring(config(Duration::from_secs(3600)), sim.clone(), sim.clone()).await;
+    h.publish_delete("w0", 2).await;
+    let ev = h.wait_status("w0", |s| s.is_true("Deleted")).await;
+    assert_eq!(maestro_api::ext::get_str(&ev, maestro_api::ext::ORIGINAL_SOURCE).as_deref(), Some("maestro"));
+    assert!(uid(&sim, "w0").is_none(), "its objects are deleted");
+    assert!(uid(&sim, "w1").is_some(), "the other work keeps its objects");
+    h.stop().await;
+}

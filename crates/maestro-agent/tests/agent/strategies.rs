@@ -173,3 +173,33 @@ async fn a_redelivered_spec_event_is_dropped() {
     assert!(!h.rec.since(mark).iter().any(|e| is_status_for(e, "w1")), "no status for it either");
     h.stop().await;
 }
+
+/// The server resends a stored spec event with its id, and a store written behind the
+/// server's back may keep that id at a new version: a new version under a seen id is applied,
+/// not dropped as a redelivery (found by the end-to-end main job: an outbox row written while
+/// the server was down never reached the agent).
+#[tokio::test]
+async fn a_seen_event_id_at_a_new_version_is_applied() {
+    use maestro_api::AttributesWriter;
+    use maestro_api::codec::SpecEventBuilder;
+    use maestro_transport::SourceTransport;
+    let h = Harness::start("c1").await;
+    let event = |version: i64, value: &str| {
+        let mut meta = serde_json::Map::new();
+        meta.insert("name".into(), json!("w1"));
+        let mut ev = SpecEventBuilder::new("maestro", "w1", version, "c1")
+            .metadata(meta)
+            .bundle_json(json!({"manifests": [cm("same-id", value)]}))
+            .build();
+        ev.set_id("one-id");
+        ev
+    };
+    h.source.publish(&event(1, "1")).await.expect("publish");
+    h.wait_status("w1", |s| s.is_true("Applied")).await;
+    h.source.publish(&event(2, "2")).await.expect("publish");
+    wait_until(|| {
+        h.cluster.object("v1", "ConfigMap", "default", "same-id").is_some_and(|o| o["data"]["a"] == "2")
+    })
+    .await;
+    h.stop().await;
+}

@@ -144,3 +144,23 @@ async fn the_share_rule_can_be_turned_off_and_a_spec_adopts_an_orphan() {
     assert_eq!(h.cluster.objects()[0]["metadata"]["uid"], uid, "not re-created");
     h.stop().await;
 }
+
+/// A store restored from backup resends the stored spec events with the ids the agent took
+/// before: a work orphaned meanwhile is adopted by the repeated event at the version it holds
+/// (dropping it as a redelivery left it orphaned for good).
+#[tokio::test]
+async fn a_resent_event_adopts_an_orphan_at_its_version() {
+    let h = Harness::start("c1").await;
+    let first = spec(&h, "w0", "store-a");
+    h.source.publish(&first).await.expect("publish");
+    h.wait_status("w0", |s| s.is_true("Applied")).await;
+    send_deletes(&h, &["w0"], (Some("store-b"), Some(1), false)).await;
+    h.wait_status("w0", |s| s.is_true(ORPHANED)).await;
+    let mark = h.rec.count();
+    h.source.publish(&first).await.expect("the same event again");
+    h.wait_event_after(mark, |e| is_status_for(e, "w0") && decode(e).status.condition(ORPHANED).is_none())
+        .await;
+    assert!(h.handle.work("w0").expect("work").orphaned.is_none());
+    assert_eq!(h.cluster.len(), 1, "its objects kept");
+    h.stop().await;
+}
