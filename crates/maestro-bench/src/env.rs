@@ -164,6 +164,18 @@ impl BrokerProcess {
         self.mosquitto.as_ref().map(Mosquitto::address)
     }
 
+    /// Kills Mosquitto (SIGKILL) and starts it again on the same port; false for the other
+    /// set-ups (their broker lives in the server, or is the emulator).
+    pub fn restart_mosquitto(&mut self) -> bool {
+        match self.mosquitto.as_mut() {
+            Some(m) => {
+                m.restart();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The emulator `host:port`, when this set-up runs one.
     pub fn pubsub_endpoint(&self) -> Option<String> {
         self.emulator.as_ref().map(Emulator::endpoint)

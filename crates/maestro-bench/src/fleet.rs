@@ -109,6 +109,8 @@ pub struct ServerProcess {
     /// The agents' `hub_host` for these broker settings (computed once).
     hub_host: String,
     log: PathBuf,
+    /// The binary and its arguments, to start it again on the same ports.
+    command: (PathBuf, Vec<std::ffi::OsString>),
     _dir: tempfile::TempDir,
 }
 
@@ -137,9 +139,10 @@ impl ServerProcess {
             .kill_on_drop(true);
         let agents = agent_settings(&mut cmd, broker)?;
         let hub_host = agents.hub_host()?;
+        let command = (bin.to_owned(), cmd.as_std().get_args().map(ToOwned::to_owned).collect());
         let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
         let pid = child.id().context("the server exited at once")?;
-        let mut server = ServerProcess { child, pid, http, grpc, agents, hub_host, log, _dir: dir };
+        let mut server = ServerProcess { child, pid, http, grpc, agents, hub_host, log, command, _dir: dir };
         server.wait_ready().await?;
         Ok(server)
     }
@@ -183,6 +186,29 @@ impl ServerProcess {
     /// Kills the server (SIGKILL) and reaps it; the value stays (a dead instance).
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Kills the server (SIGKILL) and starts it again with the same arguments (ports,
+    /// database, broker), appending to its log; waits until its REST API answers.
+    ///
+    /// # Errors
+    /// As [`ServerProcess::start`].
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill().await;
+        let log =
+            std::fs::OpenOptions::new().append(true).open(&self.log).context("opening the server log")?;
+        let (bin, args) = &self.command;
+        self.child = tokio::process::Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", std::env::var(SERVER_LOG_ENV).unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} again", bin.display()))?;
+        self.pid = self.child.id().context("the server exited at once")?;
+        self.wait_ready().await
     }
 
     /// Where agents reach the broker: with the gRPC broker, this server's own agent port.
@@ -236,6 +262,8 @@ pub struct Fleet {
     /// Source client (the load generator).
     pub source: SourceClient,
     agents: SimulatedAgents,
+    /// Each running agent's subscribed signal (subscriptions so far).
+    subscribed: std::collections::HashMap<String, maestro_transport::Subscribed>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -254,7 +282,7 @@ impl Fleet {
         let source = SourceClient::connect(&server.grpc.to_string(), SOURCE_ID, rest.clone())
             .await
             .context("connecting the source client")?;
-        Ok(Fleet { server, rest, source, agents: SimulatedAgents::default() })
+        Ok(Fleet { server, rest, source, agents: SimulatedAgents::default(), subscribed: Default::default() })
     }
 
     /// Registers `names` as consumers over REST (32 at a time), ticking `bar`.
@@ -310,6 +338,7 @@ impl Fleet {
         transport: maestro_transport::DynAgentTransport,
     ) -> maestro_transport::Subscribed {
         let subscribed = transport.subscribed();
+        self.subscribed.insert(consumer.to_owned(), subscribed.clone());
         let mut cfg = AgentConfig::new(consumer);
         cfg.workers = 1;
         cfg.hub_host = self.server.hub_host.clone();
@@ -362,7 +391,13 @@ impl Fleet {
 
     /// Stops the agent of `consumer` (its simulated cluster keeps its objects).
     pub async fn stop_agent(&mut self, consumer: &str) {
+        self.subscribed.remove(consumer);
         self.agents.stop(consumer).await;
+    }
+
+    /// How many times each running agent's transport has subscribed (a reconnect adds one).
+    pub fn subscriptions(&self) -> std::collections::HashMap<String, u64> {
+        self.subscribed.iter().map(|(c, s)| (c.clone(), *s.borrow())).collect()
     }
 
     /// Stops every agent (waiting up to 30 s), then the server.

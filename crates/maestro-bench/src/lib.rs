@@ -21,6 +21,7 @@ pub mod limits;
 pub mod load;
 pub mod pages;
 pub mod report;
+pub mod storm;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use maestro_client::BundleFilter;

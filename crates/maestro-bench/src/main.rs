@@ -68,6 +68,14 @@ struct Args {
     /// instances.{json,md}.
     #[arg(long, value_name = "N")]
     instances: Option<usize>,
+    /// Instead of the broker and store runs, a reconnect storm with this many agents (each
+    /// holding --bundles bundles, default 5): the broker restarts (Mosquitto killed and started
+    /// again; with gRPC or rumqttd the server, which is their broker) and every agent
+    /// reconnects at once; reports REST probe times during the storm and the time until every
+    /// agent converged. Brokers from --broker (default grpc and mosquitto; not pubsub), store
+    /// PostgreSQL with --postgres, else SQLite; writes storm.{json,md}.
+    #[arg(long, value_name = "AGENTS")]
+    storm: Option<usize>,
     /// Instead of measuring, read a results.json written by an earlier run and write its
     /// Markdown table and SVG chart again into `--out`.
     #[arg(long, value_name = "RESULTS_JSON")]
@@ -186,6 +194,18 @@ async fn main() -> anyhow::Result<()> {
         };
         let runs = maestro_bench::instances::run(&brokers, n, &params, admin).await?;
         return write_scenario(&args.out, "instances", &maestro_bench::instances::markdown(&runs), &runs);
+    }
+    if let Some(agents) = args.storm {
+        let brokers: Vec<Broker> = if args.broker.iter().any(|b| b == "all") {
+            vec![Broker::Grpc, Broker::Mosquitto]
+        } else {
+            brokers
+        };
+        let store = if args.postgres.is_some() { StoreKind::Postgres } else { StoreKind::Sqlite };
+        let sizes = (agents.max(1), args.bundles.unwrap_or(5).max(1));
+        let runs =
+            maestro_bench::storm::run(&brokers, store, args.postgres.as_deref(), sizes, &params).await?;
+        return write_scenario(&args.out, "storm", &maestro_bench::storm::markdown(&runs), &runs);
     }
     let mut report = Report {
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),

@@ -42,3 +42,23 @@ async fn a_tiny_grpc_sqlite_run_measures_every_scenario() {
     let md = markdown(&report);
     assert!(md.contains("| grpc | sqlite |"), "{md}");
 }
+
+/// A tiny reconnect storm (`--storm`): 4 agents of 2 bundles each, the gRPC broker's server
+/// and then Mosquitto restarted; every agent subscribes again and converges, and the REST
+/// prober ran during the storm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tiny_storm_converges_on_grpc_and_mosquitto() {
+    use maestro_bench::storm;
+    let params = Params { concurrency: 4, ..Params::quick() };
+    let runs = storm::run(&[Broker::Grpc, Broker::Mosquitto], StoreKind::Sqlite, None, (4, 2), &params)
+        .await
+        .unwrap();
+    let restarted: Vec<&str> = runs.iter().map(|r| r.restarted.as_str()).collect();
+    assert_eq!(restarted, ["server", "mosquitto"]);
+    for r in &runs {
+        assert_eq!(r.bundles, 8);
+        assert!(r.probes > 0 && r.probe_failures < r.probes, "{r:?}");
+        assert!(r.resubscribed_s > 0.0 && r.converged_s > 0.0, "{r:?}");
+    }
+    assert!(storm::markdown(&runs).contains("| mqtt/mosquitto | sqlite | 4 | 8 | mosquitto |"));
+}
