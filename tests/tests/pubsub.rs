@@ -3,7 +3,8 @@
 //! with PostgreSQL, an emulator restart (it loses every topic and subscription) with 100
 //! bundles over 10 consumers in flight, two consumers sharing the topics (the emulator ignores
 //! subscription filters, so each agent's own clustername check is what keeps bundles apart),
-//! and `maestro pubsub init`. Clusters are simulated.
+//! an agent restarted again and again resyncing in a bounded time (issue 24), and
+//! `maestro pubsub init`. Clusters are simulated.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +16,7 @@ use maestro_broker_pubsub::emulator::Emulator;
 use maestro_broker_pubsub::{Admin, PubSubConfig, cluster_filter, source_filter};
 use maestro_client::ManifestWorkInput;
 use maestro_tests::broker_restart::restart_with_bundles_in_flight;
-use maestro_tests::{Db, db_url, logging, main_job::main_job, wait_for};
+use maestro_tests::{Db, db_url, logging, main_job::main_job, wait_for, wait_for_within};
 use serde_json::json;
 
 const PROJECT: &str = "maestro-local";
@@ -100,6 +101,64 @@ async fn two_consumers_each_apply_only_their_own_bundles() {
         assert_eq!(objects.len(), 1, "{c} holds one object: {objects:?}");
         assert_eq!(objects[0]["data"]["owner"], c, "{c} applied only its own bundle");
     }
+    stack.shutdown().await;
+}
+
+/// Bundles of the restart test's consumer.
+const RESYNC_BUNDLES: usize = 300;
+/// Agent restarts in the restart test.
+const RESTARTS: usize = 5;
+/// The bound on each resync of the restart test (debug build, shared machine). Before the own
+/// StreamingPull client (`maestro_broker_pubsub`'s `pull` module) a restarted agent's resync
+/// took 10–60 s and could stall: the emulator kept routing messages to the closed agent's
+/// reset streams until their 10 s ack deadline passed, again and again.
+const RESYNC_BOUND: std::time::Duration = std::time::Duration::from_secs(7);
+
+/// An agent is restarted on an empty cluster again and again (as the benchmark's reconnect
+/// resync does); each time its spec resync brings back every one of the consumer's
+/// [`RESYNC_BUNDLES`] bundles within [`RESYNC_BOUND`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_agent_resyncs_in_bounded_time_every_time() {
+    use futures::StreamExt;
+    logging();
+    let emulator = Emulator::start().await;
+    let (_guard, url) = db_url(Db::Sqlite).await;
+    let mut stack = LocalStack::start(pubsub_stack(&url, &emulator)).await.unwrap();
+    stack.rest.create_consumer("c1", &Default::default()).await.unwrap();
+    stack.start_agent("c1").await.unwrap();
+    let source = &stack.source;
+    futures::stream::iter(0..RESYNC_BUNDLES)
+        .map(|i| async move {
+            let manifest = json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("cm-{i}"), "namespace": "default"},
+                "data": {"i": i.to_string()}
+            });
+            let work = ManifestWorkInput {
+                name: format!("work-{i}"),
+                bundle: ManifestBundle { manifests: vec![manifest], ..Default::default() },
+                ..Default::default()
+            };
+            source.apply("c1", &work).await.unwrap();
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    let cluster = stack.cluster("c1");
+    wait_for("every bundle applied", || async { (cluster.len() >= RESYNC_BUNDLES).then_some(()) }).await;
+    let mut times = Vec::new();
+    for run in 1..=RESTARTS {
+        stack.stop_agent("c1").await;
+        stack.reset_cluster("c1");
+        let cluster = stack.cluster("c1");
+        let started = std::time::Instant::now();
+        stack.start_agent("c1").await.unwrap();
+        let what = format!("resync {run} of {RESTARTS}: {RESYNC_BUNDLES} bundles applied again");
+        wait_for_within(&what, RESYNC_BOUND, || async { (cluster.len() >= RESYNC_BUNDLES).then_some(()) })
+            .await;
+        times.push(started.elapsed());
+    }
+    eprintln!("resyncs of {RESYNC_BUNDLES} bundles after each of {RESTARTS} agent restarts: {times:?}");
     stack.shutdown().await;
 }
 

@@ -14,9 +14,9 @@ pub use maestro_transport::duration::{DurationError, format_duration, parse_dura
 
 /// Environment variable naming the emulator (`host:port`), honoured when no `endpoint` is set.
 pub const EMULATOR_HOST_ENV: &str = "PUBSUB_EMULATOR_HOST";
-/// Default stream ack deadline (`receiveSettings.maxDurationPerAckExtension`): 10 s. The
-/// emulator keeps delivering to a StreamingPull stream its client has closed, so messages it
-/// sent there come back only after this deadline; the library's own default is 60 s.
+/// Default stream ack deadline (`receiveSettings.maxDurationPerAckExtension`): 10 s, the
+/// service minimum: what a vanished client held (or what the service sent it after it was
+/// gone) comes back after this long. google-cloud-pubsub's own default is 60 s.
 pub const DEFAULT_STREAM_ACK_DEADLINE: Duration = Duration::from_secs(10);
 /// Pub/Sub's hard limit on one message (data + attributes): 10 MB.
 pub const PUBSUB_MESSAGE_LIMIT: usize = 10_000_000;
@@ -68,9 +68,10 @@ pub struct Subscriptions {
     pub agent_broadcast: String,
 }
 
-/// gRPC keepalive (`keepaliveSettings`; Go defaults `time` 5 m, `timeout` 20 s). Accepted for
-/// compatibility but **not applied**: google-cloud-pubsub 1.7 exposes no HTTP/2 keepalive
-/// setting. Liveness comes from the health check instead ([`PubSubConfig::health_check_interval`]).
+/// gRPC keepalive (`keepaliveSettings`; Go defaults `time` 5 m, `timeout` 20 s): HTTP/2 pings
+/// on the StreamingPull connection (`time` 0 = none). Not applied to the admin and publish
+/// clients (google-cloud-pubsub 1.7 exposes no HTTP/2 keepalive setting); their liveness comes
+/// from the health check ([`PubSubConfig::health_check_interval`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct KeepaliveSettings {
@@ -95,14 +96,14 @@ impl Default for KeepaliveSettings {
 }
 
 /// StreamingPull receive settings (`receiveSettings`, Go `pubsub.ReceiveSettings`). Unset
-/// fields keep the client library defaults. Applied: `maxOutstandingMessages`,
+/// fields keep the Google clients' defaults (1 h, 10 s here, 1,000 messages, 100 MiB). Applied: `maxOutstandingMessages`,
 /// `maxOutstandingBytes` (flow control), `maxExtension` (max lease) and
 /// `maxDurationPerAckExtension` (max lease extension). Accepted but unused:
 /// `minDurationPerAckExtension` and `numGoroutines` (delivery is one sequential worker).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ReceiveSettings {
-    /// Longest time a message is kept leased (library default 1 h).
+    /// Longest time a message is kept leased (default 1 h).
     #[serde(with = "maestro_transport::duration::go_opt", skip_serializing_if = "Option::is_none")]
     pub max_extension: Option<Duration>,
     /// Longest single ack-deadline extension, also the stream's ack deadline: how long the
@@ -113,10 +114,10 @@ pub struct ReceiveSettings {
     /// Shortest ack-deadline extension. Unused.
     #[serde(with = "maestro_transport::duration::go_opt", skip_serializing_if = "Option::is_none")]
     pub min_duration_per_ack_extension: Option<Duration>,
-    /// Flow control: unacked messages outstanding per stream (library default 1000).
+    /// Flow control: unacked messages outstanding per stream (default 1000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_outstanding_messages: Option<i64>,
-    /// Flow control: unacked bytes outstanding per stream (library default 100 MiB).
+    /// Flow control: unacked bytes outstanding per stream (default 100 MiB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_outstanding_bytes: Option<i64>,
     /// Go receive goroutines. Unused.

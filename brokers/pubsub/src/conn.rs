@@ -1,12 +1,14 @@
-//! Building the google-cloud-pubsub clients from a [`PubSubConfig`]: endpoint, TLS and
-//! credentials (anonymous for the emulator, a key file, or application default credentials),
-//! plus "not found" / "already exists" tests on the library's errors.
+//! Building the clients from a [`PubSubConfig`] — google-cloud-pubsub's admin and publisher
+//! clients, and this crate's own StreamingPull client ([`crate::pull::Puller`]): endpoint, TLS
+//! and credentials (anonymous for the emulator, a key file, or application default
+//! credentials), plus "not found" / "already exists" tests on the library's errors.
 
 use google_cloud_auth::credentials::{self, Credentials};
-use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
+use google_cloud_pubsub::client::{Publisher, SubscriptionAdmin, TopicAdmin};
 use maestro_transport::{Error, Result};
 
 use crate::error::PubSubError;
+use crate::pull::{PullError, Puller};
 use crate::{BACKEND, PubSubConfig};
 
 /// Installs rustls' `ring` provider as the process default (ignored when one is already
@@ -53,29 +55,35 @@ pub(crate) fn credentials(config: &PubSubConfig) -> Result<Credentials> {
 pub(crate) struct Clients {
     pub(crate) topics: TopicAdmin,
     pub(crate) subscriptions: SubscriptionAdmin,
-    pub(crate) subscriber: Subscriber,
+    /// The StreamingPull client (not google-cloud-pubsub's subscriber, whose streams end with a
+    /// reset; see [`crate::pull`]).
+    pub(crate) puller: Puller,
     creds: Credentials,
     url: Option<String>,
 }
 
 impl Clients {
-    /// Builds the admin (REST) and subscriber (gRPC) clients. Nothing is connected yet.
+    /// Builds the admin (REST) and StreamingPull (gRPC) clients. Nothing is connected yet.
     pub(crate) async fn new(config: &PubSubConfig) -> Result<Clients> {
         install_crypto_provider();
         let creds = credentials(config)?;
         let url = config.resolve_endpoint().url;
         let mut topics = TopicAdmin::builder().with_credentials(creds.clone());
         let mut subscriptions = SubscriptionAdmin::builder().with_credentials(creds.clone());
-        let mut subscriber = Subscriber::builder().with_credentials(creds.clone());
         if let Some(url) = &url {
             topics = topics.with_endpoint(url);
             subscriptions = subscriptions.with_endpoint(url);
-            subscriber = subscriber.with_endpoint(url);
         }
+        let puller = Puller::new(config, creds.clone()).map_err(|e| match e {
+            PullError::Endpoint { url, source } => {
+                Error::invalid_config_from(BACKEND, format_args!("endpoint {url:?}"), source)
+            }
+            other => Error::other(BACKEND, other.is_retryable(), other),
+        })?;
         Ok(Clients {
             topics: topics.build().await.map_err(client_error("topic admin client"))?,
             subscriptions: subscriptions.build().await.map_err(client_error("subscription admin client"))?,
-            subscriber: subscriber.build().await.map_err(client_error("subscriber client"))?,
+            puller,
             creds,
             url,
         })

@@ -1,7 +1,8 @@
 //! The machinery both roles share (docs/protocol.md §7.3, §7.6): a health loop that checks (and,
 //! with `autoCreate`, recreates) the topics and subscriptions and holds the connected state;
 //! publishing with routing by action; and the receive loop — StreamingPull on both
-//! subscriptions feeding one sequential worker that acks only after the handler succeeded.
+//! subscriptions (this crate's own client, [`crate::pull`], whose streams end cleanly) feeding
+//! one sequential worker that acks only after the handler succeeded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,8 +10,6 @@ use std::time::Duration;
 
 use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::model::Message;
-use google_cloud_pubsub::subscriber::handler::Handler;
-use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior, ShutdownToken};
 use maestro_api::{AttributesReader, Event, ext, pubsub};
 use maestro_transport::deliver::{DELIVERY_BACKOFF, Outcome, deliver};
 use maestro_transport::retry::{CancellationToken, delays, exponential, pause};
@@ -21,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::admin::Admin;
 use crate::config::{DEFAULT_STREAM_ACK_DEADLINE, PUBSUB_MESSAGE_LIMIT};
 use crate::conn::Clients;
+use crate::pull::{AckHandle, PubsubMessage, PullError, PullSettings, PullStream, Received, ShutdownToken};
 use crate::{BACKEND, PubSubConfig};
 use maestro_transport::tasks::Tasks;
 
@@ -268,9 +268,9 @@ enum StreamStop {
     Failed {
         /// The subscription.
         subscription: String,
-        /// The library's error.
+        /// What failed.
         #[source]
-        source: google_cloud_pubsub::Error,
+        source: PullError,
     },
     /// The stream ended.
     #[error("subscription {0}: stream ended")]
@@ -279,10 +279,10 @@ enum StreamStop {
 
 impl StreamStop {
     /// True unless the stream failed with a permanent status (e.g. `PERMISSION_DENIED` on the
-    /// subscription, see [`crate::error::is_retryable`]).
+    /// subscription, see [`crate::error::code_is_retryable`]).
     fn is_retryable(&self) -> bool {
         match self {
-            StreamStop::Failed { source, .. } => crate::error::is_retryable(source),
+            StreamStop::Failed { source, .. } => source.is_retryable(),
             StreamStop::WorkerStopped | StreamStop::Ended(_) => true,
         }
     }
@@ -405,8 +405,8 @@ async fn check_forever(inner: &Inner) {
 /// A message received on subscription `sub` (index into the layout).
 struct Delivery {
     sub: usize,
-    message: Message,
-    handler: Handler,
+    message: PubsubMessage,
+    handler: AckHandle,
 }
 
 /// While up: runs a [`receive_round`] until the service goes down or a stream ends, then
@@ -488,8 +488,8 @@ enum Stopped {
 }
 
 /// The StreamingPull readers of one subscription round. Dropping it (the receive loop was
-/// dropped) aborts the readers, which drops their streams: the library then nacks what they
-/// held ([`ShutdownBehavior::NackImmediately`]).
+/// dropped) aborts the readers, which drops their streams: each then closes by itself as
+/// [`ShutdownToken::shutdown`] does (nacks what it held, half-closes).
 #[derive(Default)]
 struct Pumps {
     tasks: Vec<JoinHandle<()>>,
@@ -497,8 +497,8 @@ struct Pumps {
 }
 
 impl Pumps {
-    /// Shuts the streams down (nacking every message not yet handled), bounded by
-    /// [`CLOSE_GRACE`], then stops the readers.
+    /// Shuts the streams down (nacking every message not yet handled, then ending each stream
+    /// cleanly), bounded by [`CLOSE_GRACE`], then stops the readers.
     async fn shutdown(&mut self) {
         let all = futures::future::join_all(self.tokens.iter().map(ShutdownToken::shutdown));
         if tokio::time::timeout(CLOSE_GRACE, all).await.is_err() {
@@ -519,43 +519,48 @@ impl Drop for Pumps {
     }
 }
 
-/// Opens StreamingPull on subscription `sub` with the receive settings.
-fn open_stream(inner: &Inner, sub: usize) -> MessageStream {
+/// Opens StreamingPull on subscription `sub` with the receive settings (unset: 1,000 messages
+/// and 100 MiB outstanding, leases kept up to 1 h, the stream ack deadline
+/// [`DEFAULT_STREAM_ACK_DEADLINE`]).
+fn open_stream(inner: &Inner, sub: usize) -> PullStream {
     let name = &inner.layout.subs[sub].name;
     let rs = &inner.config.receive_settings;
-    let mut builder = inner
-        .clients
-        .subscriber
-        .subscribe(name.clone())
-        .set_shutdown_behavior(ShutdownBehavior::NackImmediately);
-    if let Some(n) = rs.max_outstanding_messages.filter(|n| *n > 0) {
-        builder = builder.set_max_outstanding_messages(n);
-    }
-    if let Some(n) = rs.max_outstanding_bytes.filter(|n| *n > 0) {
-        builder = builder.set_max_outstanding_bytes(n);
-    }
-    if let Some(d) = rs.max_extension.filter(|d| !d.is_zero()) {
-        builder = builder.set_max_lease(d);
-    }
-    let deadline = rs.max_duration_per_ack_extension.filter(|d| !d.is_zero());
-    builder = builder.set_max_lease_extension(deadline.unwrap_or(DEFAULT_STREAM_ACK_DEADLINE));
-    builder.build()
+    let settings = PullSettings {
+        ack_deadline: rs
+            .max_duration_per_ack_extension
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_STREAM_ACK_DEADLINE),
+        max_lease: rs.max_extension.filter(|d| !d.is_zero()).unwrap_or(DEFAULT_MAX_LEASE),
+        max_outstanding_messages: rs.max_outstanding_messages.filter(|n| *n > 0).unwrap_or(1_000),
+        max_outstanding_bytes: rs.max_outstanding_bytes.filter(|n| *n > 0).unwrap_or(100 << 20),
+        reconnect_initial_backoff: inner.config.reconnect_initial_backoff,
+        reconnect_max_backoff: inner.config.reconnect_max_backoff,
+        close_grace: STREAM_CLOSE_GRACE,
+    };
+    inner.clients.puller.subscribe(name.clone(), settings)
 }
+
+/// The longest a message stays leased by default (`receiveSettings.maxExtension`, as the
+/// Google clients).
+const DEFAULT_MAX_LEASE: Duration = Duration::from_secs(3600);
+/// How long a closing stream waits for the service to end it, and then for the nacks of what
+/// still arrived: twice this fits in [`CLOSE_GRACE`].
+const STREAM_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Reads one subscription's StreamingPull until it fails; reports why on `done`. A delivery
 /// the worker can no longer take is dropped, which nacks it.
 async fn pump(
     inner: Arc<Inner>,
     sub: usize,
-    mut stream: MessageStream,
+    mut stream: PullStream,
     tx: mpsc::UnboundedSender<Delivery>,
     done: mpsc::UnboundedSender<StreamStop>,
 ) {
     let name = &inner.layout.subs[sub].name;
     let reason = loop {
         match stream.next().await {
-            Some(Ok((message, handler))) => {
-                if tx.send(Delivery { sub, message, handler }).is_err() {
+            Some(Ok(Received { message, handle })) => {
+                if tx.send(Delivery { sub, message, handler: handle }).is_err() {
                     break StreamStop::WorkerStopped;
                 }
             }

@@ -1,7 +1,9 @@
 //! # maestro-broker-pubsub: the GCP Pub/Sub broker
 //!
-//! Maestro's Pub/Sub transport (docs/protocol.md §7.3) over the official `google-cloud-pubsub`
-//! client, in both roles:
+//! Maestro's Pub/Sub transport (docs/protocol.md §7.3) in both roles — admin calls and
+//! publishing over the official `google-cloud-pubsub` client, receiving over this crate's own
+//! StreamingPull client (`pull`, whose streams end with a half-close: the emulator keeps
+//! routing messages to a stream that was reset, as that library's are):
 //!
 //! - [`PubSubSource`] ([`maestro_transport::SourceTransport`]) publishes spec events to
 //!   `sourceevents` and status resync requests to `sourcebroadcast`; pulls
@@ -28,7 +30,8 @@
 //!   status of the Google API error: e.g. `PERMISSION_DENIED` and `NOT_FOUND` are permanent,
 //!   `UNAVAILABLE` and `DEADLINE_EXCEEDED` retryable.
 //! - `source` / `agent`: the two roles; `endpoint`: their shared machinery; `conn`: client
-//!   and credential construction. An endpoint's tasks run on a `maestro_transport::tasks::Tasks`
+//!   and credential construction; `pull`: the StreamingPull client (gRPC generated from
+//!   `proto/google/pubsub/v1/pubsub.proto`, a subset of Google's). An endpoint's tasks run on a `maestro_transport::tasks::Tasks`
 //!   that `close` cancels and then waits for.
 //! - [`emulator`]: a launcher of the official Pub/Sub emulator on a free local port
 //!   ([`emulator::Emulator`]), used by `maestro demo --broker pubsub` and by the tests.
@@ -41,6 +44,7 @@ pub mod error;
 mod agent;
 mod conn;
 mod endpoint;
+mod pull;
 mod source;
 
 pub use admin::{Admin, InitPlan, init, init_consumer, plan};

@@ -341,7 +341,7 @@ mod tests {
                 all_bundles: 6000,
                 all_ms: 150.0,
             },
-            resync: Resync { bundles: 600, seconds: 0.4 },
+            resync: Resync { bundles: 600, seconds: 0.4, runs: vec![0.4] },
             footprint: Footprint {
                 start_rss_mib: 10.0,
                 holding_bundles: 6000,

@@ -48,6 +48,14 @@ pub struct Params {
     /// Idle agents connected at the end to measure the server's RSS with many agents (the
     /// Pub/Sub emulator run caps this at [`PUBSUB_IDLE_AGENTS`]: one subscription each).
     pub idle_agents: usize,
+    /// Reconnect resyncs measured one after another (`--resync-runs`; 1 in results written
+    /// before it existed).
+    #[serde(default = "one")]
+    pub resync_runs: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Most idle agents of a Pub/Sub emulator run (each needs its own subscription).
@@ -67,6 +75,7 @@ impl Params {
             latency_bundles: 5000,
             raw_count: 6000,
             idle_agents: 10_000,
+            resync_runs: 1,
         }
     }
 
@@ -81,6 +90,7 @@ impl Params {
             latency_bundles: 500,
             raw_count: 1000,
             idle_agents: 200,
+            resync_runs: 1,
         }
     }
 }
@@ -238,7 +248,7 @@ async fn end_to_end(
     // The first consumer now also holds its share of the latency bundles.
     let held = fleet.rest.all_bundles(&BundleFilter::consumer(&consumers[0])).await?.len();
     let stall = if broker == Broker::Pubsub { load::RESYNC_STALL_EMULATOR } else { load::RESYNC_STALL };
-    let resync = load::resync(&mut fleet, &consumers[0], held, stall).await?;
+    let resync = resyncs(&mut fleet, &consumers[0], held, stall, p.resync_runs, label).await?;
     let (idle, idle_error) = match idle_agents(&mut fleet, broker, p, label).await {
         Ok(idle) => (idle, None),
         Err(e) => ((0, 0.0, 0.0), Some(format!("{e:#}"))),
@@ -256,6 +266,35 @@ async fn end_to_end(
     };
     fleet.shutdown().await;
     Ok(EndToEnd { throughput, latency, rest, resync, footprint })
+}
+
+/// Runs the reconnect resync of `consumer` (holding `bundles`) `runs` times in a row (at least
+/// once), printing each time; `seconds` is the slowest, `runs` every time in order.
+///
+/// # Errors
+/// The first resync that failed, naming which of the runs it was.
+async fn resyncs(
+    fleet: &mut Fleet,
+    consumer: &str,
+    bundles: usize,
+    stall: std::time::Duration,
+    runs: usize,
+    label: &str,
+) -> anyhow::Result<load::Resync> {
+    use anyhow::Context;
+    let runs = runs.max(1);
+    let mut times = Vec::with_capacity(runs);
+    for i in 1..=runs {
+        let r = load::resync(fleet, consumer, bundles, stall)
+            .await
+            .with_context(|| format!("resync run {i} of {runs}"))?;
+        if runs > 1 {
+            eprintln!("{label} resync {i}/{runs}: {} bundles in {:.2} s", r.bundles, r.seconds);
+        }
+        times.push(r.seconds);
+    }
+    let seconds = times.iter().copied().fold(0.0, f64::max);
+    Ok(load::Resync { bundles, seconds, runs: times })
 }
 
 /// Connects `p.idle_agents` more agents (capped for Pub/Sub) and reads the server's RSS once

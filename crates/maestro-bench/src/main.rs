@@ -57,6 +57,11 @@ struct Args {
     /// at most 100); overrides the preset (quick 200, full 10,000).
     #[arg(long)]
     idle_agents: Option<usize>,
+    /// Measure the reconnect resync (the first consumer's agent restarted on an empty
+    /// cluster) this many times in a row and report each time with the min and max; the
+    /// table's resync column then shows the slowest (default 1).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    resync_runs: usize,
     /// Instead of the broker and store runs, measure REST list pages (sorted, deep, one
     /// consumer's, label searches) over this many stored bundles on PostgreSQL (needs
     /// --postgres; spread over --consumers, default 2,000), and write pages.{json,md}.
@@ -185,6 +190,7 @@ async fn main() -> anyhow::Result<()> {
     params.concurrency = args.concurrency.unwrap_or(params.concurrency).max(1);
     params.latency_rate = args.rate.unwrap_or(params.latency_rate);
     params.idle_agents = args.idle_agents.unwrap_or(params.idle_agents);
+    params.resync_runs = args.resync_runs.max(1);
     if let Some(n) = args.instances {
         let admin = args.postgres.as_deref().context("--instances needs --postgres URL")?;
         let brokers: Vec<Broker> = if args.broker.iter().any(|b| b == "all") {

@@ -20,6 +20,7 @@ async fn a_tiny_grpc_sqlite_run_measures_every_scenario() {
         latency_bundles: 6,
         raw_count: 20,
         idle_agents: 5,
+        resync_runs: 2,
     };
     let r = run_one(Broker::Grpc, StoreKind::Sqlite, &params, None).await.unwrap();
     assert_eq!(r.throughput.bundles, 6);
@@ -33,6 +34,8 @@ async fn a_tiny_grpc_sqlite_run_measures_every_scenario() {
     assert_eq!(r.rest.one_consumer_bundles, 4);
     assert_eq!(r.rest.all_bundles, 8);
     assert_eq!(r.resync.bundles, 7);
+    assert_eq!(r.resync.runs.len(), 2, "--resync-runs 2: both times kept");
+    assert!(r.resync.runs.iter().all(|t| *t > 0.0 && *t <= r.resync.seconds), "seconds is the slowest");
     let f = &r.footprint;
     assert!(f.start_rss_mib > 0.0 && f.holding_rss_mib > 0.0 && f.idle_rss_mib > 0.0, "{f:?}");
     assert_eq!(f.holding_bundles, 8);
