@@ -189,7 +189,9 @@ impl ServerProcess {
     }
 
     /// Kills the server (SIGKILL) and starts it again with the same arguments (ports,
-    /// database, broker), appending to its log; waits until its REST API answers.
+    /// database, broker) but a new `--client-id`, as a rescheduled pod would be (under the same
+    /// id it would wait for the killed instance's lease, 15 s), appending to its log; waits
+    /// until its REST API answers.
     ///
     /// # Errors
     /// As [`ServerProcess::start`].
@@ -197,9 +199,14 @@ impl ServerProcess {
         self.kill().await;
         let log =
             std::fs::OpenOptions::new().append(true).open(&self.log).context("opening the server log")?;
-        let (bin, args) = &self.command;
-        self.child = tokio::process::Command::new(bin)
-            .args(args)
+        let (bin, args) = &mut self.command;
+        if let Some(i) = args.iter().position(|a| a == "--client-id")
+            && let Some(id) = args.get_mut(i + 1)
+        {
+            *id = format!("maestro-bench-{}-{}", std::process::id(), next_instance()).into();
+        }
+        self.child = tokio::process::Command::new(&*bin)
+            .args(&*args)
             .env("RUST_LOG", std::env::var(SERVER_LOG_ENV).unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
