@@ -1,5 +1,5 @@
 //! Compiles `proto/google/pubsub/v1/pubsub.proto` (a subset of Google's: the Subscriber RPCs of
-//! the own StreamingPull client, src/pull.rs) with the vendored `protoc`.
+//! the own StreamingPull client, src/pull/) with the vendored `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");

@@ -57,6 +57,30 @@ fn next_instance() -> usize {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// A fresh `--client-id` for a server process of this harness.
+fn client_id() -> String {
+    format!("maestro-bench-{}-{}", std::process::id(), next_instance())
+}
+
+/// Spawns `command` (binary, arguments) with the harness's server log level, stderr to `log`;
+/// the child and its pid.
+fn spawn(
+    (bin, args): &(PathBuf, Vec<std::ffi::OsString>),
+    log: std::fs::File,
+) -> anyhow::Result<(tokio::process::Child, u32)> {
+    let child = tokio::process::Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", std::env::var(SERVER_LOG_ENV).unwrap_or_else(|_| "warn".into()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let pid = child.id().context("the server exited at once")?;
+    Ok((child, pid))
+}
+
 fn free_port() -> anyhow::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").context("picking a free port")?;
     Ok(l.local_addr()?)
@@ -130,18 +154,13 @@ impl ServerProcess {
         let mut cmd = tokio::process::Command::new(bin);
         cmd.arg("server")
             .args(["--db", db_url, "--http-addr", &http.to_string(), "--grpc-addr", &grpc.to_string()])
-            .args(["--client-id", &format!("maestro-bench-{}-{}", std::process::id(), next_instance())])
-            .args(["--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"])
-            .env("RUST_LOG", std::env::var(SERVER_LOG_ENV).unwrap_or_else(|_| "warn".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).context("creating the server log")?)
-            .kill_on_drop(true);
+            .args(["--client-id", &client_id()])
+            .args(["--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"]);
         let agents = agent_settings(&mut cmd, broker)?;
         let hub_host = agents.hub_host()?;
         let command = (bin.to_owned(), cmd.as_std().get_args().map(ToOwned::to_owned).collect());
-        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
-        let pid = child.id().context("the server exited at once")?;
+        let log_file = std::fs::File::create(&log).context("creating the server log")?;
+        let (child, pid) = spawn(&command, log_file)?;
         let mut server = ServerProcess { child, pid, http, grpc, agents, hub_host, log, command, _dir: dir };
         server.wait_ready().await?;
         Ok(server)
@@ -199,22 +218,13 @@ impl ServerProcess {
         self.kill().await;
         let log =
             std::fs::OpenOptions::new().append(true).open(&self.log).context("opening the server log")?;
-        let (bin, args) = &mut self.command;
+        let args = &mut self.command.1;
         if let Some(i) = args.iter().position(|a| a == "--client-id")
             && let Some(id) = args.get_mut(i + 1)
         {
-            *id = format!("maestro-bench-{}-{}", std::process::id(), next_instance()).into();
+            *id = client_id().into();
         }
-        self.child = tokio::process::Command::new(&*bin)
-            .args(&*args)
-            .env("RUST_LOG", std::env::var(SERVER_LOG_ENV).unwrap_or_else(|_| "warn".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {} again", bin.display()))?;
-        self.pid = self.child.id().context("the server exited at once")?;
+        (self.child, self.pid) = spawn(&self.command, log)?;
         self.wait_ready().await
     }
 

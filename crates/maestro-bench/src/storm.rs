@@ -117,19 +117,18 @@ async fn storm(
     let before = fleet.subscriptions();
 
     let killed = Instant::now();
-    let restarted = if process.restart_mosquitto() {
-        "mosquitto"
-    } else {
+    let server_restarted = !process.restart_mosquitto();
+    if server_restarted {
         fleet.server.restart().await.context("restarting the server")?;
         let rest = RestClient::new(&format!("http://{}", fleet.server.http))?;
         fleet.source = SourceClient::connect(&fleet.server.grpc.to_string(), SOURCE_ID, rest.clone())
             .await
             .context("connecting the source client again")?;
         fleet.rest = rest;
-        "server"
-    };
+    }
     let up = Instant::now();
-    let cpu0 = if restarted == "server" { 0.0 } else { fleet.server.usage().cpu_s };
+    // A restarted server is a new process: its CPU time counts from zero.
+    let cpu0 = if server_restarted { 0.0 } else { fleet.server.usage().cpu_s };
     let stop = tokio_util::sync::CancellationToken::new();
     let converge = async {
         let pb = bar(format!("{broker} storm: new bundles Applied"));
@@ -155,7 +154,7 @@ async fn storm(
         store: String::new(),
         agents,
         bundles: agents * per_consumer,
-        restarted: restarted.into(),
+        restarted: if server_restarted { "server" } else { "mosquitto" }.into(),
         restart_s: (up - killed).as_secs_f64(),
         resubscribed_s,
         converged_s,

@@ -85,9 +85,7 @@ impl PullError {
         match self {
             PullError::Endpoint { .. } => false,
             PullError::Credentials(e) => e.is_transient(),
-            PullError::Status { status, .. } => crate::error::code_is_retryable(
-                google_cloud_gax::error::rpc::Code::from(status.code() as i32),
-            ),
+            PullError::Status { status, .. } => status_is_retryable(status),
         }
     }
 }
@@ -169,8 +167,9 @@ impl Puller {
     ) -> Result<(), PullError> {
         let failed = |status| PullError::Status { subscription: subscription.to_owned(), status };
         let mut client = self.client.clone();
+        let md = self.metadata(subscription).await?;
         for chunk in ids.chunks(MAX_IDS_PER_REQUEST) {
-            let md = self.metadata(subscription).await?;
+            let md = md.clone();
             let ack_ids = chunk.to_vec();
             let subscription = subscription.to_owned();
             match deadline {
@@ -365,9 +364,7 @@ impl StreamTask {
             let (received, end) = self.stream(md).await;
             match end {
                 StreamEnd::Closed => return,
-                StreamEnd::Broken(Some(status))
-                    if !crate::error::code_is_retryable(status.code().into_gax()) =>
-                {
+                StreamEnd::Broken(Some(status)) if !status_is_retryable(&status) => {
                     let _ = self.out.send(Err(self.failed(status)));
                     break;
                 }
@@ -583,15 +580,10 @@ impl StreamTask {
     }
 }
 
-/// `tonic::Code` → the Google API code the retry table is written for.
-trait IntoGax {
-    fn into_gax(self) -> google_cloud_gax::error::rpc::Code;
-}
-
-impl IntoGax for tonic::Code {
-    fn into_gax(self) -> google_cloud_gax::error::rpc::Code {
-        google_cloud_gax::error::rpc::Code::from(self as i32)
-    }
+/// Whether `status` is worth trying again, by [`crate::error::code_is_retryable`] (written for
+/// the Google API codes, which are gRPC's).
+fn status_is_retryable(status: &tonic::Status) -> bool {
+    crate::error::code_is_retryable(google_cloud_gax::error::rpc::Code::from(status.code() as i32))
 }
 
 /// Adds `more`'s acks and deadline changes to `req`.
