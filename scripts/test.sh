@@ -11,6 +11,7 @@ command -v python3 >/dev/null || need_apt+=(python3)
 command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || need_apt+=(mosquitto)
 command -v mosquitto_sub >/dev/null || need_apt+=(mosquitto-clients)
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "error: missing packages ${need_apt[*]} and not root; install them first" >&2

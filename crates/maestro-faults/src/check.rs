@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use maestro_client::BundleFilter;
 
-use crate::system::System;
+use crate::system::{Store, System};
 use crate::workload::Expected;
 
 /// The bundles not at their expected state now (each as `consumer/name: why`).
@@ -88,11 +88,23 @@ pub fn rewrites(system: &System, prefix: &str) -> usize {
 }
 
 /// Status events stored more than once for one resource and sequence id (the CloudEvent's
-/// `sequenceid` extension, in the stored event's JSON), counted with `psql` on the store;
-/// `None` when psql cannot run.
-pub fn duplicate_statuses(db_url: &str) -> Option<u64> {
-    let sql = "select count(*) from (select resource_id, status->>'sequenceid' from status_events \
-               where status->>'sequenceid' is not null group by 1, 2 having count(*) > 1) d";
-    let out = std::process::Command::new("psql").args([db_url, "-Atc", sql]).output().ok()?;
+/// `sequenceid` extension, in the stored event's JSON), counted with `psql` or `sqlite3` on the
+/// store; `None` when the tool cannot run.
+pub fn duplicate_statuses(store: Store, db_url: &str) -> Option<u64> {
+    let (tool, target, seq) = match store {
+        Store::Postgres => ("psql", db_url, "status->>'sequenceid'"),
+        Store::Sqlite => {
+            ("sqlite3", db_url.trim_start_matches("sqlite://"), "json_extract(status, '$.sequenceid')")
+        }
+    };
+    let sql = format!(
+        "select count(*) from (select 1 from (select resource_id, {seq} as s from status_events) e \
+         where s is not null group by resource_id, s having count(*) > 1) d"
+    );
+    let args: &[&str] = match store {
+        Store::Postgres => &[target, "-Atc", &sql],
+        Store::Sqlite => &["-readonly", target, &sql],
+    };
+    let out = std::process::Command::new(tool).args(args).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().parse().ok()).flatten()
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::proxy::{FaultProxy, LinkMode};
-use crate::system::{Broker, System};
+use crate::system::{Broker, Store, System};
 
 /// One fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
@@ -30,11 +30,13 @@ pub enum Fault {
     DelayServer,
     /// The agents' link limited to 32 KiB/s each way.
     ThrottleAgents,
+    /// SQLite's disk filled until writes fail with "no space left on device", freed when healed.
+    DiskFull,
 }
 
 impl Fault {
     /// Every fault, in table order.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 11] = [
         Fault::KillServer,
         Fault::KillAgents,
         Fault::KillBroker,
@@ -45,11 +47,18 @@ impl Fault {
         Fault::DelayAgents,
         Fault::DelayServer,
         Fault::ThrottleAgents,
+        Fault::DiskFull,
     ];
 
-    /// The quick suite's faults (one of each kind of harm).
-    pub const QUICK: [Fault; 5] =
-        [Fault::KillServer, Fault::KillAgents, Fault::KillStore, Fault::CutAgents, Fault::DelayServer];
+    /// The quick suite's faults (one of each kind of harm; those that exist on a set-up).
+    pub const QUICK: [Fault; 6] = [
+        Fault::KillServer,
+        Fault::KillAgents,
+        Fault::KillStore,
+        Fault::CutAgents,
+        Fault::DelayServer,
+        Fault::DiskFull,
+    ];
 
     /// The table's name of the fault.
     pub fn name(self) -> &'static str {
@@ -64,19 +73,28 @@ impl Fault {
             Fault::DelayAgents => "delay agents ↔ broker",
             Fault::DelayServer => "delay server ↔ broker, PostgreSQL",
             Fault::ThrottleAgents => "32 KiB/s agents ↔ broker",
+            Fault::DiskFull => "disk full (SQLite)",
         }
     }
 
-    /// Whether the fault exists on `broker` (the gRPC broker is the server: no broker process,
-    /// no server ↔ broker link).
-    pub fn applies_to(self, broker: Broker) -> bool {
-        !(broker == Broker::Grpc && matches!(self, Fault::KillBroker | Fault::CutBroker))
+    /// Whether the fault exists on `broker` with `store`: the gRPC broker is the server (no
+    /// broker process, no server ↔ broker link); SQLite has no process or link but a disk;
+    /// gRPC with SQLite leaves the server no link to delay.
+    pub fn applies_to(self, broker: Broker, store: Store) -> bool {
+        let grpc = broker == Broker::Grpc;
+        match self {
+            Fault::KillBroker | Fault::CutBroker => !grpc,
+            Fault::KillStore | Fault::CutStore => store == Store::Postgres,
+            Fault::DelayServer => !(grpc && store == Store::Sqlite),
+            Fault::DiskFull => store == Store::Sqlite,
+            _ => true,
+        }
     }
 
     /// Injects the fault; `delay` is the delay of the delay faults.
     ///
     /// # Errors
-    /// When a process cannot be killed.
+    /// When a process cannot be killed or the disk cannot be filled.
     pub async fn inject(self, system: &mut System, delay: Duration) -> anyhow::Result<()> {
         match self {
             Fault::KillServer => system.kill_server().await,
@@ -89,13 +107,14 @@ impl Fault {
             Fault::KillStore => tokio::task::block_in_place(|| system.kill_store())?,
             Fault::CutAgents => system.agent_link.set(LinkMode::Cut),
             Fault::CutBroker => set(system.broker_link.as_ref(), LinkMode::Cut),
-            Fault::CutStore => system.store_link.set(LinkMode::Cut),
+            Fault::CutStore => set(system.store_link.as_ref(), LinkMode::Cut),
             Fault::DelayAgents => system.agent_link.set(LinkMode::Delay(delay)),
             Fault::DelayServer => {
                 set(system.broker_link.as_ref(), LinkMode::Delay(delay));
-                system.store_link.set(LinkMode::Delay(delay));
+                set(system.store_link.as_ref(), LinkMode::Delay(delay));
             }
             Fault::ThrottleAgents => system.agent_link.set(LinkMode::Bandwidth(32 * 1024)),
+            Fault::DiskFull => tokio::task::block_in_place(|| system.fill_disk())?,
         }
         Ok(())
     }
@@ -103,7 +122,7 @@ impl Fault {
     /// Heals the fault: restarts what was killed, sets the links back to pass.
     ///
     /// # Errors
-    /// When a process does not come back.
+    /// When a process does not come back or the disk cannot be freed.
     pub async fn heal(self, system: &mut System) -> anyhow::Result<()> {
         match self {
             Fault::KillServer => system.start_server().await?,
@@ -114,9 +133,10 @@ impl Fault {
             }
             Fault::KillBroker => system.restart_broker().await,
             Fault::KillStore => tokio::task::block_in_place(|| system.restart_store())?,
+            Fault::DiskFull => tokio::task::block_in_place(|| system.free_disk())?,
             _ => {
                 system.agent_link.set(LinkMode::Pass);
-                system.store_link.set(LinkMode::Pass);
+                set(system.store_link.as_ref(), LinkMode::Pass);
                 set(system.broker_link.as_ref(), LinkMode::Pass);
             }
         }

@@ -1,6 +1,7 @@
 //! # maestro-faults: the fault-injection harness
 //!
-//! Runs the real `maestro server` process, PostgreSQL (its own cluster) and the broker process
+//! Runs the real `maestro server` process, its store (PostgreSQL, its own cluster; or SQLite on
+//! a small tmpfs) and the broker process
 //! (Mosquitto, the Pub/Sub emulator; the gRPC broker is the server), with work agents on
 //! simulated clusters, every link through a fault proxy ([`system`]); drives a source
 //! workload ([`workload`]); injects each [`fault::Fault`] while the workload runs, heals it,
@@ -8,12 +9,14 @@
 //! counted, the convergence time measured from the heal. [`report`] prints the table of
 //! docs/reliability.md; `maestro-faults --help` runs it (quick, full, or a seeded soak).
 //!
-//! Modules: [`proxy`] (the TCP proxy), [`postgres`] (a killable PostgreSQL), [`cluster`] (the
+//! Modules: [`proxy`] (the TCP proxy), [`postgres`] (a killable PostgreSQL), [`disk`] (SQLite's
+//! small disk, to fill), [`cluster`] (the
 //! agents' clusters with their write history), [`system`], [`workload`], [`check`],
 //! [`fault`], [`report`].
 
 pub mod check;
 pub mod cluster;
+pub mod disk;
 pub mod fault;
 pub mod postgres;
 pub mod proxy;
@@ -28,7 +31,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use fault::Fault;
-use system::{Broker, System};
+use system::{Broker, Store, System};
 use workload::Expected;
 
 /// What to run.
@@ -54,8 +57,8 @@ pub struct Settings {
 pub struct Outcome {
     /// The broker set-up.
     pub broker: Broker,
-    /// The store (always `postgres` for now).
-    pub store: &'static str,
+    /// The store.
+    pub store: Store,
     /// The fault.
     pub fault: Fault,
     /// Workload operations the server accepted during the run.
@@ -83,25 +86,26 @@ impl Outcome {
     }
 }
 
-/// Runs `faults` (those that exist on `broker`) one after the other on one system.
+/// Runs `faults` (those that exist on `broker` with `store`) one after the other on one system.
 ///
 /// # Errors
 /// When the system cannot start.
 pub async fn run_broker(
     settings: &Settings,
     broker: Broker,
+    store: Store,
     faults: &[Fault],
 ) -> anyhow::Result<Vec<Outcome>> {
-    let mut system = start_system(settings, broker).await?;
+    let mut system = start_system(settings, broker, store).await?;
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let mut out = Vec::new();
-    for (i, fault) in faults.iter().filter(|f| f.applies_to(broker)).enumerate() {
+    for (i, fault) in faults.iter().filter(|f| f.applies_to(broker, store)).enumerate() {
         let outcome = run_fault(&mut system, settings, *fault, &format!("f{i}"), &mut rng).await;
         match outcome {
             Ok(o) => out.push(o),
             Err(e) => {
-                eprintln!("{broker} / {}: {e:#}\nserver log:\n{}", fault.name(), system.log_tail());
-                out.push(failed(broker, *fault, format!("{e:#}")));
+                eprintln!("{broker} / {store} / {}: {e:#}\nserver log:\n{}", fault.name(), system.log_tail());
+                out.push(failed(broker, store, *fault, format!("{e:#}")));
             }
         }
     }
@@ -113,19 +117,24 @@ pub async fn run_broker(
 ///
 /// # Errors
 /// When the system cannot start.
-pub async fn run_soak(settings: &Settings, broker: Broker, until: Instant) -> anyhow::Result<Vec<Outcome>> {
-    let mut system = start_system(settings, broker).await?;
+pub async fn run_soak(
+    settings: &Settings,
+    broker: Broker,
+    store: Store,
+    until: Instant,
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut system = start_system(settings, broker, store).await?;
     let mut rng = StdRng::seed_from_u64(settings.seed);
-    let faults: Vec<Fault> = Fault::ALL.into_iter().filter(|f| f.applies_to(broker)).collect();
+    let faults: Vec<Fault> = Fault::ALL.into_iter().filter(|f| f.applies_to(broker, store)).collect();
     let mut out = Vec::new();
     let mut i = 0;
     while Instant::now() < until {
         let fault = faults[rng.random_range(0..faults.len())];
         let outcome = run_fault(&mut system, settings, fault, &format!("s{i}"), &mut rng).await;
         i += 1;
-        let o = outcome.unwrap_or_else(|e| failed(broker, fault, format!("{e:#}")));
+        let o = outcome.unwrap_or_else(|e| failed(broker, store, fault, format!("{e:#}")));
         eprintln!(
-            "soak {broker} #{i} {}: lost {} stale {} convergence {:?}",
+            "soak {broker}/{store} #{i} {}: lost {} stale {} convergence {:?}",
             fault.name(),
             o.lost,
             o.stale,
@@ -137,19 +146,19 @@ pub async fn run_soak(settings: &Settings, broker: Broker, until: Instant) -> an
     Ok(out)
 }
 
-/// Starts the system of `broker` with [`Settings::consumers`] consumers `c0`, `c1`, ….
-async fn start_system(settings: &Settings, broker: Broker) -> anyhow::Result<System> {
-    let mut system = System::start(broker, &settings.bin).await?;
+/// Starts the system of `broker` and `store` with [`Settings::consumers`] consumers `c0`, `c1`, ….
+async fn start_system(settings: &Settings, broker: Broker, store: Store) -> anyhow::Result<System> {
+    let mut system = System::start(broker, store, &settings.bin).await?;
     for c in 0..settings.consumers {
         system.add_consumer(&format!("c{c}")).await?;
     }
     Ok(system)
 }
 
-fn failed(broker: Broker, fault: Fault, why: String) -> Outcome {
+fn failed(broker: Broker, store: Store, fault: Fault, why: String) -> Outcome {
     Outcome {
         broker,
-        store: "postgres",
+        store,
         fault,
         operations: 0,
         unaccepted: 0,
@@ -208,14 +217,14 @@ async fn run_fault(
     }
     Ok(Outcome {
         broker: system.broker,
-        store: "postgres",
+        store: system.store,
         fault,
         operations,
         unaccepted,
         lost: left.len(),
         stale: stale.len(),
         rewrites: check::rewrites(system, &format!("{prefix}-")),
-        duplicate_statuses: check::duplicate_statuses(system.db_url()),
+        duplicate_statuses: check::duplicate_statuses(system.store, system.db_url()),
         convergence_s,
         details,
     })

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use maestro_faults::fault::Fault;
-use maestro_faults::system::Broker;
+use maestro_faults::system::{Broker, Store};
 use maestro_faults::{Outcome, Settings, report};
 
-/// Fault injection on every broker: kill -9 of the server, the agents, the broker and
+/// Fault injection on every broker and store: kill -9 of the server, the agents, the broker and
 /// PostgreSQL; network cuts, delays and bandwidth limits on each link (through TCP proxies);
-/// with a source workload running. After each fault: lost = 0, stale = 0, duplicates, and the
+/// SQLite's disk full; with a source workload running. After each fault: lost = 0, stale = 0, duplicates, and the
 /// convergence time (docs/reliability.md).
 #[derive(Debug, Parser)]
 #[command(name = "maestro-faults", version)]
@@ -27,6 +27,9 @@ struct Args {
     /// Brokers (comma-separated).
     #[arg(long, value_delimiter = ',', default_values = ["grpc", "mosquitto", "pubsub"])]
     broker: Vec<Broker>,
+    /// Stores (comma-separated). SQLite runs on a 64 MiB tmpfs of its own, which needs root.
+    #[arg(long, value_delimiter = ',', default_values = ["postgres", "sqlite"])]
+    store: Vec<Store>,
     /// Only these faults (comma-separated; overrides --full).
     #[arg(long, value_delimiter = ',')]
     fault: Vec<Fault>,
@@ -93,13 +96,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let mut outcomes: Vec<Outcome> = Vec::new();
-    for broker in &args.broker {
-        eprintln!("== {broker}");
+    let setups = args.broker.iter().flat_map(|b| args.store.iter().map(move |s| (*b, *s)));
+    for (broker, store) in setups {
+        eprintln!("== {broker} / {store}");
         let result = match args.soak {
-            Some(d) => maestro_faults::run_soak(&settings, *broker, Instant::now() + d).await,
-            None => maestro_faults::run_broker(&settings, *broker, &faults).await,
+            Some(d) => maestro_faults::run_soak(&settings, broker, store, Instant::now() + d).await,
+            None => maestro_faults::run_broker(&settings, broker, store, &faults).await,
         };
-        let runs = result.with_context(|| format!("starting the {broker} system"))?;
+        let runs = result.with_context(|| format!("starting the {broker} / {store} system"))?;
         for o in &runs {
             eprintln!(
                 "   {:<36} lost {} stale {} convergence {:?} {:?}",

@@ -1,11 +1,12 @@
-//! The system under test: PostgreSQL (its own cluster), the broker process (Mosquitto or the
-//! Pub/Sub emulator; the gRPC broker is the server itself), the `maestro server` process and
-//! one work agent per consumer, each link between them through a [`FaultProxy`]:
+//! The system under test: the store (PostgreSQL, its own cluster; or SQLite on a small tmpfs),
+//! the broker process (Mosquitto or the Pub/Sub emulator; the gRPC broker is the server
+//! itself), the `maestro server` process and one work agent per consumer, each network link
+//! between them through a [`FaultProxy`]:
 //!
 //! ```text
 //!   agents ──agent link──▶ broker (or the server's gRPC broker port)
 //!   server ──broker link─▶ broker (MQTT, Pub/Sub)
-//!   server ──store link──▶ PostgreSQL
+//!   server ──store link──▶ PostgreSQL (SQLite: a file on the server's small disk, no link)
 //! ```
 //!
 //! The agents run in this process, each on its own [`RecordingCluster`], which outlives the
@@ -28,6 +29,7 @@ use maestro_broker_pubsub::emulator::Emulator;
 use maestro_client::{RestClient, SourceClient};
 
 use crate::cluster::RecordingCluster;
+use crate::disk::SmallDisk;
 use crate::postgres::PgCluster;
 use crate::proxy::FaultProxy;
 
@@ -57,6 +59,31 @@ impl std::fmt::Display for Broker {
     }
 }
 
+/// The store of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Store {
+    /// PostgreSQL, the harness's own cluster, through the store link.
+    Postgres,
+    /// SQLite, a file on a tmpfs of its own ([`SmallDisk`]), which the disk-full fault fills.
+    Sqlite,
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Store::Postgres => "postgres",
+            Store::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// The store's process or disk.
+enum StoreParts {
+    Postgres(PgCluster),
+    Sqlite(SmallDisk),
+}
+
 /// The broker process, when the set-up has one.
 enum BrokerProcess {
     None,
@@ -73,9 +100,11 @@ struct AgentRun {
 pub struct System {
     /// The broker set-up.
     pub broker: Broker,
-    pg: PgCluster,
-    /// The server's link to PostgreSQL.
-    pub store_link: FaultProxy,
+    /// The store.
+    pub store: Store,
+    store_parts: StoreParts,
+    /// The server's link to PostgreSQL (`None` with SQLite: a local file).
+    pub store_link: Option<FaultProxy>,
     /// The agents' link to the broker.
     pub agent_link: FaultProxy,
     /// The server's link to the broker (`None` with gRPC: the server is the broker).
@@ -100,17 +129,12 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 }
 
 impl System {
-    /// Starts PostgreSQL, the broker, the server and the proxies between them.
+    /// Starts the store, the broker, the server and the proxies between them.
     ///
     /// # Errors
-    /// When a part cannot start.
-    pub async fn start(broker: Broker, bin: &Path) -> anyhow::Result<System> {
-        let pg = tokio::task::spawn_blocking(PgCluster::start).await??;
-        let db = maestro_store::testing::fresh_postgres_database(&pg.admin_url(), "maestro_faults")
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let store_link = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], pg.port()))).await?;
-        let db_url = db.replace(&format!("127.0.0.1:{}", pg.port()), &store_link.addr().to_string());
+    /// When a part cannot start (SQLite's small disk needs root to mount).
+    pub async fn start(broker: Broker, store: Store, bin: &Path) -> anyhow::Result<System> {
+        let (store_parts, store_link, db_url) = start_store(store).await?;
         let (broker_process, broker_addr) = start_broker(broker).await?;
         let broker_link = match broker_addr {
             Some(addr) => Some(FaultProxy::start(addr).await?),
@@ -123,7 +147,8 @@ impl System {
         let rest = RestClient::new(&format!("http://{http}"))?;
         let mut system = System {
             broker,
-            pg,
+            store,
+            store_parts,
             store_link,
             agent_link,
             broker_link,
@@ -219,20 +244,48 @@ impl System {
         }
     }
 
-    /// Kills PostgreSQL with SIGKILL.
+    /// Kills PostgreSQL with SIGKILL; nothing with SQLite (it has no process).
     ///
     /// # Errors
     /// As [`PgCluster::kill`].
     pub fn kill_store(&self) -> anyhow::Result<()> {
-        self.pg.kill()
+        match &self.store_parts {
+            StoreParts::Postgres(pg) => pg.kill(),
+            StoreParts::Sqlite(_) => Ok(()),
+        }
     }
 
-    /// Starts PostgreSQL again (crash recovery).
+    /// Starts PostgreSQL again (crash recovery); nothing with SQLite.
     ///
     /// # Errors
     /// As [`PgCluster::up`].
     pub fn restart_store(&self) -> anyhow::Result<()> {
-        self.pg.up()
+        match &self.store_parts {
+            StoreParts::Postgres(pg) => pg.up(),
+            StoreParts::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// SQLite's disk, filled until it refuses writes (`ENOSPC`); nothing with PostgreSQL.
+    ///
+    /// # Errors
+    /// As [`SmallDisk::fill`].
+    pub fn fill_disk(&self) -> anyhow::Result<()> {
+        if let StoreParts::Sqlite(disk) = &self.store_parts {
+            disk.fill()?;
+        }
+        Ok(())
+    }
+
+    /// Frees what [`System::fill_disk`] took.
+    ///
+    /// # Errors
+    /// As [`SmallDisk::free`].
+    pub fn free_disk(&self) -> anyhow::Result<()> {
+        match &self.store_parts {
+            StoreParts::Sqlite(disk) => disk.free(),
+            StoreParts::Postgres(_) => Ok(()),
+        }
     }
 
     /// Kills the broker process (SIGKILL); nothing when the set-up has none (gRPC).
@@ -260,7 +313,7 @@ impl System {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// The server's database URL (through the store link).
+    /// The server's database URL (PostgreSQL: through the store link).
     pub fn db_url(&self) -> &str {
         &self.db_url
     }
@@ -335,6 +388,26 @@ impl System {
         }
         self.kill_server().await;
     }
+}
+
+/// The store, its link (PostgreSQL) and the server's database URL.
+async fn start_store(store: Store) -> anyhow::Result<(StoreParts, Option<FaultProxy>, String)> {
+    Ok(match store {
+        Store::Postgres => {
+            let pg = tokio::task::spawn_blocking(PgCluster::start).await??;
+            let db = maestro_store::testing::fresh_postgres_database(&pg.admin_url(), "maestro_faults")
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let link = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], pg.port()))).await?;
+            let db_url = db.replace(&format!("127.0.0.1:{}", pg.port()), &link.addr().to_string());
+            (StoreParts::Postgres(pg), Some(link), db_url)
+        }
+        Store::Sqlite => {
+            let disk = tokio::task::spawn_blocking(SmallDisk::mount).await??;
+            let db_url = format!("sqlite://{}", disk.path().join("maestro.db").display());
+            (StoreParts::Sqlite(disk), None, db_url)
+        }
+    })
 }
 
 async fn start_broker(broker: Broker) -> anyhow::Result<(BrokerProcess, Option<SocketAddr>)> {

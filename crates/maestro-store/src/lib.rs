@@ -86,8 +86,8 @@ impl StoreError {
     /// True for failures that may succeed later: the database unreachable or restarting, a pool
     /// timeout, a serialization failure or deadlock, a busy SQLite file. An error the database
     /// raised about the data itself (PostgreSQL SQLSTATE classes 22 "data exception" such as a
-    /// NUL byte in text, 23 integrity, 42 syntax or access; any SQLite error but BUSY and
-    /// LOCKED) is permanent: retrying the same write can never succeed, and a broker that
+    /// NUL byte in text, 23 integrity, 42 syntax or access; any SQLite error but BUSY, LOCKED
+    /// and FULL) is permanent: retrying the same write can never succeed, and a broker that
     /// delivers in order would be stuck behind it (docs/security.md, "Bad input").
     pub fn is_retryable(&self) -> bool {
         let StoreError::Database(e) = self else { return false };
@@ -107,14 +107,14 @@ impl StoreError {
 
 /// Whether an error the database itself reported may go away: PostgreSQL SQLSTATE classes 08
 /// (connection), 40 (transaction rollback), 53 (insufficient resources), 57 (operator
-/// intervention) and 58 (system error); SQLite BUSY (5) and LOCKED (6), with their extended
-/// codes.
+/// intervention) and 58 (system error); SQLite BUSY (5), LOCKED (6) and FULL (13, the disk is
+/// full: like PostgreSQL's 53100, it goes away when space is freed), with their extended codes.
 fn retryable_database_error(db: &dyn sqlx::error::DatabaseError) -> bool {
     let code = db.code().unwrap_or_default();
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         return matches!(pg.code().get(..2), Some("08" | "40" | "53" | "57" | "58"));
     }
-    code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+    code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 13))
 }
 
 /// `Result` with [`StoreError`].
@@ -449,5 +449,38 @@ pub fn redact(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::StoreError;
+
+    /// A full disk is SQLite's SQLITE_FULL, which goes away when space is freed: an agent's
+    /// status refused by it must be retried, not set aside as a dead letter (the disk-full
+    /// fault of docs/reliability.md lost statuses this way). `max_page_count` makes SQLite
+    /// answer SQLITE_FULL exactly as a full file system does.
+    #[tokio::test]
+    async fn a_full_sqlite_database_is_retryable() {
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:").await.expect("connect");
+        sqlx::query("CREATE TABLE t (v TEXT)").execute(&mut conn).await.expect("create");
+        sqlx::query("PRAGMA max_page_count = 2").execute(&mut conn).await.expect("pragma");
+        let big = "x".repeat(64 * 1024);
+        let err =
+            sqlx::query("INSERT INTO t VALUES (?)").bind(big).execute(&mut conn).await.expect_err("full");
+        let err = StoreError::from(err);
+        assert!(err.to_string().contains("full"), "{err}");
+        assert!(err.is_retryable(), "{err}");
+    }
+
+    /// A constraint violation (SQLite 19) stays permanent.
+    #[tokio::test]
+    async fn a_constraint_violation_is_permanent() {
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:").await.expect("connect");
+        sqlx::query("CREATE TABLE t (v TEXT NOT NULL)").execute(&mut conn).await.expect("create");
+        let err = sqlx::query("INSERT INTO t VALUES (NULL)").execute(&mut conn).await.expect_err("null");
+        assert!(!StoreError::from(err).is_retryable());
     }
 }

@@ -80,6 +80,11 @@ impl sealed::Backend for Sqlite {
         text
     }
 
+    /// A file pool drops a connection that comes back still "in a transaction": when a write
+    /// fails with SQLITE_FULL (disk full) SQLite rolls the transaction back by itself, the
+    /// driver's `ROLLBACK` then fails ("no transaction is active") and the connection's
+    /// transaction depth stays at 1, so every later `BEGIN IMMEDIATE` on it would fail — the
+    /// store stayed broken after the disk had room again (docs/reliability.md, disk full).
     async fn connect(url: &str) -> Result<SqlitePool> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let opts = SqliteConnectOptions::from_str(url)?.foreign_keys(true).busy_timeout(BUSY_TIMEOUT);
@@ -90,7 +95,9 @@ impl sealed::Backend for Sqlite {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None),
-            false => SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE),
+            false => SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE).before_acquire(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            }),
         };
         let opts =
             if memory { opts } else { opts.create_if_missing(true).journal_mode(SqliteJournalMode::Wal) };
@@ -155,6 +162,39 @@ impl<T: Serialize> Encode<'_, Sqlite> for List<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreError;
+
+    /// After a write transaction fails with SQLITE_FULL, every connection of the pool can begin
+    /// a write transaction again (the disk-full fault left one connection unable to, for good).
+    /// `max_page_count` on one connection makes SQLite answer SQLITE_FULL as a full disk does.
+    #[tokio::test]
+    async fn a_disk_full_write_leaves_no_connection_stuck_in_a_transaction() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("full.db").display());
+        let pool = <Sqlite as sealed::Backend>::connect(&url).await.expect("connect");
+        sqlx::query("CREATE TABLE t (v TEXT)").execute(&pool).await.expect("create");
+        let mut conn = pool.acquire().await.expect("acquire");
+        sqlx::query("PRAGMA max_page_count = 3").execute(&mut *conn).await.expect("cap");
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.expect("begin");
+        sqlx::query("INSERT INTO t VALUES ('small')").execute(&mut *tx).await.expect("small insert");
+        let big = "x".repeat(256 * 1024);
+        let err =
+            sqlx::query("INSERT INTO t VALUES (?)").bind(big).execute(&mut *tx).await.expect_err("full");
+        assert!(StoreError::from(err).is_retryable());
+        drop(tx);
+        drop(conn);
+        let mut all = Vec::new();
+        for _ in 0..FILE_POOL_SIZE {
+            let mut conn = pool.acquire().await.expect("acquire");
+            sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
+                .await
+                .expect("a connection of the pool cannot begin a transaction")
+                .rollback()
+                .await
+                .expect("rollback");
+            all.push(conn);
+        }
+    }
 
     #[test]
     fn timestamps_sort_as_text() {
