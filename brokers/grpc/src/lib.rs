@@ -23,6 +23,7 @@
 //!   §7.1.4) and the Go duration parser.
 //! - `server`: the hosted broker and the tonic service.
 //! - `stream`: a Subscribe stream (its queue and heartbeats, no task of its own).
+//! - `queue`: a Subscribe stream's bounded queue (allocated lazily, ~130 bytes when empty).
 //! - `client`: the agent client.
 //! - [`registry`]: [`ConsumerRegistry`], the hook telling the broker which consumers exist.
 //! - `conn`: accepted connections the broker can cut (for `pause`/`close`), and the HTTP/2
@@ -38,6 +39,7 @@ pub mod registry;
 
 mod client;
 mod conn;
+mod queue;
 mod server;
 mod stream;
 

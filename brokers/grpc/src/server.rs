@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::conn::{Connections, accept_loop};
+use crate::queue::{Queue, QueueTx, SendError, queue};
 use crate::registry::KnownConsumers;
 use crate::stream::SubscribeStream;
 use crate::{BACKEND, GrpcBrokerConfig, SUBSCRIPTION_ID_HEADER};
@@ -33,16 +34,16 @@ use maestro_transport::tasks::Tasks;
 pub(crate) const MESSAGE_OVERHEAD: usize = 64 * 1024;
 
 /// What a Subscribe stream's queue holds: one pointer per event (an event routed to several
-/// subscribers is encoded once and shared), so the queue's first block, allocated when the
-/// stream opens, is 32 pointers rather than 32 events (~6 KiB per connected agent).
+/// subscribers is encoded once and shared).
 pub(crate) type Queued = Arc<pb::CloudEvent>;
 
+/// A live Subscribe stream. Its data type is always [`MANIFEST_BUNDLES`] (the only one
+/// [`validate_subscription`] lets in), so it is not stored per subscriber.
 struct Subscriber {
     cluster: String,
-    data_type: String,
     subscription_id: Uuid,
     /// Dropped to end the stream (after the events already queued).
-    tx: mpsc::Sender<Queued>,
+    tx: QueueTx,
 }
 
 #[derive(Default)]
@@ -296,13 +297,17 @@ impl GrpcBroker {
         let shared = &self.shared;
         let cluster = ext::get_str(event, ext::CLUSTER_NAME).unwrap_or_default();
         let data_type = EventType::parse(event.ty()).map_err(|e| Error::encode_from(BACKEND, e))?.data_type;
-        let targets: Vec<(u64, mpsc::Sender<Queued>)> = shared
-            .registry()
-            .subs
-            .iter()
-            .filter(|(_, s)| s.data_type == data_type && (cluster.is_empty() || s.cluster == cluster))
-            .map(|(id, s)| (*id, s.tx.clone()))
-            .collect();
+        let targets: Vec<(u64, Arc<Queue>)> = if data_type == MANIFEST_BUNDLES {
+            shared
+                .registry()
+                .subs
+                .iter()
+                .filter(|(_, s)| cluster.is_empty() || s.cluster == cluster)
+                .map(|(id, s)| (*id, s.tx.queue()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut msg = Some(Arc::new(grpc::to_proto(event)));
         let (mut queued, last) = (0usize, targets.len().saturating_sub(1));
         for (i, (id, tx)) in targets.into_iter().enumerate() {
@@ -312,8 +317,8 @@ impl GrpcBroker {
             let Some(item) = item else { break };
             match tx.send_timeout(item, shared.config.send_timeout).await {
                 Ok(()) => queued += 1,
-                Err(mpsc::error::SendTimeoutError::Timeout(_)) => shared.remove(id, "stream buffer full"),
-                Err(mpsc::error::SendTimeoutError::Closed(_)) => shared.remove(id, "stream closed"),
+                Err(SendError::Timeout) => shared.remove(id, "stream buffer full"),
+                Err(SendError::Closed) => shared.remove(id, "stream closed"),
             }
         }
         if queued == 0 && !cluster.is_empty() {
@@ -459,7 +464,7 @@ struct BrokerService {
 }
 
 impl BrokerService {
-    fn register(&self, req: &SubscriptionRequest, tx: mpsc::Sender<Queued>) -> Result<(u64, Uuid), Status> {
+    fn register(&self, req: &SubscriptionRequest, tx: QueueTx) -> Result<(u64, Uuid), Status> {
         let mut reg = self.shared.registry();
         if reg.paused || self.shared.cancel.is_cancelled() {
             return Err(Status::unavailable("the broker is not serving"));
@@ -469,15 +474,7 @@ impl BrokerService {
         reg.next_id += 1;
         let subscription_id = Uuid::new_v4();
         *reg.per_consumer.entry(req.cluster_name.clone()).or_default() += 1;
-        reg.subs.insert(
-            id,
-            Subscriber {
-                cluster: req.cluster_name.clone(),
-                data_type: req.data_type.clone(),
-                subscription_id,
-                tx,
-            },
-        );
+        reg.subs.insert(id, Subscriber { cluster: req.cluster_name.clone(), subscription_id, tx });
         Ok((id, subscription_id))
     }
 }
@@ -583,7 +580,7 @@ impl CloudEventService for BrokerService {
         validate_subscription(&req)?;
         self.authorize(&identity, &req.cluster_name, "subscribe")?;
         self.check_registered(&req.cluster_name).await?;
-        let (tx, rx) = mpsc::channel(self.shared.config.stream_buffer);
+        let (tx, rx) = queue(self.shared.config.stream_buffer);
         let (id, subscription_id) = self.register(&req, tx)?;
         let stream = SubscribeStream::new(self.shared.clone(), id, rx);
         tracing::info!(backend = BACKEND, cluster = %req.cluster_name, %subscription_id, "agent subscribed");

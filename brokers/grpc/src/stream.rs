@@ -9,10 +9,10 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use maestro_api::{grpc, pb};
-use tokio::sync::mpsc;
 use tokio::time::{Interval, MissedTickBehavior};
 use tonic::Status;
 
+use crate::queue::QueueRx;
 use crate::server::{Queued, Shared};
 
 /// The body of a Subscribe response: the events queued for the subscriber, in order, and a
@@ -22,7 +22,7 @@ use crate::server::{Queued, Shared};
 /// stream is dropped first (the agent went away, the connection was cut), the subscriber
 /// leaves the broker's registry.
 pub(crate) struct SubscribeStream {
-    rx: mpsc::Receiver<Queued>,
+    rx: QueueRx,
     heartbeat: Option<Interval>,
     /// Held for its `Drop`.
     _leave: Leave,
@@ -30,7 +30,7 @@ pub(crate) struct SubscribeStream {
 
 impl SubscribeStream {
     /// The stream of subscriber `id` of `shared`, reading `rx`.
-    pub(crate) fn new(shared: Arc<Shared>, id: u64, rx: mpsc::Receiver<Queued>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, id: u64, rx: QueueRx) -> Self {
         let heartbeat = shared.config.heartbeat().map(|every| {
             let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
