@@ -164,7 +164,10 @@ impl Drop for QueueRx {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use std::future::poll_fn;
+    use std::future::{Future, poll_fn};
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::Wake;
 
     use maestro_api::pb;
 
@@ -175,6 +178,16 @@ mod tests {
     }
 
     const SHORT: Duration = Duration::from_millis(50);
+    const LONG: Duration = Duration::from_secs(5);
+
+    /// Polls `f` once without waiting (a sender queues as a waiter for room this way).
+    fn poll_once<T>(f: std::pin::Pin<&mut impl Future<Output = T>>) -> Poll<T> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    async fn recv(rx: &mut QueueRx) -> Option<String> {
+        poll_fn(|cx| rx.poll_recv(cx)).await.map(|e| e.id.clone())
+    }
 
     #[tokio::test]
     async fn delivers_in_order_then_ends_when_the_sender_is_dropped() {
@@ -186,8 +199,8 @@ mod tests {
         drop(tx);
         assert_eq!(q.send_timeout(event("late"), SHORT).await, Err(SendError::Closed));
         let mut got = Vec::new();
-        while let Some(e) = poll_fn(|cx| rx.poll_recv(cx)).await {
-            got.push(e.id.clone());
+        while let Some(id) = recv(&mut rx).await {
+            got.push(id);
         }
         assert_eq!(got, ["a", "b", "c"]);
     }
@@ -198,18 +211,16 @@ mod tests {
         let q = tx.queue();
         q.send_timeout(event("a"), SHORT).await.unwrap();
         assert_eq!(q.send_timeout(event("b"), SHORT).await, Err(SendError::Timeout));
-        let (q1, q2) = (q.clone(), q.clone());
-        let first = tokio::spawn(async move { q1.send_timeout(event("b"), Duration::from_secs(5)).await });
-        tokio::time::sleep(SHORT).await;
-        let second = tokio::spawn(async move { q2.send_timeout(event("c"), Duration::from_secs(5)).await });
-        tokio::time::sleep(SHORT).await;
-        let mut got = Vec::new();
-        for _ in 0..3 {
-            got.push(poll_fn(|cx| rx.poll_recv(cx)).await.unwrap().id.clone());
-        }
-        first.await.unwrap().unwrap();
-        second.await.unwrap().unwrap();
-        assert_eq!(got, ["a", "b", "c"], "waiting senders get room in arrival order");
+        let mut first = pin!(q.send_timeout(event("b"), LONG));
+        let mut second = pin!(q.send_timeout(event("c"), LONG));
+        assert!(poll_once(first.as_mut()).is_pending(), "no room: the first sender waits");
+        assert!(poll_once(second.as_mut()).is_pending(), "no room: the second sender waits behind it");
+        assert_eq!(recv(&mut rx).await.as_deref(), Some("a"));
+        assert!(poll_once(second.as_mut()).is_pending(), "the freed slot is the first sender's");
+        assert_eq!(poll_once(first.as_mut()), Poll::Ready(Ok(())));
+        assert_eq!(recv(&mut rx).await.as_deref(), Some("b"));
+        assert_eq!(poll_once(second.as_mut()), Poll::Ready(Ok(())));
+        assert_eq!(recv(&mut rx).await.as_deref(), Some("c"));
     }
 
     #[tokio::test]
@@ -217,22 +228,33 @@ mod tests {
         let (tx, rx) = queue(1);
         let q = tx.queue();
         q.send_timeout(event("a"), SHORT).await.unwrap();
-        let q1 = q.clone();
-        let waiting = tokio::spawn(async move { q1.send_timeout(event("b"), Duration::from_secs(5)).await });
-        tokio::time::sleep(SHORT).await;
+        let mut waiting = pin!(q.send_timeout(event("b"), LONG));
+        assert!(poll_once(waiting.as_mut()).is_pending());
         drop(rx);
-        assert_eq!(waiting.await.unwrap(), Err(SendError::Closed));
+        assert_eq!(poll_once(waiting.as_mut()), Poll::Ready(Err(SendError::Closed)));
         assert_eq!(q.send_timeout(event("c"), SHORT).await, Err(SendError::Closed));
         assert!(q.lock().events.is_empty(), "queued events are freed with the stream");
+    }
+
+    /// A waker that records being woken.
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
     }
 
     #[tokio::test]
     async fn the_receiver_is_woken_by_a_send() {
         let (tx, mut rx) = queue(2);
         let q = tx.queue();
-        let recv = tokio::spawn(async move { poll_fn(|cx| rx.poll_recv(cx)).await.map(|e| e.id.clone()) });
-        tokio::time::sleep(SHORT).await;
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        assert!(rx.poll_recv(&mut Context::from_waker(&waker)).is_pending());
         q.send_timeout(event("a"), SHORT).await.unwrap();
-        assert_eq!(recv.await.unwrap().as_deref(), Some("a"));
+        assert!(flag.0.load(Ordering::SeqCst), "the send woke the waiting receiver");
+        assert_eq!(recv(&mut rx).await.as_deref(), Some("a"));
     }
 }
