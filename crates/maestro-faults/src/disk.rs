@@ -63,7 +63,7 @@ impl SmallDisk {
             match file.write(&block) {
                 Ok(0) => return Ok(written),
                 Ok(n) => written += n as u64,
-                Err(e) if e.raw_os_error() == Some(28) => return Ok(written), // ENOSPC
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Ok(written),
                 Err(e) => return Err(e).context("writing the filler file"),
             }
         }

@@ -10,9 +10,8 @@
 //! docs/reliability.md; `maestro-faults --help` runs it (quick, full, or a seeded soak).
 //!
 //! Modules: [`proxy`] (the TCP proxy), [`postgres`] (a killable PostgreSQL), [`disk`] (SQLite's
-//! small disk, to fill), [`cluster`] (the
-//! agents' clusters with their write history), [`system`], [`workload`], [`check`],
-//! [`fault`], [`report`].
+//! small disk, to fill), [`cluster`] (the agents' clusters with their write history),
+//! [`system`], [`workload`], [`check`], [`fault`], [`report`].
 
 pub mod check;
 pub mod cluster;
