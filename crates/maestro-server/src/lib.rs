@@ -242,6 +242,9 @@ pub async fn start(
     let (membership, live) = ownership::Membership::new(&config.instance.id);
     let owner_only =
         (config.subscription_type == ownership::SubscriptionType::Broadcast).then(|| membership.clone());
+    // Taken before the transport starts: a receiver taken later does not see a subscription
+    // made meanwhile as a change, and the status resync at start would never go out.
+    let subscribed = transport.subscribed();
     transport
         .start(ingest::Ingest::for_instance(
             store.clone(),
@@ -273,7 +276,7 @@ pub async fn start(
         c.clone(),
     ));
     let holders = holders.unwrap_or_default();
-    background.spawn_loops(&membership, (cursor, holders, live, lease.clone()));
+    background.spawn_loops(&membership, subscribed, (cursor, holders, live, lease.clone()));
     let readiness = ops::Readiness::new(store.clone(), transport.subscribed(), lease);
     let (metrics_addr, health_addr) = serve_ops(&tasks, metrics_listener, health, &readiness, c);
     tasks.spawn(ops::gauges(store.clone(), transport.clone(), membership, c.clone()));
@@ -345,6 +348,7 @@ impl Background<'_> {
     fn spawn_loops(
         &self,
         membership: &ownership::Membership,
+        subscribed: maestro_transport::Subscribed,
         (cursor, holders, live, lease): (
             std::sync::Arc<std::sync::atomic::AtomicI64>,
             instances::AgentHolders,
@@ -372,7 +376,8 @@ impl Background<'_> {
             c.clone(),
         ));
         self.spawn(retention::run(store.clone(), config.retention, membership.clone(), c.clone()));
-        self.spawn(resync::run(store.clone(), transport.clone(), source_id, membership.clone(), c.clone()));
+        let (store, transport) = (store.clone(), transport.clone());
+        self.spawn(resync::run(store, transport, subscribed, source_id, membership.clone(), c.clone()));
     }
 }
 

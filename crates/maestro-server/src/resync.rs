@@ -19,8 +19,8 @@ use maestro_api::payload::{StatusHash, StatusHashList};
 use maestro_api::statushash::sha256_hex;
 use maestro_api::types::Action;
 use maestro_store::{ConsumerQuery, DynStore, Paging, Resource, StoreError};
-use maestro_transport::DynSourceTransport;
 use maestro_transport::retry::CancellationToken;
+use maestro_transport::{DynSourceTransport, Subscribed};
 
 use crate::ownership::{Membership, owns};
 
@@ -118,12 +118,14 @@ async fn consumer_names(store: &DynStore) -> Result<Vec<String>, StoreError> {
 }
 
 /// Runs a status resync of the consumers this instance owns after every (re)subscription of
-/// `transport`, and of the consumers it gains when `membership` changes, until `cancel` is
-/// cancelled. Does nothing when the server hosts the agents' endpoint
-/// (`Capabilities::server_hosts_agents`).
+/// `transport` (`subscribed`, its signal, taken **before** the transport started, else the
+/// first subscription may pass unseen), and of the consumers it gains when `membership`
+/// changes, until `cancel` is cancelled. Does nothing when the server hosts the agents'
+/// endpoint (`Capabilities::server_hosts_agents`).
 pub async fn run(
     store: DynStore,
     transport: DynSourceTransport,
+    mut subscribed: Subscribed,
     source_id: String,
     mut membership: Membership,
     cancel: CancellationToken,
@@ -131,7 +133,6 @@ pub async fn run(
     if transport.capabilities().server_hosts_agents {
         return;
     }
-    let mut subscribed = transport.subscribed();
     let mut view = membership.live();
     loop {
         let gained_from = tokio::select! {
