@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) guard: WipeGuard,
     /// The ids of the spec events taken lately, to drop redeliveries.
     pub(crate) seen: crate::seen::SeenEvents,
+    /// The works deleted and dropped lately, to drop late specs of them.
+    pub(crate) tombstones: crate::seen::Tombstones,
     /// `feedbackScrapeType: Watch`: the objects watched and their works (docs/protocol.md §8.5).
     pub(crate) watches: crate::watch::Watches,
 }
@@ -113,6 +115,7 @@ impl Agent {
     /// until [`Agent::run`].
     pub fn new(config: AgentConfig, transport: DynAgentTransport, cluster: Arc<dyn Cluster>) -> Self {
         let hub_hash = config.hub_hash();
+        let sequence = Generator::with_clock_offset(maestro_api::snowflake::AGENT_NODE, config.clock_skew_ms);
         Agent {
             shared: Arc::new(Shared {
                 config,
@@ -122,12 +125,13 @@ impl Agent {
                 queue: WorkQueue::default(),
                 publish: Notify::new(),
                 unpublished: Mutex::default(),
-                sequence: Generator::default(),
+                sequence,
                 hub_hash,
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 guard: WipeGuard::default(),
                 seen: Default::default(),
+                tombstones: Default::default(),
                 watches: Default::default(),
             }),
         }

@@ -91,6 +91,11 @@ pub struct AgentConfig {
     /// them, unless a source publishes it again meanwhile. Zero deletes at once. Default
     /// [`DEFAULT_EVICTION_GRACE_PERIOD`].
     pub eviction_grace_period: Duration,
+    /// Added to this agent's clock where the clock orders its statuses (the time part of the
+    /// status sequence ids, docs/protocol.md §6.2), ms; negative: behind. 0 (the default) in
+    /// production; the fault-injection harness sets it to run an agent whose clock is skewed
+    /// (docs/reliability.md). No flag sets it.
+    pub clock_skew_ms: i64,
 }
 
 impl AgentConfig {
@@ -112,6 +117,7 @@ impl AgentConfig {
             wipe_guard_percent: DEFAULT_WIPE_GUARD_PERCENT,
             orphan_recheck_interval: DEFAULT_ORPHAN_RECHECK_INTERVAL,
             eviction_grace_period: DEFAULT_EVICTION_GRACE_PERIOD,
+            clock_skew_ms: 0,
         }
     }
 

@@ -92,6 +92,14 @@ impl Intake {
         self.shared.guard.observe(&marks);
         let id = spec.resource_id.clone();
         let mut works = self.shared.works();
+        if spec.deletion.is_none()
+            && !works.contains_key(&id)
+            && crate::seen::incarnation(spec.metadata.as_ref())
+                .is_some_and(|i| self.shared.tombstones.buried(&id, i))
+        {
+            tracing::debug!(id = event.id(), resource_id = %id, "dropping a late spec of a deleted work");
+            return Ok(());
+        }
         let orphans_before = works.get(&id).is_some_and(|w| w.orphaned.is_some());
         if upsert(&mut works, spec) {
             if let Some(work) = works.get_mut(&id) {

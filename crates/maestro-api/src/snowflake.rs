@@ -20,19 +20,27 @@ const NODE_MASK: i64 = (1 << NODE_BITS) - 1;
 #[derive(Debug)]
 pub struct Generator {
     node: i64,
+    /// Added to the system clock, ms.
+    clock_offset_ms: i64,
     state: Mutex<(i64, i64)>,
 }
 
 impl Generator {
     /// A generator for `node` (0..=1023; agents use [`AGENT_NODE`]).
     pub fn new(node: i64) -> Self {
-        Generator { node: node & NODE_MASK, state: Mutex::new((0, 0)) }
+        Generator::with_clock_offset(node, 0)
+    }
+
+    /// A generator for `node` whose clock is the system clock plus `clock_offset_ms` (negative:
+    /// behind). For fault injection: an agent whose clock is skewed (docs/reliability.md).
+    pub fn with_clock_offset(node: i64, clock_offset_ms: i64) -> Self {
+        Generator { node: node & NODE_MASK, clock_offset_ms, state: Mutex::new((0, 0)) }
     }
 
     /// The next id: strictly greater than every id this generator returned before.
     pub fn next_id(&self) -> i64 {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut now = now_ms();
+        let mut now = now_ms().saturating_add(self.clock_offset_ms).max(EPOCH_MS);
         if now < st.0 {
             now = st.0; // clock went backwards: stay monotonic
         }
@@ -140,6 +148,19 @@ mod tests {
             assert_eq!(parse(&id).expect("parse").node, AGENT_NODE);
             last = id;
         }
+    }
+
+    #[test]
+    fn a_clock_offset_moves_the_ids_time() {
+        let minute = 60_000i64;
+        let before = now_ms();
+        let behind =
+            parse(&Generator::with_clock_offset(AGENT_NODE, -5 * minute).next_string()).expect("parse");
+        let ahead =
+            parse(&Generator::with_clock_offset(AGENT_NODE, 5 * minute).next_string()).expect("parse");
+        let after = now_ms();
+        assert!((before - 5 * minute..=after - 5 * minute).contains(&(behind.time + EPOCH_MS)));
+        assert!((before + 5 * minute..=after + 5 * minute).contains(&(ahead.time + EPOCH_MS)));
     }
 
     #[test]

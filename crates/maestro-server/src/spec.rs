@@ -275,12 +275,17 @@ fn stored_spec_fast(payload: &Value) -> Option<StoredSpec> {
 }
 
 /// Builds the spec event the server sends to the agent for a stored resource: the stored
-/// event restamped with `source_id`, the current version, the consumer, and the metadata name
-/// reset to the resource id (docs/protocol.md §12.5). A deleting resource becomes a
-/// `delete_request` (or `resync_response`) with `deletiontimestamp` and the stored bundle.
+/// event restamped with `source_id`, the current version, the consumer, the metadata name
+/// reset to the resource id and `creationTimestamp` set to the bundle's creation time, µs
+/// (docs/protocol.md §12.5). A deleting resource becomes a `delete_request` (or
+/// `resync_response`) with `deletiontimestamp` and the stored bundle.
 pub fn outgoing_spec(resource: &Resource, source_id: &str, action: Action) -> Event {
     let StoredSpec { mut metadata, bundle, id_time } = stored_spec(&resource.payload);
     metadata.insert("name".into(), Value::String(resource.id.clone()));
+    // Tells the bundles one resource id had apart: a source re-creates a deleted bundle under
+    // the same id (§9), and an agent drops a late spec of the deleted one (docs/protocol.md §6.1).
+    let created = resource.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    metadata.insert("creationTimestamp".into(), Value::String(created));
     let mut builder =
         SpecEventBuilder::new(source_id, &resource.id, resource.version, &resource.consumer_name)
             .action(action)
@@ -319,7 +324,7 @@ mod tests {
     use serde_json::json;
 
     fn resource(payload: Value) -> Resource {
-        let now = Utc::now();
+        let now = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456Z").expect("time").to_utc();
         Resource {
             id: "rid".into(),
             name: "work-1".into(),
@@ -363,6 +368,9 @@ mod tests {
         let meta = ext::metadata(&fast).expect("metadata").expect("present");
         assert_eq!(meta["name"], "rid");
         assert_eq!(meta["labels"], json!({"a": "b"}));
+        let created = meta["creationTimestamp"].as_str().expect("creationTimestamp");
+        let created = DateTime::parse_from_rfc3339(created).expect("RFC 3339").to_utc();
+        assert_eq!(created, resource(json!({})).created_at, "the bundle's creation time, to the µs");
         assert_eq!(json::data_bytes(&fast), json::data_bytes(&stored));
         assert_eq!(ext::resource_version(&fast).expect("version"), 2);
     }

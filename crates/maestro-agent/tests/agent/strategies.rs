@@ -174,6 +174,48 @@ async fn a_redelivered_spec_event_is_dropped() {
     h.stop().await;
 }
 
+/// A late spec of a deleted bundle that the agent never took (a first delivery, not a
+/// redelivery: the Pub/Sub emulator gave the update to a dead stream and delivered it again
+/// only after the deletion) must not re-create the work; the same bundle re-created by its
+/// source (same resource id, new `creationTimestamp`) must. Found by the fault-injection suite
+/// (`maestro-faults`, a cut of the agents' link on the Pub/Sub emulator: an object re-created
+/// after its deletion).
+#[tokio::test]
+async fn a_late_spec_of_a_deleted_bundle_is_dropped_and_a_recreated_one_applied() {
+    use maestro_api::codec::SpecEventBuilder;
+    use maestro_transport::SourceTransport;
+    let h = Harness::start("c1").await;
+    let spec = |version: i64, created: &str, value: &str| {
+        let mut meta = serde_json::Map::new();
+        meta.insert("name".into(), json!("w1"));
+        meta.insert("creationTimestamp".into(), json!(created));
+        SpecEventBuilder::new("maestro", "w1", version, "c1")
+            .metadata(meta)
+            .bundle_json(json!({"manifests": [cm("reborn", value)]}))
+            .build()
+    };
+    h.source.publish(&spec(1, "2026-01-01T00:00:00.000001Z", "1")).await.expect("publish");
+    h.wait_status("w1", |s| s.is_true("Applied")).await;
+    let late = spec(2, "2026-01-01T00:00:00.000001Z", "2");
+    h.publish_delete("w1", 2).await;
+    h.wait_status("w1", |s| s.is_true("Deleted")).await;
+    wait_until(|| h.handle.work("w1").is_none()).await;
+    let mark = h.rec.count();
+    h.source.publish(&late).await.expect("the late update");
+    // A later event proves the late one was handled (in order) before it.
+    h.publish_spec("w2", 1, json!({"manifests": [cm("after", "1")]})).await;
+    h.wait_status("w2", |s| s.is_true("Applied")).await;
+    assert!(h.handle.work("w1").is_none(), "the deleted work is not re-created");
+    assert!(h.cluster.object("v1", "ConfigMap", "default", "reborn").is_none());
+    assert!(!h.rec.since(mark).iter().any(|e| is_status_for(e, "w1")), "no status for it either");
+    h.source.publish(&spec(1, "2026-01-01T00:00:09.000002Z", "3")).await.expect("re-created");
+    wait_until(|| {
+        h.cluster.object("v1", "ConfigMap", "default", "reborn").is_some_and(|o| o["data"]["a"] == "3")
+    })
+    .await;
+    h.stop().await;
+}
+
 /// The server resends a stored spec event with its id, and a store written behind the
 /// server's back may keep that id at a new version: a new version under a seen id is applied,
 /// not dropped as a redelivery (found by the end-to-end main job: an outbox row written while
