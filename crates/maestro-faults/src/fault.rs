@@ -32,11 +32,14 @@ pub enum Fault {
     ThrottleAgents,
     /// SQLite's disk filled until writes fail with "no space left on device", freed when healed.
     DiskFull,
+    /// Every agent restarted with its clock [`Fault::CLOCK_SKEW_MS`] behind, restarted with its
+    /// clock right when healed.
+    ClockSkew,
 }
 
 impl Fault {
     /// Every fault, in table order.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 12] = [
         Fault::KillServer,
         Fault::KillAgents,
         Fault::KillBroker,
@@ -48,7 +51,13 @@ impl Fault {
         Fault::DelayServer,
         Fault::ThrottleAgents,
         Fault::DiskFull,
+        Fault::ClockSkew,
     ];
+
+    /// How far the clock-skew fault sets the agents' clocks back, ms (5 min): every status
+    /// sequence id they make is older than the ones they made before the fault
+    /// (docs/protocol.md §6.2).
+    pub const CLOCK_SKEW_MS: i64 = -5 * 60 * 1000;
 
     /// The quick suite's faults (one of each kind of harm; those that exist on a set-up).
     pub const QUICK: [Fault; 6] = [
@@ -74,6 +83,7 @@ impl Fault {
             Fault::DelayServer => "delay server ↔ broker, PostgreSQL",
             Fault::ThrottleAgents => "32 KiB/s agents ↔ broker",
             Fault::DiskFull => "disk full (SQLite)",
+            Fault::ClockSkew => "agents' clock 5 min behind",
         }
     }
 
@@ -103,6 +113,7 @@ impl Fault {
                     system.kill_agent(&c).await;
                 }
             }
+            Fault::ClockSkew => restart_agents(system, Fault::CLOCK_SKEW_MS).await?,
             Fault::KillBroker => system.kill_broker(),
             Fault::KillStore => tokio::task::block_in_place(|| system.kill_store())?,
             Fault::CutAgents => system.agent_link.set(LinkMode::Cut),
@@ -134,6 +145,7 @@ impl Fault {
             Fault::KillBroker => system.restart_broker().await,
             Fault::KillStore => tokio::task::block_in_place(|| system.restart_store())?,
             Fault::DiskFull => tokio::task::block_in_place(|| system.free_disk())?,
+            Fault::ClockSkew => restart_agents(system, 0).await?,
             _ => {
                 system.agent_link.set(LinkMode::Pass);
                 set(system.store_link.as_ref(), LinkMode::Pass);
@@ -142,6 +154,16 @@ impl Fault {
         }
         Ok(())
     }
+}
+
+/// Kills every agent and starts it again with its clock `skew_ms` off.
+async fn restart_agents(system: &mut System, skew_ms: i64) -> anyhow::Result<()> {
+    system.agent_clock_skew_ms = skew_ms;
+    for c in system.consumers() {
+        system.kill_agent(&c).await;
+        system.start_agent(&c).await?;
+    }
+    Ok(())
 }
 
 fn set(link: Option<&FaultProxy>, mode: LinkMode) {

@@ -1,9 +1,8 @@
 //! # maestro-faults: the fault-injection harness
 //!
 //! Runs the real `maestro server` process, its store (PostgreSQL, its own cluster; or SQLite on
-//! a small tmpfs) and the broker process
-//! (Mosquitto, the Pub/Sub emulator; the gRPC broker is the server), with work agents on
-//! simulated clusters, every link through a fault proxy ([`system`]); drives a source
+//! a small tmpfs) and the broker process (Mosquitto, the Pub/Sub emulator; the gRPC broker is
+//! the server), with work agents on simulated clusters, every link through a fault proxy ([`system`]); drives a source
 //! workload ([`workload`]); injects each [`fault::Fault`] while the workload runs, heals it,
 //! and checks the same invariants after each ([`check`]): lost = 0, stale = 0, duplicates
 //! counted, the convergence time measured from the heal. [`report`] prints the table of

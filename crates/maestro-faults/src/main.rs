@@ -12,8 +12,8 @@ use maestro_faults::{Outcome, Settings, report};
 
 /// Fault injection on every broker and store: kill -9 of the server, the agents, the broker and
 /// PostgreSQL; network cuts, delays and bandwidth limits on each link (through TCP proxies);
-/// SQLite's disk full; with a source workload running. After each fault: lost = 0, stale = 0,
-/// duplicates, and the convergence time (docs/reliability.md).
+/// SQLite's disk full; the agents' clock set back; with a source workload running. After each
+/// fault: lost = 0, stale = 0, duplicates, and the convergence time (docs/reliability.md).
 #[derive(Debug, Parser)]
 #[command(name = "maestro-faults", version)]
 struct Args {

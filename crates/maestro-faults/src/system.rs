@@ -36,6 +36,9 @@ use crate::proxy::FaultProxy;
 /// The source id of the workload.
 pub const SOURCE_ID: &str = "maestro-faults";
 const PUBSUB_PROJECT: &str = "maestro-faults";
+/// When this environment variable is set, the server's log (`server.log`, every run of the
+/// server appended) is kept after the run and its path printed, to analyse a failed fault.
+pub const KEEP_LOGS_ENV: &str = "MAESTRO_FAULTS_KEEP_LOGS";
 
 /// A broker set-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
@@ -91,9 +94,27 @@ enum BrokerProcess {
     Emulator(Emulator),
 }
 
+/// One consumer's agent: its cluster, which outlives it, and its own runtime, which stands for
+/// its process: killing it drops every task the agent and its transport spawned at once.
 struct AgentRun {
     cluster: Arc<RecordingCluster>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl AgentRun {
+    /// Ends every task of the agent now, without waiting (a runtime may not be dropped in an
+    /// async context, so this never blocks).
+    fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for AgentRun {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Everything of one set-up, started.
@@ -122,6 +143,8 @@ pub struct System {
     pub rest: RestClient,
     source: Option<SourceClient>,
     agents: BTreeMap<String, AgentRun>,
+    /// Added to the clock of the agents started from now on, ms (the clock-skew fault).
+    pub agent_clock_skew_ms: i64,
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -142,7 +165,14 @@ impl System {
         };
         let grpc_broker = free_addr()?;
         let agent_link = FaultProxy::start(broker_addr.unwrap_or(grpc_broker)).await?;
-        let dir = tempfile::Builder::new().prefix("maestro-faults").tempdir()?;
+        let mut dir = tempfile::Builder::new().prefix("maestro-faults").tempdir()?;
+        if std::env::var_os(KEEP_LOGS_ENV).is_some() {
+            dir.disable_cleanup(true);
+            eprintln!(
+                "{KEEP_LOGS_ENV}: the server's log stays at {}",
+                dir.path().join("server.log").display()
+            );
+        }
         let (http, grpc) = (free_addr()?, free_addr()?);
         let rest = RestClient::new(&format!("http://{http}"))?;
         let mut system = System {
@@ -164,6 +194,7 @@ impl System {
             source: None,
             rest,
             agents: BTreeMap::new(),
+            agent_clock_skew_ms: 0,
         };
         system.start_server().await?;
         let source = SourceClient::connect(&grpc.to_string(), SOURCE_ID, system.rest.clone()).await?;
@@ -338,36 +369,54 @@ impl System {
     /// REST or broker configuration failures.
     pub async fn add_consumer(&mut self, consumer: &str) -> anyhow::Result<()> {
         self.rest.create_consumer(consumer, &Default::default()).await?;
-        self.agents.insert(consumer.to_owned(), AgentRun { cluster: RecordingCluster::new(), task: None });
+        self.agents.insert(consumer.to_owned(), AgentRun { cluster: RecordingCluster::new(), runtime: None });
         self.start_agent(consumer).await
     }
 
-    /// Starts (again) the agent of `consumer` on its cluster.
+    /// Starts (again) the agent of `consumer` on its cluster, in a runtime of its own (one
+    /// worker thread), as a process of its own would run it.
     ///
     /// # Errors
-    /// Broker configuration failures.
+    /// Broker configuration failures; the runtime cannot be built.
     pub async fn start_agent(&mut self, consumer: &str) -> anyhow::Result<()> {
         let settings = self.agent_settings();
         let mut config = AgentConfig::new(consumer);
-        let transport = agent_transport(&settings, consumer, &config.agent_id).await?;
         config.hub_host = settings.hub_host()?;
         config.status_sync_interval = Duration::from_secs(2);
         config.max_retry_delay = Duration::from_secs(2);
+        config.clock_skew_ms = self.agent_clock_skew_ms;
         let run = self.agents.get_mut(consumer).context("unknown consumer")?;
-        let agent = Agent::new(config, transport, run.cluster.clone());
-        run.task = Some(tokio::spawn(async move {
-            if let Err(e) = agent.run(std::future::pending()).await {
+        run.kill();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("agent-{consumer}"))
+            .enable_all()
+            .build()
+            .context("the agent's runtime")?;
+        let cluster = run.cluster.clone();
+        let (ready, started) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+        runtime.spawn(async move {
+            let transport = match agent_transport(&settings, &config.consumer, &config.agent_id).await {
+                Ok(transport) => transport,
+                Err(e) => {
+                    let _ = ready.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            if let Err(e) = Agent::new(config, transport, cluster).run(std::future::pending()).await {
                 eprintln!("agent failed: {e}");
             }
-        }));
-        Ok(())
+        });
+        run.runtime = Some(runtime);
+        started.await.context("the agent's runtime ended before its transport was made")?
     }
 
-    /// Kills the agent of `consumer`: every task aborted at once, its cluster kept.
+    /// Kills the agent of `consumer`: every task of it (and of its transport) ended at once, its
+    /// connections closed with nothing flushed, its cluster kept.
     pub async fn kill_agent(&mut self, consumer: &str) {
-        if let Some(task) = self.agents.get_mut(consumer).and_then(|r| r.task.take()) {
-            task.abort();
-            let _ = task.await;
+        if let Some(run) = self.agents.get_mut(consumer) {
+            run.kill();
         }
     }
 
