@@ -155,7 +155,8 @@ impl ServerProcess {
         cmd.arg("server")
             .args(["--db", db_url, "--http-addr", &http.to_string(), "--grpc-addr", &grpc.to_string()])
             .args(["--client-id", &client_id()])
-            .args(["--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"]);
+            .args(["--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"])
+            .arg(format!("--resync-min-interval={}s", crate::RESYNC_MIN_INTERVAL.as_secs()));
         let agents = agent_settings(&mut cmd, broker)?;
         let hub_host = agents.hub_host()?;
         let command = (bin.to_owned(), cmd.as_std().get_args().map(ToOwned::to_owned).collect());
