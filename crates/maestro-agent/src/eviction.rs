@@ -112,7 +112,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             shared.queue.add(id);
         }
         for id in &waiting {
-            record(&shared, id, None).await;
+            record(&shared, id, None, None).await;
         }
         crate::metrics::evicting(&shared.config.consumer, waiting.len());
     }
@@ -139,11 +139,17 @@ fn sweep(shared: &Shared) -> (Vec<String>, Vec<String>) {
     (due, waiting)
 }
 
-/// Writes work `id`'s AppliedManifestWork record, with `applied` as its applied resources when
-/// given (an apply pass's new list, not stored yet), when it changed since last written. A
-/// failure is logged; the next apply pass or eviction check writes it again.
-pub(crate) async fn record(shared: &Shared, id: &str, applied: Option<&[AppliedResource]>) {
-    let Some(record) = pending_record(shared, id, applied) else { return };
+/// Writes work `id`'s AppliedManifestWork record, with `applied` as its applied resources and
+/// `generation` as its applied version when given (an apply pass's, not stored yet), when it
+/// changed since last written. A failure is logged; the next apply pass or eviction check
+/// writes it again.
+pub(crate) async fn record(
+    shared: &Shared,
+    id: &str,
+    applied: Option<&[AppliedResource]>,
+    generation: Option<i64>,
+) {
+    let Some(record) = pending_record(shared, id, applied, generation) else { return };
     match shared.cluster.record_applied_work(&record).await {
         Ok(()) => {
             if let Some(w) = shared.works().get_mut(id) {
@@ -162,6 +168,7 @@ fn pending_record(
     shared: &Shared,
     id: &str,
     applied: Option<&[AppliedResource]>,
+    generation: Option<i64>,
 ) -> Option<AppliedWorkRecord> {
     let identity = shared.guard.synced();
     let works = shared.works();
@@ -170,6 +177,7 @@ fn pending_record(
         owner: shared.applied_work_ref(&w.name),
         resource_id: w.uid.clone(),
         store_identity: identity.or_else(|| w.recorded.as_ref().and_then(|r| r.store_identity.clone())),
+        generation: generation.or_else(|| w.recorded.as_ref().and_then(|r| r.generation)),
         applied: applied.unwrap_or(&w.applied).to_vec(),
         eviction_start: w.eviction_start,
     };

@@ -101,7 +101,7 @@ impl Intake {
             return Ok(());
         }
         let orphans_before = works.get(&id).is_some_and(|w| w.orphaned.is_some());
-        if upsert(&mut works, spec) {
+        if upsert(&mut works, spec, &marks) {
             if let Some(work) = works.get_mut(&id) {
                 work.trace = maestro_transport::trace::TraceContext::of_event(event);
             }
@@ -181,9 +181,13 @@ async fn publish_resync_responses(shared: Arc<Shared>, events: Vec<(String, Even
     }
 }
 
-/// Applies one decoded spec event to the store (docs/protocol.md §6.1). Returns true when the work
-/// must be reconciled.
-pub(crate) fn upsert(works: &mut std::collections::HashMap<String, Work>, spec: SpecEvent) -> bool {
+/// Applies one decoded spec event, carrying `marks`, to the store (docs/protocol.md §6.1).
+/// Returns true when the work must be reconciled.
+pub(crate) fn upsert(
+    works: &mut std::collections::HashMap<String, Work>,
+    spec: SpecEvent,
+    marks: &Marks,
+) -> bool {
     let id = spec.resource_id.clone();
     let Some(work) = works.get_mut(&id) else {
         let mut work = Work::new(id.clone(), spec.resource_version);
@@ -198,8 +202,13 @@ pub(crate) fn upsert(works: &mut std::collections::HashMap<String, Work>, spec: 
         return false;
     }
     // An orphaned, restored or evicted work (docs/operations.md §3.5, docs/protocol.md §8.3)
-    // takes any version: the store it comes from now may count versions from 1 again.
+    // takes any version: the store it comes from now may count versions from 1 again; but not
+    // a late spec of the store it was applied from, older than what it applied.
     let orphaned = work.on_hold();
+    if orphaned && late_from_its_store(work, &spec, marks) {
+        tracing::debug!(resource_id = %id, got = spec.resource_version, "ignoring a late spec older than the work on hold");
+        return false;
+    }
     crate::wipe_guard::adopt(work);
     crate::eviction::cancel(work);
     if spec.deletion.is_some() {
@@ -227,6 +236,23 @@ pub(crate) fn upsert(works: &mut std::collections::HashMap<String, Work>, spec: 
     work.generation = spec.resource_version;
     replace_spec(work, spec);
     true
+}
+
+/// True for a spec older than the version a work on hold last applied, from the store it was
+/// applied from, that is not that store's resync answer: a redelivery (at-least-once brokers
+/// resend what a dead subscriber never acknowledged, after newer events; a restarted agent
+/// has no memory of the event ids it took). A resync answer states the store's current
+/// version (a store restored from a backup goes back), and another store counts anew.
+fn late_from_its_store(work: &Work, spec: &SpecEvent, marks: &Marks) -> bool {
+    let recorded = work.recorded.as_ref();
+    let applied = work.generation.max(recorded.and_then(|r| r.generation).unwrap_or(0));
+    let store = recorded.and_then(|r| r.store_identity.as_deref());
+    !marks.resync
+        && spec.deletion.is_none()
+        && spec.resource_version != 0
+        && spec.resource_version < applied
+        && marks.store_id.is_some()
+        && marks.store_id.as_deref() == store
 }
 
 fn replace_spec(work: &mut Work, spec: SpecEvent) {

@@ -174,7 +174,7 @@ async fn reconcile(shared: &Arc<Shared>, id: &str) -> Option<Duration> {
     let status = build_status(shared, &snap, &resolved, applied.as_deref()).await;
     if let Some(list) = &new_applied {
         // Before the status goes out: whoever sees the status finds the record written.
-        crate::eviction::record(shared, &snap.uid, Some(list)).await;
+        crate::eviction::record(shared, &snap.uid, Some(list), Some(snap.generation)).await;
     }
     commit(shared, &snap, status, new_applied, applied.is_some(), retry).then_some(at_least)
 }

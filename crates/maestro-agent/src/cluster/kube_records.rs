@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::kube::api_error;
 use super::{
-    AppliedWorkRecord, AppliedWorkRef, ObjectRef, RESOURCE_ID_ANNOTATION, ResourceMapping,
-    STORE_IDENTITY_ANNOTATION,
+    AppliedWorkRecord, AppliedWorkRef, ObjectRef, RESOURCE_ID_ANNOTATION, RESOURCE_VERSION_ANNOTATION,
+    ResourceMapping, STORE_IDENTITY_ANNOTATION,
 };
 use crate::error::ClusterError;
 use crate::work::AppliedResource;
@@ -59,6 +59,7 @@ fn parse(o: &DynamicObject) -> Option<AppliedWorkRecord> {
             .cloned()
             .unwrap_or_else(|| owner.work_name.clone()),
         store_identity: annotations.get(STORE_IDENTITY_ANNOTATION).cloned(),
+        generation: annotations.get(RESOURCE_VERSION_ANNOTATION).and_then(|v| v.trim().parse().ok()),
         owner,
         applied: applied.unwrap_or_default(),
         eviction_start,
@@ -95,6 +96,7 @@ pub(super) async fn record(api: &Api<DynamicObject>, record: &AppliedWorkRecord)
     let annotations = json!({"metadata": {"annotations": {
         RESOURCE_ID_ANNOTATION: record.resource_id,
         STORE_IDENTITY_ANNOTATION: record.store_identity,
+        RESOURCE_VERSION_ANNOTATION: record.generation.map(|g| g.to_string()),
     }}});
     let applied: Vec<Value> = record
         .applied

@@ -112,9 +112,9 @@ pub struct AppliedWorkRef {
 }
 
 /// What the agent keeps in an AppliedManifestWork besides its spec ([`AppliedWorkRef`]), so
-/// that a restarted agent knows the works it applied (docs/protocol.md §8.3): the resource id
-/// and store identity (annotations), the applied resources and the eviction start (OCM's
-/// `status.appliedResources` and `status.evictionStartTime`).
+/// that a restarted agent knows the works it applied (docs/protocol.md §8.3): the resource id,
+/// store identity and applied version (annotations), the applied resources and the eviction
+/// start (OCM's `status.appliedResources` and `status.evictionStartTime`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedWorkRecord {
     /// The AppliedManifestWork.
@@ -125,6 +125,10 @@ pub struct AppliedWorkRecord {
     /// The identity of the store that last published the work, when known (annotation
     /// [`STORE_IDENTITY_ANNOTATION`]).
     pub store_identity: Option<String>,
+    /// The spec version (`resourceversion`) last applied, when known (annotation
+    /// [`RESOURCE_VERSION_ANNOTATION`]): a restarted agent drops late specs older than it
+    /// from the same store (docs/protocol.md §8.3).
+    pub generation: Option<i64>,
     /// The resources applied, with their UIDs. Read back from a real cluster, an entry's
     /// `mapping.kind` is empty (OCM's record has none) and `namespaced` is whether it has a
     /// namespace.
@@ -138,6 +142,9 @@ pub const RESOURCE_ID_ANNOTATION: &str = "maestro.open-cluster-management.io/res
 /// AppliedManifestWork annotation holding the identity of the store that published the work
 /// (docs/protocol.md §5.5).
 pub const STORE_IDENTITY_ANNOTATION: &str = "maestro.open-cluster-management.io/store-identity";
+/// AppliedManifestWork annotation holding the spec version last applied, a decimal integer
+/// (docs/protocol.md §8.3).
+pub const RESOURCE_VERSION_ANNOTATION: &str = "maestro.open-cluster-management.io/resource-version";
 
 /// `apiVersion` of the AppliedManifestWork owner.
 pub const APPLIED_WORK_API_VERSION: &str = "work.open-cluster-management.io/v1";

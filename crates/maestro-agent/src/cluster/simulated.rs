@@ -323,6 +323,7 @@ impl Cluster for SimulatedCluster {
             owner: owner.clone(),
             resource_id: owner.work_name.clone(),
             store_identity: None,
+            generation: None,
             applied: Vec::new(),
             eviction_start: None,
         });
