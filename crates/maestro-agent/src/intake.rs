@@ -239,16 +239,15 @@ pub(crate) fn upsert(
 }
 
 /// True for a spec older than the version a work on hold last applied, from the store it was
-/// applied from, that is not that store's resync answer: a redelivery (at-least-once brokers
-/// resend what a dead subscriber never acknowledged, after newer events; a restarted agent
-/// has no memory of the event ids it took). A resync answer states the store's current
-/// version (a store restored from a backup goes back), and another store counts anew.
+/// applied from: a redelivery. At-least-once brokers resend what a dead subscriber never
+/// acknowledged, after newer events, resync answers included (the Pub/Sub emulator: ~60 s
+/// later), and a restarted agent has no memory of the event ids it took. Another store
+/// counts anew; a Go server sends no store identity, and its specs are taken as before.
 fn late_from_its_store(work: &Work, spec: &SpecEvent, marks: &Marks) -> bool {
     let recorded = work.recorded.as_ref();
     let applied = work.generation.max(recorded.and_then(|r| r.generation).unwrap_or(0));
     let store = recorded.and_then(|r| r.store_identity.as_deref());
-    !marks.resync
-        && spec.deletion.is_none()
+    spec.deletion.is_none()
         && spec.resource_version != 0
         && spec.resource_version < applied
         && marks.store_id.is_some()
