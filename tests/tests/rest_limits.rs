@@ -746,6 +746,15 @@ mod store_wrapper {
         async fn wipe_confirmed(&self, consumer: &str) -> Result<bool> {
             self.inner.wipe_confirmed(consumer).await
         }
+        async fn deleted_resources(&self, consumer: &str, limit: i64) -> Result<Vec<DeletedResource>> {
+            self.inner.deleted_resources(consumer, limit).await
+        }
+        async fn deleted_resource(&self, id: &str) -> Result<Option<DeletedResource>> {
+            self.inner.deleted_resource(id).await
+        }
+        async fn prune_deleted_resources(&self, keep: std::time::Duration) -> Result<u64> {
+            self.inner.prune_deleted_resources(keep).await
+        }
     }
 }
 

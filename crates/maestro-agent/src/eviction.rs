@@ -178,6 +178,7 @@ fn pending_record(
         resource_id: w.uid.clone(),
         store_identity: identity.or_else(|| w.recorded.as_ref().and_then(|r| r.store_identity.clone())),
         generation: generation.or_else(|| w.recorded.as_ref().and_then(|r| r.generation)),
+        incarnation: w.incarnation().map(str::to_owned),
         applied: applied.unwrap_or(&w.applied).to_vec(),
         eviction_start: w.eviction_start,
     };

@@ -201,6 +201,10 @@ pub(crate) fn upsert(
         tracing::debug!(resource_id = %id, "ignoring spec event for a deleted work");
         return false;
     }
+    if from_its_store(work, marks) && of_an_older_incarnation(work, &spec) {
+        tracing::debug!(resource_id = %id, "ignoring a late spec of the bundle this one re-created");
+        return false;
+    }
     // An orphaned, restored or evicted work (docs/operations.md §3.5, docs/protocol.md §8.3)
     // takes any version: the store it comes from now may count versions from 1 again; but not
     // a late spec of the store it was applied from, older than what it applied.
@@ -238,20 +242,47 @@ pub(crate) fn upsert(
     true
 }
 
-/// True for a spec older than the version a work on hold last applied, from the store it was
-/// applied from: a redelivery. At-least-once brokers resend what a dead subscriber never
+/// True when the spec comes from the store the work was last applied from (the store identity
+/// its record keeps; docs/protocol.md §5.5): only then do versions and creation times compare.
+fn from_its_store(work: &Work, marks: &Marks) -> bool {
+    let store = work.recorded.as_ref().and_then(|r| r.store_identity.as_deref());
+    marks.store_id.is_some() && marks.store_id.as_deref() == store
+}
+
+/// True for a spec of an earlier incarnation of the work's bundle (an older
+/// `metadata.creationTimestamp`: the bundle deleted before its source re-created it under the
+/// same id), deletions included: a late redelivery must neither roll the new bundle back nor
+/// delete it (docs/protocol.md §6.1). Unknown on either side (a Go server): false.
+fn of_an_older_incarnation(work: &Work, spec: &SpecEvent) -> bool {
+    match (crate::seen::incarnation(spec.metadata.as_ref()), work.incarnation()) {
+        (Some(theirs), Some(ours)) => older_time(theirs, ours),
+        _ => false,
+    }
+}
+
+/// Whether RFC 3339 time `a` is before `b` (false when either does not parse).
+fn older_time(a: &str, b: &str) -> bool {
+    match (chrono::DateTime::parse_from_rfc3339(a), chrono::DateTime::parse_from_rfc3339(b)) {
+        (Ok(a), Ok(b)) => a < b,
+        _ => false,
+    }
+}
+
+/// True for a spec older than the version a work on hold last applied, of the bundle
+/// incarnation it applied, from the store it was applied from: a redelivery. At-least-once brokers resend what a dead subscriber never
 /// acknowledged, after newer events, resync answers included (the Pub/Sub emulator: ~60 s
 /// later), and a restarted agent has no memory of the event ids it took. Another store
-/// counts anew; a Go server sends no store identity, and its specs are taken as before.
+/// counts anew, a bundle re-created under the same id (another incarnation) too, and a Go
+/// server sends neither store identity nor incarnation: its specs are taken as before.
 fn late_from_its_store(work: &Work, spec: &SpecEvent, marks: &Marks) -> bool {
     let recorded = work.recorded.as_ref();
     let applied = work.generation.max(recorded.and_then(|r| r.generation).unwrap_or(0));
-    let store = recorded.and_then(|r| r.store_identity.as_deref());
     spec.deletion.is_none()
         && spec.resource_version != 0
         && spec.resource_version < applied
-        && marks.store_id.is_some()
-        && marks.store_id.as_deref() == store
+        && from_its_store(work, marks)
+        && work.incarnation().is_some()
+        && crate::seen::incarnation(spec.metadata.as_ref()) == work.incarnation()
 }
 
 fn replace_spec(work: &mut Work, spec: SpecEvent) {

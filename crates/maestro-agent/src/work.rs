@@ -97,6 +97,13 @@ impl Work {
         self.orphaned.is_some() || self.eviction_start.is_some() || self.restored
     }
 
+    /// The bundle incarnation this work holds (`metadata.creationTimestamp` of its spec, or
+    /// of its record when restored), when known.
+    pub(crate) fn incarnation(&self) -> Option<&str> {
+        crate::seen::incarnation(Some(&self.metadata))
+            .or_else(|| self.recorded.as_ref().and_then(|r| r.incarnation.as_deref()))
+    }
+
     /// True when the current status has not been published (acknowledged by the transport).
     pub(crate) fn unpublished(&self) -> bool {
         self.status_hash.is_some() && self.status_hash != self.published_hash

@@ -131,7 +131,11 @@ impl Ingest {
             data,
             deleted: st.status.is_true("Deleted"),
         };
+        let deleted = write.deleted;
         let outcome = self.store_status(write).await?;
+        if outcome == StatusOutcome::UnknownResource && !deleted {
+            self.delete_recreated(&st.resource_id, &st.cluster_name).await;
+        }
         if outcome == StatusOutcome::UnknownResource && st.status.is_true("Orphaned") {
             let reason = st.status.condition("Orphaned").map(|c| c.reason.clone()).unwrap_or_default();
             tracing::warn!(consumer = %st.cluster_name, resource = %st.resource_id, %reason,
@@ -141,6 +145,31 @@ impl Ingest {
         metrics::status_stored(&st.cluster_name);
         tracing::debug!(resource = ?st.resource_id, consumer = ?st.cluster_name, version = st.resource_version, ?outcome, "status");
         Ok(outcome)
+    }
+
+    /// A status of a work the store does not hold, from the agent of `consumer`: when the
+    /// bundle was deleted lately (docs/protocol.md §5.6), the agent re-created it from a late
+    /// spec; its deletion is sent again, as a `spec.delete_request`, which the agent applies
+    /// at once (no fleet-wipe guard, no eviction grace period: the store knows the source
+    /// deleted it). Failures are logged: the agent's next status tries again.
+    async fn delete_recreated(&self, id: &str, consumer: &str) {
+        let deleted = match self.store.deleted_resource(id).await {
+            Ok(Some(d)) if d.consumer_name == consumer => d,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(resource = %id, %consumer, error = %e, "looking up a deleted bundle failed");
+                return;
+            }
+        };
+        let mut ev = crate::spec::deleted_resource_delete(&self.source_id, &deleted);
+        if let Ok(store_id) = self.store.store_identity().await {
+            ext::set_str(&mut ev, ext::STORE_ID, store_id);
+        }
+        tracing::info!(resource = %id, %consumer, version = deleted.version,
+            "an agent holds a bundle deleted lately (re-created from a late spec): deleting it again");
+        if let Err(e) = self.transport.publish(&ev).await {
+            tracing::warn!(resource = %id, %consumer, error = %e, "sending the deletion again failed");
+        }
     }
 
     /// Stores a status, retrying a retryable failure [`IngestLimits::status_attempts`] times.

@@ -27,6 +27,9 @@ pub struct RetentionConfig {
     /// How often the status event rows already fanned out to sources are deleted (default
     /// 30 s; [`crate::hub::Fanout::run`]).
     pub status_events_prune_every: Duration,
+    /// How long a deleted bundle is remembered (default 1 h, docs/protocol.md §5.6): longer
+    /// than a broker redelivers a message a dead subscriber took.
+    pub deleted_resources_keep: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -38,6 +41,7 @@ impl Default for RetentionConfig {
             dead_letters_max_age: Duration::from_secs(7 * 24 * 3600),
             dead_letters_keep: 10_000,
             status_events_prune_every: Duration::from_secs(30),
+            deleted_resources_keep: Duration::from_secs(3600),
         }
     }
 }
@@ -74,16 +78,18 @@ fn ago(age: Duration) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now().checked_sub_signed(age).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
 
-/// Deletes the done rows older than the window, batch by batch, and the dead letters beyond
-/// their limits; returns how many rows of both.
+/// Deletes the done rows older than the window, batch by batch, the dead letters beyond
+/// their limits and the deleted bundles remembered longer than their window; returns how many
+/// rows of all three.
 ///
 /// # Errors
 /// The store's error; rows deleted before it stay deleted.
 pub async fn prune_once(store: &DynStore, config: &RetentionConfig) -> maestro_store::Result<u64> {
     let letters =
         store.prune_dead_letters(ago(config.dead_letters_max_age), config.dead_letters_keep).await?;
+    let forgotten = store.prune_deleted_resources(config.deleted_resources_keep).await?;
     let cutoff = ago(config.keep_done_for);
-    let mut total = letters;
+    let mut total = letters + forgotten;
     loop {
         let n = store.prune_spec_events(cutoff, config.batch).await?;
         total += n;

@@ -8,7 +8,7 @@ use maestro_api::codec::{SpecEventBuilder, data_as};
 use maestro_api::payload::ManifestBundle;
 use maestro_api::types::{Action, EventType, SubResource};
 use maestro_api::{AttributesReader, Event, ext, json};
-use maestro_store::{DynStore, NewResource, Resource};
+use maestro_store::{DeletedResource, DynStore, NewResource, Resource};
 use serde_json::{Map, Value};
 
 use crate::error::ServiceError;
@@ -284,8 +284,7 @@ pub fn outgoing_spec(resource: &Resource, source_id: &str, action: Action) -> Ev
     metadata.insert("name".into(), Value::String(resource.id.clone()));
     // Tells the bundles one resource id had apart: a source re-creates a deleted bundle under
     // the same id (§9), and an agent drops a late spec of the deleted one (docs/protocol.md §6.1).
-    let created = resource.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    metadata.insert("creationTimestamp".into(), Value::String(created));
+    metadata.insert("creationTimestamp".into(), Value::String(incarnation(resource.created_at)));
     let mut builder =
         SpecEventBuilder::new(source_id, &resource.id, resource.version, &resource.consumer_name)
             .action(action)
@@ -306,6 +305,29 @@ pub fn outgoing_spec(resource: &Resource, source_id: &str, action: Action) -> Ev
         maestro_api::AttributesWriter::set_time(&mut ev, time);
     }
     ev
+}
+
+/// A bundle's `metadata.creationTimestamp` on the specs this server sends: its creation time,
+/// RFC 3339 UTC with µs (docs/protocol.md §12.5).
+fn incarnation(created_at: DateTime<Utc>) -> String {
+    created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The `spec.delete_request` of a bundle deleted lately (docs/protocol.md §5.6): its id, last
+/// version and consumer, `metadata` naming it with its `creationTimestamp`,
+/// `deletiontimestamp` = when its row went, no data. An agent holding the work (re-created
+/// from a late spec) deletes it; one that does not remembers the deletion and drops late
+/// specs of that incarnation.
+pub fn deleted_resource_delete(source_id: &str, deleted: &DeletedResource) -> Event {
+    let mut metadata = Map::new();
+    metadata.insert("name".into(), Value::String(deleted.id.clone()));
+    metadata.insert("creationTimestamp".into(), Value::String(incarnation(deleted.created_at)));
+    let when = DateTime::<Utc>::from_timestamp_millis(deleted.deleted_at_ms).unwrap_or_else(Utc::now);
+    SpecEventBuilder::new(source_id, &deleted.id, deleted.version, &deleted.consumer_name)
+        .action(Action::Delete)
+        .metadata(metadata)
+        .deletion(when)
+        .build()
 }
 
 /// A `spec.resync_response` deleting an id the server does not know (docs/protocol.md §5.2 step

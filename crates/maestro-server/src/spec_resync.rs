@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::spec::{outgoing_spec, unknown_resource_delete};
+use crate::spec::{deleted_resource_delete, outgoing_spec, unknown_resource_delete};
 
 /// Limits on what agents may ask of the server through the broker (docs/security.md,
 /// "Limits").
@@ -52,6 +52,9 @@ impl Default for IngestLimits {
     }
 }
 
+/// Most deletions of bundles deleted lately one spec resync answer carries (docs/protocol.md
+/// §5.6), the newest first.
+pub const DELETED_IN_ANSWER: i64 = 1000;
 /// Most spec resync answers sent at once (a fleet reconnecting after an outage sends one
 /// request per agent; each answer reads the consumer's bundles from the store).
 pub const MAX_CONCURRENT_RESYNC_ANSWERS: usize = 16;
@@ -163,6 +166,28 @@ impl SpecResyncAnswer {
         }
     }
 
+    /// The deletions of the consumer's bundles deleted lately (the latest
+    /// [`DELETED_IN_ANSWER`] whose id is not in use again, docs/protocol.md §5.6), as
+    /// `spec.delete_request`s; the ids among them are taken out of `agent` (the works the
+    /// agent listed and the store does not hold), so they are not unknown deletions.
+    async fn deleted_lately(
+        &self,
+        resources: &[maestro_store::Resource],
+        agent: &mut HashMap<String, i64>,
+    ) -> Result<Vec<maestro_api::Event>, maestro_store::StoreError> {
+        let deleted = self.store.deleted_resources(&self.consumer, DELETED_IN_ANSWER).await?;
+        let live: std::collections::HashSet<&str> = resources.iter().map(|r| r.id.as_str()).collect();
+        let out: Vec<_> = deleted
+            .iter()
+            .filter(|d| !live.contains(d.id.as_str()))
+            .inspect(|d| {
+                agent.remove(&d.id);
+            })
+            .map(|d| deleted_resource_delete(&self.source_id, d))
+            .collect();
+        Ok(out)
+    }
+
     /// One attempt; errors come with whether a retry may succeed.
     async fn send(&self) -> Result<(), (String, bool)> {
         if let Some(holders) = &self.holders {
@@ -184,6 +209,7 @@ impl SpecResyncAnswer {
                 out.push(ev);
             }
         }
+        out.extend(self.deleted_lately(&resources, &mut agent).await.map_err(store_err)?);
         let unknown = agent.len();
         if unknown > 0 {
             let confirmed = self.store.wipe_confirmed(&self.consumer).await.map_err(store_err)?;

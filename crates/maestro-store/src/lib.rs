@@ -25,6 +25,7 @@ macro_rules! bind {
 }
 
 mod dead_letters;
+mod deleted;
 mod feed;
 mod group;
 mod instances;
@@ -306,6 +307,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Whether a confirmation of [`Store::confirm_wipe`] for `consumer` holds now.
     async fn wipe_confirmed(&self, consumer: &str) -> Result<bool>;
+
+    // ---- deleted bundles (docs/protocol.md §5.6) ----
+
+    /// The latest `limit` deletions of `consumer`'s bundles still remembered, newest first.
+    /// A bundle is remembered from the moment its agent's `Deleted` status removed its row
+    /// ([`Store::apply_status`], same transaction) until [`Store::prune_deleted_resources`].
+    async fn deleted_resources(&self, consumer: &str, limit: i64) -> Result<Vec<DeletedResource>>;
+
+    /// The remembered deletion of bundle `id`, if any (the id may be in use again: a source
+    /// re-creates a bundle under the same id).
+    async fn deleted_resource(&self, id: &str) -> Result<Option<DeletedResource>>;
+
+    /// Forgets the deletions older than `keep` (database clock); returns how many.
+    async fn prune_deleted_resources(&self, keep: Duration) -> Result<u64>;
 
     // ---- server instances (docs/architecture.md §9) ----
     // The defaults describe a store only one process uses (test wrappers); `SqlStore`

@@ -243,6 +243,22 @@ pub enum SpecAction {
 
 text_enum!(SpecAction { Create => "Create", Update => "Update", Delete => "Delete" });
 
+/// A bundle deleted lately (docs/protocol.md §5.6): remembered from the moment its agent
+/// confirmed the deletion until the retention forgets it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeletedResource {
+    /// Resource id.
+    pub id: String,
+    /// Its consumer.
+    pub consumer_name: String,
+    /// Its last version.
+    pub version: i64,
+    /// When it was created (its incarnation, `metadata.creationTimestamp` on its specs).
+    pub created_at: DateTime<Utc>,
+    /// When its row was removed, ms since the Unix epoch (database clock).
+    pub deleted_at_ms: i64,
+}
+
 /// A spec outbox row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SpecEventRow {

@@ -33,15 +33,16 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder, Transaction, Type};
 
 use crate::dead_letters::DeadLetters;
+use crate::deleted::Deleted;
 use crate::feed::{Feed, Signals, feed_creations, feed_rows};
 use crate::group::{GroupCommit, group_fn};
 use crate::instances::{CLAIM_LEASE, Instances};
 use crate::rules::{self, PageQuery, UpdatePlan};
 use crate::wipe_guard::WipeGuard;
 use crate::{
-    Backlog, Consumer, ConsumerQuery, DeadLetter, DeadLetterQuery, NewConsumer, NewDeadLetter, NewResource,
-    Page, PendingSpec, RawResource, Resource, ResourceQuery, Result, ServerInstance, SpecAction,
-    SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
+    Backlog, Consumer, ConsumerQuery, DeadLetter, DeadLetterQuery, DeletedResource, NewConsumer,
+    NewDeadLetter, NewResource, Page, PendingSpec, RawResource, Resource, ResourceQuery, Result,
+    ServerInstance, SpecAction, SpecEventRow, StatusEventRow, StatusOutcome, StatusWrite, Store, StoreError,
 };
 
 /// A SQL dialect the store runs on. Sealed: implemented for [`sqlx::Postgres`] and
@@ -204,6 +205,7 @@ where
     for<'r> RawResource: FromRow<'r, D::Row>,
     for<'r> SpecEventRow: FromRow<'r, D::Row>,
     for<'r> StatusEventRow: FromRow<'r, D::Row>,
+    for<'r> DeletedResource: FromRow<'r, D::Row>,
     for<'r> DeadLetter: FromRow<'r, D::Row>,
     for<'r> (i64,): FromRow<'r, D::Row>,
     for<'r> (String,): FromRow<'r, D::Row>,
@@ -511,6 +513,8 @@ where
         if !plan.deleted.is_empty() {
             let pending = format!("DELETE FROM spec_events WHERE resource_id {list} AND done_at IS NULL");
             sqlx::query(AssertSqlSafe(pending)).bind(List(&plan.deleted)).execute(&mut *tx).await?;
+            let remember = crate::deleted::remember_sql::<D>();
+            sqlx::query(AssertSqlSafe(remember)).bind(List(&plan.deleted)).execute(&mut *tx).await?;
             let rows = format!("DELETE FROM resources WHERE id {list}");
             sqlx::query(AssertSqlSafe(rows)).bind(List(&plan.deleted)).execute(&mut *tx).await?;
         }
@@ -538,6 +542,7 @@ where
     for<'r> RawResource: FromRow<'r, D::Row>,
     for<'r> SpecEventRow: FromRow<'r, D::Row>,
     for<'r> StatusEventRow: FromRow<'r, D::Row>,
+    for<'r> DeletedResource: FromRow<'r, D::Row>,
     for<'r> DeadLetter: FromRow<'r, D::Row>,
     for<'r> (i64,): FromRow<'r, D::Row>,
     for<'r> (String,): FromRow<'r, D::Row>,
@@ -758,6 +763,18 @@ where
 
     async fn wipe_confirmed(&self, consumer: &str) -> Result<bool> {
         WipeGuard { pool: &self.pool }.confirmed(consumer).await
+    }
+
+    async fn deleted_resources(&self, consumer: &str, limit: i64) -> Result<Vec<DeletedResource>> {
+        Deleted { pool: &self.pool }.of_consumer(consumer, limit).await
+    }
+
+    async fn deleted_resource(&self, id: &str) -> Result<Option<DeletedResource>> {
+        Deleted { pool: &self.pool }.one(id).await
+    }
+
+    async fn prune_deleted_resources(&self, keep: Duration) -> Result<u64> {
+        Deleted { pool: &self.pool }.prune(keep).await
     }
 
     // Server instances: `crate::instances`.

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::kube::api_error;
 use super::{
-    AppliedWorkRecord, AppliedWorkRef, ObjectRef, RESOURCE_ID_ANNOTATION, RESOURCE_VERSION_ANNOTATION,
-    ResourceMapping, STORE_IDENTITY_ANNOTATION,
+    AppliedWorkRecord, AppliedWorkRef, CREATION_TIMESTAMP_ANNOTATION, ObjectRef, RESOURCE_ID_ANNOTATION,
+    RESOURCE_VERSION_ANNOTATION, ResourceMapping, STORE_IDENTITY_ANNOTATION,
 };
 use crate::error::ClusterError;
 use crate::work::AppliedResource;
@@ -60,6 +60,7 @@ fn parse(o: &DynamicObject) -> Option<AppliedWorkRecord> {
             .unwrap_or_else(|| owner.work_name.clone()),
         store_identity: annotations.get(STORE_IDENTITY_ANNOTATION).cloned(),
         generation: annotations.get(RESOURCE_VERSION_ANNOTATION).and_then(|v| v.trim().parse().ok()),
+        incarnation: annotations.get(CREATION_TIMESTAMP_ANNOTATION).cloned(),
         owner,
         applied: applied.unwrap_or_default(),
         eviction_start,
@@ -97,6 +98,7 @@ pub(super) async fn record(api: &Api<DynamicObject>, record: &AppliedWorkRecord)
         RESOURCE_ID_ANNOTATION: record.resource_id,
         STORE_IDENTITY_ANNOTATION: record.store_identity,
         RESOURCE_VERSION_ANNOTATION: record.generation.map(|g| g.to_string()),
+        CREATION_TIMESTAMP_ANNOTATION: record.incarnation,
     }}});
     let applied: Vec<Value> = record
         .applied

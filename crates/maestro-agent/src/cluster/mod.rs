@@ -113,7 +113,7 @@ pub struct AppliedWorkRef {
 
 /// What the agent keeps in an AppliedManifestWork besides its spec ([`AppliedWorkRef`]), so
 /// that a restarted agent knows the works it applied (docs/protocol.md §8.3): the resource id,
-/// store identity and applied version (annotations), the applied resources and the eviction
+/// store identity, applied version and incarnation (annotations), the applied resources and the eviction
 /// start (OCM's `status.appliedResources` and `status.evictionStartTime`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedWorkRecord {
@@ -129,6 +129,9 @@ pub struct AppliedWorkRecord {
     /// [`RESOURCE_VERSION_ANNOTATION`]): a restarted agent drops late specs older than it
     /// from the same store (docs/protocol.md §8.3).
     pub generation: Option<i64>,
+    /// The bundle's incarnation applied, its `metadata.creationTimestamp`, when known
+    /// (annotation [`CREATION_TIMESTAMP_ANNOTATION`]; docs/protocol.md §8.3).
+    pub incarnation: Option<String>,
     /// The resources applied, with their UIDs. Read back from a real cluster, an entry's
     /// `mapping.kind` is empty (OCM's record has none) and `namespaced` is whether it has a
     /// namespace.
@@ -145,6 +148,9 @@ pub const STORE_IDENTITY_ANNOTATION: &str = "maestro.open-cluster-management.io/
 /// AppliedManifestWork annotation holding the spec version last applied, a decimal integer
 /// (docs/protocol.md §8.3).
 pub const RESOURCE_VERSION_ANNOTATION: &str = "maestro.open-cluster-management.io/resource-version";
+/// AppliedManifestWork annotation holding the `metadata.creationTimestamp` of the bundle
+/// applied (docs/protocol.md §8.3).
+pub const CREATION_TIMESTAMP_ANNOTATION: &str = "maestro.open-cluster-management.io/creation-timestamp";
 
 /// `apiVersion` of the AppliedManifestWork owner.
 pub const APPLIED_WORK_API_VERSION: &str = "work.open-cluster-management.io/v1";

@@ -324,6 +324,7 @@ impl Cluster for SimulatedCluster {
             resource_id: owner.work_name.clone(),
             store_identity: None,
             generation: None,
+            incarnation: None,
             applied: Vec::new(),
             eviction_start: None,
         });

@@ -143,13 +143,28 @@ async fn a_restored_work_deleted_by_its_source_reports_to_that_source() {
     h.stop().await;
 }
 
+const FIRST: &str = "2026-01-01T00:00:00.000001Z";
+
 /// Version `version` of work `id` from store `store`, its ConfigMap holding `a: <version>`;
-/// a resync answer when `resync`.
+/// a resync answer when `resync`; of the bundle incarnation created at [`FIRST`].
 fn versioned(h: &Harness, id: &str, version: i64, store: &str, resync: bool) -> maestro_api::Event {
+    reborn(h, id, version, store, resync, FIRST)
+}
+
+/// [`versioned`] of the bundle incarnation created at `created`.
+fn reborn(
+    h: &Harness,
+    id: &str,
+    version: i64,
+    store: &str,
+    resync: bool,
+    created: &str,
+) -> maestro_api::Event {
     use maestro_api::codec::SpecEventBuilder;
     use maestro_api::types::Action;
     let mut meta = serde_json::Map::new();
     meta.insert("name".into(), serde_json::json!(id));
+    meta.insert("creationTimestamp".into(), serde_json::json!(created));
     let data = serde_json::json!({"a": version.to_string()});
     let manifest = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": id, "namespace": "default"}, "data": data});
@@ -170,7 +185,8 @@ fn data_a(sim: &SimulatedCluster, name: &str) -> Option<String> {
 /// A restarted agent drops a late spec of its store older than the version it applied, a
 /// resync answer too (an at-least-once broker resends, after newer events, what a dead
 /// subscriber never acknowledged; the restarted agent has no memory of the event ids it
-/// took), while a spec of another store is applied at any version. Found by the
+/// took), while a bundle re-created under the same id (another `creationTimestamp`) and a
+/// spec of another store are applied at any version. Found by the
 /// fault-injection suite (kill -9 of the agents and their clock skew on the Pub/Sub
 /// emulator: objects written at gen 1, 3, 2, 3, and 1, 2, 1, 2 from a late resync answer).
 #[tokio::test]
@@ -201,7 +217,17 @@ async fn a_restarted_agent_drops_a_late_older_spec_of_its_store() {
     h.stop().await;
 
     let (h, _) = Harness::start_restoring(config(Duration::from_secs(3600)), sim.clone(), sim.clone()).await;
-    h.source.publish(&versioned(&h, "w0", 1, "store-b", false)).await.expect("another store");
+    let again = reborn(&h, "w0", 1, "store-a", false, "2026-01-02T00:00:00.000001Z");
+    h.source.publish(&again).await.expect("re-created by its source");
     wait_until(|| data_a(&sim, "w0").as_deref() == Some("1")).await;
+    h.source.publish(&versioned(&h, "w0", 2, "store-a", false)).await.expect("the old incarnation");
+    h.source.publish(&spec(&h, "w3", "store-a")).await.expect("publish");
+    h.wait_status("w3", |s| s.is_true("Applied")).await;
+    assert_eq!(data_a(&sim, "w0").as_deref(), Some("1"), "the old incarnation's late update is dropped");
+    h.stop().await;
+
+    let (h, _) = Harness::start_restoring(config(Duration::from_secs(3600)), sim.clone(), sim.clone()).await;
+    h.source.publish(&versioned(&h, "w0", 1, "store-b", false)).await.expect("another store");
+    wait_until(|| h.handle.work("w0").is_some_and(|w| !w.restored && w.generation == 1)).await;
     h.stop().await;
 }
