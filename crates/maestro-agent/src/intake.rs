@@ -226,6 +226,12 @@ pub(crate) fn upsert(
             // A restored work learns its source here: its statuses carry it (docs/protocol.md §3.2).
             work.original_source = spec.source;
         }
+        if work.incarnation().is_none()
+            && let Some(incarnation) = crate::seen::incarnation(spec.metadata.as_ref())
+        {
+            // ... and its incarnation, remembered once it is deleted (docs/protocol.md §6.1).
+            work.metadata.insert("creationTimestamp".into(), incarnation.into());
+        }
         work.deleting = true;
         return true;
     }

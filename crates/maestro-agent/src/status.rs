@@ -140,7 +140,7 @@ async fn publish_works(shared: &Shared, ids: &[String]) -> bool {
         w.last_published = Some(status);
         tracing::debug!(resource_id = %id, generation = w.generation, hash = %hash, "status published");
         if w.finalized && w.status_hash.as_deref() == Some(hash.as_str()) {
-            if let Some(incarnation) = crate::seen::incarnation(Some(&w.metadata)) {
+            if let Some(incarnation) = w.incarnation() {
                 shared.tombstones.bury(&id, incarnation);
             }
             works.remove(&id);

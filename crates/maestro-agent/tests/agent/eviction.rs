@@ -231,3 +231,38 @@ async fn a_restarted_agent_drops_a_late_older_spec_of_its_store() {
     wait_until(|| h.handle.work("w0").is_some_and(|w| !w.restored && w.generation == 1)).await;
     h.stop().await;
 }
+
+/// A restored work its source deletes is remembered as deleted: a late spec of it (the broker
+/// redelivers what the dead agent took) does not re-create it. Found by the fault-injection
+/// suite (kill -9 of the agents on the Pub/Sub emulator: objects written at gen 1, deleted,
+/// then written at gen 2).
+#[tokio::test]
+async fn a_restored_work_deleted_by_its_source_stays_deleted() {
+    use maestro_api::codec::SpecEventBuilder;
+    use maestro_api::types::Action;
+    let sim = Arc::new(SimulatedCluster::new());
+    let (h, _) = Harness::start_restoring(config(Duration::from_secs(3600)), sim.clone(), sim.clone()).await;
+    h.source.publish(&versioned(&h, "w0", 1, "store-a", false)).await.expect("publish");
+    wait_until(|| sim.applied_works().iter().any(|r| r.resource_id == "w0" && r.generation == Some(1))).await;
+    h.stop().await;
+
+    let (h, _) = Harness::start_restoring(config(Duration::from_secs(3600)), sim.clone(), sim.clone()).await;
+    let mut meta = serde_json::Map::new();
+    meta.insert("name".into(), serde_json::json!("w0"));
+    meta.insert("creationTimestamp".into(), serde_json::json!(FIRST));
+    let mut delete = SpecEventBuilder::new("maestro", "w0", 2, "c1")
+        .action(Action::Delete)
+        .metadata(meta)
+        .deletion(chrono::Utc::now())
+        .build();
+    maestro_api::ext::set_str(&mut delete, maestro_api::ext::STORE_ID, "store-a");
+    h.source.publish(&delete).await.expect("the source deletes it");
+    h.wait_status("w0", |s| s.is_true("Deleted")).await;
+    wait_until(|| h.handle.work("w0").is_none()).await;
+    h.source.publish(&versioned(&h, "w0", 2, "store-a", false)).await.expect("the late update");
+    h.source.publish(&spec(&h, "w1", "store-a")).await.expect("publish");
+    h.wait_status("w1", |s| s.is_true("Applied")).await;
+    assert!(h.handle.work("w0").is_none(), "not re-created");
+    assert!(data_a(&sim, "w0").is_none(), "its object stays deleted");
+    h.stop().await;
+}
