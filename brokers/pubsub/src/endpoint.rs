@@ -536,6 +536,10 @@ fn open_stream(inner: &Inner, sub: usize) -> PullStream {
         reconnect_initial_backoff: inner.config.reconnect_initial_backoff,
         reconnect_max_backoff: inner.config.reconnect_max_backoff,
         close_grace: STREAM_CLOSE_GRACE,
+        // An agent's spec resync is cheap and fetches what a broken stream swallowed; the
+        // server's resync resends every consumer's statuses and specs, so its streams
+        // reopening (which the service also does by itself from time to time) do not count.
+        reopened: matches!(inner.layout.role, Role::Agent(_)).then(|| inner.signal.clone()),
     };
     inner.clients.puller.subscribe(name.clone(), settings)
 }

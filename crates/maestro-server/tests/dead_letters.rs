@@ -21,10 +21,11 @@ use maestro_api::snowflake::Generator;
 use maestro_api::types::{Action, EventType};
 use maestro_api::{AttributesReader, Event, ext};
 use maestro_server::ingest::{Ingest, IngestLimits};
-use maestro_store::{DeadLetter, DeadLetterOrigin, DeadLetterQuery, DynStore, NewConsumer, NewResource};
+use maestro_store::{DeadLetter, DeadLetterOrigin, DeadLetterQuery, DynStore, NewConsumer};
 use maestro_transport::memory::MemoryBroker;
 use maestro_transport::{AgentTransport, EventHandler, HandlerError};
-use serde_json::json;
+
+mod common;
 
 const SOURCE: &str = "maestro";
 const RID: &str = "68ebf474-6709-48bb-b760-386181268060";
@@ -61,21 +62,7 @@ async fn fixture(max_event_bytes: usize) -> Fixture {
         .create_consumer(NewConsumer { name: Some("c1".into()), labels: Default::default() })
         .await
         .expect("c1");
-    let payload = json!({
-        "specversion": "1.0", "id": "ev-1", "source": SOURCE,
-        "type": "io.open-cluster-management.works.v1alpha1.manifestbundles.spec.create_request",
-        "resourceid": RID, "resourceversion": 1, "clustername": "c1",
-        "datacontenttype": "application/json",
-        "data": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap",
-                               "metadata": {"name": "a", "namespace": "default"}}]}
-    });
-    let new = NewResource {
-        id: RID.into(),
-        name: "work".into(),
-        consumer_name: "c1".into(),
-        source: SOURCE.into(),
-        payload,
-    };
+    let new = common::config_map_bundle(RID, "c1", SOURCE);
     store.create_resource(new).await.expect("resource");
     let broker = MemoryBroker::with_max_event_bytes(max_event_bytes);
     let agent = Arc::new(Recorder::default());

@@ -19,10 +19,12 @@ use maestro_api::snowflake::Generator;
 use maestro_api::types::Action;
 use maestro_api::{AttributesReader, Event, ext};
 use maestro_server::ingest::{Ingest, IngestLimits};
-use maestro_store::{DynStore, NewConsumer, NewResource, Resource, StatusOutcome, StatusWrite};
+use maestro_store::{DynStore, NewConsumer, Resource, StatusOutcome, StatusWrite};
 use maestro_transport::memory::MemoryBroker;
 use maestro_transport::{AgentTransport, EventHandler, HandlerError};
 use serde_json::json;
+
+mod common;
 
 const SOURCE: &str = "maestro";
 
@@ -52,24 +54,6 @@ struct Fixture {
     ids: Generator,
 }
 
-fn new_resource(id: &str, consumer: &str) -> NewResource {
-    let payload = json!({
-        "specversion": "1.0", "id": format!("ev-{id}"), "source": SOURCE,
-        "type": "io.open-cluster-management.works.v1alpha1.manifestbundles.spec.create_request",
-        "resourceid": id, "resourceversion": 1, "clustername": consumer,
-        "datacontenttype": "application/json",
-        "data": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap",
-                               "metadata": {"name": id, "namespace": "default"}}]}
-    });
-    NewResource {
-        id: id.into(),
-        name: id.into(),
-        consumer_name: consumer.into(),
-        source: SOURCE.into(),
-        payload,
-    }
-}
-
 impl Fixture {
     /// Consumers `c1` and `c2`; `c1` holds `live`, and `gone` and `back` were deleted (their
     /// agent confirmed), `back` then re-created under the same id.
@@ -86,12 +70,12 @@ impl Fixture {
         let agent = Arc::new(Recorder::default());
         broker.agent("c1").start(agent.clone()).await.expect("agent");
         let fx = Fixture { _dir: dir, store, broker, agent, ids: Generator::default() };
-        fx.store.create_resource(new_resource("live", "c1")).await.expect("live");
+        fx.store.create_resource(common::config_map_bundle("live", "c1", SOURCE)).await.expect("live");
         for id in ["gone", "back"] {
-            let r = fx.store.create_resource(new_resource(id, "c1")).await.expect(id);
+            let r = fx.store.create_resource(common::config_map_bundle(id, "c1", SOURCE)).await.expect(id);
             fx.confirm_deletion(&r).await;
         }
-        fx.store.create_resource(new_resource("back", "c1")).await.expect("re-created");
+        fx.store.create_resource(common::config_map_bundle("back", "c1", SOURCE)).await.expect("re-created");
         fx
     }
 

@@ -11,11 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use maestro_api::{AttributesReader, Event, ext};
 use maestro_server::ServerConfig;
-use maestro_store::{DynStore, NewConsumer, NewResource};
+use maestro_store::{DynStore, NewConsumer};
 use maestro_transport::memory::MemoryBroker;
 use maestro_transport::{AgentTransport, EventHandler, HandlerError};
-use serde_json::json;
 use tokio::sync::Notify;
+
+mod common;
 
 const RID: &str = "0b6c5f9e-8a65-4f4e-9d38-7a3b8e2f1c01";
 
@@ -67,21 +68,7 @@ async fn store_with_a_deleting_bundle() -> DynStore {
         .create_consumer(NewConsumer { name: Some("c1".into()), labels: Default::default() })
         .await
         .expect("consumer");
-    let payload = json!({
-        "specversion": "1.0", "id": "ev-1", "source": "maestro",
-        "type": "io.open-cluster-management.works.v1alpha1.manifestbundles.spec.create_request",
-        "resourceid": RID, "resourceversion": 1, "clustername": "c1",
-        "datacontenttype": "application/json",
-        "data": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap",
-                               "metadata": {"name": "a", "namespace": "default"}}]}
-    });
-    let new = NewResource {
-        id: RID.into(),
-        name: "work".into(),
-        consumer_name: "c1".into(),
-        source: "maestro".into(),
-        payload,
-    };
+    let new = common::config_map_bundle(RID, "c1", "maestro");
     store.create_resource(new).await.expect("resource");
     store.mark_deleting(RID).await.expect("mark deleting").expect("the bundle exists");
     store

@@ -6,22 +6,14 @@
 use std::time::Duration;
 
 use maestro_api::snowflake::Generator;
-use maestro_store::{DynStore, NewConsumer, NewResource, Resource, StatusOutcome};
+use maestro_store::{DynStore, NewConsumer, Resource, StatusOutcome};
 use serde_json::json;
 
 mod common;
 
-suite!(a_confirmed_deletion_is_remembered_until_pruned);
+use common::new_resource;
 
-fn new_resource(id: &str, consumer: &str) -> NewResource {
-    NewResource {
-        id: id.to_owned(),
-        name: format!("name-{id}"),
-        consumer_name: consumer.to_owned(),
-        source: "source-a".to_owned(),
-        payload: json!({"id": id, "data": {"manifests": [1]}}),
-    }
-}
+suite!(a_confirmed_deletion_is_remembered_until_pruned);
 
 /// Marks `r` deleting and confirms the deletion as its agent would.
 async fn delete(store: &DynStore, r: &Resource, ids: &Generator) {

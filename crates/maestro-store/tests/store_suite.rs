@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 mod common;
 
+use common::new_resource;
+
 suite!(
     versions_start_bump_and_conflict,
     failed_writes_leave_data_and_outbox_unchanged,
@@ -58,16 +60,6 @@ fn parsed(text: &str) -> Value {
 async fn consumer(store: &DynStore, name: &str) {
     let new = NewConsumer { name: Some(name.to_owned()), labels: Labels::new() };
     store.create_consumer(new).await.expect("create consumer");
-}
-
-fn new_resource(id: &str, consumer: &str) -> NewResource {
-    NewResource {
-        id: id.to_owned(),
-        name: format!("name-{id}"),
-        consumer_name: consumer.to_owned(),
-        source: "source-a".to_owned(),
-        payload: json!({"id": id, "data": {"manifests": [1]}}),
-    }
 }
 
 async fn pending(store: &DynStore) -> Vec<SpecEventRow> {

@@ -107,7 +107,15 @@ pub(crate) struct PullSettings {
     pub(crate) reconnect_max_backoff: Duration,
     /// How long a closing stream waits for the service to end it before resetting it.
     pub(crate) close_grace: Duration,
+    /// Bumped each time the stream is open again after it broke, once the new one delivered
+    /// a response or stayed up for [`REOPEN_SETTLE`]: the subscribed signal of an agent
+    /// (docs/protocol.md §5.1), whose spec resync then fetches what the broken stream took
+    /// and never delivered (the service redelivers that only after its ack deadline).
+    pub(crate) reopened: Option<watch::Sender<u64>>,
 }
+
+/// How long a stream opened again must stay up before it counts as a resubscription.
+pub(crate) const REOPEN_SETTLE: Duration = Duration::from_secs(1);
 
 /// The StreamingPull client of one endpoint: one gRPC channel (HTTP/2 connection, made on
 /// first use and again after a failure) shared by its streams, and the credentials.
@@ -206,6 +214,7 @@ impl Puller {
             actions: actions_rx,
             leases: HashMap::new(),
             cancel: cancel.clone(),
+            reopening: false,
         };
         tokio::spawn(async move {
             task.run().await;
@@ -330,9 +339,22 @@ struct StreamTask {
     /// Held messages: ack id → when received.
     leases: HashMap<String, Instant>,
     cancel: CancellationToken,
+    /// The stream broke and was not announced open again yet ([`PullSettings::reopened`]).
+    reopening: bool,
 }
 
 impl StreamTask {
+    /// A stream that broke is open again: bumps [`PullSettings::reopened`], once.
+    fn announce_reopened(&mut self) {
+        if !std::mem::take(&mut self.reopening) {
+            return;
+        }
+        if let Some(signal) = &self.settings.reopened {
+            signal.send_modify(|n| *n += 1);
+            tracing::info!(backend = crate::BACKEND, subscription = %self.subscription, "StreamingPull open again after it broke: resubscribed");
+        }
+    }
+
     fn failed(&self, status: tonic::Status) -> PullError {
         PullError::Status { subscription: self.subscription.clone(), status }
     }
@@ -370,6 +392,7 @@ impl StreamTask {
                 }
                 StreamEnd::Broken(status) => {
                     tracing::debug!(backend = crate::BACKEND, subscription = %self.subscription, ?status, "StreamingPull ended; opening it again");
+                    self.reopening = true;
                 }
             }
             if received || opened.elapsed() > Duration::from_secs(60) {
@@ -407,12 +430,16 @@ impl StreamTask {
         let mut tick = tokio::time::interval_at(Instant::now() + period, period);
         let mut last_sent = Instant::now();
         let mut received = false;
+        let settled = tokio::time::sleep(REOPEN_SETTLE);
+        tokio::pin!(settled);
         let end = loop {
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => break StreamEnd::Closed,
+                () = &mut settled, if self.reopening => self.announce_reopened(),
                 r = responses.recv() => match r {
                     Some(Ok(resp)) => {
+                        self.announce_reopened();
                         received |= !resp.received_messages.is_empty();
                         if !self.hand_on(resp) {
                             // Nobody reads any more: close.

@@ -153,6 +153,7 @@ async fn run(emu: &Emulator, end: End, name: &str) -> (usize, f64, usize) {
                 reconnect_initial_backoff: Duration::from_millis(100),
                 reconnect_max_backoff: Duration::from_secs(1),
                 close_grace: Duration::from_secs(1),
+                reopened: None,
             };
             let mut stream = clients.puller.subscribe(c.sub.clone(), settings);
             publish(&c, 0..1).await;

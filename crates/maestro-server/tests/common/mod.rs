@@ -1,10 +1,12 @@
-//! Shared by the server's spec tests (`spec_limits.rs`, `merge_apply.rs`): a real server on
-//! loopback over a SQLite store in memory with consumer `c1`, the in-memory broker, and a
-//! source gRPC client.
+//! Shared by the server's tests: a real server on loopback over a SQLite store in memory with
+//! consumer `c1`, the in-memory broker, and a source gRPC client (`spec_limits.rs`,
+//! `merge_apply.rs`); a bundle to store (`dead_letters.rs`, `deleted_lately.rs`,
+//! `startup_resync.rs`).
+#![allow(dead_code)] // each test file uses a part
 
 use maestro_api::pb::cloud_event_service_client::CloudEventServiceClient;
 use maestro_server::{RunningServer, ServerConfig};
-use maestro_store::{DynStore, NewConsumer};
+use maestro_store::{DynStore, NewConsumer, NewResource};
 use maestro_transport::DynSourceTransport;
 use maestro_transport::memory::MemoryBroker;
 use tonic::transport::Channel;
@@ -36,4 +38,24 @@ pub(crate) async fn server(max_event_bytes: usize) -> Server {
     let client =
         CloudEventServiceClient::connect(format!("http://{}", server.grpc_addr)).await.expect("connect");
     Server { store, client, _server: server }
+}
+
+/// Bundle `id` of `consumer` from source `source` as stored (its create event): one ConfigMap
+/// named `id` in `default`, the bundle named `id` too.
+pub(crate) fn config_map_bundle(id: &str, consumer: &str, source: &str) -> NewResource {
+    let payload = serde_json::json!({
+        "specversion": "1.0", "id": format!("ev-{id}"), "source": source,
+        "type": "io.open-cluster-management.works.v1alpha1.manifestbundles.spec.create_request",
+        "resourceid": id, "resourceversion": 1, "clustername": consumer,
+        "datacontenttype": "application/json",
+        "data": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": id, "namespace": "default"}}]}
+    });
+    NewResource {
+        id: id.into(),
+        name: id.into(),
+        consumer_name: consumer.into(),
+        source: source.into(),
+        payload,
+    }
 }

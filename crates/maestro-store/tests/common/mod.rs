@@ -1,7 +1,7 @@
 //! What the store test files share: the three backends and a macro running one case on each.
 
 use maestro_api::snowflake::Generator;
-use maestro_store::{DynStore, Resource, StatusWrite, testing};
+use maestro_store::{DynStore, NewResource, Resource, StatusWrite, testing};
 use serde_json::{Value, json};
 
 /// A store plus whatever must live as long as it.
@@ -65,5 +65,17 @@ pub(crate) fn status_write(r: &Resource, ids: &Generator, data: Value) -> Status
         event: json!({"specversion": "1.0", "resourceversion": r.version, "data": data}),
         data,
         deleted: false,
+    }
+}
+
+/// Resource `id` of `consumer` from `source-a`, with a small payload.
+#[allow(dead_code)] // not every test file creates resources
+pub(crate) fn new_resource(id: &str, consumer: &str) -> NewResource {
+    NewResource {
+        id: id.to_owned(),
+        name: format!("name-{id}"),
+        consumer_name: consumer.to_owned(),
+        source: "source-a".to_owned(),
+        payload: json!({"id": id, "data": {"manifests": [1]}}),
     }
 }
