@@ -148,8 +148,8 @@ impl Ingest {
     }
 
     /// A status of a work the store does not hold, from the agent of `consumer`: when the
-    /// bundle was deleted lately (docs/protocol.md §5.6), the agent re-created it from a late
-    /// spec; its deletion is sent again, as a `spec.delete_request`, which the agent applies
+    /// bundle was deleted lately (docs/protocol.md §5.6), either the status is late or the
+    /// agent re-created the work from a late spec; its deletion is sent again, as a `spec.delete_request`, which the agent applies
     /// at once (no fleet-wipe guard, no eviction grace period: the store knows the source
     /// deleted it). Failures are logged: the agent's next status tries again.
     async fn delete_recreated(&self, id: &str, consumer: &str) {
@@ -165,8 +165,9 @@ impl Ingest {
         if let Ok(store_id) = self.store.store_identity().await {
             ext::set_str(&mut ev, ext::STORE_ID, store_id);
         }
-        tracing::info!(resource = %id, %consumer, version = deleted.version,
-            "an agent holds a bundle deleted lately (re-created from a late spec): deleting it again");
+        // Debug, not info: on Pub/Sub a late status of a bundle deleted since is common too.
+        tracing::debug!(resource = %id, %consumer, version = deleted.version,
+            "a status of a bundle deleted lately (late, or from a work re-created by a late spec): sending its deletion again");
         if let Err(e) = self.transport.publish(&ev).await {
             tracing::warn!(resource = %id, %consumer, error = %e, "sending the deletion again failed");
         }
