@@ -95,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
         (list, _) => list.to_vec(),
     };
     let started = Instant::now();
+    // The commit the run starts at: one made while it runs must not be named.
+    let at_commit = commit();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let setups = args.broker.iter().flat_map(|b| args.store.iter().map(move |s| (*b, *s)));
     for (broker, store) in setups {
@@ -124,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
             std::env::args().skip(1).collect::<Vec<_>>().join(" "),
             args.seed,
             started.elapsed().as_secs_f64(),
-            commit()
+            at_commit
         );
         write_results(path, &(header + &table))?;
     }
