@@ -275,8 +275,8 @@ fn older_time(a: &str, b: &str) -> bool {
 }
 
 /// True for a spec older than the version a work on hold last applied, of the bundle
-/// incarnation it applied, from the store it was applied from: a redelivery. At-least-once brokers resend what a dead subscriber never
-/// acknowledged, after newer events, resync answers included (the Pub/Sub emulator: ~60 s
+/// incarnation it applied, from the store it was applied from: a redelivery. At-least-once
+/// brokers resend what a dead subscriber never acknowledged, after newer events, resync answers included (the Pub/Sub emulator: ~60 s
 /// later), and a restarted agent has no memory of the event ids it took. Another store
 /// counts anew, a bundle re-created under the same id (another incarnation) too, and a Go
 /// server sends neither store identity nor incarnation: its specs are taken as before.
@@ -287,8 +287,7 @@ fn late_from_its_store(work: &Work, spec: &SpecEvent, marks: &Marks) -> bool {
         && spec.resource_version != 0
         && spec.resource_version < applied
         && from_its_store(work, marks)
-        && work.incarnation().is_some()
-        && crate::seen::incarnation(spec.metadata.as_ref()) == work.incarnation()
+        && crate::seen::incarnation(spec.metadata.as_ref()).is_some_and(|i| work.incarnation() == Some(i))
 }
 
 fn replace_spec(work: &mut Work, spec: SpecEvent) {
