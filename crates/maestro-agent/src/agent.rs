@@ -47,6 +47,12 @@ pub(crate) struct Shared {
     pub(crate) tombstones: crate::seen::Tombstones,
     /// `feedbackScrapeType: Watch`: the objects watched and their works (docs/protocol.md §8.5).
     pub(crate) watches: crate::watch::Watches,
+    /// When this agent was built, by its own clock ([`AgentConfig::clock_skew_ms`] added): a
+    /// spec published before it, of a work the agent does not hold, is late
+    /// (docs/protocol.md §6.1).
+    pub(crate) started_at: chrono::DateTime<chrono::Utc>,
+    /// Woken when the agent dropped such a spec: it asks for a spec resync again.
+    pub(crate) resync_owed: Notify,
 }
 
 impl Shared {
@@ -115,7 +121,8 @@ impl Agent {
     /// until [`Agent::run`].
     pub fn new(config: AgentConfig, transport: DynAgentTransport, cluster: Arc<dyn Cluster>) -> Self {
         let hub_hash = config.hub_hash();
-        let sequence = Generator::with_clock_offset(maestro_api::snowflake::AGENT_NODE, config.clock_skew_ms);
+        let skew_ms = config.clock_skew_ms;
+        let sequence = Generator::with_clock_offset(maestro_api::snowflake::AGENT_NODE, skew_ms);
         Agent {
             shared: Arc::new(Shared {
                 config,
@@ -133,6 +140,8 @@ impl Agent {
                 seen: Default::default(),
                 tombstones: Default::default(),
                 watches: Default::default(),
+                started_at: chrono::Utc::now() + chrono::Duration::milliseconds(skew_ms),
+                resync_owed: Notify::new(),
             }),
         }
     }

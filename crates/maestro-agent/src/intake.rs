@@ -80,11 +80,16 @@ impl Intake {
             permanent(event, format!("malformed spec event: {e}"))
         })?;
         crate::metrics::work_processed(event, true);
+        let marks = Marks::of(event, action);
+        // Before the redelivery check: the resync answer that replaces a spec dropped here
+        // carries the same event id (the stored event, docs/protocol.md §3.1).
+        if self.published_before_start(event, &spec, &marks) {
+            return Ok(());
+        }
         if !self.shared.seen.first_time(event.id(), spec.resource_version) && !self.adopts(&spec) {
             tracing::debug!(id = event.id(), resource_id = %spec.resource_id, "dropping a redelivered spec event");
             return Ok(());
         }
-        let marks = Marks::of(event, action);
         if marks.deletes_unknown(&spec) && !marks.confirmed {
             wipe_guard::propose(&self.shared, &spec, &marks);
             return Ok(());
@@ -113,6 +118,32 @@ impl Intake {
             self.shared.queue.add(&id);
         }
         Ok(())
+    }
+
+    /// True for a plain create or update (not a resync answer, not a deletion) of a work the
+    /// agent does not hold, published (CloudEvent `time`) before this agent started: the
+    /// broker redelivers what a dead agent took, and the work may have been deleted since by a
+    /// deletion the dead agent took with it. Dropped without being noted as seen: the spec
+    /// resync the agent asks for at start reads the store afterwards and sends every live
+    /// bundle (docs/protocol.md §5.2), as the stored event with the same id, so nothing is
+    /// lost; the agent asks once more anyway, in case its clock runs ahead of the server's
+    /// (docs/protocol.md §6.1). Resync answers carry their bundle's stored time and are never
+    /// dropped by time.
+    fn published_before_start(&self, event: &Event, spec: &SpecEvent, marks: &Marks) -> bool {
+        if spec.deletion.is_some()
+            || marks.resync
+            || event.time().is_none_or(|t| *t >= self.shared.started_at)
+        {
+            return false;
+        }
+        let id = &spec.resource_id;
+        if self.shared.works().contains_key(id) {
+            return false;
+        }
+        tracing::debug!(id = event.id(), resource_id = %id, time = ?event.time(),
+            "dropping a spec of a work not held, published before this agent started; asking for a resync");
+        self.shared.resync_owed.notify_one();
+        true
     }
 
     /// A redelivered spec still adopts a work on hold at the version it holds (a store restored

@@ -150,9 +150,13 @@ async fn publish_works(shared: &Shared, ids: &[String]) -> bool {
     false
 }
 
+/// How long the agent gathers dropped late specs before it asks for the resync they owe.
+const OWED_RESYNC_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sends one `spec.resync_request` with the versions of all works held each time the
-/// transport (re)subscribes; retries with backoff until it is accepted or the transport
-/// resubscribes again. Also wakes the status publisher.
+/// transport (re)subscribes, and [`OWED_RESYNC_DELAY`] after the intake dropped a spec
+/// published before the agent started (`Shared::resync_owed`); retries with backoff until it
+/// is accepted or the transport resubscribes again. Also wakes the status publisher.
 pub(crate) async fn run_spec_resync(shared: Arc<Shared>, mut subscribed: Subscribed) {
     let mut handled = 0u64;
     loop {
@@ -163,11 +167,23 @@ pub(crate) async fn run_spec_resync(shared: Arc<Shared>, mut subscribed: Subscri
             send_spec_resync(&shared, &mut subscribed).await;
             continue;
         }
-        match shared.cancel.run_until_cancelled(subscribed.changed()).await {
-            Some(Ok(())) => {}
-            Some(Err(_)) | None => return,
+        let woken = tokio::select! {
+            changed = subscribed.changed() => changed.is_ok(),
+            () = shared.resync_owed.notified() => owed_delay(&shared).await,
+            () = shared.cancel.cancelled() => false,
+        };
+        if !woken {
+            return;
+        }
+        if *subscribed.borrow() == handled {
+            send_spec_resync(&shared, &mut subscribed).await;
         }
     }
+}
+
+/// Waits [`OWED_RESYNC_DELAY`]; false when the agent stops meanwhile.
+async fn owed_delay(shared: &Shared) -> bool {
+    shared.cancel.run_until_cancelled(tokio::time::sleep(OWED_RESYNC_DELAY)).await.is_some()
 }
 
 async fn send_spec_resync(shared: &Shared, subscribed: &mut Subscribed) {

@@ -266,3 +266,35 @@ async fn a_restored_work_deleted_by_its_source_stays_deleted() {
     assert!(data_a(&sim, "w0").is_none(), "its object stays deleted");
     h.stop().await;
 }
+
+/// A plain spec published before the agent started, of a work it does not hold, is dropped:
+/// a broker redelivers what a dead agent took, after the bundle may have been deleted (and the
+/// dead agent's memory of that deletion is gone). The agent asks for a spec resync instead;
+/// a resync answer, whatever its time and even with the dropped event's id, and a spec
+/// published after the start are applied.
+/// Found by the fault-injection suite (agents restarted twice 3 s apart on the Pub/Sub
+/// emulator: objects written at gen 1, deleted, then written at gen 1 again).
+#[tokio::test]
+async fn a_spec_published_before_the_agent_started_creates_no_work() {
+    use maestro_api::{AttributesReader, AttributesWriter};
+    let sim = Arc::new(SimulatedCluster::new());
+    let (h, _) = Harness::start_restoring(config(Duration::from_secs(3600)), sim.clone(), sim.clone()).await;
+    let mark = h.rec.count();
+    let before_start = chrono::Utc::now() - chrono::Duration::seconds(60);
+    let mut late = versioned(&h, "w5", 1, "store-a", false);
+    late.set_time(Some(before_start));
+    h.source.publish(&late).await.expect("the late create");
+    h.source.publish(&spec(&h, "w1", "store-a")).await.expect("publish");
+    h.wait_status("w1", |s| s.is_true("Applied")).await;
+    assert!(h.handle.work("w5").is_none(), "no work from a spec published before the start");
+    assert!(data_a(&sim, "w5").is_none());
+    h.wait_event_after(mark, |e| e.ty().ends_with("spec.resync_request")).await;
+
+    // The answer is the stored event again: same id as the dropped one, yet not a redelivery.
+    let mut answer = versioned(&h, "w5", 1, "store-a", true);
+    answer.set_id(late.id());
+    answer.set_time(Some(before_start));
+    h.source.publish(&answer).await.expect("the resync answer");
+    wait_until(|| data_a(&sim, "w5").as_deref() == Some("1")).await;
+    h.stop().await;
+}
