@@ -16,15 +16,27 @@ pub enum Broker {
     Grpc,
     /// MQTT 5 on Debian Mosquitto, started by the harness on a free port.
     Mosquitto,
-    /// MQTT 5 on the embedded rumqttd.
+    /// MQTT 5 on the embedded broker, engine rumqttd.
     Rumqttd,
+    /// MQTT 5 on the embedded broker, engine rmqtt (`--embedded-mqtt-engine rmqtt`).
+    Rmqtt,
     /// The official Pub/Sub emulator, started by the harness on a free port.
     Pubsub,
 }
 
 impl Broker {
     /// Every broker, in table order.
-    pub const ALL: [Broker; 4] = [Broker::Grpc, Broker::Mosquitto, Broker::Rumqttd, Broker::Pubsub];
+    pub const ALL: [Broker; 5] =
+        [Broker::Grpc, Broker::Mosquitto, Broker::Rumqttd, Broker::Rmqtt, Broker::Pubsub];
+
+    /// The engine of the embedded broker this set-up runs in the server, if any.
+    pub fn embedded_engine(self) -> Option<maestro::broker::EmbeddedEngine> {
+        match self {
+            Broker::Rumqttd => Some(maestro::broker::EmbeddedEngine::Rumqttd),
+            Broker::Rmqtt => Some(maestro::broker::EmbeddedEngine::Rmqtt),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Broker {
@@ -33,6 +45,7 @@ impl fmt::Display for Broker {
             Broker::Grpc => "grpc",
             Broker::Mosquitto => "mqtt/mosquitto",
             Broker::Rumqttd => "mqtt/rumqttd",
+            Broker::Rmqtt => "mqtt/rmqtt",
             Broker::Pubsub => "pubsub/emulator",
         })
     }

@@ -257,9 +257,10 @@ fn agent_settings(
             cmd.args(["--broker", "mqtt", "--broker-url", &host]);
             (BrokerKind::Mqtt, host, None)
         }
-        Broker::Rumqttd => {
+        Broker::Rumqttd | Broker::Rmqtt => {
             let addr = free_port()?.to_string();
-            cmd.args(["--broker", "mqtt", "--embedded-mqtt", &addr]);
+            let engine = broker.broker.embedded_engine().map_or("rumqttd", |e| e.as_str());
+            cmd.args(["--broker", "mqtt", "--embedded-mqtt", &addr, "--embedded-mqtt-engine", engine]);
             (BrokerKind::Mqtt, addr, None)
         }
         Broker::Pubsub => {

@@ -81,8 +81,8 @@ pub async fn run(
     let mut out = Vec::new();
     for &broker in brokers {
         anyhow::ensure!(
-            broker != Broker::Rumqttd,
-            "--instances: the embedded rumqttd lives in one server process; use mosquitto"
+            broker.embedded_engine().is_none(),
+            "--instances: the embedded MQTT broker lives in one server process; use mosquitto"
         );
         let process = BrokerProcess::start(broker).await?;
         let (one, cpu_one) = measure(&process, 1, p, postgres, None).await.context("one instance")?;

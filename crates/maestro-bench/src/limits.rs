@@ -68,14 +68,15 @@ fn source_settings(p: &BrokerProcess) -> SourceBrokerSettings {
     SourceBrokerSettings {
         kind: match p.broker {
             Broker::Grpc => BrokerKind::Grpc,
-            Broker::Mosquitto | Broker::Rumqttd => BrokerKind::Mqtt,
+            Broker::Mosquitto | Broker::Rumqttd | Broker::Rmqtt => BrokerKind::Mqtt,
             Broker::Pubsub => BrokerKind::Pubsub,
         },
         grpc_bind: loopback(),
         heartbeat: None,
         config_file: None,
-        embedded_mqtt: (p.broker == Broker::Rumqttd).then(loopback),
+        embedded_mqtt: p.broker.embedded_engine().map(|_| loopback()),
         embedded_mqtt_password_file: None,
+        embedded_mqtt_engine: p.broker.embedded_engine().unwrap_or_default(),
         broker_url: p.mqtt_host().or_else(|| p.pubsub_endpoint()),
         pubsub_project: Some("maestro-bench".into()),
         source_id: "maestro".into(),

@@ -26,8 +26,9 @@ use maestro_bench::{Params, run_one};
     after_help = "Environment:\n  MAESTRO_BIN               the `maestro` binary run as the server (default: beside this one)\n  MAESTRO_BENCH_SERVER_LOG  the server's RUST_LOG (default: warn)\n  MAESTRO_BENCH_KEEP_LOG    when set, keep each server's log and print its path\n  MAESTRO_BENCH_KEEP_DB     with --pages: when set, keep the database and print its URL\n  MAESTRO_BENCH_LATENCY_TRACE  write the latency scenario's per-bundle trace to this file:\n                            offset (ms), latency (ms), resource id, publish time (Unix s)"
 )]
 struct Args {
-    /// Brokers to measure: grpc, mosquitto (MQTT on Mosquitto), rumqttd (MQTT on the embedded
-    /// rumqttd), pubsub (the Pub/Sub emulator); repeat or comma-separate; `all` = every one.
+    /// Brokers to measure: grpc, mosquitto (MQTT on Mosquitto), rumqttd and rmqtt (MQTT on the
+    /// embedded broker with that engine), pubsub (the Pub/Sub emulator); repeat or
+    /// comma-separate; `all` = every one.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     broker: Vec<String>,
     /// Stores to measure: postgres, sqlite; `all` = both (postgres only with --postgres).
@@ -168,7 +169,7 @@ fn write_scenario(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,rumqttd=off"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,rumqttd=off,rmqtt=off"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     if let Some(path) = &args.render {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -165,6 +165,18 @@ pub struct ServerArgs {
         requires = "embedded_mqtt"
     )]
     embedded_mqtt_password_file: Option<std::path::PathBuf>,
+    /// With `--embedded-mqtt`: the MQTT broker behind the embedded broker's gate. `rumqttd`
+    /// (0.20) holds ~51 KiB of fixed buffers per connection (10,000 agents: ~650 MiB);
+    /// `rmqtt` (0.24, Cargo feature `embedded-rmqtt`) ~19 KiB per idle connection
+    /// (docs/operations.md, "Embedded MQTT broker").
+    #[arg(
+        long,
+        env = "MAESTRO_EMBEDDED_MQTT_ENGINE",
+        value_enum,
+        default_value_t = crate::broker::EmbeddedEngine::Rumqttd,
+        requires = "embedded_mqtt"
+    )]
+    embedded_mqtt_engine: crate::broker::EmbeddedEngine,
     /// Broker client id of this server instance (the MQTT client id; as Go Maestro, also the
     /// instance id when `--instance-id` is not given). Default: the instance id. Several
     /// instances need different ids (an MQTT broker disconnects the older of two clients with
@@ -445,6 +457,7 @@ fn server_settings(a: ServerArgs) -> anyhow::Result<ServerSettings> {
             config_file: a.broker_config,
             embedded_mqtt: a.embedded_mqtt,
             embedded_mqtt_password_file: a.embedded_mqtt_password_file,
+            embedded_mqtt_engine: a.embedded_mqtt_engine,
             broker_url: a.broker_url,
             pubsub_project: a.pubsub.pubsub_project,
             source_id: a.source_id.clone(),

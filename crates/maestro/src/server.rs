@@ -117,6 +117,7 @@ pub fn defaults(db_url: &str, kind: BrokerKind) -> ServerSettings {
             config_file: None,
             embedded_mqtt: None,
             embedded_mqtt_password_file: None,
+            embedded_mqtt_engine: Default::default(),
             broker_url: None,
             pubsub_project: None,
             source_id: "maestro".into(),

@@ -31,8 +31,10 @@ pub struct StackConfig {
     /// The broker between server and agents.
     pub broker: BrokerKind,
     /// MQTT: an external broker `host:port` (e.g. Mosquitto); `None` starts the embedded
-    /// rumqttd on a free port.
+    /// broker on a free port.
     pub mqtt_host: Option<String>,
+    /// MQTT without `mqtt_host`: the embedded broker's engine (default rumqttd).
+    pub embedded_mqtt_engine: crate::broker::EmbeddedEngine,
     /// Pub/Sub: the emulator `host:port` (required with [`BrokerKind::Pubsub`]).
     pub pubsub_endpoint: Option<String>,
     /// Pub/Sub: the project (default `maestro-local`).
@@ -57,6 +59,7 @@ impl StackConfig {
             status_sync_interval: Duration::from_secs(1),
             broker: BrokerKind::Grpc,
             mqtt_host: None,
+            embedded_mqtt_engine: Default::default(),
             pubsub_endpoint: None,
             pubsub_project: "maestro-local".into(),
             pubsub_health_interval: Duration::from_secs(1),
@@ -184,6 +187,7 @@ impl LocalStack {
             grpc_bind: loopback(),
             heartbeat: config.heartbeat,
             embedded_mqtt: (config.broker == BrokerKind::Mqtt && config.mqtt_host.is_none()).then(loopback),
+            embedded_mqtt_engine: config.embedded_mqtt_engine,
             broker_url: config.mqtt_host.clone(),
             config_file: None,
             ..settings.broker

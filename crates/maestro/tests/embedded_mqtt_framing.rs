@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use maestro::embedded_mqtt::{EmbeddedOptions, start};
+use maestro::embedded_mqtt::{EmbeddedEngine, EmbeddedOptions, start};
 use maestro_broker_mqtt::testing::forged::{
     connect_raw, read_until_closed, server_only_packet, server_only_packets,
 };
@@ -27,7 +27,12 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const TOPIC: &str = "sources/maestro/consumers/cluster-a/sourceevents";
 
 fn open_broker() -> String {
+    open_broker_on(EmbeddedEngine::Rumqttd)
+}
+
+fn open_broker_on(engine: EmbeddedEngine) -> String {
     let embedded = start(&EmbeddedOptions {
+        engine,
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         max_payload_bytes: 1024 * 1024,
         password_file: None,
@@ -104,6 +109,19 @@ async fn an_unsuback_with_a_body_from_a_client_does_not_kill_the_open_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_server_only_packet_kills_the_open_broker() {
     let addr = open_broker();
+    for (name, packet) in server_only_packets() {
+        attack(&addr, name, &packet).await;
+        still_serves(&addr, name).await;
+    }
+}
+
+/// The rmqtt engine behind the same gate: every server-only packet is refused and the broker
+/// goes on serving.
+#[cfg(feature = "embedded-rmqtt")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_server_only_packet_kills_the_open_rmqtt_broker() {
+    let addr = open_broker_on(EmbeddedEngine::Rmqtt);
+    still_serves(&addr, "start").await;
     for (name, packet) in server_only_packets() {
         attack(&addr, name, &packet).await;
         still_serves(&addr, name).await;

@@ -90,6 +90,27 @@ pub enum BrokerError {
     },
 }
 
+/// The MQTT broker behind the gate (docs/operations.md, "Embedded MQTT broker").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmbeddedEngine {
+    /// rumqttd 0.20: ~51 KiB of fixed buffers per connection (10,000 agents: ~650 MiB).
+    #[default]
+    Rumqttd,
+    /// rmqtt 0.24 (needs the `embedded-rmqtt` Cargo feature, on by default): ~19 KiB per
+    /// idle connection, queues that grow as they fill.
+    Rmqtt,
+}
+
+impl EmbeddedEngine {
+    /// The name `--embedded-mqtt-engine` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmbeddedEngine::Rumqttd => "rumqttd",
+            EmbeddedEngine::Rmqtt => "rmqtt",
+        }
+    }
+}
+
 /// Settings of the server's side of the broker.
 #[derive(Debug, Clone)]
 pub struct SourceBrokerSettings {
@@ -106,6 +127,8 @@ pub struct SourceBrokerSettings {
     /// MQTT, with `embedded_mqtt`: a Mosquitto password file; the embedded broker then requires
     /// logins and confines each agent to its consumer's topics (`None`: open to anyone).
     pub embedded_mqtt_password_file: Option<std::path::PathBuf>,
+    /// MQTT, with `embedded_mqtt`: the broker behind the embedded broker's gate.
+    pub embedded_mqtt_engine: EmbeddedEngine,
     /// Without a config file: the MQTT broker `host:port` (Maestro's topic layout), or the
     /// Pub/Sub endpoint (`host:port` of an emulator; unset: `PUBSUB_EMULATOR_HOST`, else
     /// Google's endpoint with TLS).

@@ -32,6 +32,7 @@ pub(super) async fn source(
     let embedded = match s.embedded_mqtt {
         Some(addr) => Some(crate::embedded_mqtt::start(&crate::embedded_mqtt::EmbeddedOptions {
             addr,
+            engine: s.embedded_mqtt_engine,
             max_payload_bytes: 2 * maestro_transport::DEFAULT_MAX_EVENT_BYTES,
             password_file: s.embedded_mqtt_password_file.clone(),
             source_id: s.source_id.clone(),

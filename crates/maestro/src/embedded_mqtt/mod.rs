@@ -1,11 +1,13 @@
-//! The embedded MQTT 5 broker (rumqttd) for single-node setups:
-//! `maestro server --broker mqtt --embedded-mqtt ADDR [--embedded-mqtt-password-file FILE]`.
-//! rumqttd runs on its own thread and has no shutdown API, so it lives as long as the process.
+//! The embedded MQTT 5 broker for single-node setups:
+//! `maestro server --broker mqtt --embedded-mqtt ADDR [--embedded-mqtt-password-file FILE]
+//! [--embedded-mqtt-engine rumqttd|rmqtt]`. The engine (rumqttd by default, or rmqtt with the
+//! `embedded-rmqtt` feature, see [`EmbeddedEngine`]) runs on its own thread and has no
+//! shutdown API, so it lives as long as the process.
 //!
-//! rumqttd always listens on a free loopback port and accepts only random credentials of the
-//! gate ([`maestro_broker_mqtt::gate`]), which listens on `ADDR`. The gate forwards only packets
-//! a client may send, within the size limit and after a CONNECT in time: rumqttd 0.20 panics
-//! on some server-only packets (a CONNACK, an UNSUBACK with a body), and a client that
+//! The engine always listens on a free loopback port and accepts only random credentials of
+//! the gate ([`maestro_broker_mqtt::gate`]), which listens on `ADDR`. The gate forwards only
+//! packets a client may send, within the size limit and after a CONNECT in time: rumqttd 0.20
+//! panics on some server-only packets (a CONNACK, an UNSUBACK with a body), and a client that
 //! reconnects after such a panic leaves it refusing every client (docs/security.md, "MQTT").
 //!
 //! - Without a password file the gate runs in anonymous mode: it accepts anyone, and any
@@ -32,6 +34,11 @@ use maestro_broker_mqtt::gate::{
 };
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
+#[cfg(feature = "embedded-rmqtt")]
+mod rmqtt_engine;
+
+/// Most connections the engine accepts (the gate opens one per client).
+const MAX_CONNECTIONS: usize = 20_010;
 /// Worker threads of the gate's runtime.
 const GATE_THREADS: usize = 2;
 /// The user name the gate logs in to rumqttd with.
@@ -49,6 +56,10 @@ pub enum EmbeddedError {
         #[source]
         source: std::io::Error,
     },
+    /// The engine was left out of this build (`--embedded-mqtt-engine rmqtt` without the
+    /// `embedded-rmqtt` Cargo feature).
+    #[error("the embedded MQTT engine {0} is not compiled into this build (Cargo feature embedded-rmqtt)")]
+    EngineMissing(&'static str),
     /// The broker did not accept connections in time.
     #[error("the embedded MQTT broker did not start listening on {0} within 10 s")]
     NotListening(SocketAddr),
@@ -60,9 +71,13 @@ pub enum EmbeddedError {
     Gate(#[from] GateError),
 }
 
+pub use crate::broker::EmbeddedEngine;
+
 /// How to run the embedded broker.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
+    /// The broker behind the gate.
+    pub engine: EmbeddedEngine,
     /// Where clients connect (port 0 picks a free port).
     pub addr: SocketAddr,
     /// Largest packet accepted.
@@ -115,7 +130,7 @@ fn config(listen: SocketAddr, max_payload_bytes: usize, auth: HashMap<String, St
     Config {
         id: 0,
         router: RouterConfig {
-            max_connections: 20_010,
+            max_connections: MAX_CONNECTIONS,
             max_outgoing_packet_count: 1_000,
             max_segment_size: 100 * 1024 * 1024,
             max_segment_count: 10,
@@ -143,10 +158,7 @@ pub fn start(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
         }
     };
     let gate_login = Credentials { user: GATE_USER.into(), password: passwd::random_password()? };
-    let upstream = reserve(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let auth = HashMap::from([(gate_login.user.clone(), gate_login.password.clone())]);
-    spawn_rumqttd(config(upstream, opts.max_payload_bytes, auth), upstream)?;
-    wait_listening(upstream)?;
+    let upstream = start_engine(opts, &gate_login)?;
     let listener =
         TcpListener::bind(opts.addr).map_err(|source| EmbeddedError::Port { addr: opts.addr, source })?;
     let gate_config = GateConfig {
@@ -162,12 +174,32 @@ pub fn start(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
         if !listen.ip().is_loopback() {
             tracing::warn!(%listen, "the embedded MQTT broker has no TLS: passwords and events cross the network in clear text");
         }
-        tracing::info!(%listen, server_user = %opts.source_id, "embedded MQTT broker listening; logins and topic ACLs enforced");
+        tracing::info!(%listen, engine = opts.engine.as_str(), server_user = %opts.source_id, "embedded MQTT broker listening; logins and topic ACLs enforced");
     } else {
         warn_open(listen);
-        tracing::info!(%listen, "embedded MQTT broker listening; anonymous, framing checked by the gate");
+        tracing::info!(%listen, engine = opts.engine.as_str(), "embedded MQTT broker listening; anonymous, framing checked by the gate");
     }
     Ok(Embedded { addr: probe_addr(listen), server_login })
+}
+
+/// Starts the engine on a free loopback port accepting only `gate_login`; returns its address
+/// once it accepts connections.
+fn start_engine(opts: &EmbeddedOptions, gate_login: &Credentials) -> Result<SocketAddr, EmbeddedError> {
+    match opts.engine {
+        EmbeddedEngine::Rumqttd => {
+            let upstream = reserve(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            let auth = HashMap::from([(gate_login.user.clone(), gate_login.password.clone())]);
+            spawn_rumqttd(config(upstream, opts.max_payload_bytes, auth), upstream)?;
+            wait_listening(upstream)
+        }
+        #[cfg(feature = "embedded-rmqtt")]
+        EmbeddedEngine::Rmqtt => {
+            let upstream = rmqtt_engine::spawn(gate_login.clone(), opts.max_payload_bytes)?;
+            wait_listening(upstream)
+        }
+        #[cfg(not(feature = "embedded-rmqtt"))]
+        EmbeddedEngine::Rmqtt => Err(EmbeddedError::EngineMissing("rmqtt")),
+    }
 }
 
 fn warn_open(listen: SocketAddr) {
