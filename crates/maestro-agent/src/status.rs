@@ -152,13 +152,18 @@ async fn publish_works(shared: &Shared, ids: &[String]) -> bool {
 
 /// How long the agent gathers dropped late specs before it asks for the resync they owe.
 const OWED_RESYNC_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Least time between two such resyncs: a broker redelivering a backlog of late specs (or a
+/// slow link) must not turn each one into a full resync answer.
+const OWED_RESYNC_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Sends one `spec.resync_request` with the versions of all works held each time the
 /// transport (re)subscribes, and [`OWED_RESYNC_DELAY`] after the intake dropped a spec
-/// published before the agent started (`Shared::resync_owed`); retries with backoff until it
-/// is accepted or the transport resubscribes again. Also wakes the status publisher.
+/// published before the agent started (`Shared::resync_owed`; at most one such request per
+/// [`OWED_RESYNC_MIN_INTERVAL`]); retries with backoff until it is accepted or the transport
+/// resubscribes again. Also wakes the status publisher.
 pub(crate) async fn run_spec_resync(shared: Arc<Shared>, mut subscribed: Subscribed) {
     let mut handled = 0u64;
+    let mut last_owed: Option<tokio::time::Instant> = None;
     loop {
         let current = *subscribed.borrow_and_update();
         if current > handled {
@@ -169,7 +174,7 @@ pub(crate) async fn run_spec_resync(shared: Arc<Shared>, mut subscribed: Subscri
         }
         let woken = tokio::select! {
             changed = subscribed.changed() => changed.is_ok(),
-            () = shared.resync_owed.notified() => owed_delay(&shared).await,
+            () = shared.resync_owed.notified() => owed_delay(&shared, &mut last_owed).await,
             () = shared.cancel.cancelled() => false,
         };
         if !woken {
@@ -181,9 +186,19 @@ pub(crate) async fn run_spec_resync(shared: Arc<Shared>, mut subscribed: Subscri
     }
 }
 
-/// Waits [`OWED_RESYNC_DELAY`]; false when the agent stops meanwhile.
-async fn owed_delay(shared: &Shared) -> bool {
-    shared.cancel.run_until_cancelled(tokio::time::sleep(OWED_RESYNC_DELAY)).await.is_some()
+/// When an owed resync asked for at `now` goes out, the last one having gone at `last`.
+fn owed_at(now: tokio::time::Instant, last: Option<tokio::time::Instant>) -> tokio::time::Instant {
+    last.map_or(now, |l| l + OWED_RESYNC_MIN_INTERVAL).max(now + OWED_RESYNC_DELAY)
+}
+
+/// Waits [`OWED_RESYNC_DELAY`], and until [`OWED_RESYNC_MIN_INTERVAL`] has passed since the
+/// last owed resync (`last`, set to now when the wait ends); false when the agent stops
+/// meanwhile.
+async fn owed_delay(shared: &Shared, last: &mut Option<tokio::time::Instant>) -> bool {
+    let at = owed_at(tokio::time::Instant::now(), *last);
+    let waited = shared.cancel.run_until_cancelled(tokio::time::sleep_until(at)).await.is_some();
+    *last = Some(tokio::time::Instant::now());
+    waited
 }
 
 async fn send_spec_resync(shared: &Shared, subscribed: &mut Subscribed) {
@@ -256,5 +271,24 @@ pub(crate) async fn run_orphan_recheck(shared: Arc<Shared>) {
         if let Err(e) = request_spec_resync(&shared).await {
             tracing::warn!(error = %e, "spec resync request for the orphaned works failed; will retry");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{OWED_RESYNC_DELAY, OWED_RESYNC_MIN_INTERVAL, owed_at};
+
+    /// The first owed resync goes 1 s after the drop; the next waits out 30 s since the last.
+    #[test]
+    fn owed_resyncs_are_gathered_and_spaced() {
+        let now = Instant::now();
+        assert_eq!(owed_at(now, None), now + OWED_RESYNC_DELAY);
+        assert_eq!(owed_at(now, Some(now)), now + OWED_RESYNC_MIN_INTERVAL);
+        let long_ago = now.checked_sub(Duration::from_secs(60)).expect("an instant 60 s back");
+        assert_eq!(owed_at(now, Some(long_ago)), now + OWED_RESYNC_DELAY);
     }
 }
