@@ -37,6 +37,7 @@
 pub mod config;
 pub mod registry;
 
+mod bearer;
 mod client;
 mod conn;
 mod queue;
