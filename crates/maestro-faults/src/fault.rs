@@ -87,11 +87,12 @@ impl Fault {
         }
     }
 
-    /// Whether the fault exists on `broker` with `store`: the gRPC broker is the server (no
-    /// broker process, no server ↔ broker link); SQLite has no process or link but a disk;
-    /// gRPC with SQLite leaves the server no link to delay.
+    /// Whether the fault exists on `broker` with `store`: the gRPC broker and the embedded
+    /// MQTT broker are the server (no broker process, no server ↔ broker link); SQLite has no
+    /// process or link but a disk; a broker in the server with SQLite leaves the server no
+    /// link to delay.
     pub fn applies_to(self, broker: Broker, store: Store) -> bool {
-        let grpc = broker == Broker::Grpc;
+        let grpc = broker.in_server();
         match self {
             Fault::KillBroker | Fault::CutBroker => !grpc,
             Fault::KillStore | Fault::CutStore => store == Store::Postgres,

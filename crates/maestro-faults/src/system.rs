@@ -50,6 +50,18 @@ pub enum Broker {
     Mosquitto,
     /// The Pub/Sub emulator.
     Pubsub,
+    /// MQTT 5 on the server's embedded broker, engine rumqttd (the server is the broker).
+    Rumqttd,
+    /// MQTT 5 on the server's embedded broker, engine rmqtt (the server is the broker).
+    Rmqtt,
+}
+
+impl Broker {
+    /// Whether the broker lives in the server process (gRPC, the embedded MQTT broker): no
+    /// broker process, no server ↔ broker link.
+    pub fn in_server(self) -> bool {
+        matches!(self, Broker::Grpc | Broker::Rumqttd | Broker::Rmqtt)
+    }
 }
 
 impl std::fmt::Display for Broker {
@@ -58,6 +70,8 @@ impl std::fmt::Display for Broker {
             Broker::Grpc => "grpc",
             Broker::Mosquitto => "mqtt/mosquitto",
             Broker::Pubsub => "pubsub/emulator",
+            Broker::Rumqttd => "mqtt/embedded rumqttd",
+            Broker::Rmqtt => "mqtt/embedded rmqtt",
         })
     }
 }
@@ -134,7 +148,7 @@ pub struct System {
     server: Option<tokio::process::Child>,
     http: SocketAddr,
     grpc: SocketAddr,
-    grpc_broker: SocketAddr,
+    server_broker: SocketAddr,
     db_url: String,
     bin: PathBuf,
     log: PathBuf,
@@ -163,8 +177,8 @@ impl System {
             Some(addr) => Some(FaultProxy::start(addr).await?),
             None => None,
         };
-        let grpc_broker = free_addr()?;
-        let agent_link = FaultProxy::start(broker_addr.unwrap_or(grpc_broker)).await?;
+        let server_broker = free_addr()?;
+        let agent_link = FaultProxy::start(broker_addr.unwrap_or(server_broker)).await?;
         let mut dir = tempfile::Builder::new().prefix("maestro-faults").tempdir()?;
         if std::env::var_os(KEEP_LOGS_ENV).is_some() {
             dir.disable_cleanup(true);
@@ -186,7 +200,7 @@ impl System {
             server: None,
             http,
             grpc,
-            grpc_broker,
+            server_broker,
             db_url,
             bin: bin.to_owned(),
             log: dir.path().join("server.log"),
@@ -224,10 +238,15 @@ impl System {
         ]);
         let broker_url = self.broker_link.as_ref().map(|l| l.addr().to_string()).unwrap_or_default();
         match self.broker {
-            Broker::Grpc => add(&["--broker", "grpc", "--grpc-broker-addr", &self.grpc_broker.to_string()]),
+            Broker::Grpc => add(&["--broker", "grpc", "--grpc-broker-addr", &self.server_broker.to_string()]),
             Broker::Mosquitto => add(&["--broker", "mqtt", "--broker-url", &broker_url]),
             Broker::Pubsub => {
                 add(&["--broker", "pubsub", "--broker-url", &broker_url, "--pubsub-project", PUBSUB_PROJECT])
+            }
+            Broker::Rumqttd | Broker::Rmqtt => {
+                let engine = if self.broker == Broker::Rmqtt { "rmqtt" } else { "rumqttd" };
+                let embedded = self.server_broker.to_string();
+                add(&["--broker", "mqtt", "--embedded-mqtt", &embedded, "--embedded-mqtt-engine", engine]);
             }
         }
         args
@@ -352,7 +371,7 @@ impl System {
     fn agent_settings(&self) -> AgentBrokerSettings {
         let (kind, project) = match self.broker {
             Broker::Grpc => (BrokerKind::Grpc, None),
-            Broker::Mosquitto => (BrokerKind::Mqtt, None),
+            Broker::Mosquitto | Broker::Rumqttd | Broker::Rmqtt => (BrokerKind::Mqtt, None),
             Broker::Pubsub => (BrokerKind::Pubsub, Some(PUBSUB_PROJECT.to_owned())),
         };
         AgentBrokerSettings {
@@ -461,7 +480,7 @@ async fn start_store(store: Store) -> anyhow::Result<(StoreParts, Option<FaultPr
 
 async fn start_broker(broker: Broker) -> anyhow::Result<(BrokerProcess, Option<SocketAddr>)> {
     Ok(match broker {
-        Broker::Grpc => (BrokerProcess::None, None),
+        Broker::Grpc | Broker::Rumqttd | Broker::Rmqtt => (BrokerProcess::None, None),
         Broker::Mosquitto => {
             let m = tokio::task::spawn_blocking(Mosquitto::start).await?;
             let addr = m.address().parse()?;
