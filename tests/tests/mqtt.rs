@@ -28,6 +28,7 @@ async fn main_job_on_sqlite_over_embedded_rumqttd() {
     let (_guard, url) = db_url(Db::Sqlite).await;
     let mut config = StackConfig::new(&url);
     config.broker = BrokerKind::Mqtt;
+    config.embedded_mqtt_engine = EmbeddedEngine::Rumqttd;
     main_job(config).await;
 }
 

@@ -49,7 +49,7 @@ impl Cli {
             return filter;
         }
         match self.command {
-            Command::Demo(_) => "warn,rumqttd=off",
+            Command::Demo(_) => "warn,rumqttd=off,rmqtt=off",
             _ => "info",
         }
     }
@@ -165,15 +165,15 @@ pub struct ServerArgs {
         requires = "embedded_mqtt"
     )]
     embedded_mqtt_password_file: Option<std::path::PathBuf>,
-    /// With `--embedded-mqtt`: the MQTT broker behind the embedded broker's gate. `rumqttd`
-    /// (0.20) holds ~51 KiB of fixed buffers per connection (10,000 agents: ~650 MiB);
-    /// `rmqtt` (0.24, Cargo feature `embedded-rmqtt`) ~19 KiB per idle connection
-    /// (docs/operations.md, "Embedded MQTT broker").
+    /// With `--embedded-mqtt`: the MQTT broker behind the embedded broker's gate. `rmqtt`
+    /// (0.24, Cargo feature `embedded-rmqtt`, the default when built in) holds ~19 KiB per idle
+    /// connection; `rumqttd` (0.20, the default without that feature) ~51 KiB of fixed buffers
+    /// (10,000 agents: ~650 MiB) (docs/operations.md, "Embedded MQTT broker").
     #[arg(
         long,
         env = "MAESTRO_EMBEDDED_MQTT_ENGINE",
         value_enum,
-        default_value_t = crate::broker::EmbeddedEngine::Rumqttd,
+        default_value_t = crate::broker::EmbeddedEngine::default(),
         requires = "embedded_mqtt"
     )]
     embedded_mqtt_engine: crate::broker::EmbeddedEngine,

@@ -33,7 +33,9 @@ pub struct StackConfig {
     /// MQTT: an external broker `host:port` (e.g. Mosquitto); `None` starts the embedded
     /// broker on a free port.
     pub mqtt_host: Option<String>,
-    /// MQTT without `mqtt_host`: the embedded broker's engine (default rumqttd).
+    /// MQTT without `mqtt_host`: the embedded broker's engine (default: [`EmbeddedEngine`]'s).
+    ///
+    /// [`EmbeddedEngine`]: crate::broker::EmbeddedEngine
     pub embedded_mqtt_engine: crate::broker::EmbeddedEngine,
     /// Pub/Sub: the emulator `host:port` (required with [`BrokerKind::Pubsub`]).
     pub pubsub_endpoint: Option<String>,

@@ -90,15 +90,28 @@ pub enum BrokerError {
     },
 }
 
-/// The MQTT broker behind the gate (docs/operations.md, "Embedded MQTT broker").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+/// The MQTT broker behind the gate (docs/operations.md, "Embedded MQTT broker"). The default
+/// is rmqtt when the `embedded-rmqtt` Cargo feature is compiled in (the default build), else
+/// rumqttd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EmbeddedEngine {
     /// rumqttd 0.20: ~51 KiB of fixed buffers per connection (10,000 agents: ~650 MiB).
-    #[default]
     Rumqttd,
     /// rmqtt 0.24 (needs the `embedded-rmqtt` Cargo feature, on by default): ~19 KiB per
     /// idle connection, queues that grow as they fill.
     Rmqtt,
+}
+
+impl Default for EmbeddedEngine {
+    fn default() -> Self {
+        if cfg!(feature = "embedded-rmqtt") { EmbeddedEngine::Rmqtt } else { EmbeddedEngine::Rumqttd }
+    }
+}
+
+impl std::fmt::Display for EmbeddedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl EmbeddedEngine {

@@ -1,8 +1,8 @@
 //! The embedded MQTT 5 broker for single-node setups:
 //! `maestro server --broker mqtt --embedded-mqtt ADDR [--embedded-mqtt-password-file FILE]
-//! [--embedded-mqtt-engine rumqttd|rmqtt]`. The engine (rumqttd by default, or rmqtt with the
-//! `embedded-rmqtt` feature, see [`EmbeddedEngine`]) runs on its own thread and has no
-//! shutdown API, so it lives as long as the process.
+//! [--embedded-mqtt-engine rmqtt|rumqttd]`. The engine (rmqtt by default when the
+//! `embedded-rmqtt` feature is built in, else rumqttd; see [`EmbeddedEngine`]) runs on its own
+//! thread and has no shutdown API, so it lives as long as the process.
 //!
 //! The engine always listens on a free loopback port and accepts only random credentials of
 //! the gate ([`maestro_broker_mqtt::gate`]), which listens on `ADDR`. The gate forwards only
