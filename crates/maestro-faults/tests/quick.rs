@@ -1,5 +1,6 @@
-//! The quick fault suite (docs/reliability.md): on gRPC and Mosquitto with PostgreSQL and on
-//! gRPC with SQLite (not yet the Pub/Sub emulator: its open failures are listed there), the
+//! The quick fault suite (docs/reliability.md): on gRPC, Mosquitto and the embedded MQTT broker
+//! (rmqtt, its default engine) with PostgreSQL and on gRPC with SQLite (not yet the Pub/Sub
+//! emulator: its open failures are listed there), the
 //! quick faults (kill -9 of the server, the agents and PostgreSQL, a cut of the agents' link, a
 //! delay on the server's links, SQLite's disk full) while a source workload runs; every one must
 //! end with lost = 0 and stale = 0. Real processes: `maestro server` (built by the same run),
@@ -46,6 +47,13 @@ async fn quick_faults_lose_nothing_on_grpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quick_faults_lose_nothing_on_mosquitto() {
     quick(Broker::Mosquitto, Store::Postgres, Duration::from_secs(120)).await;
+}
+
+/// The server's embedded MQTT broker on its default engine, rmqtt: killing the server kills the
+/// broker and every session in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quick_faults_lose_nothing_on_the_embedded_rmqtt_broker() {
+    quick(Broker::Rmqtt, Store::Postgres, Duration::from_secs(120)).await;
 }
 
 /// SQLite on its own 64 MiB tmpfs (the test runs as root, as CI does): kill -9 of the server and
