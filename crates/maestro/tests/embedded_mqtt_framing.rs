@@ -115,8 +115,9 @@ async fn no_server_only_packet_kills_the_open_broker() {
     }
 }
 
-/// The rmqtt engine behind the same gate: every server-only packet is refused and the broker
-/// goes on serving.
+/// The rmqtt engine, which without a password file runs with no gate in front: it closes the
+/// connection on every server-only packet by itself (measured: within 1 ms, no answer), a
+/// reconnect with the same client id is served, and the broker goes on serving.
 #[cfg(feature = "embedded-rmqtt")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_server_only_packet_kills_the_open_rmqtt_broker() {

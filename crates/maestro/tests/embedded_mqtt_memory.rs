@@ -1,6 +1,6 @@
 //! Memory per idle connection of the embedded MQTT broker, per engine: the reproduction behind
-//! docs/benchmarks.md, "Embedded MQTT brokers". Each test starts the embedded broker (gate and
-//! engine, as `maestro server --embedded-mqtt` does) in this process, opens [`CONNECTIONS`]
+//! docs/benchmarks.md, "Embedded MQTT brokers". Each test starts the open embedded broker as
+//! `maestro server --embedded-mqtt` does (rumqttd behind the gate; rmqtt alone) in this process, opens [`CONNECTIONS`]
 //! raw MQTT 5 connections, each subscribed to its own consumer's spec topic as an agent is,
 //! and reports the growth of the process's resident memory per connection. The client side
 //! is a bare socket per connection (a few hundred bytes), so nearly all of the growth is the
@@ -109,7 +109,8 @@ async fn rumqttd_holds_fixed_buffers_per_idle_connection() {
     assert!(per > 30.0, "rumqttd: {per:.1} KiB per connection");
 }
 
-/// rmqtt grows its queues as they fill: under 30 KiB per idle connection, gate included.
+/// rmqtt grows its queues as they fill: under 30 KiB per idle connection (open, as here:
+/// no gate in front).
 #[cfg(feature = "embedded-rmqtt")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: thousands of sockets; run by hand (module documentation)"]

@@ -150,6 +150,10 @@ fn config(listen: SocketAddr, max_payload_bytes: usize, auth: HashMap<String, St
 /// [`EmbeddedError`] when no port can be reserved, the password file is unusable, or the
 /// broker or the gate does not come up.
 pub fn start(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
+    #[cfg(feature = "embedded-rmqtt")]
+    if opts.engine == EmbeddedEngine::Rmqtt && opts.password_file.is_none() {
+        return start_open_rmqtt(opts);
+    }
     let (users, acl, server_login) = match &opts.password_file {
         None => (None, Acl::allow_all(), None),
         Some(file) => {
@@ -194,12 +198,25 @@ fn start_engine(opts: &EmbeddedOptions, gate_login: &Credentials) -> Result<Sock
         }
         #[cfg(feature = "embedded-rmqtt")]
         EmbeddedEngine::Rmqtt => {
-            let upstream = rmqtt_engine::spawn(gate_login.clone(), opts.max_payload_bytes)?;
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let upstream = rmqtt_engine::spawn(loopback, Some(gate_login.clone()), opts.max_payload_bytes)?;
             wait_listening(upstream)
         }
         #[cfg(not(feature = "embedded-rmqtt"))]
         EmbeddedEngine::Rmqtt => Err(EmbeddedError::EngineMissing("rmqtt")),
     }
+}
+
+/// rmqtt without a password file: on `opts.addr` itself, anonymous, no gate (see
+/// [`rmqtt_engine`]).
+#[cfg(feature = "embedded-rmqtt")]
+fn start_open_rmqtt(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
+    let max_packet_bytes = opts.max_payload_bytes.saturating_add(64 * 1024);
+    let listen = rmqtt_engine::spawn(opts.addr, None, max_packet_bytes)?;
+    let addr = wait_listening(listen)?;
+    warn_open(listen);
+    tracing::info!(%listen, engine = "rmqtt", "embedded MQTT broker listening; anonymous, no gate (rmqtt checks framing itself)");
+    Ok(Embedded { addr, server_login: None })
 }
 
 fn warn_open(listen: SocketAddr) {

@@ -1,7 +1,12 @@
 //! The rmqtt engine of the embedded broker (`--embedded-mqtt-engine rmqtt`,
 //! docs/operations.md "Embedded MQTT broker"): rmqtt 0.24 on a thread of its own with a
-//! two-worker Tokio runtime, one MQTT listener on a free loopback port that accepts only the
-//! gate's login (a `ClientAuthenticate` hook; anonymous clients are refused).
+//! two-worker Tokio runtime and one MQTT listener. Behind the gate (with a password file) it
+//! listens on a free loopback port and accepts only the gate's login (a `ClientAuthenticate`
+//! hook; anonymous clients are refused). Without a password file it listens on the embedded
+//! broker's address itself, anonymous: the gate would only check framing there, and rmqtt
+//! parses and refuses what a client may not send on its own (the forged-packet suite,
+//! `crates/maestro/tests/embedded_mqtt_framing.rs`), so the gate's hop, its memory and two
+//! of the three sockets per client it costs are saved.
 //!
 //! Why it exists: rumqttd 0.20 allocates its per-connection buffers at fixed sizes (~51 KiB
 //! per idle connection, docs/benchmarks.md "Embedded MQTT brokers"); rmqtt allocates a
@@ -59,32 +64,40 @@ impl Handler for GateOnly {
     }
 }
 
-/// Starts rmqtt on a free loopback port that accepts only `login`; returns the port's
-/// address once it listens.
+/// Starts rmqtt listening on `listen` (port 0: any free port); with `login`, it accepts only
+/// that login, else anyone. Returns the address bound once it listens.
 ///
 /// # Errors
 /// [`EmbeddedError::Port`] when the thread cannot start or the port cannot be bound,
 /// [`EmbeddedError::NotListening`] when the broker does not come up within 10 s.
-pub(super) fn spawn(login: Credentials, max_packet_bytes: usize) -> Result<SocketAddr, EmbeddedError> {
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+pub(super) fn spawn(
+    listen: SocketAddr,
+    login: Option<Credentials>,
+    max_packet_bytes: usize,
+) -> Result<SocketAddr, EmbeddedError> {
     let port_error = |e: &dyn std::fmt::Display| EmbeddedError::Port {
-        addr: loopback,
+        addr: listen,
         source: std::io::Error::other(e.to_string()),
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("rmqtt".into())
-        .spawn(move || run(login, max_packet_bytes, ready_tx))
-        .map_err(|source| EmbeddedError::Port { addr: loopback, source })?;
+        .spawn(move || run(listen, login, max_packet_bytes, ready_tx))
+        .map_err(|source| EmbeddedError::Port { addr: listen, source })?;
     match ready_rx.recv_timeout(Duration::from_secs(10)) {
         Ok(Ok(addr)) => Ok(addr),
         Ok(Err(e)) => Err(port_error(&e)),
-        Err(_) => Err(EmbeddedError::NotListening(loopback)),
+        Err(_) => Err(EmbeddedError::NotListening(listen)),
     }
 }
 
 /// The broker thread: builds the runtime, binds, reports the address, serves forever.
-fn run(login: Credentials, max_packet_bytes: usize, ready: mpsc::Sender<Result<SocketAddr, String>>) {
+fn run(
+    listen: SocketAddr,
+    login: Option<Credentials>,
+    max_packet_bytes: usize,
+    ready: mpsc::Sender<Result<SocketAddr, String>>,
+) {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
         .thread_name("rmqtt-worker")
@@ -99,10 +112,13 @@ fn run(login: Credentials, max_packet_bytes: usize, ready: mpsc::Sender<Result<S
     };
     runtime.block_on(async move {
         let scx = ServerContext::new().busy_check_enable(false).build().await;
-        let register = scx.extends.hook_mgr().register();
-        register.add(Type::ClientAuthenticate, Box::new(GateOnly(login))).await;
-        register.start().await;
-        let listener = match listener(max_packet_bytes) {
+        let anonymous = login.is_none();
+        if let Some(login) = login {
+            let register = scx.extends.hook_mgr().register();
+            register.add(Type::ClientAuthenticate, Box::new(GateOnly(login))).await;
+            register.start().await;
+        }
+        let listener = match listener(listen, max_packet_bytes, anonymous) {
             Ok(l) => l,
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -116,16 +132,22 @@ fn run(login: Credentials, max_packet_bytes: usize, ready: mpsc::Sender<Result<S
     });
 }
 
-/// The listener: loopback, any free port, the settings of the module documentation.
-fn listener(max_packet_bytes: usize) -> Result<rmqtt::net::Listener, String> {
+/// The listener on `listen`, with the settings of the module documentation.
+fn listener(
+    listen: SocketAddr,
+    max_packet_bytes: usize,
+    anonymous: bool,
+) -> Result<rmqtt::net::Listener, String> {
     let max_inflight = NonZeroU16::new(MAX_INFLIGHT).ok_or("MAX_INFLIGHT is 0")?;
     Builder::new()
         .name("maestro-embedded")
-        .laddr(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .laddr(listen)
+        .reuseaddr(Some(true))
         .nodelay(true)
         .max_connections(super::MAX_CONNECTIONS)
+        .handshake_timeout(maestro_broker_mqtt::gate::DEFAULT_CONNECT_TIMEOUT)
         .max_packet_size(u32::try_from(max_packet_bytes).unwrap_or(u32::MAX))
-        .allow_anonymous(false)
+        .allow_anonymous(anonymous)
         .max_inflight(max_inflight)
         .max_mqueue_len(MAX_QUEUED_MESSAGES)
         .message_expiry_interval(MESSAGE_EXPIRY)
@@ -144,7 +166,8 @@ mod tests {
     #[tokio::test]
     async fn the_engine_accepts_only_the_gates_login() {
         let login = Credentials { user: "gate".into(), password: "s3cret".into() };
-        let addr = spawn(login, 1024 * 1024).expect("rmqtt starts").to_string();
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let addr = spawn(loopback, Some(login), 1024 * 1024).expect("rmqtt starts").to_string();
         for (who, creds) in [
             ("anonymous", None),
             ("wrong password", Some(("gate", "guess"))),
