@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use maestro::broker::{AgentBrokerSettings, BrokerKind, agent_transport};
+use maestro::broker::{AgentBrokerSettings, BrokerKind, EmbeddedEngine, agent_transport};
 use maestro_agent::{Agent, AgentConfig};
 use maestro_broker_mqtt::testing::Mosquitto;
 use maestro_broker_pubsub::emulator::Emulator;
@@ -57,10 +57,19 @@ pub enum Broker {
 }
 
 impl Broker {
+    /// The engine of the server's embedded MQTT broker this set-up runs, if any.
+    pub fn embedded_engine(self) -> Option<EmbeddedEngine> {
+        match self {
+            Broker::Rumqttd => Some(EmbeddedEngine::Rumqttd),
+            Broker::Rmqtt => Some(EmbeddedEngine::Rmqtt),
+            Broker::Grpc | Broker::Mosquitto | Broker::Pubsub => None,
+        }
+    }
+
     /// Whether the broker lives in the server process (gRPC, the embedded MQTT broker): no
     /// broker process, no server ↔ broker link.
     pub fn in_server(self) -> bool {
-        matches!(self, Broker::Grpc | Broker::Rumqttd | Broker::Rmqtt)
+        self == Broker::Grpc || self.embedded_engine().is_some()
     }
 }
 
@@ -244,9 +253,16 @@ impl System {
                 add(&["--broker", "pubsub", "--broker-url", &broker_url, "--pubsub-project", PUBSUB_PROJECT])
             }
             Broker::Rumqttd | Broker::Rmqtt => {
-                let engine = if self.broker == Broker::Rmqtt { "rmqtt" } else { "rumqttd" };
+                let engine = self.broker.embedded_engine().unwrap_or_default();
                 let embedded = self.server_broker.to_string();
-                add(&["--broker", "mqtt", "--embedded-mqtt", &embedded, "--embedded-mqtt-engine", engine]);
+                add(&[
+                    "--broker",
+                    "mqtt",
+                    "--embedded-mqtt",
+                    &embedded,
+                    "--embedded-mqtt-engine",
+                    engine.as_str(),
+                ]);
             }
         }
         args

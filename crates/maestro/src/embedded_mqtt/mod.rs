@@ -170,7 +170,7 @@ pub fn start(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
         upstream_login: gate_login,
         users,
         acl,
-        max_packet_bytes: opts.max_payload_bytes.saturating_add(64 * 1024),
+        max_packet_bytes: client_packet_limit(opts),
         connect_timeout: gate::DEFAULT_CONNECT_TIMEOUT,
     };
     let listen = gate::spawn(listener, gate_config, GATE_THREADS)?;
@@ -196,11 +196,11 @@ fn start_engine(opts: &EmbeddedOptions, gate_login: &Credentials) -> Result<Sock
             spawn_rumqttd(config(upstream, opts.max_payload_bytes, auth), upstream)?;
             wait_listening(upstream)
         }
+        // `spawn` returns once rmqtt's socket listens: no probe needed.
         #[cfg(feature = "embedded-rmqtt")]
         EmbeddedEngine::Rmqtt => {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-            let upstream = rmqtt_engine::spawn(loopback, Some(gate_login.clone()), opts.max_payload_bytes)?;
-            wait_listening(upstream)
+            rmqtt_engine::spawn(loopback, Some(gate_login.clone()), opts.max_payload_bytes)
         }
         #[cfg(not(feature = "embedded-rmqtt"))]
         EmbeddedEngine::Rmqtt => Err(EmbeddedError::EngineMissing("rmqtt")),
@@ -211,12 +211,16 @@ fn start_engine(opts: &EmbeddedOptions, gate_login: &Credentials) -> Result<Sock
 /// [`rmqtt_engine`]).
 #[cfg(feature = "embedded-rmqtt")]
 fn start_open_rmqtt(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
-    let max_packet_bytes = opts.max_payload_bytes.saturating_add(64 * 1024);
-    let listen = rmqtt_engine::spawn(opts.addr, None, max_packet_bytes)?;
-    let addr = wait_listening(listen)?;
+    let listen = rmqtt_engine::spawn(opts.addr, None, client_packet_limit(opts))?;
     warn_open(listen);
     tracing::info!(%listen, engine = "rmqtt", "embedded MQTT broker listening; anonymous, no gate (rmqtt checks framing itself)");
-    Ok(Embedded { addr, server_login: None })
+    Ok(Embedded { addr: probe_addr(listen), server_login: None })
+}
+
+/// The largest packet a client may send (the gate's limit, or open rmqtt's): the largest
+/// payload plus 64 KiB for the topic and properties.
+fn client_packet_limit(opts: &EmbeddedOptions) -> usize {
+    opts.max_payload_bytes.saturating_add(64 * 1024)
 }
 
 fn warn_open(listen: SocketAddr) {
