@@ -13,6 +13,23 @@ use std::time::{Duration, Instant};
 use maestro_api::pb::{PublishRequest, cloud_event_service_client::CloudEventServiceClient};
 use maestro_api::{Event, grpc};
 
+/// A reqwest client builder, with rustls' ring provider installed as the process default first
+/// (reqwest is built without a bundled provider and panics without one).
+pub fn http_builder() -> reqwest::ClientBuilder {
+    maestro_tls::install_process_provider();
+    reqwest::Client::builder()
+}
+
+/// A reqwest client with default settings (see [`http_builder`]).
+pub fn http() -> reqwest::Client {
+    http_builder().build().expect("an HTTP client")
+}
+
+/// GET `url` with a fresh client (see [`http_builder`]).
+pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http().get(url).send().await
+}
+
 /// Default deadline of a wait.
 /// Generous because the Pub/Sub emulator can hold a message on a StreamingPull stream its
 /// client closed for several 10 s stream ack deadlines before redelivering it.

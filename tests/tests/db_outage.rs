@@ -25,7 +25,7 @@ async fn a_database_outage_fails_fast_and_recovers_without_a_restart() {
         .expect("port");
     let stack = LocalStack::start(StackConfig::new(through.as_str())).await.unwrap();
     stack.rest.create_consumer("c1", &Default::default()).await.expect("consumer before the outage");
-    let http = reqwest::Client::new();
+    let http = maestro_tests::http();
     let readyz = format!("http://{}/readyz", stack.http_addr());
     assert_eq!(http.get(&readyz).send().await.unwrap().status(), 200);
 

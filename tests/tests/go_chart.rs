@@ -106,7 +106,7 @@ async fn go_chart_arguments_start_the_server() {
         if let Some(exit) = server.0.try_wait().expect("try_wait") {
             panic!("the server exited ({exit}): {}", std::fs::read_to_string(&log).unwrap_or_default());
         }
-        let ready = reqwest::get(format!("http://127.0.0.1:{health}/healthcheck")).await;
+        let ready = maestro_tests::http_get(format!("http://127.0.0.1:{health}/healthcheck")).await;
         if ready.is_ok_and(|r| r.status().is_success()) {
             break;
         }
@@ -119,7 +119,7 @@ async fn go_chart_arguments_start_the_server() {
     }
     let rest = maestro_client::RestClient::new(&format!("http://127.0.0.1:{http}")).expect("rest");
     rest.create_consumer("chart-cluster", &Default::default()).await.expect("a consumer over REST");
-    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+    let text = maestro_tests::http_get(format!("http://127.0.0.1:{metrics}/metrics"))
         .await
         .expect("metrics")
         .text()
@@ -132,7 +132,7 @@ async fn go_chart_arguments_start_the_server() {
         "{text}"
     );
     let instances: serde_json::Value =
-        reqwest::get(format!("http://127.0.0.1:{http}/api/maestro/v1/server-instances"))
+        maestro_tests::http_get(format!("http://127.0.0.1:{http}/api/maestro/v1/server-instances"))
             .await
             .expect("instances")
             .json()

@@ -128,7 +128,7 @@ impl Server {
             .expect("maestro server starts");
         self.child = Some(child);
         let url = format!("http://{}/readyz", self.http);
-        let http = reqwest::Client::new();
+        let http = maestro_tests::http();
         let started = Instant::now();
         loop {
             if let Some(Some(exit)) = self.child.as_mut().map(|c| c.try_wait().expect("try_wait")) {

@@ -38,7 +38,7 @@ impl Drop for Server {
 
 /// `GET url` → (status, body), `None` when nothing answers.
 async fn get(url: &str) -> Option<(u16, String)> {
-    let resp = reqwest::get(url).await.ok()?;
+    let resp = maestro_tests::http_get(url).await.ok()?;
     Some((resp.status().as_u16(), resp.text().await.ok()?))
 }
 

@@ -298,13 +298,13 @@ async fn a_server_without_its_subscriptions_is_not_ready_until_they_exist() {
             .expect("maestro server starts"),
     );
     let readyz = format!("http://{health}/readyz");
-    let status = || async { reqwest::get(&readyz).await.ok().map(|r| r.status().as_u16()) };
+    let status = || async { maestro_tests::http_get(&readyz).await.ok().map(|r| r.status().as_u16()) };
     wait_for("the ERROR naming the missing subscription", || async {
         let text = std::fs::read_to_string(&log).ok()?;
         (text.contains("ERROR") && text.contains("does not exist")).then_some(())
     })
     .await;
-    let body = reqwest::get(&readyz).await.unwrap().text().await.unwrap();
+    let body = maestro_tests::http_get(&readyz).await.unwrap().text().await.unwrap();
     assert_eq!(status().await, Some(503), "{body}");
     assert!(body.contains("the broker is not subscribed yet"), "{body}");
     let init = PubSubInitArgs {

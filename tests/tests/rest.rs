@@ -76,7 +76,7 @@ async fn rest_api_behaves_like_maestro(db: Db) {
     let stack = LocalStack::start(StackConfig::new(&url)).await.unwrap();
     let root = format!("http://{}", stack.http_addr());
     let base = format!("{root}/api/maestro/v1");
-    let http = Client::new();
+    let http = maestro_tests::http();
     let consumer_id = consumers(&http, &base).await;
     consumer_patches_are_objects(&http, &base, &consumer_id).await;
     consumer_names_are_dns1123_labels(&http, &base).await;

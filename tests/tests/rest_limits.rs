@@ -229,7 +229,7 @@ async fn bundle_lists_are_streamed(db: Db) {
     store.hold_batch(2);
     let server = server(store.clone(), no_timeouts()).await;
     let url = format!("http://{}/api/maestro/v1/resource-bundles?size=500", server.http_addr);
-    let mut resp = reqwest::get(&url).await.unwrap();
+    let mut resp = maestro_tests::http_get(&url).await.unwrap();
     assert_eq!(resp.status(), 200);
     store.held.notified().await;
     // Everything the server wrote before it reached the held batch.
@@ -260,7 +260,7 @@ async fn bundle_lists_are_streamed(db: Db) {
     // Projection, size 0 and a later page stream the same way.
     let get = |q: &'static str| {
         let url = format!("http://{}/api/maestro/v1/resource-bundles?{q}", server.http_addr);
-        async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap() }
+        async move { maestro_tests::http_get(url).await.unwrap().json::<Value>().await.unwrap() }
     };
     let projected = get("size=120&fields=name").await;
     assert_eq!(projected["size"].as_i64(), Some(120));
@@ -292,7 +292,7 @@ async fn lists_beyond_the_limit_wait_then_time_out() {
     };
     let server = server(store.clone(), limits).await;
     let base = format!("http://{}/api/maestro/v1", server.http_addr);
-    let http = reqwest::Client::new();
+    let http = maestro_tests::http();
     // The first list takes the only slot and keeps it while its body is held.
     let mut first = http.get(format!("{base}/resource-bundles?size=150")).send().await.unwrap();
     store.held.notified().await;
@@ -337,7 +337,7 @@ async fn a_client_that_stops_reading_loses_its_list_slot() {
     // The stalled client holds the only slot until the idle timeout closes its connection.
     let started = Instant::now();
     let url = format!("http://{}/api/maestro/v1/consumers", server.http_addr);
-    let next = reqwest::Client::builder()
+    let next = maestro_tests::http_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
@@ -373,7 +373,7 @@ async fn store_failures_stay_in_the_log(db: Db) {
     let store = Arc::new(Wrapped::new(inner));
     let server = server(store.clone(), no_timeouts()).await;
     let base = format!("http://{}/api/maestro/v1", server.http_addr);
-    let http = reqwest::Client::new();
+    let http = maestro_tests::http();
     for (retryable, status, reason) in
         [(false, 500, "Unspecified error"), (true, 503, "The service is unavailable for now; retry later")]
     {
@@ -472,7 +472,7 @@ async fn four_maximum_pages_stay_under_100_mb() {
     for _ in 0..4 {
         let url = url.clone();
         clients.spawn(async move {
-            let mut resp = reqwest::get(url).await.unwrap();
+            let mut resp = maestro_tests::http_get(url).await.unwrap();
             let (mut len, mut tail) = (0usize, Vec::new());
             while let Some(chunk) = resp.chunk().await.unwrap() {
                 len += chunk.len();
@@ -819,7 +819,7 @@ async fn streamed_pages_take_about_as_long_as_buffered_ones() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let buffered = listener.local_addr().unwrap();
     tokio::spawn(serve_buffered(store, listener));
-    let http = reqwest::Client::new();
+    let http = maestro_tests::http();
     for size in [100, 400, 6010] {
         let path = format!("/api/maestro/v1/resource-bundles?size={size}");
         let urls = [format!("http://{}{path}", server.http_addr), format!("http://{buffered}{path}")];

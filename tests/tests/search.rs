@@ -100,7 +100,7 @@ async fn run(db: Db) {
     let (_guard, url) = db_url(db).await;
     let stack = LocalStack::start(StackConfig::new(&url)).await.unwrap();
     let api =
-        Api { http: reqwest::Client::new(), base: format!("http://{}/api/maestro/v1", stack.http_addr()) };
+        Api { http: maestro_tests::http(), base: format!("http://{}/api/maestro/v1", stack.http_addr()) };
     fixture(&stack, &api).await;
     grpcsource_searches(&api).await;
     language(&api).await;

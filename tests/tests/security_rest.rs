@@ -110,9 +110,8 @@ async fn rest_server(authn: AuthnType, jwks: Option<Value>) -> RestServer {
 }
 
 fn https_client(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"));
+    let mut b = maestro_tests::http_builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA")]);
     if let Some((cert, key)) = identity {
         b = b.identity(reqwest::Identity::from_pem(format!("{key}{cert}").as_bytes()).expect("identity"));
     }

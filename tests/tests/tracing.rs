@@ -72,7 +72,7 @@ async fn a_bundle_is_one_trace_from_publish_to_status() {
     // A REST call continues the caller's trace (its W3C `traceparent` header).
     let url = format!("http://{}/api/maestro/v1/consumers", stack.http_addr());
     let caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-    let resp = reqwest::Client::new().get(url).header("traceparent", caller).send().await.expect("REST");
+    let resp = maestro_tests::http().get(url).header("traceparent", caller).send().await.expect("REST");
     assert_eq!(resp.status(), 200);
     let rest = wait_for("the REST span exported", || async {
         let spans = exporter.get_finished_spans().ok()?;

@@ -11,12 +11,6 @@ use crate::error::PubSubError;
 use crate::pull::{PullError, Puller};
 use crate::{BACKEND, PubSubConfig};
 
-/// Installs rustls' `ring` provider as the process default (ignored when one is already
-/// installed). The google clients are built without a bundled provider.
-pub(crate) fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 fn client_error(client: &'static str) -> impl FnOnce(google_cloud_gax::client_builder::Error) -> Error {
     move |source| PubSubError::Client { client, source }.into()
 }
@@ -65,7 +59,8 @@ pub(crate) struct Clients {
 impl Clients {
     /// Builds the admin (REST) and StreamingPull (gRPC) clients. Nothing is connected yet.
     pub(crate) async fn new(config: &PubSubConfig) -> Result<Clients> {
-        install_crypto_provider();
+        // The google clients are built without a bundled crypto provider.
+        maestro_tls::install_process_provider();
         let creds = credentials(config)?;
         let url = config.resolve_endpoint().url;
         let mut topics = TopicAdmin::builder().with_credentials(creds.clone());

@@ -124,11 +124,12 @@ async fn measure(db: &Database, bundles: usize, consumers: usize) -> anyhow::Res
     let broker = BrokerProcess::start(Broker::Grpc).await?;
     let server = ServerProcess::start(&maestro_bin()?, &broker, &db.url).await?;
     let base = format!("http://{}/api/maestro/v1/resource-bundles", server.http);
+    maestro_tls::install_process_provider();
     let http = reqwest::Client::new();
     let mut timings = Vec::new();
     for (label, query) in pages(consumers, bundles) {
         eprintln!("  page: {label}");
-        timings.push(time_page(&http, &base, &store, label, query).await?);
+        timings.push(time_page((&http, &base, &store), label, query, (WARM_UP, SAMPLES)).await?);
     }
     server.stop().await;
     Ok(PagesReport { bundles, consumers, load_s, pages: timings })
@@ -201,16 +202,17 @@ fn analyze(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn time_page(
-    http: &reqwest::Client,
-    base: &str,
-    store: &DynStore,
+/// Times `query` over REST and on the store alone, `samples` requests each after `warm_up`
+/// untimed ones.
+pub(crate) async fn time_page(
+    (http, base, store): (&reqwest::Client, &str, &DynStore),
     label: String,
     query: Vec<(&'static str, String)>,
+    (warm_up, samples): (usize, usize),
 ) -> anyhow::Result<PageTiming> {
-    let mut rest = Vec::with_capacity(SAMPLES);
+    let mut rest = Vec::with_capacity(samples);
     let mut first: Option<Value> = None;
-    for n in 0..WARM_UP + SAMPLES {
+    for n in 0..warm_up + samples {
         let t = Instant::now();
         let resp = http.get(base).query(&query).send().await?;
         let status = resp.status();
@@ -220,17 +222,17 @@ async fn time_page(
         if first.is_none() {
             first = Some(serde_json::from_slice(&body)?);
         }
-        if n >= WARM_UP {
+        if n >= warm_up {
             rest.push(took);
         }
     }
     let body = first.unwrap_or_default();
     let q = store_query(&query)?;
-    let mut alone = Vec::with_capacity(SAMPLES);
-    for n in 0..WARM_UP + SAMPLES {
+    let mut alone = Vec::with_capacity(samples);
+    for n in 0..warm_up + samples {
         let t = Instant::now();
         store.list_resources_raw(&q).await?;
-        if n >= WARM_UP {
+        if n >= warm_up {
             alone.push(t.elapsed());
         }
     }

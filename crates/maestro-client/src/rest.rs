@@ -123,14 +123,12 @@ impl RestClient {
         }
         let path = base.path().trim_end_matches('/').to_owned();
         base.set_path(&path);
+        maestro_tls::install_process_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(10)));
         if let Some(ca) = &options.ca_file {
-            builder = builder.tls_built_in_root_certs(false);
-            for cert in ca_certificates(ca)? {
-                builder = builder.add_root_certificate(cert);
-            }
+            builder = builder.tls_certs_only(ca_certificates(ca)?);
         }
         if let Some(token) = &options.token {
             builder = builder.default_headers(token_headers(&base, token)?);

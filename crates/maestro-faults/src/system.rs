@@ -285,6 +285,7 @@ impl System {
             .with_context(|| format!("starting {}", self.bin.display()))?;
         self.server = Some(child);
         let readyz = format!("http://{}/readyz", self.http);
+        maestro_tls::install_process_provider();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {

@@ -20,10 +20,9 @@ use maestro_transport::memory::MemoryBroker;
 /// A client trusting only the CA in `ca_pem`, with no connection reuse.
 fn client(ca_pem: &str) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA PEM");
+    maestro_tls::install_process_provider();
     reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
+        .tls_certs_only([ca])
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
         .build()
@@ -64,6 +63,7 @@ async fn rest_over_tls_with_rotation() {
     assert_eq!(consumers(&client(&first.ca_pem()), &base).await, Ok(200));
     maestro_client_and_cli_trust_a_ca_file(dir.path(), &first, &base).await;
     source_grpc_requires_mutual_tls(dir.path(), &first, &base, server.grpc_addr.port()).await;
+    maestro_tls::install_process_provider();
     let plain = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
     let answer = consumers(&plain, &format!("http://127.0.0.1:{}", server.http_addr.port())).await;
     assert!(answer.is_err(), "plain HTTP to the TLS port answered {answer:?}");

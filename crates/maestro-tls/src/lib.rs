@@ -44,6 +44,17 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Installs rustls' ring provider as the process-wide default crypto provider, unless one is
+/// installed already (then that one stays).
+///
+/// HTTP clients (reqwest, the Google Cloud clients) are built without a bundled provider and
+/// take the process default; reqwest panics when building a client with none installed. Call
+/// this before building one. Idempotent and cheap.
+pub fn install_process_provider() {
+    // An error means a provider is installed already, which is what is wanted.
+    let _already = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The protocol versions every config of this crate offers: TLS 1.3 and TLS 1.2.
 pub(crate) const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];

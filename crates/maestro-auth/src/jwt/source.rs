@@ -91,6 +91,7 @@ fn http_client(url: &str) -> Result<reqwest::Client, AuthError> {
         "http" => tracing::warn!(jwks = url, "the JWKS URL is plain http: the keys can be forged in transit"),
         other => return Err(error(format!("unsupported URL scheme {other:?} (expected https)"))),
     }
+    maestro_tls::install_process_provider();
     reqwest::Client::builder()
         .timeout(FETCH_TIMEOUT)
         .connect_timeout(FETCH_TIMEOUT)
