@@ -283,6 +283,8 @@ pub struct Fleet {
     agents: SimulatedAgents,
     /// Each running agent's subscribed signal (subscriptions so far).
     subscribed: std::collections::HashMap<String, maestro_transport::Subscribed>,
+    /// The agents' periodic status sync interval, when not the agent's default.
+    status_sync: Option<Duration>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -301,7 +303,20 @@ impl Fleet {
         let source = SourceClient::connect(&server.grpc.to_string(), SOURCE_ID, rest.clone())
             .await
             .context("connecting the source client")?;
-        Ok(Fleet { server, rest, source, agents: SimulatedAgents::default(), subscribed: Default::default() })
+        Ok(Fleet {
+            server,
+            rest,
+            source,
+            agents: SimulatedAgents::default(),
+            subscribed: Default::default(),
+            status_sync: None,
+        })
+    }
+
+    /// Agents started from now on poll their works' status every `interval` instead of the
+    /// agent's default (10 s). Watched feedback still reports changes at once.
+    pub fn set_status_sync_interval(&mut self, interval: Duration) {
+        self.status_sync = Some(interval);
     }
 
     /// Registers `names` as consumers over REST (32 at a time), ticking `bar`.
@@ -361,6 +376,9 @@ impl Fleet {
         let mut cfg = AgentConfig::new(consumer);
         cfg.workers = 1;
         cfg.hub_host = self.server.hub_host.clone();
+        if let Some(interval) = self.status_sync {
+            cfg.status_sync_interval = interval;
+        }
         self.agents.spawn(cfg, transport);
         subscribed
     }

@@ -20,7 +20,9 @@ pub mod instances;
 pub mod limits;
 pub mod load;
 pub mod pages;
+pub mod raw;
 pub mod report;
+pub mod scale;
 pub mod storm;
 
 use indicatif::{ProgressBar, ProgressStyle};

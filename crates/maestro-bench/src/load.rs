@@ -111,6 +111,21 @@ pub struct Throughput {
 pub async fn throughput(
     sources: &[SourceClient],
     consumers: &[String],
+    range: (usize, usize),
+    concurrency: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<Throughput> {
+    throughput_of(work, sources, consumers, range, concurrency, bar).await
+}
+
+/// [`throughput`] with the bundles `make(i)` instead of [`work`]`(i)`.
+///
+/// # Errors
+/// As [`throughput`].
+pub async fn throughput_of(
+    make: fn(usize) -> ManifestWorkInput,
+    sources: &[SourceClient],
+    consumers: &[String],
     (first, per_consumer): (usize, usize),
     concurrency: usize,
     bar: &ProgressBar,
@@ -126,7 +141,7 @@ pub async fn throughput(
     let results: Vec<anyhow::Result<String>> = futures::stream::iter(items.into_iter().enumerate())
         .map(|(k, (i, c))| async move {
             let source = &sources[k % sources.len()];
-            source.create(c, &work(i)).await.with_context(|| format!("publishing b-{i} to {c}"))
+            source.create(c, &make(i)).await.with_context(|| format!("publishing b-{i} to {c}"))
         })
         .buffer_unordered(concurrency.max(1))
         .collect()

@@ -23,7 +23,7 @@ use maestro_bench::{Params, run_one};
     name = "maestro-bench",
     version,
     about,
-    after_help = "Environment:\n  MAESTRO_BIN               the `maestro` binary run as the server (default: beside this one)\n  MAESTRO_BENCH_SERVER_LOG  the server's RUST_LOG (default: warn)\n  MAESTRO_BENCH_KEEP_LOG    when set, keep each server's log and print its path\n  MAESTRO_BENCH_KEEP_DB     with --pages: when set, keep the database and print its URL\n  MAESTRO_BENCH_LATENCY_TRACE  write the latency scenario's per-bundle trace to this file:\n                            offset (ms), latency (ms), resource id, publish time (Unix s)"
+    after_help = "Environment:\n  MAESTRO_BIN               the `maestro` binary run as the server (default: beside this one)\n  MAESTRO_BENCH_SERVER_LOG  the server's RUST_LOG (default: warn)\n  MAESTRO_BENCH_KEEP_LOG    when set, keep each server's log and print its path\n  MAESTRO_BENCH_KEEP_DB     with --pages or --scale: when set, keep the database and print its URL\n  MAESTRO_BENCH_LATENCY_TRACE  write the latency scenario's per-bundle trace to this file:\n                            offset (ms), latency (ms), resource id, publish time (Unix s)"
 )]
 struct Args {
     /// Brokers to measure: grpc, mosquitto (MQTT on Mosquitto), rumqttd and rmqtt (MQTT on the
@@ -82,6 +82,14 @@ struct Args {
     /// PostgreSQL with --postgres, else SQLite; writes storm.{json,md}.
     #[arg(long, value_name = "AGENTS")]
     storm: Option<usize>,
+    /// Instead of the broker and store runs, the ACM-size scenario on PostgreSQL (needs
+    /// --postgres; gRPC broker): 2,000 consumers × 100 realistic bundles (1–5 manifests, 2–8
+    /// KiB) end to end, then the server's RSS, REST pages and the full list beside psql's
+    /// COPY, one consumer's resync, a status update storm and a server restart with every
+    /// agent's resync. --consumers, --bundles and --concurrency change the sizes; writes
+    /// scale.{json,md}.
+    #[arg(long)]
+    scale: bool,
     /// Instead of measuring, read a results.json written by an earlier run and write its
     /// Markdown table and SVG chart again into `--out`.
     #[arg(long, value_name = "RESULTS_JSON")]
@@ -182,6 +190,17 @@ async fn main() -> anyhow::Result<()> {
         let admin = args.postgres.as_deref().context("--pages needs --postgres URL")?;
         let report = maestro_bench::pages::run(admin, bundles, args.consumers.unwrap_or(2_000)).await?;
         return write_scenario(&args.out, "pages", &maestro_bench::pages::markdown(&report), &report);
+    }
+    if args.scale {
+        let admin = args.postgres.as_deref().context("--scale needs --postgres URL")?;
+        let full = maestro_bench::scale::ScaleParams::FULL;
+        let sp = maestro_bench::scale::ScaleParams {
+            consumers: args.consumers.unwrap_or(full.consumers).max(1),
+            per_consumer: args.bundles.unwrap_or(full.per_consumer).max(1),
+            concurrency: args.concurrency.unwrap_or(full.concurrency).max(1),
+        };
+        let report = maestro_bench::scale::run(admin, sp).await?;
+        return write_scenario(&args.out, "scale", &maestro_bench::scale::markdown(&report), &report);
     }
     let brokers = parse_all(&args.broker, &Broker::ALL, "broker")?;
     let stores = parse_all(&args.store, &[StoreKind::Postgres, StoreKind::Sqlite], "store")?;

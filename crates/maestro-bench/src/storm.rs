@@ -114,8 +114,26 @@ async fn storm(
     let sources = std::slice::from_ref(&fleet.source);
     load::throughput(sources, &consumers, (0, per_consumer), p.concurrency, &pb).await?;
     pb.finish();
-    let before = fleet.subscriptions();
+    let run = restart_and_converge(&mut fleet, process, &consumers, per_consumer, p).await;
+    fleet.shutdown().await;
+    run
+}
 
+/// The storm on a running `fleet` whose agents of `consumers` hold `held` bundles each (indices
+/// below `held`): restarts the broker (the server, unless `process` runs Mosquitto), probes
+/// REST and publishes one new bundle per consumer (index `held`) until every one is Applied.
+///
+/// # Errors
+/// Restart, publish and convergence failures.
+pub async fn restart_and_converge(
+    fleet: &mut Fleet,
+    process: &mut BrokerProcess,
+    consumers: &[String],
+    held: usize,
+    p: &Params,
+) -> anyhow::Result<StormRun> {
+    let broker = process.broker;
+    let before = fleet.subscriptions();
     let killed = Instant::now();
     let server_restarted = !process.restart_mosquitto();
     if server_restarted {
@@ -133,44 +151,44 @@ async fn storm(
     let converge = async {
         let pb = bar(format!("{broker} storm: new bundles Applied"));
         let sources = std::slice::from_ref(&fleet.source);
-        let r = load::throughput(sources, &consumers, (per_consumer, 1), p.concurrency, &pb).await;
+        let r = load::throughput(sources, consumers, (held, 1), p.concurrency, &pb).await;
         pb.finish();
         stop.cancel();
         r.map(|_| up.elapsed().as_secs_f64())
     };
-    let (probes, converged, resubscribed_s) = tokio::join!(
-        probe(&fleet.rest, &consumers, stop.clone()),
-        converge,
-        resubscribed(&fleet, &before, up)
-    );
+    let (probes, converged, resubscribed_s) =
+        tokio::join!(probe(&fleet.rest, consumers, stop.clone()), converge, resubscribed(fleet, &before, up));
     let converged_s = converged?;
     let resubscribed_s = resubscribed_s?;
     let usage = fleet.server.usage();
-    let mut times: Vec<f64> = probes.iter().filter_map(|t| t.map(|d| d.as_secs_f64() * 1000.0)).collect();
-    times.sort_by(f64::total_cmp);
-    let pct = |q: usize| times.get(times.len().saturating_sub(1) * q / 100).copied().unwrap_or(0.0);
-    let run = StormRun {
+    Ok(StormRun {
         broker: broker.to_string(),
         store: String::new(),
-        agents,
-        bundles: agents * per_consumer,
+        agents: consumers.len(),
+        bundles: consumers.len() * held,
         restarted: if server_restarted { "server" } else { "mosquitto" }.into(),
         restart_s: (up - killed).as_secs_f64(),
         resubscribed_s,
         converged_s,
         probes: probes.len(),
         probe_failures: probes.iter().filter(|t| t.is_none()).count(),
-        probe_ms: (pct(50), pct(99), times.last().copied().unwrap_or(0.0)),
+        probe_ms: probe_percentiles(&probes),
         server_cpu_s: usage.cpu_s - cpu0,
         server_rss_mib: usage.rss_mib,
-    };
-    fleet.shutdown().await;
-    Ok(run)
+    })
+}
+
+/// p50, p99 and max (ms) of the probes that answered.
+pub fn probe_percentiles(probes: &[Option<Duration>]) -> (f64, f64, f64) {
+    let mut times: Vec<f64> = probes.iter().filter_map(|t| t.map(|d| d.as_secs_f64() * 1000.0)).collect();
+    times.sort_by(f64::total_cmp);
+    let pct = |q: usize| times.get(times.len().saturating_sub(1) * q / 100).copied().unwrap_or(0.0);
+    (pct(50), pct(99), times.last().copied().unwrap_or(0.0))
 }
 
 /// Asks for one consumer's first page of 100 bundles (each consumer in turn), one request
 /// after the other, until `stop`; each request's time, `None` for a failure or a timeout.
-async fn probe(
+pub async fn probe(
     rest: &RestClient,
     consumers: &[String],
     stop: tokio_util::sync::CancellationToken,

@@ -65,3 +65,35 @@ async fn a_tiny_storm_converges_on_grpc_and_mosquitto() {
     }
     assert!(storm::markdown(&runs).contains("| mqtt/mosquitto | sqlite | 4 | 8 | mosquitto |"));
 }
+
+/// A small scale scenario (`--scale --consumers 50 --bundles 20`, 1,000 realistic bundles on
+/// real PostgreSQL from `MAESTRO_TEST_DATABASE_URL`): every step runs and reports what it
+/// measured, and the Markdown table carries every figure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_scale_run_measures_every_step() {
+    use maestro_bench::scale::{self, ScaleParams};
+    let Ok(admin) = std::env::var(maestro_store::testing::DATABASE_URL_ENV) else {
+        panic!(
+            "MAESTRO_TEST_DATABASE_URL is not set: run scripts/test.sh, or eval \"$(scripts/pg-start.sh)\" first"
+        );
+    };
+    let sp = ScaleParams { consumers: 50, per_consumer: 20, concurrency: 16 };
+    let r = scale::run(&admin, sp).await.unwrap();
+    assert_eq!(r.bundles, 1_000);
+    assert_eq!(r.load.bundles, 1_000);
+    assert_eq!(r.consumer_page.items, 20, "one consumer's page holds its 20 bundles");
+    assert_eq!(r.consumer_page.total, 20);
+    assert_eq!(r.label_search.total, 50, "app-7: bundle 7 of each consumer");
+    assert_eq!(r.full_list.items, 1_000);
+    assert_eq!(r.full_list.pages, 1);
+    assert!(r.full_list.raw_copy_s > 0.0 && r.full_list.bytes > 1_000 * 2_000);
+    assert_eq!(r.resync_one.bundles, 20);
+    assert_eq!(r.status_storm.agents, 50);
+    assert!(r.status_storm.converged_s > 0.0 && r.status_storm.probes > 0, "{:?}", r.status_storm);
+    assert_eq!(r.restart.restarted, "server");
+    assert_eq!(r.restart.bundles, 1_000);
+    assert!(r.restart.converged_s > 0.0 && r.rss_mib > 0.0);
+    let md = scale::markdown(&r);
+    assert!(md.contains("| one consumer's resync | 20 bundles,"), "{md}");
+    assert!(md.contains("| full list over REST | 1000 items in 1 pages,"), "{md}");
+}
