@@ -22,10 +22,10 @@ use crate::limits::status;
 use crate::scale::scale_work;
 
 /// Client counts tried for the write limit.
-const CLIENTS: [usize; 3] = [4, 16, 64];
+const CLIENTS: [usize; 4] = [2, 4, 16, 64];
 /// Bundles per transaction tried for the write limit (the server's group commit writes every
 /// queued creation in one transaction).
-const BATCHES: [usize; 3] = [1, 8, 32];
+const BATCHES: [usize; 4] = [1, 8, 32, 128];
 /// Seconds each pgbench run lasts.
 const RUN_SECONDS: u64 = 5;
 /// Bundle indices of the write scripts (one script each, picked at random by pgbench): 1 to 5
