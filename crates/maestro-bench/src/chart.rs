@@ -363,7 +363,28 @@ mod tests {
             params: Params::quick(),
             runs,
             failures,
+            pgbench_write: None,
         }
+    }
+
+    #[test]
+    fn the_table_gives_each_postgres_run_over_the_pgbench_write_limit() {
+        let mut r = report(
+            vec![
+                run(Broker::Grpc, StoreKind::Postgres, 3000.0, 12.0),
+                run(Broker::Grpc, StoreKind::Sqlite, 2000.0, 12.0),
+            ],
+            vec![],
+        );
+        let md = crate::report::markdown(&r);
+        assert!(!md.contains("pgbench"), "no line without a measurement: {md}");
+        r.pgbench_write =
+            Some(crate::raw::WriteLimit { bundles_per_s: 12_000.0, clients: 2, batch: 128, tried: vec![] });
+        let md = crate::report::markdown(&r);
+        assert!(
+            md.contains("12000 bundles/s (2 clients, 128 per transaction); e2e ÷ it: grpc 0.25."),
+            "{md}"
+        );
     }
 
     /// The contents of the `<text>` elements, trimmed, in document order.

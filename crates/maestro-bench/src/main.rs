@@ -12,6 +12,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use maestro_bench::env::{Broker, StoreKind};
+use maestro_bench::raw;
 use maestro_bench::report::{Report, markdown};
 use maestro_bench::{Params, run_one};
 
@@ -239,7 +240,16 @@ async fn main() -> anyhow::Result<()> {
         params: params.clone(),
         runs: Vec::new(),
         failures: Vec::new(),
+        pgbench_write: None,
     };
+    if let (Some(admin), true) = (args.postgres.as_deref(), stores.contains(&StoreKind::Postgres)) {
+        let grid = if args.quick { raw::QUICK_GRID } else { raw::FULL_GRID };
+        eprintln!("PostgreSQL write limit (pgbench)");
+        match raw::write_limit(admin, params.consumers, grid).await {
+            Ok(w) => report.pgbench_write = Some(w),
+            Err(e) => report.failures.push(format!("pgbench write limit: {e:#}")),
+        }
+    }
     for &store in &stores {
         if store == StoreKind::Postgres && args.postgres.is_none() {
             report.failures.push("postgres: no --postgres URL given".into());

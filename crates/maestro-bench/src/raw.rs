@@ -21,11 +21,21 @@ use crate::env::{Database, StoreKind};
 use crate::limits::status;
 use crate::scale::scale_work;
 
-/// Client counts tried for the write limit.
-const CLIENTS: [usize; 4] = [2, 4, 16, 64];
-/// Bundles per transaction tried for the write limit (the server's group commit writes every
-/// queued creation in one transaction).
-const BATCHES: [usize; 4] = [1, 8, 32, 128];
+/// The client counts and bundles per transaction tried for the write limit (the server's group
+/// commit writes every queued creation in one transaction).
+#[derive(Debug, Clone, Copy)]
+pub struct Grid {
+    /// Client counts (connections).
+    pub clients: &'static [usize],
+    /// Bundles per transaction.
+    pub batches: &'static [usize],
+}
+
+/// The full grid: 16 runs (80 s), for the scale scenario and the full run.
+pub const FULL_GRID: Grid = Grid { clients: &[2, 4, 16, 64], batches: &[1, 8, 32, 128] };
+/// Where the full grid's best runs have been (2–4 clients, 32–128 per transaction): 4 runs
+/// (20 s), for the quick run.
+pub const QUICK_GRID: Grid = Grid { clients: &[2, 4], batches: &[32, 128] };
 /// Seconds each pgbench run lasts.
 const RUN_SECONDS: u64 = 5;
 /// Bundle indices of the write scripts (one script each, picked at random by pgbench): 1 to 5
@@ -33,7 +43,7 @@ const RUN_SECONDS: u64 = 5;
 const SCRIPT_BUNDLES: [usize; 5] = [0, 1, 2, 3, 4];
 
 /// One pgbench run of the write scripts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WriteTry {
     /// Clients (connections).
     pub clients: usize,
@@ -44,7 +54,7 @@ pub struct WriteTry {
 }
 
 /// The write limit: the best of the grid.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WriteLimit {
     /// The best bundles per second.
     pub bundles_per_s: f64,
@@ -80,19 +90,19 @@ pub fn pgbench_bin() -> anyhow::Result<PathBuf> {
     )
 }
 
-/// Measures the write limit on a fresh database of `admin` holding `consumers` consumers
-/// (`scale-00000`…), as the scale scenario does.
+/// Measures the write limit over `grid` on a fresh database of `admin` holding `consumers`
+/// consumers (`scale-00000`…), each script's bundles on a random one of them.
 ///
 /// # Errors
 /// Database, pgbench and output-parsing failures.
-pub async fn write_limit(admin: &str, consumers: usize) -> anyhow::Result<WriteLimit> {
+pub async fn write_limit(admin: &str, consumers: usize, grid: Grid) -> anyhow::Result<WriteLimit> {
     let db = Database::fresh(StoreKind::Postgres, Some(admin)).await?;
-    let result = write_limit_on(&db.url, consumers).await;
+    let result = write_limit_on(&db.url, consumers, grid).await;
     db.remove().await;
     result
 }
 
-async fn write_limit_on(url: &str, consumers: usize) -> anyhow::Result<WriteLimit> {
+async fn write_limit_on(url: &str, consumers: usize, grid: Grid) -> anyhow::Result<WriteLimit> {
     {
         let store = maestro_store::open(url).await?;
         for c in 0..consumers {
@@ -104,9 +114,9 @@ async fn write_limit_on(url: &str, consumers: usize) -> anyhow::Result<WriteLimi
     let dir = tempfile::tempdir().context("creating a directory for the pgbench scripts")?;
     let bin = pgbench_bin()?;
     let mut tried = Vec::new();
-    for batch in BATCHES {
+    for &batch in grid.batches {
         let scripts = write_scripts(dir.path(), consumers, batch)?;
-        for clients in CLIENTS {
+        for &clients in grid.clients {
             eprintln!("  pgbench write: {clients} clients, {batch} bundles per transaction");
             let out = pgbench(&bin, url, clients, &scripts)?;
             let tps = parse_after(&out, "tps = ").context("no tps in pgbench's output")?;

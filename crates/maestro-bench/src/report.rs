@@ -20,6 +20,10 @@ pub struct Report {
     pub runs: Vec<RunResult>,
     /// Broker × store combinations that failed or were skipped, with why.
     pub failures: Vec<String>,
+    /// PostgreSQL's write limit measured by pgbench in the same run (with `--postgres`; absent
+    /// in results written before it existed).
+    #[serde(default)]
+    pub pgbench_write: Option<crate::raw::WriteLimit>,
 }
 
 fn mark(ok: bool) -> &'static str {
@@ -129,10 +133,32 @@ pub fn markdown(r: &Report) -> String {
             each.join(", ")
         );
     }
+    pgbench_line(&mut s, r);
     for f in &r.failures {
         let _ = writeln!(s, "\n- not measured: {f}");
     }
     s
+}
+
+/// The pgbench write limit and each PostgreSQL run's e2e ÷ it (issue 25 targets ≥ 0.6 on gRPC).
+fn pgbench_line(s: &mut String, r: &Report) {
+    let Some(w) = &r.pgbench_write else { return };
+    let ratios: Vec<String> = r
+        .runs
+        .iter()
+        .filter(|run| run.store == crate::env::StoreKind::Postgres)
+        .map(|run| {
+            format!("{} {:.2}", run.broker, run.throughput.per_second / w.bundles_per_s.max(f64::EPSILON))
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "\nPostgreSQL write limit (pgbench running the server's statements per bundle, same run): {:.0} bundles/s ({} clients, {} per transaction); e2e ÷ it: {}.",
+        w.bundles_per_s,
+        w.clients,
+        w.batch,
+        ratios.join(", ")
+    );
 }
 
 #[cfg(test)]

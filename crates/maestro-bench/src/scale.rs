@@ -266,8 +266,9 @@ fn bundle_sizes(per_consumer: usize) -> BundleSizes {
 /// # Errors
 /// Any failed step, naming it.
 pub async fn run(postgres_admin: &str, sp: ScaleParams) -> anyhow::Result<ScaleReport> {
-    let write =
-        raw::write_limit(postgres_admin, sp.consumers.max(1)).await.context("the pgbench write limit")?;
+    let write = raw::write_limit(postgres_admin, sp.consumers.max(1), raw::FULL_GRID)
+        .await
+        .context("the pgbench write limit")?;
     let db = Database::fresh(StoreKind::Postgres, Some(postgres_admin)).await?;
     let mut process = BrokerProcess::start(Broker::Grpc).await?;
     let result = measure(&db, &mut process, sp, write).await;

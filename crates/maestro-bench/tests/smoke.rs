@@ -40,8 +40,14 @@ async fn a_tiny_grpc_sqlite_run_measures_every_scenario() {
     assert!(f.start_rss_mib > 0.0 && f.holding_rss_mib > 0.0 && f.idle_rss_mib > 0.0, "{f:?}");
     assert_eq!(f.holding_bundles, 8);
     assert_eq!(f.idle_agents, 7, "2 fleet agents + 5 idle ones");
-    let report =
-        Report { date: "now".into(), machine: "test".into(), params, runs: vec![r], failures: vec![] };
+    let report = Report {
+        date: "now".into(),
+        machine: "test".into(),
+        params,
+        runs: vec![r],
+        failures: vec![],
+        pgbench_write: None,
+    };
     let md = markdown(&report);
     assert!(md.contains("| grpc | sqlite |"), "{md}");
 }
