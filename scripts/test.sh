@@ -23,6 +23,7 @@ if ((${#need_apt[@]})); then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null || { echo "error: apt-get install ${need_apt[*]} failed" >&2; exit 1; }
 fi
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "error: PostgreSQL server binaries still missing" >&2; exit 1; }
+ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || command -v pgbench >/dev/null || { echo "error: pgbench (PostgreSQL's own benchmark tool, run by the bench's scale smoke test) is missing" >&2; exit 1; }
 command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || { echo "error: mosquitto (the MQTT broker the MQTT tests run) is missing" >&2; exit 1; }
 export PATH="$PATH:/usr/sbin"
 # The official Pub/Sub emulator is preinstalled in this machine image and cannot be installed from
