@@ -79,6 +79,29 @@ impl AppliedWatch {
         }
     }
 
+    /// Waits until every one of `ids` was seen Applied (a late status of an earlier round's
+    /// bundle counts towards [`AppliedWatch::wait`]'s number but not here), ticking `bar`.
+    async fn wait_for(&mut self, ids: &[String], bar: &ProgressBar) -> anyhow::Result<()> {
+        self.wait(ids.len(), bar).await?;
+        let mut missing: Vec<&String> = ids.iter().collect();
+        let deadline = tokio::time::Instant::now() + SCENARIO_DEADLINE;
+        loop {
+            {
+                let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+                missing.retain(|id| !seen.contains_key(id.as_str()));
+            }
+            if missing.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                r = self.count.changed() => r.context("the status stream ended")?,
+                () = tokio::time::sleep_until(deadline) => anyhow::bail!(
+                    "{} of {} bundles not Applied after {SCENARIO_DEADLINE:?}", missing.len(), ids.len()
+                ),
+            }
+        }
+    }
+
     fn applied_at(&self, id: &str) -> Option<Instant> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).get(id).copied()
     }
@@ -146,8 +169,8 @@ pub async fn throughput_of(
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    applied.wait(total, bar).await?;
+    let ids = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    applied.wait_for(&ids, bar).await?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(Throughput { bundles: total, seconds, per_second: total as f64 / seconds })
 }

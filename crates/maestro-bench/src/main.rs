@@ -174,6 +174,31 @@ fn write_scenario(
     Ok(())
 }
 
+/// `--scale`: the scale scenario with the sizes of `args` (ScaleParams::FULL by default).
+async fn run_scale(args: &Args) -> anyhow::Result<()> {
+    let admin = args.postgres.as_deref().context("--scale needs --postgres URL")?;
+    let full = maestro_bench::scale::ScaleParams::FULL;
+    let sp = maestro_bench::scale::ScaleParams {
+        consumers: args.consumers.unwrap_or(full.consumers).max(1),
+        per_consumer: args.bundles.unwrap_or(full.per_consumer).max(1),
+        concurrency: args.concurrency.unwrap_or(full.concurrency).max(1),
+        grid: full.grid,
+    };
+    let report = maestro_bench::scale::run(admin, sp).await?;
+    write_scenario(&args.out, "scale", &maestro_bench::scale::markdown(&report), &report)
+}
+
+/// Measures PostgreSQL's pgbench write limit once for the report (the full grid, or the quick
+/// one with `--quick`); a failure is recorded with the report's failures.
+async fn pgbench_write(report: &mut Report, admin: &str, quick: bool) {
+    let grid = if quick { raw::QUICK_GRID } else { raw::FULL_GRID };
+    eprintln!("PostgreSQL write limit (pgbench)");
+    match raw::write_limit(admin, report.params.consumers, grid).await {
+        Ok(w) => report.pgbench_write = Some(w),
+        Err(e) => report.failures.push(format!("pgbench write limit: {e:#}")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -193,15 +218,7 @@ async fn main() -> anyhow::Result<()> {
         return write_scenario(&args.out, "pages", &maestro_bench::pages::markdown(&report), &report);
     }
     if args.scale {
-        let admin = args.postgres.as_deref().context("--scale needs --postgres URL")?;
-        let full = maestro_bench::scale::ScaleParams::FULL;
-        let sp = maestro_bench::scale::ScaleParams {
-            consumers: args.consumers.unwrap_or(full.consumers).max(1),
-            per_consumer: args.bundles.unwrap_or(full.per_consumer).max(1),
-            concurrency: args.concurrency.unwrap_or(full.concurrency).max(1),
-        };
-        let report = maestro_bench::scale::run(admin, sp).await?;
-        return write_scenario(&args.out, "scale", &maestro_bench::scale::markdown(&report), &report);
+        return run_scale(&args).await;
     }
     let brokers = parse_all(&args.broker, &Broker::ALL, "broker")?;
     let stores = parse_all(&args.store, &[StoreKind::Postgres, StoreKind::Sqlite], "store")?;
@@ -243,12 +260,7 @@ async fn main() -> anyhow::Result<()> {
         pgbench_write: None,
     };
     if let (Some(admin), true) = (args.postgres.as_deref(), stores.contains(&StoreKind::Postgres)) {
-        let grid = if args.quick { raw::QUICK_GRID } else { raw::FULL_GRID };
-        eprintln!("PostgreSQL write limit (pgbench)");
-        match raw::write_limit(admin, params.consumers, grid).await {
-            Ok(w) => report.pgbench_write = Some(w),
-            Err(e) => report.failures.push(format!("pgbench write limit: {e:#}")),
-        }
+        pgbench_write(&mut report, admin, args.quick).await;
     }
     for &store in &stores {
         if store == StoreKind::Postgres && args.postgres.is_none() {

@@ -5,8 +5,11 @@
 //!   server runs — the resource and spec outbox inserts behind the consumer check (one
 //!   transaction), the outbox row marked done (asynchronous commit, as the dispatcher does),
 //!   and the status write (rows locked, status updated, status event appended under the
-//!   advisory lock) — over a grid of client counts and batch sizes; the best is the limit;
-//! - **read limit**: `pgbench` latency of one consumer's page of 100 rows, and `psql`'s
+//!   advisory lock) — over a grid of client counts and batch sizes, each run on emptied tables;
+//!   the best is the limit. The status written is the agents' status event of a one-ConfigMap
+//!   bundle ([`crate::limits`], 1,752 bytes), not the larger one of a scale bundle; the
+//!   dispatcher's and fan-out's reads and the outbox claim columns are left out;
+//! - **read limit**: `pgbench` latency of reading one consumer's rows (100 at full size), and `psql`'s
 //!   `COPY` of every resource row (in [`crate::scale`]).
 
 use std::path::{Path, PathBuf};
@@ -23,7 +26,7 @@ use crate::scale::scale_work;
 
 /// The client counts and bundles per transaction tried for the write limit (the server's group
 /// commit writes every queued creation in one transaction).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Grid {
     /// Client counts (connections).
     pub clients: &'static [usize],
@@ -39,8 +42,9 @@ pub const QUICK_GRID: Grid = Grid { clients: &[2, 4], batches: &[32, 128] };
 /// Seconds each pgbench run lasts.
 const RUN_SECONDS: u64 = 5;
 /// Bundle indices of the write scripts (one script each, picked at random by pgbench): 1 to 5
-/// manifests, sizes across the 2–8 KiB range.
-const SCRIPT_BUNDLES: [usize; 5] = [0, 1, 2, 3, 4];
+/// manifests, each near the scale bundles' mean size (5,009–5,253 bytes of manifest JSON
+/// against a mean of 5,111 over `0..100`).
+const SCRIPT_BUNDLES: [usize; 5] = [95, 36, 57, 53, 19];
 
 /// One pgbench run of the write scripts.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -118,7 +122,9 @@ async fn write_limit_on(url: &str, consumers: usize, grid: Grid) -> anyhow::Resu
         let scripts = write_scripts(dir.path(), consumers, batch)?;
         for &clients in grid.clients {
             eprintln!("  pgbench write: {clients} clients, {batch} bundles per transaction");
-            let out = pgbench(&bin, url, clients, &scripts)?;
+            // Each run starts from the same (empty) tables, as the first did.
+            psql(url, "TRUNCATE resources, spec_events, status_events").await?;
+            let out = pgbench(&bin, url, clients, &scripts).await?;
             let tps = parse_after(&out, "tps = ").context("no tps in pgbench's output")?;
             tried.push(WriteTry { clients, batch, bundles_per_s: tps * batch as f64 });
         }
@@ -135,23 +141,38 @@ async fn write_limit_on(url: &str, consumers: usize, grid: Grid) -> anyhow::Resu
 ///
 /// # Errors
 /// pgbench and output-parsing failures.
-pub fn read_latency_ms(url: &str, sql: &str) -> anyhow::Result<f64> {
+pub async fn read_latency_ms(url: &str, sql: &str) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir().context("creating a directory for the pgbench script")?;
     let script = dir.path().join("read.sql");
     std::fs::write(&script, format!("{sql};\n"))?;
-    let out = pgbench(&pgbench_bin()?, url, 1, &[script])?;
+    let out = pgbench(&pgbench_bin()?, url, 1, &[script]).await?;
     parse_after(&out, "latency average = ").context("no latency in pgbench's output")
 }
 
+/// Runs `sql` through `psql` on `url` (on the blocking pool: the runtime's workers go on).
+///
+/// # Errors
+/// psql missing or failing.
+pub async fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let mut cmd = Command::new("psql");
+    cmd.args([url, "-qc", sql]).stdout(std::process::Stdio::null());
+    let status = tokio::task::spawn_blocking(move || cmd.status()).await?.context("running psql")?;
+    anyhow::ensure!(status.success(), "psql {sql:?} failed: {status}");
+    Ok(())
+}
+
 /// Runs pgbench (prepared statements, no vacuum, `clients` connections over 2 threads) with
-/// `scripts` for [`RUN_SECONDS`]; its standard output.
-fn pgbench(bin: &Path, url: &str, clients: usize, scripts: &[PathBuf]) -> anyhow::Result<String> {
+/// `scripts` for [`RUN_SECONDS`] on the blocking pool; its standard output.
+async fn pgbench(bin: &Path, url: &str, clients: usize, scripts: &[PathBuf]) -> anyhow::Result<String> {
     let mut cmd = Command::new(bin);
     cmd.args(["-n", "-M", "prepared", "-j", "2", "-c", &clients.to_string(), "-T", &RUN_SECONDS.to_string()]);
     for s in scripts {
         cmd.arg("-f").arg(s);
     }
-    let out = cmd.arg(url).output().with_context(|| format!("running {}", bin.display()))?;
+    cmd.arg(url);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await?
+        .with_context(|| format!("running {}", bin.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     anyhow::ensure!(
         out.status.success() && !stdout.contains("aborted"),
@@ -190,7 +211,8 @@ fn write_script(i: usize, consumers: usize, batch: usize, status: &str) -> Strin
             .build();
     let payload = sql_text(&maestro_api::json::to_value(&spec).to_string());
     let status = sql_text(status);
-    let consumer = "'scale-' || lpad(:c::text, 5, '0')";
+    // `{c:05}` as the consumers were named: lpad would cut a number of six digits or more.
+    let consumer = "'scale-' || CASE WHEN :c < 100000 THEN lpad(:c::text, 5, '0') ELSE :c::text END";
     format!(
         "\\set c random(0, {last})\n\
          BEGIN;\n\
@@ -243,6 +265,10 @@ mod tests {
         let s = write_script(3, 2000, 8, r#"{"a":"it's"}"#);
         assert!(s.starts_with("\\set c random(0, 1999)\n"), "{s}");
         assert!(s.contains("generate_series(1, 8)"), "{s}");
+        assert!(
+            s.contains("CASE WHEN :c < 100000 THEN lpad(:c::text, 5, '0') ELSE :c::text END"),
+            "consumer names as `{{c:05}}` names them, six digits and more too: {s}"
+        );
         assert!(s.contains(r#"E'{"a"\x3a"it''s"}'::json"#), "quotes doubled, colons escaped: {s}");
         assert!(s.contains(r#""kind"\x3a"Deployment""#), "{s}");
         assert_eq!(sql_text(r#"a\nb"#), r#"E'a\\nb'"#, "backslashes doubled");

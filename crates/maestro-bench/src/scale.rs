@@ -20,7 +20,6 @@
 //!   reading one consumer's rows.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -70,11 +69,15 @@ pub struct ScaleParams {
     pub per_consumer: usize,
     /// Publishes in flight while loading.
     pub concurrency: usize,
+    /// The pgbench grid of the write limit.
+    pub grid: raw::Grid,
 }
 
 impl ScaleParams {
-    /// ACM size (issue 25): 2,000 consumers × 100 bundles = 200,000, 64 publishes in flight.
-    pub const FULL: ScaleParams = ScaleParams { consumers: 2_000, per_consumer: 100, concurrency: 64 };
+    /// ACM size (issue 25): 2,000 consumers × 100 bundles = 200,000, 64 publishes in flight,
+    /// the full pgbench grid.
+    pub const FULL: ScaleParams =
+        ScaleParams { consumers: 2_000, per_consumer: 100, concurrency: 64, grid: raw::FULL_GRID };
 }
 
 /// Sizes of the generated bundles: manifest JSON bytes per bundle and manifests per bundle.
@@ -266,7 +269,7 @@ fn bundle_sizes(per_consumer: usize) -> BundleSizes {
 /// # Errors
 /// Any failed step, naming it.
 pub async fn run(postgres_admin: &str, sp: ScaleParams) -> anyhow::Result<ScaleReport> {
-    let write = raw::write_limit(postgres_admin, sp.consumers.max(1), raw::FULL_GRID)
+    let write = raw::write_limit(postgres_admin, sp.consumers.max(1), sp.grid)
         .await
         .context("the pgbench write limit")?;
     let db = Database::fresh(StoreKind::Postgres, Some(postgres_admin)).await?;
@@ -310,7 +313,7 @@ async fn measure(
         "SELECT * FROM resources WHERE consumer_name = '{}' ORDER BY created_at, id",
         consumers[consumers.len() / 2]
     );
-    let raw = RawLimits { write, consumer_rows_ms: raw::read_latency_ms(&db.url, &rows)? };
+    let raw = RawLimits { write, consumer_rows_ms: raw::read_latency_ms(&db.url, &rows).await? };
     eprintln!("  resync of one consumer");
     let objects: usize = (0..sp.per_consumer).map(|i| 1 + i % 5).sum();
     let mut resync_one = load::resync(&mut fleet, &consumers[0], objects, RESYNC_STALL).await?;
@@ -410,12 +413,7 @@ async fn full_list(fleet: &Fleet, db_url: &str) -> anyhow::Result<FullList> {
     }
     let seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let status = std::process::Command::new("psql")
-        .args([db_url, "-qc", "COPY (SELECT * FROM resources ORDER BY created_at, id) TO STDOUT"])
-        .stdout(Stdio::null())
-        .status()
-        .context("running psql for the raw read")?;
-    anyhow::ensure!(status.success(), "psql COPY failed: {status}");
+    raw::psql(db_url, "COPY (SELECT * FROM resources ORDER BY created_at, id) TO STDOUT").await?;
     Ok(FullList { items, pages, bytes, seconds, raw_copy_s: t.elapsed().as_secs_f64() })
 }
 
@@ -480,42 +478,70 @@ fn no_ready_replicas(status: &ManifestBundleStatus) -> bool {
 /// The report as a Markdown table, each figure beside its target (docs/benchmarks.md).
 pub fn markdown(r: &ScaleReport) -> String {
     let s = &r.sizes;
-    let f = &r.full_list;
     let mut md = format!(
         "{} consumers × {} bundles = {} on PostgreSQL, gRPC broker; bundles {}–{} bytes of manifests \
          (mean {:.0}), {:.1} manifests on average.\n\n| figure | value | target |\n|---|---|---|\n",
         r.params.consumers, r.params.per_consumer, r.bundles, s.bytes.0, s.bytes.2, s.bytes.1, s.manifests
     );
-    let mut row = |figure: &str, value: String, target: &str| {
-        md.push_str(&format!("| {figure} | {value} | {target} |\n"));
-    };
+    load_rows(&mut md, r);
+    read_rows(&mut md, r);
+    storm_rows(&mut md, r);
+    md
+}
+
+/// One row of the table.
+fn row(md: &mut String, figure: &str, value: String, target: &str) {
+    md.push_str(&format!("| {figure} | {value} | {target} |\n"));
+}
+
+/// The rows of the write limit, the load, its CPU and the RSS.
+fn load_rows(md: &mut String, r: &ScaleReport) {
     let w = &r.raw.write;
     row(
+        md,
         "PostgreSQL write limit (pgbench, the server's statements per bundle)",
         format!("{:.0} bundles/s ({} clients, {} per transaction)", w.bundles_per_s, w.clients, w.batch),
         "",
     );
-    row("consumers registered and agents connected", format!("{:.1} s", r.agents_s), "");
+    row(md, "consumers registered and agents connected", format!("{:.1} s", r.agents_s), "");
     row(
+        md,
         "load, publish to Applied",
         format!("{:.1} s, {:.0} bundles/s", r.load.seconds, r.load.per_second),
         "",
     );
     row(
+        md,
         "load ÷ pgbench write limit",
         format!("{:.2}", r.load.per_second / w.bundles_per_s.max(f64::EPSILON)),
         "≥ 0.6 (full run)",
     );
-    row("server CPU during the load", format!("{:.2} s per 1,000 bundles", r.load_cpu_s_per_1000), "≤ 0.15");
-    row("server RSS holding them, agents connected", format!("{:.1} MiB", r.rss_mib), "< 150 MB (143 MiB)");
+    row(
+        md,
+        "server CPU during the load",
+        format!("{:.2} s per 1,000 bundles", r.load_cpu_s_per_1000),
+        "≤ 0.15",
+    );
+    row(
+        md,
+        "server RSS holding them, agents connected",
+        format!("{:.1} MiB", r.rss_mib),
+        "< 150 MB (143 MiB)",
+    );
+}
+
+/// The rows of the pages, the raw read, the full list and one consumer's resync.
+fn read_rows(md: &mut String, r: &ScaleReport) {
+    let f = &r.full_list;
     let page = |p: &PageTiming| {
         format!(
             "{} / {} items, REST p50 {:.1} / p95 {:.1} ms, store alone p50 {:.1} ms",
             p.items, p.total, p.rest_ms.0, p.rest_ms.1, p.store_ms.0
         )
     };
-    row("one consumer's page of 100", page(&r.consumer_page), "< 20 ms");
+    row(md, "one consumer's page of 100", page(&r.consumer_page), "< 20 ms");
     row(
+        md,
         "one consumer's rows, pgbench (raw read)",
         format!(
             "{:.2} ms; REST page ÷ raw {:.1}, resync ÷ raw {:.1}",
@@ -525,8 +551,9 @@ pub fn markdown(r: &ScaleReport) -> String {
         ),
         "",
     );
-    row("work-label search, page of 100", page(&r.label_search), "");
+    row(md, "work-label search, page of 100", page(&r.label_search), "");
     row(
+        md,
         "full list over REST",
         format!(
             "{} items in {} pages, {:.0} MB, {:.1} s; psql COPY {:.1} s; ratio {:.2}",
@@ -540,12 +567,18 @@ pub fn markdown(r: &ScaleReport) -> String {
         "≤ 2× the raw read",
     );
     row(
+        md,
         "one consumer's resync",
         format!("{} bundles, {:.0} ms", r.resync_one.bundles, r.resync_one.seconds * 1000.0),
         "< 100 ms",
     );
+}
+
+/// The rows of the status storm and the server restart.
+fn storm_rows(md: &mut String, r: &ScaleReport) {
     let st = &r.status_storm;
     row(
+        md,
         "status storm, every agent at once",
         format!(
             "{} agents, all seen in {:.1} s; {} probes ({} failed), p50 / p99 / max {:.0} / {:.0} / {:.0} ms",
@@ -560,8 +593,9 @@ pub fn markdown(r: &ScaleReport) -> String {
         "no request over 1 s",
     );
     let rs = &r.restart;
-    row("server restart, kill to ready", format!("{:.1} s", rs.restart_s), "< 5 s");
+    row(md, "server restart, kill to ready", format!("{:.1} s", rs.restart_s), "< 5 s");
     row(
+        md,
         "every agent's reconnect resync after the restart",
         format!(
             "all subscribed {:.1} s, all converged {:.1} s; {} probes ({} failed), p50 / p99 / max {:.0} / {:.0} / {:.0} ms",
@@ -575,7 +609,6 @@ pub fn markdown(r: &ScaleReport) -> String {
         ),
         "< 60 s, no request over 1 s",
     );
-    md
 }
 
 #[cfg(test)]

@@ -83,7 +83,9 @@ async fn a_small_scale_run_measures_every_step() {
             "MAESTRO_TEST_DATABASE_URL is not set: run scripts/test.sh, or eval \"$(scripts/pg-start.sh)\" first"
         );
     };
-    let sp = ScaleParams { consumers: 50, per_consumer: 20, concurrency: 16 };
+    // One pgbench run (2 clients, 8 per transaction): the full grid would take 80 s.
+    let grid = maestro_bench::raw::Grid { clients: &[2], batches: &[8] };
+    let sp = ScaleParams { consumers: 50, per_consumer: 20, concurrency: 16, grid };
     let r = scale::run(&admin, sp).await.unwrap();
     assert_eq!(r.bundles, 1_000);
     assert_eq!(r.load.bundles, 1_000);
