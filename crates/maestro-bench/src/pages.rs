@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use maestro_api::codec::SpecEventBuilder;
@@ -120,7 +119,9 @@ async fn measure(db: &Database, bundles: usize, consumers: usize) -> anyhow::Res
     let start = Instant::now();
     load(&store, bundles, consumers).await?;
     let load_s = start.elapsed().as_secs_f64();
-    analyze(&db.url)?;
+    // As autovacuum would have done on a long-running database: fresh statistics and a
+    // visibility map for index-only counts.
+    crate::raw::psql(&db.url, "VACUUM ANALYZE").await?;
     let broker = BrokerProcess::start(Broker::Grpc).await?;
     let server = ServerProcess::start(&maestro_bin()?, &broker, &db.url).await?;
     let base = format!("http://{}/api/maestro/v1/resource-bundles", server.http);
@@ -189,17 +190,6 @@ fn new_resource(id: &str, i: usize, consumers: usize) -> NewResource {
         source: SOURCE.into(),
         payload: maestro_api::json::to_value(&spec),
     }
-}
-
-/// `VACUUM ANALYZE` through psql, as autovacuum would have done on a long-running database:
-/// fresh statistics and a visibility map for index-only counts.
-fn analyze(url: &str) -> anyhow::Result<()> {
-    let out = std::process::Command::new("psql")
-        .args([url, "-qc", "VACUUM ANALYZE"])
-        .output()
-        .context("running psql for VACUUM ANALYZE")?;
-    anyhow::ensure!(out.status.success(), "VACUUM ANALYZE failed: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(())
 }
 
 /// Times `query` over REST and on the store alone, `samples` requests each after `warm_up`

@@ -149,15 +149,21 @@ pub async fn read_latency_ms(url: &str, sql: &str) -> anyhow::Result<f64> {
     parse_after(&out, "latency average = ").context("no latency in pgbench's output")
 }
 
-/// Runs `sql` through `psql` on `url` (on the blocking pool: the runtime's workers go on).
+/// Runs `sql` through `psql` on `url`, its output dropped (on the blocking pool: the runtime's
+/// workers go on).
 ///
 /// # Errors
-/// psql missing or failing.
+/// psql missing, or failing (with its standard error).
 pub async fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
     let mut cmd = Command::new("psql");
-    cmd.args([url, "-qc", sql]).stdout(std::process::Stdio::null());
-    let status = tokio::task::spawn_blocking(move || cmd.status()).await?.context("running psql")?;
-    anyhow::ensure!(status.success(), "psql {sql:?} failed: {status}");
+    cmd.args([url, "-qc", sql]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await?.context("running psql")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql {sql:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
