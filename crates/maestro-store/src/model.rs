@@ -113,11 +113,9 @@ pub struct RawResource {
     /// Spec version.
     pub version: i64,
     /// The spec CloudEvent as structured JSON text.
-    #[sqlx(json)]
-    pub payload: Box<serde_json::value::RawValue>,
+    pub payload: StoredJson,
     /// The latest accepted status CloudEvent as structured JSON text.
-    #[sqlx(json(nullable))]
-    pub status: Option<Box<serde_json::value::RawValue>>,
+    pub status: Option<StoredJson>,
     /// Set while the resource is being deleted.
     pub deleted_at: Option<DateTime<Utc>>,
     /// Creation time.
@@ -140,13 +138,77 @@ impl RawResource {
             source: self.source.clone(),
             version: self.version,
             payload: serde_json::from_str(self.payload.get())?,
-            status: self.status.as_deref().map(|s| serde_json::from_str(s.get())).transpose()?,
+            status: self.status.as_ref().map(|s| serde_json::from_str(s.get())).transpose()?,
             status_hash: None,
             sequence_id: None,
             deleted_at: self.deleted_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
+    }
+}
+
+/// JSON text as the database returned it, not parsed on the way out: PostgreSQL's `json`
+/// columns only hold valid JSON, and SQLite's hold what the store wrote (serialized trees).
+/// Reading it as text spares a validating pass over every byte of every row of a list; a
+/// reader that parses it (as [`RawResource::parse`] does) reports a JSON error should the
+/// text not be JSON. Decodes from PostgreSQL `json`, `jsonb` and `text` and SQLite `TEXT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredJson(Box<str>);
+
+impl StoredJson {
+    /// Wraps `text`, which the caller knows to be JSON (it is not checked).
+    pub fn from_text(text: impl Into<Box<str>>) -> Self {
+        StoredJson(text.into())
+    }
+
+    /// The stored text.
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for StoredJson {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_name("json")
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <sqlx::types::Json<()> as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            || <str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for StoredJson {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        use sqlx::{TypeInfo, ValueRef};
+        let binary_jsonb = value.format() == sqlx::postgres::PgValueFormat::Binary
+            && value.type_info().name().eq_ignore_ascii_case("jsonb");
+        let mut bytes = value.as_bytes()?;
+        if binary_jsonb {
+            // jsonb's binary form is a version byte (1) and the text.
+            match bytes.split_first() {
+                Some((1, text)) => bytes = text,
+                _ => return Err("unsupported jsonb binary format (expected version 1)".into()),
+            }
+        }
+        Ok(StoredJson(std::str::from_utf8(bytes)?.into()))
+    }
+}
+
+impl sqlx::Type<sqlx::Sqlite> for StoredJson {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <str as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
+        <str as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for StoredJson {
+    fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        <&str as sqlx::Decode<sqlx::Sqlite>>::decode(value).map(|text| StoredJson(text.into()))
     }
 }
 
