@@ -568,7 +568,7 @@ mod tests {
 
     #[async_trait]
     impl EventHandler for Ignore {
-        async fn handle(&self, _: Event) -> std::result::Result<(), HandlerError> {
+        async fn handle(&self, _: &Event) -> std::result::Result<(), HandlerError> {
             Ok(())
         }
     }

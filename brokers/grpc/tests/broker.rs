@@ -90,7 +90,7 @@ impl Counting {
 
 #[async_trait]
 impl EventHandler for Counting {
-    async fn handle(&self, _event: Event) -> Result<(), HandlerError> {
+    async fn handle(&self, _event: &Event) -> Result<(), HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.answer.clone()
     }
@@ -337,8 +337,8 @@ struct Keeping {
 
 #[async_trait]
 impl EventHandler for Keeping {
-    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
-        self.events.lock().unwrap().push(event);
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        self.events.lock().unwrap().push(event.clone());
         Ok(())
     }
 }

@@ -59,7 +59,7 @@ struct Ignore;
 
 #[async_trait]
 impl EventHandler for Ignore {
-    async fn handle(&self, _event: Event) -> Result<(), HandlerError> {
+    async fn handle(&self, _event: &Event) -> Result<(), HandlerError> {
         Ok(())
     }
 }

@@ -47,7 +47,7 @@ fn foreign_source(event: &Event, consumer: &str, source: &str) -> HandlerError {
 
 #[async_trait]
 impl EventHandler for Intake {
-    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         let ty = EventType::parse(event.ty()).map_err(|e| permanent(&event, e.to_string()))?;
         if !ty.is_manifest_bundles() {
             return Err(permanent(&event, format!("unsupported data type {}", ty.data_type)));

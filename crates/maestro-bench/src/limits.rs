@@ -53,7 +53,7 @@ struct Counter {
 
 #[async_trait]
 impl EventHandler for Counter {
-    async fn handle(&self, _event: Event) -> Result<(), HandlerError> {
+    async fn handle(&self, _event: &Event) -> Result<(), HandlerError> {
         self.n.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();
         Ok(())

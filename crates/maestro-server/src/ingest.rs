@@ -370,7 +370,7 @@ impl Drop for Ingest {
 
 #[async_trait]
 impl EventHandler for Ingest {
-    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         let started = std::time::Instant::now();
         match self.route(&event).await {
             Ok(()) => {

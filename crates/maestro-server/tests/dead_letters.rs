@@ -36,8 +36,8 @@ struct Recorder(Mutex<Vec<(Instant, Event)>>);
 
 #[async_trait]
 impl EventHandler for Recorder {
-    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
-        self.0.lock().unwrap().push((Instant::now(), event));
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        self.0.lock().unwrap().push((Instant::now(), event.clone()));
         Ok(())
     }
 }
@@ -124,7 +124,7 @@ async fn refused_agent_events_become_dead_letters() {
         (resync("ghost", &[]), DeadLetterOrigin::SpecResync, "\"ghost\" is not registered"),
     ];
     for (i, (event, origin, reason)) in cases.iter().enumerate() {
-        let answer = ingest.handle(event.clone()).await;
+        let answer = ingest.handle(&event).await;
         assert!(
             matches!(&answer, Err(HandlerError::Permanent(r)) if r.contains(reason)),
             "case {i}: {answer:?}"
@@ -163,11 +163,11 @@ async fn resync_answers_are_spaced_and_coalesced() {
             })
             .collect()
     };
-    ingest.handle(resync("c1", &["x1"])).await.expect("request taken");
+    ingest.handle(&resync("c1", &["x1"])).await.expect("request taken");
     wait(|| async { (!deleted(&fx.agent.events()).is_empty()).then_some(()) }).await;
     // Two more at once: both wait for the interval; the newer replaces the older.
     for id in ["x2", "x3"] {
-        ingest.handle(resync("c1", &[id])).await.expect("request taken");
+        ingest.handle(&resync("c1", &[id])).await.expect("request taken");
     }
     let got = wait(|| async {
         let d = deleted(&fx.agent.events());

@@ -34,8 +34,8 @@ struct Recorder(Mutex<Vec<Event>>);
 
 #[async_trait]
 impl EventHandler for Recorder {
-    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
-        self.0.lock().unwrap().push(event);
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        self.0.lock().unwrap().push(event.clone());
         Ok(())
     }
 }
@@ -159,7 +159,7 @@ async fn a_resync_answer_carries_the_deletions_of_bundles_deleted_lately() {
     let listed = |id: &str| ResourceVersion { resource_id: id.into(), resource_version: 1 };
     let request = ResourceVersionList { resource_versions: vec![listed("gone"), listed("stranger")] };
     let ingest = fx.ingest(); // kept: dropping it aborts the answer
-    ingest.handle(spec_resync_request("c1-work-agent", "c1", &request)).await.expect("request taken");
+    ingest.handle(&spec_resync_request("c1-work-agent", "c1", &request)).await.expect("request taken");
     let events = wait_for(&fx.agent, "answer", |e| {
         !deletion_of(e, "stranger").is_empty() && !deletion_of(e, "gone").is_empty()
     })
@@ -190,10 +190,10 @@ async fn a_work_re_created_from_a_late_spec_is_deleted_again() {
     let fx = Fixture::new().await;
     let ingest = fx.ingest();
     // Neither a Deleted status nor another consumer's status sends anything.
-    ingest.handle(fx.status("gone", "c1", "Deleted")).await.expect("taken");
-    ingest.handle(fx.status("gone", "c2", "Applied")).await.expect("taken");
-    ingest.handle(fx.status("never-was", "c1", "Applied")).await.expect("taken");
-    ingest.handle(fx.status("gone", "c1", "Applied")).await.expect("taken");
+    ingest.handle(&fx.status("gone", "c1", "Deleted")).await.expect("taken");
+    ingest.handle(&fx.status("gone", "c2", "Applied")).await.expect("taken");
+    ingest.handle(&fx.status("never-was", "c1", "Applied")).await.expect("taken");
+    ingest.handle(&fx.status("gone", "c1", "Applied")).await.expect("taken");
     let events = wait_for(&fx.agent, "deletion of gone", |e| !deletion_of(e, "gone").is_empty()).await;
     assert_eq!(
         events.len(),

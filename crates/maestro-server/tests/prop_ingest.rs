@@ -46,7 +46,7 @@ struct Sink;
 
 #[async_trait]
 impl EventHandler for Sink {
-    async fn handle(&self, _event: Event) -> Result<(), HandlerError> {
+    async fn handle(&self, _event: &Event) -> Result<(), HandlerError> {
         Ok(())
     }
 }
@@ -110,7 +110,7 @@ impl Fixture {
         };
         // The bundle starts with a status, so "unchanged" covers the status columns too.
         let first = fx.status_event(&ManifestBundleStatus::default());
-        let handled = fx.rt.block_on(fx.ingest.handle(first));
+        let handled = fx.rt.block_on(fx.ingest.handle(&first));
         assert_eq!(handled, Ok(()), "seed status");
         assert!(fx.row().status.is_some(), "seed status stored");
         fx
@@ -158,7 +158,7 @@ impl Fixture {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())[slot] += 1;
         let result = self
             .rt
-            .block_on(async { tokio::time::timeout(DEADLINE, self.ingest.handle(event)).await })
+            .block_on(async { tokio::time::timeout(DEADLINE, self.ingest.handle(&event)).await })
             .map_err(|_| TestCaseError::fail(format!("handle took longer than {DEADLINE:?}")))?;
         match verdict {
             Verdict::MalformedStatus(why) => {

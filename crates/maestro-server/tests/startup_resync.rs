@@ -29,8 +29,8 @@ struct Recorder {
 
 #[async_trait]
 impl EventHandler for Recorder {
-    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event.clone());
         self.changed.notify_waiters();
         Ok(())
     }

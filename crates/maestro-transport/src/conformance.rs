@@ -100,7 +100,7 @@ impl Recorder {
 
 #[async_trait]
 impl EventHandler for Recorder {
-    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         let mut st = self.state.lock().unwrap();
         let id = event.id().to_owned();
         *st.attempts.entry(id.clone()).or_default() += 1;
@@ -111,7 +111,7 @@ impl EventHandler for Recorder {
             *n -= 1;
             return Err(HandlerError::Retryable("planned".into()));
         }
-        st.acked.push(event);
+        st.acked.push(event.clone());
         drop(st);
         self.notify.notify_waiters();
         Ok(())

@@ -45,7 +45,7 @@ pub async fn deliver(
     let mut delays = delays(backoff, MAX_DELIVERY_DELAY);
     let attempts = async {
         loop {
-            match handler.handle(event.clone()).await {
+            match handler.handle(&event).await {
                 Err(HandlerError::Retryable(reason)) => {
                     let delay = delays.next().unwrap_or(MAX_DELIVERY_DELAY);
                     tracing::debug!(backend, id = event.id(), %reason, ?delay, "handler failed; redelivering");
@@ -99,7 +99,7 @@ mod tests {
 
     #[async_trait]
     impl EventHandler for AlwaysBusy {
-        async fn handle(&self, _event: Event) -> Result<(), HandlerError> {
+        async fn handle(&self, _event: &Event) -> Result<(), HandlerError> {
             self.0.fetch_add(1, Ordering::SeqCst);
             Err(HandlerError::Retryable("busy".into()))
         }

@@ -43,8 +43,10 @@ use maestro_api::Event;
 /// concurrently from different transports but each transport calls it sequentially.
 #[async_trait]
 pub trait EventHandler: Send + Sync + 'static {
-    /// Handles one event. `Ok` acknowledges it; see [`HandlerError`] for failures.
-    async fn handle(&self, event: Event) -> Result<(), HandlerError>;
+    /// Handles one event. `Ok` acknowledges it; see [`HandlerError`] for failures. The event is
+    /// borrowed: a retryable failure is redelivered from the same value, without a copy of
+    /// its `data` tree per attempt.
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError>;
 
     /// Told of a message the transport acknowledged and dropped without handing it to
     /// [`EventHandler::handle`]: bytes that are no CloudEvent, or an event refused by a

@@ -73,7 +73,7 @@ impl Direct {
     }
 
     async fn send(&self, e: Event) -> Result<(), HandlerError> {
-        self.handler.handle(e).await
+        self.handler.handle(&e).await
     }
 
     fn published(&self, ty_suffix: &str) -> Vec<Event> {

@@ -35,8 +35,8 @@ impl Recorder {
 
 #[async_trait]
 impl EventHandler for Recorder {
-    async fn handle(&self, event: Event) -> Result<(), HandlerError> {
-        self.events.lock().expect("lock").push(event);
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        self.events.lock().expect("lock").push(event.clone());
         self.notify.notify_waiters();
         Ok(())
     }
