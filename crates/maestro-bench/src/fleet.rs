@@ -285,6 +285,8 @@ pub struct Fleet {
     subscribed: std::collections::HashMap<String, maestro_transport::Subscribed>,
     /// The agents' periodic status sync interval, when not the agent's default.
     status_sync: Option<Duration>,
+    /// When each agent was last started (it asks for a spec resync as it connects).
+    started: std::collections::HashMap<String, tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -310,6 +312,7 @@ impl Fleet {
             agents: SimulatedAgents::default(),
             subscribed: Default::default(),
             status_sync: None,
+            started: Default::default(),
         })
     }
 
@@ -351,6 +354,11 @@ impl Fleet {
         self.agents.reset_cluster(consumer);
     }
 
+    /// When the agent of `consumer` was last started, if it was.
+    pub fn agent_started(&self, consumer: &str) -> Option<tokio::time::Instant> {
+        self.started.get(consumer).copied()
+    }
+
     /// Starts (or restarts) the agent of `consumer`; returns its transport's subscribed signal.
     ///
     /// # Errors
@@ -373,6 +381,7 @@ impl Fleet {
     ) -> maestro_transport::Subscribed {
         let subscribed = transport.subscribed();
         self.subscribed.insert(consumer.to_owned(), subscribed.clone());
+        self.started.insert(consumer.to_owned(), tokio::time::Instant::now());
         let mut cfg = AgentConfig::new(consumer);
         cfg.workers = 1;
         cfg.hub_host = self.server.hub_host.clone();
