@@ -48,20 +48,20 @@ fn foreign_source(event: &Event, consumer: &str, source: &str) -> HandlerError {
 #[async_trait]
 impl EventHandler for Intake {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        let ty = EventType::parse(event.ty()).map_err(|e| permanent(&event, e.to_string()))?;
+        let ty = EventType::parse(event.ty()).map_err(|e| permanent(event, e.to_string()))?;
         if !ty.is_manifest_bundles() {
-            return Err(permanent(&event, format!("unsupported data type {}", ty.data_type)));
+            return Err(permanent(event, format!("unsupported data type {}", ty.data_type)));
         }
         let config = &self.shared.config;
         if !config.accepts_source(event.source()) {
-            return Err(foreign_source(&event, &config.consumer, event.source()));
+            return Err(foreign_source(event, &config.consumer, event.source()));
         }
         match (ty.sub_resource, ty.action) {
-            (SubResource::Status, Action::ResyncRequest) => self.status_resync(&event),
+            (SubResource::Status, Action::ResyncRequest) => self.status_resync(event),
             (SubResource::Spec, Action::ResyncRequest) | (SubResource::Status, _) => {
-                Err(permanent(&event, format!("the agent does not handle {ty}")))
+                Err(permanent(event, format!("the agent does not handle {ty}")))
             }
-            (SubResource::Spec, action) => self.spec(&event, action),
+            (SubResource::Spec, action) => self.spec(event, action),
         }
     }
 }

@@ -20,6 +20,12 @@ pub fn to_vec(event: &Event) -> Vec<u8> {
     serde_json::to_vec(event).unwrap_or_default()
 }
 
+/// Serializes an event as structured JSON text (the text of [`to_vec`]).
+pub fn to_string(event: &Event) -> String {
+    // Serializing an Event (strings, numbers, JSON data) cannot fail.
+    serde_json::to_string(event).unwrap_or_default()
+}
+
 /// The length in bytes of [`to_vec`]'s output, counted without building it.
 pub fn encoded_len(event: &Event) -> usize {
     let mut counter = ByteCounter(0);

@@ -121,13 +121,14 @@ impl Ingest {
             ));
         }
         let data = data_as::<serde_json::Value>(event, "ManifestBundleStatus").map_err(permanent(origin))?;
+        let data = std::sync::Arc::new(data);
         let write = StatusWrite {
             resource_id: st.resource_id.clone(),
             consumer_name: st.cluster_name.clone(),
             version: st.resource_version,
             sequence_id: st.sequence_id.clone(),
             status_hash: st.status_hash.clone(),
-            event: json::to_value(event),
+            event: json::to_string(event),
             data,
             deleted: st.status.is_true("Deleted"),
         };
@@ -372,14 +373,14 @@ impl Drop for Ingest {
 impl EventHandler for Ingest {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         let started = std::time::Instant::now();
-        match self.route(&event).await {
+        match self.route(event).await {
             Ok(()) => {
-                self.count_received(&event, started.elapsed());
+                self.count_received(event, started.elapsed());
                 Ok(())
             }
             Err(Refusal::Retryable(reason)) => Err(HandlerError::Retryable(reason)),
             Err(Refusal::Permanent(origin, reason)) => {
-                self.set_aside(&event, origin, &reason).await?;
+                self.set_aside(event, origin, &reason).await?;
                 Err(HandlerError::Permanent(reason))
             }
         }

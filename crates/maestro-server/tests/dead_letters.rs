@@ -124,7 +124,7 @@ async fn refused_agent_events_become_dead_letters() {
         (resync("ghost", &[]), DeadLetterOrigin::SpecResync, "\"ghost\" is not registered"),
     ];
     for (i, (event, origin, reason)) in cases.iter().enumerate() {
-        let answer = ingest.handle(&event).await;
+        let answer = ingest.handle(event).await;
         assert!(
             matches!(&answer, Err(HandlerError::Permanent(r)) if r.contains(reason)),
             "case {i}: {answer:?}"

@@ -28,8 +28,8 @@ struct Received {
 #[async_trait]
 impl EventHandler for Received {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        let id = ext::resource_id(&event).map_err(|e| HandlerError::Permanent(e.to_string()))?;
-        let version = ext::resource_version(&event).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let id = ext::resource_id(event).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let version = ext::resource_version(event).map_err(|e| HandlerError::Permanent(e.to_string()))?;
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()).entry((id, version)).or_default() += 1;
         self.changed.notify_waiters();
         Ok(())

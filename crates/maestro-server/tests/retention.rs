@@ -34,7 +34,7 @@ struct EchoAgent {
 #[async_trait]
 impl EventHandler for EchoAgent {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        let (Ok(id), Ok(version)) = (ext::resource_id(&event), ext::resource_version(&event)) else {
+        let (Ok(id), Ok(version)) = (ext::resource_id(event), ext::resource_version(event)) else {
             return Ok(()); // status resync requests
         };
         let mut status = ManifestBundleStatus::default();

@@ -398,10 +398,11 @@ pub struct StatusWrite {
     pub sequence_id: String,
     /// `statushash`.
     pub status_hash: Option<String>,
-    /// The whole status CloudEvent as structured JSON.
-    pub event: Value,
+    /// The whole status CloudEvent as structured JSON text (stored as is).
+    pub event: String,
     /// The event's `data` (ManifestBundleStatus JSON), compared to detect unchanged statuses.
-    pub data: Value,
+    /// Shared: a write is cloned for each attempt at storing it, and this tree is not copied.
+    pub data: std::sync::Arc<Value>,
     /// True when the status carries `Deleted=True` (docs/protocol.md §6.3).
     pub deleted: bool,
 }

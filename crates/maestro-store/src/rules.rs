@@ -76,7 +76,7 @@ pub(crate) enum StatusPlan {
 /// spec version.
 pub(crate) fn plan_status(
     current: Option<&Resource>,
-    status: Option<&Value>,
+    status: Option<HeldStatus<'_>>,
     write: &StatusWrite,
 ) -> StatusPlan {
     let Some(current) = current else {
@@ -102,7 +102,7 @@ pub(crate) fn plan_status(
         }
         return StatusPlan::HardDelete;
     }
-    if status.and_then(|s| s.get("data")) == Some(&write.data) {
+    if status.and_then(|s| s.data) == Some(write.data.as_ref()) {
         return StatusPlan::Skip(StatusOutcome::Unchanged);
     }
     StatusPlan::Store
@@ -116,13 +116,13 @@ pub(crate) const MAX_SEQUENCE_SKEW_MS: i64 = 10 * 60 * 1000;
 /// spec version starts a new sequence). The error is the reason.
 fn check_sequence(
     current: &Resource,
-    status: Option<&Value>,
+    status: Option<HeldStatus<'_>>,
     write: &StatusWrite,
 ) -> std::result::Result<(), String> {
     let now_ms = Utc::now().timestamp_millis();
     maestro_api::snowflake::check_not_future(&write.sequence_id, now_ms, MAX_SEQUENCE_SKEW_MS)
         .map_err(|e| e.to_string())?;
-    let stored_version = status.and_then(|s| s.get("resourceversion")).and_then(version_of);
+    let stored_version = status.and_then(|s| s.version);
     if stored_version.is_some_and(|v| v != write.version) {
         return Ok(());
     }
@@ -134,6 +134,26 @@ fn check_sequence(
             current.sequence_id.as_deref().unwrap_or("")
         )),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The status a row holds, as the acceptance rules read it: its `data` and the spec version
+/// it was reported for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeldStatus<'a> {
+    data: Option<&'a Value>,
+    version: Option<i64>,
+}
+
+impl<'a> HeldStatus<'a> {
+    /// The status event stored in a row.
+    fn of_event(event: &'a Value) -> Self {
+        HeldStatus { data: event.get("data"), version: event.get("resourceversion").and_then(version_of) }
+    }
+
+    /// The status of a write accepted earlier in the same group.
+    fn of_write(write: &'a StatusWrite) -> Self {
+        HeldStatus { data: Some(write.data.as_ref()), version: Some(write.version) }
     }
 }
 
@@ -177,7 +197,7 @@ impl StatusGroupPlan {
     pub(crate) fn status_texts(&self, writes: &[StatusWrite]) -> Vec<Option<String>> {
         let mut texts = vec![None; writes.len()];
         for i in self.events.iter().map(|e| e.write) {
-            texts[i].get_or_insert_with(|| writes[i].event.to_string());
+            texts[i].get_or_insert_with(|| writes[i].event.clone());
         }
         texts
     }
@@ -194,9 +214,13 @@ pub(crate) fn plan_status_group(
     // Rows whose status changed in this group: id -> the write now holding it.
     let mut dirty: Vec<(String, usize)> = Vec::new();
     for (i, write) in writes.iter().enumerate() {
-        let held = dirty.iter().find(|(id, _)| id == &write.resource_id).map(|(_, w)| &writes[*w].event);
+        let held = dirty.iter().find(|(id, _)| id == &write.resource_id);
         let row = current.get(&write.resource_id);
-        let outcome = match plan_status(row, held.or_else(|| row.and_then(|r| r.status.as_ref())), write) {
+        let held = match held {
+            Some((_, w)) => Some(HeldStatus::of_write(&writes[*w])),
+            None => row.and_then(|r| r.status.as_ref()).map(HeldStatus::of_event),
+        };
+        let outcome = match plan_status(row, held, write) {
             StatusPlan::Skip(outcome) => outcome,
             StatusPlan::Store => match current.get_mut(&write.resource_id) {
                 Some(row) => {
