@@ -281,12 +281,11 @@ pub struct Fleet {
     /// Source client (the load generator).
     pub source: SourceClient,
     agents: SimulatedAgents,
-    /// Each running agent's subscribed signal (subscriptions so far).
-    subscribed: std::collections::HashMap<String, maestro_transport::Subscribed>,
+    /// Each running agent's subscribed signal (subscriptions so far) and when it was started
+    /// (it asks for a spec resync as it connects).
+    running: std::collections::HashMap<String, (maestro_transport::Subscribed, tokio::time::Instant)>,
     /// The agents' periodic status sync interval, when not the agent's default.
     status_sync: Option<Duration>,
-    /// When each agent was last started (it asks for a spec resync as it connects).
-    started: std::collections::HashMap<String, tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -310,9 +309,8 @@ impl Fleet {
             rest,
             source,
             agents: SimulatedAgents::default(),
-            subscribed: Default::default(),
+            running: Default::default(),
             status_sync: None,
-            started: Default::default(),
         })
     }
 
@@ -354,9 +352,9 @@ impl Fleet {
         self.agents.reset_cluster(consumer);
     }
 
-    /// When the agent of `consumer` was last started, if it was.
+    /// When the running agent of `consumer` was started, if it runs.
     pub fn agent_started(&self, consumer: &str) -> Option<tokio::time::Instant> {
-        self.started.get(consumer).copied()
+        self.running.get(consumer).map(|(_, started)| *started)
     }
 
     /// Starts (or restarts) the agent of `consumer`; returns its transport's subscribed signal.
@@ -380,8 +378,7 @@ impl Fleet {
         transport: maestro_transport::DynAgentTransport,
     ) -> maestro_transport::Subscribed {
         let subscribed = transport.subscribed();
-        self.subscribed.insert(consumer.to_owned(), subscribed.clone());
-        self.started.insert(consumer.to_owned(), tokio::time::Instant::now());
+        self.running.insert(consumer.to_owned(), (subscribed.clone(), tokio::time::Instant::now()));
         let mut cfg = AgentConfig::new(consumer);
         cfg.workers = 1;
         cfg.hub_host = self.server.hub_host.clone();
@@ -437,13 +434,13 @@ impl Fleet {
 
     /// Stops the agent of `consumer` (its simulated cluster keeps its objects).
     pub async fn stop_agent(&mut self, consumer: &str) {
-        self.subscribed.remove(consumer);
+        self.running.remove(consumer);
         self.agents.stop(consumer).await;
     }
 
     /// How many times each running agent's transport has subscribed (a reconnect adds one).
     pub fn subscriptions(&self) -> std::collections::HashMap<String, u64> {
-        self.subscribed.iter().map(|(c, s)| (c.clone(), *s.borrow())).collect()
+        self.running.iter().map(|(c, (s, _))| (c.clone(), *s.borrow())).collect()
     }
 
     /// Stops every agent (waiting up to 30 s), then the server.

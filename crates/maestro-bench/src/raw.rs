@@ -13,7 +13,7 @@
 //!   `COPY` of every resource row (in [`crate::scale`]).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use tokio::process::Command;
 
 use anyhow::Context;
 use maestro_api::codec::SpecEventBuilder;
@@ -149,15 +149,14 @@ pub async fn read_latency_ms(url: &str, sql: &str) -> anyhow::Result<f64> {
     parse_after(&out, "latency average = ").context("no latency in pgbench's output")
 }
 
-/// Runs `sql` through `psql` on `url`, its output dropped (on the blocking pool: the runtime's
-/// workers go on).
+/// Runs `sql` through `psql` on `url`, its output dropped.
 ///
 /// # Errors
 /// psql missing, or failing (with its standard error).
 pub async fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
     let mut cmd = Command::new("psql");
     cmd.args([url, "-qc", sql]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await?.context("running psql")?;
+    let out = cmd.output().await.context("running psql")?;
     anyhow::ensure!(
         out.status.success(),
         "psql {sql:?} failed ({}): {}",
@@ -168,7 +167,7 @@ pub async fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
 }
 
 /// Runs pgbench (prepared statements, no vacuum, `clients` connections over 2 threads) with
-/// `scripts` for [`RUN_SECONDS`] on the blocking pool; its standard output.
+/// `scripts` for [`RUN_SECONDS`]; its standard output.
 async fn pgbench(bin: &Path, url: &str, clients: usize, scripts: &[PathBuf]) -> anyhow::Result<String> {
     let mut cmd = Command::new(bin);
     cmd.args(["-n", "-M", "prepared", "-j", "2", "-c", &clients.to_string(), "-T", &RUN_SECONDS.to_string()]);
@@ -176,9 +175,7 @@ async fn pgbench(bin: &Path, url: &str, clients: usize, scripts: &[PathBuf]) -> 
         cmd.arg("-f").arg(s);
     }
     cmd.arg(url);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await?
-        .with_context(|| format!("running {}", bin.display()))?;
+    let out = cmd.output().await.with_context(|| format!("running {}", bin.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     anyhow::ensure!(
         out.status.success() && !stdout.contains("aborted"),

@@ -120,8 +120,8 @@ impl Ingest {
                 ),
             ));
         }
-        let data = data_as::<serde_json::Value>(event, "ManifestBundleStatus").map_err(permanent(origin))?;
-        let data = std::sync::Arc::new(data);
+        let data =
+            data_as::<serde_json::Value>(event, "ManifestBundleStatus").map_err(permanent(origin))?.into();
         let write = StatusWrite {
             resource_id: st.resource_id.clone(),
             consumer_name: st.cluster_name.clone(),
