@@ -53,6 +53,9 @@ pub(crate) struct Shared {
     pub(crate) started_at: chrono::DateTime<chrono::Utc>,
     /// Woken when the agent dropped such a spec: it asks for a spec resync again.
     pub(crate) resync_owed: Notify,
+    /// A restarted agent's hold on plain specs of works it does not hold, until its first
+    /// spec resync answer is complete (docs/protocol.md §6.1).
+    pub(crate) hold: crate::startup_hold::StartupHold,
 }
 
 impl Shared {
@@ -142,6 +145,7 @@ impl Agent {
                 watches: Default::default(),
                 started_at: chrono::Utc::now() + chrono::Duration::milliseconds(skew_ms),
                 resync_owed: Notify::new(),
+                hold: Default::default(),
             }),
         }
     }
@@ -169,6 +173,7 @@ impl Agent {
         }
         let subscribed = shared.transport.subscribed();
         tasks.spawn(status::run_publisher(shared.clone()));
+        tasks.spawn(crate::startup_hold::run(shared.clone(), subscribed.clone()));
         tasks.spawn(status::run_spec_resync(shared.clone(), subscribed));
         tasks.spawn(status::run_orphan_recheck(shared.clone()));
         tasks.spawn(crate::eviction::run(shared.clone()));

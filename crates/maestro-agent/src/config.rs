@@ -26,6 +26,8 @@ pub const DEFAULT_SOURCE_ID: &str = "maestro";
 /// [`AgentConfig::wipe_guard_percent`]'s default: 50 %.
 pub const DEFAULT_WIPE_GUARD_PERCENT: u8 = 50;
 
+/// [`AgentConfig::startup_hold`]'s default: 30 s.
+pub const DEFAULT_STARTUP_HOLD: Duration = Duration::from_secs(30);
 /// [`AgentConfig::orphan_recheck_interval`]'s default: 30 s.
 pub const DEFAULT_ORPHAN_RECHECK_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -96,6 +98,12 @@ pub struct AgentConfig {
     /// production; the fault-injection harness sets it to run an agent whose clock is skewed
     /// (docs/reliability.md). No flag sets it.
     pub clock_skew_ms: i64,
+    /// The longest a restarted agent keeps plain specs of works it does not hold aside while it
+    /// waits for its first spec resync answer (the start-up hold, docs/protocol.md §6.1),
+    /// counted from its first subscription; zero turns the hold off. Default
+    /// [`DEFAULT_STARTUP_HOLD`]. No flag sets it: tests that play a server which sends no
+    /// counted answer turn it off.
+    pub startup_hold: Duration,
 }
 
 impl AgentConfig {
@@ -116,6 +124,7 @@ impl AgentConfig {
             accepted_sources: vec![DEFAULT_SOURCE_ID.to_owned()],
             wipe_guard_percent: DEFAULT_WIPE_GUARD_PERCENT,
             orphan_recheck_interval: DEFAULT_ORPHAN_RECHECK_INTERVAL,
+            startup_hold: DEFAULT_STARTUP_HOLD,
             eviction_grace_period: DEFAULT_EVICTION_GRACE_PERIOD,
             clock_skew_ms: 0,
         }

@@ -60,6 +60,12 @@ pub(crate) async fn restore(shared: &Shared) {
         works.insert(work.uid.clone(), work);
         restored += 1;
     }
+    if restored > 0 && works.values().any(|w| w.recorded.as_ref().is_some_and(|r| r.store_identity.is_some()))
+    {
+        // This project's server: its answer names the bundles deleted meanwhile, and counts
+        // its events (docs/protocol.md §6.1).
+        shared.hold.begin(shared.config.startup_hold);
+    }
     if restored > 0 {
         tracing::info!(consumer = %shared.config.consumer, restored,
             "works restored from their AppliedManifestWork records; the spec resync adopts or deletes them");

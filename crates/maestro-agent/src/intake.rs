@@ -67,7 +67,10 @@ impl EventHandler for Intake {
 }
 
 impl Intake {
-    fn spec(&self, event: &Event, action: Action) -> Result<(), HandlerError> {
+    /// Takes one spec event (`action` is its type's action): the cluster and decode checks,
+    /// then the upsert rules; the event that completes a restarted agent's first resync answer
+    /// releases the specs its start-up hold kept aside, taken after it (docs/protocol.md §6.1).
+    pub(crate) fn spec(&self, event: &Event, action: Action) -> Result<(), HandlerError> {
         let consumer = &self.shared.config.consumer;
         let cluster = ext::get_str(event, ext::CLUSTER_NAME).unwrap_or_default();
         if cluster != *consumer {
@@ -80,10 +83,20 @@ impl Intake {
             permanent(event, format!("malformed spec event: {e}"))
         })?;
         crate::metrics::work_processed(event, true);
+        let released = self.shared.hold.answer_event(event);
+        let taken = self.take(event, spec, action);
+        if let Some(released) = released {
+            crate::startup_hold::replay(&self.shared, released);
+        }
+        taken
+    }
+
+    fn take(&self, event: &Event, spec: SpecEvent, action: Action) -> Result<(), HandlerError> {
         let marks = Marks::of(event, action);
         // Before the redelivery check: the resync answer that replaces a spec dropped here
         // carries the same event id (the stored event, docs/protocol.md §3.1).
-        if self.published_before_start(event, &spec, &marks) {
+        if self.published_before_start(event, &spec, &marks) || self.kept_aside(event, &spec, &marks, action)
+        {
             return Ok(());
         }
         if !self.shared.seen.first_time(event.id(), spec.resource_version) && !self.adopts(&spec) {
@@ -112,7 +125,7 @@ impl Intake {
             }
             if orphans_before {
                 let orphaned = works.values().filter(|w| w.orphaned.is_some()).count();
-                crate::metrics::orphaned(consumer, orphaned);
+                crate::metrics::orphaned(&self.shared.config.consumer, orphaned);
             }
             drop(works);
             self.shared.queue.add(&id);
@@ -144,6 +157,22 @@ impl Intake {
             "dropping a spec of a work not held, published before this agent started; asking for a resync");
         self.shared.resync_owed.notify_one();
         true
+    }
+
+    /// True when the start-up hold keeps this spec aside: a plain create or update (not a
+    /// resync answer, not a deletion) of a work the agent does not hold, while a restarted
+    /// agent waits for its first resync answer (docs/protocol.md §6.1). Not noted as seen: it
+    /// is taken again when the hold ends.
+    fn kept_aside(&self, event: &Event, spec: &SpecEvent, marks: &Marks, action: Action) -> bool {
+        if spec.deletion.is_some() || marks.resync || self.shared.works().contains_key(&spec.resource_id) {
+            return false;
+        }
+        let kept = self.shared.hold.keep(event, action);
+        if kept {
+            tracing::debug!(id = event.id(), resource_id = %spec.resource_id,
+                "keeping a spec of a work not held until the start-up resync answer is complete");
+        }
+        kept
     }
 
     /// A redelivered spec still adopts a work on hold at the version it holds (a store restored

@@ -48,6 +48,7 @@ mod ownership;
 mod queue;
 mod reconcile;
 mod seen;
+mod startup_hold;
 mod status;
 mod watch;
 pub mod wipe_guard;

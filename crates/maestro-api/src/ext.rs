@@ -39,6 +39,11 @@ pub const STORE_ID: &str = "storeid";
 /// how many works that answer deletes because the store does not hold them (docs/protocol.md
 /// §5.2 step 4, §5.5). Decimal string (an integer is accepted too).
 pub const RESYNC_DELETES: &str = "resyncdeletes";
+/// `resyncevents`: this project's addition on every spec event of a spec resync answer the
+/// server sends (its `resync_response`s and the deletions of bundles deleted lately): how many
+/// spec events that answer has, so an agent knows when it has all of them (docs/protocol.md
+/// §5.2, §6.1). Decimal string (an integer is accepted too).
+pub const RESYNC_EVENTS: &str = "resyncevents";
 /// `wipeconfirmed`: this project's addition on a spec `resync_response` deleting a work the
 /// store does not hold, sent while an operator's wipe confirmation for the consumer holds
 /// (docs/protocol.md §5.5): the agent deletes instead of orphaning. The string `"true"` (a

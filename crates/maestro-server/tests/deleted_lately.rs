@@ -183,6 +183,11 @@ async fn a_resync_answer_carries_the_deletions_of_bundles_deleted_lately() {
         events.iter().any(|e| ext::get_str(e, ext::RESOURCE_ID).as_deref() == Some("back")),
         "back is sent as live"
     );
+    // Sent last, so the whole answer is in: each of its spec events counts them (§5.2).
+    let answer: Vec<&Event> = events.iter().filter(|e| e.ty().contains(".spec.")).collect();
+    let totals: std::collections::HashSet<Option<String>> =
+        answer.iter().map(|e| ext::get_str(e, ext::RESYNC_EVENTS)).collect();
+    assert_eq!(totals, std::collections::HashSet::from([Some(answer.len().to_string())]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
