@@ -96,7 +96,7 @@ pub struct AgentConfig {
     /// Added to this agent's clock where the clock orders its statuses (the time part of the
     /// status sequence ids, docs/protocol.md §6.2), ms; negative: behind. 0 (the default) in
     /// production; the fault-injection harness sets it to run an agent whose clock is skewed
-    /// (docs/reliability.md). No flag sets it.
+    /// (docs/reliability.md) through the hidden `maestro agent --clock-skew-ms`.
     pub clock_skew_ms: i64,
     /// The longest a restarted agent keeps plain specs of works it does not hold aside while it
     /// waits for its first spec resync answer (the start-up hold, docs/protocol.md §6.1),

@@ -58,8 +58,9 @@ pub use agent::{Agent, AgentHandle};
 #[cfg(feature = "kube")]
 pub use cluster::KubeCluster;
 pub use cluster::{
-    AccessReview, AccessRule, AppliedWorkRecord, AppliedWorkRef, ApplyMode, ChangeSink, Cluster, ObjectKey,
-    ObjectRef, ResourceMapping, SimulatedCluster, WatchContext, WatchKey,
+    AccessReview, AccessRule, AppliedWorkRecord, AppliedWorkRef, ApplyMode, ChangeSink, Cluster,
+    JournalEntry, JournalError, JournaledCluster, ObjectKey, ObjectRef, ResourceMapping, SimulatedCluster,
+    WatchContext, WatchKey, read_journal,
 };
 pub use config::AgentConfig;
 pub use error::{AgentError, ClusterError, ConfigError};

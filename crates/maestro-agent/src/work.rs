@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use crate::cluster::ObjectRef;
 
 /// A resource the agent applied for a work (AppliedManifestWork `status.appliedResources`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppliedResource {
     /// The object.
     pub object: ObjectRef,

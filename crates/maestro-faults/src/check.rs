@@ -23,10 +23,10 @@ pub async fn mismatches(system: &System, expected: &Expected) -> anyhow::Result<
     let bundles = system.rest.all_bundles(&BundleFilter::default()).await?;
     let stored: BTreeMap<(String, String), &maestro_client::ResourceBundle> =
         bundles.iter().map(|b| ((b.consumer_name.clone(), b.name.clone()), b)).collect();
+    let views = system.cluster_views()?;
     let mut out = Vec::new();
     for ((consumer, name), want) in expected {
-        let cluster = system.cluster(consumer);
-        let have = cluster.as_ref().and_then(|c| c.generation(name));
+        let have = views.get(consumer).and_then(|v| v.generation(name));
         let bundle = stored.get(&(consumer.clone(), name.clone()));
         let why = match (want, have, bundle) {
             (None, None, None) => continue,
@@ -49,11 +49,13 @@ fn applied_at_version(b: &maestro_client::ResourceBundle) -> bool {
 }
 
 /// Objects whose history went back, over every cluster (each as `consumer/name: history`).
-pub fn stale(system: &System) -> Vec<String> {
+///
+/// # Errors
+/// When a cluster's journal cannot be read.
+pub fn stale(system: &System) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
-    for consumer in system.consumers() {
-        let Some(cluster) = system.cluster(&consumer) else { continue };
-        for (name, history) in cluster.history() {
+    for (consumer, view) in system.cluster_views()? {
+        for (name, history) in view.history {
             let (mut highest, mut deleted) = (0u64, false);
             let mut bad = false;
             for g in &history {
@@ -70,21 +72,23 @@ pub fn stale(system: &System) -> Vec<String> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Objects whose name starts with `prefix` written more than once at one generation, over
 /// every cluster.
-pub fn rewrites(system: &System, prefix: &str) -> usize {
+///
+/// # Errors
+/// When a cluster's journal cannot be read.
+pub fn rewrites(system: &System, prefix: &str) -> anyhow::Result<usize> {
     let mut n = 0;
-    for consumer in system.consumers() {
-        let Some(cluster) = system.cluster(&consumer) else { continue };
-        for (_, history) in cluster.history().iter().filter(|(name, _)| name.starts_with(prefix)) {
+    for view in system.cluster_views()?.values() {
+        for (_, history) in view.history.iter().filter(|(name, _)| name.starts_with(prefix)) {
             let mut seen = HashSet::new();
             n += history.iter().flatten().filter(|g| !seen.insert(**g)).count();
         }
     }
-    n
+    Ok(n)
 }
 
 /// Status events stored more than once for one resource and sequence id (the CloudEvent's

@@ -12,7 +12,7 @@ use crate::system::{Broker, Store, System};
 pub enum Fault {
     /// SIGKILL of the server, restarted when healed.
     KillServer,
-    /// Every agent killed (tasks aborted), restarted when healed.
+    /// Every agent process killed (SIGKILL), restarted when healed.
     KillAgents,
     /// SIGKILL of the broker process (Mosquitto, the emulator), restarted when healed.
     KillBroker,

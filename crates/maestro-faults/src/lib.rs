@@ -208,7 +208,7 @@ async fn run_fault(
     let left = converge(system, &expected, settings.deadline.saturating_sub(healed.elapsed())).await;
     let convergence_s = left.is_ok().then(|| healed.elapsed().as_secs_f64());
     let left = left.err().unwrap_or_default();
-    let stale: Vec<String> = check::stale(system).into_iter().filter(|s| in_run(s, prefix)).collect();
+    let stale: Vec<String> = check::stale(system)?.into_iter().filter(|s| in_run(s, prefix)).collect();
     let mut details: Vec<String> = left.iter().chain(&stale).take(10).cloned().collect();
     if unaccepted > 0 {
         details.push(format!("{unaccepted} operations not accepted within the workload deadline"));
@@ -221,7 +221,7 @@ async fn run_fault(
         unaccepted,
         lost: left.len(),
         stale: stale.len(),
-        rewrites: check::rewrites(system, &format!("{prefix}-")),
+        rewrites: check::rewrites(system, &format!("{prefix}-"))?,
         duplicate_statuses: check::duplicate_statuses(system.store, system.db_url()),
         convergence_s,
         details,

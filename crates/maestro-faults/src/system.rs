@@ -9,26 +9,24 @@
 //!   server ──store link──▶ PostgreSQL (SQLite: a file on the server's small disk, no link)
 //! ```
 //!
-//! The agents run in this process, each on its own [`RecordingCluster`], which outlives the
-//! agent: killing an agent aborts all its tasks at once (its broker connections close as a
-//! killed process's would, nothing is flushed), and the restarted agent finds its cluster and
-//! AppliedManifestWork records as it left them.
+//! Each agent is a `maestro agent` process on a simulated cluster kept in a journal file
+//! ([`ClusterJournal`]), which outlives it: killing an agent is a SIGKILL (its broker
+//! connections close, nothing is flushed), and the restarted agent replays the journal and
+//! finds its objects and AppliedManifestWork records as it left them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use maestro::broker::{AgentBrokerSettings, BrokerKind, EmbeddedEngine, agent_transport};
-use maestro_agent::{Agent, AgentConfig};
+use maestro::broker::EmbeddedEngine;
 use maestro_broker_mqtt::testing::Mosquitto;
 use maestro_broker_pubsub::emulator::Emulator;
 use maestro_client::{RestClient, SourceClient};
 
-use crate::cluster::RecordingCluster;
+use crate::cluster::{ClusterJournal, ClusterView};
 use crate::disk::SmallDisk;
 use crate::postgres::PgCluster;
 use crate::proxy::FaultProxy;
@@ -37,7 +35,9 @@ use crate::proxy::FaultProxy;
 pub const SOURCE_ID: &str = "maestro-faults";
 const PUBSUB_PROJECT: &str = "maestro-faults";
 /// When this environment variable is set, the server's log (`server.log`, every run of the
-/// server appended) is kept after the run and its path printed, to analyse a failed fault.
+/// server appended), the agents' logs (`agent-<consumer>.log`) and the clusters' journals
+/// (`cluster-<consumer>.jsonl`) are kept after the run and their directory printed, to
+/// analyse a failed fault.
 pub const KEEP_LOGS_ENV: &str = "MAESTRO_FAULTS_KEEP_LOGS";
 
 /// A broker set-up.
@@ -117,27 +117,12 @@ enum BrokerProcess {
     Emulator(Emulator),
 }
 
-/// One consumer's agent: its cluster, which outlives it, and its own runtime, which stands for
-/// its process: killing it drops every task the agent and its transport spawned at once.
+/// One consumer's agent: its cluster's journal, which outlives it, its process and its log
+/// (every run appended).
 struct AgentRun {
-    cluster: Arc<RecordingCluster>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl AgentRun {
-    /// Ends every task of the agent now, without waiting (a runtime may not be dropped in an
-    /// async context, so this never blocks).
-    fn kill(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl Drop for AgentRun {
-    fn drop(&mut self) {
-        self.kill();
-    }
+    cluster: ClusterJournal,
+    log: PathBuf,
+    process: Option<tokio::process::Child>,
 }
 
 /// Everything of one set-up, started.
@@ -192,8 +177,8 @@ impl System {
         if std::env::var_os(KEEP_LOGS_ENV).is_some() {
             dir.disable_cleanup(true);
             eprintln!(
-                "{KEEP_LOGS_ENV}: the server's log stays at {}",
-                dir.path().join("server.log").display()
+                "{KEEP_LOGS_ENV}: the server's and agents' logs and the clusters' journals stay in {}",
+                dir.path().display()
             );
         }
         let (http, grpc) = (free_addr()?, free_addr()?);
@@ -284,24 +269,8 @@ impl System {
             .spawn()
             .with_context(|| format!("starting {}", self.bin.display()))?;
         self.server = Some(child);
-        let readyz = format!("http://{}/readyz", self.http);
-        maestro_tls::install_process_provider();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(exit) = self.server.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                anyhow::bail!("the server exited ({exit}):\n{}", self.log_tail());
-            }
-            if http.get(&readyz).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
-            }
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "server not ready in 60 s:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let ready = wait_ready(&format!("http://{}/readyz", self.http), self.server.as_mut()).await;
+        ready.with_context(|| format!("the server:\n{}", self.log_tail()))
     }
 
     /// Kills the server with SIGKILL.
@@ -375,9 +344,7 @@ impl System {
 
     /// The last lines of the server's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        tail(&self.log)
     }
 
     /// The server's database URL (PostgreSQL: through the store link).
@@ -385,74 +352,83 @@ impl System {
         &self.db_url
     }
 
-    fn agent_settings(&self) -> AgentBrokerSettings {
-        let (kind, project) = match self.broker {
-            Broker::Grpc => (BrokerKind::Grpc, None),
-            Broker::Mosquitto | Broker::Rumqttd | Broker::Rmqtt => (BrokerKind::Mqtt, None),
-            Broker::Pubsub => (BrokerKind::Pubsub, Some(PUBSUB_PROJECT.to_owned())),
+    /// The broker flags of `maestro agent`: its driver and the agents' link.
+    fn agent_broker_args(&self) -> Vec<String> {
+        let url = self.agent_link.addr().to_string();
+        let driver = match self.broker {
+            Broker::Grpc => "grpc",
+            Broker::Mosquitto | Broker::Rumqttd | Broker::Rmqtt => "mqtt",
+            Broker::Pubsub => "pubsub",
         };
-        AgentBrokerSettings {
-            kind,
-            config_file: None,
-            url: Some(self.agent_link.addr().to_string()),
-            pubsub_project: project,
+        let mut args: Vec<String> = ["--workload-source-driver", driver, "--broker-url", &url]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        if self.broker == Broker::Pubsub {
+            args.extend(["--pubsub-project".to_owned(), PUBSUB_PROJECT.to_owned()]);
         }
+        args
     }
 
     /// Registers `consumer` and starts its agent on a new cluster.
     ///
     /// # Errors
-    /// REST or broker configuration failures.
+    /// REST failures; the agent does not start ([`System::start_agent`]).
     pub async fn add_consumer(&mut self, consumer: &str) -> anyhow::Result<()> {
         self.rest.create_consumer(consumer, &Default::default()).await?;
-        self.agents.insert(consumer.to_owned(), AgentRun { cluster: RecordingCluster::new(), runtime: None });
+        let dir = self._dir.path();
+        let run = AgentRun {
+            cluster: ClusterJournal::new(&dir.join(format!("cluster-{consumer}.jsonl"))),
+            log: dir.join(format!("agent-{consumer}.log")),
+            process: None,
+        };
+        self.agents.insert(consumer.to_owned(), run);
         self.start_agent(consumer).await
     }
 
-    /// Starts (again) the agent of `consumer` on its cluster, in a runtime of its own (one
-    /// worker thread), as a process of its own would run it.
+    /// Starts (again) the `maestro agent` process of `consumer` on its cluster, its clock
+    /// [`System::agent_clock_skew_ms`] off, and waits until its transport subscribed
+    /// (`/readyz`).
     ///
     /// # Errors
-    /// Broker configuration failures; the runtime cannot be built.
+    /// When it cannot start, exits, or is not ready within 60 s (with its log's tail).
     pub async fn start_agent(&mut self, consumer: &str) -> anyhow::Result<()> {
-        let settings = self.agent_settings();
-        let mut config = AgentConfig::new(consumer);
-        config.hub_host = settings.hub_host()?;
-        config.status_sync_interval = Duration::from_secs(2);
-        config.max_retry_delay = Duration::from_secs(2);
-        config.clock_skew_ms = self.agent_clock_skew_ms;
+        let mut args: Vec<String> = vec!["agent".into(), "--consumer-name".into(), consumer.into()];
+        args.extend(self.agent_broker_args());
+        let ops = free_addr()?;
+        let skew = self.agent_clock_skew_ms.to_string();
         let run = self.agents.get_mut(consumer).context("unknown consumer")?;
-        run.kill();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(format!("agent-{consumer}"))
-            .enable_all()
-            .build()
-            .context("the agent's runtime")?;
-        let cluster = run.cluster.clone();
-        let (ready, started) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-        runtime.spawn(async move {
-            let transport = match agent_transport(&settings, &config.consumer, &config.agent_id).await {
-                Ok(transport) => transport,
-                Err(e) => {
-                    let _ = ready.send(Err(anyhow::Error::from(e)));
-                    return;
-                }
-            };
-            let _ = ready.send(Ok(()));
-            if let Err(e) = Agent::new(config, transport, cluster).run(std::future::pending()).await {
-                eprintln!("agent failed: {e}");
-            }
-        });
-        run.runtime = Some(runtime);
-        started.await.context("the agent's runtime ended before its transport was made")?
+        let journal = run.cluster.path().display().to_string();
+        for flags in [
+            ["--cluster", "simulated"],
+            ["--simulated-journal", &journal],
+            ["--status-sync-interval", "2s"],
+            ["--metrics-addr", &ops.to_string()],
+            ["--clock-skew-ms", &skew],
+        ] {
+            args.extend(flags.iter().map(|s| (*s).to_owned()));
+        }
+        kill_agent_process(run).await;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&run.log)?;
+        let child = tokio::process::Command::new(&self.bin)
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} agent", self.bin.display()))?;
+        let run = self.agents.get_mut(consumer).context("unknown consumer")?;
+        run.process = Some(child);
+        let ready = wait_ready(&format!("http://{ops}/readyz"), run.process.as_mut()).await;
+        ready.with_context(|| format!("agent of {consumer}:\n{}", tail(&run.log)))
     }
 
-    /// Kills the agent of `consumer`: every task of it (and of its transport) ended at once, its
-    /// connections closed with nothing flushed, its cluster kept.
+    /// Kills the agent of `consumer` with SIGKILL; its cluster (journal) is kept.
     pub async fn kill_agent(&mut self, consumer: &str) {
         if let Some(run) = self.agents.get_mut(consumer) {
-            run.kill();
+            kill_agent_process(run).await;
         }
     }
 
@@ -461,9 +437,17 @@ impl System {
         self.agents.keys().cloned().collect()
     }
 
-    /// The cluster of `consumer`.
-    pub fn cluster(&self, consumer: &str) -> Option<Arc<RecordingCluster>> {
-        self.agents.get(consumer).map(|r| r.cluster.clone())
+    /// The cluster of `consumer`, as its journal.
+    pub fn cluster(&self, consumer: &str) -> Option<&ClusterJournal> {
+        self.agents.get(consumer).map(|r| &r.cluster)
+    }
+
+    /// Every consumer's cluster read now, by consumer.
+    ///
+    /// # Errors
+    /// When a journal cannot be read.
+    pub fn cluster_views(&self) -> anyhow::Result<BTreeMap<String, ClusterView>> {
+        self.agents.iter().map(|(c, run)| Ok((c.clone(), run.cluster.read()?))).collect()
     }
 
     /// Stops everything.
@@ -473,6 +457,36 @@ impl System {
         }
         self.kill_server().await;
     }
+}
+
+async fn kill_agent_process(run: &mut AgentRun) {
+    if let Some(mut child) = run.process.take() {
+        let _ = child.kill().await;
+    }
+}
+
+/// Waits until `url` answers 200, at most 60 s; fails when `process` exits first.
+async fn wait_ready(url: &str, mut process: Option<&mut tokio::process::Child>) -> anyhow::Result<()> {
+    maestro_tls::install_process_provider();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(exit) = process.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            anyhow::bail!("exited ({exit})");
+        }
+        if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not ready in 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The last 30 lines of the log at `path`.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// The store, its link (PostgreSQL) and the server's database URL.

@@ -4,7 +4,8 @@
 //! quick faults (kill -9 of the server, the agents and PostgreSQL, a cut of the agents' link, a
 //! delay on the server's links, SQLite's disk full) while a source workload runs; every one must
 //! end with lost = 0 and stale = 0. Real processes: `maestro server` (built by the same run),
-//! PostgreSQL, Mosquitto, the Pub/Sub emulator; the agents run in the test process on simulated clusters (no Kubernetes here).
+//! PostgreSQL, Mosquitto, and a `maestro agent` process per consumer on a simulated cluster kept in
+//! a journal file (no Kubernetes here).
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use maestro_agent::{Agent, AgentConfig, Cluster, SimulatedCluster};
+use maestro_agent::{Agent, AgentConfig, Cluster, JournaledCluster, SimulatedCluster};
 
 use crate::broker::{AgentBrokerSettings, agent_transport};
 
@@ -13,7 +13,8 @@ use crate::broker::{AgentBrokerSettings, agent_transport};
 pub enum ClusterKind {
     /// A real cluster through kube-rs (kubeconfig or in-cluster config).
     Kube,
-    /// An in-process simulated cluster (objects stored in memory; realistic status).
+    /// An in-process simulated cluster (objects in memory, or kept in the `--simulated-journal`
+    /// file; realistic status).
     Simulated,
 }
 
@@ -71,6 +72,11 @@ pub struct AgentSettings {
     pub broker: AgentBrokerSettings,
     /// Cluster implementation.
     pub cluster: ClusterKind,
+    /// With [`ClusterKind::Simulated`]: the journal keeping the cluster across restarts
+    /// (`--simulated-journal`); `None`: in memory.
+    pub simulated_journal: Option<std::path::PathBuf>,
+    /// [`AgentConfig::clock_skew_ms`] (`--clock-skew-ms`, hidden: testing only).
+    pub clock_skew_ms: i64,
     /// Status sync period.
     pub status_sync_interval: Duration,
     /// [`AgentConfig::shutdown_timeout`]; `--shutdown-timeout`, default 10 s.
@@ -84,9 +90,15 @@ pub struct AgentSettings {
     pub wipe_guard: WipeGuardArgs,
 }
 
-async fn cluster(kind: ClusterKind) -> anyhow::Result<Arc<dyn Cluster>> {
+async fn cluster(kind: ClusterKind, journal: Option<&std::path::Path>) -> anyhow::Result<Arc<dyn Cluster>> {
+    if journal.is_some() && kind != ClusterKind::Simulated {
+        anyhow::bail!("--simulated-journal needs --cluster simulated");
+    }
     Ok(match kind {
-        ClusterKind::Simulated => Arc::new(SimulatedCluster::new()),
+        ClusterKind::Simulated => match journal {
+            Some(path) => Arc::new(JournaledCluster::open(path).context("opening the simulated cluster's journal")?),
+            None => Arc::new(SimulatedCluster::new()),
+        },
         ClusterKind::Kube => Arc::new(
             maestro_agent::KubeCluster::infer()
                 .await
@@ -109,12 +121,13 @@ pub async fn build(s: &AgentSettings) -> anyhow::Result<(Agent, maestro_transpor
     config.wipe_guard_percent = s.wipe_guard.wipe_guard_percent;
     config.orphan_recheck_interval = s.wipe_guard.orphan_recheck_interval;
     config.eviction_grace_period = s.wipe_guard.appliedmanifestwork_eviction_grace_period;
+    config.clock_skew_ms = s.clock_skew_ms;
     config.validate().map_err(|e| anyhow::anyhow!("invalid agent settings: {e}"))?;
     let transport = agent_transport(&s.broker, &s.consumer, &s.agent_id)
         .await
         .with_context(|| format!("configuring the {} broker", s.broker.kind.as_str()))?;
     let subscribed = transport.subscribed();
-    Ok((Agent::new(config, transport, cluster(s.cluster).await?), subscribed))
+    Ok((Agent::new(config, transport, cluster(s.cluster, s.simulated_journal.as_deref()).await?), subscribed))
 }
 
 /// Runs `maestro agent` until Ctrl-C / SIGTERM.

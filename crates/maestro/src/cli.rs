@@ -342,6 +342,21 @@ pub struct AgentArgs {
     /// The cluster to apply to: `kube` (kubeconfig / in-cluster) or `simulated` (in-process).
     #[arg(long, value_enum, env = "MAESTRO_CLUSTER", default_value = "kube")]
     cluster: ClusterKind,
+    /// With `--cluster simulated`: keep the simulated cluster in this file (one JSON line per
+    /// change, replayed at start), so that it outlives the agent process as a real cluster
+    /// outlives a restarted agent pod. Default: in memory, gone with the process.
+    #[arg(long, env = "MAESTRO_SIMULATED_JOURNAL", value_name = "FILE")]
+    simulated_journal: Option<std::path::PathBuf>,
+    /// Testing only (the fault-injection harness, docs/reliability.md): milliseconds added to
+    /// the agent's clock where it orders its statuses and dates its start; negative: behind.
+    #[arg(
+        long,
+        hide = true,
+        env = "MAESTRO_AGENT_CLOCK_SKEW_MS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    clock_skew_ms: i64,
     /// How often applied resources are re-read for Available and feedback (e.g. `10s`).
     #[arg(long, env = "MAESTRO_STATUS_SYNC_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     status_sync_interval: Duration,
@@ -603,6 +618,8 @@ fn agent_settings(a: AgentArgs) -> AgentSettings {
             pubsub_project: a.pubsub.pubsub_project,
         },
         cluster: a.cluster,
+        simulated_journal: a.simulated_journal,
+        clock_skew_ms: a.clock_skew_ms,
         status_sync_interval: a.status_sync_interval,
         shutdown_timeout: a.shutdown_timeout,
         accepted_sources: a.sources.source_ids,

@@ -9,6 +9,7 @@
 //! - [`KubeCluster`](crate::KubeCluster) (feature `kube`): a real API server through kube-rs.
 
 mod access;
+mod journal;
 mod kinds;
 #[cfg(feature = "kube")]
 mod kube;
@@ -28,6 +29,7 @@ use serde_json::Value;
 
 use crate::error::ClusterError;
 pub use access::AccessRule;
+pub use journal::{JournalEntry, JournalError, JournaledCluster, read_journal};
 pub use kinds::{known_mapping, split_api_version};
 #[cfg(feature = "kube")]
 pub use kube::KubeCluster;
@@ -35,7 +37,7 @@ pub use simulated::{ObjectKey, SimulatedCluster};
 pub use watching::{ChangeSink, WatchContext, WatchKey};
 
 /// The REST mapping of a kind: group, version, plural resource and scope.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ResourceMapping {
     /// API group (`""` for the core group).
     pub group: String,
@@ -57,7 +59,7 @@ impl ResourceMapping {
 }
 
 /// One object on the cluster: its mapping plus namespace (`""` when cluster-scoped) and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ObjectRef {
     /// How the kind maps to a resource.
     pub mapping: ResourceMapping,
@@ -99,7 +101,7 @@ pub enum ApplyMode {
 }
 
 /// The AppliedManifestWork that owns a work's resources (docs/protocol.md §8.3).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppliedWorkRef {
     /// `<hubHash>-<workName>`.
     pub name: String,
@@ -115,7 +117,7 @@ pub struct AppliedWorkRef {
 /// that a restarted agent knows the works it applied (docs/protocol.md §8.3): the resource id,
 /// store identity, applied version and incarnation (annotations), the applied resources and the eviction
 /// start (OCM's `status.appliedResources` and `status.evictionStartTime`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppliedWorkRecord {
     /// The AppliedManifestWork.
     pub owner: AppliedWorkRef,

@@ -28,7 +28,7 @@ use crate::error::ClusterError;
 /// The storage key of a simulated object: API group, kind, namespace (`""` when
 /// cluster-scoped) and name. The version is not part of the key: one object is served in every
 /// version of its group, as on a real cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ObjectKey {
     /// API group (`""` for core).
     pub group: String,
@@ -51,7 +51,7 @@ impl ObjectKey {
         }
     }
 
-    fn of(object: &ObjectRef) -> Self {
+    pub(super) fn of(object: &ObjectRef) -> Self {
         ObjectKey {
             group: object.mapping.group.clone(),
             kind: object.mapping.kind.clone(),
@@ -159,6 +159,40 @@ impl SimulatedCluster {
         self.lock().insert(ObjectKey::of(&oref), created.clone());
         self.changed(&oref);
         Ok(created)
+    }
+
+    /// Puts `object` back as it was stored (uid, resourceVersion and status kept), for a
+    /// cluster replayed from its journal ([`super::JournaledCluster`]); later writes get
+    /// higher resourceVersions. Watchers are not told.
+    ///
+    /// # Errors
+    /// [`ClusterError::InvalidManifest`] without `apiVersion`, `kind` or `metadata.name`.
+    pub(super) fn restore_object(&self, object: Value) -> Result<(), ClusterError> {
+        let (api_version, kind, name, namespace) = identity(&object)?;
+        let revision = str_at(&object, "/metadata/resourceVersion").parse::<u64>().unwrap_or(0);
+        self.revision.fetch_max(revision, Ordering::Relaxed);
+        self.lock().insert(ObjectKey::new(&api_version, &kind, &namespace, &name), object);
+        Ok(())
+    }
+
+    /// Removes the object stored under `key` (a journal's deletion); no watcher is told.
+    pub(super) fn forget_object(&self, key: &ObjectKey) {
+        self.lock().remove(key);
+    }
+
+    /// Puts an AppliedManifestWork record back (a journal's record).
+    pub(super) fn restore_record(&self, record: AppliedWorkRecord) {
+        self.records().insert(record.owner.name.clone(), record);
+    }
+
+    /// Removes the AppliedManifestWork record `name` (a journal's removal).
+    pub(super) fn forget_record(&self, name: &str) {
+        self.records().remove(name);
+    }
+
+    /// The AppliedManifestWork record `name`, if stored.
+    pub(super) fn record(&self, name: &str) -> Option<AppliedWorkRecord> {
+        self.records().get(name).cloned()
     }
 
     /// Changes a stored object in place (e.g. to simulate drift, an outage of a workload or a
