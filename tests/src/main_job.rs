@@ -111,7 +111,7 @@ pub async fn main_job(mut config: StackConfig) {
     {
         let store = maestro_store::open(&url).await.unwrap();
         let r = store.get_resource(&ids[0]).await.unwrap();
-        let mut payload = r.payload.clone();
+        let mut payload = (*r.payload).clone();
         for m in payload["data"]["manifests"].as_array_mut().unwrap() {
             if m["kind"] == "Deployment" {
                 m["spec"]["replicas"] = json!(9);

@@ -174,7 +174,7 @@ async fn seed(store: &DynStore, consumer: &str, n: usize, bytes: usize) {
                     name: id,
                     consumer_name: consumer,
                     source: "maestro".into(),
-                    payload,
+                    payload: payload.into(),
                 };
                 store.create_resource(new).await.unwrap();
             });

@@ -71,6 +71,15 @@ pub fn from_value(value: serde_json::Value) -> Result<Event> {
     Ok(normalize_data(event))
 }
 
+/// Parses a structured JSON value by reference (no copy of the tree is made first).
+///
+/// # Errors
+/// [`Error::InvalidJson`] when the value is not a valid CloudEvent.
+pub fn from_value_ref(value: &serde_json::Value) -> Result<Event> {
+    let event = <Event as serde::Deserialize>::deserialize(value).map_err(Error::InvalidJson)?;
+    Ok(normalize_data(event))
+}
+
 /// Parses a structured JSON event without parsing its `data`: the event comes back without
 /// data, and the data as raw JSON text borrowed from `text` (`None` when absent or `null`).
 /// For resending stored events without building their data trees; the attributes and

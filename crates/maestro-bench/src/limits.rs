@@ -199,7 +199,7 @@ async fn create(store: &maestro_store::DynStore, i: usize) -> anyhow::Result<()>
             name: format!("b-{i}"),
             consumer_name: "bench-store".into(),
             source: "maestro-bench".into(),
-            payload: maestro_api::json::to_value(&spec),
+            payload: maestro_api::json::to_value(&spec).into(),
         })
         .await?;
     Ok(())

@@ -188,7 +188,7 @@ fn new_resource(id: &str, i: usize, consumers: usize) -> NewResource {
         name: format!("b-{i}"),
         consumer_name: consumer,
         source: SOURCE.into(),
-        payload: maestro_api::json::to_value(&spec),
+        payload: maestro_api::json::to_value(&spec).into(),
     }
 }
 

@@ -181,7 +181,7 @@ mod tests {
             consumer_name: "c1".into(),
             source: "s".into(),
             version: 1,
-            payload: json!({}),
+            payload: json!({}).into(),
             status: None,
             status_hash: Some("f".repeat(hash_len)),
             sequence_id: None,

@@ -118,7 +118,7 @@ mod tests {
                 name: format!("r{i}"),
                 consumer_name: "c1".into(),
                 source: "s".into(),
-                payload: json!({"i": i}),
+                payload: json!({"i": i}).into(),
             };
             store.create_resource(r).await.expect("create");
         }

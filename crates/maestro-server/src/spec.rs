@@ -139,7 +139,7 @@ async fn create(
         name,
         consumer_name: consumer,
         source: event.source().to_string(),
-        payload: json::to_value(event),
+        payload: json::to_value(event).into(),
     };
     Ok(SpecOutcome::Created(store.create_resource(new).await?))
 }
@@ -353,7 +353,7 @@ mod tests {
             consumer_name: "c1".into(),
             source: "maestro".into(),
             version: 2,
-            payload,
+            payload: payload.into(),
             status: None,
             status_hash: None,
             sequence_id: None,

@@ -112,7 +112,7 @@ async fn create(store: &DynStore, r: &Request<'_>) -> Result<Option<SpecOutcome>
         name: name.unwrap_or_else(|| r.id.to_owned()),
         consumer_name: r.consumer.clone(),
         source: r.event.source().to_string(),
-        payload,
+        payload: payload.into(),
     };
     match store.create_resource(new).await {
         Ok(created) => Ok(Some(SpecOutcome::Created(created))),

@@ -66,7 +66,7 @@ fn new_resource(id: &str) -> NewResource {
         source: "source-a".into(),
         payload: json!({"specversion": "1.0", "id": format!("ev-{id}"), "source": "source-a",
                         "type": "io.open-cluster-management.works.v1alpha1.manifestbundles.spec.create_request",
-                        "data": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap"}]}}),
+                        "data": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap"}]}}).into(),
     }
 }
 

@@ -61,7 +61,7 @@ impl SetupExt for Setup {
     /// The stored manifest names, recorded managers, labels and version.
     async fn stored(&self, id: &str) -> (Vec<String>, Vec<(String, String)>, Value, i64) {
         let r = self.store.get_resource(id).await.expect("stored");
-        let event = maestro_api::json::from_value(r.payload.clone()).expect("event");
+        let event = maestro_api::json::from_value_ref(&r.payload).expect("event");
         let meta = maestro_api::ext::metadata(&event).expect("metadata").unwrap_or_default();
         let data: Value = maestro_api::codec::data_as(&event, "ManifestBundle").expect("bundle");
         let names = data["manifests"]

@@ -90,7 +90,7 @@ impl Fixture {
                         "datacontenttype": "application/json",
                         "data": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap",
                                                "metadata": {"name": "a", "namespace": "default"}}]}
-                    }),
+                    }).into(),
                 })
                 .await
                 .expect("resource");

@@ -141,7 +141,7 @@ async fn tables_stay_bounded(url: String) {
             name: id.clone(),
             consumer_name: "c1".into(),
             source: "maestro".into(),
-            payload: payload(id, 0),
+            payload: payload(id, 0).into(),
         };
         store.create_resource(new).await.expect("create");
     }

@@ -1,6 +1,7 @@
 //! Stored rows and query types.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -79,9 +80,11 @@ pub struct Resource {
     pub source: String,
     /// Spec version: 1, +1 per spec change.
     pub version: i64,
-    /// The spec CloudEvent as structured JSON (`null` when a query did not read it).
-    #[sqlx(default)]
-    pub payload: Value,
+    /// The spec CloudEvent as structured JSON (`null` when a query did not read it). Shared:
+    /// the rows a creation returns, the dispatcher's feed and its outgoing events refer to one
+    /// tree instead of copying it at each hop.
+    #[sqlx(default, try_from = "Value")]
+    pub payload: Arc<Value>,
     /// The latest accepted status CloudEvent as structured JSON.
     pub status: Option<Value>,
     /// The `statushash` of that status.
@@ -137,7 +140,7 @@ impl RawResource {
             consumer_name: self.consumer_name.clone(),
             source: self.source.clone(),
             version: self.version,
-            payload: serde_json::from_str(self.payload.get())?,
+            payload: Arc::new(serde_json::from_str(self.payload.get())?),
             status: self.status.as_ref().map(|s| serde_json::from_str(s.get())).transpose()?,
             status_hash: None,
             sequence_id: None,
@@ -223,8 +226,8 @@ pub struct NewResource {
     pub consumer_name: String,
     /// Source id.
     pub source: String,
-    /// The spec CloudEvent as structured JSON.
-    pub payload: Value,
+    /// The spec CloudEvent as structured JSON (shared with the row the creation returns).
+    pub payload: Arc<Value>,
 }
 
 /// Paging shared by list queries: `page` is 1-based; `size` 0 returns only the total.

@@ -50,7 +50,7 @@ pub(crate) fn plan_update(current: &Resource, expected_version: i64, payload: &V
             current.id, current.version
         )));
     }
-    if &current.payload == payload {
+    if *current.payload == *payload {
         return Ok(UpdatePlan::Unchanged);
     }
     Ok(UpdatePlan::Bump(current.version + 1))

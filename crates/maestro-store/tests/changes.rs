@@ -35,7 +35,7 @@ async fn setup(store: &DynStore, resources: usize) -> Vec<maestro_store::Resourc
             name: format!("r{i}"),
             consumer_name: "c1".into(),
             source: "s1".into(),
-            payload,
+            payload: payload.into(),
         };
         created.push(store.create_resource(new).await.expect("create"));
     }

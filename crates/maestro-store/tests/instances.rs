@@ -32,7 +32,7 @@ async fn resource(store: &DynStore, id: &str, consumer: &str) -> maestro_store::
         name: id.into(),
         consumer_name: consumer.into(),
         source: "s1".into(),
-        payload,
+        payload: payload.into(),
     };
     store.create_resource(new).await.expect("create")
 }

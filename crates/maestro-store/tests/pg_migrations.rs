@@ -61,7 +61,7 @@ async fn jsonb_rows_survive_the_json_migration() {
 
     for i in 0..3u32 {
         let r = store.get_resource(&format!("r{i}")).await.expect("migrated bundle");
-        assert_eq!(r.payload, payload(i), "payload of r{i}");
+        assert_eq!(*r.payload, payload(i), "payload of r{i}");
         assert_eq!(r.status.is_some(), i == 1, "status of r{i}");
     }
     let raw = store

@@ -101,7 +101,7 @@ async fn versions_start_bump_and_conflict(store: DynStore) {
 
     let v2 = store.update_resource("r1", 1, json!({"v": 2})).await.expect("update v1");
     assert_eq!(v2.version, 2);
-    assert_eq!(v2.payload, json!({"v": 2}));
+    assert_eq!(*v2.payload, json!({"v": 2}));
 
     let err = store.update_resource("r1", 1, json!({"v": 3})).await.expect_err("stale");
     let StoreError::Conflict(msg) = err else { panic!("want Conflict, got {err:?}") };
@@ -138,7 +138,7 @@ async fn failed_writes_leave_data_and_outbox_unchanged(store: DynStore) {
     consumer(&store, "c1").await;
     let created = store.create_resource(new_resource("r1", "c1")).await.expect("create");
     let mut again = new_resource("r1", "c1");
-    again.payload = json!({"other": true});
+    again.payload = json!({"other": true}).into();
     let err = store.create_resource(again).await.expect_err("duplicate id");
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
@@ -307,7 +307,7 @@ async fn status_outcomes(store: DynStore) {
     let events = store.status_events_after(0, 100).await.expect("events");
     assert_eq!(events.len(), 2, "only accepted statuses are events");
     assert!(
-        events.iter().all(|e| e.kind == StatusEventKind::StatusUpdate && parsed(&e.payload) == r.payload)
+        events.iter().all(|e| e.kind == StatusEventKind::StatusUpdate && parsed(&e.payload) == *r.payload)
     );
     assert_eq!(
         (parsed(&events[0].status), parsed(&events[1].status)),
@@ -352,7 +352,7 @@ async fn confirmed_delete_removes_row_and_pending_outbox(store: DynStore) {
     assert_eq!(events.len(), 2, "the stored status, then the deletion");
     assert_eq!(events[1].kind, StatusEventKind::StatusDelete);
     assert_eq!(events[1].resource_id, "r1");
-    assert_eq!(parsed(&events[1].payload), r.payload);
+    assert_eq!(parsed(&events[1].payload), *r.payload);
     assert_eq!(parsed(&events[1].status), parsed(&gone.event));
 
     assert_eq!(store.apply_status(gone).await.expect("again"), StatusOutcome::UnknownResource);

@@ -74,7 +74,7 @@ pub(crate) fn is_empty_json(v: &Value) -> bool {
 /// `int32` in Go's client: a spec version counts updates of one bundle and stays far below
 /// 2^31 in practice.
 pub fn resource_bundle(r: &Resource) -> Value {
-    let spec = json::from_value(r.payload.clone()).ok();
+    let spec = json::from_value_ref(&r.payload).ok();
     let data =
         spec.as_ref().and_then(|ev| data_as::<Value>(ev, "ManifestBundle").ok()).unwrap_or(Value::Null);
     let mut metadata: Map<String, Value> =

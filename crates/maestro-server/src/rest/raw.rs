@@ -347,7 +347,7 @@ mod tests {
             consumer_name: "c1".into(),
             source: "maestro".into(),
             version: 3,
-            payload: json::to_value(&spec),
+            payload: json::to_value(&spec).into(),
             status: with_status.then(|| json::to_value(&status_event)),
             status_hash: None,
             sequence_id: None,
@@ -423,7 +423,7 @@ mod tests {
             for (variant, edit, shown) in VARIANTS {
                 let case = format!("deleted={deleted} status={with_status} spec={variant}");
                 let mut r = stored(deleted, with_status);
-                edit(&mut r.payload["data"]);
+                edit(&mut std::sync::Arc::make_mut(&mut r.payload)["data"]);
                 let built = presenters::resource_bundle(&r);
                 let keys: Vec<&str> = built.as_object().unwrap().keys().map(String::as_str).collect();
                 assert!(
@@ -447,8 +447,8 @@ mod tests {
     #[test]
     fn unusual_stored_events_fall_back_to_the_built_json() {
         let cases: [fn(&mut Resource); 4] = [
-            |r| r.payload["metadata"] = json!(42),
-            |r| r.payload["data"] = json!([1, 2]),
+            |r| std::sync::Arc::make_mut(&mut r.payload)["metadata"] = json!(42),
+            |r| std::sync::Arc::make_mut(&mut r.payload)["data"] = json!([1, 2]),
             |r| r.status.as_mut().unwrap()["sequenceid"] = Value::Null,
             |r| r.status.as_mut().unwrap()["data"] = json!("text"),
         ];
@@ -465,9 +465,9 @@ mod tests {
     #[test]
     fn nulls_and_missing_parts_read_as_the_built_json() {
         let mut r = stored(false, true);
-        r.payload["data"]["deleteOption"] = Value::Null;
-        r.payload["data"]["manifests"] = Value::Null;
-        r.payload["data"].as_object_mut().unwrap().remove("manifestConfigs");
+        std::sync::Arc::make_mut(&mut r.payload)["data"]["deleteOption"] = Value::Null;
+        std::sync::Arc::make_mut(&mut r.payload)["data"]["manifests"] = Value::Null;
+        std::sync::Arc::make_mut(&mut r.payload)["data"].as_object_mut().unwrap().remove("manifestConfigs");
         r.status.as_mut().unwrap()["resourceversion"] = json!("7");
         let raw = raw(&r, true);
         let item = bundle_item(&raw).unwrap();

@@ -56,6 +56,6 @@ pub(crate) fn config_map_bundle(id: &str, consumer: &str, source: &str) -> NewRe
         name: id.into(),
         consumer_name: consumer.into(),
         source: source.into(),
-        payload,
+        payload: payload.into(),
     }
 }

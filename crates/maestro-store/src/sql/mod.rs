@@ -320,7 +320,7 @@ where
     /// exists already is skipped), with the payloads just written: copied, not read back.
     async fn insert_resources(conn: &mut D::Connection, ops: &[&NewResource]) -> Result<Vec<Resource>> {
         let now = rules::now();
-        let payloads: HashMap<&str, (&Value, String)> =
+        let payloads: HashMap<&str, (&Arc<Value>, String)> =
             ops.iter().map(|op| (op.id.as_str(), (&op.payload, op.payload.to_string()))).collect();
         let mut q = QueryBuilder::<D>::new(
             "INSERT INTO resources \
@@ -334,7 +334,8 @@ where
         });
         q.push(format!(" ON CONFLICT (id) DO NOTHING RETURNING {NO_PAYLOAD}"));
         let rows: Vec<Resource> = q.build_query_as().fetch_all(conn).await?;
-        let payload = |r: &Resource| payloads.get(r.id.as_str()).map_or(Value::Null, |(v, _)| (*v).clone());
+        let payload =
+            |r: &Resource| payloads.get(r.id.as_str()).map_or_else(Arc::default, |(v, _)| Arc::clone(v));
         Ok(rows.into_iter().map(|r| Resource { payload: payload(&r), ..r }).collect())
     }
 
@@ -518,10 +519,14 @@ where
             return Ok(current);
         };
         let (text, now) = (payload.to_string(), D::stamp(rules::now()));
-        let sql =
-            "UPDATE resources SET version = $2, payload = $3, updated_at = $4 WHERE id = $1 RETURNING *";
-        let updated =
-            bind!(sqlx::query_as(sql), id, version, D::json(&text), now).fetch_one(&mut *tx).await?;
+        // The payload just written is not read back (as for creations).
+        let sql = format!(
+            "UPDATE resources SET version = $2, payload = $3, updated_at = $4 WHERE id = $1 RETURNING {NO_PAYLOAD}"
+        );
+        let row: Resource = bind!(sqlx::query_as(AssertSqlSafe(sql)), id, version, D::json(&text), now)
+            .fetch_one(&mut *tx)
+            .await?;
+        let updated = Resource { payload: Arc::new(payload), ..row };
         self.commit_spec_event(tx, &updated, SpecAction::Update).await?;
         Ok(updated)
     }

@@ -76,6 +76,6 @@ pub(crate) fn new_resource(id: &str, consumer: &str) -> NewResource {
         name: format!("name-{id}"),
         consumer_name: consumer.to_owned(),
         source: "source-a".to_owned(),
-        payload: json!({"id": id, "data": {"manifests": [1]}}),
+        payload: json!({"id": id, "data": {"manifests": [1]}}).into(),
     }
 }
