@@ -75,3 +75,39 @@ impl ClusterView {
 fn gen_of(object: &Value) -> Option<u64> {
     object.pointer("/data/gen").and_then(Value::as_str).and_then(|g| g.parse().ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maestro_agent::ObjectKey;
+    use serde_json::json;
+
+    fn config_map(name: &str, generation: u64) -> JournalEntry {
+        JournalEntry::Object(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"}, "data": {"gen": generation.to_string()}}))
+    }
+
+    /// The view follows the journal: each write and deletion of a ConfigMap in order, the
+    /// current generation of the ones that exist; other kinds are not part of it.
+    #[test]
+    fn the_view_replays_writes_and_deletions_in_order() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("cluster.jsonl");
+        let entries = [
+            config_map("a", 1),
+            config_map("b", 1),
+            config_map("a", 2),
+            JournalEntry::Deleted(ObjectKey::new("v1", "ConfigMap", "default", "b")),
+            JournalEntry::Object(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}})),
+            JournalEntry::Deleted(ObjectKey::new("v1", "Secret", "default", "s")),
+        ];
+        let text: String = entries.iter().map(|e| serde_json::to_string(e).expect("json") + "\n").collect();
+        std::fs::write(&path, text).expect("write");
+        let view = ClusterJournal::new(&path).read().expect("read");
+        assert_eq!(view.generation("a"), Some(2));
+        assert_eq!(view.generation("b"), None);
+        assert_eq!(view.history["a"], vec![Some(1), Some(2)]);
+        assert_eq!(view.history["b"], vec![Some(1), None]);
+        assert!(!view.history.contains_key("s"), "only ConfigMaps");
+    }
+}

@@ -258,17 +258,7 @@ impl System {
     /// # Errors
     /// When it exits or is not ready within 60 s (with its log's tail).
     pub async fn start_server(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = tokio::process::Command::new(&self.bin)
-            .args(self.server_args())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
-        self.server = Some(child);
+        self.server = Some(spawn_maestro(&self.bin, &self.server_args(), &self.log)?);
         let ready = wait_ready(&format!("http://{}/readyz", self.http), self.server.as_mut()).await;
         ready.with_context(|| format!("the server:\n{}", self.log_tail()))
     }
@@ -409,18 +399,7 @@ impl System {
             args.extend(flags.iter().map(|s| (*s).to_owned()));
         }
         kill_agent_process(run).await;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&run.log)?;
-        let child = tokio::process::Command::new(&self.bin)
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {} agent", self.bin.display()))?;
-        let run = self.agents.get_mut(consumer).context("unknown consumer")?;
-        run.process = Some(child);
+        run.process = Some(spawn_maestro(&self.bin, &args, &run.log)?);
         let ready = wait_ready(&format!("http://{ops}/readyz"), run.process.as_mut()).await;
         ready.with_context(|| format!("agent of {consumer}:\n{}", tail(&run.log)))
     }
@@ -457,6 +436,21 @@ impl System {
         }
         self.kill_server().await;
     }
+}
+
+/// Starts `bin` with `args` (`RUST_LOG=info`), its standard error appended to `log`; killed
+/// when its handle is dropped.
+fn spawn_maestro(bin: &Path, args: &[String], log: &Path) -> anyhow::Result<tokio::process::Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    tokio::process::Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} {}", bin.display(), args.first().map_or("", String::as_str)))
 }
 
 async fn kill_agent_process(run: &mut AgentRun) {
