@@ -415,7 +415,7 @@ pub struct StatusWrite {
 pub enum StatusOutcome {
     /// Stored; a `StatusUpdate` event row was appended.
     Stored,
-    /// Same data as the stored status; nothing written.
+    /// Same data as the stored status, reported for the same spec version; nothing written.
     Unchanged,
     /// The resource was being deleted and the agent confirmed it: the row is gone and a
     /// `StatusDelete` event row was appended.

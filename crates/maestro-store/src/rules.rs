@@ -102,7 +102,9 @@ pub(crate) fn plan_status(
         }
         return StatusPlan::HardDelete;
     }
-    if status.and_then(|s| s.data) == Some(write.data.as_ref()) {
+    // Unchanged only when reported for the same version: the same data for a newer version is
+    // stored, so the held status names the version the agent observed.
+    if status.is_some_and(|s| s.version == Some(write.version) && s.data == Some(write.data.as_ref())) {
         return StatusPlan::Skip(StatusOutcome::Unchanged);
     }
     StatusPlan::Store

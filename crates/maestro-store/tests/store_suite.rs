@@ -21,6 +21,7 @@ suite!(
     outbox_rows_complete_in_order,
     mark_deleting_is_idempotent,
     status_outcomes,
+    the_same_status_for_a_new_version_is_stored,
     confirmed_delete_removes_row_and_pending_outbox,
     a_sequence_id_cannot_freeze_a_bundle,
     done_spec_events_are_pruned,
@@ -315,6 +316,27 @@ async fn status_outcomes(store: DynStore) {
     );
     assert_eq!((events[0].source.as_str(), events[0].consumer_name.as_str()), ("source-a", "c1"));
     assert_eq!(store.get_resource("r1").await.expect("get").version, 1);
+}
+
+/// A status with the same data as the stored one but for a newer spec version is stored, not
+/// skipped as unchanged: the stored status then names the version the agent reported for, so
+/// the bundle reads as observed at its current version. (An agent can tag the status of the
+/// version before with the new version: it answers a status resync between taking a spec and
+/// applying it.)
+async fn the_same_status_for_a_new_version_is_stored(store: DynStore) {
+    consumer(&store, "c1").await;
+    let ids = Generator::default();
+    let r = store.create_resource(new_resource("r1", "c1")).await.expect("create");
+    let first = status(&r, &ids.next_string(), json!({"a": 1}));
+    assert_eq!(store.apply_status(first).await.expect("apply"), StatusOutcome::Stored);
+    let r = store.update_resource("r1", 1, json!({"v": 2})).await.expect("update");
+    assert_eq!(r.version, 2);
+    let again = status(&r, &ids.next_string(), json!({"a": 1}));
+    assert_eq!(store.apply_status(again.clone()).await.expect("apply"), StatusOutcome::Stored);
+    let stored = store.get_resource("r1").await.expect("get");
+    assert_eq!(stored.status, Some(parsed(&again.event)), "the status for version 2 is held");
+    let same = status(&r, &ids.next_string(), json!({"a": 1}));
+    assert_eq!(store.apply_status(same).await.expect("apply"), StatusOutcome::Unchanged);
 }
 
 async fn confirmed_delete_removes_row_and_pending_outbox(store: DynStore) {
