@@ -195,6 +195,11 @@ fn commit(
     if w.spec_rev != snap.spec_rev || w.deleting {
         return false; // changed meanwhile: queued again by the intake
     }
+    if w.orphaned.is_some() && !snap.orphaned {
+        // Orphaned meanwhile: its status says so now, and a status built from the snapshot
+        // would drop that condition (docs/operations.md §3.5).
+        return false;
+    }
     if retry {
         w.attempts = w.attempts.saturating_add(1);
     } else if did_apply {

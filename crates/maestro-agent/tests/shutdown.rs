@@ -6,65 +6,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use common::*;
-use maestro_agent::{
-    AgentConfig, ApplyMode, Cluster, ClusterError, ObjectRef, ResourceMapping, SimulatedCluster,
-};
+use maestro_agent::{AgentConfig, Cluster, ObjectRef, SimulatedCluster};
 use serde_json::Value;
-use tokio::sync::Notify;
-
-/// The simulated cluster, with every apply held until the gate opens.
-#[derive(Debug)]
-struct Gated {
-    inner: Arc<SimulatedCluster>,
-    open: AtomicBool,
-    opened: Notify,
-    entered: Notify,
-}
-
-impl Gated {
-    fn new(inner: Arc<SimulatedCluster>) -> Arc<Self> {
-        Arc::new(Gated { inner, open: AtomicBool::new(false), opened: Notify::new(), entered: Notify::new() })
-    }
-
-    fn release(&self) {
-        self.open.store(true, Ordering::SeqCst);
-        self.opened.notify_waiters();
-    }
-}
-
-#[async_trait]
-impl Cluster for Gated {
-    async fn resolve(&self, api_version: &str, kind: &str) -> Result<ResourceMapping, ClusterError> {
-        self.inner.resolve(api_version, kind).await
-    }
-
-    async fn get(&self, object: &ObjectRef) -> Result<Option<Value>, ClusterError> {
-        self.inner.get(object).await
-    }
-
-    async fn apply(
-        &self,
-        object: &ObjectRef,
-        manifest: Value,
-        mode: &ApplyMode,
-    ) -> Result<Value, ClusterError> {
-        let opened = self.opened.notified();
-        self.entered.notify_one();
-        if !self.open.load(Ordering::SeqCst) {
-            opened.await;
-        }
-        self.inner.apply(object, manifest, mode).await
-    }
-
-    async fn delete(&self, object: &ObjectRef, uid: Option<&str>) -> Result<bool, ClusterError> {
-        self.inner.delete(object, uid).await
-    }
-}
 
 async fn start(shutdown_timeout: Duration) -> (Harness, Arc<Gated>, Arc<SimulatedCluster>) {
     let sim = Arc::new(SimulatedCluster::new());

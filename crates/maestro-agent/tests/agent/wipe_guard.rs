@@ -164,3 +164,39 @@ async fn a_resent_event_adopts_an_orphan_at_its_version() {
     assert_eq!(h.cluster.len(), 1, "its objects kept");
     h.stop().await;
 }
+
+/// A work orphaned while a reconcile of it is in flight keeps its `Orphaned` condition: the
+/// reconcile's status, computed before the work was orphaned, does not replace it. One worker,
+/// so a later work's apply proves the held reconcile ended. Found by the end-to-end suite
+/// under load: one of 100 works was reported without `Orphaned` after a store change, and the
+/// wipe-guard test waited 120 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_orphaned_during_its_reconcile_keeps_the_orphaned_condition() {
+    use std::sync::Arc;
+    let sim = Arc::new(maestro_agent::SimulatedCluster::new());
+    let gated = Gated::new(sim.clone());
+    gated.release();
+    let mut config = AgentConfig::new("c1");
+    config.workers = 1;
+    let h = Harness::start_on(config, sim, gated.clone()).await;
+    h.source.publish(&spec(&h, "w0", "store-a")).await.expect("publish");
+    h.wait_status("w0", |s| s.is_true("Applied")).await;
+
+    gated.close();
+    let entered = gated.entered.notified();
+    let mut v2 = SpecEventBuilder::new("maestro", "w0", 2, h.handle.consumer())
+        .bundle_json(cm_bundle("w0-v2"))
+        .build();
+    ext::set_str(&mut v2, ext::STORE_ID, "store-a");
+    h.source.publish(&v2).await.expect("publish");
+    tokio::time::timeout(DEADLINE, entered).await.expect("the apply of version 2 is held");
+    send_deletes(&h, &["w0"], (Some("store-b"), Some(1), false)).await;
+    wait_until(|| h.handle.work("w0").is_some_and(|w| w.orphaned.is_some())).await;
+
+    gated.release();
+    h.source.publish(&spec(&h, "w1", "store-a")).await.expect("publish");
+    h.wait_status("w1", |s| s.is_true("Applied")).await;
+    let w0 = h.handle.work("w0").expect("w0");
+    let status = w0.status.expect("status");
+    assert!(status.is_true(ORPHANED), "the Orphaned condition was replaced: {:?}", status.conditions);
+}

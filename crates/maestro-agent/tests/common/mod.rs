@@ -2,11 +2,15 @@
 //! a simulated cluster, and condition waits with deadlines.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use maestro_agent::{Agent, AgentConfig, AgentHandle, Cluster, SimulatedCluster};
+use maestro_agent::{
+    Agent, AgentConfig, AgentHandle, ApplyMode, Cluster, ClusterError, ObjectRef, ResourceMapping,
+    SimulatedCluster,
+};
 use maestro_api::codec::{SpecEventBuilder, StatusEvent, data_as, decode_status};
 use maestro_api::payload::{ManifestBundleStatus, ResourceVersionList};
 use maestro_api::types::Action;
@@ -211,5 +215,63 @@ impl Harness {
                 Err(_) => e.ty().to_owned(),
             })
             .collect()
+    }
+}
+
+/// The simulated cluster, with every apply held until the gate opens.
+#[derive(Debug)]
+pub struct Gated {
+    inner: Arc<SimulatedCluster>,
+    open: AtomicBool,
+    opened: Notify,
+    /// Told when an apply reaches the gate (the waiters made before it; no permit is kept).
+    pub entered: Notify,
+}
+
+impl Gated {
+    /// A closed gate in front of `inner`.
+    pub fn new(inner: Arc<SimulatedCluster>) -> Arc<Self> {
+        Arc::new(Gated { inner, open: AtomicBool::new(false), opened: Notify::new(), entered: Notify::new() })
+    }
+
+    /// Opens the gate: held applies go on, later ones pass.
+    pub fn release(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+
+    /// Closes the gate again: later applies are held.
+    #[allow(dead_code)] // used by some of the test crates sharing this module
+    pub fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Cluster for Gated {
+    async fn resolve(&self, api_version: &str, kind: &str) -> Result<ResourceMapping, ClusterError> {
+        self.inner.resolve(api_version, kind).await
+    }
+
+    async fn get(&self, object: &ObjectRef) -> Result<Option<Value>, ClusterError> {
+        self.inner.get(object).await
+    }
+
+    async fn apply(
+        &self,
+        object: &ObjectRef,
+        manifest: Value,
+        mode: &ApplyMode,
+    ) -> Result<Value, ClusterError> {
+        let opened = self.opened.notified();
+        self.entered.notify_waiters();
+        if !self.open.load(Ordering::SeqCst) {
+            opened.await;
+        }
+        self.inner.apply(object, manifest, mode).await
+    }
+
+    async fn delete(&self, object: &ObjectRef, uid: Option<&str>) -> Result<bool, ClusterError> {
+        self.inner.delete(object, uid).await
     }
 }
