@@ -20,7 +20,7 @@
 //! event when that is later; at most [`HOLD_MAX`] specs are kept, and an agent that dropped
 //! more asks for one more spec resync.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -36,6 +36,8 @@ use crate::intake::Intake;
 pub(crate) const ANSWER_GAP: Duration = Duration::from_secs(10);
 /// The most specs kept aside; later ones are dropped, and a spec resync brings them.
 pub(crate) const HOLD_MAX: usize = 10_000;
+/// The most answers counted during one hold; events of further answers are not counted.
+const ANSWERS_MAX: usize = 64;
 
 /// The hold's state.
 #[derive(Debug, Default)]
@@ -47,10 +49,10 @@ struct State {
     held: Vec<(Event, Action)>,
     /// Specs dropped because [`HOLD_MAX`] were kept.
     dropped: usize,
-    /// Ids of the answer's events received (redeliveries count once).
-    answer_ids: HashSet<String>,
-    /// How many events the answer has.
-    expected: Option<usize>,
+    /// Per answer ([`ext::RESYNC_ANSWER`]; `""` without one): how many events it has, and the
+    /// ids of those received (redeliveries count once). Each answer counts on its own: events
+    /// of an earlier answer lost to a broken stream do not hold up a later one.
+    answers: HashMap<String, (usize, HashSet<String>)>,
     last_answer: Option<Instant>,
 }
 
@@ -99,10 +101,15 @@ impl StartupHold {
             return None;
         }
         let total = ext::get_str(event, ext::RESYNC_EVENTS)?.trim().parse::<usize>().ok()?;
-        state.answer_ids.insert(event.id().to_owned());
-        state.expected = Some(total);
+        let answer = ext::get_str(event, ext::RESYNC_ANSWER).unwrap_or_default();
         state.last_answer = Some(Instant::now());
-        (state.answer_ids.len() >= total).then(|| release(&mut state))
+        if state.answers.len() >= ANSWERS_MAX && !state.answers.contains_key(&answer) {
+            return None;
+        }
+        let (expected, ids) = state.answers.entry(answer).or_insert_with(|| (total, HashSet::new()));
+        ids.insert(event.id().to_owned());
+        let complete = ids.len() >= *expected;
+        complete.then(|| release(&mut state))
     }
 
     /// When the hold ends by time, counted from the first subscription at `since`; `None`
@@ -174,6 +181,12 @@ mod tests {
 
     const LIMIT: Duration = Duration::from_secs(30);
 
+    fn answer_event(id: &str, answer: &str, total: usize) -> Event {
+        let mut ev = event(id, Some(total));
+        ext::set_str(&mut ev, ext::RESYNC_ANSWER, answer);
+        ev
+    }
+
     fn event(id: &str, total: Option<usize>) -> Event {
         let mut ev = EventBuilderV10::new()
             .id(id)
@@ -209,6 +222,19 @@ mod tests {
         assert_eq!(held[0].0.id(), "late");
         assert!(!dropped);
         assert!(!hold.keep(&event("new", None), Action::Create), "the hold ended");
+    }
+
+    /// An earlier answer that lost events (a broken stream) does not hold up a later one
+    /// whose events all arrived, though their stored events share ids.
+    #[test]
+    fn each_answer_counts_on_its_own() {
+        let hold = StartupHold::default();
+        hold.begin(LIMIT);
+        assert!(hold.answer_event(&answer_event("spec-1", "a1", 3)).is_none());
+        assert!(hold.answer_event(&answer_event("spec-2", "a1", 3)).is_none());
+        assert!(hold.answer_event(&answer_event("spec-1", "a2", 3)).is_none());
+        assert!(hold.answer_event(&answer_event("spec-2", "a2", 3)).is_none());
+        assert!(hold.answer_event(&answer_event("delete-a2", "a2", 3)).is_some(), "a2 is complete");
     }
 
     #[test]

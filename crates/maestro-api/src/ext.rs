@@ -44,6 +44,10 @@ pub const RESYNC_DELETES: &str = "resyncdeletes";
 /// spec events that answer has, so an agent knows when it has all of them (docs/protocol.md
 /// §5.2, §6.1). Decimal string (an integer is accepted too).
 pub const RESYNC_EVENTS: &str = "resyncevents";
+/// `resyncanswer`: this project's addition on every spec event of a spec resync answer the
+/// server sends, beside [`RESYNC_EVENTS`]: an id shared by that answer's events (a UUID), so an
+/// agent counts each answer on its own (docs/protocol.md §5.2, §6.1). String.
+pub const RESYNC_ANSWER: &str = "resyncanswer";
 /// `wipeconfirmed`: this project's addition on a spec `resync_response` deleting a work the
 /// store does not hold, sent while an operator's wipe confirmation for the consumer holds
 /// (docs/protocol.md §5.5): the agent deletes instead of orphaning. The string `"true"` (a

@@ -225,11 +225,12 @@ impl SpecResyncAnswer {
         }
         // The fleet-wipe guard's inputs (docs/protocol.md §5.5), and the answer's size for a
         // restarted agent's start-up hold (§6.1).
-        let total = out.len().to_string();
+        let (total, answer) = (out.len().to_string(), uuid::Uuid::new_v4().to_string());
         for ev in &mut out {
             ext::set_str(ev, ext::STORE_ID, store_id.as_str());
             ext::set_str(ev, ext::RESYNC_DELETES, unknown.to_string());
             ext::set_str(ev, ext::RESYNC_EVENTS, total.as_str());
+            ext::set_str(ev, ext::RESYNC_ANSWER, answer.as_str());
         }
         tracing::info!(consumer = ?self.consumer, held = resources.len(), sending = out.len(), "spec resync");
         // On a broker that stores messages (MQTT, Pub/Sub), a status the agent published just

@@ -188,6 +188,9 @@ async fn a_resync_answer_carries_the_deletions_of_bundles_deleted_lately() {
     let totals: std::collections::HashSet<Option<String>> =
         answer.iter().map(|e| ext::get_str(e, ext::RESYNC_EVENTS)).collect();
     assert_eq!(totals, std::collections::HashSet::from([Some(answer.len().to_string())]));
+    let ids: std::collections::HashSet<Option<String>> =
+        answer.iter().map(|e| ext::get_str(e, ext::RESYNC_ANSWER)).collect();
+    assert!(ids.len() == 1 && !ids.contains(&None), "one answer id on every event: {ids:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
