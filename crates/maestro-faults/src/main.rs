@@ -101,9 +101,25 @@ async fn main() -> anyhow::Result<()> {
     let setups = args.broker.iter().flat_map(|b| args.store.iter().map(move |s| (*b, *s)));
     for (broker, store) in setups {
         eprintln!("== {broker} / {store}");
-        let result = match args.soak {
-            Some(d) => maestro_faults::run_soak(&settings, broker, store, Instant::now() + d).await,
-            None => maestro_faults::run_broker(&settings, broker, store, &faults).await,
+        let run = async {
+            match args.soak {
+                Some(d) => maestro_faults::run_soak(&settings, broker, store, Instant::now() + d).await,
+                None => maestro_faults::run_broker(&settings, broker, store, &faults).await,
+            }
+        };
+        // On Ctrl-C or SIGTERM the run is dropped, and with it the system: the server, agent,
+        // broker and PostgreSQL processes are stopped instead of outliving the harness.
+        let finished = tokio::select! {
+            result = run => Ok(result),
+            signal = interrupted() => Err(signal),
+        };
+        // Here the run, and its system, are dropped.
+        let result = match finished {
+            Ok(result) => result,
+            Err(signal) => {
+                eprintln!("{signal}: the processes of the {broker} / {store} system were stopped");
+                std::process::exit(130);
+            }
         };
         let runs = result.with_context(|| format!("starting the {broker} / {store} system"))?;
         for o in &runs {
@@ -134,6 +150,21 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM and names it.
+async fn interrupted() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "interrupted";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term.recv() => "terminated",
+    }
 }
 
 /// The current commit (`git rev-parse --short HEAD`), or `unknown`.
