@@ -92,11 +92,24 @@ pub fn from_str_raw_data(text: &str) -> Result<(Event, Option<&serde_json::value
     use serde::de::Error as _;
     let mut fields: std::collections::HashMap<&str, &serde_json::value::RawValue> =
         serde_json::from_str(text).map_err(Error::InvalidJson)?;
-    let data = fields.remove("data").filter(|d| d.get() != "null");
+    let raw_data = fields.remove("data");
+    let data = raw_data.filter(|d| d.get() != "null");
     if fields.contains_key("data_base64") {
         return Err(Error::InvalidJson(serde_json::Error::custom(
             "binary data (data_base64) is not raw JSON",
         )));
+    }
+    // The attributes straight from the text with the `data` member cut out: one pass, no
+    // tree of them first (the status fan-out reads every stored status event this way).
+    let without_data = match raw_data {
+        None => Some(std::borrow::Cow::Borrowed(text)),
+        Some(d) => without_member(text, d).map(std::borrow::Cow::Owned),
+    };
+    if let Some(bare) = without_data
+        && let Ok(event) = serde_json::from_str::<Event>(&bare)
+        && fields.len() == bare_member_count(&event)
+    {
+        return Ok((event, data));
     }
     let attributes = fields
         .into_iter()
@@ -105,6 +118,33 @@ pub fn from_str_raw_data(text: &str) -> Result<(Event, Option<&serde_json::value
         .map_err(Error::InvalidJson)?;
     let event = serde_json::from_value(serde_json::Value::Object(attributes)).map_err(Error::InvalidJson)?;
     Ok((event, data))
+}
+
+/// `text` (a JSON object) without its member whose value is `value` (a slice of `text`): the
+/// key `"data"` before it and one comma are cut too. `None` when the text around it is not
+/// `"data"` `:` value (then the caller reads the event the long way).
+fn without_member(text: &str, value: &serde_json::value::RawValue) -> Option<String> {
+    let start = (value.get().as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let after = text.get(start + value.get().len()..)?;
+    let head =
+        text.get(..start)?.trim_end().strip_suffix(':')?.trim_end().strip_suffix("\"data\"")?.trim_end();
+    if let Some(head) = head.strip_suffix(',') {
+        return Some(format!("{head}{after}"));
+    }
+    // The first member: keep the brace, cut the comma after the value.
+    head.ends_with('{').then(|| format!("{head}{}", after.trim_start().strip_prefix(',').unwrap_or(after)))
+}
+
+/// How many top-level members the structured JSON of `event` has besides `data`: its
+/// attributes (`specversion`, `id`, `source`, `type` and the optional ones set) and extensions.
+fn bare_member_count(event: &Event) -> usize {
+    let optional = [
+        event.datacontenttype().is_some(),
+        event.dataschema().is_some(),
+        event.subject().is_some(),
+        event.time().is_some(),
+    ];
+    4 + optional.iter().filter(|set| **set).count() + event.iter_extensions().count()
 }
 
 /// Turns binary or string data with a JSON content type into `Data::Json`, so that every
@@ -178,6 +218,30 @@ mod tests {
         binary["data_base64"] = serde_json::json!("e30=");
         assert!(from_str_raw_data(&binary.to_string()).is_err(), "binary data is refused");
         assert!(from_str_raw_data("[1]").is_err());
+    }
+
+    /// The attributes read with `data` cut out of the text equal those read through a tree,
+    /// wherever `data` stands and however the text is spaced.
+    #[test]
+    fn raw_data_reading_cuts_the_data_member_anywhere() {
+        let texts = [
+            r#"{"data":{"a":[1,"x,y"]},"specversion":"1.0","id":"1","source":"s","type":"t","ext":"v"}"#,
+            r#"{"specversion":"1.0","data" : {"a":1} ,"id":"1","source":"s","type":"t"}"#,
+            r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2024-01-02T03:04:05Z","data":[1,2]}"#,
+            r#"{ "data" : null , "specversion":"1.0","id":"1","source":"s","type":"t"}"#,
+            r#"{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"application/json"}"#,
+            r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":null,"data":"dat\"a"}"#,
+        ];
+        for text in texts {
+            let (event, data) = from_str_raw_data(text).expect(text);
+            let whole: serde_json::Value = serde_json::from_str(text).expect("json");
+            let mut tree = whole.as_object().cloned().expect("object");
+            let want_data = tree.remove("data").filter(|d| !d.is_null());
+            let want: Event = serde_json::from_value(serde_json::Value::Object(tree)).expect("event");
+            assert_eq!(event, want, "{text}");
+            let got_data = data.map(|d| serde_json::from_str::<serde_json::Value>(d.get()).expect("data"));
+            assert_eq!(got_data, want_data, "{text}");
+        }
     }
 
     #[test]
