@@ -159,12 +159,18 @@ impl Intake {
         true
     }
 
-    /// True when the start-up hold keeps this spec aside: a plain create or update (not a
-    /// resync answer, not a deletion) of a work the agent does not hold, while a restarted
-    /// agent waits for its first resync answer (docs/protocol.md §6.1). Not noted as seen: it
-    /// is taken again when the hold ends.
+    /// True when the start-up hold keeps this spec aside: a plain create or update, or a
+    /// resync answer to a request this agent did not send (not a deletion), of a work the
+    /// agent does not hold, while a restarted agent waits for its first resync answer
+    /// (docs/protocol.md §6.1). Not noted as seen: it is taken again when the hold ends.
     fn kept_aside(&self, event: &Event, spec: &SpecEvent, marks: &Marks, action: Action) -> bool {
-        if spec.deletion.is_some() || marks.resync || self.shared.works().contains_key(&spec.resource_id) {
+        // A resync answer is kept aside too when it answers a predecessor's request: the
+        // broker delivers it late, and the bundle may have been deleted since.
+        let late_answer = marks.resync && self.shared.hold.answers_another(event);
+        if spec.deletion.is_some()
+            || (marks.resync && !late_answer)
+            || self.shared.works().contains_key(&spec.resource_id)
+        {
             return false;
         }
         let kept = self.shared.hold.keep(event, action);

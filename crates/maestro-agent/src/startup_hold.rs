@@ -54,6 +54,9 @@ struct State {
     /// of an earlier answer lost to a broken stream do not hold up a later one.
     answers: HashMap<String, (usize, HashSet<String>)>,
     last_answer: Option<Instant>,
+    /// The CloudEvent ids of the spec resync requests this agent sent during the hold: an
+    /// answer naming another request answered a predecessor (a killed agent) and is late.
+    requests: HashSet<String>,
 }
 
 /// The start-up hold of one agent.
@@ -93,6 +96,23 @@ impl StartupHold {
         true
     }
 
+    /// Notes the id of a spec resync request this agent sends (while the hold lasts).
+    pub(crate) fn note_request(&self, id: &str) {
+        let mut state = self.state();
+        if state.active && state.requests.len() < ANSWERS_MAX {
+            state.requests.insert(id.to_owned());
+        }
+    }
+
+    /// True for an event of a resync answer to a request this agent did not send while the
+    /// hold lasts (a predecessor's: late), when the hold lasts and the answer names its
+    /// request ([`ext::RESYNC_ANSWER`]).
+    pub(crate) fn answers_another(&self, event: &Event) -> bool {
+        let state = self.state();
+        state.active
+            && ext::get_str(event, ext::RESYNC_ANSWER).is_some_and(|answer| !state.requests.contains(&answer))
+    }
+
     /// Notes `event` when it belongs to a spec resync answer (it carries
     /// [`ext::RESYNC_EVENTS`]); returns what the hold kept once the answer is complete.
     pub(crate) fn answer_event(&self, event: &Event) -> Option<Released> {
@@ -102,6 +122,9 @@ impl StartupHold {
         }
         let total = ext::get_str(event, ext::RESYNC_EVENTS)?.trim().parse::<usize>().ok()?;
         let answer = ext::get_str(event, ext::RESYNC_ANSWER).unwrap_or_default();
+        if !answer.is_empty() && !state.requests.contains(&answer) {
+            return None; // a predecessor's answer: says nothing of this agent's start
+        }
         state.last_answer = Some(Instant::now());
         if state.answers.len() >= ANSWERS_MAX && !state.answers.contains_key(&answer) {
             return None;
@@ -230,11 +253,29 @@ mod tests {
     fn each_answer_counts_on_its_own() {
         let hold = StartupHold::default();
         hold.begin(LIMIT);
+        hold.note_request("a1");
+        hold.note_request("a2");
         assert!(hold.answer_event(&answer_event("spec-1", "a1", 3)).is_none());
         assert!(hold.answer_event(&answer_event("spec-2", "a1", 3)).is_none());
         assert!(hold.answer_event(&answer_event("spec-1", "a2", 3)).is_none());
         assert!(hold.answer_event(&answer_event("spec-2", "a2", 3)).is_none());
         assert!(hold.answer_event(&answer_event("delete-a2", "a2", 3)).is_some(), "a2 is complete");
+    }
+
+    /// An answer to a request this agent did not send (its predecessor's, delivered late)
+    /// neither ends the hold nor counts; its events are told apart.
+    #[test]
+    fn a_predecessors_answer_does_not_end_the_hold() {
+        let hold = StartupHold::default();
+        hold.begin(LIMIT);
+        hold.note_request("mine");
+        let late = answer_event("spec-1", "theirs", 1);
+        assert!(hold.answers_another(&late));
+        assert!(hold.answer_event(&late).is_none(), "not ours");
+        let own = answer_event("spec-1", "mine", 1);
+        assert!(!hold.answers_another(&own));
+        assert!(hold.answer_event(&own).is_some());
+        assert!(!hold.answers_another(&late), "the hold ended");
     }
 
     #[test]

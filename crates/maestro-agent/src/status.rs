@@ -243,6 +243,7 @@ fn held_versions(shared: &Shared) -> ResourceVersionList {
 async fn request_spec_resync(shared: &Shared) -> maestro_transport::Result<()> {
     let versions = held_versions(shared);
     let event = spec_resync_request(&shared.config.agent_id, &shared.config.consumer, &versions);
+    shared.hold.note_request(maestro_api::AttributesReader::id(&event));
     shared.transport.publish(&event).await?;
     tracing::info!(works = versions.resource_versions.len(), "spec resync requested");
     Ok(())

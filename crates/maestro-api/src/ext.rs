@@ -45,8 +45,9 @@ pub const RESYNC_DELETES: &str = "resyncdeletes";
 /// §5.2, §6.1). Decimal string (an integer is accepted too).
 pub const RESYNC_EVENTS: &str = "resyncevents";
 /// `resyncanswer`: this project's addition on every spec event of a spec resync answer the
-/// server sends, beside [`RESYNC_EVENTS`]: an id shared by that answer's events (a UUID), so an
-/// agent counts each answer on its own (docs/protocol.md §5.2, §6.1). String.
+/// server sends, beside [`RESYNC_EVENTS`]: the CloudEvent id of the request it answers, so an
+/// agent counts each answer on its own and tells the answers to its own requests from late
+/// answers to a predecessor's (docs/protocol.md §5.2, §6.1). String.
 pub const RESYNC_ANSWER: &str = "resyncanswer";
 /// `wipeconfirmed`: this project's addition on a spec `resync_response` deleting a work the
 /// store does not hold, sent while an operator's wipe confirmation for the consumer holds

@@ -251,6 +251,7 @@ impl Ingest {
             source_id: self.source_id.clone(),
             consumer: cluster,
             agent,
+            request_id: event.id().to_owned(),
             holders: self.holders.clone(),
         });
         Ok(())

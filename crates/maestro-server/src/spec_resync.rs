@@ -131,6 +131,9 @@ pub(crate) struct SpecResyncAnswer {
     pub(crate) consumer: String,
     /// The versions the agent holds, by resource id.
     pub(crate) agent: HashMap<String, i64>,
+    /// The CloudEvent id of the request answered, sent back as [`ext::RESYNC_ANSWER`]: the
+    /// agent tells the answers to its own requests from late ones (docs/protocol.md §6.1).
+    pub(crate) request_id: String,
     /// Several instances with the gRPC broker: the agent is recorded as connected here
     /// before its bundles are read, so a spec written after the read finds where to go
     /// (docs/architecture.md §9).
@@ -225,12 +228,12 @@ impl SpecResyncAnswer {
         }
         // The fleet-wipe guard's inputs (docs/protocol.md §5.5), and the answer's size for a
         // restarted agent's start-up hold (§6.1).
-        let (total, answer) = (out.len().to_string(), uuid::Uuid::new_v4().to_string());
+        let (total, answer) = (out.len().to_string(), self.request_id.as_str());
         for ev in &mut out {
             ext::set_str(ev, ext::STORE_ID, store_id.as_str());
             ext::set_str(ev, ext::RESYNC_DELETES, unknown.to_string());
             ext::set_str(ev, ext::RESYNC_EVENTS, total.as_str());
-            ext::set_str(ev, ext::RESYNC_ANSWER, answer.as_str());
+            ext::set_str(ev, ext::RESYNC_ANSWER, answer);
         }
         tracing::info!(consumer = ?self.consumer, held = resources.len(), sending = out.len(), "spec resync");
         // On a broker that stores messages (MQTT, Pub/Sub), a status the agent published just

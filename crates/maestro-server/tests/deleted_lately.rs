@@ -159,7 +159,8 @@ async fn a_resync_answer_carries_the_deletions_of_bundles_deleted_lately() {
     let listed = |id: &str| ResourceVersion { resource_id: id.into(), resource_version: 1 };
     let request = ResourceVersionList { resource_versions: vec![listed("gone"), listed("stranger")] };
     let ingest = fx.ingest(); // kept: dropping it aborts the answer
-    ingest.handle(&spec_resync_request("c1-work-agent", "c1", &request)).await.expect("request taken");
+    let request_event = spec_resync_request("c1-work-agent", "c1", &request);
+    ingest.handle(&request_event).await.expect("request taken");
     let events = wait_for(&fx.agent, "answer", |e| {
         !deletion_of(e, "stranger").is_empty() && !deletion_of(e, "gone").is_empty()
     })
@@ -190,7 +191,8 @@ async fn a_resync_answer_carries_the_deletions_of_bundles_deleted_lately() {
     assert_eq!(totals, std::collections::HashSet::from([Some(answer.len().to_string())]));
     let ids: std::collections::HashSet<Option<String>> =
         answer.iter().map(|e| ext::get_str(e, ext::RESYNC_ANSWER)).collect();
-    assert!(ids.len() == 1 && !ids.contains(&None), "one answer id on every event: {ids:?}");
+    let request_id = maestro_api::AttributesReader::id(&request_event).to_owned();
+    assert_eq!(ids, std::collections::HashSet::from([Some(request_id)]), "the request's id on every event");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -377,3 +377,48 @@ async fn a_start_up_hold_without_an_answer_ends_after_its_limit() {
     assert!(started.elapsed() >= Duration::from_millis(400), "kept until the hold's limit");
     h.stop().await;
 }
+
+/// During the start-up hold, a resync answer to a request the agent did not send (its killed
+/// predecessor's, delivered late) is kept aside like a plain spec: the agent's own answer
+/// names the bundle deleted since, and the late answer's spec of it is then dropped. Found by
+/// the fault-injection soak (agents restarted with their clock 5 min behind, Pub/Sub emulator:
+/// an object written at gen 1, deleted, written at gen 1 again from a late resync answer).
+#[tokio::test]
+async fn a_late_answer_to_a_predecessors_request_is_kept_aside() {
+    use maestro_api::AttributesReader;
+    use maestro_api::codec::SpecEventBuilder;
+    use maestro_api::types::Action;
+    let sim = Arc::new(SimulatedCluster::new());
+    let grace = Duration::from_secs(3600);
+    let (h, _) = Harness::start_restoring(holding(grace), sim.clone(), sim.clone()).await;
+    h.source.publish(&versioned(&h, "w0", 1, "store-a", false)).await.expect("publish");
+    wait_until(|| sim.applied_works().iter().any(|r| r.resource_id == "w0" && r.generation == Some(1))).await;
+    h.stop().await;
+
+    let (h, request) = Harness::start_restoring(holding(grace), sim.clone(), sim.clone()).await;
+    let mut late = in_answer(versioned(&h, "gone", 1, "store-a", true), 1);
+    maestro_api::ext::set_str(&mut late, maestro_api::ext::RESYNC_ANSWER, "a-predecessors-request");
+    h.source.publish(&late).await.expect("the late answer");
+    h.source.publish(&versioned(&h, "w0", 2, "store-a", false)).await.expect("publish");
+    wait_until(|| data_a(&sim, "w0").as_deref() == Some("2")).await;
+    assert!(h.handle.work("gone").is_none(), "the late answer created nothing yet");
+
+    let mut meta = serde_json::Map::new();
+    meta.insert("name".into(), serde_json::json!("gone"));
+    meta.insert("creationTimestamp".into(), serde_json::json!(FIRST));
+    let deleted_lately = SpecEventBuilder::new("maestro", "gone", 1, "c1")
+        .action(Action::Delete)
+        .metadata(meta)
+        .deletion(chrono::Utc::now())
+        .build();
+    for ev in [versioned(&h, "w0", 2, "store-a", true), deleted_lately] {
+        let mut ev = in_answer(ev, 2);
+        maestro_api::ext::set_str(&mut ev, maestro_api::ext::RESYNC_ANSWER, request.id());
+        h.source.publish(&ev).await.expect("the agent's own answer");
+    }
+    h.source.publish(&versioned(&h, "new", 1, "store-a", false)).await.expect("a new bundle");
+    wait_until(|| data_a(&sim, "new").as_deref() == Some("1")).await;
+    assert!(data_a(&sim, "gone").is_none(), "the late answer's spec of a deleted bundle created nothing");
+    assert!(h.handle.work("gone").is_none_or(|w| w.deleting));
+    h.stop().await;
+}
