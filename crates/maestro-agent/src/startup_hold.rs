@@ -138,17 +138,29 @@ impl StartupHold {
     /// When the hold ends by time, counted from the first subscription at `since`; `None`
     /// once it ended.
     fn deadline(&self, since: Instant) -> Option<Instant> {
-        let state = self.state();
-        state.active.then(|| {
-            let limit = since + state.limit;
-            state.last_answer.map_or(limit, |last| limit.max(last + ANSWER_GAP))
-        })
+        deadline_of(&self.state(), since)
+    }
+
+    /// Ends the hold when its deadline (see [`StartupHold::deadline`]) has passed, in one step
+    /// with the check: an answer completing meanwhile cannot be released twice.
+    fn end_if_due(&self, since: Instant) -> Option<Released> {
+        let mut state = self.state();
+        let due = deadline_of(&state, since).is_some_and(|at| at <= Instant::now());
+        due.then(|| release(&mut state))
     }
 
     /// Ends the hold now, handing back what it kept.
+    #[cfg(test)]
     fn end(&self) -> Released {
         release(&mut self.state())
     }
+}
+
+fn deadline_of(state: &State, since: Instant) -> Option<Instant> {
+    state.active.then(|| {
+        let limit = since + state.limit;
+        state.last_answer.map_or(limit, |last| limit.max(last + ANSWER_GAP))
+    })
 }
 
 fn release(state: &mut State) -> Released {
@@ -187,10 +199,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut subscribed: Subscribed) {
         if shared.cancel.run_until_cancelled(tokio::time::sleep_until(at)).await.is_none() {
             return;
         }
-        if shared.hold.deadline(since).is_some_and(|at| at <= Instant::now()) {
+        if let Some(released) = shared.hold.end_if_due(since) {
             tracing::warn!(consumer = %shared.config.consumer,
                 "start-up hold: the spec resync answer did not complete in time; ending the hold");
-            let released = shared.hold.end();
             replay(&shared, released);
             return;
         }

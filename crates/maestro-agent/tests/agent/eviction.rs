@@ -187,6 +187,30 @@ fn reborn(
     ev
 }
 
+/// Applies work `w0` at version 1 (of the incarnation [`FIRST`], store `store-a`) on `sim`
+/// with an agent of `config`, which is stopped once its record names that version.
+async fn applied_and_stopped(sim: &Arc<SimulatedCluster>, config: AgentConfig) {
+    let (h, _) = Harness::start_restoring(config, sim.clone(), sim.clone()).await;
+    h.source.publish(&versioned(&h, "w0", 1, "store-a", false)).await.expect("publish");
+    wait_until(|| sim.applied_works().iter().any(|r| r.resource_id == "w0" && r.generation == Some(1))).await;
+    h.stop().await;
+}
+
+/// The source's deletion of bundle `id` (incarnation [`FIRST`]) at `version`, as the server
+/// sends it for a bundle deleted lately (docs/protocol.md §5.6).
+fn deleted_by_source(id: &str, version: i64) -> maestro_api::Event {
+    use maestro_api::codec::SpecEventBuilder;
+    use maestro_api::types::Action;
+    let mut meta = serde_json::Map::new();
+    meta.insert("name".into(), serde_json::json!(id));
+    meta.insert("creationTimestamp".into(), serde_json::json!(FIRST));
+    SpecEventBuilder::new("maestro", id, version, "c1")
+        .action(Action::Delete)
+        .metadata(meta)
+        .deletion(chrono::Utc::now())
+        .build()
+}
+
 fn data_a(sim: &SimulatedCluster, name: &str) -> Option<String> {
     sim.object("v1", "ConfigMap", "default", name).and_then(|o| o["data"]["a"].as_str().map(str::to_owned))
 }
@@ -247,23 +271,11 @@ async fn a_restarted_agent_drops_a_late_older_spec_of_its_store() {
 /// then written at gen 2).
 #[tokio::test]
 async fn a_restored_work_deleted_by_its_source_stays_deleted() {
-    use maestro_api::codec::SpecEventBuilder;
-    use maestro_api::types::Action;
     let sim = Arc::new(SimulatedCluster::new());
-    let (h, _) = Harness::start_restoring(config(Duration::from_secs(3600)), sim.clone(), sim.clone()).await;
-    h.source.publish(&versioned(&h, "w0", 1, "store-a", false)).await.expect("publish");
-    wait_until(|| sim.applied_works().iter().any(|r| r.resource_id == "w0" && r.generation == Some(1))).await;
-    h.stop().await;
+    applied_and_stopped(&sim, config(Duration::from_secs(3600))).await;
 
     let (h, _) = Harness::start_restoring(config(Duration::from_secs(3600)), sim.clone(), sim.clone()).await;
-    let mut meta = serde_json::Map::new();
-    meta.insert("name".into(), serde_json::json!("w0"));
-    meta.insert("creationTimestamp".into(), serde_json::json!(FIRST));
-    let mut delete = SpecEventBuilder::new("maestro", "w0", 2, "c1")
-        .action(Action::Delete)
-        .metadata(meta)
-        .deletion(chrono::Utc::now())
-        .build();
+    let mut delete = deleted_by_source("w0", 2);
     maestro_api::ext::set_str(&mut delete, maestro_api::ext::STORE_ID, "store-a");
     h.source.publish(&delete).await.expect("the source deletes it");
     h.wait_status("w0", |s| s.is_true("Deleted")).await;
@@ -325,14 +337,9 @@ fn in_answer(mut ev: maestro_api::Event, total: usize) -> maestro_api::Event {
 /// emulator and on Mosquitto: objects written at gen 1, deleted, written at gen 1 again).
 #[tokio::test]
 async fn a_restarted_agent_holds_plain_specs_until_its_resync_answer_is_complete() {
-    use maestro_api::codec::SpecEventBuilder;
-    use maestro_api::types::Action;
     let sim = Arc::new(SimulatedCluster::new());
     let grace = Duration::from_secs(3600);
-    let (h, _) = Harness::start_restoring(holding(grace), sim.clone(), sim.clone()).await;
-    h.source.publish(&versioned(&h, "w0", 1, "store-a", false)).await.expect("publish");
-    wait_until(|| sim.applied_works().iter().any(|r| r.resource_id == "w0" && r.generation == Some(1))).await;
-    h.stop().await;
+    applied_and_stopped(&sim, holding(grace)).await;
 
     let (h, _) = Harness::start_restoring(holding(grace), sim.clone(), sim.clone()).await;
     h.source.publish(&versioned(&h, "gone", 1, "store-a", false)).await.expect("the late create");
@@ -342,14 +349,7 @@ async fn a_restarted_agent_holds_plain_specs_until_its_resync_answer_is_complete
     wait_until(|| data_a(&sim, "w0").as_deref() == Some("2")).await;
     assert!(h.handle.work("gone").is_none() && h.handle.work("new").is_none(), "both kept aside");
 
-    let mut meta = serde_json::Map::new();
-    meta.insert("name".into(), serde_json::json!("gone"));
-    meta.insert("creationTimestamp".into(), serde_json::json!(FIRST));
-    let deleted_lately = SpecEventBuilder::new("maestro", "gone", 1, "c1")
-        .action(Action::Delete)
-        .metadata(meta)
-        .deletion(chrono::Utc::now())
-        .build();
+    let deleted_lately = deleted_by_source("gone", 1);
     h.source.publish(&in_answer(versioned(&h, "w0", 2, "store-a", true), 2)).await.expect("answer");
     h.source.publish(&in_answer(deleted_lately, 2)).await.expect("answer");
     wait_until(|| data_a(&sim, "new").as_deref() == Some("1")).await;
@@ -363,10 +363,7 @@ async fn a_restarted_agent_holds_plain_specs_until_its_resync_answer_is_complete
 #[tokio::test]
 async fn a_start_up_hold_without_an_answer_ends_after_its_limit() {
     let sim = Arc::new(SimulatedCluster::new());
-    let (h, _) = Harness::start_restoring(holding(Duration::from_secs(3600)), sim.clone(), sim.clone()).await;
-    h.source.publish(&versioned(&h, "w0", 1, "store-a", false)).await.expect("publish");
-    wait_until(|| sim.applied_works().iter().any(|r| r.resource_id == "w0" && r.generation == Some(1))).await;
-    h.stop().await;
+    applied_and_stopped(&sim, holding(Duration::from_secs(3600))).await;
 
     let mut config = holding(Duration::from_secs(3600));
     config.startup_hold = Duration::from_millis(500);
@@ -386,14 +383,9 @@ async fn a_start_up_hold_without_an_answer_ends_after_its_limit() {
 #[tokio::test]
 async fn a_late_answer_to_a_predecessors_request_is_kept_aside() {
     use maestro_api::AttributesReader;
-    use maestro_api::codec::SpecEventBuilder;
-    use maestro_api::types::Action;
     let sim = Arc::new(SimulatedCluster::new());
     let grace = Duration::from_secs(3600);
-    let (h, _) = Harness::start_restoring(holding(grace), sim.clone(), sim.clone()).await;
-    h.source.publish(&versioned(&h, "w0", 1, "store-a", false)).await.expect("publish");
-    wait_until(|| sim.applied_works().iter().any(|r| r.resource_id == "w0" && r.generation == Some(1))).await;
-    h.stop().await;
+    applied_and_stopped(&sim, holding(grace)).await;
 
     let (h, request) = Harness::start_restoring(holding(grace), sim.clone(), sim.clone()).await;
     let mut late = in_answer(versioned(&h, "gone", 1, "store-a", true), 1);
@@ -403,14 +395,7 @@ async fn a_late_answer_to_a_predecessors_request_is_kept_aside() {
     wait_until(|| data_a(&sim, "w0").as_deref() == Some("2")).await;
     assert!(h.handle.work("gone").is_none(), "the late answer created nothing yet");
 
-    let mut meta = serde_json::Map::new();
-    meta.insert("name".into(), serde_json::json!("gone"));
-    meta.insert("creationTimestamp".into(), serde_json::json!(FIRST));
-    let deleted_lately = SpecEventBuilder::new("maestro", "gone", 1, "c1")
-        .action(Action::Delete)
-        .metadata(meta)
-        .deletion(chrono::Utc::now())
-        .build();
+    let deleted_lately = deleted_by_source("gone", 1);
     for ev in [versioned(&h, "w0", 2, "store-a", true), deleted_lately] {
         let mut ev = in_answer(ev, 2);
         maestro_api::ext::set_str(&mut ev, maestro_api::ext::RESYNC_ANSWER, request.id());
