@@ -180,6 +180,53 @@ async fn a_status_that_keeps_failing_retryably_is_set_aside_on_postgres() {
     stack.shutdown().await;
 }
 
+/// An outage is never a poison message: a status whose write fails with PostgreSQL's "disk
+/// full" (SQLSTATE 53100, raised here by a trigger that counts its calls in a sequence, which
+/// no rollback undoes) while the database still answers pings is tried again past the
+/// poison-message limit of 5 attempts, and stored once the disk has room; no dead letter.
+/// Before, the ping after the fifth failure made it the status's own fault: it was set aside
+/// for good and lost — what the fault harness saw as a status never stored after a cut
+/// between the server and PostgreSQL ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_met_by_an_outage_waits_for_the_database_on_postgres() {
+    let (_guard, url) = db_url(Db::Postgres).await;
+    let trigger = |url: String| async move {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE SEQUENCE disk_full_calls; \
+             CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               PERFORM nextval('disk_full_calls'); \
+               RAISE EXCEPTION 'injected disk full' USING ERRCODE = '53100'; END $$; \
+             CREATE TRIGGER disk_full BEFORE UPDATE ON resources FOR EACH ROW \
+               WHEN (NEW.status_hash = 'disk-full') EXECUTE FUNCTION disk_full();",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+    };
+    let Setup { stack, store, id, agent } = setup(&url, trigger).await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let ids = Generator::default();
+    let st = status_with_hash(&id, 1, &ids.next_string(), "Applied", "disk-full");
+    agent.publish(&st).await.expect("status published");
+    wait_for("more write attempts than the poison-message limit of 5", || async {
+        let calls: i64 =
+            sqlx::query_scalar("SELECT last_value FROM disk_full_calls").fetch_one(&pool).await.ok()?;
+        (calls > 6).then_some(())
+    })
+    .await;
+    sqlx::raw_sql("DROP TRIGGER disk_full ON resources").execute(&pool).await.unwrap();
+    wait_for("the status once the disk has room", || async {
+        let r = store.get_resource(&id).await.ok()?;
+        r.status.as_ref()?.to_string().contains("Applied").then_some(())
+    })
+    .await;
+    let letters = store.list_dead_letters(&Default::default()).await.unwrap().items;
+    assert!(letters.is_empty(), "an outage set a status aside: {letters:#?}");
+    agent.close().await;
+    stack.shutdown().await;
+}
+
 /// Messages the MQTT transport drops before the handler sees them (bytes that are no
 /// CloudEvent, an event that speaks for another consumer than its topic's) are kept as `agent`
 /// dead letters with the payload and the reason; before, they were only logged.

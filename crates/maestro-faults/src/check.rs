@@ -6,7 +6,10 @@
 //! - **stale**: objects whose write history ever went back: a generation lower than one
 //!   written before, or a write after the object was deleted;
 //! - **duplicates**: objects written twice at one generation (re-created), and status events
-//!   stored twice for one sequence id (both reported, neither fails a run).
+//!   stored twice for one sequence id (both reported, neither fails a run);
+//! - **dead letters**: events the server set aside for good during the run. Every event the
+//!   harness's agents send is well formed, so a dead letter here is an event a fault made the
+//!   server give up on: it fails the run like a lost bundle.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -91,24 +94,57 @@ pub fn rewrites(system: &System, prefix: &str) -> anyhow::Result<usize> {
     Ok(n)
 }
 
+/// Runs one query with `psql` or `sqlite3` on the store; its output rows (fields separated by
+/// `|`), or `None` when the tool cannot run or the query fails.
+fn query(store: Store, db_url: &str, sql: &str) -> Option<Vec<String>> {
+    let (tool, args): (&str, Vec<&str>) = match store {
+        Store::Postgres => ("psql", vec![db_url, "-Atc", sql]),
+        Store::Sqlite => ("sqlite3", vec!["-readonly", db_url.trim_start_matches("sqlite://"), sql]),
+    };
+    let out = std::process::Command::new(tool).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
+}
+
+/// The highest dead-letter id in the store now (0 when there is none); `None` when it cannot
+/// be read.
+pub fn last_dead_letter(store: Store, db_url: &str) -> Option<i64> {
+    query(store, db_url, "select coalesce(max(id), 0) from dead_letters")?.first()?.trim().parse().ok()
+}
+
+/// The dead letters stored after id `after` (each as `origin consumer/resource: reason`);
+/// `None` when they cannot be read.
+pub fn dead_letters_after(store: Store, db_url: &str, after: i64) -> Option<Vec<String>> {
+    let sql = format!(
+        "select origin, coalesce(consumer_name, ''), coalesce(resource_id, ''), reason \
+         from dead_letters where id > {after} order by id"
+    );
+    let rows = query(store, db_url, &sql)?;
+    Some(
+        rows.iter()
+            .map(|r| {
+                let f: Vec<&str> = r.splitn(4, '|').collect();
+                match f.as_slice() {
+                    [origin, consumer, resource, reason] => {
+                        format!("dead letter ({origin}) {consumer}/{resource}: {reason}")
+                    }
+                    _ => format!("dead letter: {r}"),
+                }
+            })
+            .collect(),
+    )
+}
+
 /// Status events stored more than once for one resource and sequence id (the CloudEvent's
 /// `sequenceid` extension, in the stored event's JSON), counted with `psql` or `sqlite3` on the
 /// store; `None` when the tool cannot run.
 pub fn duplicate_statuses(store: Store, db_url: &str) -> Option<u64> {
-    let (tool, target, seq) = match store {
-        Store::Postgres => ("psql", db_url, "status->>'sequenceid'"),
-        Store::Sqlite => {
-            ("sqlite3", db_url.trim_start_matches("sqlite://"), "json_extract(status, '$.sequenceid')")
-        }
+    let seq = match store {
+        Store::Postgres => "status->>'sequenceid'",
+        Store::Sqlite => "json_extract(status, '$.sequenceid')",
     };
     let sql = format!(
         "select count(*) from (select 1 from (select resource_id, {seq} as s from status_events) e \
          where s is not null group by resource_id, s having count(*) > 1) d"
     );
-    let args: &[&str] = match store {
-        Store::Postgres => &[target, "-Atc", &sql],
-        Store::Sqlite => &["-readonly", target, &sql],
-    };
-    let out = std::process::Command::new(tool).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().parse().ok()).flatten()
+    query(store, db_url, &sql)?.first()?.trim().parse().ok()
 }

@@ -71,6 +71,8 @@ pub struct Outcome {
     pub rewrites: usize,
     /// Status events stored twice for one sequence id (`None`: not measured).
     pub duplicate_statuses: Option<u64>,
+    /// Events the server set aside for good during the run (`None`: not measured).
+    pub dead_letters: Option<usize>,
     /// Seconds from the heal until every bundle was at its expected state (`None`: never).
     pub convergence_s: Option<f64>,
     /// The first problems found, for the log.
@@ -78,9 +80,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// No lost and no stale work.
+    /// No lost and no stale work, and no event set aside for good.
     pub fn passed(&self) -> bool {
-        self.lost == 0 && self.stale == 0 && self.convergence_s.is_some()
+        self.lost == 0
+            && self.stale == 0
+            && self.convergence_s.is_some()
+            && self.dead_letters.unwrap_or(0) == 0
     }
 }
 
@@ -132,10 +137,11 @@ pub async fn run_soak(
         i += 1;
         let o = outcome.unwrap_or_else(|e| failed(broker, store, fault, format!("{e:#}")));
         eprintln!(
-            "soak {broker}/{store} #{i} {}: lost {} stale {} convergence {:?}",
+            "soak {broker}/{store} #{i} {}: lost {} stale {} dead letters {:?} convergence {:?}",
             fault.name(),
             o.lost,
             o.stale,
+            o.dead_letters,
             o.convergence_s
         );
         out.push(o);
@@ -164,6 +170,7 @@ fn failed(broker: Broker, store: Store, fault: Fault, why: String) -> Outcome {
         stale: 0,
         rewrites: 0,
         duplicate_statuses: None,
+        dead_letters: None,
         convergence_s: None,
         details: vec![why],
     }
@@ -179,6 +186,7 @@ async fn run_fault(
     rng: &mut StdRng,
 ) -> anyhow::Result<Outcome> {
     let mut expected = Expected::new();
+    let dead_before = check::last_dead_letter(system.store, system.db_url());
     for consumer in system.consumers() {
         for b in 0..settings.bundles {
             let name = format!("{prefix}-{b}");
@@ -209,7 +217,9 @@ async fn run_fault(
     let convergence_s = left.is_ok().then(|| healed.elapsed().as_secs_f64());
     let left = left.err().unwrap_or_default();
     let stale: Vec<String> = check::stale(system)?.into_iter().filter(|s| in_run(s, prefix)).collect();
-    let mut details: Vec<String> = left.iter().chain(&stale).take(10).cloned().collect();
+    let dead = dead_before.and_then(|id| check::dead_letters_after(system.store, system.db_url(), id));
+    let mut details: Vec<String> =
+        left.iter().chain(&stale).chain(dead.iter().flatten()).take(10).cloned().collect();
     if unaccepted > 0 {
         details.push(format!("{unaccepted} operations not accepted within the workload deadline"));
     }
@@ -223,6 +233,7 @@ async fn run_fault(
         stale: stale.len(),
         rewrites: check::rewrites(system, &format!("{prefix}-"))?,
         duplicate_statuses: check::duplicate_statuses(system.store, system.db_url()),
+        dead_letters: dead.map(|d| d.len()),
         convergence_s,
         details,
     })

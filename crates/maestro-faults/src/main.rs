@@ -1,5 +1,6 @@
 //! `maestro-faults`: runs the fault-injection matrix and prints (or writes) the results
-//! table of docs/reliability.md. Exit status 1 when any run lost or staled work.
+//! table of docs/reliability.md. Exit status 1 when any run lost or staled work or set an event
+//! aside for good.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ use maestro_faults::{Outcome, Settings, report};
 /// Fault injection on every broker and store: kill -9 of the server, the agents, the broker and
 /// PostgreSQL; network cuts, delays and bandwidth limits on each link (through TCP proxies);
 /// SQLite's disk full; the agents' clock set back; with a source workload running. After each
-/// fault: lost = 0, stale = 0, duplicates, and the convergence time (docs/reliability.md).
+/// fault: lost = 0, stale = 0, no dead letter, duplicates, and the convergence time
+/// (docs/reliability.md).
 #[derive(Debug, Parser)]
 #[command(name = "maestro-faults", version)]
 struct Args {
@@ -124,10 +126,11 @@ async fn main() -> anyhow::Result<()> {
         let runs = result.with_context(|| format!("starting the {broker} / {store} system"))?;
         for o in &runs {
             eprintln!(
-                "   {:<36} lost {} stale {} convergence {:?} {:?}",
+                "   {:<36} lost {} stale {} dead letters {:?} convergence {:?} {:?}",
                 o.fault.name(),
                 o.lost,
                 o.stale,
+                o.dead_letters,
                 o.convergence_s,
                 o.details
             );

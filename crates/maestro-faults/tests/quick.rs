@@ -31,10 +31,11 @@ async fn quick(broker: Broker, store: Store, deadline: Duration) {
     for o in &outcomes {
         assert!(
             o.passed(),
-            "{broker} / {store}, {}: lost {}, stale {}: {:#?}",
+            "{broker} / {store}, {}: lost {}, stale {}, dead letters {:?}: {:#?}",
             o.fault.name(),
             o.lost,
             o.stale,
+            o.dead_letters,
             o.details
         );
     }

@@ -175,9 +175,12 @@ impl Ingest {
     }
 
     /// Stores a status, retrying a retryable failure [`IngestLimits::status_attempts`] times.
-    /// If it still fails while the database answers, the failure belongs to this status (a
-    /// poison message): it is refused for good. If the database does not answer, it is an
-    /// outage: the status waits (the broker delivers it again).
+    /// An outage ([`StoreError::is_outage`]: the database unreachable, shutting down, out of
+    /// disk) is never the status's fault: the status waits (the broker delivers it again). Any
+    /// other retryable failure that keeps coming back while the database answers belongs to
+    /// this status (a poison message): it is refused for good. The database is asked with a
+    /// ping only then, so an outage ending between the last attempt and the ping cannot turn a
+    /// good status into a dead letter.
     async fn store_status(&self, write: StatusWrite) -> Result<StatusOutcome, Refusal> {
         let (mut attempt, mut delays) = (0u32, delays(STATUS_RETRY, STATUS_RETRY_MAX));
         loop {
@@ -188,6 +191,9 @@ impl Ingest {
             };
             attempt += 1;
             if attempt >= self.limits.status_attempts.max(1) {
+                if error.is_outage() {
+                    return Err(Refusal::Retryable(error.to_string()));
+                }
                 return match self.store.ping().await {
                     Ok(()) => Err(Refusal::Permanent(
                         DeadLetterOrigin::Status,

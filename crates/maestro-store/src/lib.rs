@@ -106,6 +106,33 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// True for failures that say nothing about the statement that met them: the database
+    /// cannot be reached (a connection-level error: I/O, TLS, protocol, pool timed out or
+    /// closed), is shutting down or refusing connections (PostgreSQL SQLSTATE class 08,
+    /// 57P01–57P03, 53300), is out of disk (53100, SQLite FULL), or is busy with another writer
+    /// (SQLite BUSY, LOCKED). Every outage is [retryable](Self::is_retryable); a retryable
+    /// failure that is not an outage (a serialization failure, a deadlock, a statement timeout,
+    /// out of memory) may belong to the write itself when it keeps coming back.
+    pub fn is_outage(&self) -> bool {
+        let StoreError::Database(e) = self else { return false };
+        match e {
+            sqlx::Error::Database(db) => outage_database_error(db.as_ref()),
+            _ => self.is_retryable(),
+        }
+    }
+}
+
+/// [`StoreError::is_outage`] for an error the database itself reported.
+fn outage_database_error(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        let code = pg.code();
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53100" | "53300");
+    }
+    let code = db.code().unwrap_or_default();
+    code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 13))
+}
+
 /// Whether an error the database itself reported may go away: PostgreSQL SQLSTATE classes 08
 /// (connection), 40 (transaction rollback), 53 (insufficient resources), 57 (operator
 /// intervention) and 58 (system error); SQLite BUSY (5), LOCKED (6) and FULL (13, the disk is
