@@ -438,13 +438,17 @@ impl System {
     }
 }
 
-/// Starts `bin` with `args` (`RUST_LOG=info`), its standard error appended to `log`; killed
-/// when its handle is dropped.
+/// The environment variable whose value, when set, is the `RUST_LOG` of the server and agent
+/// processes (default `info`): e.g. `info,maestro_server::ingest=debug` to trace statuses.
+pub const LOG_ENV: &str = "MAESTRO_FAULTS_LOG";
+
+/// Starts `bin` with `args` (`RUST_LOG` from [`LOG_ENV`], default `info`), its standard error
+/// appended to `log`; killed when its handle is dropped.
 fn spawn_maestro(bin: &Path, args: &[String], log: &Path) -> anyhow::Result<tokio::process::Child> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     tokio::process::Command::new(bin)
         .args(args)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", std::env::var(LOG_ENV).unwrap_or_else(|_| "info".to_owned()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
