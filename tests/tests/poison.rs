@@ -77,6 +77,12 @@ where
     Setup { stack, store, id, agent }
 }
 
+/// Runs `sql` (several statements) on the PostgreSQL database at `url`.
+async fn execute(url: String, sql: &'static str) {
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_status_does_not_stop_the_pipeline_on_sqlite() {
     a_poison_status_does_not_stop_the_pipeline(Db::Sqlite).await;
@@ -150,19 +156,11 @@ async fn a_poison_status_does_not_stop_the_pipeline(db: Db) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_that_keeps_failing_retryably_is_set_aside_on_postgres() {
     let (_guard, url) = db_url(Db::Postgres).await;
-    let trigger = |url: String| async move {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::raw_sql(
-            "CREATE FUNCTION refuse_retryably() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-               RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = '40001'; END $$; \
-             CREATE TRIGGER refuse_retryably BEFORE UPDATE ON resources FOR EACH ROW \
-               WHEN (NEW.status_hash = 'retry-forever') EXECUTE FUNCTION refuse_retryably();",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-    };
-    let Setup { stack, store, id, agent } = setup(&url, trigger).await;
+    let trigger = "CREATE FUNCTION refuse_retryably() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = '40001'; END $$; \
+         CREATE TRIGGER refuse_retryably BEFORE UPDATE ON resources FOR EACH ROW \
+           WHEN (NEW.status_hash = 'retry-forever') EXECUTE FUNCTION refuse_retryably();";
+    let Setup { stack, store, id, agent } = setup(&url, |url| execute(url, trigger)).await;
     let ids = Generator::default();
     let poison = status_with_hash(&id, 1, &ids.next_string(), "Applied", "retry-forever");
     agent.publish(&poison).await.expect("poison published");
@@ -190,21 +188,13 @@ async fn a_status_that_keeps_failing_retryably_is_set_aside_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_met_by_an_outage_waits_for_the_database_on_postgres() {
     let (_guard, url) = db_url(Db::Postgres).await;
-    let trigger = |url: String| async move {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::raw_sql(
-            "CREATE SEQUENCE disk_full_calls; \
-             CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-               PERFORM nextval('disk_full_calls'); \
-               RAISE EXCEPTION 'injected disk full' USING ERRCODE = '53100'; END $$; \
-             CREATE TRIGGER disk_full BEFORE UPDATE ON resources FOR EACH ROW \
-               WHEN (NEW.status_hash = 'disk-full') EXECUTE FUNCTION disk_full();",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-    };
-    let Setup { stack, store, id, agent } = setup(&url, trigger).await;
+    let trigger = "CREATE SEQUENCE disk_full_calls; \
+         CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           PERFORM nextval('disk_full_calls'); \
+           RAISE EXCEPTION 'injected disk full' USING ERRCODE = '53100'; END $$; \
+         CREATE TRIGGER disk_full BEFORE UPDATE ON resources FOR EACH ROW \
+           WHEN (NEW.status_hash = 'disk-full') EXECUTE FUNCTION disk_full();";
+    let Setup { stack, store, id, agent } = setup(&url, |url| execute(url, trigger)).await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let ids = Generator::default();
     let st = status_with_hash(&id, 1, &ids.next_string(), "Applied", "disk-full");
