@@ -130,6 +130,8 @@ pub struct ServerProcess {
     /// Source gRPC address.
     pub grpc: SocketAddr,
     agents: AgentBrokerSettings,
+    /// With logins on the embedded MQTT broker: every agent's password (user = its consumer).
+    mqtt_password: Option<String>,
     /// The agents' `hub_host` for these broker settings (computed once).
     hub_host: String,
     log: PathBuf,
@@ -144,6 +146,31 @@ impl ServerProcess {
     /// # Errors
     /// Spawn failures; the process exiting or not answering within 60 s (with its log's tail).
     pub async fn start(bin: &Path, broker: &BrokerProcess, db_url: &str) -> anyhow::Result<Self> {
+        Self::start_inner(bin, broker, db_url, &[]).await
+    }
+
+    /// [`ServerProcess::start`] with the embedded MQTT broker requiring logins: a password
+    /// file (in the server's directory) with one user per name of `users`, all with one random
+    /// password, which the agents then log in with as their consumer.
+    ///
+    /// # Errors
+    /// As [`ServerProcess::start`]; the broker not an embedded one; the file not written.
+    pub async fn start_with_logins(
+        bin: &Path,
+        broker: &BrokerProcess,
+        db_url: &str,
+        users: &[String],
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(broker.broker.embedded_engine().is_some(), "logins need the embedded MQTT broker");
+        Self::start_inner(bin, broker, db_url, users).await
+    }
+
+    async fn start_inner(
+        bin: &Path,
+        broker: &BrokerProcess,
+        db_url: &str,
+        users: &[String],
+    ) -> anyhow::Result<Self> {
         let mut dir = tempfile::tempdir().context("creating a directory for the server log")?;
         if std::env::var_os(KEEP_LOG_ENV).is_some() {
             dir.disable_cleanup(true);
@@ -158,11 +185,26 @@ impl ServerProcess {
             .args(["--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"])
             .arg(format!("--resync-min-interval={}s", crate::RESYNC_MIN_INTERVAL.as_secs()));
         let agents = agent_settings(&mut cmd, broker)?;
+        let mqtt_password = match users {
+            [] => None,
+            users => Some(write_password_file(&mut cmd, dir.path(), users)?),
+        };
         let hub_host = agents.hub_host()?;
         let command = (bin.to_owned(), cmd.as_std().get_args().map(ToOwned::to_owned).collect());
         let log_file = std::fs::File::create(&log).context("creating the server log")?;
         let (child, pid) = spawn(&command, log_file)?;
-        let mut server = ServerProcess { child, pid, http, grpc, agents, hub_host, log, command, _dir: dir };
+        let mut server = ServerProcess {
+            child,
+            pid,
+            http,
+            grpc,
+            agents,
+            mqtt_password,
+            hub_host,
+            log,
+            command,
+            _dir: dir,
+        };
         server.wait_ready().await?;
         Ok(server)
     }
@@ -239,6 +281,25 @@ impl ServerProcess {
     pub fn set_agent_url(&mut self, url: String) {
         self.agents.url = Some(url);
     }
+}
+
+/// Writes a Mosquitto password file with `users` (one random password for all) into `dir`
+/// and adds `--embedded-mqtt-password-file` to `cmd`; returns the password.
+fn write_password_file(
+    cmd: &mut tokio::process::Command,
+    dir: &Path,
+    users: &[String],
+) -> anyhow::Result<String> {
+    use maestro_broker_mqtt::gate::passwd;
+    let password = passwd::random_password()?;
+    let mut text = String::new();
+    for user in users {
+        text.push_str(&format!("{user}:{}\n", passwd::hash_password(&password)?));
+    }
+    let path = dir.join("mqtt.passwd");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    cmd.arg("--embedded-mqtt-password-file").arg(&path);
+    Ok(password)
 }
 
 /// Adds the broker flags of `broker` to `cmd`; returns how agents reach the broker.
@@ -369,6 +430,16 @@ impl Fleet {
 
     async fn transport(&self, consumer: &str) -> anyhow::Result<maestro_transport::DynAgentTransport> {
         let agent_id = format!("{consumer}-work-agent");
+        if let (Some(password), Some(url)) = (&self.server.mqtt_password, &self.server.agents.url) {
+            let mut config = maestro_broker_mqtt::MqttConfig::new(
+                url,
+                maestro_broker_mqtt::MqttTopics::maestro("maestro"),
+            );
+            config.username = Some(consumer.to_owned());
+            config.password = Some(password.clone());
+            let agent = maestro_broker_mqtt::MqttAgent::connect(config, consumer, &agent_id).await?;
+            return Ok(agent as maestro_transport::DynAgentTransport);
+        }
         Ok(agent_transport(&self.server.agents, consumer, &agent_id).await?)
     }
 

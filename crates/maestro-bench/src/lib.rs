@@ -54,6 +54,12 @@ pub struct Params {
     /// before it existed).
     #[serde(default = "one")]
     pub resync_runs: usize,
+    /// The embedded MQTT broker (rumqttd, rmqtt) with logins: a password file with one user
+    /// per consumer (`--embedded-mqtt-password-file`), each agent logging in as its consumer
+    /// and confined to its topics — the secure configuration (`--mqtt-logins`; false in
+    /// results written before it existed).
+    #[serde(default)]
+    pub mqtt_logins: bool,
 }
 
 fn one() -> usize {
@@ -78,6 +84,7 @@ impl Params {
             raw_count: 6000,
             idle_agents: 10_000,
             resync_runs: 1,
+            mqtt_logins: false,
         }
     }
 
@@ -93,6 +100,7 @@ impl Params {
             raw_count: 1000,
             idle_agents: 200,
             resync_runs: 1,
+            mqtt_logins: false,
         }
     }
 }
@@ -221,10 +229,15 @@ async fn end_to_end(
     label: &str,
 ) -> anyhow::Result<EndToEnd> {
     let broker = process.broker;
-    let server = ServerProcess::start(bin, process, db_url).await?;
+    let consumers: Vec<String> = (0..p.consumers).map(|i| format!("fleet-{i}")).collect();
+    let server = if p.mqtt_logins {
+        let users: Vec<String> = consumers.iter().cloned().chain(idle_names(p.idle_agents)).collect();
+        ServerProcess::start_with_logins(bin, process, db_url, &users).await?
+    } else {
+        ServerProcess::start(bin, process, db_url).await?
+    };
     let start_rss_mib = server.usage().rss_mib;
     let mut fleet = Fleet::start(server).await?;
-    let consumers: Vec<String> = (0..p.consumers).map(|i| format!("fleet-{i}")).collect();
     fleet.add_consumers(&consumers, &ProgressBar::hidden()).await?;
     fleet.start_agents(&consumers, &ProgressBar::hidden()).await?;
     // Warm-up: one bundle per consumer proves every agent is connected.
@@ -314,6 +327,11 @@ async fn resyncs(
     Ok(load::Resync { bundles, seconds, runs: times })
 }
 
+/// The consumer names of `k` idle agents.
+fn idle_names(k: usize) -> Vec<String> {
+    (0..k).map(|i| format!("idle-{i}")).collect()
+}
+
 /// Connects `p.idle_agents` more agents (capped for Pub/Sub) and reads the server's RSS once
 /// all are subscribed: `(agents, RSS MiB, connect seconds)`.
 async fn idle_agents(
@@ -323,7 +341,7 @@ async fn idle_agents(
     label: &str,
 ) -> anyhow::Result<(usize, f64, f64)> {
     let k = if broker == Broker::Pubsub { p.idle_agents.min(PUBSUB_IDLE_AGENTS) } else { p.idle_agents };
-    let names: Vec<String> = (0..k).map(|i| format!("idle-{i}")).collect();
+    let names = idle_names(k);
     let pb = bar(format!("{label} idle consumers"));
     fleet.add_consumers(&names, &pb).await?;
     pb.finish();

@@ -59,6 +59,11 @@ struct Args {
     /// at most 100); overrides the preset (quick 200, full 10,000).
     #[arg(long)]
     idle_agents: Option<usize>,
+    /// With the embedded MQTT broker (rumqttd, rmqtt): start it with a password file holding
+    /// one user per consumer (`--embedded-mqtt-password-file`) and log every agent in as its
+    /// consumer, confined to its topics by the broker's ACL — the secure configuration.
+    #[arg(long)]
+    mqtt_logins: bool,
     /// Measure the reconnect resync (the first consumer's agent restarted on an empty
     /// cluster) this many times in a row and report each time with the min and max; the
     /// table's resync column then shows the slowest (default 1).
@@ -229,6 +234,10 @@ async fn main() -> anyhow::Result<()> {
     params.latency_rate = args.rate.unwrap_or(params.latency_rate);
     params.idle_agents = args.idle_agents.unwrap_or(params.idle_agents);
     params.resync_runs = args.resync_runs.max(1);
+    params.mqtt_logins = args.mqtt_logins;
+    if args.mqtt_logins && brokers.iter().any(|b| b.embedded_engine().is_none()) {
+        anyhow::bail!("--mqtt-logins is for the embedded MQTT broker only: --broker rumqttd,rmqtt");
+    }
     if let Some(n) = args.instances {
         let admin = args.postgres.as_deref().context("--instances needs --postgres URL")?;
         let brokers: Vec<Broker> = if args.broker.iter().any(|b| b == "all") {

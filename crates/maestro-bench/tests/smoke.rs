@@ -21,6 +21,7 @@ async fn a_tiny_grpc_sqlite_run_measures_every_scenario() {
         raw_count: 20,
         idle_agents: 5,
         resync_runs: 2,
+        mqtt_logins: false,
     };
     let r = run_one(Broker::Grpc, StoreKind::Sqlite, &params, None).await.unwrap();
     assert_eq!(r.throughput.bundles, 6);
@@ -50,6 +51,27 @@ async fn a_tiny_grpc_sqlite_run_measures_every_scenario() {
     };
     let md = markdown(&report);
     assert!(md.contains("| grpc | sqlite |"), "{md}");
+}
+
+/// `--mqtt-logins` on the embedded rmqtt broker: the server starts with a password file,
+/// every agent logs in as its consumer, and the whole run (specs out, statuses back, resync,
+/// idle agents) goes through the broker's login and ACL checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tiny_rmqtt_run_with_logins_measures_every_scenario() {
+    let params = Params {
+        consumers: 2,
+        bundles_per_consumer: 3,
+        concurrency: 4,
+        latency_bundles: 6,
+        raw_count: 20,
+        idle_agents: 5,
+        mqtt_logins: true,
+        ..Params::quick()
+    };
+    let r = run_one(Broker::Rmqtt, StoreKind::Sqlite, &params, None).await.unwrap();
+    assert_eq!(r.throughput.bundles, 6);
+    assert_eq!(r.resync.bundles, 7);
+    assert_eq!(r.footprint.idle_agents, 7, "2 fleet agents + 5 idle ones, all logged in");
 }
 
 /// A tiny reconnect storm (`--storm`): 4 agents of 2 bundles each, the gRPC broker's server

@@ -36,8 +36,9 @@ pub struct IngestLimits {
     pub resync_min_interval: Duration,
     /// Attempts at storing a status that fails with a retryable database error while the
     /// database answers pings (default 5, 0.1 s doubling): after them the status is set aside
-    /// as a dead letter instead of holding every later status. During an outage (pings fail
-    /// too) the status waits for the database, unbounded.
+    /// as a dead letter instead of holding every later status. During an outage
+    /// ([`maestro_store::StoreError::is_outage`], or pings failing too) the status waits for
+    /// the database, unbounded.
     pub status_attempts: u32,
 }
 

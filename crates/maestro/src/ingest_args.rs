@@ -28,9 +28,10 @@ pub struct IngestArgs {
     #[arg(long, env = "MAESTRO_RESYNC_MIN_INTERVAL", value_name = "DURATION", default_value = "5s",
           value_parser = humantime::parse_duration)]
     resync_min_interval: Duration,
-    /// Attempts at storing an agent's status that fails with an error that may pass while the
-    /// database answers; after them the status is kept as a dead letter. While the database
-    /// does not answer, statuses wait for it however long it takes.
+    /// Attempts at storing an agent's status that fails with an error that may pass (a
+    /// serialization failure, a statement timeout) while the database answers; after them the
+    /// status is kept as a dead letter. During an outage (the database unreachable, shutting
+    /// down, out of disk, SQLite busy) statuses wait for it however long it takes.
     #[arg(long, env = "MAESTRO_STATUS_WRITE_ATTEMPTS", value_name = "N", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
     status_write_attempts: u32,

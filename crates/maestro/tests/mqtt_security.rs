@@ -76,9 +76,25 @@ impl Raw {
 
     /// Connects; returns the client and the CONNACK reason code (0 = success).
     async fn connect(addr: SocketAddr, client_id: &str, login: Option<(&str, &str)>) -> (Raw, u8) {
-        let mut body =
-            vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x02 | if login.is_some() { 0xc0 } else { 0 }, 0, 30, 0];
+        Raw::connect_with_will(addr, client_id, login, None).await
+    }
+
+    /// [`Raw::connect`] with a will message (QoS 0) on `will_topic`.
+    async fn connect_with_will(
+        addr: SocketAddr,
+        client_id: &str,
+        login: Option<(&str, &str)>,
+        will_topic: Option<&str>,
+    ) -> (Raw, u8) {
+        let flags =
+            0x02 | if login.is_some() { 0xc0 } else { 0 } | if will_topic.is_some() { 0x04 } else { 0 };
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, flags, 0, 30, 0];
         put_str(&mut body, client_id);
+        if let Some(topic) = will_topic {
+            body.push(0); // will properties
+            put_str(&mut body, topic);
+            put_str(&mut body, "gone");
+        }
         if let Some((user, password)) = login {
             put_str(&mut body, user);
             put_str(&mut body, password);
@@ -162,8 +178,11 @@ async fn agent(
 
 async fn started_server(
     password_file: Option<std::path::PathBuf>,
+    engine: maestro::broker::EmbeddedEngine,
 ) -> (DynSourceTransport, SocketAddr, Arc<Recorder>) {
-    let (server, addr) = source_transport(&settings(password_file)).await.unwrap();
+    let mut settings = settings(password_file);
+    settings.embedded_mqtt_engine = engine;
+    let (server, addr) = source_transport(&settings).await.unwrap();
     let addr = addr.expect("the embedded broker's address");
     let rec = Recorder::new();
     server.start(rec.clone()).await.unwrap();
@@ -178,17 +197,32 @@ fn refused(err: &Error) -> bool {
 const A: Option<(&str, &str)> = Some(("cluster-a", "a-pw"));
 const B: Option<(&str, &str)> = Some(("cluster-b", "b-pw"));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_broker_with_a_password_file_refuses_the_attacks() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("passwd");
+/// A password file with the users `cluster-a` and `cluster-b` ([`A`], [`B`]) in `dir`.
+fn password_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let file = dir.join("passwd");
     let text = format!(
         "cluster-a:{}\ncluster-b:{}\n",
         hash_password("a-pw").unwrap(),
         hash_password("b-pw").unwrap()
     );
     std::fs::write(&file, text).unwrap();
-    let (server, addr, server_rec) = started_server(Some(file)).await;
+    file
+}
+
+#[cfg(feature = "embedded-rmqtt")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_rmqtt_with_a_password_file_refuses_the_attacks() {
+    refuses_the_attacks(maestro::broker::EmbeddedEngine::Rmqtt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_rumqttd_behind_the_gate_refuses_the_attacks() {
+    refuses_the_attacks(maestro::broker::EmbeddedEngine::Rumqttd).await;
+}
+
+async fn refuses_the_attacks(engine: maestro::broker::EmbeddedEngine) {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr, server_rec) = started_server(Some(password_file(dir.path())), engine).await;
     let (_agent_a, rec_a) = agent(addr, "cluster-a", A).await;
     let (agent_b, rec_b) = agent(addr, "cluster-b", B).await;
 
@@ -234,9 +268,36 @@ async fn embedded_broker_with_a_password_file_refuses_the_attacks() {
     server.close().await;
 }
 
+/// rmqtt (the default engine) enforces logins through its own hooks, without the gate: a
+/// client id held by another user's session is refused (the gate in front of rumqttd
+/// confines client ids per user instead), the holder keeps its session and may take it over
+/// itself; a will message on a topic the user may not publish to is refused.
+#[cfg(feature = "embedded-rmqtt")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ids_and_wills_stay_with_their_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(Some(password_file(dir.path())));
+    settings.embedded_mqtt_engine = maestro::broker::EmbeddedEngine::Rmqtt;
+    let (server, addr) = source_transport(&settings).await.unwrap();
+    let addr = addr.expect("the embedded broker's address");
+
+    let (mut holder, code) = Raw::connect(addr, "held-id", A).await;
+    assert_eq!(code, 0);
+    assert_eq!(Raw::connect(addr, "held-id", B).await.1, 0x87, "another user's client id");
+    let own = "sources/maestro/consumers/cluster-a/sourceevents";
+    assert_eq!(holder.subscribe(own).await, 1, "the holder keeps its session");
+    assert_eq!(Raw::connect(addr, "held-id", A).await.1, 0, "its own user takes the session over");
+
+    let foreign = "sources/maestro/consumers/cluster-b/agentevents";
+    assert_eq!(Raw::connect_with_will(addr, "will-b", A, Some(foreign)).await.1, 0x87, "a will on {foreign}");
+    let mine = "sources/maestro/consumers/cluster-a/agentevents";
+    assert_eq!(Raw::connect_with_will(addr, "will-a", A, Some(mine)).await.1, 0, "a will on its own topic");
+    server.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_broker_without_a_password_file_stays_open() {
-    let (server, addr, server_rec) = started_server(None).await;
+    let (server, addr, server_rec) = started_server(None, Default::default()).await;
     let (agent_a, _) = agent(addr, "cluster-a", None).await;
     agent_a.publish(&status_event("work-agent", "anonymous-status", "cluster-a", "r-1")).await.unwrap();
     server_rec

@@ -95,10 +95,11 @@ pub enum BrokerError {
 /// rumqttd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EmbeddedEngine {
-    /// rumqttd 0.20: ~51 KiB of fixed buffers per connection (10,000 agents: ~650 MiB).
+    /// rumqttd 0.20, behind the gate: ~51 KiB of fixed buffers per connection (10,000
+    /// agents: ~650 MiB).
     Rumqttd,
-    /// rmqtt 0.24 (needs the `embedded-rmqtt` Cargo feature, on by default): ~19 KiB per
-    /// idle connection, queues that grow as they fill.
+    /// rmqtt 0.24 (needs the `embedded-rmqtt` Cargo feature, on by default), logins and ACL
+    /// through its own hooks: ~19 KiB per idle connection, queues that grow as they fill.
     Rmqtt,
 }
 
@@ -140,7 +141,7 @@ pub struct SourceBrokerSettings {
     /// MQTT, with `embedded_mqtt`: a Mosquitto password file; the embedded broker then requires
     /// logins and confines each agent to its consumer's topics (`None`: open to anyone).
     pub embedded_mqtt_password_file: Option<std::path::PathBuf>,
-    /// MQTT, with `embedded_mqtt`: the broker behind the embedded broker's gate.
+    /// MQTT, with `embedded_mqtt`: the embedded broker's engine (rumqttd runs behind a gate).
     pub embedded_mqtt_engine: EmbeddedEngine,
     /// Without a config file: the MQTT broker `host:port` (Maestro's topic layout), or the
     /// Pub/Sub endpoint (`host:port` of an emulator; unset: `PUBSUB_EMULATOR_HOST`, else

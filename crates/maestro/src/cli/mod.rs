@@ -165,10 +165,11 @@ pub struct ServerArgs {
         requires = "embedded_mqtt"
     )]
     embedded_mqtt_password_file: Option<std::path::PathBuf>,
-    /// With `--embedded-mqtt`: the MQTT broker behind the embedded broker's gate. `rmqtt`
-    /// (0.24, Cargo feature `embedded-rmqtt`, the default when built in) holds ~19 KiB per idle
-    /// connection; `rumqttd` (0.20, the default without that feature) ~51 KiB of fixed buffers
-    /// (10,000 agents: ~650 MiB) (docs/operations.md, "Embedded MQTT broker").
+    /// With `--embedded-mqtt`: the embedded broker's engine. `rmqtt` (0.24, Cargo feature
+    /// `embedded-rmqtt`, the default when built in) listens on the address itself and holds
+    /// ~19 KiB per idle connection; `rumqttd` (0.20, the default without that feature) runs
+    /// behind a gate, with ~51 KiB of fixed buffers per connection (10,000 agents: ~650 MiB)
+    /// (docs/operations.md, "Embedded MQTT broker").
     #[arg(
         long,
         env = "MAESTRO_EMBEDDED_MQTT_ENGINE",

@@ -4,24 +4,25 @@
 //! `embedded-rmqtt` feature is built in, else rumqttd; see [`EmbeddedEngine`]) runs on its own
 //! thread and has no shutdown API, so it lives as long as the process.
 //!
-//! The engine always listens on a free loopback port and accepts only random credentials of
-//! the gate ([`maestro_broker_mqtt::gate`]), which listens on `ADDR`. The gate forwards only
-//! packets a client may send, within the size limit and after a CONNECT in time: rumqttd 0.20
-//! panics on some server-only packets (a CONNACK, an UNSUBACK with a body), and a client that
-//! reconnects after such a panic leaves it refusing every client (docs/security.md, "MQTT").
+//! - **rmqtt** listens on `ADDR` itself and enforces logins and topic ACLs through its own
+//!   hooks (`rmqtt_engine`): one socket per client.
+//! - **rumqttd** always listens on a free loopback port and accepts only random credentials of
+//!   the gate ([`maestro_broker_mqtt::gate`]), which listens on `ADDR`. The gate forwards only
+//!   packets a client may send, within the size limit and after a CONNECT in time: rumqttd 0.20
+//!   panics on some server-only packets (a CONNACK, an UNSUBACK with a body), and a client
+//!   that reconnects after such a panic leaves it refusing every client (docs/security.md,
+//!   "MQTT"). The gate adds one loopback hop (and a fixed-header decode) to every packet.
 //!
-//! - Without a password file the gate runs in anonymous mode: it accepts anyone, and any
-//!   client can publish specs to any agent and statuses for any consumer. A warning says so at
-//!   start (an error-level one when `ADDR` is not loopback). `maestro demo` and the tests run
-//!   this way.
-//! - With a Mosquitto password file (`mosquitto_passwd`), the gate checks every login against
-//!   the file and confines every user with [`Acl::maestro`] (the rules of `deploy/mqtt/acl`):
-//!   the user named like the source id is the server; every other user is an agent whose user
+//! With either engine:
+//! - Without a password file the broker is anonymous: it accepts anyone, and any client can
+//!   publish specs to any agent and statuses for any consumer. A warning says so at start (an
+//!   error-level one when `ADDR` is not loopback). `maestro demo` and the tests run this way.
+//! - With a Mosquitto password file (`mosquitto_passwd`), every login is checked against the
+//!   file and every user confined with [`Acl::maestro`] (the rules of `deploy/mqtt/acl`): the
+//!   user named like the source id is the server; every other user is an agent whose user
 //!   name is its consumer name. The server itself logs in with an internal credential (user =
 //!   source id, random password, see [`Embedded::server_login`]) unless its broker config file
 //!   names a user.
-//!
-//! The gate adds one loopback hop (and a fixed-header decode) to every packet.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,7 +38,8 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 #[cfg(feature = "embedded-rmqtt")]
 mod rmqtt_engine;
 
-/// Most connections the engine accepts (the gate opens one per client).
+/// Most connections the engine accepts (one per client; behind the gate, the gate's one per
+/// client).
 const MAX_CONNECTIONS: usize = 20_010;
 /// Worker threads of the gate's runtime.
 const GATE_THREADS: usize = 2;
@@ -76,14 +78,15 @@ pub use crate::broker::EmbeddedEngine;
 /// How to run the embedded broker.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
-    /// The broker behind the gate.
+    /// The broker engine.
     pub engine: EmbeddedEngine,
     /// Where clients connect (port 0 picks a free port).
     pub addr: SocketAddr,
     /// Largest packet accepted.
     pub max_payload_bytes: usize,
     /// Mosquitto password file: require logins and enforce the topic ACL. `None`: anyone may
-    /// connect and use any topic (the gate still checks framing).
+    /// connect and use any topic (framing is still checked: by rmqtt itself, or by the gate
+    /// in front of rumqttd).
     pub password_file: Option<PathBuf>,
     /// The server's source id: the user with the server's rights.
     pub source_id: String,
@@ -150,10 +153,6 @@ fn config(listen: SocketAddr, max_payload_bytes: usize, auth: HashMap<String, St
 /// [`EmbeddedError`] when no port can be reserved, the password file is unusable, or the
 /// broker or the gate does not come up.
 pub fn start(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
-    #[cfg(feature = "embedded-rmqtt")]
-    if opts.engine == EmbeddedEngine::Rmqtt && opts.password_file.is_none() {
-        return start_open_rmqtt(opts);
-    }
     let (users, acl, server_login) = match &opts.password_file {
         None => (None, Acl::allow_all(), None),
         Some(file) => {
@@ -161,8 +160,24 @@ pub fn start(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
             (Some(users), Acl::maestro(&opts.source_id), Some(server_login))
         }
     };
+    match opts.engine {
+        #[cfg(feature = "embedded-rmqtt")]
+        EmbeddedEngine::Rmqtt => start_rmqtt(opts, users, acl, server_login),
+        #[cfg(not(feature = "embedded-rmqtt"))]
+        EmbeddedEngine::Rmqtt => Err(EmbeddedError::EngineMissing("rmqtt")),
+        EmbeddedEngine::Rumqttd => start_gated_rumqttd(opts, users, acl, server_login),
+    }
+}
+
+/// rumqttd behind the gate (see the module documentation).
+fn start_gated_rumqttd(
+    opts: &EmbeddedOptions,
+    users: Option<PasswordFile>,
+    acl: Acl,
+    server_login: Option<Credentials>,
+) -> Result<Embedded, EmbeddedError> {
     let gate_login = Credentials { user: GATE_USER.into(), password: passwd::random_password()? };
-    let upstream = start_engine(opts, &gate_login)?;
+    let upstream = start_rumqttd(opts, &gate_login)?;
     let listener =
         TcpListener::bind(opts.addr).map_err(|source| EmbeddedError::Port { addr: opts.addr, source })?;
     let gate_config = GateConfig {
@@ -174,47 +189,49 @@ pub fn start(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
         connect_timeout: gate::DEFAULT_CONNECT_TIMEOUT,
     };
     let listen = gate::spawn(listener, gate_config, GATE_THREADS)?;
-    if server_login.is_some() {
-        if !listen.ip().is_loopback() {
-            tracing::warn!(%listen, "the embedded MQTT broker has no TLS: passwords and events cross the network in clear text");
-        }
-        tracing::info!(%listen, engine = opts.engine.as_str(), server_user = %opts.source_id, "embedded MQTT broker listening; logins and topic ACLs enforced");
-    } else {
-        warn_open(listen);
-        tracing::info!(%listen, engine = opts.engine.as_str(), "embedded MQTT broker listening; anonymous, framing checked by the gate");
-    }
+    announce(listen, "rumqttd behind the gate", server_login.is_some(), &opts.source_id);
     Ok(Embedded { addr: probe_addr(listen), server_login })
 }
 
-/// Starts the engine on a free loopback port accepting only `gate_login`; returns its address
-/// once it accepts connections.
-fn start_engine(opts: &EmbeddedOptions, gate_login: &Credentials) -> Result<SocketAddr, EmbeddedError> {
-    match opts.engine {
-        EmbeddedEngine::Rumqttd => {
-            let upstream = reserve(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-            let auth = HashMap::from([(gate_login.user.clone(), gate_login.password.clone())]);
-            spawn_rumqttd(config(upstream, opts.max_payload_bytes, auth), upstream)?;
-            wait_listening(upstream)
+/// Logs where the broker listens and how it admits clients (warning when it is open, or
+/// when passwords would cross a network in clear text).
+fn announce(listen: SocketAddr, engine: &str, logins: bool, source_id: &str) {
+    if logins {
+        if !listen.ip().is_loopback() {
+            tracing::warn!(%listen, "the embedded MQTT broker has no TLS: passwords and events cross the network in clear text");
         }
-        // `spawn` returns once rmqtt's socket listens: no probe needed.
-        #[cfg(feature = "embedded-rmqtt")]
-        EmbeddedEngine::Rmqtt => {
-            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-            rmqtt_engine::spawn(loopback, Some(gate_login.clone()), opts.max_payload_bytes)
-        }
-        #[cfg(not(feature = "embedded-rmqtt"))]
-        EmbeddedEngine::Rmqtt => Err(EmbeddedError::EngineMissing("rmqtt")),
+        tracing::info!(%listen, engine, server_user = %source_id, "embedded MQTT broker listening; logins and topic ACLs enforced");
+    } else {
+        warn_open(listen);
+        tracing::info!(%listen, engine, "embedded MQTT broker listening; anonymous");
     }
 }
 
-/// rmqtt without a password file: on `opts.addr` itself, anonymous, no gate (see
-/// [`rmqtt_engine`]).
+/// Starts rumqttd on a free loopback port accepting only `gate_login`; returns its address
+/// once it accepts connections.
+fn start_rumqttd(opts: &EmbeddedOptions, gate_login: &Credentials) -> Result<SocketAddr, EmbeddedError> {
+    let upstream = reserve(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let auth = HashMap::from([(gate_login.user.clone(), gate_login.password.clone())]);
+    spawn_rumqttd(config(upstream, opts.max_payload_bytes, auth), upstream)?;
+    wait_listening(upstream)
+}
+
+/// rmqtt on `opts.addr` itself, no gate (see [`rmqtt_engine`]): anonymous without `users`,
+/// else taking the password file's logins confined by `acl`.
 #[cfg(feature = "embedded-rmqtt")]
-fn start_open_rmqtt(opts: &EmbeddedOptions) -> Result<Embedded, EmbeddedError> {
-    let listen = rmqtt_engine::spawn(opts.addr, None, client_packet_limit(opts))?;
-    warn_open(listen);
-    tracing::info!(%listen, engine = "rmqtt", "embedded MQTT broker listening; anonymous, no gate (rmqtt checks framing itself)");
-    Ok(Embedded { addr: probe_addr(listen), server_login: None })
+fn start_rmqtt(
+    opts: &EmbeddedOptions,
+    users: Option<PasswordFile>,
+    acl: Acl,
+    server_login: Option<Credentials>,
+) -> Result<Embedded, EmbeddedError> {
+    let logins = match users {
+        None => rmqtt_engine::Logins::Anyone,
+        Some(users) => rmqtt_engine::Logins::Users { users, acl },
+    };
+    let listen = rmqtt_engine::spawn(opts.addr, logins, client_packet_limit(opts))?;
+    announce(listen, "rmqtt", server_login.is_some(), &opts.source_id);
+    Ok(Embedded { addr: probe_addr(listen), server_login })
 }
 
 /// The largest packet a client may send (the gate's limit, or open rmqtt's): the largest
