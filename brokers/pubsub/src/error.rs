@@ -6,7 +6,7 @@
 //! | status | retryable | why |
 //! |---|---|---|
 //! | `INVALID_ARGUMENT`, `OUT_OF_RANGE` | no | the request is refused as it is |
-//! | `NOT_FOUND` | no | the topic (or subscription) does not exist |
+//! | `NOT_FOUND` | no (a publish: yes, see [`publish_is_retryable`]) | the topic (or subscription) does not exist |
 //! | `ALREADY_EXISTS` | no | nothing changes by sending again |
 //! | `PERMISSION_DENIED`, `UNAUTHENTICATED` | no | the credentials may not do this |
 //! | `FAILED_PRECONDITION` | no | the resource is not in a state that allows it |
@@ -132,11 +132,16 @@ pub fn is_retryable(e: &google_cloud_pubsub::Error) -> bool {
 }
 
 /// Whether a publish that failed with `e` can succeed when sent again: an RPC failure as
-/// [`is_retryable`] says; a publisher that shut down (the process is stopping) yes, so the
-/// event is sent by the next run instead of being set aside; a paused ordering key no (only
-/// `resume_publish` clears it, and Maestro sets no ordering keys).
+/// [`is_retryable`] says, except a missing topic (`NOT_FOUND`), which is retryable here: the
+/// topic belongs to this deployment and the endpoint creates it again when it subscribes
+/// again (a broker that lost its topics, as the emulator restarted empty does), so the event
+/// waits instead of being set aside for good (the fault harness saw 40 spec events set aside
+/// after a kill -9 of the emulator); a publisher that shut down (the process is stopping)
+/// yes, so the event is sent by the next run instead of being set aside; a paused ordering key
+/// no (only `resume_publish` clears it, and Maestro sets no ordering keys).
 pub fn publish_is_retryable(e: &PublishError) -> bool {
     match e {
+        PublishError::Rpc(rpc) if rpc.status().is_some_and(|s| s.code == Code::NotFound) => true,
         PublishError::Rpc(rpc) => is_retryable(rpc),
         PublishError::OrderingKeyPaused => false,
         PublishError::Shutdown => true,
@@ -191,11 +196,12 @@ mod tests {
         Code::Cancelled,
     ];
 
-    /// A publish refused for good (e.g. `PERMISSION_DENIED`, a missing topic) is a permanent
-    /// `Rejected` holding the library's error; before, every publish failure was retryable.
+    /// A publish refused for good (e.g. `PERMISSION_DENIED`) is a permanent `Rejected` holding
+    /// the library's error; before, every publish failure was retryable. A missing topic is
+    /// the exception (retryable: see `temporary_publish_statuses_are_retried`).
     #[test]
     fn permanent_publish_statuses_are_not_retried() {
-        for code in PERMANENT {
+        for code in PERMANENT.into_iter().filter(|c| *c != Code::NotFound) {
             let err = publish_error(PublishError::Rpc(Arc::new(service(code))));
             assert!(matches!(err, Error::Rejected { .. }), "{err}");
             assert!(!err.is_retryable(), "{code:?} must be permanent: {err}");
@@ -211,6 +217,8 @@ mod tests {
             assert!(err.is_retryable(), "{code:?} must be retryable: {err}");
         }
         assert!(publish_error(PublishError::Shutdown).is_retryable());
+        let missing_topic = publish_error(PublishError::Rpc(Arc::new(service(Code::NotFound))));
+        assert!(missing_topic.is_retryable(), "a missing topic waits for the endpoint to create it again");
         assert!(!publish_error(PublishError::OrderingKeyPaused).is_retryable());
         let timeout = google_cloud_pubsub::Error::timeout("no answer");
         assert!(publish_error(PublishError::Rpc(Arc::new(timeout))).is_retryable());

@@ -27,7 +27,8 @@
 //!   ([`PubSubConfig::maestro_defaults`]).
 //! - [`admin`]: idempotent topic/subscription creation ([`init`], [`init_consumer`], [`Admin`]).
 //! - [`error`]: [`PubSubError`] and whether a failure is retryable, from the gRPC (or HTTP)
-//!   status of the Google API error: e.g. `PERMISSION_DENIED` and `NOT_FOUND` are permanent,
+//!   status of the Google API error: e.g. `PERMISSION_DENIED` and `NOT_FOUND` are permanent
+//!   (a publish to a missing topic excepted: it waits for the topic to be created again),
 //!   `UNAVAILABLE` and `DEADLINE_EXCEEDED` retryable.
 //! - `source` / `agent`: the two roles; `endpoint`: their shared machinery; `conn`: client
 //!   and credential construction; `pull`: the StreamingPull client (gRPC generated from

@@ -97,8 +97,8 @@ impl SourceTransport for PubSubSource {
     /// [`Error::Disconnected`] at once while the health check fails (or when it starts
     /// failing during the publish); [`Error::Rejected`] when the publish fails, with the
     /// library's error as its source and retryable as its status says
-    /// ([`crate::error::publish_is_retryable`]: e.g. not for `PERMISSION_DENIED` or
-    /// `NOT_FOUND`), or (retryable) when it exceeds `publishTimeout`.
+    /// ([`crate::error::publish_is_retryable`]: e.g. not for `PERMISSION_DENIED`; yes for a
+    /// missing topic), or (retryable) when it exceeds `publishTimeout`.
     async fn publish(&self, event: &Event) -> Result<()> {
         self.endpoint.publish(event).await
     }
