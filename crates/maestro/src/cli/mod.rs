@@ -149,7 +149,7 @@ pub struct ServerArgs {
     broker_url: Option<String>,
     #[command(flatten)]
     pubsub: PubSubArgs,
-    /// With `--broker mqtt`: run an embedded MQTT 5 broker (rumqttd) on this address, for
+    /// With `--broker mqtt`: run an embedded MQTT 5 broker (`--embedded-mqtt-engine`) on this address, for
     /// single-node setups; without `--broker-config` the server then uses it with Maestro's
     /// topic layout (`sources/<source-id>/consumers/+/sourceevents|agentevents`).
     #[arg(long, env = "MAESTRO_EMBEDDED_MQTT")]
