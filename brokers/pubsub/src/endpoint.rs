@@ -303,7 +303,7 @@ impl Inner {
                     );
                 }
             }
-            Err(reason) if !reason.is_retryable() => {
+            Err(reason) if !reason.is_retryable() && !self.recreatable(&reason) => {
                 self.up.send_replace(false);
                 let text = reason.to_string();
                 if last_permanent.as_deref() == Some(text.as_str()) {
@@ -322,6 +322,14 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// True for a stream that stopped because its subscription is gone while autoCreate is
+    /// on: the health check poked right after creates it again (a broker that restarted empty,
+    /// as the emulator does), so it is an outage to log as a warning, not an error.
+    fn recreatable(&self, reason: &Down) -> bool {
+        self.config.auto_create_enabled()
+            && matches!(reason, Down::Stream(StreamStop::Failed { source, .. }) if source.is_not_found())
     }
 
     /// The waits between attempts while down, from the first (`reconnectInitialBackoff`,

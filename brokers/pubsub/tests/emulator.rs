@@ -323,6 +323,32 @@ async fn a_publish_to_a_missing_topic_waits_for_the_topic() {
     source.close().await;
 }
 
+/// A receive stream that fails because its subscription is gone, with autoCreate on (as after
+/// the emulator restarted empty), is an outage: the health check creates the subscription
+/// again and the stream resubscribes; it is not logged as "unusable until the project or the
+/// configuration changes" (error level), as it was. One current-thread runtime, so every task
+/// logs into the test's capture.
+#[tokio::test]
+async fn a_deleted_subscription_recreated_by_the_health_check_is_an_outage() {
+    let (logs, _guard) = maestro_transport::test_logs::Logs::capture();
+    let emu = Emulator::start().await;
+    let cfg = base_config(&emu).for_agent("c1");
+    let agent = PubSubAgent::connect(cfg.clone(), "c1", "a").await.unwrap();
+    agent.start(Recorder::new()).await.unwrap();
+    let mut sig = agent.subscribed();
+    tokio::time::timeout(conformance::DEADLINE, sig.wait_for(|v| *v > 0)).await.unwrap().unwrap();
+    let before = *sig.borrow_and_update();
+    let admin = Admin::new(&cfg).await.unwrap();
+    admin.delete_subscription(&cfg.subscription_name("sourceevents-c1")).await.unwrap();
+    tokio::time::timeout(conformance::DEADLINE, sig.wait_for(|v| *v > before)).await.unwrap().unwrap();
+    assert!(logs.contains("receive streams stopped"), "the stream saw the subscription go");
+    assert!(
+        !logs.contains("unusable until the project or the configuration changes"),
+        "a subscription autoCreate brings back is not a lasting failure"
+    );
+    agent.close().await;
+}
+
 /// A TCP proxy to `upstream` on 127.0.0.1 whose [`CuttingProxy::cut`] closes every
 /// connection it carries (new ones are taken again at once), as a network blip does.
 struct CuttingProxy {

@@ -88,6 +88,12 @@ impl PullError {
             PullError::Status { status, .. } => status_is_retryable(status),
         }
     }
+
+    /// True when the subscription does not exist (`NOT_FOUND`), e.g. on a broker that
+    /// restarted empty.
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, PullError::Status { status, .. } if status.code() == tonic::Code::NotFound)
+    }
 }
 
 /// How a subscription is pulled.
