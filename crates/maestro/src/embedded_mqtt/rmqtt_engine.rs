@@ -88,7 +88,7 @@ impl Handler for Authorizer {
                 let result = if self.0.acl.allows(user, Access::Subscribe, &subscribe.topic_filter) {
                     SubscribeAclResult::new_success(subscribe.opts.qos(), None)
                 } else {
-                    tracing::warn!(%user, filter = %subscribe.topic_filter, "embedded MQTT broker: subscription refused by the ACL");
+                    tracing::warn!(%user, filter = %subscribe.topic_filter, "MQTT subscription refused by the topic ACL");
                     SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
                 };
                 (false, Some(HookResult::SubscribeAclResult(result)))
@@ -98,7 +98,7 @@ impl Handler for Authorizer {
                 let result = if self.0.acl.allows(user, Access::Publish, &publish.topic) {
                     PublishAclResult::allow()
                 } else {
-                    tracing::warn!(%user, topic = %publish.topic, "embedded MQTT broker: publish refused by the ACL");
+                    tracing::warn!(%user, topic = %publish.topic, "MQTT publish refused by the topic ACL");
                     PublishAclResult::rejected(false, None)
                 };
                 (false, Some(HookResult::PublishAclResult(result)))
@@ -115,31 +115,31 @@ impl Authorizer {
     async fn authenticate(&self, info: &ConnectInfo) -> AuthResult {
         let client_id = &info.id().client_id;
         let (Some(user), Some(password)) = (info.username(), info.password()) else {
-            tracing::warn!(%client_id, "embedded MQTT broker: login without a user name and password refused");
+            tracing::warn!(%client_id, why = "no user name and password", "MQTT login refused");
             return AuthResult::BadUsernameOrPassword;
         };
         let user: &str = user;
         if !self.0.users.verify(user, password) {
-            tracing::warn!(%client_id, %user, "embedded MQTT broker: bad user name or password");
+            tracing::warn!(%client_id, %user, why = "bad user name or password", "MQTT login refused");
             return AuthResult::BadUsernameOrPassword;
         }
         if let ConnectInfo::V5(_, connect) = info
             && connect.auth_method.is_some()
         {
-            tracing::warn!(%client_id, %user, "embedded MQTT broker: enhanced authentication refused");
+            tracing::warn!(%client_id, %user, why = "enhanced authentication", "MQTT login refused");
             return AuthResult::NotAuthorized;
         }
         if let Some(topic) = info.last_will().map(|w| will_topic(&w).to_owned())
             && !self.0.acl.allows(user, Access::Publish, &topic)
         {
-            tracing::warn!(%client_id, %user, %topic, "embedded MQTT broker: will message on a topic the user may not publish to");
+            tracing::warn!(%client_id, %user, %topic, why = "a will on a topic the user may not publish to", "MQTT login refused");
             return AuthResult::NotAuthorized;
         }
         let holder = self.0.scx.extends.shared().await.entry(info.id().clone()).session();
         if let Some(held) = holder
             && held.id.username_ref() != user
         {
-            tracing::warn!(%client_id, %user, "embedded MQTT broker: client id held by another user's session refused");
+            tracing::warn!(%client_id, %user, why = "the client id is held by another user's session", "MQTT login refused");
             return AuthResult::NotAuthorized;
         }
         AuthResult::Allow(false, None)
