@@ -89,7 +89,8 @@ impl Outcome {
     }
 }
 
-/// Runs `faults` (those that exist on `broker` with `store`) one after the other on one system.
+/// Runs `faults` (those that exist on `broker` with `store`) one after the other on one system,
+/// or each on a system of its own where [`Broker::fresh_system_per_fault`] says so.
 ///
 /// # Errors
 /// When the system cannot start.
@@ -103,6 +104,10 @@ pub async fn run_broker(
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let mut out = Vec::new();
     for (i, fault) in faults.iter().filter(|f| f.applies_to(broker, store)).enumerate() {
+        if i > 0 && broker.fresh_system_per_fault() {
+            system.stop().await;
+            system = start_system(settings, broker, store).await?;
+        }
         let outcome = run_fault(&mut system, settings, *fault, &format!("f{i}"), &mut rng).await;
         match outcome {
             Ok(o) => out.push(o),

@@ -6,7 +6,14 @@
 //! Each case: a first stream (the old client) receives and acks one warm-up message, then ends
 //! in the case's way; a second stream (the stock crate's subscriber, acking everything) opens;
 //! [`N`] messages are published; the time until the second stream has seen all of them is
-//! printed with the number of duplicates. Run against the emulator with
+//! printed with the number of duplicates.
+//!
+//! [`dead_streams_repro`] and [`dead_streams_age_repro`]: streams whose TCP connection closed
+//! without a half-close (a SIGKILLed client) stay routing targets of the subscription — with
+//! the same `client_id` as the new stream, and minutes later — which is why the fault harness
+//! gives each fault on the emulator a system of its own (docs/reliability.md, "What runs").
+//!
+//! Run against the emulator with
 //! `cargo test -p maestro-broker-pubsub --lib pull::repro -- --ignored --nocapture --test-threads 1`.
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
@@ -245,5 +252,119 @@ async fn stream_end_repro() {
                 "{end:?} round {round}: {seen} of {N} on the new stream after {secs:.2} s, {dups} duplicates"
             );
         }
+    }
+}
+
+/// Opens a stream with the own client under `client_id`, takes and acks one warm-up message,
+/// then closes its TCP connection without a half-close (as a SIGKILLed process does).
+async fn dead_stream(c: &Case, url: &str, client_id: &str) {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned()).unwrap().connect().await.unwrap();
+    let mut client = SubscriberClient::new(channel.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(StreamingPullRequest {
+        subscription: c.sub.clone(),
+        stream_ack_deadline_seconds: 10,
+        client_id: client_id.to_owned(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let opening = tokio::spawn(async move { client.streaming_pull(ReceiverStream::new(rx)).await });
+    publish(c, 0..1).await;
+    let mut stream = opening.await.unwrap().unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    let ack_ids = first.received_messages.into_iter().map(|m| m.ack_id).collect();
+    tx.send(StreamingPullRequest { ack_ids, ..Default::default() }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop((stream, tx, channel));
+}
+
+/// A live stream under `client_id` acking everything; returns (distinct seen, seconds) once
+/// `n` messages published after it opened were all seen, or after 60 s.
+async fn live_stream(c: &Case, url: &str, client_id: &str, n: usize) -> (usize, f64) {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned()).unwrap().connect().await.unwrap();
+    let mut client = SubscriberClient::new(channel.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tx.send(StreamingPullRequest {
+        subscription: c.sub.clone(),
+        stream_ack_deadline_seconds: 10,
+        client_id: client_id.to_owned(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // The emulator answers the call's headers with its first message: open it beside.
+    let opening = tokio::spawn(async move { client.streaming_pull(ReceiverStream::new(rx)).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    publish(c, 1_000_000..1_000_000 + n).await;
+    let mut stream = opening.await.unwrap().unwrap().into_inner();
+    let mut seen = HashSet::new();
+    while seen.len() < n {
+        let left = Duration::from_secs(60).saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, stream.message()).await {
+            Ok(Ok(Some(r))) => {
+                let mut ack_ids = Vec::new();
+                for m in r.received_messages {
+                    ack_ids.push(m.ack_id);
+                    let d = String::from_utf8_lossy(&m.message.unwrap_or_default().data).into_owned();
+                    if d.parse::<usize>().is_ok_and(|i| i >= 1_000_000) {
+                        seen.insert(d);
+                    }
+                }
+                tx.send(StreamingPullRequest { ack_ids, ..Default::default() }).await.unwrap();
+            }
+            _ => break,
+        }
+    }
+    (seen.len(), start.elapsed().as_secs_f64())
+}
+
+/// Whether dead streams (TCP closed, no half-close) pile up on a subscription, and whether a
+/// new stream under the dead ones' `client_id` retires them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement against the emulator (minutes); run by hand"]
+async fn dead_streams_repro() {
+    let emu = Emulator::start().await;
+    let url = emu.url();
+    for round in 0..2 {
+        for (dead, same_id) in [(0, false), (1, false), (4, false), (1, true), (4, true)] {
+            let name = format!("dead{dead}-{same_id}-{round}");
+            let c = case(&emu, &name).await;
+            for i in 0..dead {
+                let id = if same_id { "agent-x".to_owned() } else { format!("old-{i}") };
+                dead_stream(&c, &url, &id).await;
+            }
+            let live_id = if same_id { "agent-x" } else { "new" };
+            let (seen, secs) = live_stream(&c, &url, live_id, 200).await;
+            eprintln!(
+                "{dead} dead streams, same client id {same_id}, round {round}: {seen} of 200 after {secs:.2} s"
+            );
+        }
+    }
+}
+
+/// Whether the emulator retires a dead stream with time: two dead streams, then a live one
+/// opened after a wait of 0 s, 3 min and 6 min.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement against the emulator (minutes); run by hand"]
+async fn dead_streams_age_repro() {
+    let emu = Emulator::start().await;
+    let url = emu.url();
+    let mut cases = Vec::new();
+    for wait in [0u64, 180, 360] {
+        let c = case(&emu, &format!("age{wait}")).await;
+        for i in 0..2 {
+            dead_stream(&c, &url, &format!("old-{i}")).await;
+        }
+        cases.push((wait, c, Instant::now()));
+    }
+    for (wait, c, dead_at) in cases {
+        tokio::time::sleep(Duration::from_secs(wait).saturating_sub(dead_at.elapsed())).await;
+        let (seen, secs) = live_stream(&c, &url, "new", 200).await;
+        eprintln!(
+            "2 dead streams, live stream {:?} after them: {seen} of 200 after {secs:.2} s",
+            dead_at.elapsed()
+        );
     }
 }
