@@ -202,7 +202,8 @@ impl Intake {
             let works = self.shared.works();
             works
                 .values()
-                .filter(|w| !w.finalized)
+                // A restored work that no spec adopted yet has no source to answer for.
+                .filter(|w| !w.finalized && w.source_known())
                 .filter_map(|w| {
                     let status = w.status.clone().unwrap_or_default();
                     let hash = maestro_api::statushash::status_hash(&status);

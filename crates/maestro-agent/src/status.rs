@@ -90,11 +90,33 @@ pub(crate) async fn run_publisher(shared: Arc<Shared>) {
 /// Returns true when a publish failed; the pass's works are then looked at again next time.
 async fn publish_pending(shared: &Shared) -> bool {
     let ids: Vec<String> = shared.unpublished_set().drain().collect();
+    let (ids, waiting) = without_source(shared, ids);
+    shared.unpublished_set().extend(waiting);
     let failed = publish_works(shared, &ids).await;
     if failed {
         shared.unpublished_set().extend(ids);
     }
     failed
+}
+
+/// Splits `ids` into works whose status can go out and works that do not know their source
+/// yet (restored from a record, no spec of them seen: [`crate::work::Work::source_known`]),
+/// which keep their place until a spec adopts them. A finalized work that never learned its
+/// source (evicted unclaimed) has nobody to tell of its deletion: it is dropped here.
+fn without_source(shared: &Shared, ids: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let mut works = shared.works();
+    let (mut ready, mut waiting) = (Vec::with_capacity(ids.len()), Vec::new());
+    for id in ids {
+        match works.get(&id) {
+            Some(w) if !w.source_known() && w.finalized => {
+                tracing::debug!(resource_id = %id, "deleted work of no known source dropped");
+                works.remove(&id);
+            }
+            Some(w) if !w.source_known() => waiting.push(id),
+            _ => ready.push(id),
+        }
+    }
+    (ready, waiting)
 }
 
 async fn publish_works(shared: &Shared, ids: &[String]) -> bool {

@@ -154,7 +154,14 @@ impl WipeGuard {
 /// rest of its answer, once complete.
 pub(crate) fn propose(shared: &Arc<Shared>, spec: &SpecEvent, marks: &Marks) {
     let id = &spec.resource_id;
-    let candidate = shared.works().get(id).is_some_and(|w| w.orphaned.is_none());
+    let candidate = shared.works().get_mut(id).is_some_and(|w| {
+        if !w.source_known() {
+            // A restored work learns its source here: its `Deleted` or `Orphaned` status
+            // goes to that source (docs/protocol.md §3.2).
+            w.original_source.clone_from(&spec.source);
+        }
+        w.orphaned.is_none()
+    });
     if shared.guard.add(candidate.then(|| id.clone()), marks) {
         decide(shared);
     } else {

@@ -105,6 +105,14 @@ impl Work {
     }
 
     /// True when the current status has not been published (acknowledged by the transport).
+    /// Whether the work knows the source it came from. A work restored from its
+    /// AppliedManifestWork record does not until a spec of it arrives: a status event needs
+    /// `originalsource` (docs/protocol.md §3.2), and one carrying `""` would be refused by the
+    /// server as nobody's, so such a work's statuses wait.
+    pub(crate) fn source_known(&self) -> bool {
+        !self.original_source.is_empty()
+    }
+
     pub(crate) fn unpublished(&self) -> bool {
         self.status_hash.is_some() && self.status_hash != self.published_hash
     }
