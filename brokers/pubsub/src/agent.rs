@@ -82,6 +82,11 @@ impl AgentTransport for PubSubAgent {
         &self.consumer
     }
 
+    /// [`crate::PUBLISH_CONCURRENCY`]: Pub/Sub keeps no order between them anyway.
+    fn publish_concurrency(&self) -> usize {
+        crate::PUBLISH_CONCURRENCY
+    }
+
     /// Publishes to `agentbroadcast` for `resync_request` events, else to `agentevents`;
     /// returns when Pub/Sub acknowledged the publish.
     ///

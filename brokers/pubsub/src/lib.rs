@@ -59,3 +59,9 @@ pub use source::PubSubSource;
 
 /// The backend name reported by both roles.
 pub const BACKEND: &str = "pubsub";
+
+/// Publishes the server (spec events) and each agent (status events) keep in flight at once.
+/// Pub/Sub without ordering keys, as Maestro uses it, delivers in no particular order, so
+/// publishing one at a time buys no order and costs one round trip to the service per event
+/// (docs/benchmarks.md, "Pub/Sub publishes in flight"; docs/protocol.md §7.3).
+pub const PUBLISH_CONCURRENCY: usize = 32;

@@ -89,6 +89,11 @@ impl SourceTransport for PubSubSource {
         self.endpoint.max_event_bytes()
     }
 
+    /// [`crate::PUBLISH_CONCURRENCY`]: Pub/Sub keeps no order between them anyway.
+    fn publish_concurrency(&self) -> usize {
+        crate::PUBLISH_CONCURRENCY
+    }
+
     /// Publishes to `sourcebroadcast` for `resync_request` events, else to `sourceevents`;
     /// returns when Pub/Sub acknowledged the publish.
     ///

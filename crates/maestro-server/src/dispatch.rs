@@ -17,6 +17,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use maestro_api::types::Action;
 use maestro_store::{
     Change, DeadLetterOrigin, DynStore, PendingSpec, Resource, SpecAction, SpecEventRow, StoreError,
@@ -167,8 +168,15 @@ impl Dispatcher<'_> {
     }
 
     /// Delivers rows in order, skipping the consumers in `blocked` and adding those whose
-    /// delivery fails (their later rows stay pending, so per-consumer order is kept).
+    /// delivery fails (their later rows stay pending, so per-consumer order is kept); or, on a
+    /// broker that keeps no order ([`maestro_transport::SourceTransport::publish_concurrency`]
+    /// over 1), up to that
+    /// many at once: [`Dispatcher::deliver_unordered`].
     async fn deliver_all(&mut self, rows: Vec<PendingSpec>) -> Passed {
+        let concurrency = self.transport.publish_concurrency();
+        if concurrency > 1 {
+            return self.deliver_unordered(rows, concurrency).await;
+        }
         let mut passed = Passed { done: Vec::with_capacity(rows.len()), elsewhere: Vec::new() };
         for PendingSpec { event: row, resource } in rows {
             if self.blocked.contains(&row.consumer_name) {
@@ -192,6 +200,45 @@ impl Dispatcher<'_> {
                 }
             }
         }
+        passed
+    }
+}
+
+impl Dispatcher<'_> {
+    /// Delivers rows with up to `concurrency` publishes in flight, skipping the consumers
+    /// already in `blocked`. A row whose publish fails retryably stays pending and blocks its
+    /// consumer's fed rows until the next sweep, as in order; its consumer's rows published
+    /// beside it are done (they reached the broker), and the retried row then sends the
+    /// resource's current state.
+    async fn deliver_unordered(&mut self, rows: Vec<PendingSpec>, concurrency: usize) -> Passed {
+        let mut passed = Passed { done: Vec::with_capacity(rows.len()), elsewhere: Vec::new() };
+        let ids = (self.source_id, self.store_id.as_deref());
+        let (store, transport, blocked) = (self.store, self.transport, &self.blocked);
+        let mut sent =
+            futures::stream::iter(rows.into_iter().filter(|p| !blocked.contains(&p.event.consumer_name)))
+                .map(|PendingSpec { event: row, resource }| async move {
+                    let outcome = match &resource {
+                        Some(resource) => deliver(store, transport, ids, &row, resource).await,
+                        // No resource row: its deletion is already confirmed, nothing to send.
+                        None => Ok(Delivered::Sent),
+                    };
+                    (row, outcome)
+                })
+                .buffer_unordered(concurrency);
+        let mut failed = Vec::new();
+        while let Some((row, outcome)) = sent.next().await {
+            match outcome {
+                Ok(Delivered::Sent) => passed.done.push(row.seq),
+                Ok(Delivered::NotHere) if self.shared => passed.elsewhere.push(row.seq),
+                Ok(Delivered::NotHere) => passed.done.push(row.seq),
+                Err(e) => {
+                    tracing::debug!(consumer = ?row.consumer_name, resource = ?row.resource_id, error = %e, "spec publish deferred");
+                    failed.push(row.consumer_name);
+                }
+            }
+        }
+        drop(sent);
+        self.blocked.extend(failed);
         passed
     }
 }

@@ -5,6 +5,7 @@
 //! with nothing pending.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use maestro_server::dispatch::{self, DispatchConfig};
 use maestro_store::{DynStore, NewConsumer, NewResource, testing};
 use maestro_transport::memory::MemoryBroker;
 use maestro_transport::retry::CancellationToken;
-use maestro_transport::{AgentTransport, DynSourceTransport, EventHandler, HandlerError};
+use maestro_transport::{AgentTransport, DynSourceTransport, EventHandler, HandlerError, SourceTransport};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -88,6 +89,15 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 }
 
 async fn every_version_once(store: DynStore) {
+    every_version_once_through(store, |source| source).await;
+}
+
+/// [`every_version_once`] with the dispatcher's source transport built by `wrap` from the
+/// in-memory broker's.
+async fn every_version_once_through(
+    store: DynStore,
+    wrap: impl FnOnce(DynSourceTransport) -> DynSourceTransport,
+) {
     store
         .create_consumer(NewConsumer { name: Some("c1".into()), labels: Default::default() })
         .await
@@ -95,7 +105,7 @@ async fn every_version_once(store: DynStore) {
     let broker = MemoryBroker::new();
     let received = Arc::new(Received::default());
     broker.agent("c1").start(received.clone()).await.expect("agent");
-    let source: DynSourceTransport = broker.source();
+    let source: DynSourceTransport = wrap(broker.source());
     let (early, racing, outage) = (ids("p", 10), ids("r", 60), ids("q", 10));
     create_all(&store, &early).await;
 
@@ -145,4 +155,63 @@ async fn every_version_once_on_postgres() {
 async fn every_version_once_on_sqlite() {
     let (_dir, url) = testing::sqlite_file().await;
     every_version_once(maestro_store::open(&url).await.expect("open sqlite")).await;
+}
+
+/// A source transport that keeps no order ([`SourceTransport::publish_concurrency`] 8), over
+/// the in-memory broker's, recording in `most` the most publishes it saw in flight at once;
+/// each publish takes 2 ms, as a round trip to a broker would.
+#[derive(Debug)]
+struct Unordered {
+    inner: DynSourceTransport,
+    in_flight: AtomicUsize,
+    most: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl SourceTransport for Unordered {
+    fn backend(&self) -> &'static str {
+        "unordered"
+    }
+
+    async fn publish(&self, event: &Event) -> maestro_transport::Result<()> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let result = self.inner.publish(event).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    async fn start(&self, handler: maestro_transport::DynHandler) -> maestro_transport::Result<()> {
+        self.inner.start(handler).await
+    }
+
+    fn subscribed(&self) -> maestro_transport::Subscribed {
+        self.inner.subscribed()
+    }
+
+    fn publish_concurrency(&self) -> usize {
+        8
+    }
+
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}
+
+/// On a broker that keeps no order (Pub/Sub) the dispatcher has several publishes in flight,
+/// and still sends every version once, through an outage, leaving nothing pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unordered_broker_gets_publishes_in_flight_together_on_sqlite() {
+    let (_dir, url) = testing::sqlite_file().await;
+    let store = maestro_store::open(&url).await.expect("open sqlite");
+    let most = Arc::new(AtomicUsize::new(0));
+    let seen = most.clone();
+    every_version_once_through(store, move |inner| {
+        Arc::new(Unordered { inner, in_flight: AtomicUsize::new(0), most: seen }) as DynSourceTransport
+    })
+    .await;
+    let most = most.load(Ordering::SeqCst);
+    assert!(most > 1, "publishes went one at a time (at most {most} in flight)");
+    assert!(most <= 8, "{most} publishes in flight, over the transport's 8");
 }

@@ -133,6 +133,17 @@ pub trait SourceTransport: Send + Sync + Debug + 'static {
     /// The subscribed signal.
     fn subscribed(&self) -> Subscribed;
 
+    /// How many spec events the server's dispatcher may have in flight at once. 1 by default:
+    /// the dispatcher publishes a consumer's outbox rows one after the other and stops at the
+    /// first retryable failure, so a broker that delivers one topic in order (MQTT, the
+    /// server-hosted gRPC broker) hands them to the agent in order. A broker that keeps no
+    /// order anyway (Pub/Sub without ordering keys, docs/protocol.md §7.3) gains nothing from
+    /// that and pays one publish round trip per row; the agent takes specs in any order
+    /// (versions, event ids and incarnations, docs/protocol.md §6.1).
+    fn publish_concurrency(&self) -> usize {
+        1
+    }
+
     /// The largest event this transport publishes, in encoded bytes ([`event_size`]). The server
     /// refuses a spec whose event would be larger when it is written, rather than accepting it
     /// and failing to deliver it (docs/security.md, "Bad input"). Default:
