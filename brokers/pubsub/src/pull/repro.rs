@@ -89,26 +89,46 @@ async fn publish(c: &Case, range: std::ops::Range<usize>) {
     }
 }
 
-/// Opens a stream with the own client, receives and acks the warm-up message (published here).
-async fn own_first(
+/// The `StreamingPull` call in flight, answered by a task of its own: the emulator sends the
+/// call's headers with its first message.
+type Opening = tokio::task::JoinHandle<
+    Result<tonic::Response<tonic::Streaming<super::proto::StreamingPullResponse>>, tonic::Status>,
+>;
+
+/// Opens StreamingPull with the own client on the case's subscription under `client_id`.
+async fn open_own(
     c: &Case,
     url: &str,
-) -> (
-    tonic::transport::Channel,
-    tokio::sync::mpsc::Sender<StreamingPullRequest>,
-    tonic::Streaming<super::proto::StreamingPullResponse>,
-) {
+    client_id: &str,
+    buffer: usize,
+) -> (tonic::transport::Channel, tokio::sync::mpsc::Sender<StreamingPullRequest>, Opening) {
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned()).unwrap().connect().await.unwrap();
     let mut client = SubscriberClient::new(channel.clone());
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (tx, rx) = tokio::sync::mpsc::channel(buffer);
     tx.send(StreamingPullRequest {
         subscription: c.sub.clone(),
         stream_ack_deadline_seconds: 10,
+        client_id: client_id.to_owned(),
         ..Default::default()
     })
     .await
     .unwrap();
     let opening = tokio::spawn(async move { client.streaming_pull(ReceiverStream::new(rx)).await });
+    (channel, tx, opening)
+}
+
+/// Opens a stream with the own client under `client_id`, receives and acks the warm-up message
+/// (published here).
+async fn own_first(
+    c: &Case,
+    url: &str,
+    client_id: &str,
+) -> (
+    tonic::transport::Channel,
+    tokio::sync::mpsc::Sender<StreamingPullRequest>,
+    tonic::Streaming<super::proto::StreamingPullResponse>,
+) {
+    let (channel, tx, opening) = open_own(c, url, client_id, 8).await;
     publish(c, 0..1).await;
     let mut stream = opening.await.unwrap().unwrap().into_inner();
     let first = stream.message().await.unwrap().unwrap();
@@ -170,17 +190,17 @@ async fn run(emu: &Emulator, end: End, name: &str) -> (usize, f64, usize) {
             keep.push(Box::new(clients));
         }
         End::OwnReset => {
-            let (channel, tx, stream) = own_first(&c, &url).await;
+            let (channel, tx, stream) = own_first(&c, &url, "").await;
             drop(stream);
             keep.push(Box::new(channel));
             keep.push(Box::new(tx));
         }
         End::OwnConnClose => {
-            let (channel, tx, stream) = own_first(&c, &url).await;
+            let (channel, tx, stream) = own_first(&c, &url, "").await;
             drop((stream, tx, channel));
         }
         End::OwnHalfClose => {
-            let (channel, tx, mut stream) = own_first(&c, &url).await;
+            let (channel, tx, mut stream) = own_first(&c, &url, "").await;
             drop(tx);
             let t = Instant::now();
             let end = tokio::time::timeout(Duration::from_secs(5), async {
@@ -258,23 +278,8 @@ async fn stream_end_repro() {
 /// Opens a stream with the own client under `client_id`, takes and acks one warm-up message,
 /// then closes its TCP connection without a half-close (as a SIGKILLed process does).
 async fn dead_stream(c: &Case, url: &str, client_id: &str) {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned()).unwrap().connect().await.unwrap();
-    let mut client = SubscriberClient::new(channel.clone());
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    tx.send(StreamingPullRequest {
-        subscription: c.sub.clone(),
-        stream_ack_deadline_seconds: 10,
-        client_id: client_id.to_owned(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let opening = tokio::spawn(async move { client.streaming_pull(ReceiverStream::new(rx)).await });
-    publish(c, 0..1).await;
-    let mut stream = opening.await.unwrap().unwrap().into_inner();
-    let first = stream.message().await.unwrap().unwrap();
-    let ack_ids = first.received_messages.into_iter().map(|m| m.ack_id).collect();
-    tx.send(StreamingPullRequest { ack_ids, ..Default::default() }).await.unwrap();
+    let (channel, tx, stream) = own_first(c, url, client_id).await;
+    // Let the ack reach the emulator before the connection goes.
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop((stream, tx, channel));
 }
@@ -282,19 +287,7 @@ async fn dead_stream(c: &Case, url: &str, client_id: &str) {
 /// A live stream under `client_id` acking everything; returns (distinct seen, seconds) once
 /// `n` messages published after it opened were all seen, or after 60 s.
 async fn live_stream(c: &Case, url: &str, client_id: &str, n: usize) -> (usize, f64) {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned()).unwrap().connect().await.unwrap();
-    let mut client = SubscriberClient::new(channel.clone());
-    let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    tx.send(StreamingPullRequest {
-        subscription: c.sub.clone(),
-        stream_ack_deadline_seconds: 10,
-        client_id: client_id.to_owned(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    // The emulator answers the call's headers with its first message: open it beside.
-    let opening = tokio::spawn(async move { client.streaming_pull(ReceiverStream::new(rx)).await });
+    let (_channel, tx, opening) = open_own(c, url, client_id, 1024).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
     publish(c, 1_000_000..1_000_000 + n).await;
