@@ -170,8 +170,7 @@ impl Dispatcher<'_> {
     /// Delivers rows in order, skipping the consumers in `blocked` and adding those whose
     /// delivery fails (their later rows stay pending, so per-consumer order is kept); or, on a
     /// broker that keeps no order ([`maestro_transport::SourceTransport::publish_concurrency`]
-    /// over 1), up to that
-    /// many at once: [`Dispatcher::deliver_unordered`].
+    /// over 1), up to that many at once: [`Dispatcher::deliver_unordered`].
     async fn deliver_all(&mut self, rows: Vec<PendingSpec>) -> Passed {
         let concurrency = self.transport.publish_concurrency();
         if concurrency > 1 {
@@ -202,9 +201,7 @@ impl Dispatcher<'_> {
         }
         passed
     }
-}
 
-impl Dispatcher<'_> {
     /// Delivers rows with up to `concurrency` publishes in flight, skipping the consumers
     /// already in `blocked`. A row whose publish fails retryably stays pending and blocks its
     /// consumer's fed rows until the next sweep, as in order; its consumer's rows published
