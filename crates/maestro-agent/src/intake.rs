@@ -289,10 +289,7 @@ pub(crate) fn upsert(
         if !work.deleting {
             tracing::info!(resource_id = %id, generation = work.generation, "work deleting");
         }
-        if work.original_source.is_empty() {
-            // A restored work learns its source here: its statuses carry it (docs/protocol.md §3.2).
-            work.original_source = spec.source;
-        }
+        work.learn_source(&spec.source);
         if work.incarnation().is_none()
             && let Some(incarnation) = crate::seen::incarnation(spec.metadata.as_ref())
         {

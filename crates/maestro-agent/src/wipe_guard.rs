@@ -155,11 +155,8 @@ impl WipeGuard {
 pub(crate) fn propose(shared: &Arc<Shared>, spec: &SpecEvent, marks: &Marks) {
     let id = &spec.resource_id;
     let candidate = shared.works().get_mut(id).is_some_and(|w| {
-        if !w.source_known() {
-            // A restored work learns its source here: its `Deleted` or `Orphaned` status
-            // goes to that source (docs/protocol.md §3.2).
-            w.original_source.clone_from(&spec.source);
-        }
+        // Its `Deleted` or `Orphaned` status goes to the answer's source.
+        w.learn_source(&spec.source);
         w.orphaned.is_none()
     });
     if shared.guard.add(candidate.then(|| id.clone()), marks) {

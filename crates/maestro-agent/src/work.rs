@@ -104,7 +104,6 @@ impl Work {
             .or_else(|| self.recorded.as_ref().and_then(|r| r.incarnation.as_deref()))
     }
 
-    /// True when the current status has not been published (acknowledged by the transport).
     /// Whether the work knows the source it came from. A work restored from its
     /// AppliedManifestWork record does not until a spec of it arrives: a status event needs
     /// `originalsource` (docs/protocol.md §3.2), and one carrying `""` would be refused by the
@@ -113,6 +112,16 @@ impl Work {
         !self.original_source.is_empty()
     }
 
+    /// A restored work learns its source from a spec of it (a deletion, or a resync answer's
+    /// deletion through the fleet-wipe guard): its statuses then go to that source
+    /// (docs/protocol.md §3.2, §8.3). A known source is kept.
+    pub(crate) fn learn_source(&mut self, source: &str) {
+        if !self.source_known() {
+            source.clone_into(&mut self.original_source);
+        }
+    }
+
+    /// True when the current status has not been published (acknowledged by the transport).
     pub(crate) fn unpublished(&self) -> bool {
         self.status_hash.is_some() && self.status_hash != self.published_hash
     }

@@ -73,9 +73,10 @@ impl Broker {
     /// there comes back only after the 10 s ack deadline, round after round (measured by
     /// `pull::repro::dead_streams_repro` in maestro-broker-pubsub: 200 messages on a new stream
     /// in 0.2–0.3 s with no dead stream beside it, 30 s with one, 104 of 200 after 60 s with
-    /// four; still so 6 min later, `dead_streams_age_repro`). On one long-lived emulator every kill of an earlier fault would slow every later
-    /// one, so a run measures the faults' history, not each fault; the real service ends a
-    /// stream whose connection is gone. A soak keeps one system on every broker.
+    /// four; still so 6 min later, `dead_streams_age_repro`). On one long-lived emulator every
+    /// kill of an earlier fault would slow every later one, so a run measures the faults'
+    /// history, not each fault; the real service ends a stream whose connection is gone. A
+    /// soak keeps one system on every broker.
     pub fn fresh_system_per_fault(self) -> bool {
         matches!(self, Broker::Pubsub)
     }

@@ -176,27 +176,15 @@ impl Dispatcher<'_> {
         if concurrency > 1 {
             return self.deliver_unordered(rows, concurrency).await;
         }
-        let mut passed = Passed { done: Vec::with_capacity(rows.len()), elsewhere: Vec::new() };
+        let mut passed = Passed::with_capacity(rows.len());
         for PendingSpec { event: row, resource } in rows {
             if self.blocked.contains(&row.consumer_name) {
                 continue;
             }
-            // No resource row: its deletion is already confirmed, nothing to send.
-            let Some(resource) = resource else {
-                passed.done.push(row.seq);
-                continue;
-            };
             let ids = (self.source_id, self.store_id.as_deref());
-            match deliver(self.store, self.transport, ids, &row, &resource).await {
-                Ok(Delivered::Sent) => passed.done.push(row.seq),
-                // Another instance may hold the agent: it takes the row once released.
-                Ok(Delivered::NotHere) if self.shared => passed.elsewhere.push(row.seq),
-                // No other instance: the agent's spec resync on connect delivers.
-                Ok(Delivered::NotHere) => passed.done.push(row.seq),
-                Err(e) => {
-                    tracing::debug!(consumer = ?row.consumer_name, resource = ?row.resource_id, error = %e, "spec publish deferred");
-                    self.blocked.insert(row.consumer_name.clone());
-                }
+            let outcome = deliver_row(self.store, self.transport, ids, &row, resource.as_deref()).await;
+            if let Some(failed) = passed.record(row, outcome, self.shared) {
+                self.blocked.insert(failed);
             }
         }
         passed
@@ -208,31 +196,19 @@ impl Dispatcher<'_> {
     /// beside it are done (they reached the broker), and the retried row then sends the
     /// resource's current state.
     async fn deliver_unordered(&mut self, rows: Vec<PendingSpec>, concurrency: usize) -> Passed {
-        let mut passed = Passed { done: Vec::with_capacity(rows.len()), elsewhere: Vec::new() };
+        let mut passed = Passed::with_capacity(rows.len());
         let ids = (self.source_id, self.store_id.as_deref());
         let (store, transport, blocked) = (self.store, self.transport, &self.blocked);
         let mut sent =
             futures::stream::iter(rows.into_iter().filter(|p| !blocked.contains(&p.event.consumer_name)))
                 .map(|PendingSpec { event: row, resource }| async move {
-                    let outcome = match &resource {
-                        Some(resource) => deliver(store, transport, ids, &row, resource).await,
-                        // No resource row: its deletion is already confirmed, nothing to send.
-                        None => Ok(Delivered::Sent),
-                    };
+                    let outcome = deliver_row(store, transport, ids, &row, resource.as_deref()).await;
                     (row, outcome)
                 })
                 .buffer_unordered(concurrency);
         let mut failed = Vec::new();
         while let Some((row, outcome)) = sent.next().await {
-            match outcome {
-                Ok(Delivered::Sent) => passed.done.push(row.seq),
-                Ok(Delivered::NotHere) if self.shared => passed.elsewhere.push(row.seq),
-                Ok(Delivered::NotHere) => passed.done.push(row.seq),
-                Err(e) => {
-                    tracing::debug!(consumer = ?row.consumer_name, resource = ?row.resource_id, error = %e, "spec publish deferred");
-                    failed.push(row.consumer_name);
-                }
-            }
+            failed.extend(passed.record(row, outcome, self.shared));
         }
         drop(sent);
         self.blocked.extend(failed);
@@ -248,12 +224,55 @@ struct Passed {
     elsewhere: Vec<i64>,
 }
 
+impl Passed {
+    fn with_capacity(rows: usize) -> Passed {
+        Passed { done: Vec::with_capacity(rows), elsewhere: Vec::new() }
+    }
+
+    /// Files one row by how its delivery went; returns its consumer when it failed (retryably:
+    /// the row stays pending).
+    fn record(
+        &mut self,
+        row: SpecEventRow,
+        outcome: Result<Delivered, String>,
+        shared: bool,
+    ) -> Option<String> {
+        match outcome {
+            Ok(Delivered::Sent) => self.done.push(row.seq),
+            // Another instance may hold the agent: it takes the row once released.
+            Ok(Delivered::NotHere) if shared => self.elsewhere.push(row.seq),
+            // No other instance: the agent's spec resync on connect delivers.
+            Ok(Delivered::NotHere) => self.done.push(row.seq),
+            Err(e) => {
+                tracing::debug!(consumer = ?row.consumer_name, resource = ?row.resource_id, error = %e, "spec publish deferred");
+                return Some(row.consumer_name);
+            }
+        }
+        None
+    }
+}
+
 /// How a row left [`deliver`].
 enum Delivered {
     /// Sent (or stale, or set aside as a dead letter): done.
     Sent,
     /// The broker has no agent of the consumer here.
     NotHere,
+}
+
+/// [`deliver`] for a row with its resource; a row without one (its deletion already
+/// confirmed) has nothing to send and is done.
+async fn deliver_row(
+    store: &DynStore,
+    transport: &DynSourceTransport,
+    ids: (&str, Option<&str>),
+    row: &SpecEventRow,
+    resource: Option<&Resource>,
+) -> Result<Delivered, String> {
+    match resource {
+        Some(resource) => deliver(store, transport, ids, row, resource).await,
+        None => Ok(Delivered::Sent),
+    }
 }
 
 /// Publishes the resource's current state for one outbox row. `Err` only for a retryable
