@@ -353,6 +353,13 @@ mod tests {
                 idle_connect_s: 20.0,
                 idle_error: None,
             },
+            cpu_e2e: crate::cpu::CpuSplit { server: 0.3, harness: 0.2, postgres: Some(0.3), broker: None },
+            cpu_store_alone: crate::cpu::CpuSplit {
+                server: 0.0,
+                harness: 0.1,
+                postgres: Some(0.2),
+                broker: None,
+            },
         }
     }
 
@@ -438,6 +445,25 @@ mod tests {
         // One bar per run and series, 2 × (3 + 4), plus the background, 7 legend swatches and
         // the two legend boxes (fill and border each).
         assert_eq!(svg.matches("<rect").count(), 14 + 1 + 7 + 2 * 2, "bars, background, legends");
+    }
+
+    #[test]
+    fn the_markdown_report_shows_where_the_cpu_went() {
+        let md = crate::report::markdown(&report(
+            vec![run(Broker::Grpc, StoreKind::Postgres, 3000.0, 20.0)],
+            vec![],
+        ));
+        assert!(
+            md.contains("| grpc | postgres | 0.30 / 0.20 / 0.30 / – = 0.80 | 0.10 / 0.20 = 0.30 | 0.38 |"),
+            "{md}"
+        );
+        let mut old = run(Broker::Grpc, StoreKind::Postgres, 3000.0, 20.0);
+        old.cpu_e2e = crate::cpu::CpuSplit::default();
+        let md = crate::report::markdown(&report(vec![old], vec![]));
+        assert!(
+            !md.contains("CPU s per 1,000 bundles by process"),
+            "results without the split show no table"
+        );
     }
 
     #[test]

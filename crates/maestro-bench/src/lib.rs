@@ -14,6 +14,7 @@
 //! Markdown), [`chart`] (SVG).
 
 pub mod chart;
+pub mod cpu;
 pub mod env;
 pub mod fleet;
 pub mod instances;
@@ -159,6 +160,13 @@ pub struct RunResult {
     pub resync: load::Resync,
     /// Footprint.
     pub footprint: Footprint,
+    /// CPU per 1,000 bundles by process in the end-to-end throughput scenario. Default (zeros)
+    /// in results written before it was measured.
+    #[serde(default)]
+    pub cpu_e2e: cpu::CpuSplit,
+    /// CPU per 1,000 bundles by process in the store-alone scenario (no server).
+    #[serde(default)]
+    pub cpu_store_alone: cpu::CpuSplit,
 }
 
 pub(crate) fn bar(label: String) -> ProgressBar {
@@ -185,7 +193,9 @@ pub async fn run_one(
     let bin = fleet::maestro_bin()?;
     let process = BrokerProcess::start(broker).await?;
     let raw_db = Database::fresh(store, postgres).await?;
+    let cpu0 = cpu::CpuReading::now(None);
     let raw_store = limits::store(&raw_db.url, p.raw_count, p.concurrency).await;
+    let cpu_store_alone = cpu0.per_1000(&cpu::CpuReading::now(None), p.raw_count);
     raw_db.remove().await;
     let raw_store = raw_store?;
     let raw_broker = limits::broker(&process, p.raw_count, p.concurrency).await?;
@@ -206,6 +216,8 @@ pub async fn run_one(
         rest: e2e.rest,
         resync: e2e.resync,
         footprint: e2e.footprint,
+        cpu_e2e: e2e.cpu,
+        cpu_store_alone,
     })
 }
 
@@ -216,6 +228,7 @@ struct EndToEnd {
     rest: load::RestList,
     resync: load::Resync,
     footprint: Footprint,
+    cpu: cpu::CpuSplit,
 }
 
 /// Starts the server `bin` on `db_url` with its fleet, runs the throughput, REST, latency,
@@ -243,13 +256,13 @@ async fn end_to_end(
     // Warm-up: one bundle per consumer proves every agent is connected.
     let sources = std::slice::from_ref(&fleet.source);
     load::throughput(sources, &consumers, (0, 1), p.concurrency, &ProgressBar::hidden()).await?;
-    let cpu0 = fleet.server.usage().cpu_s;
+    let cpu0 = cpu::CpuReading::now(Some(&fleet.server));
     let pb = bar(format!("{label} e2e"));
     let throughput =
         load::throughput(sources, &consumers, (1, p.bundles_per_consumer), p.concurrency, &pb).await?;
     pb.finish_with_message(format!("{:.0} bundles/s", throughput.per_second));
+    let split = cpu0.per_1000(&cpu::CpuReading::now(Some(&fleet.server)), throughput.bundles);
     let usage = fleet.server.usage();
-    let cpu = usage.cpu_s - cpu0;
     // RSS holding the throughput scenario's bundles (full run: 10 × 600 plus the warm-up ones,
     // as in Go Maestro's published test), then the REST lists of them and RSS again.
     let holding_rss_mib = usage.rss_mib;
@@ -273,14 +286,14 @@ async fn end_to_end(
         holding_bundles: rest.all_bundles,
         holding_rss_mib,
         listed_rss_mib,
-        cpu_s_per_1000: cpu / throughput.bundles as f64 * 1000.0,
+        cpu_s_per_1000: split.server,
         idle_agents: idle.0 + consumers.len(),
         idle_rss_mib: idle.1,
         idle_connect_s: idle.2,
         idle_error,
     };
     fleet.shutdown().await;
-    Ok(EndToEnd { throughput, latency, rest, resync, footprint })
+    Ok(EndToEnd { throughput, latency, rest, resync, footprint, cpu: split })
 }
 
 /// The server's `--resync-min-interval` in every run (its default): it answers one spec resync

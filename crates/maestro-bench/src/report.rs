@@ -134,6 +134,7 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     pgbench_line(&mut s, r);
+    cpu_table(&mut s, r);
     for f in &r.failures {
         let _ = writeln!(s, "\n- not measured: {f}");
     }
@@ -159,6 +160,39 @@ fn pgbench_line(s: &mut String, r: &Report) {
         w.batch,
         ratios.join(", ")
     );
+}
+
+/// Where the CPU went in each run's e2e and store-alone scenarios, and the e2e ÷ store-alone
+/// ratio the two totals allow when both scenarios are bound by the machine's cores.
+fn cpu_table(s: &mut String, r: &Report) {
+    let runs: Vec<_> = r.runs.iter().filter(|run| run.cpu_e2e.total() > 0.0).collect();
+    if runs.is_empty() {
+        return;
+    }
+    let pg = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
+    s.push_str(
+        "\nCPU s per 1,000 bundles by process (the harness runs the fleet's agents and the load generator in e2e, the store writes in store alone; PostgreSQL = every local `postgres` process; broker = Mosquitto's or the Pub/Sub emulator's process):\n\n\
+         | broker | store | e2e: server / harness / PostgreSQL / broker = total | store alone: harness / PostgreSQL = total | store-alone total ÷ e2e total |\n\
+         |---|---|---:|---:|---:|\n",
+    );
+    for run in runs {
+        let (e, a) = (&run.cpu_e2e, &run.cpu_store_alone);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} / {:.2} / {} / {} = {:.2} | {:.2} / {} = {:.2} | {:.2} |",
+            run.broker,
+            run.store,
+            e.server,
+            e.harness,
+            pg(e.postgres),
+            pg(e.broker),
+            e.total(),
+            a.harness,
+            pg(a.postgres),
+            a.total(),
+            a.total() / e.total(),
+        );
+    }
 }
 
 #[cfg(test)]
