@@ -303,7 +303,11 @@ pub(crate) fn upsert(
         tracing::debug!(resource_id = %id, got = spec.resource_version, have = work.generation, "ignoring stale spec");
         return false;
     }
-    if !orphaned && spec.resource_version == work.generation && spec.bundle == work.bundle && !work.deleting {
+    if !orphaned
+        && spec.resource_version == work.generation
+        && spec.bundle.as_ref() == work.bundle.as_deref()
+        && !work.deleting
+    {
         return false; // a resync response repeating what we hold
     }
     tracing::info!(resource_id = %id, from = work.generation, to = spec.resource_version, "work updated");
@@ -366,7 +370,7 @@ fn replace_spec(work: &mut Work, spec: SpecEvent) {
     work.metadata = metadata;
     work.original_source = spec.source;
     if spec.bundle.is_some() || work.bundle.is_none() {
-        work.bundle = spec.bundle;
+        work.bundle = spec.bundle.map(Arc::new);
     }
     work.spec_rev += 1;
     work.needs_apply = true;

@@ -30,7 +30,7 @@ pub(crate) struct Snapshot {
     pub(crate) name: String,
     pub(crate) generation: i64,
     pub(crate) spec_rev: u64,
-    pub(crate) bundle: Option<ManifestBundle>,
+    pub(crate) bundle: Option<Arc<ManifestBundle>>,
     pub(crate) deleting: bool,
     pub(crate) needs_apply: bool,
     pub(crate) status: Option<ManifestBundleStatus>,

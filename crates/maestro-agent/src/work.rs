@@ -1,6 +1,8 @@
 //! The agent's in-memory work store: one [`Work`] per resource id (the ManifestWork plus its
 //! AppliedManifestWork bookkeeping), and the public [`WorkSnapshot`] view of it.
 
+use std::sync::Arc;
+
 use maestro_api::payload::{ManifestBundle, ManifestBundleStatus};
 use serde_json::{Map, Value};
 
@@ -34,7 +36,9 @@ pub(crate) struct Work {
     pub(crate) generation: i64,
     pub(crate) original_source: String,
     pub(crate) metadata: Map<String, Value>,
-    pub(crate) bundle: Option<ManifestBundle>,
+    /// The bundle of the spec it holds, shared with the reconcile snapshots taken of it (a
+    /// reconcile reads it without copying its manifests).
+    pub(crate) bundle: Option<Arc<ManifestBundle>>,
     pub(crate) deleting: bool,
     /// Resources deleted and `Deleted` status set: dropped once that status is published.
     pub(crate) finalized: bool,
