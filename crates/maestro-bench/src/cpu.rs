@@ -1,6 +1,6 @@
 //! Where the machine's CPU goes during a scenario: the server process, this harness process
-//! (the fleet's agents, the load generator, the store-alone writer) and the local PostgreSQL
-//! server, each as CPU seconds per 1,000 bundles.
+//! (the fleet's agents, the load generator, the store-alone writer), the local PostgreSQL
+//! server and an external broker, each as CPU seconds per 1,000 bundles.
 //!
 //! The end-to-end figures and the store-alone figure they are divided by share the machine's
 //! cores with the harness and PostgreSQL, so a ratio such as e2e ÷ store alone is bounded by
@@ -29,7 +29,8 @@ pub struct CpuReading {
 }
 
 impl CpuReading {
-    /// Reads the CPU time of `server` (if any), this process and local PostgreSQL.
+    /// Reads the CPU time of `server` (if any), this process, local PostgreSQL and an external
+    /// broker.
     pub fn now(server: Option<&ServerProcess>) -> CpuReading {
         CpuReading {
             server_s: server.map_or(0.0, |s| s.usage().cpu_s),

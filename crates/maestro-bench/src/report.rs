@@ -169,7 +169,7 @@ fn cpu_table(s: &mut String, r: &Report) {
     if runs.is_empty() {
         return;
     }
-    let pg = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
+    let measured = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
     s.push_str(
         "\nCPU s per 1,000 bundles by process (the harness runs the fleet's agents and the load generator in e2e, the store writes in store alone; PostgreSQL = every local `postgres` process; broker = Mosquitto's or the Pub/Sub emulator's process):\n\n\
          | broker | store | e2e: server / harness / PostgreSQL / broker = total | store alone: harness / PostgreSQL = total | store-alone total ÷ e2e total |\n\
@@ -184,11 +184,11 @@ fn cpu_table(s: &mut String, r: &Report) {
             run.store,
             e.server,
             e.harness,
-            pg(e.postgres),
-            pg(e.broker),
+            measured(e.postgres),
+            measured(e.broker),
             e.total(),
             a.harness,
-            pg(a.postgres),
+            measured(a.postgres),
             a.total(),
             a.total() / e.total(),
         );
