@@ -28,7 +28,7 @@ pub(crate) struct Instances<'a, D: Dialect> {
     pub(crate) id: &'a str,
 }
 
-fn ms(d: Duration) -> i64 {
+pub(crate) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 

@@ -3,9 +3,11 @@
 //! (docs/architecture.md §9); the cross-instance wake-ups below are its first part.
 //!
 //! Spec and status writes lock the resource row (`SELECT … FOR UPDATE`), so concurrent writers
-//! of one resource serialize; resource creation holds a key-share lock on the consumer row so a
-//! concurrent consumer delete cannot slip in between. Lists are bound as arrays (`= ANY($1)`);
-//! a status group writes its rows with one `UNNEST` statement per table.
+//! of one resource serialize; resource creation holds a key-share lock on the consumer row (the
+//! foreign key's) so a concurrent consumer delete cannot slip in between. Lists are bound as
+//! arrays (`= ANY($1)`); a creation group is one statement (its resources and their outbox rows,
+//! a data-modifying `WITH`, in one round trip); a status group writes its rows with one `UNNEST`
+//! statement per table.
 //!
 //! Status event rows are read with a cursor (`status_events_after`), so their `seq`s must
 //! become visible in order: appends take a transaction-scoped advisory lock
@@ -38,7 +40,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::Result;
 use crate::feed::{Signals, fire};
-use crate::sql::{List, Returned, SqlStore, StatusRows, sealed};
+use crate::instances::{CLAIM_LEASE, ms};
+use crate::sql::{CreateRows, List, NO_PAYLOAD, Returned, SqlStore, StatusRows, sealed};
 
 /// The PostgreSQL [`crate::Store`]. Cheap to share behind an `Arc`; [`SqlStore::connect`]
 /// connects a pool (up to 16 connections, [`ACQUIRE_TIMEOUT`], [`STATEMENT_TIMEOUT`]) to a
@@ -179,13 +182,19 @@ impl sealed::Backend for Postgres {
                     (r.id.as_str(), texts[*w].as_deref(), r.status_hash.as_deref(), r.sequence_id.as_deref())
                 })
                 .collect();
-            let sql = "UPDATE resources AS r SET status = u.status, status_hash = u.status_hash, \
-                       sequence_id = u.sequence_id, updated_at = $5 \
+            // The sequence lock in the same round trip, taken once the update is done (the
+            // outer query reads all of it first).
+            let sql = "WITH updated AS (UPDATE resources AS r SET status = u.status, \
+                       status_hash = u.status_hash, sequence_id = u.sequence_id, updated_at = $5 \
                        FROM UNNEST($1::text[], $2::text[]::json[], \
-                       $3::text[], $4::text[]) AS u(id, status, status_hash, sequence_id) WHERE r.id = u.id";
-            bind!(sqlx::query(sql), &ids, &statuses, &hashes, &sequences, now).execute(&mut *conn).await?;
+                       $3::text[], $4::text[]) AS u(id, status, status_hash, sequence_id) WHERE r.id = u.id \
+                       RETURNING 1) \
+                       SELECT pg_advisory_xact_lock($6) FROM (SELECT count(*) FROM updated) AS done";
+            let q = bind!(sqlx::query(sql), &ids, &statuses, &hashes, &sequences, now, STATUS_SEQ_LOCK);
+            q.execute(&mut *conn).await?;
+        } else {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut *conn).await?;
         }
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut *conn).await?;
         let (ids, kinds, statuses): (Vec<_>, Vec<_>, Vec<_>) = plan
             .events
             .iter()
@@ -201,6 +210,57 @@ impl sealed::Backend for Postgres {
                    RETURNING seq, resource_id, CASE WHEN $5 THEN payload::text ELSE '' END";
         Ok(bind!(sqlx::query_as(sql), &ids, &kinds, &statuses, now, fed).fetch_all(conn).await?)
     }
+
+    /// One round trip instead of five (`BEGIN`, the consumers' check, two inserts, `COMMIT`):
+    /// the statement is atomic on its own, its consumer test is re-checked by the foreign key
+    /// (which takes the same key-share lock the step-by-step check took), and the columns are
+    /// bound as parallel arrays, so every group size shares one prepared statement.
+    async fn create_at_once<'a>(
+        pool: &'a PgPool,
+        rows: &'a CreateRows<'a>,
+    ) -> Result<Option<Vec<(crate::Resource, i64)>>> {
+        let CreateRows { ops, now, claimant } = *rows;
+        let texts: Vec<String> = ops.iter().map(|op| op.payload.to_string()).collect();
+        let column = |f: fn(&crate::NewResource) -> &str| ops.iter().map(|op| f(op)).collect::<Vec<_>>();
+        let (ids, names) = (column(|op| &op.id), column(|op| &op.name));
+        let (consumers, sources) = (column(|op| &op.consumer_name), column(|op| &op.source));
+        let q = bind!(sqlx::query_as(CREATE_AT_ONCE.as_str()), &ids, &names, &consumers, &sources, &texts);
+        let created: Vec<Created> =
+            bind!(q, now, crate::SpecAction::Create.as_str(), claimant, ms(CLAIM_LEASE))
+                .fetch_all(pool)
+                .await?;
+        Ok(Some(created.into_iter().map(|c| (c.resource, c.seq)).collect()))
+    }
+}
+
+/// The statement of [`sealed::Backend::create_at_once`]: `$1`–`$5` the new rows' ids, names,
+/// consumers, sources and payload texts (arrays), `$6` the time, `$7` the outbox action,
+/// `$8` the claiming instance or `NULL`, `$9` the claim lease in ms.
+static CREATE_AT_ONCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH ins AS (INSERT INTO resources \
+             (id, name, consumer_name, source, version, payload, created_at, updated_at) \
+             SELECT v.id, v.name, v.consumer_name, v.source, 1, v.payload, $6, $6 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]::json[]) \
+             WITH ORDINALITY AS v(id, name, consumer_name, source, payload, ord) \
+             WHERE EXISTS (SELECT 1 FROM consumers c WHERE c.name = v.consumer_name) ORDER BY v.ord \
+             ON CONFLICT (id) DO NOTHING RETURNING {NO_PAYLOAD}), \
+             ev AS (INSERT INTO spec_events \
+             (resource_id, consumer_name, action, version, created_at, claimed_by, claim_until_ms) \
+             SELECT id, consumer_name, $7, version, created_at, $8, \
+             CASE WHEN $8::text IS NULL THEN NULL ELSE {now_ms} + $9 END FROM ins \
+             RETURNING seq, resource_id) \
+             SELECT ins.*, ev.seq FROM ins JOIN ev ON ev.resource_id = ins.id",
+        now_ms = <Postgres as sealed::Backend>::NOW_MS
+    )
+});
+
+/// A resource row [`sealed::Backend::create_at_once`] inserted, with its outbox row's `seq`.
+#[derive(sqlx::FromRow)]
+struct Created {
+    #[sqlx(flatten)]
+    resource: crate::Resource,
+    seq: i64,
 }
 
 /// Listens for the other instances' announcements until `stop` (the store dropped), waking

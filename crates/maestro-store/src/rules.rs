@@ -264,17 +264,17 @@ pub(crate) fn plan_status_group(
 }
 
 /// Splits a group of new resources: `Err` answers for writes refused before any SQL (unknown
-/// consumer, an id repeated within the group: the first one wins), and the indexes of the
-/// writes to insert.
+/// consumer when `known_consumers` is given, an id repeated within the group: the first one
+/// wins), and the indexes of the writes to insert.
 pub(crate) fn screen_creates(
     ops: &[crate::NewResource],
-    known_consumers: &std::collections::HashSet<String>,
+    known_consumers: Option<&std::collections::HashSet<String>>,
 ) -> (Vec<Option<Result<Resource>>>, Vec<usize>) {
     let mut answers: Vec<Option<Result<Resource>>> = Vec::with_capacity(ops.len());
     let mut insert = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, op) in ops.iter().enumerate() {
-        if !known_consumers.contains(&op.consumer_name) {
+        if known_consumers.is_some_and(|known| !known.contains(&op.consumer_name)) {
             answers.push(Some(Err(StoreError::UnknownConsumer(op.consumer_name.clone()))));
         } else if !seen.insert(op.id.as_str()) {
             answers.push(Some(Err(exists(&op.id))));
@@ -291,6 +291,26 @@ pub(crate) fn exists(id: &str) -> StoreError {
     StoreError::Conflict(format!("resource {id:?} already exists"))
 }
 
+/// Answers "unknown consumer" for the writes of a create group that were to be inserted
+/// (`insert`), were not (`created` has no row of their id) and whose consumer is not among
+/// `known` (the consumers that exist).
+pub(crate) fn unknown_consumers(
+    ops: &[crate::NewResource],
+    answers: &mut [Option<Result<Resource>>],
+    insert: &[usize],
+    created: &std::collections::HashMap<String, Resource>,
+    known: &[String],
+) {
+    for &i in insert {
+        if let (Some(op), Some(slot)) = (ops.get(i), answers.get_mut(i))
+            && !created.contains_key(&op.id)
+            && !known.contains(&op.consumer_name)
+        {
+            *slot = Some(Err(StoreError::UnknownConsumer(op.consumer_name.clone())));
+        }
+    }
+}
+
 /// Fills the answers of the inserted writes of a create group from the rows the insert
 /// returned (keyed by id); an id with no row existed already.
 pub(crate) fn answer_creates(
@@ -300,7 +320,7 @@ pub(crate) fn answer_creates(
     mut created: std::collections::HashMap<String, Resource>,
 ) -> Vec<Result<Resource>> {
     for &i in insert {
-        if let (Some(op), Some(slot)) = (ops.get(i), answers.get_mut(i)) {
+        if let (Some(op), Some(slot @ None)) = (ops.get(i), answers.get_mut(i)) {
             *slot = Some(created.remove(&op.id).ok_or_else(|| exists(&op.id)));
         }
     }

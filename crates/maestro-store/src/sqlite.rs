@@ -25,7 +25,7 @@ use sqlx::{Encode, Sqlite, SqlitePool, Type};
 
 use crate::Result;
 use crate::feed::Signals;
-use crate::sql::{List, Returned, SqlStore, StatusRows, sealed};
+use crate::sql::{CreateRows, List, Returned, SqlStore, StatusRows, sealed};
 
 /// The SQLite [`crate::Store`]. Cheap to share behind an `Arc`; [`SqlStore::connect`] opens
 /// `sqlite::memory:` (a private in-memory database, served by one connection so every call
@@ -144,6 +144,14 @@ impl sealed::Backend for Sqlite {
             returned.extend(bind!(q, Self::stamp(now), fed).fetch_optional(&mut *conn).await?);
         }
         Ok(returned)
+    }
+
+    /// SQLite has no data-modifying `WITH`; its statements run in process anyway.
+    async fn create_at_once<'a>(
+        _: &'a SqlitePool,
+        _: &'a CreateRows<'a>,
+    ) -> Result<Option<Vec<(crate::Resource, i64)>>> {
+        Ok(None)
     }
 }
 

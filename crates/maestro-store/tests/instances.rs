@@ -163,3 +163,52 @@ async fn two_instances_share_the_outbox() {
     assert_eq!(a.complete_unheld_spec_events().await.expect("complete"), 1, "c2's row: nobody holds c2");
     assert_eq!(a.pending_spec_events(10).await.expect("pending").len(), 3);
 }
+
+/// Creations while an instance's dispatcher reads the spec feed (PostgreSQL writes a group in
+/// one statement): the feed hands over each created row with its resource, in `seq` order; the
+/// rows are claimed by that instance, so the other one skips them; and a group's unknown
+/// consumer and existing id are answered as when written one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fed_creations_are_claimed_by_their_instance() {
+    let url = maestro_store::testing::postgres_url().await;
+    let a = maestro_store::open(&url).await.expect("open a");
+    let b = maestro_store::open(&url).await.expect("open b");
+    assert!(a.register_instance("a", LEASE, 0).await.expect("register a"));
+    assert!(b.register_instance("b", LEASE, 0).await.expect("register b"));
+    consumer(&a, "c1").await;
+    resource(&a, "old", "c1").await;
+    let mut feed = a.spec_changes();
+    let new = |id: &str, consumer: &str| NewResource {
+        id: id.into(),
+        name: id.into(),
+        consumer_name: consumer.into(),
+        source: "s1".into(),
+        payload: json!({"id": id}).into(),
+    };
+    let (r1, r2, ghost, old) = tokio::join!(
+        a.create_resource(new("r1", "c1")),
+        a.create_resource(new("r2", "c1")),
+        a.create_resource(new("x", "ghost")),
+        a.create_resource(new("old", "c1")),
+    );
+    assert_eq!((r1.expect("r1").id, r2.expect("r2").id), ("r1".into(), "r2".into()));
+    assert!(
+        matches!(&ghost, Err(maestro_store::StoreError::UnknownConsumer(c)) if c == "ghost"),
+        "{ghost:?}"
+    );
+    assert!(matches!(&old, Err(maestro_store::StoreError::Conflict(_))), "{old:?}");
+    let mut fed = Vec::new();
+    while fed.len() < 2 {
+        let change = tokio::time::timeout(Duration::from_secs(10), feed.next()).await;
+        if let maestro_store::Change::Rows(rows) = change.expect("the feed hands the rows over in time") {
+            fed.extend(rows);
+        }
+    }
+    assert!(fed.windows(2).all(|w| w[0].event.seq < w[1].event.seq), "fed in seq order");
+    assert!(fed.iter().all(|p| p.resource.as_ref().is_some_and(|r| r.payload["id"] == p.event.resource_id)));
+    let mut fed_ids: Vec<_> = fed.iter().map(|p| p.event.resource_id.as_str()).collect();
+    fed_ids.sort_unstable();
+    assert_eq!(fed_ids, ["r1", "r2"]);
+    let theirs = b.claim_spec_deliveries(10, false).await.expect("b claims");
+    assert_eq!(seqs(&theirs).len(), 1, "b gets the row created before the feed, not a's fed ones");
+}

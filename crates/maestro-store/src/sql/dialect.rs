@@ -92,6 +92,16 @@ pub(crate) mod sealed {
             conn: &'a mut Self::Connection,
             rows: &'a super::StatusRows<'a>,
         ) -> impl Future<Output = Result<super::Returned>> + Send + 'a;
+
+        /// Creates a group's resources and their `Create` outbox rows in ONE statement, outside
+        /// any transaction of the caller's, where the dialect can (PostgreSQL: data-modifying
+        /// `WITH`); `None` on the others, whose caller runs the transaction step by step. A
+        /// resource is inserted only when its consumer exists and its id is new; each inserted
+        /// row comes back (without its payload) with its outbox row's `seq`, in any order.
+        fn create_at_once<'a>(
+            pool: &'a sqlx::Pool<Self>,
+            rows: &'a super::CreateRows<'a>,
+        ) -> impl Future<Output = Result<Option<Vec<(crate::Resource, i64)>>>> + Send + 'a;
     }
 }
 
@@ -99,6 +109,17 @@ pub(crate) mod sealed {
 /// (`= ANY($1)`); SQLite JSON array text (`IN (SELECT value FROM json_each($1))`).
 #[derive(Debug, Clone, Copy)]
 pub struct List<'a, T>(pub &'a [T]);
+
+/// A group of resources to create at once ([`sealed::Backend::create_at_once`]).
+#[derive(Debug)]
+pub(crate) struct CreateRows<'a> {
+    /// The resources, ids distinct.
+    pub(crate) ops: &'a [&'a crate::NewResource],
+    /// The time written (`created_at`, `updated_at`).
+    pub(crate) now: DateTime<Utc>,
+    /// The instance claiming the outbox rows (they are fed to its dispatcher), if any.
+    pub(crate) claimant: Option<&'a str>,
+}
 
 /// The `(seq, resource_id, payload text)` of each status event row a group appended.
 pub(crate) type Returned = Vec<(i64, String, String)>;

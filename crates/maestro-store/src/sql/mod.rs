@@ -47,11 +47,11 @@ use crate::{
 
 mod dialect;
 
+pub(crate) use dialect::{CreateRows, Returned, StatusRows, sealed};
 pub use dialect::{Dialect, List};
-pub(crate) use dialect::{Returned, StatusRows, sealed};
 
 /// The columns of a resource row but its spec payload (read back as `null`).
-const NO_PAYLOAD: &str = "id, name, consumer_name, source, version, status, status_hash, sequence_id, \
+pub(crate) const NO_PAYLOAD: &str = "id, name, consumer_name, source, version, status, status_hash, sequence_id, \
                           deleted_at, created_at, \
      updated_at";
 
@@ -288,6 +288,9 @@ where
         (pool, signals): Db<D>,
         ops: Arc<Vec<NewResource>>,
     ) -> Result<Vec<Result<Resource>>> {
+        if let Some(answers) = Self::create_at_once(&pool, &signals, &ops).await? {
+            return Ok(answers);
+        }
         let mut tx = Self::begin(&pool).await?;
         let mut names: Vec<&str> = ops.iter().map(|op| op.consumer_name.as_str()).collect();
         names.sort_unstable();
@@ -298,7 +301,7 @@ where
         );
         let known: Vec<String> =
             sqlx::query_scalar(AssertSqlSafe(sql)).bind(List(&names)).fetch_all(&mut *tx).await?;
-        let (answers, insert) = rules::screen_creates(&ops, &known.into_iter().collect());
+        let (answers, insert) = rules::screen_creates(&ops, Some(&known.into_iter().collect()));
         let mut created = HashMap::new();
         if !insert.is_empty() {
             let todo: Vec<&NewResource> = insert.iter().filter_map(|&i| ops.get(i)).collect();
@@ -314,6 +317,50 @@ where
             created = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
         }
         Ok(rules::answer_creates(&ops, answers, &insert, created))
+    }
+
+    /// [`Self::create_group`] in one statement where the dialect can
+    /// ([`sealed::Backend::create_at_once`]); `None` where it cannot. A write that was not
+    /// inserted is answered after the statement: its consumer unknown (read then, without a
+    /// lock: a consumer registered in between makes it "already exists"), else its id exists.
+    async fn create_at_once(
+        pool: &Pool<D>,
+        signals: &Signals,
+        ops: &[NewResource],
+    ) -> Result<Option<Vec<Result<Resource>>>> {
+        let (mut answers, insert) = rules::screen_creates(ops, None);
+        let todo: Vec<&NewResource> = insert.iter().filter_map(|&i| ops.get(i)).collect();
+        let fed = signals.spec.wanted();
+        let claimant = signals.claimant.get().map(String::as_str).filter(|_| fed);
+        let rows = CreateRows { ops: &todo, now: rules::now(), claimant };
+        let Some(inserted) = D::create_at_once(pool, &rows).await? else { return Ok(None) };
+        let payloads: HashMap<&str, &Arc<Value>> =
+            todo.iter().map(|op| (op.id.as_str(), &op.payload)).collect();
+        let mut seqs = Vec::with_capacity(inserted.len());
+        let created: Vec<Resource> = inserted
+            .into_iter()
+            .map(|(r, seq)| {
+                seqs.push((seq, r.id.clone()));
+                let payload = payloads.get(r.id.as_str()).map_or_else(Arc::default, |p| Arc::clone(p));
+                Resource { payload, ..r }
+            })
+            .collect();
+        if !created.is_empty() {
+            signals.spec.committed(if fed { feed_creations(&created, seqs) } else { None });
+        }
+        let created: HashMap<String, Resource> = created.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let missing: Vec<&str> = todo
+            .iter()
+            .filter(|op| !created.contains_key(&op.id))
+            .map(|op| op.consumer_name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let sql = format!("SELECT name FROM consumers WHERE name {}", D::IN_LIST);
+            let known: Vec<String> =
+                sqlx::query_scalar(AssertSqlSafe(sql)).bind(List(&missing)).fetch_all(pool).await?;
+            rules::unknown_consumers(ops, &mut answers, &insert, &created, &known);
+        }
+        Ok(Some(rules::answer_creates(ops, answers, &insert, created)))
     }
 
     /// Inserts `ops` at version 1 (one statement); returns the rows inserted (an id that
