@@ -167,48 +167,44 @@ impl sealed::Backend for Postgres {
         Some(stop.drop_guard())
     }
 
-    /// One statement per table for the whole group, the columns bound as parallel arrays. The
-    /// event rows are appended under [`STATUS_SEQ_LOCK`], held until the transaction ends, so
-    /// status event `seq`s become visible in increasing order and a reader's
-    /// `status_events_after(cursor)` never skips a row that commits late with a smaller `seq`
-    /// (only the deletions of confirmed resources follow in the transaction).
+    /// One statement for the whole group (one round trip), the columns bound as parallel
+    /// arrays: the changed rows' status columns are updated, then the sequence lock
+    /// [`STATUS_SEQ_LOCK`] is taken (it reads the whole update's count first), then the event
+    /// rows are appended (the insert joins the lock's row, so no `seq` is drawn before the
+    /// lock is held). The lock is held until the transaction ends, so status event `seq`s
+    /// become visible in increasing order and a reader's `status_events_after(cursor)` never
+    /// skips a row that commits late with a smaller `seq` (only the deletions of confirmed
+    /// resources follow in the transaction). The insert reads the rows as they were before the
+    /// update (one statement, one snapshot): it copies only what the update leaves alone.
     async fn write_statuses<'a>(conn: &'a mut PgConnection, rows: &'a StatusRows<'a>) -> Result<Returned> {
         let StatusRows { plan, texts, now, fed } = *rows;
-        if !plan.updated.is_empty() {
-            let (ids, statuses, hashes, sequences): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = plan
-                .updated
-                .iter()
-                .map(|(r, w)| {
-                    (r.id.as_str(), texts[*w].as_deref(), r.status_hash.as_deref(), r.sequence_id.as_deref())
-                })
-                .collect();
-            // The sequence lock in the same round trip, taken once the update is done (the
-            // outer query reads all of it first).
-            let sql = "WITH updated AS (UPDATE resources AS r SET status = u.status, \
-                       status_hash = u.status_hash, sequence_id = u.sequence_id, updated_at = $5 \
-                       FROM UNNEST($1::text[], $2::text[]::json[], \
-                       $3::text[], $4::text[]) AS u(id, status, status_hash, sequence_id) WHERE r.id = u.id \
-                       RETURNING 1) \
-                       SELECT pg_advisory_xact_lock($6) FROM (SELECT count(*) FROM updated) AS done";
-            let q = bind!(sqlx::query(sql), &ids, &statuses, &hashes, &sequences, now, STATUS_SEQ_LOCK);
-            q.execute(&mut *conn).await?;
-        } else {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATUS_SEQ_LOCK).execute(&mut *conn).await?;
-        }
-        let (ids, kinds, statuses): (Vec<_>, Vec<_>, Vec<_>) = plan
+        let (ids, statuses, hashes, sequences): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = plan
+            .updated
+            .iter()
+            .map(|(r, w)| {
+                (r.id.as_str(), texts[*w].as_deref(), r.status_hash.as_deref(), r.sequence_id.as_deref())
+            })
+            .collect();
+        let (event_ids, kinds, event_statuses): (Vec<_>, Vec<_>, Vec<_>) = plan
             .events
             .iter()
             .map(|e| (e.resource.id.as_str(), e.kind.as_str(), texts[e.write].as_deref()))
             .collect();
         // The payload text only when it is fed: otherwise every row would carry it back.
-        let sql = "INSERT INTO status_events \
+        let sql = "WITH updated AS (UPDATE resources AS r SET status = u.status, \
+                   status_hash = u.status_hash, sequence_id = u.sequence_id, updated_at = $5 \
+                   FROM UNNEST($1::text[], $2::text[]::json[], $3::text[], $4::text[]) \
+                   AS u(id, status, status_hash, sequence_id) WHERE r.id = u.id RETURNING 1), \
+                   locked AS (SELECT pg_advisory_xact_lock($6) FROM (SELECT count(*) FROM updated) AS done) \
+                   INSERT INTO status_events \
                    (resource_id, source, consumer_name, kind, payload, status, created_at) \
-                   SELECT r.id, r.source, r.consumer_name, u.kind, r.payload, u.status, $4 \
-                   FROM UNNEST($1::text[], $2::text[], $3::text[]::json[]) \
-                   WITH ORDINALITY AS u(id, kind, status, ord) \
-                   JOIN resources r ON r.id = u.id ORDER BY u.ord \
-                   RETURNING seq, resource_id, CASE WHEN $5 THEN payload::text ELSE '' END";
-        Ok(bind!(sqlx::query_as(sql), &ids, &kinds, &statuses, now, fed).fetch_all(conn).await?)
+                   SELECT r.id, r.source, r.consumer_name, e.kind, r.payload, e.status, $5 \
+                   FROM UNNEST($7::text[], $8::text[], $9::text[]::json[]) \
+                   WITH ORDINALITY AS e(id, kind, status, ord) \
+                   JOIN resources r ON r.id = e.id CROSS JOIN locked ORDER BY e.ord \
+                   RETURNING seq, resource_id, CASE WHEN $10 THEN payload::text ELSE '' END";
+        let q = bind!(sqlx::query_as(sql), &ids, &statuses, &hashes, &sequences, now, STATUS_SEQ_LOCK);
+        Ok(bind!(q, &event_ids, &kinds, &event_statuses, fed).fetch_all(conn).await?)
     }
 
     /// One round trip instead of five (`BEGIN`, the consumers' check, two inserts, `COMMIT`):

@@ -2,6 +2,7 @@
 //! (docs/architecture.md §9): on every backend with one store, and on PostgreSQL with two
 //! stores sharing one database (two server instances).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use maestro_api::snowflake::Generator;
@@ -211,4 +212,68 @@ async fn fed_creations_are_claimed_by_their_instance() {
     assert_eq!(fed_ids, ["r1", "r2"]);
     let theirs = b.claim_spec_deliveries(10, false).await.expect("b claims");
     assert_eq!(seqs(&theirs).len(), 1, "b gets the row created before the feed, not a's fed ones");
+}
+
+/// Two instances storing statuses at once (PostgreSQL; each group one transaction under the
+/// status sequence lock): a reader following `status_events_after(cursor)` meanwhile, as the
+/// fan-out does, sees every status event row, each once, in `seq` order — no row commits
+/// after a larger `seq` was readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cursor_reader_misses_no_status_event_of_two_instances() {
+    const N: usize = 300;
+    let url = maestro_store::testing::postgres_url().await;
+    let a = maestro_store::open(&url).await.expect("open a");
+    let b = maestro_store::open(&url).await.expect("open b");
+    consumer(&a, "c1").await;
+    let mut created = Vec::new();
+    for i in 0..N {
+        created.push(resource(&a, &format!("r{i}"), "c1").await);
+    }
+    // Each instance stores its half one status at a time: many small groups, each a chance
+    // for the two instances' transactions to draw `seq`s in one order and commit in the other.
+    let ids = Arc::new(Generator::default());
+    let writers: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(half, store)| {
+            let (ids, mine): (_, Vec<_>) =
+                (ids.clone(), created.iter().skip(half).step_by(2).cloned().collect());
+            tokio::spawn(async move {
+                for r in mine {
+                    let write = maestro_store::StatusWrite {
+                        resource_id: r.id.clone(),
+                        consumer_name: r.consumer_name.clone(),
+                        version: r.version,
+                        sequence_id: ids.next_string(),
+                        status_hash: None,
+                        event: json!({"specversion": "1.0", "data": {"id": r.id}}).to_string(),
+                        data: json!({"id": r.id}).into(),
+                        deleted: false,
+                    };
+                    let outcome = store.apply_status(write).await.expect("apply");
+                    assert_eq!(outcome, maestro_store::StatusOutcome::Stored);
+                }
+            })
+        })
+        .collect();
+    let (mut cursor, mut seen) = (0, std::collections::HashSet::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "the writers finish in time");
+        let written = writers.iter().all(tokio::task::JoinHandle::is_finished);
+        let rows = a.status_events_after(cursor, 50).await.expect("read");
+        if written && rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            assert!(row.seq > cursor);
+            cursor = row.seq;
+            assert!(seen.insert(row.resource_id), "each row once");
+        }
+        tokio::task::yield_now().await;
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    assert_eq!(seen.len(), N, "the cursor reader saw every status event row");
 }
