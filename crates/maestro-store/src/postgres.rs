@@ -178,33 +178,35 @@ impl sealed::Backend for Postgres {
     /// update (one statement, one snapshot): it copies only what the update leaves alone.
     async fn write_statuses<'a>(conn: &'a mut PgConnection, rows: &'a StatusRows<'a>) -> Result<Returned> {
         let StatusRows { plan, texts, now, fed } = *rows;
-        let (ids, statuses, hashes, sequences): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = plan
+        // Each status text is sent once (`$1`, by write); rows and events name theirs by its
+        // 1-based position, so a text both updated and appended does not travel twice.
+        let texts: Vec<Option<&str>> = texts.iter().map(Option::as_deref).collect();
+        let position = |w: usize| i64::try_from(w).map_or(0, |w| w + 1);
+        let (ids, writes, hashes, sequences): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = plan
             .updated
             .iter()
-            .map(|(r, w)| {
-                (r.id.as_str(), texts[*w].as_deref(), r.status_hash.as_deref(), r.sequence_id.as_deref())
-            })
+            .map(|(r, w)| (r.id.as_str(), position(*w), r.status_hash.as_deref(), r.sequence_id.as_deref()))
             .collect();
-        let (event_ids, kinds, event_statuses): (Vec<_>, Vec<_>, Vec<_>) = plan
+        let (event_ids, kinds, event_writes): (Vec<_>, Vec<_>, Vec<_>) = plan
             .events
             .iter()
-            .map(|e| (e.resource.id.as_str(), e.kind.as_str(), texts[e.write].as_deref()))
+            .map(|e| (e.resource.id.as_str(), e.kind.as_str(), position(e.write)))
             .collect();
         // The payload text only when it is fed: otherwise every row would carry it back.
-        let sql = "WITH updated AS (UPDATE resources AS r SET status = u.status, \
-                   status_hash = u.status_hash, sequence_id = u.sequence_id, updated_at = $5 \
-                   FROM UNNEST($1::text[], $2::text[]::json[], $3::text[], $4::text[]) \
-                   AS u(id, status, status_hash, sequence_id) WHERE r.id = u.id RETURNING 1), \
-                   locked AS (SELECT pg_advisory_xact_lock($6) FROM (SELECT count(*) FROM updated) AS done) \
+        let sql = "WITH t AS MATERIALIZED (SELECT * FROM UNNEST($1::text[]::json[]) WITH ORDINALITY AS t(status, w)), \
+                   updated AS (UPDATE resources AS r SET status = t.status, \
+                   status_hash = u.status_hash, sequence_id = u.sequence_id, updated_at = $6 \
+                   FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[]) \
+                   AS u(id, w, status_hash, sequence_id) JOIN t ON t.w = u.w WHERE r.id = u.id RETURNING 1), \
+                   locked AS (SELECT pg_advisory_xact_lock($7) FROM (SELECT count(*) FROM updated) AS done) \
                    INSERT INTO status_events \
                    (resource_id, source, consumer_name, kind, payload, status, created_at) \
-                   SELECT r.id, r.source, r.consumer_name, e.kind, r.payload, e.status, $5 \
-                   FROM UNNEST($7::text[], $8::text[], $9::text[]::json[]) \
-                   WITH ORDINALITY AS e(id, kind, status, ord) \
-                   JOIN resources r ON r.id = e.id CROSS JOIN locked ORDER BY e.ord \
-                   RETURNING seq, resource_id, CASE WHEN $10 THEN payload::text ELSE '' END";
-        let q = bind!(sqlx::query_as(sql), &ids, &statuses, &hashes, &sequences, now, STATUS_SEQ_LOCK);
-        Ok(bind!(q, &event_ids, &kinds, &event_statuses, fed).fetch_all(conn).await?)
+                   SELECT r.id, r.source, r.consumer_name, e.kind, r.payload, t.status, $6 \
+                   FROM UNNEST($8::text[], $9::text[], $10::int8[]) WITH ORDINALITY AS e(id, kind, w, ord) \
+                   JOIN t ON t.w = e.w JOIN resources r ON r.id = e.id CROSS JOIN locked ORDER BY e.ord \
+                   RETURNING seq, resource_id, CASE WHEN $11 THEN payload::text ELSE '' END";
+        let q = bind!(sqlx::query_as(sql), &texts, &ids, &writes, &hashes, &sequences, now, STATUS_SEQ_LOCK);
+        Ok(bind!(q, &event_ids, &kinds, &event_writes, fed).fetch_all(conn).await?)
     }
 
     /// One round trip instead of five (`BEGIN`, the consumers' check, two inserts, `COMMIT`):
