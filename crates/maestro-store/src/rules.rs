@@ -291,22 +291,31 @@ pub(crate) fn exists(id: &str) -> StoreError {
     StoreError::Conflict(format!("resource {id:?} already exists"))
 }
 
-/// Answers "unknown consumer" for the writes of a create group that were to be inserted
-/// (`insert`), were not (`created` has no row of their id) and whose consumer is not among
-/// `known` (the consumers that exist).
+/// Answers the writes of a create group that were to be inserted (`insert`) but were not
+/// (`created` has no row of their id) and whose consumer is not among `known` (the consumers
+/// that exist): "unknown consumer". When reading the consumers failed (`Err`, its message),
+/// every such write gets a retryable database error instead: it was not written, and trying
+/// it again is answered from the database as it is then.
 pub(crate) fn unknown_consumers(
     ops: &[crate::NewResource],
     answers: &mut [Option<Result<Resource>>],
     insert: &[usize],
     created: &std::collections::HashMap<String, Resource>,
-    known: &[String],
+    known: std::result::Result<&[String], &str>,
 ) {
     for &i in insert {
-        if let (Some(op), Some(slot)) = (ops.get(i), answers.get_mut(i))
-            && !created.contains_key(&op.id)
-            && !known.contains(&op.consumer_name)
-        {
-            *slot = Some(Err(StoreError::UnknownConsumer(op.consumer_name.clone())));
+        let (Some(op), Some(slot)) = (ops.get(i), answers.get_mut(i)) else { continue };
+        if created.contains_key(&op.id) {
+            continue;
+        }
+        match known {
+            Ok(known) if known.contains(&op.consumer_name) => {}
+            Ok(_) => *slot = Some(Err(StoreError::UnknownConsumer(op.consumer_name.clone()))),
+            Err(reason) => {
+                let e =
+                    std::io::Error::other(format!("reading the consumers of a write not created: {reason}"));
+                *slot = Some(Err(StoreError::Database(sqlx::Error::Io(e))));
+            }
         }
     }
 }
@@ -373,5 +382,51 @@ mod tests {
         assert_eq!(page_window(Paging { page: 2, size: 100_000 }).expect("ok"), (65_500, 65_500));
         assert!(page_window(Paging { page: 0, size: 10 }).is_err());
         assert!(page_window(Paging { page: 1, size: -1 }).is_err());
+    }
+
+    /// A create group written in one statement: a write not created is "already exists" when
+    /// its consumer exists, "unknown consumer" when not, and retryable (it was not written)
+    /// when the consumers could not be read; a created write keeps its answer.
+    #[test]
+    fn writes_not_created_are_answered_by_their_consumer() {
+        let new = |id: &str, consumer: &str| crate::NewResource {
+            id: id.into(),
+            name: id.into(),
+            consumer_name: consumer.into(),
+            source: "s".into(),
+            payload: Value::Null.into(),
+        };
+        let ops = [new("r1", "c1"), new("r2", "c1"), new("r3", "ghost")];
+        let (answers, insert) = screen_creates(&ops, None);
+        let row = Resource {
+            id: "r1".into(),
+            name: "r1".into(),
+            consumer_name: "c1".into(),
+            source: "s".into(),
+            version: 1,
+            payload: Value::Null.into(),
+            status: None,
+            status_hash: None,
+            sequence_id: None,
+            deleted_at: None,
+            created_at: now(),
+            updated_at: now(),
+        };
+        let created: std::collections::HashMap<_, _> = [("r1".to_owned(), row)].into();
+        let mut known = answers;
+        unknown_consumers(&ops, &mut known, &insert, &created, Ok(&["c1".to_owned()]));
+        let known = answer_creates(&ops, known, &insert, created.clone());
+        assert!(known[0].as_ref().is_ok_and(|r| r.id == "r1"));
+        assert!(matches!(&known[1], Err(StoreError::Conflict(m)) if m.contains("r2")), "{:?}", known[1]);
+        assert!(matches!(&known[2], Err(StoreError::UnknownConsumer(c)) if c == "ghost"), "{:?}", known[2]);
+
+        let (mut failed, insert) = screen_creates(&ops, None);
+        unknown_consumers(&ops, &mut failed, &insert, &created, Err("connection reset"));
+        let failed = answer_creates(&ops, failed, &insert, created);
+        assert!(failed[0].is_ok());
+        for answer in &failed[1..] {
+            let e = answer.as_ref().expect_err("not created");
+            assert!(e.is_retryable() && e.to_string().contains("connection reset"), "{e}");
+        }
     }
 }

@@ -322,7 +322,8 @@ where
     /// [`Self::create_group`] in one statement where the dialect can
     /// ([`sealed::Backend::create_at_once`]); `None` where it cannot. A write that was not
     /// inserted is answered after the statement: its consumer unknown (read then, without a
-    /// lock: a consumer registered in between makes it "already exists"), else its id exists.
+    /// lock: a consumer registered in between makes it "already exists"), else its id exists;
+    /// when that read fails, with a retryable database error (it was not written).
     async fn create_at_once(
         pool: &Pool<D>,
         signals: &Signals,
@@ -356,9 +357,12 @@ where
             .collect();
         if !missing.is_empty() {
             let sql = format!("SELECT name FROM consumers WHERE name {}", D::IN_LIST);
-            let known: Vec<String> =
-                sqlx::query_scalar(AssertSqlSafe(sql)).bind(List(&missing)).fetch_all(pool).await?;
-            rules::unknown_consumers(ops, &mut answers, &insert, &created, &known);
+            let known: std::result::Result<Vec<String>, _> =
+                sqlx::query_scalar(AssertSqlSafe(sql)).bind(List(&missing)).fetch_all(pool).await;
+            // Never an error for the whole group: its other writes are committed.
+            let known = known.map_err(|e| e.to_string());
+            let known = known.as_deref().map_err(String::as_str);
+            rules::unknown_consumers(ops, &mut answers, &insert, &created, known);
         }
         Ok(Some(rules::answer_creates(ops, answers, &insert, created)))
     }
