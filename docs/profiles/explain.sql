@@ -11,21 +11,25 @@ SELECT '{' || string_agg(id, ',') || '}' AS batch_ids FROM
 SELECT '{' || string_agg(seq::text, ',') || '}' AS batch_seqs FROM
   (SELECT seq FROM spec_events ORDER BY seq DESC LIMIT 32) s \gset
 SELECT max(seq) - 500 AS cursor FROM status_events \gset
-\echo '== create: the consumer check (KEY SHARE), one group of creations'
+\echo '== create: one statement for a group of 32 (resources whose consumer exists, their outbox rows claimed; resource_totals triggers included)'
 BEGIN;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-SELECT name FROM consumers WHERE name = ANY('{scale-01000,scale-01001}') ORDER BY name FOR KEY SHARE;
-\echo '== create: the resource insert (resource_totals triggers included)'
-EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-INSERT INTO resources (id, name, consumer_name, source, version, payload, created_at, updated_at)
-SELECT gen_random_uuid()::text, 'explain-' || g, 'scale-01000', 'maestro-bench', 1, payload, now(), now()
-FROM generate_series(1, 32) g, (SELECT payload FROM resources LIMIT 1) p
-ON CONFLICT (id) DO NOTHING RETURNING id, version;
-\echo '== create: the spec outbox insert, claimed by this instance'
-EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at, claimed_by, claim_until_ms)
-SELECT 'explain-' || g, 'scale-01000', 'Create', 1, now(), 'explain', 0 FROM generate_series(1, 32) g
-RETURNING seq, resource_id;
+WITH ins AS (INSERT INTO resources (id, name, consumer_name, source, version, payload, created_at, updated_at)
+  SELECT v.id, v.name, v.consumer_name, v.source, 1, v.payload, now(), now()
+  FROM UNNEST(
+    ARRAY(SELECT gen_random_uuid()::text FROM generate_series(1, 32)),
+    ARRAY(SELECT 'explain-' || g FROM generate_series(1, 32) g),
+    array_fill('scale-01000'::text, ARRAY[32]), array_fill('maestro-bench'::text, ARRAY[32]),
+    ARRAY(SELECT payload::text FROM resources LIMIT 32)::json[])
+  WITH ORDINALITY AS v(id, name, consumer_name, source, payload, ord)
+  WHERE EXISTS (SELECT 1 FROM consumers c WHERE c.name = v.consumer_name) ORDER BY v.ord
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id, name, consumer_name, source, version, status, status_hash, sequence_id, deleted_at, created_at, updated_at),
+ev AS (INSERT INTO spec_events (resource_id, consumer_name, action, version, created_at, claimed_by, claim_until_ms)
+  SELECT id, consumer_name, 'Create', version, created_at, 'explain',
+    (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT + 60000 FROM ins
+  RETURNING seq, resource_id)
+SELECT ins.*, ev.seq FROM ins JOIN ev ON ev.resource_id = ins.id;
 ROLLBACK;
 \echo '== dispatch: outbox rows marked done (asynchronous commit)'
 BEGIN;
@@ -38,18 +42,20 @@ EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT * FROM spec_events WHERE done_at IS
 BEGIN;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT id, version, status_hash, sequence_id FROM resources WHERE id = ANY(:'batch_ids'::text[]) ORDER BY id FOR UPDATE;
-\echo '== status: one UPDATE for the group'
+\echo '== status: one statement for the group (update, sequence lock, event rows with the payload copied from the resource rows; each status text bound once)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-UPDATE resources AS r SET status = u.status, status_hash = u.status_hash, sequence_id = u.sequence_id, updated_at = now()
-FROM UNNEST(:'batch_ids'::text[], array_fill(NULL::json, ARRAY[32]), array_fill('h'::text, ARRAY[32]), array_fill('1'::text, ARRAY[32]))
-  AS u(id, status, status_hash, sequence_id) WHERE r.id = u.id;
-\echo '== status: the status events, payload copied from the resource rows'
-EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+WITH t AS MATERIALIZED (SELECT * FROM UNNEST(array_fill('{}'::text, ARRAY[32])::json[]) WITH ORDINALITY AS t(status, w)),
+updated AS (UPDATE resources AS r SET status = t.status, status_hash = u.status_hash, sequence_id = u.sequence_id, updated_at = now()
+  FROM UNNEST(:'batch_ids'::text[], ARRAY(SELECT g::bigint FROM generate_series(1, 32) g),
+    array_fill('h'::text, ARRAY[32]), array_fill('1'::text, ARRAY[32]))
+  AS u(id, w, status_hash, sequence_id) JOIN t ON t.w = u.w WHERE r.id = u.id RETURNING 1),
+locked AS (SELECT pg_advisory_xact_lock(7886775334370239857) FROM (SELECT count(*) FROM updated) AS done)
 INSERT INTO status_events (resource_id, source, consumer_name, kind, payload, status, created_at)
-SELECT r.id, r.source, r.consumer_name, u.kind, r.payload, u.status, now()
-FROM UNNEST(:'batch_ids'::text[], array_fill('StatusUpdate'::text, ARRAY[32]), array_fill('{}'::json, ARRAY[32]))
-  WITH ORDINALITY AS u(id, kind, status, ord)
-JOIN resources r ON r.id = u.id ORDER BY u.ord RETURNING seq, resource_id;
+SELECT r.id, r.source, r.consumer_name, e.kind, r.payload, t.status, now()
+FROM UNNEST(:'batch_ids'::text[], array_fill('StatusUpdate'::text, ARRAY[32]), ARRAY(SELECT g::bigint FROM generate_series(1, 32) g))
+  WITH ORDINALITY AS e(id, kind, w, ord)
+JOIN t ON t.w = e.w JOIN resources r ON r.id = e.id CROSS JOIN locked ORDER BY e.ord
+RETURNING seq, resource_id, '';
 ROLLBACK;
 \echo '== status fan-out: events after a cursor'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
