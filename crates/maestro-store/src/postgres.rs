@@ -6,8 +6,8 @@
 //! of one resource serialize; resource creation holds a key-share lock on the consumer row (the
 //! foreign key's) so a concurrent consumer delete cannot slip in between. Lists are bound as
 //! arrays (`= ANY($1)`); a creation group is one statement (its resources and their outbox rows,
-//! a data-modifying `WITH`, in one round trip); a status group writes its rows with one `UNNEST`
-//! statement per table.
+//! a data-modifying `WITH`, in one round trip), and so are a status group's update, sequence
+//! lock and event rows.
 //!
 //! Status event rows are read with a cursor (`status_events_after`), so their `seq`s must
 //! become visible in order: appends take a transaction-scoped advisory lock
@@ -129,6 +129,7 @@ impl sealed::Backend for Postgres {
     const LIST_VALUES: &'static str = "UNNEST($1) AS t(value)";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const SHARED: bool = true;
+    const CREATES_AT_ONCE: bool = true;
 
     fn stamp(t: DateTime<Utc>) -> DateTime<Utc> {
         t
@@ -216,7 +217,7 @@ impl sealed::Backend for Postgres {
     async fn create_at_once<'a>(
         pool: &'a PgPool,
         rows: &'a CreateRows<'a>,
-    ) -> Result<Option<Vec<(crate::Resource, i64)>>> {
+    ) -> Result<Vec<(crate::Resource, i64)>> {
         let CreateRows { ops, now, claimant } = *rows;
         let texts: Vec<String> = ops.iter().map(|op| op.payload.to_string()).collect();
         let column = |f: fn(&crate::NewResource) -> &str| ops.iter().map(|op| f(op)).collect::<Vec<_>>();
@@ -227,7 +228,7 @@ impl sealed::Backend for Postgres {
             bind!(q, now, crate::SpecAction::Create.as_str(), claimant, ms(CLAIM_LEASE))
                 .fetch_all(pool)
                 .await?;
-        Ok(Some(created.into_iter().map(|c| (c.resource, c.seq)).collect()))
+        Ok(created.into_iter().map(|c| (c.resource, c.seq)).collect())
     }
 }
 

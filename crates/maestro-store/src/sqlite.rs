@@ -71,6 +71,8 @@ impl sealed::Backend for Sqlite {
     const LIST_VALUES: &'static str = "json_each($1)";
     const SKIP_LOCKED: &'static str = "";
     const SHARED: bool = false;
+    // No data-modifying `WITH`; its statements run in process anyway.
+    const CREATES_AT_ONCE: bool = false;
 
     fn stamp(t: DateTime<Utc>) -> String {
         t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
@@ -146,12 +148,12 @@ impl sealed::Backend for Sqlite {
         Ok(returned)
     }
 
-    /// SQLite has no data-modifying `WITH`; its statements run in process anyway.
+    /// Not called ([`sealed::Backend::CREATES_AT_ONCE`] is false): refuses.
     async fn create_at_once<'a>(
         _: &'a SqlitePool,
         _: &'a CreateRows<'a>,
-    ) -> Result<Option<Vec<(crate::Resource, i64)>>> {
-        Ok(None)
+    ) -> Result<Vec<(crate::Resource, i64)>> {
+        Err(crate::StoreError::Invalid("SQLite writes a creation group step by step".into()))
     }
 }
 

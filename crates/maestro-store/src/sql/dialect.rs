@@ -66,6 +66,9 @@ pub(crate) mod sealed {
         const SKIP_LOCKED: &'static str;
         /// Whether other processes (server instances) may write the database.
         const SHARED: bool;
+        /// Whether a creation group is written in one statement
+        /// ([`Backend::create_at_once`]); otherwise the store runs its transaction step by step.
+        const CREATES_AT_ONCE: bool;
 
         /// Connects a pool to `url`. Errors: a malformed URL, an unreachable database.
         fn connect(url: &str) -> impl Future<Output = Result<sqlx::Pool<Self>>> + Send;
@@ -94,14 +97,14 @@ pub(crate) mod sealed {
         ) -> impl Future<Output = Result<super::Returned>> + Send + 'a;
 
         /// Creates a group's resources and their `Create` outbox rows in ONE statement, outside
-        /// any transaction of the caller's, where the dialect can (PostgreSQL: data-modifying
-        /// `WITH`); `None` on the others, whose caller runs the transaction step by step. A
-        /// resource is inserted only when its consumer exists and its id is new; each inserted
-        /// row comes back (without its payload) with its outbox row's `seq`, in any order.
+        /// any transaction of the caller's (PostgreSQL: data-modifying `WITH`); called only when
+        /// [`Backend::CREATES_AT_ONCE`]. A resource is inserted only when its consumer exists
+        /// and its id is new; each inserted row comes back (without its payload) with its outbox
+        /// row's `seq`, in any order.
         fn create_at_once<'a>(
             pool: &'a sqlx::Pool<Self>,
             rows: &'a super::CreateRows<'a>,
-        ) -> impl Future<Output = Result<Option<Vec<(crate::Resource, i64)>>>> + Send + 'a;
+        ) -> impl Future<Output = Result<Vec<(crate::Resource, i64)>>> + Send + 'a;
     }
 }
 

@@ -288,8 +288,8 @@ where
         (pool, signals): Db<D>,
         ops: Arc<Vec<NewResource>>,
     ) -> Result<Vec<Result<Resource>>> {
-        if let Some(answers) = Self::create_at_once(&pool, &signals, &ops).await? {
-            return Ok(answers);
+        if D::CREATES_AT_ONCE {
+            return Self::create_at_once(&pool, &signals, &ops).await;
         }
         let mut tx = Self::begin(&pool).await?;
         let mut names: Vec<&str> = ops.iter().map(|op| op.consumer_name.as_str()).collect();
@@ -319,8 +319,8 @@ where
         Ok(rules::answer_creates(&ops, answers, &insert, created))
     }
 
-    /// [`Self::create_group`] in one statement where the dialect can
-    /// ([`sealed::Backend::create_at_once`]); `None` where it cannot. A write that was not
+    /// [`Self::create_group`] in one statement, on a dialect that can
+    /// ([`sealed::Backend::create_at_once`]). A write that was not
     /// inserted is answered after the statement: its consumer unknown (read then, without a
     /// lock: a consumer registered in between makes it "already exists"), else its id exists;
     /// when that read fails, with a retryable database error (it was not written).
@@ -328,13 +328,13 @@ where
         pool: &Pool<D>,
         signals: &Signals,
         ops: &[NewResource],
-    ) -> Result<Option<Vec<Result<Resource>>>> {
+    ) -> Result<Vec<Result<Resource>>> {
         let (mut answers, insert) = rules::screen_creates(ops, None);
         let todo: Vec<&NewResource> = insert.iter().filter_map(|&i| ops.get(i)).collect();
         let fed = signals.spec.wanted();
         let claimant = signals.claimant.get().map(String::as_str).filter(|_| fed);
         let rows = CreateRows { ops: &todo, now: rules::now(), claimant };
-        let Some(inserted) = D::create_at_once(pool, &rows).await? else { return Ok(None) };
+        let inserted = D::create_at_once(pool, &rows).await?;
         let payloads: HashMap<&str, &Arc<Value>> =
             todo.iter().map(|op| (op.id.as_str(), &op.payload)).collect();
         let mut seqs = Vec::with_capacity(inserted.len());
@@ -364,7 +364,7 @@ where
             let known = known.as_deref().map_err(String::as_str);
             rules::unknown_consumers(ops, &mut answers, &insert, &created, known);
         }
-        Ok(Some(rules::answer_creates(ops, answers, &insert, created)))
+        Ok(rules::answer_creates(ops, answers, &insert, created))
     }
 
     /// Inserts `ops` at version 1 (one statement); returns the rows inserted (an id that
