@@ -23,6 +23,8 @@
 //!   §7.1.4) and the Go duration parser.
 //! - `server`: the hosted broker and the tonic service.
 //! - `stream`: a Subscribe stream (its queue and heartbeats, no task of its own).
+//! - `subscribe`: the Subscribe method served in front of tonic's generated service, each burst
+//!   of events sent in an allocation of its own size.
 //! - `queue`: a Subscribe stream's bounded queue (allocated lazily, ~130 bytes when empty).
 //! - `client`: the agent client.
 //! - [`registry`]: [`ConsumerRegistry`], the hook telling the broker which consumers exist.
@@ -43,6 +45,7 @@ mod conn;
 mod queue;
 mod server;
 mod stream;
+mod subscribe;
 
 pub use client::GrpcAgent;
 pub use config::{GrpcAgentConfig, GrpcBrokerConfig, GrpcListenerLimits, KeepAliveConfig, parse_duration};

@@ -26,6 +26,7 @@ use crate::conn::{Connections, accept_loop};
 use crate::queue::{Queue, QueueTx, SendError, queue};
 use crate::registry::KnownConsumers;
 use crate::stream::SubscribeStream;
+use crate::subscribe::Routes;
 use crate::{BACKEND, GrpcBrokerConfig, SUBSCRIPTION_ID_HEADER};
 use maestro_tls::grpc_listener::HandshakeDeadline;
 use maestro_transport::tasks::Tasks;
@@ -375,9 +376,11 @@ where
     let listener = shared.config.listener.clone();
     let stop = shared.cancel.clone().cancelled_owned();
     let send_limit = shared.config.max_event_bytes.saturating_add(MESSAGE_OVERHEAD);
-    let svc = CloudEventServiceServer::from_arc(Arc::new(BrokerService { shared }))
+    let broker = Arc::new(BrokerService { shared });
+    let generated = CloudEventServiceServer::from_arc(broker.clone())
         .max_decoding_message_size(listener.max_receive_message_bytes)
         .max_encoding_message_size(send_limit);
+    let svc = Routes::new(generated, broker, listener.max_receive_message_bytes, send_limit);
     let timeout = listener.connection_timeout.filter(|d| !d.is_zero());
     let incoming =
         incoming.map(move |conn| conn.map(|io| HandshakeDeadline::new("grpc-broker", io, timeout)));
@@ -458,8 +461,8 @@ fn warn_if_exposed(addr: SocketAddr, tls: bool, gate: &Gate) {
     }
 }
 
-/// The tonic service.
-struct BrokerService {
+/// The tonic service (Subscribe is served through `crate::subscribe::Routes`).
+pub(crate) struct BrokerService {
     shared: Arc<Shared>,
 }
 
@@ -480,6 +483,28 @@ impl BrokerService {
 }
 
 impl BrokerService {
+    /// Authenticates, validates and authorizes a Subscribe, then registers its stream.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED`; `INVALID_ARGUMENT` for a request without a cluster name or for another
+    /// data type; `PERMISSION_DENIED` for another consumer's identity; `NOT_FOUND` for an
+    /// unregistered consumer; `RESOURCE_EXHAUSTED` over the stream limits; `UNAVAILABLE` while
+    /// the broker is not serving.
+    pub(crate) async fn open_subscription(
+        &self,
+        request: Request<SubscriptionRequest>,
+    ) -> std::result::Result<(SubscribeStream, Uuid), Status> {
+        let identity = self.shared.gate.authenticate_grpc(BACKEND, &request).await?;
+        let req = request.into_inner();
+        validate_subscription(&req)?;
+        self.authorize(&identity, &req.cluster_name, "subscribe")?;
+        self.check_registered(&req.cluster_name).await?;
+        let (tx, rx) = queue(self.shared.config.stream_buffer);
+        let (id, subscription_id) = self.register(&req, tx)?;
+        tracing::info!(backend = BACKEND, cluster = %req.cluster_name, %subscription_id, "agent subscribed");
+        Ok((SubscribeStream::new(self.shared.clone(), id, rx), subscription_id))
+    }
+
     /// Refuses a Subscribe for a consumer the registry does not know (`NOT_FOUND`) or when the
     /// registry cannot answer (`UNAVAILABLE`, the cause logged only); without a registry every
     /// consumer passes (docs/security.md, "Limits").
@@ -575,15 +600,7 @@ impl CloudEventService for BrokerService {
         &self,
         request: Request<SubscriptionRequest>,
     ) -> std::result::Result<Response<Self::SubscribeStream>, Status> {
-        let identity = self.shared.gate.authenticate_grpc(BACKEND, &request).await?;
-        let req = request.into_inner();
-        validate_subscription(&req)?;
-        self.authorize(&identity, &req.cluster_name, "subscribe")?;
-        self.check_registered(&req.cluster_name).await?;
-        let (tx, rx) = queue(self.shared.config.stream_buffer);
-        let (id, subscription_id) = self.register(&req, tx)?;
-        let stream = SubscribeStream::new(self.shared.clone(), id, rx);
-        tracing::info!(backend = BACKEND, cluster = %req.cluster_name, %subscription_id, "agent subscribed");
+        let (stream, subscription_id) = self.open_subscription(request).await?;
         let mut response = Response::new(stream);
         let value = subscription_id
             .to_string()

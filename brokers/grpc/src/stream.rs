@@ -40,20 +40,26 @@ impl SubscribeStream {
     }
 }
 
+impl SubscribeStream {
+    /// The next event to send: a queued one, else a heartbeat when one is due; `None` once
+    /// the queue is dropped and drained.
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Queued>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(event) => return Poll::Ready(event),
+            Poll::Pending => {}
+        }
+        match self.heartbeat.as_mut().map(|ticker| ticker.poll_tick(cx)) {
+            Some(Poll::Ready(_)) => Poll::Ready(Some(Arc::new(grpc::heartbeat()))),
+            _ => Poll::Pending,
+        }
+    }
+}
+
 impl Stream for SubscribeStream {
     type Item = Result<pb::CloudEvent, Status>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(event)) => return Poll::Ready(Some(Ok(take(event)))),
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {}
-        }
-        match this.heartbeat.as_mut().map(|ticker| ticker.poll_tick(cx)) {
-            Some(Poll::Ready(_)) => Poll::Ready(Some(Ok(grpc::heartbeat()))),
-            _ => Poll::Pending,
-        }
+        self.get_mut().poll_event(cx).map(|event| event.map(|event| Ok(take(event))))
     }
 }
 

@@ -374,6 +374,52 @@ async fn events_larger_than_the_codec_buffers_cross_both_ways_intact() {
     broker.close().await;
 }
 
+/// A burst of spec events larger than one data frame (the body sends up to 32 KiB of ready
+/// events per frame) arrives complete and in order; when the broker then drops the subscriber
+/// because its buffer stayed full (the client stopped reading), the events already taken are
+/// still delivered and the stream ends cleanly (`grpc-status: 0`), with no event lost in
+/// between.
+#[tokio::test]
+async fn bursts_cross_in_order_and_a_dropped_subscriber_ends_cleanly() {
+    let config = GrpcBrokerConfig {
+        bind_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        heartbeat_interval: None,
+        stream_buffer: 8,
+        send_timeout: Duration::from_millis(200),
+        ..GrpcBrokerConfig::default()
+    };
+    let broker = GrpcBroker::bind(config).await.expect("bind");
+    broker.start(Counting::new(Ok(()))).await.expect("start");
+    let mut client = raw_client(&broker).await;
+    let mut stream = client.subscribe(sub_request("c1")).await.expect("subscribe").into_inner();
+    let specs: Vec<Event> = (1..=2_000)
+        .map(|version| {
+            let mut spec = SpecEventBuilder::new("maestro", "r1", version, "c1").build();
+            let pad = "x".repeat(4096);
+            spec.set_data("application/json", maestro_api::Data::Json(serde_json::json!({ "pad": pad })));
+            spec
+        })
+        .collect();
+
+    let mut published = 0;
+    for spec in &specs {
+        match broker.publish(spec).await {
+            Ok(()) => published += 1,
+            Err(Error::NoSubscriber { .. }) => break,
+            Err(e) => panic!("publish {published}: {e}"),
+        }
+    }
+    assert!(published > 16, "more than the buffer and one frame were taken: {published}");
+    assert!(published < specs.len(), "the subscriber that stopped reading was dropped");
+    for spec in &specs[..published] {
+        let msg = tokio::time::timeout(DEADLINE, stream.message()).await.unwrap().expect("no error");
+        assert_eq!(&grpc::from_proto(msg.expect("an event")).expect("decodes"), spec);
+    }
+    let end = tokio::time::timeout(DEADLINE, stream.message()).await.unwrap();
+    assert!(matches!(end, Ok(None)), "the stream ends with status OK: {end:?}");
+    broker.close().await;
+}
+
 /// Agents over mutual TLS (Go's `--grpc-broker-tls-cert-file`, `--grpc-broker-tls-key-file`,
 /// `--grpc-broker-client-ca-file`; the agent's `caFile`, `clientCertFile`, `clientKeyFile`),
 /// with rcgen certificates: an agent with a certificate of the client CA subscribes and gets
