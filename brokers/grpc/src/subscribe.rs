@@ -241,3 +241,49 @@ impl http_body::Body for SubscribeBody {
         matches!(self.state, State::Done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use maestro_api::codec::SpecEventBuilder;
+    use maestro_api::grpc;
+
+    use super::*;
+
+    /// A burst is framed as gRPC messages (flag 0, big-endian length, protobuf) back to back,
+    /// in one buffer of exactly the size `take_ready` computed, and decodes to the same events.
+    #[test]
+    fn a_burst_is_framed_in_one_buffer_of_its_exact_size() {
+        let events: Vec<(Queued, usize)> = (1..=3)
+            .map(|v| {
+                let event =
+                    Arc::new(grpc::to_proto(&SpecEventBuilder::new("maestro", "r1", v, "c1").build()));
+                let len = event.encoded_len();
+                (event, len)
+            })
+            .collect();
+        let total = events.iter().map(|(_, len)| PREFIX_BYTES + len).sum();
+        let frame = encode(&events, total);
+        assert_eq!(frame.len(), total);
+
+        let mut rest = &frame[..];
+        for (event, len) in &events {
+            assert_eq!(rest[0], 0, "uncompressed");
+            let declared = u32::from_be_bytes(rest[1..PREFIX_BYTES].try_into().unwrap()) as usize;
+            assert_eq!(declared, *len);
+            let decoded = pb::CloudEvent::decode(&rest[PREFIX_BYTES..PREFIX_BYTES + len]).unwrap();
+            assert_eq!(&decoded, event.as_ref());
+            rest = &rest[PREFIX_BYTES + len..];
+        }
+        assert!(rest.is_empty());
+    }
+
+    /// The trailers carry the status code and, for an error, its message (percent-encoded).
+    #[test]
+    fn trailers_carry_the_status() {
+        assert_eq!(trailers(&Status::ok(""))["grpc-status"], "0");
+        let map = trailers(&Status::out_of_range("too large"));
+        assert_eq!(map["grpc-status"], "11");
+        assert_eq!(map["grpc-message"], "too%20large", "percent-encoded, as gRPC's HTTP/2 mapping says");
+    }
+}
