@@ -216,24 +216,23 @@ impl http_body::Body for SubscribeBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.get_mut();
-        match std::mem::replace(&mut this.state, State::Done) {
-            State::Done => return Poll::Ready(None),
-            State::Ending(status) => return Poll::Ready(Some(Ok(Frame::trailers(trailers(&status))))),
-            State::Open => this.state = State::Open,
+        if let State::Open = this.state {
+            let (ready, total, end) = this.take_ready(cx);
+            if let Some(status) = end {
+                this.state = State::Ending(status);
+            }
+            if !ready.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(encode(&ready, total)))));
+            }
         }
-        let (ready, total, end) = this.take_ready(cx);
-        match (ready.is_empty(), end) {
-            (true, None) => Poll::Pending,
-            (true, Some(status)) => {
+        match &this.state {
+            State::Open => Poll::Pending,
+            State::Ending(status) => {
+                let frame = Frame::trailers(trailers(status));
                 this.state = State::Done;
-                Poll::Ready(Some(Ok(Frame::trailers(trailers(&status)))))
+                Poll::Ready(Some(Ok(frame)))
             }
-            (false, end) => {
-                if let Some(status) = end {
-                    this.state = State::Ending(status);
-                }
-                Poll::Ready(Some(Ok(Frame::data(encode(&ready, total)))))
-            }
+            State::Done => Poll::Ready(None),
         }
     }
 
