@@ -100,21 +100,25 @@ impl EventType {
     /// `spec`/`status`, or the action is unknown.
     pub fn parse(ty: &str) -> Result<Self> {
         let invalid = |reason| Error::InvalidType { ty: ty.to_owned(), reason };
-        let parts: Vec<&str> = ty.split('.').collect();
-        if parts.len() < 5 {
+        // From the right: the action, the subresource, then the data type (3 segments or more).
+        let mut tail = ty.rsplitn(3, '.');
+        let (Some(action), Some(sub_resource), Some(data_type)) = (tail.next(), tail.next(), tail.next())
+        else {
+            return Err(invalid("expected <group>.<version>.<resource>.<subresource>.<action>"));
+        };
+        if data_type.split('.').nth(2).is_none() {
             return Err(invalid("expected <group>.<version>.<resource>.<subresource>.<action>"));
         }
-        let n = parts.len();
-        let action = Action::parse(parts[n - 1]).ok_or_else(|| invalid("unknown action"))?;
-        let sub_resource = match parts[n - 2] {
+        let action = Action::parse(action).ok_or_else(|| invalid("unknown action"))?;
+        let sub_resource = match sub_resource {
             "spec" => SubResource::Spec,
             "status" => SubResource::Status,
             _ => return Err(invalid("subresource must be spec or status")),
         };
-        if parts[..n - 2].iter().any(|p| p.is_empty()) {
+        if data_type.split('.').any(str::is_empty) {
             return Err(invalid("empty segment"));
         }
-        Ok(EventType { data_type: parts[..n - 2].join("."), sub_resource, action })
+        Ok(EventType { data_type: data_type.to_owned(), sub_resource, action })
     }
 
     /// True when the data type is [`MANIFEST_BUNDLES`].
@@ -158,6 +162,19 @@ mod tests {
         assert!(EventType::parse(&format!("{MANIFEST_BUNDLES}.foo.create_request")).is_err());
         assert!(EventType::parse(&format!("{MANIFEST_BUNDLES}.spec.explode")).is_err());
         assert!(EventType::parse(HEARTBEAT).is_err());
+        let reason = |ty: &str| match EventType::parse(ty) {
+            Err(Error::InvalidType { reason, .. }) => reason,
+            other => panic!("{ty}: {other:?}"),
+        };
+        assert_eq!(
+            reason("b.c.spec.create_request"),
+            "expected <group>.<version>.<resource>.<subresource>.<action>"
+        );
+        assert_eq!(reason("create_request"), "expected <group>.<version>.<resource>.<subresource>.<action>");
+        assert_eq!(reason("a..c.spec.create_request"), "empty segment");
+        assert_eq!(reason(".b.c.status.update_request"), "empty segment");
+        assert_eq!(reason("a.b.c.spec."), "unknown action");
+        assert_eq!(reason("a.b.c..create_request"), "subresource must be spec or status");
         let e = EventType::parse("x.y.z.status.update_request").expect("3-segment data type");
         assert_eq!(e.data_type, "x.y.z");
         assert!(!e.is_manifest_bundles());

@@ -285,7 +285,6 @@ pub(crate) fn status(id: &str) -> StatusWrite {
         version: 1,
         sequence_id,
         status_hash: Some(hash),
-        data: serde_json::to_value(&bundle_status).unwrap_or_default().into(),
         event: maestro_api::json::to_string(&event),
         deleted: false,
     }
@@ -307,12 +306,5 @@ mod tests {
         let decoded = maestro_api::codec::decode_status(&event).expect("a status event");
         assert_eq!((decoded.resource_id.as_str(), decoded.resource_version), (bundle_id(7).as_str(), 1));
         assert!(decoded.status.is_true("Applied"));
-        assert_eq!(
-            *write.data,
-            event
-                .data()
-                .map(|_| maestro_api::codec::data_as::<serde_json::Value>(&event, "status").expect("data"))
-                .unwrap_or_default()
-        );
     }
 }

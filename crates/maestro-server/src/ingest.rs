@@ -120,8 +120,6 @@ impl Ingest {
                 ),
             ));
         }
-        let data =
-            data_as::<serde_json::Value>(event, "ManifestBundleStatus").map_err(permanent(origin))?.into();
         let write = StatusWrite {
             resource_id: st.resource_id.clone(),
             consumer_name: st.cluster_name.clone(),
@@ -129,7 +127,6 @@ impl Ingest {
             sequence_id: st.sequence_id.clone(),
             status_hash: st.status_hash.clone(),
             event: json::to_string(event),
-            data,
             deleted: st.status.is_true("Deleted"),
         };
         let deleted = write.deleted;

@@ -88,7 +88,6 @@ impl Fixture {
             sequence_id: self.ids.next_string(),
             status_hash: None,
             event: json!({"specversion": "1.0"}).to_string(),
-            data: json!({}).into(),
             deleted: true,
         };
         assert_eq!(self.store.apply_status(write).await.expect("apply"), StatusOutcome::Deleted);

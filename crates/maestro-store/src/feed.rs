@@ -205,7 +205,7 @@ pub(crate) fn feed_creations(created: &[Resource], mut seqs: Vec<(i64, String)>)
 /// returned rows do not match the events one to one, which cannot happen.
 pub(crate) fn feed_rows(
     events: &[PlannedEvent],
-    texts: &[Option<String>],
+    texts: &[Option<&str>],
     mut returned: Returned,
     now: DateTime<Utc>,
 ) -> Option<Vec<StatusEventRow>> {
@@ -219,7 +219,7 @@ pub(crate) fn feed_rows(
     }
     let mut rows = Vec::with_capacity(events.len());
     for ((seq, resource_id, payload), e) in returned.into_iter().zip(events) {
-        let status = texts.get(e.write).cloned().flatten()?;
+        let status = texts.get(e.write).copied().flatten()?.to_owned();
         let (source, consumer_name) = (e.resource.source.clone(), e.resource.consumer_name.clone());
         rows.push(StatusEventRow {
             seq,

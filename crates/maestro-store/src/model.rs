@@ -85,7 +85,9 @@ pub struct Resource {
     /// tree instead of copying it at each hop.
     #[sqlx(default, try_from = "Value")]
     pub payload: Arc<Value>,
-    /// The latest accepted status CloudEvent as structured JSON.
+    /// The latest accepted status CloudEvent as structured JSON (`None` too when a query did
+    /// not read it).
+    #[sqlx(default)]
     pub status: Option<Value>,
     /// The `statushash` of that status.
     pub status_hash: Option<String>,
@@ -401,11 +403,10 @@ pub struct StatusWrite {
     pub sequence_id: String,
     /// `statushash`.
     pub status_hash: Option<String>,
-    /// The whole status CloudEvent as structured JSON text (stored as is).
+    /// The whole status CloudEvent as structured JSON text (stored as is). Its `data` member's
+    /// text is compared with the stored status's to detect an unchanged status: the server
+    /// writes both with the same serializer (docs/protocol.md §4.3).
     pub event: String,
-    /// The event's `data` (ManifestBundleStatus JSON), compared to detect unchanged statuses.
-    /// Shared: a write is cloned for each attempt at storing it, and this tree is not copied.
-    pub data: std::sync::Arc<Value>,
     /// True when the status carries `Deleted=True` (docs/protocol.md §6.3).
     pub deleted: bool,
 }

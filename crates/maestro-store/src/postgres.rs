@@ -181,7 +181,6 @@ impl sealed::Backend for Postgres {
         let StatusRows { plan, texts, now, fed } = *rows;
         // Each status text is sent once (`$1`, by write); rows and events name theirs by its
         // 1-based position, so a text both updated and appended does not travel twice.
-        let texts: Vec<Option<&str>> = texts.iter().map(Option::as_deref).collect();
         let position = |w: usize| i64::try_from(w).map_or(0, |w| w + 1);
         let (ids, writes, hashes, sequences): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = plan
             .updated

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::{Paging, Resource, Result, StatusEventKind, StatusOutcome, StatusWrite, StoreError};
 
@@ -104,7 +105,8 @@ pub(crate) fn plan_status(
     }
     // Unchanged only when reported for the same version: the same data for a newer version is
     // stored, so the held status names the version the agent observed.
-    if status.is_some_and(|s| s.version == Some(write.version) && s.data == Some(write.data.as_ref())) {
+    let data = HeldStatus::of_text(&write.event).data;
+    if status.is_some_and(|s| s.version == Some(write.version) && s.data.is_some() && s.data == data) {
         return StatusPlan::Skip(StatusOutcome::Unchanged);
     }
     StatusPlan::Store
@@ -139,23 +141,43 @@ fn check_sequence(
     }
 }
 
-/// The status a row holds, as the acceptance rules read it: its `data` and the spec version
-/// it was reported for.
+/// The status a row holds, as the acceptance rules read it: its `data` as JSON text and the
+/// spec version it was reported for. Data are compared as text: every stored status event is
+/// the server's own serialization of a JSON tree (compact, keys sorted), so equal texts are
+/// equal trees and the reverse. A status stored in another form (whitespace or key order of
+/// the `jsonb` columns of old PostgreSQL schemas) reads as changed, and is stored once more.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HeldStatus<'a> {
-    data: Option<&'a Value>,
+    data: Option<&'a str>,
     version: Option<i64>,
 }
 
+/// The members of a status event the acceptance rules read; the others are skipped unparsed.
+#[derive(serde::Deserialize)]
+struct StatusMembers<'a> {
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    resourceversion: Option<&'a RawValue>,
+}
+
 impl<'a> HeldStatus<'a> {
-    /// The status event stored in a row.
-    fn of_event(event: &'a Value) -> Self {
-        HeldStatus { data: event.get("data"), version: event.get("resourceversion").and_then(version_of) }
+    /// The status event text stored in a row, or of a write: nothing is known of text that
+    /// is not a JSON object (no data, no version), so it never reads as unchanged; neither
+    /// does a status whose data is absent or `null`.
+    pub(crate) fn of_text(event: &'a str) -> Self {
+        match serde_json::from_str::<StatusMembers<'a>>(event) {
+            Ok(m) => HeldStatus {
+                data: m.data.map(RawValue::get),
+                version: m.resourceversion.and_then(|v| version_of(&serde_json::from_str(v.get()).ok()?)),
+            },
+            Err(_) => HeldStatus { data: None, version: None },
+        }
     }
 
     /// The status of a write accepted earlier in the same group.
     fn of_write(write: &'a StatusWrite) -> Self {
-        HeldStatus { data: Some(write.data.as_ref()), version: Some(write.version) }
+        HeldStatus { version: Some(write.version), ..Self::of_text(&write.event) }
     }
 }
 
@@ -163,6 +185,21 @@ impl<'a> HeldStatus<'a> {
 fn version_of(v: &Value) -> Option<i64> {
     v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
+
+/// A resource row a status group locked: the row without its status event (`status` is
+/// `None`), and that event's text as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct LockedRow {
+    /// The row.
+    #[sqlx(flatten)]
+    pub(crate) row: Resource,
+    /// The stored status event's text (column `held`).
+    pub(crate) held: Option<crate::StoredJson>,
+}
+
+/// The columns of a [`LockedRow`].
+pub(crate) const LOCKED_ROW: &str = "id, name, consumer_name, source, version, status AS held, status_hash, \
+                                     sequence_id, deleted_at, created_at, updated_at";
 
 /// One status event row a status group appends, in order.
 #[derive(Debug)]
@@ -193,13 +230,13 @@ pub(crate) struct StatusGroupPlan {
 }
 
 impl StatusGroupPlan {
-    /// The status event of each write the plan stores, as JSON text (made once per write,
-    /// however many rows hold it); `None` for the writes it does not store. Every write an
+    /// The status event of each write the plan stores, as JSON text (the write's own, not
+    /// copied, however many rows hold it); `None` for the writes it does not store. Every write an
     /// updated row holds also has its event row, so the events name them all.
-    pub(crate) fn status_texts(&self, writes: &[StatusWrite]) -> Vec<Option<String>> {
+    pub(crate) fn status_texts<'w>(&self, writes: &'w [StatusWrite]) -> Vec<Option<&'w str>> {
         let mut texts = vec![None; writes.len()];
         for i in self.events.iter().map(|e| e.write) {
-            texts[i].get_or_insert_with(|| writes[i].event.clone());
+            texts[i] = Some(writes[i].event.as_str());
         }
         texts
     }
@@ -209,7 +246,7 @@ impl StatusGroupPlan {
 /// id; a missing id is an unknown resource). No status event is copied: the plan refers to
 /// the writes by index.
 pub(crate) fn plan_status_group(
-    mut current: std::collections::HashMap<String, Resource>,
+    mut current: std::collections::HashMap<String, LockedRow>,
     writes: &[StatusWrite],
 ) -> StatusGroupPlan {
     let mut plan = StatusGroupPlan::default();
@@ -217,14 +254,14 @@ pub(crate) fn plan_status_group(
     let mut dirty: Vec<(String, usize)> = Vec::new();
     for (i, write) in writes.iter().enumerate() {
         let held = dirty.iter().find(|(id, _)| id == &write.resource_id);
-        let row = current.get(&write.resource_id);
+        let locked = current.get(&write.resource_id);
         let held = match held {
             Some((_, w)) => Some(HeldStatus::of_write(&writes[*w])),
-            None => row.and_then(|r| r.status.as_ref()).map(HeldStatus::of_event),
+            None => locked.and_then(|r| r.held.as_ref()).map(|text| HeldStatus::of_text(text.get())),
         };
-        let outcome = match plan_status(row, held, write) {
+        let outcome = match plan_status(locked.map(|r| &r.row), held, write) {
             StatusPlan::Skip(outcome) => outcome,
-            StatusPlan::Store => match current.get_mut(&write.resource_id) {
+            StatusPlan::Store => match current.get_mut(&write.resource_id).map(|r| &mut r.row) {
                 Some(row) => {
                     row.status = None;
                     row.status_hash = write.status_hash.clone();
@@ -242,7 +279,7 @@ pub(crate) fn plan_status_group(
                 }
                 None => StatusOutcome::UnknownResource,
             },
-            StatusPlan::HardDelete => match current.remove(&write.resource_id) {
+            StatusPlan::HardDelete => match current.remove(&write.resource_id).map(|r| r.row) {
                 Some(mut row) => {
                     dirty.retain(|(id, _)| id != &row.id);
                     plan.deleted.push(row.id.clone());
@@ -259,7 +296,7 @@ pub(crate) fn plan_status_group(
         };
         plan.outcomes.push(outcome);
     }
-    plan.updated = dirty.into_iter().filter_map(|(id, w)| current.remove(&id).map(|r| (r, w))).collect();
+    plan.updated = dirty.into_iter().filter_map(|(id, w)| current.remove(&id).map(|r| (r.row, w))).collect();
     plan
 }
 
@@ -375,6 +412,60 @@ pub(crate) fn resource_filters(query: &crate::ResourceQuery) -> [(&'static str, 
 mod tests {
     use super::*;
 
+    fn row(id: &str) -> Resource {
+        Resource {
+            id: id.into(),
+            name: id.into(),
+            consumer_name: "c1".into(),
+            source: "s".into(),
+            version: 1,
+            payload: Value::Null.into(),
+            status: None,
+            status_hash: None,
+            sequence_id: None,
+            deleted_at: None,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    #[test]
+    fn a_held_status_is_read_from_its_text() {
+        let held = HeldStatus::of_text(r#"{"data":{"a":[1,2]},"resourceversion":"3","specversion":"1.0"}"#);
+        assert_eq!((held.data, held.version), (Some(r#"{"a":[1,2]}"#), Some(3)));
+        let held = HeldStatus::of_text(r#"{"resourceversion":4,"data":null}"#);
+        assert_eq!((held.data, held.version), (None, Some(4)), "null data is no data");
+        let held = HeldStatus::of_text("[1]");
+        assert_eq!((held.data, held.version), (None, None));
+    }
+
+    /// The same data text for the same version is unchanged; the same data in another form
+    /// (a `jsonb`-era row's whitespace) is stored once more; a status without data is never
+    /// unchanged.
+    #[test]
+    fn unchanged_means_the_same_data_text() {
+        let write = |event: &str| StatusWrite {
+            resource_id: "r1".into(),
+            consumer_name: "c1".into(),
+            version: 1,
+            sequence_id: maestro_api::snowflake::Generator::new(1).next_string(),
+            status_hash: None,
+            event: event.into(),
+            deleted: false,
+        };
+        let stored = r#"{"data":{"a":1},"resourceversion":1}"#;
+        let plan =
+            |event: &str| plan_status(Some(&row("r1")), Some(HeldStatus::of_text(stored)), &write(event));
+        assert!(matches!(
+            plan(r#"{"resourceversion":1,"data":{"a":1}}"#),
+            StatusPlan::Skip(StatusOutcome::Unchanged)
+        ));
+        assert!(matches!(plan(r#"{"data": {"a": 1}}"#), StatusPlan::Store));
+        assert!(matches!(plan(r#"{"data":{"a":2}}"#), StatusPlan::Store));
+        let without = HeldStatus::of_text(r#"{"resourceversion":1}"#);
+        assert!(matches!(plan_status(Some(&row("r1")), Some(without), &write("{}")), StatusPlan::Store));
+    }
+
     #[test]
     fn paging_rules() {
         assert_eq!(page_window(Paging { page: 1, size: 10 }).expect("ok"), (10, 0));
@@ -398,20 +489,7 @@ mod tests {
         };
         let ops = [new("r1", "c1"), new("r2", "c1"), new("r3", "ghost")];
         let (answers, insert) = screen_creates(&ops, None);
-        let row = Resource {
-            id: "r1".into(),
-            name: "r1".into(),
-            consumer_name: "c1".into(),
-            source: "s".into(),
-            version: 1,
-            payload: Value::Null.into(),
-            status: None,
-            status_hash: None,
-            sequence_id: None,
-            deleted_at: None,
-            created_at: now(),
-            updated_at: now(),
-        };
+        let row = row("r1");
         let created: std::collections::HashMap<_, _> = [("r1".to_owned(), row)].into();
         let mut known = answers;
         unknown_consumers(&ops, &mut known, &insert, &created, Ok(&["c1".to_owned()]));

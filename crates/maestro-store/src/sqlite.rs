@@ -127,7 +127,7 @@ impl sealed::Backend for Sqlite {
         for (r, w) in &plan.updated {
             let sql = "UPDATE resources SET status = $2, status_hash = $3, sequence_id = $4, updated_at = $5 \
                        WHERE id = $1";
-            let q = bind!(sqlx::query(sql), r.id.as_str(), texts[*w].as_deref(), r.status_hash.as_deref());
+            let q = bind!(sqlx::query(sql), r.id.as_str(), texts[*w], r.status_hash.as_deref());
             bind!(q, r.sequence_id.as_deref(), Self::stamp(now)).execute(&mut *conn).await?;
         }
         let mut returned = Vec::with_capacity(plan.events.len());
@@ -137,12 +137,7 @@ impl sealed::Backend for Sqlite {
                        (resource_id, source, consumer_name, kind, payload, status, created_at) \
                        SELECT id, source, consumer_name, $2, payload, $3, $4 FROM resources WHERE id = $1 \
                        RETURNING seq, resource_id, CASE WHEN $5 THEN payload ELSE '' END";
-            let q = bind!(
-                sqlx::query_as(sql),
-                e.resource.id.as_str(),
-                e.kind.as_str(),
-                texts[e.write].as_deref()
-            );
+            let q = bind!(sqlx::query_as(sql), e.resource.id.as_str(), e.kind.as_str(), texts[e.write]);
             returned.extend(bind!(q, Self::stamp(now), fed).fetch_optional(&mut *conn).await?);
         }
         Ok(returned)

@@ -247,7 +247,6 @@ async fn a_cursor_reader_misses_no_status_event_of_two_instances() {
                         sequence_id: ids.next_string(),
                         status_hash: None,
                         event: json!({"specversion": "1.0", "data": {"id": r.id}}).to_string(),
-                        data: json!({"id": r.id}).into(),
                         deleted: false,
                     };
                     let outcome = store.apply_status(write).await.expect("apply");

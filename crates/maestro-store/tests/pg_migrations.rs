@@ -83,7 +83,6 @@ async fn jsonb_rows_survive_the_json_migration() {
         sequence_id: "1834773391719010305".into(),
         status_hash: Some("h2".into()),
         event: json!({"specversion": "1.0", "data": data}).to_string(),
-        data: data.into(),
         deleted: false,
     };
     assert_eq!(store.apply_status(write).await.expect("status"), StatusOutcome::Stored);

@@ -81,7 +81,6 @@ fn status(r: &Resource, seq: &str, data: Value) -> StatusWrite {
         status_hash: Some(format!("hash-{seq}")),
         event: json!({"specversion": "1.0", "sequenceid": seq, "resourceversion": r.version, "data": data})
             .to_string(),
-        data: data.into(),
         deleted: false,
     }
 }

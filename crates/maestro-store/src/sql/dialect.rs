@@ -133,7 +133,7 @@ pub(crate) struct StatusRows<'a> {
     /// The plan.
     pub(crate) plan: &'a rules::StatusGroupPlan,
     /// The status event text of each write the plan stores.
-    pub(crate) texts: &'a [Option<String>],
+    pub(crate) texts: &'a [Option<&'a str>],
     /// The time written.
     pub(crate) now: DateTime<Utc>,
     /// Whether the event rows are fed (their payload text is returned).

@@ -83,6 +83,7 @@ fn not_found(kind: &'static str, key: impl ToString) -> StoreError {
 
 // The bounds (repeated on the `Store` impl): `D` binds and reads what the store does; both
 // dialects meet them.
+#[expect(private_bounds, reason = "the store's own row types; both dialects decode them")]
 impl<D: Dialect> SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
@@ -97,6 +98,7 @@ where
     for<'q> Json<&'q crate::Labels>: Encode<'q, D> + Type<D>,
     for<'r> Consumer: FromRow<'r, D::Row>,
     for<'r> Resource: FromRow<'r, D::Row>,
+    for<'r> rules::LockedRow: FromRow<'r, D::Row>,
     for<'r> RawResource: FromRow<'r, D::Row>,
     for<'r> SpecEventRow: FromRow<'r, D::Row>,
     for<'r> StatusEventRow: FromRow<'r, D::Row>,
@@ -439,11 +441,13 @@ where
         ids.sort_unstable();
         ids.dedup();
         let list = D::IN_LIST;
+        let columns = rules::LOCKED_ROW;
         let sql =
-            locked::<D>(&format!("SELECT {NO_PAYLOAD} FROM resources WHERE id {list} ORDER BY id"), "UPDATE");
-        let rows: Vec<Resource> =
+            locked::<D>(&format!("SELECT {columns} FROM resources WHERE id {list} ORDER BY id"), "UPDATE");
+        let rows: Vec<rules::LockedRow> =
             sqlx::query_as(AssertSqlSafe(sql)).bind(List(&ids)).fetch_all(&mut *tx).await?;
-        let plan = rules::plan_status_group(rows.into_iter().map(|r| (r.id.clone(), r)).collect(), &writes);
+        let plan =
+            rules::plan_status_group(rows.into_iter().map(|r| (r.row.id.clone(), r)).collect(), &writes);
         if plan.events.is_empty() {
             return Ok(plan.outcomes.into_iter().map(Ok).collect());
         }
@@ -486,6 +490,7 @@ where
     for<'q> Json<&'q crate::Labels>: Encode<'q, D> + Type<D>,
     for<'r> Consumer: FromRow<'r, D::Row>,
     for<'r> Resource: FromRow<'r, D::Row>,
+    for<'r> rules::LockedRow: FromRow<'r, D::Row>,
     for<'r> RawResource: FromRow<'r, D::Row>,
     for<'r> SpecEventRow: FromRow<'r, D::Row>,
     for<'r> StatusEventRow: FromRow<'r, D::Row>,

@@ -63,7 +63,6 @@ pub(crate) fn status_write(r: &Resource, ids: &Generator, data: Value) -> Status
         sequence_id: ids.next_string(),
         status_hash: None,
         event: json!({"specversion": "1.0", "resourceversion": r.version, "data": data}).to_string(),
-        data: data.into(),
         deleted: false,
     }
 }
