@@ -70,7 +70,7 @@ pub(crate) enum StatusPlan {
 
 /// Applies the status acceptance rules (docs/security.md, "Bad input"; protocol §6) to the
 /// current row, if any, whose stored status event is `status` (the row's, or that of an earlier
-/// write of the same group). Every status, `Deleted` included, must be for the stored version and
+/// write of the same group); `data` is the write's data text ([`HeldStatus::of_text`]). Every status, `Deleted` included, must be for the stored version and
 /// carry a sequence id that is a snowflake not from the future and newer than the stored one
 /// when the stored status is for the same version: a bogus `Deleted` cannot hard-delete a
 /// bundle, and a sequence id from the far future cannot freeze a bundle's status past the next
@@ -79,6 +79,7 @@ pub(crate) fn plan_status(
     current: Option<&Resource>,
     status: Option<HeldStatus<'_>>,
     write: &StatusWrite,
+    data: Option<&str>,
 ) -> StatusPlan {
     let Some(current) = current else {
         return StatusPlan::Skip(StatusOutcome::UnknownResource);
@@ -105,7 +106,6 @@ pub(crate) fn plan_status(
     }
     // Unchanged only when reported for the same version: the same data for a newer version is
     // stored, so the held status names the version the agent observed.
-    let data = HeldStatus::of_text(&write.event).data;
     if status.is_some_and(|s| s.version == Some(write.version) && s.data.is_some() && s.data == data) {
         return StatusPlan::Skip(StatusOutcome::Unchanged);
     }
@@ -175,9 +175,9 @@ impl<'a> HeldStatus<'a> {
         }
     }
 
-    /// The status of a write accepted earlier in the same group.
-    fn of_write(write: &'a StatusWrite) -> Self {
-        HeldStatus { version: Some(write.version), ..Self::of_text(&write.event) }
+    /// The status of `write`, whose data text is `data` (the write's [`HeldStatus::of_text`]).
+    fn of_write(write: &StatusWrite, data: Option<&'a str>) -> Self {
+        HeldStatus { data, version: Some(write.version) }
     }
 }
 
@@ -252,14 +252,16 @@ pub(crate) fn plan_status_group(
     let mut plan = StatusGroupPlan::default();
     // Rows whose status changed in this group: id -> the write now holding it.
     let mut dirty: Vec<(String, usize)> = Vec::new();
+    // Each write's data text, read once.
+    let data: Vec<Option<&str>> = writes.iter().map(|w| HeldStatus::of_text(&w.event).data).collect();
     for (i, write) in writes.iter().enumerate() {
         let held = dirty.iter().find(|(id, _)| id == &write.resource_id);
         let locked = current.get(&write.resource_id);
         let held = match held {
-            Some((_, w)) => Some(HeldStatus::of_write(&writes[*w])),
+            Some((_, w)) => Some(HeldStatus::of_write(&writes[*w], data[*w])),
             None => locked.and_then(|r| r.held.as_ref()).map(|text| HeldStatus::of_text(text.get())),
         };
-        let outcome = match plan_status(locked.map(|r| &r.row), held, write) {
+        let outcome = match plan_status(locked.map(|r| &r.row), held, write, data[i]) {
             StatusPlan::Skip(outcome) => outcome,
             StatusPlan::Store => match current.get_mut(&write.resource_id).map(|r| &mut r.row) {
                 Some(row) => {
@@ -454,8 +456,10 @@ mod tests {
             deleted: false,
         };
         let stored = r#"{"data":{"a":1},"resourceversion":1}"#;
-        let plan =
-            |event: &str| plan_status(Some(&row("r1")), Some(HeldStatus::of_text(stored)), &write(event));
+        let plan = |event: &str| {
+            let data = HeldStatus::of_text(event).data;
+            plan_status(Some(&row("r1")), Some(HeldStatus::of_text(stored)), &write(event), data)
+        };
         assert!(matches!(
             plan(r#"{"resourceversion":1,"data":{"a":1}}"#),
             StatusPlan::Skip(StatusOutcome::Unchanged)
@@ -463,7 +467,10 @@ mod tests {
         assert!(matches!(plan(r#"{"data": {"a": 1}}"#), StatusPlan::Store));
         assert!(matches!(plan(r#"{"data":{"a":2}}"#), StatusPlan::Store));
         let without = HeldStatus::of_text(r#"{"resourceversion":1}"#);
-        assert!(matches!(plan_status(Some(&row("r1")), Some(without), &write("{}")), StatusPlan::Store));
+        assert!(matches!(
+            plan_status(Some(&row("r1")), Some(without), &write("{}"), None),
+            StatusPlan::Store
+        ));
     }
 
     #[test]
