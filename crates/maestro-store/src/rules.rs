@@ -70,11 +70,11 @@ pub(crate) enum StatusPlan {
 
 /// Applies the status acceptance rules (docs/security.md, "Bad input"; protocol §6) to the
 /// current row, if any, whose stored status event is `status` (the row's, or that of an earlier
-/// write of the same group); `data` is the write's data text ([`HeldStatus::of_text`]). Every status, `Deleted` included, must be for the stored version and
-/// carry a sequence id that is a snowflake not from the future and newer than the stored one
-/// when the stored status is for the same version: a bogus `Deleted` cannot hard-delete a
-/// bundle, and a sequence id from the far future cannot freeze a bundle's status past the next
-/// spec version.
+/// write of the same group); `data` is the write's data text ([`HeldStatus::of_text`]). Every
+/// status, `Deleted` included, must be for the stored version and carry a sequence id that is
+/// a snowflake not from the future and newer than the stored one when the stored status is for
+/// the same version: a bogus `Deleted` cannot hard-delete a bundle, and a sequence id from the
+/// far future cannot freeze a bundle's status past the next spec version.
 pub(crate) fn plan_status(
     current: Option<&Resource>,
     status: Option<HeldStatus<'_>>,
@@ -231,8 +231,8 @@ pub(crate) struct StatusGroupPlan {
 
 impl StatusGroupPlan {
     /// The status event of each write the plan stores, as JSON text (the write's own, not
-    /// copied, however many rows hold it); `None` for the writes it does not store. Every write an
-    /// updated row holds also has its event row, so the events name them all.
+    /// copied, however many rows hold it); `None` for the writes it does not store. Every
+    /// write an updated row holds also has its event row, so the events name them all.
     pub(crate) fn status_texts<'w>(&self, writes: &'w [StatusWrite]) -> Vec<Option<&'w str>> {
         let mut texts = vec![None; writes.len()];
         for i in self.events.iter().map(|e| e.write) {
@@ -265,7 +265,6 @@ pub(crate) fn plan_status_group(
             StatusPlan::Skip(outcome) => outcome,
             StatusPlan::Store => match current.get_mut(&write.resource_id).map(|r| &mut r.row) {
                 Some(row) => {
-                    row.status = None;
                     row.status_hash = write.status_hash.clone();
                     row.sequence_id = Some(write.sequence_id.clone());
                     plan.events.push(PlannedEvent {
@@ -282,10 +281,9 @@ pub(crate) fn plan_status_group(
                 None => StatusOutcome::UnknownResource,
             },
             StatusPlan::HardDelete => match current.remove(&write.resource_id).map(|r| r.row) {
-                Some(mut row) => {
+                Some(row) => {
                     dirty.retain(|(id, _)| id != &row.id);
                     plan.deleted.push(row.id.clone());
-                    row.status = None;
                     plan.events.push(PlannedEvent {
                         resource: row,
                         kind: StatusEventKind::StatusDelete,
