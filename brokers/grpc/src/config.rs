@@ -70,8 +70,8 @@ pub struct GrpcBrokerConfig {
     /// largest received message (docs/security.md, "Limits").
     pub listener: GrpcListenerLimits,
     /// The consumers that exist: a Subscribe for any other is refused with `NOT_FOUND` (a
-    /// failing registry with `UNAVAILABLE`); a positive answer is remembered for
-    /// [`crate::REGISTERED_TTL`]. `None` (default) accepts every consumer name.
+    /// failing registry with `UNAVAILABLE`); it is asked at every Subscribe. `None` (default)
+    /// accepts every consumer name.
     pub consumers: Option<Arc<dyn ConsumerRegistry>>,
 }
 

@@ -49,7 +49,7 @@ mod subscribe;
 
 pub use client::GrpcAgent;
 pub use config::{GrpcAgentConfig, GrpcBrokerConfig, GrpcListenerLimits, KeepAliveConfig, parse_duration};
-pub use registry::{ConsumerRegistry, REGISTERED_TTL, Registered, RegistryError};
+pub use registry::{ConsumerRegistry, Registered, RegistryError};
 pub use server::GrpcBroker;
 
 /// The backend name reported by both roles.

@@ -24,7 +24,6 @@ use uuid::Uuid;
 
 use crate::conn::{Connections, accept_loop};
 use crate::queue::{Queue, QueueTx, SendError, queue};
-use crate::registry::KnownConsumers;
 use crate::stream::SubscribeStream;
 use crate::subscribe::Routes;
 use crate::{BACKEND, GrpcBrokerConfig, SUBSCRIPTION_ID_HEADER};
@@ -123,8 +122,6 @@ pub(crate) struct Shared {
     tasks: Tasks,
     signal: watch::Sender<u64>,
     conns: Arc<Connections>,
-    /// Consumers `config.consumers` recently said are registered.
-    known: KnownConsumers,
 }
 
 impl Shared {
@@ -212,7 +209,6 @@ impl GrpcBroker {
             tasks: Tasks::default(),
             signal,
             conns: conns.clone(),
-            known: KnownConsumers::default(),
         });
         let tls = match &shared.config.tls {
             Some(files) => Some(
@@ -510,14 +506,8 @@ impl BrokerService {
     /// consumer passes (docs/security.md, "Limits").
     async fn check_registered(&self, consumer: &str) -> std::result::Result<(), Status> {
         let Some(registry) = &self.shared.config.consumers else { return Ok(()) };
-        if self.shared.known.is_fresh(consumer) {
-            return Ok(());
-        }
         match registry.is_registered(consumer).await {
-            Ok(true) => {
-                self.shared.known.remember(consumer);
-                Ok(())
-            }
+            Ok(true) => Ok(()),
             Ok(false) => {
                 tracing::info!(backend = BACKEND, consumer, "Subscribe refused: consumer not registered");
                 Err(Status::not_found(format!(

@@ -24,6 +24,7 @@ use maestro_transport::{DynSourceTransport, EventHandler, HandlerError, Rejected
 use tracing::Instrument;
 
 use crate::metrics;
+use crate::registered::RegisteredConsumers;
 use crate::spec_resync::{Answers, SpecResyncAnswer};
 pub use crate::spec_resync::{IngestLimits, MAX_CONCURRENT_RESYNC_ANSWERS, RESYNC_ANSWER_ATTEMPTS};
 
@@ -50,6 +51,8 @@ pub struct Ingest {
     /// `--subscription-type broadcast`: events of consumers another instance owns are left to
     /// it.
     owner_only: Option<crate::ownership::Membership>,
+    /// Which consumers may ask for a spec resync.
+    consumers: Arc<RegisteredConsumers>,
 }
 
 /// Why an event was not taken.
@@ -78,14 +81,16 @@ impl Ingest {
         source_id: &str,
         limits: IngestLimits,
     ) -> Arc<Self> {
-        Self::for_instance(store, transport, source_id, limits, None, None)
+        let consumers = Arc::new(RegisteredConsumers::new(store.clone()));
+        Self::for_instance(store, transport, source_id, limits, None, None, consumers)
     }
 
     /// [`Ingest::with_limits`] for one of several server instances on a shared database
     /// (docs/architecture.md §9): with the gRPC broker, before answering a consumer's spec
     /// resync its agent is recorded in `holders` as connected here; with `owner_only`
     /// (`--subscription-type broadcast`) the events of consumers another live instance owns are
-    /// acknowledged and left to it.
+    /// acknowledged and left to it. A spec resync request is answered only for a consumer of
+    /// `consumers`.
     pub fn for_instance(
         store: DynStore,
         transport: DynSourceTransport,
@@ -93,6 +98,7 @@ impl Ingest {
         limits: IngestLimits,
         holders: Option<crate::instances::AgentHolders>,
         owner_only: Option<crate::ownership::Membership>,
+        consumers: Arc<RegisteredConsumers>,
     ) -> Arc<Self> {
         let quota = Quota::per_second(NonZeroU32::new(DEAD_LETTERS_PER_SECOND).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(DEAD_LETTER_BURST).unwrap_or(NonZeroU32::MIN));
@@ -104,6 +110,7 @@ impl Ingest {
             limits,
             holders,
             owner_only,
+            consumers,
             dead_letters: RateLimiter::direct(quota),
         })
     }
@@ -238,9 +245,9 @@ impl Ingest {
                 ),
             ));
         }
-        match self.store.get_consumer_by_name(&cluster).await {
-            Ok(_) => {}
-            Err(StoreError::NotFound { .. }) => {
+        match self.consumers.is_registered(&cluster).await {
+            Ok(true) => {}
+            Ok(false) => {
                 return Err(Refusal::Permanent(origin, format!("consumer {cluster:?} is not registered")));
             }
             Err(e) if e.is_retryable() => return Err(Refusal::Retryable(e.to_string())),

@@ -26,6 +26,7 @@ pub mod instances;
 pub mod metrics;
 pub mod ops;
 pub mod ownership;
+pub mod registered;
 pub mod rest;
 pub mod resync;
 pub mod retention;
@@ -36,6 +37,7 @@ pub mod spec_resync;
 pub mod tls_listener;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
@@ -100,6 +102,10 @@ pub struct ServerConfig {
     /// `/livez`, `/healthz`, `/readyz`); `None`: none (REST still answers `/healthz` and
     /// `/readyz`).
     pub health_addr: Option<SocketAddr>,
+    /// The registered-consumer snapshot the server checks spec resync requests against
+    /// ([`registered::RegisteredConsumers`]), to share with the gRPC agent broker's Subscribe
+    /// check; `None`: the server makes its own over its store.
+    pub consumers: Option<Arc<registered::RegisteredConsumers>>,
 }
 
 impl Default for ServerConfig {
@@ -124,6 +130,7 @@ impl Default for ServerConfig {
             subscription_type: ownership::SubscriptionType::Shared,
             metrics: None,
             health_addr: None,
+            consumers: None,
         }
     }
 }
@@ -253,6 +260,10 @@ pub async fn start(
             config.ingest,
             holders.clone(),
             owner_only,
+            config
+                .consumers
+                .clone()
+                .unwrap_or_else(|| Arc::new(registered::RegisteredConsumers::new(store.clone()))),
         ))
         .await?;
     let hub = hub::StatusHub::new(4096);

@@ -1,18 +1,17 @@
 //! `maestro server`'s limits of the two gRPC listeners (docs/security.md, "Limits"): the
 //! connection settings both share (Go Maestro's flag names and defaults, except the streams
 //! per connection), the source gRPC API's Subscribe limits, and the agent broker's Subscribe
-//! limits and registered-consumer check, with [`StoreConsumers`] answering that check from the
-//! store.
+//! limits and registered-consumer check, answered by the server's snapshot of the consumer
+//! names ([`SnapshotRegistry`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 #[cfg(feature = "grpc")]
 use maestro_broker_grpc::{ConsumerRegistry, GrpcBrokerConfig, Registered, RegistryError};
+use maestro_server::registered::RegisteredConsumers;
 use maestro_server::source_grpc::SourceGrpcLimits;
-use maestro_store::DynStore;
-#[cfg(feature = "grpc")]
-use maestro_store::StoreError;
 use maestro_tls::grpc_listener as grpc;
 use maestro_tls::grpc_listener::GrpcListenerLimits;
 
@@ -185,10 +184,11 @@ impl Default for BrokerLimits {
 
 impl BrokerLimits {
     /// The base of the agent broker's configuration: these limits, and unless
-    /// `allow_unregistered_consumers` the consumers of `store` as its registry (warned about
-    /// loudly otherwise). Address, heartbeat and TLS are set by `broker::source_transport_with`.
+    /// `allow_unregistered_consumers` `consumers` (the snapshot the server checks spec resync
+    /// requests against) as its registry (warned about loudly otherwise). Address, heartbeat and
+    /// TLS are set by `broker::source_transport_with`.
     #[cfg(feature = "grpc")]
-    pub fn broker_config(&self, store: &DynStore) -> GrpcBrokerConfig {
+    pub fn broker_config(&self, consumers: &Arc<RegisteredConsumers>) -> GrpcBrokerConfig {
         let consumers = if self.allow_unregistered_consumers {
             tracing::warn!(
                 "--grpc-broker-allow-unregistered-consumers: the agent broker accepts Subscribe streams for consumers \
@@ -196,8 +196,7 @@ impl BrokerLimits {
             );
             None
         } else {
-            Some(std::sync::Arc::new(StoreConsumers { store: store.clone() })
-                as std::sync::Arc<dyn ConsumerRegistry>)
+            Some(Arc::new(SnapshotRegistry(consumers.clone())) as Arc<dyn ConsumerRegistry>)
         };
         GrpcBrokerConfig {
             max_streams_per_consumer: self.max_streams_per_consumer,
@@ -213,34 +212,27 @@ impl BrokerLimits {
 #[cfg(not(feature = "grpc"))]
 impl BrokerLimits {
     /// Nothing: this binary was built without the gRPC broker.
-    pub fn broker_config(&self, _store: &DynStore) -> crate::broker::GrpcBase {
+    pub fn broker_config(&self, _consumers: &Arc<RegisteredConsumers>) -> crate::broker::GrpcBase {
         crate::broker::GrpcBase::default()
     }
 }
 
-/// The store as the agent broker's consumer registry: a consumer is registered when the store
-/// has a consumer of that name.
+/// The server's snapshot of the consumer names as the agent broker's registry.
 #[cfg(feature = "grpc")]
-#[derive(Debug, Clone)]
-pub struct StoreConsumers {
-    /// The server's store.
-    pub store: DynStore,
-}
+#[derive(Debug)]
+pub struct SnapshotRegistry(pub Arc<RegisteredConsumers>);
 
 #[cfg(feature = "grpc")]
-impl ConsumerRegistry for StoreConsumers {
-    /// `get_consumer_by_name`: found → registered, `NotFound` → not registered.
+impl ConsumerRegistry for SnapshotRegistry {
+    /// [`RegisteredConsumers::is_registered`].
     ///
     /// # Errors
-    /// Any other store error (e.g. the database is down), as its text.
+    /// The store's error (e.g. the database is down), as its text: logged by the broker, never
+    /// sent to the agent.
     fn is_registered<'a>(&'a self, consumer: &'a str) -> Registered<'a> {
-        Box::pin(async move {
-            match self.store.get_consumer_by_name(consumer).await {
-                Ok(_) => Ok(true),
-                Err(StoreError::NotFound { .. }) => Ok(false),
-                Err(e) => Err(RegistryError(e.to_string())),
-            }
-        })
+        Box::pin(
+            async move { self.0.is_registered(consumer).await.map_err(|e| RegistryError(e.to_string())) },
+        )
     }
 }
 

@@ -1,9 +1,11 @@
 //! `maestro server` and `maestro migrate`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use maestro_server::registered::RegisteredConsumers;
 use maestro_server::{RunningServer, ServerConfig};
 
 use crate::broker::{BrokerKind, SourceBrokerSettings, source_transport_with};
@@ -64,15 +66,16 @@ pub async fn start(s: &ServerSettings) -> anyhow::Result<Started> {
     let store = maestro_store::open(&s.db_url)
         .await
         .with_context(|| format!("opening database {}", maestro_store::redact(&s.db_url)))?;
+    let consumers = Arc::new(RegisteredConsumers::new(store.clone()));
     let grpc = match s.broker.kind {
-        BrokerKind::Grpc => s.grpc_broker.broker_config(&store),
+        BrokerKind::Grpc => s.grpc_broker.broker_config(&consumers),
         _ => Default::default(),
     };
     let (transport, broker_addr) = source_transport_with(&s.broker, grpc)
         .await
         .with_context(|| format!("starting the {} broker", s.broker.kind.as_str()))?;
-    let mut server =
-        maestro_server::start(s.server.clone(), store, transport).await.context("starting the server")?;
+    let config = maestro_server::ServerConfig { consumers: Some(consumers), ..s.server.clone() };
+    let mut server = maestro_server::start(config, store, transport).await.context("starting the server")?;
     if let Some(lock) = lock {
         server.hold(lock);
     }
