@@ -75,38 +75,75 @@ pub async fn join(store: &DynStore, config: &InstanceConfig, status_cursor: i64)
 /// after that read finds the holder) and the heartbeat (which brings the record in line with
 /// the broker's connections).
 #[derive(Debug, Clone, Default)]
-pub struct AgentHolders(Arc<Mutex<BTreeSet<String>>>);
+pub struct AgentHolders(Arc<Holders>);
+
+#[derive(Debug, Default)]
+struct Holders {
+    /// Recorded in the store.
+    held: Mutex<BTreeSet<String>>,
+    /// Waiting for the next write: a fleet reconnecting is recorded in a few writes, not one
+    /// transaction per agent.
+    pending: Mutex<BTreeSet<String>>,
+    /// One write at a time.
+    writer: tokio::sync::Mutex<()>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl AgentHolders {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        locked(&self.0.held)
     }
 
-    /// Records that an agent of `consumer` is connected here (if not recorded yet).
+    /// Records that an agent of `consumer` is connected here (if not recorded yet), in one
+    /// write with every consumer waiting to be recorded meanwhile; returns once it is stored.
     ///
     /// # Errors
-    /// Store failures.
+    /// Store failures; the consumers of the failed write wait for the next one.
     pub async fn record(&self, store: &DynStore, consumer: &str) -> Result<(), StoreError> {
-        if self.lock().contains(consumer) {
+        if self.held().contains(consumer) {
             return Ok(());
         }
-        store.hold_agent_streams(&[consumer.to_owned()], &[]).await?;
-        self.lock().insert(consumer.to_owned());
-        Ok(())
+        locked(&self.0.pending).insert(consumer.to_owned());
+        let _turn = self.0.writer.lock().await;
+        if self.held().contains(consumer) {
+            return Ok(()); // the write before this one took it
+        }
+        let mut batch = std::mem::take(&mut *locked(&self.0.pending));
+        batch.insert(consumer.to_owned());
+        let add: Vec<String> = batch.iter().cloned().collect();
+        match store.hold_agent_streams(&add, &[]).await {
+            Ok(()) => {
+                self.held().extend(batch);
+                Ok(())
+            }
+            Err(e) => {
+                locked(&self.0.pending).extend(batch);
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets every record (the instance registered again).
+    fn clear(&self) {
+        self.held().clear();
     }
 
     /// Brings the record in line with `connected`, the consumers connected now.
     async fn sync(&self, store: &DynStore, connected: Vec<String>) -> Result<(), StoreError> {
+        let _turn = self.0.writer.lock().await;
         let connected: BTreeSet<String> = connected.into_iter().collect();
         let (add, remove): (Vec<String>, Vec<String>) = {
-            let held = self.lock();
+            let held = self.held();
             (connected.difference(&held).cloned().collect(), held.difference(&connected).cloned().collect())
         };
         if add.is_empty() && remove.is_empty() {
             return Ok(());
         }
         store.hold_agent_streams(&add, &remove).await?;
-        let mut held = self.lock();
+        let mut held = self.held();
         held.extend(add);
         for gone in &remove {
             held.remove(gone);
@@ -156,7 +193,7 @@ async fn heartbeat(
                 config.id
             )));
         }
-        holders.lock().clear();
+        holders.clear();
     }
     for dead in store.expire_instances().await? {
         tracing::warn!(instance = %dead, "server instance declared dead (its lease passed); its outbox claims and agents are taken over");
@@ -196,5 +233,49 @@ pub async fn leave(store: &DynStore) {
         Err(e) => {
             tracing::warn!(instance = %id, error = %e, "leaving the registry failed; other instances take over when the lease passes")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    async fn held_in_store(store: &DynStore) -> i64 {
+        store.list_instances().await.expect("list").first().map_or(0, |i| i.agent_consumers)
+    }
+
+    /// Records waiting while another write is under way go out in the next write; those of a
+    /// failed write (here: no instance registered yet) are kept for the next one.
+    #[tokio::test]
+    async fn waiting_records_are_written_together() {
+        let store = maestro_store::open("sqlite::memory:").await.expect("store");
+        let holders = AgentHolders::default();
+        let turn = holders.0.writer.lock().await;
+        let waiting: Vec<_> = (0..5)
+            .map(|i| {
+                let (holders, store) = (holders.clone(), store.clone());
+                tokio::spawn(async move { holders.record(&store, &format!("c{i}")).await })
+            })
+            .collect();
+        while locked(&holders.0.pending).len() < 5 {
+            tokio::task::yield_now().await;
+        }
+        drop(turn);
+        for record in waiting {
+            assert!(record.await.expect("task").is_err(), "no instance registered: the write fails");
+        }
+        assert_eq!(locked(&holders.0.pending).len(), 5, "a failed write's consumers wait for the next");
+        assert!(holders.held().is_empty());
+
+        assert!(store.register_instance("a", LEASE, 0).await.expect("register"));
+        holders.record(&store, "late").await.expect("record");
+        assert_eq!(held_in_store(&store).await, 6, "one write took the five waiting and the new one");
+        assert_eq!(holders.held().len(), 6);
+        assert!(locked(&holders.0.pending).is_empty());
+        holders.record(&store, "c0").await.expect("recorded already");
+        holders.sync(&store, vec!["c1".into()]).await.expect("sync");
+        assert_eq!((held_in_store(&store).await, holders.held().len()), (1, 1), "sync keeps the connected");
     }
 }
