@@ -71,14 +71,19 @@ const RESYNC_ANSWER_MAX_DELAY: Duration = Duration::from_secs(30);
 pub(crate) struct Answers {
     min_interval: Duration,
     permits: Arc<Semaphore>,
-    consumers: Mutex<HashMap<String, Slot>>,
+    consumers: Arc<Mutex<HashMap<String, Slot>>>,
 }
 
-/// One consumer's latest answer task and when its answer last started.
+/// One consumer's latest answer task (`None` once it is done: the handle would keep the
+/// finished task's memory, ~1 KiB, alive) and when its answer last started.
 #[derive(Debug)]
 struct Slot {
-    task: AbortHandle,
+    task: Option<AbortHandle>,
     started: Instant,
+}
+
+fn slots(consumers: &Mutex<HashMap<String, Slot>>) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+    consumers.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Answers {
@@ -86,7 +91,7 @@ impl Answers {
         Answers {
             min_interval: limits.resync_min_interval,
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_RESYNC_ANSWERS)),
-            consumers: Mutex::default(),
+            consumers: Arc::default(),
         }
     }
 
@@ -94,9 +99,12 @@ impl Answers {
     /// (aborting) the consumer's previous answer if it is still waiting or being sent.
     pub(crate) fn start(&self, answer: SpecResyncAnswer) {
         let now = Instant::now();
-        let mut consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut consumers = slots(&self.consumers);
         // Forget consumers whose last answer is done and older than the interval.
-        consumers.retain(|_, s| !s.task.is_finished() || now.duration_since(s.started) < self.min_interval);
+        consumers.retain(|_, s| {
+            s.task.as_ref().is_some_and(|t| !t.is_finished())
+                || now.duration_since(s.started) < self.min_interval
+        });
         let start_at = match consumers.get(&answer.consumer) {
             // The previous answer is still waiting: this one takes its place and its time.
             Some(previous) if previous.started > now => previous.started,
@@ -107,19 +115,31 @@ impl Answers {
             tracing::debug!(consumer = ?answer.consumer, wait_ms = (start_at - now).as_millis() as u64, "spec resync request arrived within the minimum interval; answer delayed");
         }
         let consumer = answer.consumer.clone();
-        let task = tokio::spawn(answer.run(self.permits.clone(), start_at));
+        let (permits, done) = (self.permits.clone(), (self.consumers.clone(), consumer.clone()));
+        let task = tokio::spawn(async move {
+            answer.run(permits, start_at).await;
+            // Runs once `start` has let go of the map: the slot holds this task's handle.
+            let (consumers, consumer) = done;
+            if let Some(slot) = slots(&consumers).get_mut(&consumer)
+                && slot.task.as_ref().is_some_and(|t| t.id() == tokio::task::id())
+            {
+                slot.task = None;
+            }
+        });
         if let Some(previous) =
-            consumers.insert(consumer, Slot { task: task.abort_handle(), started: start_at })
+            consumers.insert(consumer, Slot { task: Some(task.abort_handle()), started: start_at })
+            && let Some(task) = previous.task
         {
-            previous.task.abort();
+            task.abort();
         }
     }
 
     /// Aborts every answer (the server stops).
     pub(crate) fn abort_all(&mut self) {
-        let consumers = self.consumers.get_mut().unwrap_or_else(|p| p.into_inner());
-        for (_, slot) in consumers.drain() {
-            slot.task.abort();
+        for (_, slot) in slots(&self.consumers).drain() {
+            if let Some(task) = slot.task {
+                task.abort();
+            }
         }
     }
 }
@@ -258,5 +278,46 @@ impl SpecResyncAnswer {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use maestro_transport::memory::MemoryBroker;
+    use maestro_transport::{AgentTransport, EventHandler, HandlerError};
+
+    use super::*;
+
+    struct Ignore;
+
+    #[async_trait::async_trait]
+    impl EventHandler for Ignore {
+        async fn handle(&self, _event: &maestro_api::Event) -> Result<(), HandlerError> {
+            Ok(())
+        }
+    }
+
+    /// A finished answer lets go of its task at once, without waiting for the next request to
+    /// sweep the map; its start time stays for the minimum interval.
+    #[tokio::test]
+    async fn a_done_answer_keeps_no_task() {
+        let store = maestro_store::open("sqlite::memory:").await.expect("store");
+        let (answers, broker) = (Answers::new(&IngestLimits::default()), MemoryBroker::new());
+        broker.agent("c1").start(Arc::new(Ignore)).await.expect("agent");
+        answers.start(SpecResyncAnswer {
+            store,
+            transport: broker.source(),
+            source_id: "maestro".into(),
+            consumer: "c1".into(),
+            agent: HashMap::new(),
+            request_id: "r1".into(),
+            holders: None,
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while slots(&answers.consumers).get("c1").is_some_and(|s| s.task.is_some()) {
+            assert!(Instant::now() < deadline, "the done answer still holds its task");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(slots(&answers.consumers).contains_key("c1"), "its start time is kept");
     }
 }
