@@ -5,7 +5,7 @@
 //! Both are answered from one snapshot of all consumer names, not from a query per agent: when
 //! a fleet of agents connects (a server start, a network cut), a query per agent costs the
 //! database thousands of round trips and holds each agent's RPC open meanwhile; on PostgreSQL
-//! the two checks' queries left ~4.6 KiB per agent resident in the server (docs/benchmarks.md,
+//! the two checks' queries left ~3.6 KiB per agent resident in the server (docs/benchmarks.md,
 //! "Where an agent's bytes go"). The snapshot holds every consumer's name (tens of bytes each:
 //! 10,000 consumers ≈ 0.5 MiB) and no bundle.
 
@@ -36,8 +36,10 @@ const LOAD_PAGE: i64 = 10_000;
 /// again when a check finds it older than [`REGISTERED_TTL`] (30 s) or lacking the name and
 /// older than 5 s; a name the snapshot lacks is otherwise looked up alone
 /// (`get_consumer_by_name`), so a consumer registered after the snapshot is accepted at
-/// once. Like the broker's own memory of answers, a consumer deleted less than 30 s ago may
-/// still pass. Concurrent checks wait for one load instead of each querying.
+/// once. A consumer deleted less than 30 s ago may still pass. Concurrent checks wait for one
+/// load instead of each querying. So the store is read at most once per 30 s for registered
+/// names and once per 5 s for missing ones (plus one single-name query per such check), each
+/// load a full list of the consumers (10,000 per page).
 #[derive(Debug)]
 pub struct RegisteredConsumers {
     lookup: Box<dyn ConsumerLookup>,
