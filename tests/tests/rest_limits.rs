@@ -677,8 +677,8 @@ mod store_wrapper {
             }
             self.inner.get_resources_raw(ids).await
         }
-        async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>> {
-            self.inner.resources_for_consumer(consumer).await
+        async fn resources_for_consumers(&self, consumers: &[String]) -> Result<Vec<Resource>> {
+            self.inner.resources_for_consumers(consumers).await
         }
         async fn resources_for_source(&self, source: &str) -> Result<Vec<Resource>> {
             self.inner.resources_for_source(source).await
@@ -746,8 +746,8 @@ mod store_wrapper {
         async fn wipe_confirmed(&self, consumer: &str) -> Result<bool> {
             self.inner.wipe_confirmed(consumer).await
         }
-        async fn deleted_resources(&self, consumer: &str, limit: i64) -> Result<Vec<DeletedResource>> {
-            self.inner.deleted_resources(consumer, limit).await
+        async fn deleted_resources(&self, consumers: &[String], limit: i64) -> Result<Vec<DeletedResource>> {
+            self.inner.deleted_resources(consumers, limit).await
         }
         async fn deleted_resource(&self, id: &str) -> Result<Option<DeletedResource>> {
             self.inner.deleted_resource(id).await

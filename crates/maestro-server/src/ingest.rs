@@ -103,10 +103,10 @@ impl Ingest {
         let quota = Quota::per_second(NonZeroU32::new(DEAD_LETTERS_PER_SECOND).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(DEAD_LETTER_BURST).unwrap_or(NonZeroU32::MIN));
         Arc::new(Ingest {
+            answers: Answers::new(&limits, store.clone()),
             store,
             transport,
             source_id: source_id.to_owned(),
-            answers: Answers::new(&limits),
             limits,
             holders,
             owner_only,

@@ -29,6 +29,7 @@ pub mod ownership;
 pub mod registered;
 pub mod rest;
 pub mod resync;
+mod resync_reads;
 pub mod retention;
 pub mod source_grpc;
 pub mod spec;

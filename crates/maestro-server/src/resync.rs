@@ -96,7 +96,7 @@ pub async fn resync_all(
         if !owned(&c) {
             continue;
         }
-        let resources = store.resources_for_consumer(&c).await?;
+        let resources = store.resources_for_consumers(std::slice::from_ref(&c)).await?;
         let specs = resources
             .iter()
             .filter(|r| with_specs || r.deleted_at.is_some())

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::resync_reads::{ConsumerReads, ResyncReads};
 use crate::spec::{deleted_resource_delete, outgoing_spec, unknown_resource_delete};
 
 /// Limits on what agents may ask of the server through the broker (docs/security.md,
@@ -72,6 +73,7 @@ pub(crate) struct Answers {
     min_interval: Duration,
     permits: Arc<Semaphore>,
     consumers: Arc<Mutex<HashMap<String, Slot>>>,
+    reads: Arc<ResyncReads>,
 }
 
 /// One consumer's latest answer task (`None` once it is done: the handle would keep the
@@ -87,11 +89,13 @@ fn slots(consumers: &Mutex<HashMap<String, Slot>>) -> std::sync::MutexGuard<'_, 
 }
 
 impl Answers {
-    pub(crate) fn new(limits: &IngestLimits) -> Self {
+    /// Answers reading `store`, their reads grouped ([`crate::resync_reads`]).
+    pub(crate) fn new(limits: &IngestLimits, store: DynStore) -> Self {
         Answers {
             min_interval: limits.resync_min_interval,
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_RESYNC_ANSWERS)),
             consumers: Arc::default(),
+            reads: Arc::new(ResyncReads::new(store, MAX_CONCURRENT_RESYNC_ANSWERS)),
         }
     }
 
@@ -115,9 +119,10 @@ impl Answers {
             tracing::debug!(consumer = ?answer.consumer, wait_ms = (start_at - now).as_millis() as u64, "spec resync request arrived within the minimum interval; answer delayed");
         }
         let consumer = answer.consumer.clone();
-        let (permits, done) = (self.permits.clone(), (self.consumers.clone(), consumer.clone()));
+        let (permits, reads) = (self.permits.clone(), self.reads.clone());
+        let done = (self.consumers.clone(), consumer.clone());
         let task = tokio::spawn(async move {
-            answer.run(permits, start_at).await;
+            answer.run(permits, &reads, start_at).await;
             // Runs once `start` has let go of the map: the slot holds this task's handle.
             let (consumers, consumer) = done;
             if let Some(slot) = slots(&consumers).get_mut(&consumer)
@@ -165,13 +170,13 @@ impl SpecResyncAnswer {
     /// Waits until `start_at`, then sends the answer; a store failure or a retryable publish
     /// failure starts it again after a backoff, up to [`RESYNC_ANSWER_ATTEMPTS`] times (the
     /// agent ignores versions it already holds). Gives up with an error log.
-    async fn run(self, permits: Arc<Semaphore>, start_at: Instant) {
+    async fn run(self, permits: Arc<Semaphore>, reads: &ResyncReads, start_at: Instant) {
         tokio::time::sleep_until(start_at).await;
         let Ok(_permit) = permits.acquire_owned().await else { return };
         let mut delays = delays(RESYNC_ANSWER_BACKOFF, RESYNC_ANSWER_MAX_DELAY);
         let started = Instant::now();
         for attempt in 0..RESYNC_ANSWER_ATTEMPTS {
-            match self.send().await {
+            match self.send(reads).await {
                 Ok(()) => {
                     let source = self.source_id.clone();
                     ::metrics::histogram!(crate::metrics::SPEC_RESYNC_DURATION, "source" => source)
@@ -194,35 +199,33 @@ impl SpecResyncAnswer {
     /// [`DELETED_IN_ANSWER`] whose id is not in use again, docs/protocol.md §5.6), as
     /// `spec.delete_request`s; the ids among them are taken out of `agent` (the works the
     /// agent listed and the store does not hold), so they are not unknown deletions.
-    async fn deleted_lately(
+    fn deleted_lately(
         &self,
-        resources: &[maestro_store::Resource],
+        read: &ConsumerReads,
         agent: &mut HashMap<String, i64>,
-    ) -> Result<Vec<maestro_api::Event>, maestro_store::StoreError> {
-        let deleted = self.store.deleted_resources(&self.consumer, DELETED_IN_ANSWER).await?;
-        let live: std::collections::HashSet<&str> = resources.iter().map(|r| r.id.as_str()).collect();
-        let out: Vec<_> = deleted
+    ) -> Vec<maestro_api::Event> {
+        let live: std::collections::HashSet<&str> = read.resources.iter().map(|r| r.id.as_str()).collect();
+        read.deleted
             .iter()
             .filter(|d| !live.contains(d.id.as_str()))
             .inspect(|d| {
                 agent.remove(&d.id);
             })
             .map(|d| deleted_resource_delete(&self.source_id, d))
-            .collect();
-        Ok(out)
+            .collect()
     }
 
     /// One attempt; errors come with whether a retry may succeed.
-    async fn send(&self) -> Result<(), (String, bool)> {
+    async fn send(&self, reads: &ResyncReads) -> Result<(), (String, bool)> {
         if let Some(holders) = &self.holders {
             holders.record(&self.store, &self.consumer).await.map_err(|e| (e.to_string(), true))?;
         }
         let store_err = |e: maestro_store::StoreError| (e.to_string(), true);
-        let resources = self.store.resources_for_consumer(&self.consumer).await.map_err(store_err)?;
-        let store_id = self.store.store_identity().await.map_err(store_err)?;
+        let read = reads.read(&self.consumer).await.map_err(|e| (e, true))?;
+        let (resources, store_id) = (&read.resources, &read.store_id);
         let mut agent = self.agent.clone();
         let mut out = Vec::new();
-        for r in &resources {
+        for r in resources {
             let agent_version = agent.remove(&r.id).unwrap_or(0);
             if r.deleted_at.is_some() || r.version == 0 || r.version > agent_version {
                 let mut ev = outgoing_spec(r, &self.source_id, Action::ResyncResponse);
@@ -233,7 +236,7 @@ impl SpecResyncAnswer {
                 out.push(ev);
             }
         }
-        out.extend(self.deleted_lately(&resources, &mut agent).await.map_err(store_err)?);
+        out.extend(self.deleted_lately(&read, &mut agent));
         let unknown = agent.len();
         if unknown > 0 {
             let confirmed = self.store.wipe_confirmed(&self.consumer).await.map_err(store_err)?;
@@ -263,7 +266,7 @@ impl SpecResyncAnswer {
         // the agent's subscription only then). The agent's spec resync marks its return: ask it
         // for its statuses too (docs/protocol.md §5.1; it resends only what differs).
         if !self.transport.capabilities().server_hosts_agents {
-            out.extend(crate::resync::batches(&self.source_id, &self.consumer, &resources));
+            out.extend(crate::resync::batches(&self.source_id, &self.consumer, resources));
         }
         for ev in &out {
             self.transport
@@ -302,7 +305,7 @@ mod tests {
     #[tokio::test]
     async fn a_done_answer_keeps_no_task() {
         let store = maestro_store::open("sqlite::memory:").await.expect("store");
-        let (answers, broker) = (Answers::new(&IngestLimits::default()), MemoryBroker::new());
+        let (answers, broker) = (Answers::new(&IngestLimits::default(), store.clone()), MemoryBroker::new());
         broker.agent("c1").start(Arc::new(Ignore)).await.expect("agent");
         answers.start(SpecResyncAnswer {
             store,

@@ -10,7 +10,7 @@ use sqlx::{AssertSqlSafe, Encode, FromRow, IntoArguments, Pool, Type};
 
 use crate::Result;
 use crate::model::DeletedResource;
-use crate::sql::Dialect;
+use crate::sql::{Dialect, List};
 
 /// The columns of a [`DeletedResource`].
 const COLUMNS: &str = "id, consumer_name, version, created_at, deleted_at_ms";
@@ -40,15 +40,27 @@ where
     for<'c> &'c Pool<D>: sqlx::Executor<'c, Database = D>,
     for<'q> &'q str: Encode<'q, D> + Type<D>,
     for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'q> List<'q, String>: Encode<'q, D> + Type<D>,
     for<'r> DeletedResource: FromRow<'r, D::Row>,
 {
-    /// The latest `limit` deletions of `consumer`'s bundles, newest first.
-    pub(crate) async fn of_consumer(&self, consumer: &str, limit: i64) -> Result<Vec<DeletedResource>> {
+    /// The latest `limit` deletions of each of `consumers`' bundles, by consumer, each one's
+    /// newest first.
+    pub(crate) async fn of_consumers(
+        &self,
+        consumers: &[String],
+        limit: i64,
+    ) -> Result<Vec<DeletedResource>> {
+        if consumers.is_empty() {
+            return Ok(Vec::new());
+        }
         let sql = format!(
-            "SELECT {COLUMNS} FROM deleted_resources WHERE consumer_name = $1 \
-             ORDER BY deleted_at_ms DESC, id LIMIT $2"
+            "SELECT {COLUMNS} FROM (SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY consumer_name \
+             ORDER BY deleted_at_ms DESC, id) AS n FROM deleted_resources WHERE consumer_name {list}) AS d \
+             WHERE n <= $2 ORDER BY consumer_name, deleted_at_ms DESC, id",
+            list = D::IN_LIST
         );
-        Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(consumer).bind(limit.max(0)).fetch_all(self.pool).await?)
+        let q = sqlx::query_as(AssertSqlSafe(sql)).bind(List(consumers)).bind(limit.max(0));
+        Ok(q.fetch_all(self.pool).await?)
     }
 
     /// The deletion of bundle `id`, if remembered.

@@ -250,8 +250,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// order; unknown ids are left out.
     async fn get_resources_raw(&self, ids: &[String]) -> Result<Vec<RawResource>>;
 
-    /// Every resource of a consumer, including deleting ones (spec resync, status resync).
-    async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>>;
+    /// Every resource of these consumers, including deleting ones (spec resync, status
+    /// resync), oldest first (`created_at`, then id) whatever their consumer; one query, none
+    /// for an empty list.
+    async fn resources_for_consumers(&self, consumers: &[String]) -> Result<Vec<Resource>>;
 
     /// Every resource created by a source, including deleting ones (source status resync).
     async fn resources_for_source(&self, source: &str) -> Result<Vec<Resource>>;
@@ -337,10 +339,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     // ---- deleted bundles (docs/protocol.md §5.6) ----
 
-    /// The latest `limit` deletions of `consumer`'s bundles still remembered, newest first.
-    /// A bundle is remembered from the moment its agent's `Deleted` status removed its row
+    /// The latest `limit` deletions of each consumer's bundles still remembered, by consumer
+    /// name, each consumer's newest first; one query, none for an empty list. A bundle is
+    /// remembered from the moment its agent's `Deleted` status removed its row
     /// ([`Store::apply_status`], same transaction) until [`Store::prune_deleted_resources`].
-    async fn deleted_resources(&self, consumer: &str, limit: i64) -> Result<Vec<DeletedResource>>;
+    async fn deleted_resources(&self, consumers: &[String], limit: i64) -> Result<Vec<DeletedResource>>;
 
     /// The remembered deletion of bundle `id`, if any (the id may be in use again: a source
     /// re-creates a bundle under the same id).

@@ -522,9 +522,17 @@ async fn paging_and_filters(store: DynStore) {
 
     searched_and_sorted_pages(&store).await;
 
-    assert_eq!(ids(&store.resources_for_consumer("c2").await.expect("for consumer")), vec![s("r2"), s("r4")]);
+    let of = |names: &[&str]| names.iter().map(|n| s(n)).collect::<Vec<_>>();
+    let for_consumers = |names: &[&str]| {
+        let (store, names) = (store.clone(), of(names));
+        async move { store.resources_for_consumers(&names).await }
+    };
+    assert_eq!(ids(&for_consumers(&["c2"]).await.expect("for consumer")), vec![s("r2"), s("r4")]);
+    let two = for_consumers(&["c2", "c1", "c9"]).await.expect("for consumers");
+    assert_eq!(ids(&two), of(&["r1", "r2", "r3", "r4", "r5"]), "oldest first, whatever the consumer");
+    assert!(for_consumers(&[]).await.expect("no consumers").is_empty());
     assert_eq!(ids(&store.resources_for_source("source-b").await.expect("for source")), vec![s("r4")]);
-    assert!(store.resources_for_consumer("c9").await.expect("none").is_empty());
+    assert!(for_consumers(&["c9"]).await.expect("none").is_empty());
 
     let consumers = |name: Option<&str>, size| ConsumerQuery {
         paging: Paging { page: 1, size },

@@ -162,16 +162,19 @@ where
         sqlx::query_as(select).bind(key).fetch_optional(&self.pool).await?.ok_or_else(|| not_found(kind, key))
     }
 
-    /// The resource rows with these ids (one query; none for no ids).
-    async fn with_ids<T: for<'r> FromRow<'r, D::Row> + Send + Unpin>(
+    /// The resource rows whose `column` is in `keys`, then `order` (one query; none for no
+    /// keys).
+    async fn rows_in<T: for<'r> FromRow<'r, D::Row> + Send + Unpin>(
         &self,
-        ids: &[String],
+        column: &str,
+        keys: &[String],
+        order: &str,
     ) -> Result<Vec<T>> {
-        if ids.is_empty() {
+        if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("SELECT * FROM resources WHERE id {}", D::IN_LIST);
-        Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(List(ids)).fetch_all(&self.pool).await?)
+        let sql = format!("SELECT * FROM resources WHERE {column} {}{order}", D::IN_LIST);
+        Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(List(keys)).fetch_all(&self.pool).await?)
     }
 
     /// Starts a write transaction and reads the resource row `id`, locked until it ends.
@@ -604,7 +607,7 @@ where
     }
 
     async fn get_resources(&self, ids: &[String]) -> Result<Vec<Resource>> {
-        self.with_ids(ids).await
+        self.rows_in("id", ids, "").await
     }
 
     async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>> {
@@ -621,11 +624,11 @@ where
     }
 
     async fn get_resources_raw(&self, ids: &[String]) -> Result<Vec<RawResource>> {
-        self.with_ids(ids).await
+        self.rows_in("id", ids, "").await
     }
 
-    async fn resources_for_consumer(&self, consumer: &str) -> Result<Vec<Resource>> {
-        self.rows("SELECT * FROM resources WHERE consumer_name = $1 ORDER BY created_at, id", consumer).await
+    async fn resources_for_consumers(&self, consumers: &[String]) -> Result<Vec<Resource>> {
+        self.rows_in("consumer_name", consumers, " ORDER BY created_at, id").await
     }
 
     async fn resources_for_source(&self, source: &str) -> Result<Vec<Resource>> {
@@ -721,8 +724,8 @@ where
         WipeGuard { pool: &self.pool }.confirmed(consumer).await
     }
 
-    async fn deleted_resources(&self, consumer: &str, limit: i64) -> Result<Vec<DeletedResource>> {
-        Deleted { pool: &self.pool }.of_consumer(consumer, limit).await
+    async fn deleted_resources(&self, consumers: &[String], limit: i64) -> Result<Vec<DeletedResource>> {
+        Deleted { pool: &self.pool }.of_consumers(consumers, limit).await
     }
 
     async fn deleted_resource(&self, id: &str) -> Result<Option<DeletedResource>> {
