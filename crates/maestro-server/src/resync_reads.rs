@@ -2,9 +2,10 @@
 //! being sent at once (at most [`crate::spec_resync::MAX_CONCURRENT_RESYNC_ANSWERS`]) ask one
 //! reader task, which reads their bundles, their bundles deleted lately and the store identity
 //! with three queries for the whole group instead of three per answer. A fleet reconnecting
-//! after an outage sends one request per agent: at 10,000 agents this is ~1,900 queries
-//! instead of ~30,000, and the server keeps less memory afterwards (docs/benchmarks.md,
-//! "Where an agent's bytes go").
+//! after an outage sends one request per agent: 10,001 agents connecting in the benchmark
+//! were answered from 1,628 groups (4,884 queries instead of 30,003; the group sizes are
+//! logged at debug level), and the server keeps ~13 MiB less memory afterwards
+//! (docs/benchmarks.md, "Where an agent's bytes go").
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -79,6 +80,7 @@ async fn read_groups(store: DynStore, mut requests: mpsc::UnboundedReceiver<(Str
             replies.entry(consumer).or_default().push(reply);
         }
         let names: Vec<String> = replies.keys().cloned().collect();
+        tracing::debug!(consumers = names.len(), "spec resync reads");
         match read_group(&store, &names).await {
             Ok(mut reads) => {
                 for (consumer, waiting) in replies {
