@@ -8,7 +8,7 @@
 //! (docs/benchmarks.md, "Where an agent's bytes go").
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use maestro_store::{DeletedResource, DynStore, Resource};
 use tokio::sync::{mpsc, oneshot};
@@ -31,39 +31,51 @@ pub(crate) type ReadError = String;
 
 type Reply = oneshot::Sender<Result<ConsumerReads, ReadError>>;
 
-/// The reader of one ingest, started on the first read and stopped when this is dropped.
+type Queue = mpsc::UnboundedSender<(String, Reply)>;
+
+/// The reader of one ingest, started on the first read (again after it ended: a panic fails
+/// the reads it held, which are retried, not every later one) and stopped when this is dropped.
 #[derive(Debug)]
 pub(crate) struct ResyncReads {
     store: DynStore,
     /// Most answers read together.
     group: usize,
-    reader: OnceLock<(mpsc::UnboundedSender<(String, Reply)>, AbortHandle)>,
+    reader: Mutex<Option<(Queue, AbortHandle)>>,
 }
 
 impl ResyncReads {
     /// Reads of `store`, up to `group` consumers (at least 1) per query.
     pub(crate) fn new(store: DynStore, group: usize) -> Self {
-        ResyncReads { store, group: group.max(1), reader: OnceLock::new() }
+        ResyncReads { store, group: group.max(1), reader: Mutex::default() }
+    }
+
+    /// The running reader's queue, started if there is none.
+    fn queue(&self) -> Queue {
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        match &*reader {
+            Some((queue, _)) if !queue.is_closed() => queue.clone(),
+            _ => {
+                let (queue, requests) = mpsc::unbounded_channel();
+                let task = tokio::spawn(read_groups(self.store.clone(), requests, self.group));
+                *reader = Some((queue.clone(), task.abort_handle()));
+                queue
+            }
+        }
     }
 
     /// What the answer to `consumer`'s request needs, read with the other answers waiting.
     /// Errors: the store's, as text.
     pub(crate) async fn read(&self, consumer: &str) -> Result<ConsumerReads, ReadError> {
-        let (queue, _) = self.reader.get_or_init(|| {
-            let (queue, requests) = mpsc::unbounded_channel();
-            let task = tokio::spawn(read_groups(self.store.clone(), requests, self.group));
-            (queue, task.abort_handle())
-        });
         let (reply, answer) = oneshot::channel();
         let stopped = || "the spec resync reader has stopped".to_owned();
-        queue.send((consumer.to_owned(), reply)).map_err(|_| stopped())?;
+        self.queue().send((consumer.to_owned(), reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
 impl Drop for ResyncReads {
     fn drop(&mut self) {
-        if let Some((_, task)) = self.reader.get() {
+        if let Some((_, task)) = self.reader.get_mut().unwrap_or_else(|p| p.into_inner()) {
             task.abort();
         }
     }
@@ -177,5 +189,23 @@ mod tests {
             assert!(read.deleted.is_empty(), "{consumer}: nothing deleted");
             assert_eq!(read.store_id, identity, "{consumer}: the store identity");
         }
+    }
+
+    /// A reader that ended (here aborted, as a panic would end it) is started again by the
+    /// next read instead of failing every later answer.
+    #[tokio::test]
+    async fn a_reader_that_ended_is_started_again() {
+        let store = maestro_store::open("sqlite::memory:").await.expect("store");
+        let reads = ResyncReads::new(store, 16);
+        assert!(reads.read("c1").await.expect("first read").resources.is_empty());
+        let task = reads.reader.lock().expect("lock").as_ref().map(|(_, t)| t.clone()).expect("started");
+        task.abort();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !task.is_finished() {
+            assert!(tokio::time::Instant::now() < deadline, "the reader did not end");
+            tokio::task::yield_now().await;
+        }
+        let read = reads.read("c1").await.expect("read after the reader ended");
+        assert!(!read.store_id.is_empty(), "answered by a new reader");
     }
 }
