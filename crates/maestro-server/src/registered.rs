@@ -107,7 +107,7 @@ pub trait ConsumerLookup: Send + Sync + std::fmt::Debug {
 impl ConsumerLookup for DynStore {
     /// Pages of 10,000 consumers in the store's default order until a short page.
     async fn names(&self) -> Result<HashSet<Box<str>>, StoreError> {
-        names_in_pages(self, LOAD_PAGE).await
+        consumer_names(self).await
     }
 
     async fn exists(&self, name: &str) -> Result<bool, StoreError> {
@@ -119,14 +119,30 @@ impl ConsumerLookup for DynStore {
     }
 }
 
+/// Every consumer's name, in the store's default order, read 10,000 consumers at a time.
+///
+/// # Errors
+/// The store's.
+pub(crate) async fn consumer_names<C, N>(store: &DynStore) -> Result<C, StoreError>
+where
+    C: Default + Extend<N>,
+    N: From<String>,
+{
+    names_in_pages(store, LOAD_PAGE).await
+}
+
 /// Every consumer's name, read `size` consumers at a time until a short page.
-async fn names_in_pages(store: &DynStore, size: i64) -> Result<HashSet<Box<str>>, StoreError> {
-    let mut names = HashSet::new();
+async fn names_in_pages<C, N>(store: &DynStore, size: i64) -> Result<C, StoreError>
+where
+    C: Default + Extend<N>,
+    N: From<String>,
+{
+    let mut names = C::default();
     for page in 1.. {
         let query = ConsumerQuery { paging: Paging { page, size }, ..ConsumerQuery::default() };
         let items = store.list_consumers(&query).await?.items;
         let short = items.len() < usize::try_from(size).unwrap_or(usize::MAX);
-        names.extend(items.into_iter().map(|c| c.name.into_boxed_str()));
+        names.extend(items.into_iter().map(|c| N::from(c.name)));
         if short {
             break;
         }
@@ -173,14 +189,18 @@ mod tests {
         store
     }
 
+    async fn counting(consumers: usize) -> Arc<Counting> {
+        let store = store_with(consumers).await;
+        Arc::new(Counting { store, loads: AtomicUsize::new(0), lookups: AtomicUsize::new(0) })
+    }
+
     fn reads(c: &Counting) -> (usize, usize) {
         (c.loads.load(Ordering::SeqCst), c.lookups.load(Ordering::SeqCst))
     }
 
     #[tokio::test]
     async fn a_fleet_is_checked_with_one_load() {
-        let store = store_with(25).await;
-        let counting = Arc::new(Counting { store, loads: AtomicUsize::new(0), lookups: AtomicUsize::new(0) });
+        let counting = counting(25).await;
         let registry = Arc::new(RegisteredConsumers::with_lookup(Box::new(counting.clone())));
         let checks = (0..25).map(|i| {
             let registry = registry.clone();
@@ -194,8 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn names_missing_from_a_young_snapshot_are_looked_up() {
-        let store = store_with(3).await;
-        let counting = Arc::new(Counting { store, loads: AtomicUsize::new(0), lookups: AtomicUsize::new(0) });
+        let counting = counting(3).await;
         let registry = RegisteredConsumers::with_lookup(Box::new(counting.clone()));
         assert!(registry.is_registered("c0").await.expect("answer"));
         assert!(!registry.is_registered("made-up").await.expect("answer"), "unknown name refused");
@@ -208,8 +227,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_old_snapshot_is_reloaded() {
-        let store = store_with(2).await;
-        let counting = Arc::new(Counting { store, loads: AtomicUsize::new(0), lookups: AtomicUsize::new(0) });
+        let counting = counting(2).await;
         let registry = RegisteredConsumers::with_lookup(Box::new(counting.clone()));
         assert!(registry.is_registered("c1").await.expect("answer"));
         let Some(old) = Instant::now().checked_sub(RELOAD_AFTER) else { return };
@@ -230,7 +248,8 @@ mod tests {
         let store = store_with(5).await;
         let want: HashSet<Box<str>> = (0..5).map(|i| format!("c{i}").into_boxed_str()).collect();
         for size in [1, 2, 5, 6] {
-            assert_eq!(names_in_pages(&store, size).await.expect("names"), want, "pages of {size}");
+            let names: HashSet<Box<str>> = names_in_pages(&store, size).await.expect("names");
+            assert_eq!(names, want, "pages of {size}");
         }
         assert_eq!(store.names().await.expect("names"), want);
         assert!(store.exists("c4").await.expect("exists") && !store.exists("c5").await.expect("exists"));

@@ -18,7 +18,7 @@ use maestro_api::codec::status_resync_request;
 use maestro_api::payload::{StatusHash, StatusHashList};
 use maestro_api::statushash::sha256_hex;
 use maestro_api::types::Action;
-use maestro_store::{ConsumerQuery, DynStore, Paging, Resource, StoreError};
+use maestro_store::{DynStore, Resource, StoreError};
 use maestro_transport::retry::CancellationToken;
 use maestro_transport::{DynSourceTransport, Subscribed};
 
@@ -92,7 +92,7 @@ pub async fn resync_all(
     owned: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<usize, StoreError> {
     let mut sent = 0;
-    for c in consumer_names(store).await? {
+    for c in crate::registered::consumer_names::<Vec<String>, _>(store).await? {
         if !owned(&c) {
             continue;
         }
@@ -109,12 +109,6 @@ pub async fn resync_all(
         }
     }
     Ok(sent)
-}
-
-/// Every consumer's name.
-async fn consumer_names(store: &DynStore) -> Result<Vec<String>, StoreError> {
-    let query = ConsumerQuery { paging: Paging { page: 1, size: 65500 }, ..Default::default() };
-    Ok(store.list_consumers(&query).await?.items.into_iter().map(|c| c.name).collect())
 }
 
 /// Runs a status resync of the consumers this instance owns after every (re)subscription of
